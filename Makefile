@@ -1,0 +1,39 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both build .venv from pinned versions.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := local-broker,s3,dev
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench venv lock clean down
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tidemark demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)
+
+down: $(STAMP)
+	$(BIN)/tidemark down
+
+# Re-resolve and pin every dependency (run after changing pyproject.toml).
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet -e ".[$(EXTRAS)]"
+	( sed -n '1,2p' constraints.txt; .lockvenv/bin/pip freeze --exclude-editable | grep -v '^tidemark' ) > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lockvenv
+
+clean:
+	rm -rf $(VENV) .tidemark

@@ -1,0 +1,1 @@
+"""Ingest: source files -> Iceberg through write-audit-publish and Great Expectations gates."""

@@ -1,0 +1,48 @@
+"""The Iceberg catalog: embedded SQLite by default, anything pyiceberg supports by config."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lakehouse.config import Settings
+from lakehouse.exceptions import CatalogError
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """Open the configured catalog, creating the local warehouse folder for the embedded default."""
+    from pyiceberg.catalog import load_catalog as _load
+
+    props = dict(settings.catalog.properties)
+    uri = props.get("uri", "")
+    if uri.startswith("sqlite:///"):
+        # SQLite and a file:// warehouse are the embedded default: make their folders on first use.
+        settings.home.mkdir(parents=True, exist_ok=True)
+        props.setdefault("type", "sql")
+    if props.get("warehouse", "").startswith("file://"):
+        from urllib.parse import urlparse
+        from pathlib import Path
+
+        Path(urlparse(props["warehouse"]).path).mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("postgresql", "sqlite", "mysql")):
+        props.setdefault("type", "sql")
+    try:
+        return _load(settings.catalog.name, **props)
+    except Exception as exc:  # pyiceberg raises many kinds; all mean "cannot open the catalog"
+        raise CatalogError(
+            f"cannot open Iceberg catalog {settings.catalog.name!r} at {_redact(uri)}: {exc}; "
+            "check catalog.uri in tidemark.yaml or TIDEMARK__CATALOG__URI"
+        ) from exc
+
+
+def _redact(uri: str) -> str:
+    """Never print a password that sits in a catalog URI."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri

@@ -1,0 +1,203 @@
+"""Configuration: one `tidemark.yaml` plus `TIDEMARK__SECTION__KEY` environment variables.
+
+Search order for the file: `$TIDEMARK_CONFIG`, then `./tidemark.yaml`, then `$TIDEMARK_HOME/tidemark.yaml`.
+Precedence, lowest first: built-in defaults, the file, environment variables, explicit arguments to
+`load_settings(overrides=...)`. The result is frozen: code never changes settings after load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from lakehouse.exceptions import ConfigError
+
+ENV_PREFIX = "TIDEMARK__"
+DEFAULT_HOME = ".tidemark"
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """The Iceberg catalog. `properties` go to pyiceberg unchanged (uri, warehouse, s3.*, ...)."""
+
+    name: str
+    properties: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where lineage events travel. No bootstrap address means: use the embedded local broker."""
+
+    bootstrap_servers: str | None
+    topic: str = "tidemark.lineage"
+    partitions: int = 3
+    # How long a producer or consumer waits for a broker before it says which address failed.
+    connect_timeout_s: float = 5.0
+    # Passed to kafka-python unchanged: security_protocol, sasl_mechanism, ssl_cafile, ...
+    client: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class LineageSettings:
+    namespace: str = "lineage"
+    consumer_group: str = "tidemark-lineage-store"
+    job_namespace: str = "tidemark"
+    producer: str = "https://github.com/tidemark/tidemark"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    # None: the suites that ship with the `ingest` package.
+    suites_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    catalog: CatalogSettings
+    kafka: KafkaSettings
+    lineage: LineageSettings
+    ingest: IngestSettings
+    config_file: Path | None = None
+
+    @property
+    def warehouse(self) -> str:
+        return str(self.catalog.properties.get("warehouse", ""))
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return not self.kafka.bootstrap_servers
+
+
+def _config_file(home: Path) -> Path | None:
+    explicit = os.environ.get("TIDEMARK_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"TIDEMARK_CONFIG points to {path}, which does not exist; fix or unset it")
+        return path
+    for candidate in (Path("tidemark.yaml"), home / "tidemark.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (catalog:, kafka:, ...)")
+    return data
+
+
+def _env_tree(environ: Mapping[str, str]) -> dict[str, Any]:
+    """TIDEMARK__KAFKA__BOOTSTRAP_SERVERS=x -> {"kafka": {"bootstrap_servers": "x"}}."""
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if parts:
+            node[parts[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _as_int(section: str, key: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{section}.{key} must be a whole number, got {value!r}") from exc
+
+
+def _as_float(section: str, key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{section}.{key} must be a number, got {value!r}") from exc
+
+
+_KNOWN = {
+    "catalog": None,  # any pyiceberg property is allowed
+    "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "client"},
+    "lineage": {"namespace", "consumer_group", "job_namespace", "producer"},
+    "ingest": {"suites_dir"},
+    "home": None,
+}
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from defaults, the config file, `TIDEMARK__...` variables and `overrides`."""
+    env = os.environ if environ is None else environ
+    home = Path(env.get("TIDEMARK_HOME") or DEFAULT_HOME).expanduser().resolve()
+    config_file = _config_file(home)
+    raw: dict[str, Any] = _read_yaml(config_file) if config_file else {}
+    raw = _merge(raw, _env_tree(env))
+    raw = _merge(raw, overrides or {})
+    for section, value in raw.items():
+        if section not in _KNOWN:
+            raise ConfigError(
+                f"unknown config section {section!r} (from {config_file or 'environment'}); "
+                f"known sections: {', '.join(sorted(_KNOWN))}"
+            )
+        keys = _KNOWN[section]
+        if keys is not None:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config section {section!r} must be a mapping")
+            unknown = set(value) - keys
+            if unknown:
+                raise ConfigError(
+                    f"unknown key(s) {', '.join(sorted(unknown))} in section {section!r}; known: {', '.join(sorted(keys))}"
+                )
+    if "home" in raw:
+        home = Path(str(raw["home"])).expanduser().resolve()
+
+    cat = dict(raw.get("catalog") or {})
+    name = str(cat.pop("name", "tidemark"))
+    props = {k: str(v) for k, v in cat.items()}
+    props.setdefault("uri", f"sqlite:///{home / 'catalog.db'}")
+    props.setdefault("warehouse", (home / "warehouse").as_uri())
+
+    k = raw.get("kafka") or {}
+    client = k.get("client") or {}
+    if not isinstance(client, Mapping):
+        raise ConfigError("kafka.client must be a mapping of kafka-python settings")
+    kafka = KafkaSettings(
+        bootstrap_servers=(str(k["bootstrap_servers"]) if k.get("bootstrap_servers") else None),
+        topic=str(k.get("topic", KafkaSettings.topic)),
+        partitions=_as_int("kafka", "partitions", k.get("partitions", KafkaSettings.partitions)),
+        connect_timeout_s=_as_float("kafka", "connect_timeout_s", k.get("connect_timeout_s", KafkaSettings.connect_timeout_s)),
+        client=MappingProxyType(dict(client)),
+    )
+    lin = raw.get("lineage") or {}
+    lineage = LineageSettings(**{key: str(v) for key, v in lin.items()})
+    ing = raw.get("ingest") or {}
+    suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
+    return Settings(
+        home=home,
+        catalog=CatalogSettings(name=name, properties=MappingProxyType(props)),
+        kafka=kafka,
+        lineage=lineage,
+        ingest=IngestSettings(suites_dir=suites_dir),
+        config_file=config_file,
+    )

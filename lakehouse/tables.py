@@ -1,0 +1,135 @@
+"""Iceberg tables: names, creation, appends with commit retry, snapshot helpers."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from lakehouse.exceptions import CommitConflictError, InvalidTableNameError, TableNotFoundError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
+
+T = TypeVar("T")
+
+_PART = r"[A-Za-z_][A-Za-z0-9_]*"
+_NAME = re.compile(rf"^({_PART})\.({_PART})$")
+
+# Snapshot summary keys Tidemark writes on every commit it makes, so a snapshot leads back to its run.
+RUN_ID = "tidemark.run-id"
+JOB_NAME = "tidemark.job-name"
+# ...and a landing, the source file it came from.
+SOURCE_SHA256 = "tidemark.source.sha256"
+SOURCE_PATH = "tidemark.source.path"
+
+
+@dataclass(frozen=True)
+class TableName:
+    namespace: str
+    table: str
+
+    @classmethod
+    def parse(cls, text: str) -> TableName:
+        match = _NAME.match(text or "")
+        if not match:
+            raise InvalidTableNameError(
+                f"table name {text!r} is not of the form namespace.table (letters, digits, underscores), e.g. raw.wine"
+            )
+        return cls(match.group(1), match.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.namespace}.{self.table}"
+
+    @property
+    def identifier(self) -> tuple[str, str]:
+        return (self.namespace, self.table)
+
+
+def load_table(catalog: Catalog, name: TableName | str) -> Table:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    tn = TableName.parse(name) if isinstance(name, str) else name
+    try:
+        return catalog.load_table(tn.identifier)
+    except NoSuchTableError as exc:
+        raise TableNotFoundError(f"table {tn} does not exist in catalog {catalog.name!r}; land data into it first") from exc
+
+
+def table_exists(catalog: Catalog, name: TableName) -> bool:
+    return bool(catalog.table_exists(name.identifier))
+
+
+def ensure_table(
+    catalog: Catalog,
+    name: TableName,
+    schema: Schema | pa.Schema,
+    partition_spec: PartitionSpec | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> Table:
+    """Load the table, or create it (and its namespace) if missing. Safe when two processes race."""
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+
+    if catalog.table_exists(name.identifier):
+        return catalog.load_table(name.identifier)
+    try:
+        catalog.create_namespace(name.namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    kwargs: dict[str, object] = {"schema": schema, "properties": dict(properties or {})}
+    if partition_spec is not None:
+        kwargs["partition_spec"] = partition_spec
+    try:
+        return catalog.create_table(name.identifier, **kwargs)  # type: ignore[arg-type]
+    except TableAlreadyExistsError:
+        return catalog.load_table(name.identifier)
+
+
+def with_commit_retry(
+    action: Callable[[], T],
+    what: str,
+    attempts: int = 12,
+    base_delay_s: float = 0.05,
+    max_delay_s: float = 2.0,
+) -> T:
+    """Run `action` (which must reload the table itself) until its commit stops conflicting.
+
+    No released pyiceberg retries a failed commit; concurrent writers are normal here (several
+    landings, several consumers), so back off with jitter and try again on a fresh table state.
+    """
+    from pyiceberg.exceptions import CommitFailedException
+
+    for attempt in range(attempts):
+        try:
+            return action()
+        except CommitFailedException as exc:
+            if attempt == attempts - 1:
+                raise CommitConflictError(
+                    f"{what}: the commit conflicted with other writers {attempts} times; "
+                    "try again, or reduce the number of concurrent writers"
+                ) from exc
+            delay = min(max_delay_s, base_delay_s * 2**attempt)
+            time.sleep(delay * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def ancestors(table: Table, snapshot_id: int | None) -> Iterator[Snapshot]:
+    """The snapshot and its ancestors, newest first."""
+    while snapshot_id is not None:
+        snap = table.snapshot_by_id(snapshot_id)
+        if snap is None:
+            return
+        yield snap
+        snapshot_id = snap.parent_snapshot_id
+
+
+def summary_properties(snapshot: Snapshot) -> dict[str, str]:
+    return dict(snapshot.summary.additional_properties) if snapshot.summary else {}

@@ -1,0 +1,260 @@
+"""OpenLineage 2-0-2 RunEvents and the dataset identities Tidemark uses (DESIGN.md, "Event format").
+
+Events are plain dicts shaped exactly like the spec, so any OpenLineage consumer can read them and
+events from other producers (the official client included) need no translation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+SPEC_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+FACETS = "https://openlineage.io/spec/facets"
+ICEBERG_FACETS = "https://openlineage.io/spec/facets"
+# Our own facets' schemas ship in this repository under docs/facets/.
+TIDEMARK_FACETS = "https://github.com/tidemark/tidemark/blob/main/docs/facets"
+
+EventType = Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]
+Event = dict[str, Any]
+
+
+def new_run_id() -> str:
+    """A UUIDv7 (time-ordered), as OpenLineage recommends for run ids."""
+    import os
+    import time
+
+    ms = int(time.time() * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def facet(producer: str, schema: str, **fields: Any) -> dict[str, Any]:
+    return {"_producer": producer, "_schemaURL": schema, **fields}
+
+
+def event_id(event: Mapping[str, Any]) -> str:
+    """A stable id for an event: the sha256 of its canonical JSON.
+
+    The same event re-sent (outbox retry, producer retry, backfill) gets the same id, so the store
+    can refuse the duplicate; it works for events from any producer, not only ours.
+    """
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def warehouse_namespace(location: str) -> str:
+    """Dataset namespace of an Iceberg table: its location's scheme and authority (`s3://bucket`, `file`)."""
+    parts = urlsplit(location)
+    if parts.scheme in ("", "file"):
+        return "file"
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def location_path(location: str) -> str:
+    parts = urlsplit(location)
+    return parts.path if parts.scheme else location
+
+
+def iceberg_dataset(
+    *,
+    producer: str,
+    catalog_name: str,
+    catalog_type: str,
+    table: str,
+    location: str,
+    snapshot_id: int | None,
+    direction: Literal["input", "output"],
+    schema_id: int | None = None,
+    sequence_number: int | None = None,
+    operation: str | None = None,
+    row_count: int | None = None,
+    extra_facets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An Iceberg table as an OpenLineage dataset; the same table always gets the same identity."""
+    facets: dict[str, Any] = {
+        "symlinks": facet(
+            producer,
+            f"{FACETS}/1-0-1/SymlinksDatasetFacet.json#/$defs/SymlinksDatasetFacet",
+            identifiers=[{"namespace": catalog_name, "name": f"{catalog_name}.{table}", "type": "TABLE"}],
+        ),
+        "catalog": facet(
+            producer,
+            f"{FACETS}/1-1-0/CatalogDatasetFacet.json#/$defs/CatalogDatasetFacet",
+            framework="iceberg",
+            type=catalog_type,
+            name=catalog_name,
+            source="pyiceberg",
+        ),
+        "datasetType": facet(
+            producer, f"{FACETS}/1-0-1/DatasetTypeDatasetFacet.json#/$defs/DatasetTypeDatasetFacet", datasetType="TABLE"
+        ),
+    }
+    if snapshot_id is not None:
+        facets["version"] = facet(
+            producer,
+            f"{FACETS}/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet",
+            datasetVersion=str(snapshot_id),
+        )
+    facets.update(extra_facets or {})
+    dataset: dict[str, Any] = {
+        "namespace": warehouse_namespace(location),
+        "name": location_path(location),
+        "facets": facets,
+    }
+    if direction == "input" and snapshot_id is not None:
+        report: dict[str, Any] = {"snapshotId": snapshot_id}
+        if schema_id is not None:
+            report["schemaId"] = schema_id
+        dataset["inputFacets"] = {
+            "icebergScanReport": facet(
+                producer,
+                f"{ICEBERG_FACETS}/1-0-1/IcebergScanReportInputDatasetFacet.json#/$defs/IcebergScanReportInputDatasetFacet",
+                **report,
+            )
+        }
+    if direction == "output":
+        out: dict[str, Any] = {}
+        if snapshot_id is not None:
+            commit: dict[str, Any] = {"snapshotId": snapshot_id}
+            if sequence_number is not None:
+                commit["sequenceNumber"] = sequence_number
+            if operation is not None:
+                commit["operation"] = operation
+            out["icebergCommitReport"] = facet(
+                producer,
+                f"{ICEBERG_FACETS}/1-0-2/IcebergCommitReportOutputDatasetFacet.json#/$defs/IcebergCommitReportOutputDatasetFacet",
+                **commit,
+            )
+        if row_count is not None:
+            out["outputStatistics"] = facet(
+                producer,
+                f"{FACETS}/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet",
+                rowCount=row_count,
+            )
+        if out:
+            dataset["outputFacets"] = out
+    return dataset
+
+
+def file_dataset(*, producer: str, path: str, sha256: str, size: int, fmt: str) -> dict[str, Any]:
+    """A source file; its version is its content checksum, so the same bytes always match."""
+    return {
+        "namespace": "file",
+        "name": path,
+        "facets": {
+            "version": facet(
+                producer,
+                f"{FACETS}/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet",
+                datasetVersion=sha256,
+            ),
+            "datasetType": facet(
+                producer, f"{FACETS}/1-0-1/DatasetTypeDatasetFacet.json#/$defs/DatasetTypeDatasetFacet", datasetType="FILE"
+            ),
+            "tidemark_sourceFile": facet(
+                producer, f"{TIDEMARK_FACETS}/SourceFileDatasetFacet.json", sha256=sha256, sizeBytes=size, format=fmt
+            ),
+        },
+    }
+
+
+def model_dataset(
+    *,
+    producer: str,
+    namespace: str,
+    name: str,
+    version: str,
+    artifact_uri: str | None = None,
+    sha256: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    extra_facets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A model version as a dataset of type MODEL (namespace: the registry, name: the model)."""
+    facets: dict[str, Any] = {
+        "datasetType": facet(
+            producer, f"{FACETS}/1-0-1/DatasetTypeDatasetFacet.json#/$defs/DatasetTypeDatasetFacet", datasetType="MODEL"
+        ),
+        "version": facet(
+            producer,
+            f"{FACETS}/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet",
+            datasetVersion=version,
+        ),
+    }
+    if artifact_uri is not None:
+        facets["tidemark_model"] = facet(
+            producer,
+            f"{TIDEMARK_FACETS}/ModelDatasetFacet.json",
+            artifactUri=artifact_uri,
+            sha256=sha256,
+            metrics=dict(metrics or {}),
+        )
+    facets.update(extra_facets or {})
+    return {"namespace": namespace, "name": name, "facets": facets}
+
+
+def run_event(
+    *,
+    producer: str,
+    event_type: EventType,
+    run_id: str,
+    job_namespace: str,
+    job_name: str,
+    inputs: Sequence[Mapping[str, Any]] = (),
+    outputs: Sequence[Mapping[str, Any]] = (),
+    run_facets: Mapping[str, Any] | None = None,
+    job_facets: Mapping[str, Any] | None = None,
+    event_time: str | None = None,
+) -> Event:
+    return {
+        "eventTime": event_time or now_iso(),
+        "producer": producer,
+        "schemaURL": SPEC_URL,
+        "eventType": event_type,
+        "run": {"runId": run_id, "facets": dict(run_facets or {})},
+        "job": {"namespace": job_namespace, "name": job_name, "facets": dict(job_facets or {})},
+        "inputs": [dict(d) for d in inputs],
+        "outputs": [dict(d) for d in outputs],
+    }
+
+
+def error_facet(producer: str, exc: BaseException) -> dict[str, Any]:
+    import traceback
+
+    return facet(
+        producer,
+        f"{FACETS}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
+        message=f"{exc.__class__.__name__}: {exc}",
+        programmingLanguage="python",
+        stackTrace="".join(traceback.format_exception(exc)),
+    )
+
+
+def dataset_version(dataset: Mapping[str, Any]) -> str | None:
+    version = (dataset.get("facets") or {}).get("version") or {}
+    value = version.get("datasetVersion")
+    return str(value) if value is not None else None
+
+
+def dataset_table(dataset: Mapping[str, Any]) -> str | None:
+    """`namespace.table` from the symlinks facet of an Iceberg dataset, if it has one."""
+    for ident in ((dataset.get("facets") or {}).get("symlinks") or {}).get("identifiers") or []:
+        if ident.get("type") == "TABLE":
+            name = str(ident.get("name", ""))
+            prefix = f"{ident.get('namespace')}."
+            return name[len(prefix) :] if name.startswith(prefix) else name
+    return None
+
+
+def dataset_type(dataset: Mapping[str, Any]) -> str | None:
+    value = ((dataset.get("facets") or {}).get("datasetType") or {}).get("datasetType")
+    return str(value) if value else None

@@ -1,0 +1,21 @@
+"""Errors of the lineage package; each message names the thing and the fix."""
+
+from __future__ import annotations
+
+from lakehouse.exceptions import TidemarkError
+
+
+class BrokerUnavailableError(TidemarkError):
+    """No Kafka broker answered at the configured or local address."""
+
+
+class LocalBrokerError(TidemarkError):
+    """The embedded broker could not be started, found or stopped."""
+
+
+class EmitError(TidemarkError):
+    """An event could not be delivered to the lineage topic."""
+
+
+class NotFoundError(TidemarkError):
+    """A model, alias, version, run or dataset asked about is not in the lineage store."""

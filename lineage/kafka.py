@@ -1,0 +1,93 @@
+"""kafka-python clients configured the one way Tidemark uses them, with clear errors when Kafka is away."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.config import Settings
+from lineage.broker import bootstrap_servers
+from lineage.exceptions import BrokerUnavailableError
+
+if TYPE_CHECKING:
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    timeout_ms = int(settings.kafka.connect_timeout_s * 1000)
+    return {
+        "bootstrap_servers": bootstrap_servers(settings).split(","),
+        "bootstrap_timeout_ms": timeout_ms,
+        "request_timeout_ms": max(timeout_ms, 5000) + 1000,
+        **dict(settings.kafka.client),
+    }
+
+
+def _unavailable(settings: Settings, exc: Exception) -> BrokerUnavailableError:
+    where = bootstrap_servers(settings)
+    return BrokerUnavailableError(
+        f"Kafka at {where} did not answer within {settings.kafka.connect_timeout_s:g} s ({exc.__class__.__name__}); "
+        "start it (`tidemark up` for the local broker) or fix kafka.bootstrap_servers"
+    )
+
+
+def producer(settings: Settings) -> KafkaProducer:
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        # acks=all and idempotence: an acknowledged event is on every in-sync replica, once.
+        return KafkaProducer(
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_block_ms=int(settings.kafka.connect_timeout_s * 1000),
+            **_common(settings),
+        )
+    except KafkaError as exc:
+        raise _unavailable(settings, exc) from exc
+
+
+def consumer(settings: Settings, group_id: str | None) -> KafkaConsumer:
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaConsumer(
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            max_poll_interval_ms=10000,
+            heartbeat_interval_ms=2000,
+            **_common(settings),
+        )
+    except KafkaError as exc:
+        raise _unavailable(settings, exc) from exc
+
+
+def admin(settings: Settings) -> KafkaAdminClient:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaAdminClient(**_common(settings))
+    except KafkaError as exc:
+        raise _unavailable(settings, exc) from exc
+
+
+def ensure_topic(settings: Settings) -> None:
+    """Create the lineage topic with the configured partitions if it does not exist yet."""
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    client = admin(settings)
+    try:
+        if settings.kafka.topic in client.list_topics():
+            return
+        client.create_topics([NewTopic(settings.kafka.topic, settings.kafka.partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    except KafkaError as exc:
+        raise _unavailable(settings, exc) from exc
+    finally:
+        client.close()

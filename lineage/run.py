@@ -1,0 +1,111 @@
+"""The lineage SDK: wrap any job in `with lineage.run(...)` to emit START and COMPLETE or FAIL.
+
+    with lineage.run("churn.train", inputs=[...]) as run:
+        ...
+        run.add_output(dataset)
+
+Nothing in here knows about ingest or models: callers hand over OpenLineage datasets built with
+`lineage.events`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakehouse.config import Settings, load_settings
+from lineage import events as ev
+from lineage.transport import KafkaTransport, Transport
+
+
+@dataclass
+class RunContext:
+    """A job run in progress: its id, and the datasets and facets its COMPLETE event will carry."""
+
+    settings: Settings
+    transport: Transport
+    job_name: str
+    run_id: str
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    run_facets: dict[str, Any] = field(default_factory=dict)
+    job_facets: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def producer(self) -> str:
+        return self.settings.lineage.producer
+
+    def add_input(self, dataset: Mapping[str, Any]) -> None:
+        self.inputs.append(dict(dataset))
+
+    def add_output(self, dataset: Mapping[str, Any]) -> None:
+        self.outputs.append(dict(dataset))
+
+    def add_run_facet(self, name: str, value: Mapping[str, Any]) -> None:
+        self.run_facets[name] = dict(value)
+
+    def emit(self, event_type: ev.EventType, extra_run_facets: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        event = ev.run_event(
+            producer=self.producer,
+            event_type=event_type,
+            run_id=self.run_id,
+            job_namespace=self.settings.lineage.job_namespace,
+            job_name=self.job_name,
+            inputs=self.inputs,
+            outputs=self.outputs if event_type != "START" else [],
+            run_facets={**self.run_facets, **(extra_run_facets or {})},
+            job_facets=self.job_facets,
+        )
+        self.transport.emit(event)
+        return event
+
+
+def _environment_facet(producer: str) -> dict[str, Any]:
+    return ev.facet(
+        producer,
+        f"{ev.TIDEMARK_FACETS}/EnvironmentRunFacet.json",
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+        pid=os.getpid(),
+    )
+
+
+@contextmanager
+def run(
+    job_name: str,
+    *,
+    inputs: Sequence[Mapping[str, Any]] = (),
+    parameters: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+    transport: Transport | None = None,
+    run_id: str | None = None,
+) -> Iterator[RunContext]:
+    """Emit START now, COMPLETE when the block ends, FAIL (with the error) if it raises."""
+    settings = settings or load_settings()
+    own_transport = transport is None
+    tr: Transport = transport if transport is not None else KafkaTransport(settings)
+    ctx = RunContext(settings=settings, transport=tr, job_name=job_name, run_id=run_id or ev.new_run_id())
+    for dataset in inputs:
+        ctx.add_input(dataset)
+    ctx.add_run_facet("tidemark_environment", _environment_facet(ctx.producer))
+    if parameters:
+        ctx.add_run_facet(
+            "tidemark_parameters",
+            ev.facet(ctx.producer, f"{ev.TIDEMARK_FACETS}/ParametersRunFacet.json", parameters=dict(parameters)),
+        )
+    try:
+        ctx.emit("START")
+        try:
+            yield ctx
+        except BaseException as exc:
+            ctx.emit("FAIL", {"errorMessage": ev.error_facet(ctx.producer, exc)})
+            raise
+        ctx.emit("COMPLETE")
+    finally:
+        if own_transport:
+            tr.close()

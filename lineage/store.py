@@ -1,0 +1,150 @@
+"""The lineage tables in Iceberg (namespace `lineage` by default), their schemas and rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.config import Settings
+from lakehouse.tables import TableName, ensure_table
+from lineage import events as ev
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+EVENTS = "events"
+RUN_DATASETS = "run_datasets"
+DEAD_LETTERS = "dead_letters"
+
+
+def _schemas() -> dict[str, Any]:
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import BinaryType, IntegerType, LongType, NestedField, StringType, TimestamptzType
+
+    def s(i: int, name: str, typ: Any = None, required: bool = False) -> NestedField:
+        return NestedField(i, name, typ or StringType(), required=required)
+
+    return {
+        EVENTS: Schema(
+            s(1, "event_id", required=True),
+            s(2, "event_time", TimestamptzType(), required=True),
+            s(3, "event_type"),
+            s(4, "run_id", required=True),
+            s(5, "job_namespace"),
+            s(6, "job_name"),
+            s(7, "parent_run_id"),
+            s(8, "producer"),
+            s(9, "payload", required=True),
+            s(10, "kafka_partition", IntegerType()),
+            s(11, "kafka_offset", LongType()),
+        ),
+        RUN_DATASETS: Schema(
+            s(1, "event_id", required=True),
+            s(2, "event_time", TimestamptzType(), required=True),
+            s(3, "event_type"),
+            s(4, "run_id", required=True),
+            s(5, "job_namespace"),
+            s(6, "job_name"),
+            s(7, "direction", required=True),
+            s(8, "dataset_namespace"),
+            s(9, "dataset_name"),
+            s(10, "table_name"),
+            s(11, "dataset_type"),
+            s(12, "version"),
+            s(13, "facets"),
+        ),
+        DEAD_LETTERS: Schema(
+            s(1, "received_time", TimestamptzType(), required=True),
+            s(2, "topic"),
+            s(3, "kafka_partition", IntegerType()),
+            s(4, "kafka_offset", LongType()),
+            s(5, "reason", required=True),
+            s(6, "raw", BinaryType()),
+        ),
+    }
+
+
+def _partition_by_day(schema: Any, column: str) -> Any:
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import DayTransform
+
+    source = schema.find_field(column).field_id
+    return PartitionSpec(PartitionField(source_id=source, field_id=1000, transform=DayTransform(), name=f"{column}_day"))
+
+
+def ensure_tables(catalog: Catalog, settings: Settings) -> dict[str, Table]:
+    """Create the lineage tables if missing (partitioned by event day) and return them by short name."""
+    out: dict[str, Table] = {}
+    for short, schema in _schemas().items():
+        time_col = "received_time" if short == DEAD_LETTERS else "event_time"
+        out[short] = ensure_table(
+            catalog,
+            TableName(settings.lineage.namespace, short),
+            schema,
+            partition_spec=_partition_by_day(schema, time_col),
+            properties={"format-version": "2", "write.parquet.compression-codec": "zstd"},
+        )
+    return out
+
+
+def arrow_schema(short: str) -> pa.Schema:
+    return _schemas()[short].as_arrow()
+
+
+def parse_time(value: str) -> datetime:
+    text = value.replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def event_row(event: Mapping[str, Any], eid: str, partition: int | None, offset: int | None) -> dict[str, Any]:
+    parent = ((event.get("run") or {}).get("facets") or {}).get("parent") or {}
+    return {
+        "event_id": eid,
+        "event_time": parse_time(str(event["eventTime"])),
+        "event_type": event.get("eventType"),
+        "run_id": str(event["run"]["runId"]),
+        "job_namespace": (event.get("job") or {}).get("namespace"),
+        "job_name": (event.get("job") or {}).get("name"),
+        "parent_run_id": (parent.get("run") or {}).get("runId"),
+        "producer": event.get("producer"),
+        "payload": json.dumps(event, separators=(",", ":"), ensure_ascii=False),
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+    }
+
+
+def run_dataset_rows(event: Mapping[str, Any], eid: str) -> list[dict[str, Any]]:
+    rows = []
+    base = {
+        "event_id": eid,
+        "event_time": parse_time(str(event["eventTime"])),
+        "event_type": event.get("eventType"),
+        "run_id": str(event["run"]["runId"]),
+        "job_namespace": (event.get("job") or {}).get("namespace"),
+        "job_name": (event.get("job") or {}).get("name"),
+    }
+    for direction, key in (("input", "inputs"), ("output", "outputs")):
+        for ds in event.get(key) or []:
+            facets = dict(ds.get("facets") or {})
+            facets.update(ds.get("inputFacets") or {})
+            facets.update(ds.get("outputFacets") or {})
+            rows.append(
+                {
+                    **base,
+                    "direction": direction,
+                    "dataset_namespace": ds.get("namespace"),
+                    "dataset_name": ds.get("name"),
+                    "table_name": ev.dataset_table(ds),
+                    "dataset_type": ev.dataset_type(ds),
+                    "version": ev.dataset_version(ds),
+                    "facets": json.dumps(facets, separators=(",", ":"), ensure_ascii=False),
+                }
+            )
+    return rows

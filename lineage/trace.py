@@ -1,0 +1,113 @@
+"""Trace queries over the lineage tables: what a run read, and which run made a snapshot.
+
+All values are bound as parameters, never pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.sql import query
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+@dataclass
+class SourceFile:
+    path: str
+    sha256: str | None
+
+
+@dataclass
+class Producer:
+    """The run that wrote a snapshot, as the lineage store records it."""
+
+    run_id: str
+    job_name: str
+    event_time: str
+    sources: list[SourceFile] = field(default_factory=list)
+    assertions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunInput:
+    table: str
+    snapshot_id: str | None
+    dataset_namespace: str
+    dataset_name: str
+    producer: Producer | None = None
+
+
+def _rows(con: duckdb.DuckDBPyConnection, text: str, params: list[Any], ns: str) -> list[dict[str, Any]]:
+    return query(con, text.replace("{ns}", f'"{ns}"'), params).to_pylist()
+
+
+def run_inputs(con: duckdb.DuckDBPyConnection, run_id: str, ns: str = "lineage") -> list[RunInput]:
+    """Table inputs of a run, each with the snapshot it read (from its most complete event)."""
+    rows = _rows(
+        con,
+        """
+        SELECT table_name, version, dataset_namespace, dataset_name
+        FROM {ns}.run_datasets
+        WHERE run_id = ? AND direction = 'input' AND coalesce(dataset_type, 'TABLE') = 'TABLE'
+        QUALIFY row_number() OVER (
+            PARTITION BY dataset_namespace, dataset_name
+            ORDER BY (event_type = 'COMPLETE') DESC, event_time DESC) = 1
+        ORDER BY table_name, dataset_name
+        """,
+        [run_id],
+        ns,
+    )
+    return [
+        RunInput(
+            table=r["table_name"] or r["dataset_name"],
+            snapshot_id=r["version"],
+            dataset_namespace=r["dataset_namespace"],
+            dataset_name=r["dataset_name"],
+        )
+        for r in rows
+    ]
+
+
+def snapshot_producer(
+    con: duckdb.DuckDBPyConnection, dataset_namespace: str, dataset_name: str, snapshot_id: str, ns: str = "lineage"
+) -> Producer | None:
+    """The completed run whose output was this dataset at this snapshot, with its source files."""
+    rows = _rows(
+        con,
+        """
+        SELECT run_id, job_name, CAST(event_time AS VARCHAR) AS event_time, facets
+        FROM {ns}.run_datasets
+        WHERE direction = 'output' AND event_type = 'COMPLETE'
+          AND dataset_namespace = ? AND dataset_name = ? AND version = ?
+        ORDER BY event_time
+        LIMIT 1
+        """,
+        [dataset_namespace, dataset_name, snapshot_id],
+        ns,
+    )
+    if not rows:
+        return None
+    r = rows[0]
+    facets = json.loads(r["facets"] or "{}")
+    sources = _rows(
+        con,
+        """
+        SELECT DISTINCT dataset_name, version
+        FROM {ns}.run_datasets
+        WHERE run_id = ? AND direction = 'input' AND dataset_type = 'FILE'
+        ORDER BY dataset_name
+        """,
+        [r["run_id"]],
+        ns,
+    )
+    return Producer(
+        run_id=r["run_id"],
+        job_name=r["job_name"],
+        event_time=r["event_time"],
+        sources=[SourceFile(path=s["dataset_name"], sha256=s["version"]) for s in sources],
+        assertions=list((facets.get("dataQualityAssertions") or {}).get("assertions") or []),
+    )

@@ -1,0 +1,104 @@
+"""Trace a model version back to its origin: training run, input snapshots, ingest runs, source files.
+
+The registry resolves the alias; the lineage tables (through DuckDB) say which runs produced each
+input snapshot and from which files. When the lineage store has not yet received an ingest run's
+events, the snapshot's own summary properties still name the run and the source checksum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lakehouse.catalog import load_catalog
+from lakehouse.config import Settings
+from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ancestors, summary_properties
+from lineage import query as lineage_query
+from lineage import trace as lt
+from models.registry import ModelRef, Registry
+
+
+def trace(settings: Settings, ref: str) -> dict[str, Any]:
+    """The whole origin of `ref` (NAME@ALIAS, NAME:VERSION or NAME) as a JSON-ready dict."""
+    catalog = load_catalog(settings)
+    registry = Registry(settings, catalog)
+    parsed = ModelRef.parse(ref)
+    mv = registry.resolve(parsed)
+    con = lineage_query.connect(settings)
+    ns = settings.lineage.namespace
+    recorded = {i.table: i for i in mv.inputs}
+    from_events = {i.table: i for i in lt.run_inputs(con, mv.run_id, ns)}
+    inputs = []
+    for table_name, inp in sorted(recorded.items()):
+        table = catalog.load_table(TableName.parse(table_name).identifier)
+        event_input = from_events.get(table_name)
+        # The table's identity comes from its location, the same whoever emitted the event.
+        producer = lt.snapshot_producer(con, _ds_namespace(table), _ds_name(table), str(inp.snapshot_id), ns)
+        snap = table.snapshot_by_id(inp.snapshot_id)
+        props = summary_properties(snap) if snap else {}
+        entry: dict[str, Any] = {
+            "table": table_name,
+            "snapshot_id": inp.snapshot_id,
+            "rows": inp.rows,
+            "in_lineage_events": event_input is not None and event_input.snapshot_id == str(inp.snapshot_id),
+            "snapshot_exists": snap is not None,
+        }
+        if producer is not None:
+            entry["ingest_run"] = {
+                "run_id": producer.run_id,
+                "job": producer.job_name,
+                "time": producer.event_time,
+                "source": "lineage",
+            }
+            entry["source_files"] = [{"path": s.path, "sha256": s.sha256} for s in producer.sources]
+            entry["validation"] = producer.assertions
+        elif props.get(RUN_ID):
+            entry["ingest_run"] = {"run_id": props[RUN_ID], "job": props.get("tidemark.job-name"), "source": "snapshot-summary"}
+            entry["source_files"] = (
+                [{"path": props.get(SOURCE_PATH), "sha256": props[SOURCE_SHA256]}] if props.get(SOURCE_SHA256) else []
+            )
+        entry["landings"] = _landings(table, inp.snapshot_id)
+        inputs.append(entry)
+    return {
+        "model": mv.model,
+        "version": mv.version,
+        "alias": parsed.alias,
+        "aliases": mv.aliases,
+        "run_id": mv.run_id,
+        "job": mv.job_name,
+        "entry_point": mv.entry_point,
+        "artifact_uri": mv.artifact_uri,
+        "sha256": mv.sha256,
+        "metrics": mv.metrics,
+        "parameters": mv.parameters,
+        "trained_at": mv.created_at.isoformat(),
+        "inputs": inputs,
+    }
+
+
+def _ds_namespace(table: Any) -> str:
+    from lineage.events import warehouse_namespace
+
+    return warehouse_namespace(table.location())
+
+
+def _ds_name(table: Any) -> str:
+    from lineage.events import location_path
+
+    return location_path(table.location())
+
+
+def _landings(table: Any, snapshot_id: int) -> list[dict[str, Any]]:
+    """Every landing whose rows the snapshot holds (its ancestors that carry a source checksum)."""
+    out = []
+    for snap in ancestors(table, snapshot_id):
+        props = summary_properties(snap)
+        if props.get(SOURCE_SHA256):
+            out.append(
+                {
+                    "snapshot_id": snap.snapshot_id,
+                    "run_id": props.get(RUN_ID),
+                    "source_path": props.get(SOURCE_PATH),
+                    "sha256": props[SOURCE_SHA256],
+                }
+            )
+    return out

@@ -1,0 +1,7 @@
+"""Tidemark: which data, code and parameters produced a model in production, and how to produce it again.
+
+This package is the shell: the `tidemark` CLI and the demo scenario. Logic lives in `lakehouse`,
+`ingest`, `lineage` and `models`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,351 @@
+"""The `tidemark` command. It parses arguments and wires the packages; it holds no logic.
+
+Heavy libraries (pyiceberg, Great Expectations, scikit-learn) are imported inside the commands
+that use them, so `tidemark --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tidemark.output import emit_json, progress, table
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from lakehouse.config import load_settings
+
+    return load_settings()
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    from lakehouse.exceptions import TidemarkError
+
+    out = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TidemarkError(f"{flag} {item!r} must look like KEY=VALUE")
+        out[key] = value
+    return out
+
+
+# -- stack ------------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from lakehouse.catalog import load_catalog
+    from lineage import broker
+    from lineage.kafka import ensure_topic
+    from lineage.store import ensure_tables
+
+    settings = _settings(args)
+    if settings.uses_local_broker:
+        state = broker.start(settings)
+        progress(f"local broker running at {state.bootstrap_servers} (pid {state.pid})")
+    else:
+        progress(f"using the configured Kafka at {settings.kafka.bootstrap_servers}; starting nothing")
+    ensure_topic(settings)
+    ensure_tables(load_catalog(settings), settings)
+    return cmd_status(args)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from lineage import broker
+
+    settings = _settings(args)
+    stopped = broker.stop(settings)
+    if args.output == "json":
+        emit_json({"stopped": stopped})
+    else:
+        print("local broker stopped" if stopped else "no local broker was running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from lineage import broker
+    from lakehouse.catalog import _redact
+
+    settings = _settings(args)
+    state = broker.read_state(settings) if settings.uses_local_broker else None
+    info = {
+        "home": str(settings.home),
+        "config_file": str(settings.config_file) if settings.config_file else None,
+        "catalog": {"name": settings.catalog.name, "uri": _redact(settings.catalog.properties.get("uri", ""))},
+        "catalog_uri": _redact(settings.catalog.properties.get("uri", "")),
+        "warehouse": settings.warehouse,
+        "kafka": {
+            "bootstrap_servers": settings.kafka.bootstrap_servers or (state.bootstrap_servers if state else None),
+            "local_broker": None if not settings.uses_local_broker else ({"pid": state.pid, "port": state.port} if state else "stopped"),
+            "topic": settings.kafka.topic,
+        },
+        "lineage_topic": settings.kafka.topic,
+    }
+    if args.output == "json":
+        emit_json(info)
+    else:
+        kafka = info["kafka"]
+        print(f"home       {info['home']}")
+        print(f"catalog    {settings.catalog.name} at {info['catalog_uri']}")
+        print(f"warehouse  {info['warehouse']}")
+        print(f"kafka      {kafka['bootstrap_servers'] or '(local broker stopped: run `tidemark up`)'}")
+        print(f"topic      {kafka['topic']}")
+    return 0
+
+
+# -- ingest -----------------------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.land import land
+
+    settings = _settings(args)
+    result = land(
+        settings,
+        args.source,
+        args.table,
+        suite_file=args.suite,
+        fmt=args.format,
+        force=args.force,
+        strict=args.strict,
+        progress=progress,
+    )
+    if args.output == "json":
+        emit_json(result.to_json())
+    elif result.skipped:
+        print(f"{args.source} is already in {result.table} (snapshot {result.snapshot_id}); nothing landed")
+    else:
+        gate = f", gate {result.gate.suite} passed ({len(result.gate.outcomes)} expectations)" if result.gate else ", no gate"
+        print(f"landed {result.rows:,} rows into {result.table}: snapshot {result.snapshot_id}, run {result.run_id}{gate}")
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.jobs import get_job
+    from models.train import parse_params, train
+
+    settings = _settings(args)
+    job = get_job(args.job)
+    snapshots = {k: int(v) for k, v in _pairs(args.snapshot, "--snapshot").items()}
+    result = train(settings, job, params=parse_params(job, args.param or []), snapshots=snapshots, progress=progress)
+    mv = result.version
+    if args.output == "json":
+        emit_json(result.to_json())
+    else:
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(mv.metrics.items()))
+        pins = ", ".join(f"{i.table}@{i.snapshot_id}" for i in mv.inputs)
+        print(f"trained {mv.model} version {mv.version} (run {mv.run_id}) on {pins}: {metrics}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+
+    versions = Registry(_settings(args)).versions(args.name)
+    if args.output == "json":
+        emit_json([v.to_json() for v in versions])
+    else:
+        rows = [
+            {
+                "model": v.model,
+                "version": v.version,
+                "aliases": ",".join(v.aliases),
+                "metrics": " ".join(f"{k}={x:.4f}" for k, x in sorted(v.metrics.items())),
+                "inputs": ", ".join(f"{i.table}@{i.snapshot_id}" for i in v.inputs),
+                "created": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            for v in versions
+        ]
+        print(table(rows, ["model", "version", "aliases", "metrics", "inputs", "created"], max_width=80))
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+
+    mv = Registry(_settings(args)).resolve(args.ref)
+    emit_json(mv.to_json()) if args.output == "json" else print("\n".join(f"{k:12} {v}" for k, v in mv.to_json().items()))
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+
+    move = Registry(_settings(args)).promote(args.name, args.version, args.alias, reason=args.reason)
+    if args.output == "json":
+        emit_json(move)
+    else:
+        before = f" (was version {move['previous_version']})" if move["previous_version"] else ""
+        print(f"{args.name}@{args.alias} -> version {args.version}{before}")
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from models.trace import trace
+
+    result = trace(_settings(args), args.ref)
+    if args.output == "json":
+        emit_json(result)
+        return 0
+    alias = f" (alias {result['alias']})" if result["alias"] else ""
+    print(f"model {result['model']} version {result['version']}{alias}")
+    print(f"  trained by run {result['run_id']} ({result['job']}, {result['entry_point']}) at {result['trained_at']}")
+    print(f"  parameters  {result['parameters']}")
+    print(f"  metrics     " + " ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items())))
+    print(f"  artifact    {result['artifact_uri']}")
+    print(f"              sha256 {result['sha256']}")
+    for inp in result["inputs"]:
+        print(f"  input {inp['table']} at snapshot {inp['snapshot_id']} ({inp['rows']} rows)")
+        run = inp.get("ingest_run")
+        if run:
+            print(f"    made by run {run['run_id']} ({run.get('job')}) [{run['source']}]")
+        for f in inp.get("source_files", []):
+            print(f"    from file {f['path']}")
+            print(f"              sha256 {f['sha256']}")
+        if inp.get("validation"):
+            passed = sum(1 for a in inp["validation"] if a.get("success"))
+            print(f"    validation {passed}/{len(inp['validation'])} expectations passed")
+        if not inp["in_lineage_events"]:
+            print("    (the training run's events are not in the lineage store yet: run `tidemark lineage consume --once`)")
+    return 0
+
+
+# -- lineage ----------------------------------------------------------------------------------------
+
+
+def cmd_lineage_consume(args: argparse.Namespace) -> int:
+    from lineage.consumer import consume
+
+    settings = _settings(args)
+
+    def on_batch(r: Any) -> None:
+        progress(f"committed: {r.stored_events} events stored, {r.duplicates} duplicates skipped, {r.dead_letters} dead letters")
+
+    report = consume(settings, once=args.once, batch_size=args.batch_size, interval_s=args.interval, on_batch=on_batch)
+    out = {
+        "records": report.records,
+        "stored_events": report.stored_events,
+        "duplicates": report.duplicates,
+        "dead_letters": report.dead_letters,
+        "commits": report.commits,
+        "offsets": {str(k): v for k, v in sorted(report.offsets.items())},
+    }
+    if args.output == "json":
+        emit_json(out)
+    else:
+        print(
+            f"read {report.records} records: stored {report.stored_events} events, skipped {report.duplicates} "
+            f"duplicates, {report.dead_letters} dead letters"
+        )
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from lineage.query import run_sql
+
+    result = run_sql(_settings(args), args.query)
+    rows = result.to_pylist()
+    if args.output == "json":
+        emit_json(rows)
+    else:
+        print(table(rows, result.column_names))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tidemark.demo import run_demo
+
+    return run_demo(main)
+
+
+# -- parser -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--output", "-o", choices=("text", "json"), default="text", help="result format (default: text)")
+
+    p = argparse.ArgumentParser(
+        prog="tidemark",
+        description="Know which data, code and parameters produced a model, and produce it again.",
+    )
+    p.add_argument("--verbose", "-v", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(parent: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, parents=[out], help=help_text, description=help_text)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    add(sub, "up", cmd_up, "start the embedded stack (local broker, topic, lineage tables)")
+    add(sub, "down", cmd_down, "stop the local broker")
+    add(sub, "status", cmd_status, "show catalog, warehouse, Kafka and topic in use")
+
+    sp = add(sub, "ingest", cmd_ingest, "land a source file into an Iceberg table through its validation gate")
+    sp.add_argument("source", help="path of a CSV, Parquet or JSON Lines file")
+    sp.add_argument("--table", required=True, help="target table as namespace.table, e.g. raw.wine")
+    sp.add_argument("--suite", help="validation suite YAML (default: <suites>/<namespace>.<table>.yaml)")
+    sp.add_argument("--format", choices=("csv", "parquet", "jsonl"), help="source format (default: from the extension)")
+    sp.add_argument("--force", action="store_true", help="land again even if this file's sha256 is already in the table")
+    sp.add_argument("--strict", action="store_true", help="refuse to land into a table with no suite")
+
+    sp = add(sub, "train", cmd_train, "run a training job on pinned snapshots and register the model")
+    sp.add_argument("job", help="training job name, e.g. wine_classifier")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a job parameter (repeatable)")
+    sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="pin an input table to a snapshot id")
+
+    sp = add(sub, "trace", cmd_trace, "trace a model version to its run, input snapshots, ingest runs and files")
+    sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
+
+    sp = add(sub, "sql", cmd_sql, "run a DuckDB query; every table is a view named namespace.table")
+    sp.add_argument("query", help='SQL text, e.g. "SELECT job_name, count(*) FROM lineage.events GROUP BY 1"')
+
+    models = sub.add_parser("models", help="the model registry").add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    sp = add(models, "list", cmd_models_list, "list registered model versions")
+    sp.add_argument("name", nargs="?", help="only this model")
+    sp = add(models, "show", cmd_models_show, "show one model version")
+    sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
+    sp = add(models, "promote", cmd_models_promote, "point an alias (e.g. production) at a model version")
+    sp.add_argument("name")
+    sp.add_argument("version", type=int)
+    sp.add_argument("--alias", required=True)
+    sp.add_argument("--reason", help="why; recorded in the alias history")
+
+    lineage = sub.add_parser("lineage", help="the lineage store").add_subparsers(dest="lineage_command", required=True, metavar="COMMAND")
+    sp = add(lineage, "consume", cmd_lineage_consume, "store lineage events from Kafka into the Iceberg lineage tables")
+    sp.add_argument("--once", action="store_true", help="drain the topic to its end, then exit")
+    sp.add_argument("--batch-size", type=int, default=1000, help="records per Iceberg commit (default 1000)")
+    sp.add_argument("--interval", type=float, default=2.0, help="seconds between commits of a partial batch (default 2)")
+
+    add(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from lakehouse.exceptions import TidemarkError
+
+    try:
+        return int(args.handler(args))
+    except TidemarkError as exc:
+        print(f"tidemark: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tidemark: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
