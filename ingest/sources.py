@@ -59,6 +59,10 @@ def read(source: Source) -> pa.Table:
             from pyarrow import csv
 
             table = csv.read_csv(source.path)
+            # pyarrow reads a text column that is not valid UTF-8 as binary rather than failing.
+            binary = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+            if binary:
+                raise SourceError(f"{source.path}: the file is not valid UTF-8 text (column {', '.join(binary)}); re-encode it as UTF-8")
         elif source.fmt == "parquet":
             import pyarrow.parquet as pq
 

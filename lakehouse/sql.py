@@ -88,6 +88,6 @@ def query(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None
     import duckdb
 
     try:
-        return con.execute(sql, list(params or [])).fetch_arrow_table()
+        return con.execute(sql, list(params or [])).to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc

@@ -335,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # kafka-python logs every refused connection as an ERROR; our own error names the address once.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     from lakehouse.exceptions import TidemarkError
 
     try:

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import load_settings
+from lakehouse.exceptions import ConfigError
+
+
+def test_defaults_are_the_embedded_stack(isolated_env: Path) -> None:
+    s = load_settings()
+    assert s.home == isolated_env
+    assert s.catalog.name == "tidemark"
+    assert s.catalog.properties["uri"] == f"sqlite:///{isolated_env / 'catalog.db'}"
+    assert s.warehouse == (isolated_env / "warehouse").as_uri()
+    assert s.uses_local_broker and s.kafka.topic == "tidemark.lineage"
+
+
+def test_file_then_env_then_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "tidemark.yaml").write_text(
+        "kafka: {bootstrap_servers: 'file:9092', topic: from-file, partitions: 6}\n"
+        "catalog: {name: cat, uri: 'postgresql+psycopg2://u@h/db', 's3.endpoint': 'http://x'}\n"
+    )
+    s = load_settings()
+    assert s.config_file == Path("tidemark.yaml")
+    assert (s.kafka.bootstrap_servers, s.kafka.topic, s.kafka.partitions) == ("file:9092", "from-file", 6)
+    assert s.catalog.name == "cat" and s.catalog.properties["s3.endpoint"] == "http://x"
+    monkeypatch.setenv("TIDEMARK__KAFKA__TOPIC", "from-env")
+    monkeypatch.setenv("TIDEMARK__KAFKA__PARTITIONS", "2")
+    s = load_settings()
+    assert (s.kafka.bootstrap_servers, s.kafka.topic, s.kafka.partitions) == ("file:9092", "from-env", 2)
+    s = load_settings(overrides={"kafka": {"topic": "explicit"}})
+    assert s.kafka.topic == "explicit"
+
+
+def test_settings_are_frozen() -> None:
+    s = load_settings()
+    with pytest.raises(AttributeError):
+        s.kafka.topic = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.catalog.properties["uri"] = "x"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("kafka: [1, 2]\n", "section 'kafka' must be a mapping"),
+        ("kafak: {topic: x}\n", "unknown config section 'kafak'"),
+        ("kafka: {topik: x}\n", "unknown key(s) topik in section 'kafka'"),
+        ("kafka: {partitions: many}\n", "kafka.partitions must be a whole number"),
+        ("kafka: {bootstrap_servers: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path: Path, yaml_text: str, message: str) -> None:
+    (tmp_path / "tidemark.yaml").write_text(yaml_text)
+    with pytest.raises(ConfigError, match=None) as err:
+        load_settings()
+    assert message in str(err.value)
+
+
+def test_missing_explicit_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TIDEMARK_CONFIG", str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match="TIDEMARK_CONFIG points to .*nope.yaml"):
+        load_settings()

@@ -1,0 +1,151 @@
+"""The consumer stores each event exactly once, keeps bad input as dead letters, and resumes from Iceberg."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lakehouse.catalog import load_catalog
+from lineage import events as ev
+from lineage import store
+from lineage.consumer import OFFSETS, LineageWriter, Record, consume, stored_offsets
+from lineage.transport import KafkaTransport
+
+pytestmark = pytest.mark.integration
+
+
+def _event(i: int, run_id: str | None = None) -> dict[str, Any]:
+    return ev.run_event(
+        producer="tests",
+        event_type="COMPLETE",
+        run_id=run_id or ev.new_run_id(),
+        job_namespace="tests",
+        job_name=f"job.{i % 3}",
+        event_time=f"2026-11-26T10:00:{i % 60:02d}.000000Z",
+    )
+
+
+def _send_raw(settings: Any, values: list[bytes]) -> None:
+    from lineage.kafka import ensure_topic, producer
+
+    ensure_topic(settings)
+    p = producer(settings)
+    for v in values:
+        p.send(settings.kafka.topic, key=b"k", value=v)
+    p.flush(10)
+    p.close()
+
+
+def _table_rows(settings: Any, short: str) -> list[dict[str, Any]]:
+    t = load_catalog(settings).load_table((settings.lineage.namespace, short))
+    return t.scan().to_arrow().to_pylist() if t.current_snapshot() else []
+
+
+def test_each_event_once_even_when_sent_twice_and_consumed_twice(settings: Any) -> None:
+    tr = KafkaTransport(settings)
+    sent = [_event(i) for i in range(30)]
+    for e in sent + sent[:10]:  # the first ten go out twice (a producer retry, a replay)
+        tr.emit(e)
+    tr.close()
+    first = consume(settings, once=True)
+    assert first.records == 40 and first.stored_events == 30 and first.duplicates == 10
+    again = consume(settings, once=True)
+    assert again.records == 0  # resumed from the offsets in the snapshot summary
+    rows = _table_rows(settings, store.EVENTS)
+    assert sorted(r["event_id"] for r in rows) == sorted(ev.event_id(e) for e in sent)
+    assert {r["job_name"] for r in rows} == {"job.0", "job.1", "job.2"}
+    assert json.loads(rows[0]["payload"])["run"]["runId"] == rows[0]["run_id"]
+
+
+def test_offsets_live_in_the_snapshot_summary(settings: Any) -> None:
+    tr = KafkaTransport(settings)
+    for i in range(12):
+        tr.emit(_event(i))
+    tr.close()
+    consume(settings, once=True)
+    table = load_catalog(settings).load_table((settings.lineage.namespace, store.EVENTS))
+    recorded = json.loads(table.current_snapshot().summary.additional_properties[OFFSETS])
+    assert recorded["topic"] == settings.kafka.topic
+    assert sum(recorded["offsets"].values()) == 12
+    assert stored_offsets(table, settings.kafka.topic, recorded["log"]) == {int(p): o for p, o in recorded["offsets"].items()}
+
+
+def test_crash_between_the_two_table_commits_replays_only_what_is_missing(settings: Any) -> None:
+    catalog = load_catalog(settings)
+    tr = KafkaTransport(settings)
+    sent = [_event(i) for i in range(8)]
+    for e in sent:
+        tr.emit(e)
+    tr.close()
+    # Simulate a consumer that committed run_datasets and died before committing events.
+    writer = LineageWriter(settings, catalog)
+    from kafka import TopicPartition
+
+    from lineage.kafka import consumer as make_consumer
+
+    kc = make_consumer(settings, None)
+    tps = [TopicPartition(settings.kafka.topic, p) for p in kc.partitions_for_topic(settings.kafka.topic)]
+    kc.assign(tps)
+    kc.seek_to_beginning(*tps)
+    records: list[Record] = []
+    for _ in range(20):
+        for tp, recs in kc.poll(500).items():
+            records += [Record(tp.partition, r.offset, r.value) for r in recs]
+        if len(records) == 8:
+            break
+    kc.close()
+    good = [(r, json.loads(r.value), ev.event_id(json.loads(r.value))) for r in records]
+    offsets = {}
+    for r in records:
+        offsets[r.partition] = max(offsets.get(r.partition, 0), r.offset + 1)
+    writer._commit_rows(store.RUN_DATASETS, good, lambda rec, e, eid: store.run_dataset_rows(e, eid), offsets)
+    assert _table_rows(settings, store.EVENTS) == []
+
+    report = consume(settings, once=True)
+    assert report.stored_events == 8
+    assert len(_table_rows(settings, store.EVENTS)) == 8
+    # run_datasets had them already: no second copy. (These events have no datasets, so check offsets.)
+    t = catalog.load_table((settings.lineage.namespace, store.RUN_DATASETS))
+    assert stored_offsets(t, settings.kafka.topic, writer.log) == offsets
+
+
+def test_bad_input_goes_to_dead_letters_and_good_events_around_it_are_stored(settings: Any) -> None:
+    good = [_event(i) for i in range(3)]
+    bad = [
+        b"\xff\xfe not utf-8",
+        b"{not json",
+        b"[1, 2, 3]",
+        json.dumps({"eventType": "START"}).encode(),
+        json.dumps({**good[0], "eventTime": "yesterday"}).encode(),
+        json.dumps({**good[0], "run": {}}).encode(),
+        b"",
+    ]
+    values = [json.dumps(good[0]).encode(), *bad[:4], json.dumps(good[1]).encode(), *bad[4:], json.dumps(good[2]).encode()]
+    _send_raw(settings, values)
+    report = consume(settings, once=True)
+    assert report.stored_events == 3 and report.dead_letters == len(bad)
+    dead = _table_rows(settings, store.DEAD_LETTERS)
+    assert sorted(d["raw"] for d in dead) == sorted(bad)
+    reasons = " | ".join(d["reason"] for d in dead)
+    for expected in ("not UTF-8", "invalid JSON", "not a JSON object", "missing required field", "not an ISO-8601 time", "run.runId is missing"):
+        assert expected in reasons
+    assert all(d["topic"] == settings.kafka.topic and d["kafka_offset"] is not None for d in dead)
+
+
+def test_run_datasets_rows_carry_identity_and_snapshot(settings: Any) -> None:
+    ds = ev.iceberg_dataset(
+        producer="p", catalog_name="tidemark", catalog_type="sql", table="raw.x", location="file:///w/raw/x",
+        snapshot_id=42, direction="output", row_count=5,
+    )
+    e = ev.run_event(producer="p", event_type="COMPLETE", run_id=ev.new_run_id(), job_namespace="n", job_name="j", outputs=[ds])
+    tr = KafkaTransport(settings)
+    tr.emit(e)
+    tr.close()
+    consume(settings, once=True)
+    (row,) = _table_rows(settings, store.RUN_DATASETS)
+    assert (row["direction"], row["dataset_namespace"], row["dataset_name"], row["table_name"], row["version"]) == (
+        "output", "file", "/w/raw/x", "raw.x", "42",
+    )
+    assert json.loads(row["facets"])["outputStatistics"]["rowCount"] == 5

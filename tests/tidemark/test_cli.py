@@ -1,0 +1,104 @@
+"""The CLI's promises: fast help, no heavy imports, clear one-line errors with non-zero exits."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_help_is_fast_and_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, time; t=time.perf_counter(); from tidemark.cli import build_parser; "
+        "build_parser().format_help(); "
+        "heavy=[m for m in ('pyiceberg','great_expectations','sklearn','airflow','duckdb','kafka','pandas') if m in sys.modules]; "
+        "print(heavy, time.perf_counter()-t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("[] "), out
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tidemark", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ingest" in proc.stdout
+    assert time.perf_counter() - start < 2.0  # a whole interpreter start included; the parser alone is ~0.05 s
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    # Progress lines ("  [  1.2s] ...") may come first; the error itself is exactly one line.
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("  [")]
+    assert len(lines) == 1 and lines[0].startswith("tidemark: error: "), proc.stderr
+    return lines[0]
+
+
+def test_ingest_of_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    line = _one_line_error(run_cli("ingest", str(tmp_path / "nope.csv"), "--table", "raw.x", check=False))
+    assert "nope.csv: no such file" in line
+
+
+def test_ingest_with_bad_table_name(tmp_path: Path) -> None:
+    f = tmp_path / "a.csv"
+    f.write_text("id\n1\n")
+    line = _one_line_error(run_cli("ingest", str(f), "--table", "justatable", check=False))
+    assert "'justatable' is not of the form namespace.table" in line
+
+
+@pytest.mark.integration
+def test_trace_of_unknown_model_and_alias(kafka_env: str, wine_csv: Path) -> None:
+    line = _one_line_error(run_cli("trace", "nosuchmodel@production", check=False))
+    assert "model 'nosuchmodel' is not registered" in line
+    run_cli("ingest", str(wine_csv), "--table", "raw.wine")
+    run_cli("train", "wine_classifier")
+    line = _one_line_error(run_cli("trace", "wine@staging", check=False))
+    assert "model wine has no alias 'staging'" in line and "tidemark models promote wine VERSION --alias staging" in line
+    line = _one_line_error(run_cli("trace", "wine:9", check=False))
+    assert "model wine has no version 9; versions: 1" in line
+
+
+def test_broker_that_does_not_answer_is_named_within_seconds(tmp_path: Path, wine_csv: Path) -> None:
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"TIDEMARK__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "TIDEMARK__KAFKA__CONNECT_TIMEOUT_S": "2"}
+    for args in (("lineage", "consume", "--once"), ("ingest", str(wine_csv), "--table", "raw.wine")):
+        start = time.monotonic()
+        line = _one_line_error(run_cli(*args, check=False, env=env))
+        assert f"Kafka at 127.0.0.1:{port} did not answer" in line
+        assert time.monotonic() - start < 15
+    # The landing never started: nothing was written.
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+
+    assert not load_catalog(load_settings()).table_exists(("raw", "wine"))
+
+
+def test_up_status_down_with_the_local_broker(isolated_env: Path) -> None:
+    try:
+        run_cli("up")
+        status = json.loads(run_cli("status", "--output", "json").stdout)
+        assert status["catalog_uri"] == f"sqlite:///{isolated_env / 'catalog.db'}"
+        assert status["warehouse"] == (isolated_env / "warehouse").as_uri()
+        host, port = status["kafka"]["bootstrap_servers"].split(":")
+        assert host == "127.0.0.1"
+        socket.create_connection((host, int(port)), 2).close()
+        assert status["lineage_topic"] == "tidemark.lineage"
+        assert json.loads(run_cli("up", "--output", "json").stdout)["kafka"] == status["kafka"]  # idempotent
+    finally:
+        assert json.loads(run_cli("down", "--output", "json").stdout) == {"stopped": True}
+    status = json.loads(run_cli("status", "--output", "json").stdout)
+    assert status["kafka"]["local_broker"] == "stopped"
+    line = _one_line_error(run_cli("lineage", "consume", "--once", check=False))
+    assert "local broker is not running" in line and "tidemark up" in line
+
+
+def test_configured_kafka_means_up_starts_nothing(broker: str, isolated_env: Path) -> None:
+    status = json.loads(run_cli("up", "--output", "json", env={"TIDEMARK__KAFKA__BOOTSTRAP_SERVERS": broker}).stdout)
+    assert status["kafka"]["bootstrap_servers"] == broker
+    assert status["kafka"]["local_broker"] is None
+    assert not (isolated_env / "broker.json").exists()
