@@ -27,6 +27,10 @@ _NAME = re.compile(rf"^({_PART})\.({_PART})$")
 # Snapshot summary keys Tidemark writes on every commit it makes, so a snapshot leads back to its run.
 RUN_ID = "tidemark.run-id"
 JOB_NAME = "tidemark.job-name"
+# pyiceberg 0.12 retries a conflicting append by rebasing it onto the new main. Right for plain
+# appends; wrong for a commit whose content depends on what it read (a version number, stored Kafka
+# offsets): those tables set this so a conflict reaches `with_commit_retry`, which re-reads first.
+NO_REBASE = {"commit.retry.num-retries": "0"}
 # ...and a landing, the source file it came from.
 SOURCE_SHA256 = "tidemark.source.sha256"
 SOURCE_PATH = "tidemark.source.path"

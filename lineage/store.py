@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.tables import TableName, ensure_table
+from lakehouse.tables import NO_REBASE, TableName, ensure_table
 from lineage import events as ev
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def ensure_tables(catalog: Catalog, settings: Settings) -> dict[str, Table]:
             TableName(settings.lineage.namespace, short),
             schema,
             partition_spec=_partition_by_day(schema, time_col),
-            properties={"format-version": "2", "write.parquet.compression-codec": "zstd"},
+            properties={"format-version": "2", "write.parquet.compression-codec": "zstd", **NO_REBASE},
         )
     return out
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, RUN_ID, TableName, ensure_table, with_commit_retry
+from lakehouse.tables import JOB_NAME, NO_REBASE, RUN_ID, TableName, ensure_table, with_commit_retry
 from lineage import events as ev
 from lineage.transport import KafkaTransport, Transport
 from models.exceptions import ModelNotFoundError
@@ -128,7 +128,7 @@ class Registry:
         self.catalog = catalog or load_catalog(settings)
         self.ns = settings.lineage.namespace
         for short, schema in _schemas().items():
-            ensure_table(self.catalog, TableName(self.ns, short), schema, properties={"format-version": "2"})
+            ensure_table(self.catalog, TableName(self.ns, short), schema, properties={"format-version": "2", **NO_REBASE})
 
     def _table(self, short: str) -> Table:
         return self.catalog.load_table((self.ns, short))

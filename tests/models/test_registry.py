@@ -1,0 +1,79 @@
+"""The registry allocates versions atomically and keeps the whole alias history."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from lakehouse.config import load_settings
+from lineage.transport import InMemoryTransport
+from models.exceptions import ModelNotFoundError
+from models.registry import InputSnapshot, ModelRef, Registry
+
+_REGISTER = """
+import json, sys
+from lakehouse.config import load_settings
+from models.registry import InputSnapshot, Registry
+reg = Registry(load_settings())
+out = [reg.register(model="m", run_id=f"run-{sys.argv[1]}-{i}", job_name="j", entry_point="x:y", artifact_uri="u",
+                    sha256="s", metrics={"a": 1.0}, inputs=[InputSnapshot("raw.t", 1, 10)], parameters={}).version
+       for i in range(5)]
+print(json.dumps(out))
+"""
+
+
+def _register(reg: Registry, model: str = "m") -> int:
+    return reg.register(
+        model=model, run_id="r", job_name="j", entry_point="x:y", artifact_uri="u", sha256="s",
+        metrics={"acc": 0.5}, inputs=[InputSnapshot("raw.t", 123, 10)], parameters={"p": 1},
+    ).version
+
+
+def test_concurrent_registrations_never_share_a_version() -> None:
+    Registry(load_settings())  # create the tables once, before the race
+    procs = [subprocess.Popen([sys.executable, "-c", _REGISTER, str(n)], stdout=subprocess.PIPE, text=True) for n in range(3)]
+    got = []
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        got += json.loads(out)
+    assert sorted(got) == list(range(1, 16))
+    assert [v.version for v in Registry(load_settings()).versions("m")] == list(range(1, 16))
+
+
+def test_alias_history_and_resolution() -> None:
+    reg = Registry(load_settings())
+    v1, v2 = _register(reg), _register(reg)
+    tr = InMemoryTransport()
+    reg.promote("m", v1, "production", reason="first", transport=tr)
+    move = reg.promote("m", v2, "production", reason="better", transport=tr)
+    assert move["previous_version"] == v1
+    assert reg.resolve("m@production").version == v2
+    assert reg.resolve("m").version == v2 and reg.resolve("m:1").version == v1
+    history = reg.alias_history("m")
+    assert [(h["version"], h["previous_version"], h["reason"]) for h in history] == [(1, None, "first"), (2, 1, "better")]
+    facets = [e["inputs"][0]["facets"]["tidemark_modelAlias"] for e in tr.events]
+    assert [(f["alias"], f["previousVersion"]) for f in facets] == [("production", None), ("production", 1)]
+    assert reg.versions("m")[1].aliases == ["production"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [("nope@production", "model 'nope' is not registered"), ("m@staging", "has no alias 'staging'"), ("m:7", "has no version 7"), ("bad ref!", "is not a model reference")],
+)
+def test_unknown_refs_are_clear_errors(ref: str, message: str) -> None:
+    reg = Registry(load_settings())
+    _register(reg)
+    with pytest.raises(ModelNotFoundError, match=None) as err:
+        reg.resolve(ref)
+    assert message in str(err.value)
+
+
+def test_model_ref_parsing() -> None:
+    assert ModelRef.parse("churn@production") == ModelRef("churn", "production", None)
+    assert ModelRef.parse("churn:12") == ModelRef("churn", None, 12)
+    assert ModelRef.parse("churn") == ModelRef("churn", None, None)
