@@ -20,7 +20,8 @@ from typing import Any
 
 from lakehouse.config import Settings, load_settings
 from lineage import events as ev
-from lineage.transport import KafkaTransport, Transport
+from lineage.outbox import OutboxTransport
+from lineage.transport import Transport
 
 
 @dataclass
@@ -88,7 +89,7 @@ def run(
     """Emit START now, COMPLETE when the block ends, FAIL (with the error) if it raises."""
     settings = settings or load_settings()
     own_transport = transport is None
-    tr: Transport = transport if transport is not None else KafkaTransport(settings)
+    tr: Transport = transport if transport is not None else OutboxTransport(settings)
     ctx = RunContext(settings=settings, transport=tr, job_name=job_name, run_id=run_id or ev.new_run_id())
     for dataset in inputs:
         ctx.add_input(dataset)

@@ -250,6 +250,21 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage_flush(args: argparse.Namespace) -> int:
+    from lineage.outbox import flush
+
+    report = flush(_settings(args))
+    if args.output == "json":
+        emit_json({"delivered": report.delivered, "pending": report.pending, "error": report.error})
+    else:
+        print(f"delivered {report.delivered} events; {report.pending} pending")
+    if report.pending:
+        from lineage.exceptions import BrokerUnavailableError
+
+        raise BrokerUnavailableError(f"{report.pending} events still in the outbox: {report.error}")
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from lineage.query import run_sql
 
@@ -326,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="drain the topic to its end, then exit")
     sp.add_argument("--batch-size", type=int, default=1000, help="records per Iceberg commit (default 1000)")
     sp.add_argument("--interval", type=float, default=2.0, help="seconds between commits of a partial batch (default 2)")
+
+    add(lineage, "flush", cmd_lineage_flush, "deliver the lineage events waiting in the local outbox now")
 
     add(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
     return p
