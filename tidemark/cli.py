@@ -265,10 +265,30 @@ def cmd_lineage_flush(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
-    from lineage.query import run_sql
+def cmd_lineage_walk(args: argparse.Namespace) -> int:
+    from lineage.graph import Node, walk
+    from lineage.query import connect, parse_time
 
-    result = run_sql(_settings(args), args.query)
+    settings = _settings(args)
+    as_of = parse_time(args.as_of) if args.as_of else None
+    rows = walk(connect(settings, as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
+    if args.output == "json":
+        emit_json(rows)
+        return 0
+    current = None
+    for r in rows:
+        if r["run_id"] != current:
+            current = r["run_id"]
+            print(f"[{r['depth']}] run {r['run_id']} ({r['job_name']})")
+        at = f" @ {r['version']}" if r["version"] else ""
+        print(f"      {'<-' if r['direction'] == 'input' else '->'} {r['dataset']}{at}")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from lineage.query import parse_time, run_sql
+
+    result = run_sql(_settings(args), args.query, as_of=parse_time(args.as_of) if args.as_of else None)
     rows = result.to_pylist()
     if args.output == "json":
         emit_json(rows)
@@ -324,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add(sub, "sql", cmd_sql, "run a DuckDB query; every table is a view named namespace.table")
     sp.add_argument("query", help='SQL text, e.g. "SELECT job_name, count(*) FROM lineage.events GROUP BY 1"')
+    sp.add_argument("--as-of", metavar="TIME", help="read every table as it stood at this ISO-8601 time")
 
     models = sub.add_parser("models", help="the model registry").add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     sp = add(models, "list", cmd_models_list, "list registered model versions")
@@ -342,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=1000, help="records per Iceberg commit (default 1000)")
     sp.add_argument("--interval", type=float, default=2.0, help="seconds between commits of a partial batch (default 2)")
 
+    for direction in ("upstream", "downstream"):
+        sp = add(lineage, direction, cmd_lineage_walk, f"what is {direction} of a node, run by run")
+        sp.add_argument("node", help="NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID")
+        sp.add_argument("--depth", type=int, default=5, help="how many runs to walk (default 5)")
+        sp.add_argument("--as-of", metavar="TIME", help="answer as the lineage store stood at this ISO-8601 time")
     add(lineage, "flush", cmd_lineage_flush, "deliver the lineage events waiting in the local outbox now")
 
     add(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
