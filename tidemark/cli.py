@@ -250,6 +250,31 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage_emit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lineage.emit import emit_file
+
+    report = emit_file(_settings(args), Path(args.file), strict=args.strict)
+    if args.output == "json":
+        emit_json({"sent": report.sent, "pending": report.pending, "rejected": report.rejected})
+    else:
+        for line in report.rejected:
+            print(f"skipped {line}", file=sys.stderr)
+        print(f"queued {report.sent} events; {report.pending} still waiting in the outbox")
+    return 0
+
+
+def cmd_lineage_watch(args: argparse.Namespace) -> int:
+    from lineage.watch import watch
+
+    try:
+        watch(_settings(args), out=lambda line: print(line, flush=True), from_beginning=args.from_beginning, limit=args.limit, as_json=args.output == "json")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_lineage_flush(args: argparse.Namespace) -> int:
     from lineage.outbox import flush
 
@@ -368,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("node", help="NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID")
         sp.add_argument("--depth", type=int, default=5, help="how many runs to walk (default 5)")
         sp.add_argument("--as-of", metavar="TIME", help="answer as the lineage store stood at this ISO-8601 time")
+    sp = add(lineage, "emit", cmd_lineage_emit, "send OpenLineage JSON Lines from another producer to the lineage topic")
+    sp.add_argument("file", help="a .jsonl file, one RunEvent per line")
+    sp.add_argument("--strict", action="store_true", help="send nothing if any line is bad (default: skip bad lines, naming them)")
+    sp = add(lineage, "watch", cmd_lineage_watch, "follow the lineage topic live, one readable line per event")
+    sp.add_argument("--from-beginning", action="store_true", help="start at the oldest event, not the newest")
+    sp.add_argument("--limit", type=int, help="stop after this many events")
     add(lineage, "flush", cmd_lineage_flush, "deliver the lineage events waiting in the local outbox now")
 
     add(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
