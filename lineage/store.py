@@ -126,7 +126,9 @@ def parse_time(value: str) -> datetime:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    import orjson
+
+    return orjson.dumps(value).decode("utf-8")
 
 
 def event_row(
