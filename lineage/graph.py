@@ -85,6 +85,14 @@ def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
     return f"SELECT DISTINCT run_id FROM e WHERE direction = '{side}' AND {where}", params
 
 
+def connect_for_walk(settings: Any, as_of: Any = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding just what a walk reads: `run_datasets`, without extensions."""
+    from lineage.query import connect
+
+    ns = settings.lineage.namespace
+    return connect(settings, as_of, only=[f"{ns}.run_datasets"], iceberg=False)
+
+
 def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth: int, ns: str = "lineage") -> list[dict[str, Any]]:
     """Every dataset edge of every run within `depth` runs of `node`, nearest first."""
     if depth < 1:

@@ -291,12 +291,12 @@ def cmd_lineage_flush(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage_walk(args: argparse.Namespace) -> int:
-    from lineage.graph import Node, walk
-    from lineage.query import connect, parse_time
+    from lineage.graph import Node, connect_for_walk, walk
+    from lineage.query import parse_time
 
     settings = _settings(args)
     as_of = parse_time(args.as_of) if args.as_of else None
-    rows = walk(connect(settings, as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
+    rows = walk(connect_for_walk(settings, as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
     if args.output == "json":
         emit_json(rows)
         return 0
