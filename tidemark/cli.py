@@ -250,6 +250,33 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage_graph(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lineage.draw import draw
+    from lineage.exceptions import NotFoundError
+    from lineage.graph import Node, connect_for_walk, walk
+    from lineage.query import parse_time
+
+    settings = _settings(args)
+    node = Node.parse(args.node)
+    con = connect_for_walk(settings, parse_time(args.as_of) if args.as_of else None)
+    rows: list[dict[str, Any]] = []
+    for direction in ("upstream", "downstream"):
+        try:
+            rows += walk(con, node, direction, args.depth, settings.lineage.namespace)
+        except NotFoundError:
+            pass  # a node may have only one side
+    if not rows:
+        raise NotFoundError(f"nothing in the lineage store matches {args.node}; check the name, or run `tidemark lineage consume --once`")
+    path = draw(con, rows, Path(args.out), title=f"lineage of {args.node}", ns=settings.lineage.namespace)
+    if args.output == "json":
+        emit_json({"path": str(path), "runs": len({r["run_id"] for r in rows})})
+    else:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_lineage_emit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -333,7 +360,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(add_help=False)
-    out.add_argument("--output", "-o", choices=("text", "json"), default="text", help="result format (default: text)")
+    out.add_argument("--output", choices=("text", "json"), default="text", help="result format (default: text)")
 
     p = argparse.ArgumentParser(
         prog="tidemark",
@@ -393,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("node", help="NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID")
         sp.add_argument("--depth", type=int, default=5, help="how many runs to walk (default 5)")
         sp.add_argument("--as-of", metavar="TIME", help="answer as the lineage store stood at this ISO-8601 time")
+    sp = add(lineage, "graph", cmd_lineage_graph, "draw the up- and downstream graph of a node as SVG or HTML")
+    sp.add_argument("node", help="NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID")
+    sp.add_argument("-o", "--out", required=True, metavar="FILE", help="FILE.svg or FILE.html")
+    sp.add_argument("--depth", type=int, default=5)
+    sp.add_argument("--as-of", metavar="TIME")
     sp = add(lineage, "emit", cmd_lineage_emit, "send OpenLineage JSON Lines from another producer to the lineage topic")
     sp.add_argument("file", help="a .jsonl file, one RunEvent per line")
     sp.add_argument("--strict", action="store_true", help="send nothing if any line is bad (default: skip bad lines, naming them)")
