@@ -201,7 +201,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     print(f"model {result['model']} version {result['version']}{alias}")
     print(f"  trained by run {result['run_id']} ({result['job']}, {result['entry_point']}) at {result['trained_at']}")
     print(f"  parameters  {result['parameters']}")
-    print(f"  metrics     " + " ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items())))
+    print("  metrics     " + " ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items())))
     print(f"  artifact    {result['artifact_uri']}")
     print(f"              sha256 {result['sha256']}")
     for inp in result["inputs"]:
