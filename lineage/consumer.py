@@ -50,6 +50,7 @@ class ConsumeReport:
     duplicates: int = 0
     dead_letters: int = 0
     commits: int = 0
+    registry_rows: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
 
 
@@ -141,6 +142,7 @@ class LineageWriter:
         if dead:
             self._append(store.DEAD_LETTERS, dead, None)
             report.dead_letters += len(dead)
+        self._sync_registry(good, report)
         stored = self._commit_rows(
             store.RUN_DATASETS,
             good,
@@ -159,6 +161,17 @@ class LineageWriter:
         report.commits += 1
         for p, o in offsets.items():
             report.offsets[p] = max(report.offsets.get(p, 0), o)
+
+    def _sync_registry(self, good: list[tuple[Record, dict[str, Any], str]], report: ConsumeReport) -> None:
+        """Registrations and alias moves into the registry tables, before the offsets move past them.
+
+        Idempotent (keyed by model+version and by run id), so running it ahead of the offset-bearing
+        commits means a crash replays the batch and adds only what is missing.
+        """
+        from lineage import model_store
+
+        added = model_store.upsert_from_events(self.catalog, self.settings, (event for _, event, _ in good))
+        report.registry_rows += sum(added.values())
 
     def _commit_rows(
         self,
