@@ -7,10 +7,12 @@ not archived. Archiving releases the tags; the next expiry may then remove those
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table, with_commit_retry
+from lineage.transport import Transport
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -75,3 +77,17 @@ def pins(catalog: Catalog, table_name: str) -> dict[str, int]:
     """The model tags a table holds: tag name -> snapshot id."""
     table = load_table(catalog, TableName.parse(table_name))
     return {n: r.snapshot_id for n, r in table.metadata.refs.items() if n.startswith(f"{PREFIX}/")}
+
+
+def archive(
+    settings: Settings, model: str, version: int, *, reason: str | None = None, transport: Transport | None = None
+) -> dict[str, Any]:
+    """Archive a version (an event in the alias history) and release its pins."""
+    from lakehouse.catalog import load_catalog
+    from models.registry import Registry
+
+    catalog = load_catalog(settings)
+    registry = Registry(settings, catalog)
+    record = registry.archive(model, version, reason=reason, transport=transport)
+    released = release(catalog, registry.get(model, version))
+    return {**record, "released": [f"{t}:{tag_name(model, version)}" for t in released]}

@@ -48,8 +48,15 @@ def parse_params(job: TrainingJob, pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise TrainingInputError(f"--param {pair!r} must look like key=value")
+        if key not in job.params:
+            # A parameter the job does not declare (a user's function job): a JSON value if it parses.
+            try:
+                params[key] = json.loads(value)
+            except ValueError:
+                params[key] = value
+            continue
         try:
-            params[key] = _coerce(value, job.params.get(key, value))
+            params[key] = _coerce(value, job.params[key])
         except ValueError as exc:
             raise TrainingInputError(f"--param {key}={value}: expected a {type(job.params[key]).__name__}") from exc
     return params

@@ -23,6 +23,19 @@ def write_wine_csv(path: Path) -> Path:
     return path
 
 
+def write_diabetes_csv(path: Path) -> Path:
+    """scikit-learn's bundled diabetes data set (regression) as a CSV with an `id` column; stable bytes."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes(as_frame=True).frame
+    data.insert(0, "id", range(1, len(data) + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = data.to_csv(index=False, lineterminator="\n", float_format="%.8g")
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def run_demo(cli: Callable[[Sequence[str]], int]) -> int:
     settings = load_settings()
     csv = write_wine_csv(settings.home / "demo" / "wine.csv")
