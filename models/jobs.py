@@ -62,7 +62,10 @@ def load_entry_point(entry_point: str, allow_job: bool = False) -> Any:
 
 def _features(table: pa.Table, target: str) -> tuple[Any, Any]:
     df = table.to_pandas().sort_values("id", kind="stable").reset_index(drop=True)
-    features = [c for c in df.columns if c not in ("id", target)]
+    # Numeric columns only: a later schema may add e.g. a text column that the model never used.
+    from pandas.api.types import is_numeric_dtype
+
+    features = [c for c in df.columns if c not in ("id", target) and is_numeric_dtype(df[c])]
     return df[features].to_numpy(dtype="float64"), df[target].to_numpy()
 
 
