@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 
-def wine_part(path: Path, start: int, stop: int, id_offset: int = 0, extra_column: str | None = None) -> Path:
+def wine_part(
+    path: Path, start: int, stop: int, id_offset: int = 0, extra_column: str | None = None, alcohol: float | None = None
+) -> Path:
     """Rows [start, stop) of scikit-learn's wine data as a CSV (ids shifted by `id_offset`)."""
     from sklearn.datasets import load_wine
 
@@ -16,6 +18,8 @@ def wine_part(path: Path, start: int, stop: int, id_offset: int = 0, extra_colum
     data.columns = [c.replace("/", "_") for c in data.columns]
     data.insert(0, "id", range(1 + id_offset, len(data) + 1 + id_offset))
     part = data.iloc[start:stop].copy()
+    if alcohol is not None:
+        part["alcohol"] = alcohol
     if extra_column:
         part[extra_column] = "late"
     path.parent.mkdir(parents=True, exist_ok=True)
