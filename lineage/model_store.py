@@ -82,10 +82,16 @@ def arrow_schema(short: str) -> pa.Schema:
 
 def ensure_tables(catalog: Catalog, settings: Settings) -> dict[str, Table]:
     """Create the registry tables if missing; add columns a registry made by an older Tidemark lacks."""
+    from pyiceberg.exceptions import NoSuchTableError
+
     out = {}
     for short, schema in schemas().items():
         name = TableName(settings.lineage.namespace, short)
-        table = ensure_table(catalog, name, schema, properties={"format-version": "2", **NO_REBASE})
+        try:
+            # One catalog round trip in the common case (every training run opens the registry).
+            table = catalog.load_table(name.identifier)
+        except NoSuchTableError:
+            table = ensure_table(catalog, name, schema, properties={"format-version": "2", **NO_REBASE})
         missing = [f.name for f in schema.fields if f.name not in {x.name for x in table.schema().fields}]
         if missing:
 

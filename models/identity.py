@@ -8,6 +8,7 @@ the job, and a dirty tree can still hold the recorded source.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import platform
@@ -61,6 +62,15 @@ def code_identity(entry_point: str) -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """Python and every installed distribution with its version: what bit-identical retraining needs."""
+    import copy
+
+    return copy.deepcopy(_environment())
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict[str, Any]:
+    # Scanning every installed distribution costs tens of milliseconds, and what is installed does
+    # not change under a running interpreter's imports: once per process is enough.
     from importlib.metadata import distributions
 
     packages: dict[str, str] = {}
