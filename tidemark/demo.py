@@ -63,5 +63,7 @@ def run_demo(cli: Callable[[Sequence[str]], int]) -> int:
         "SELECT job_name, event_type, count(*) AS events FROM lineage.events GROUP BY ALL ORDER BY ALL",
     )
     step("Trace the production model to its data", "trace", "wine@production")
+    step("Retrain the production model from its pinned snapshot, and compare", "retrain", "wine@production")
+    step("Who held production, from when to when", "models", "history", "wine")
     print("\nThe stack is still running: try `tidemark trace wine@production --output json`; `tidemark down` stops it.")
     return 0
