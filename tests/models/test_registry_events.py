@@ -68,3 +68,27 @@ def _all_events(settings: Any) -> list[dict[str, Any]]:
 
     consume(settings, once=True)
     return [json.loads(r["payload"]) for r in run_sql(settings, "SELECT payload FROM lineage.events").to_pylist()]
+
+
+def test_a_registry_made_by_an_older_tidemark_gains_the_new_columns() -> None:
+    from pyiceberg.schema import Schema
+
+    from lakehouse.catalog import load_catalog
+    from lakehouse.tables import NO_REBASE, TableName, ensure_table
+    from lineage import model_store
+    from models.registry import InputSnapshot
+
+    settings = load_settings()
+    catalog = load_catalog(settings)
+    full = model_store.schemas()
+    for short, keep in ((model_store.VERSIONS, 11), (model_store.ALIAS_EVENTS, 8)):
+        old = Schema(*full[short].fields[:keep])
+        ensure_table(catalog, TableName("lineage", short), old, properties={"format-version": "2", **NO_REBASE})
+    reg = Registry(settings)
+    mv = reg.register(
+        model="m", run_id="r", job_name="j", entry_point="x:y", artifact_uri="u", sha256="s", metrics={"a": 1.0},
+        inputs=[InputSnapshot("raw.t", 1, 2, "f")], parameters={}, code={"source_sha256": "c"}, primary_metric="a", metric_goal="max",
+    )
+    assert reg.get("m", mv.version).code == {"source_sha256": "c"} and reg.get("m", 1).metric_goal == "max"
+    names = catalog.load_table(("lineage", model_store.VERSIONS)).schema().column_names
+    assert names[-5:] == ["code", "environment", "primary_metric", "metric_goal", "card_uri"]
