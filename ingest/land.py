@@ -176,6 +176,7 @@ def land(
         parameters={"table": str(name), "source": str(src.path), "suite": suite.name if suite else None, "force": force},
         settings=settings,
         transport=transport,
+        code=land,
     ) as run:
         result.run_id = run.run_id
         tbl = _prepare_table(settings, name, data)

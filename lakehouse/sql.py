@@ -55,8 +55,17 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def attach_tables(con: duckdb.DuckDBPyConnection, catalog: Catalog, namespaces: Iterable[str] | None = None) -> list[str]:
-    """Create a schema per namespace and a view per table; returns the `ns.table` names made."""
+def attach_tables(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    namespaces: Iterable[str] | None = None,
+    as_of_ms: int | None = None,
+) -> list[str]:
+    """Create a schema per namespace and a view per table; returns the `ns.table` names made.
+
+    With `as_of_ms` (epoch milliseconds), each view reads the snapshot that was current then:
+    time travel, so a question is answered as the store stood at that moment.
+    """
     made: list[str] = []
     names = list(namespaces) if namespaces is not None else [ns[0] for ns in catalog.list_namespaces()]
     for ns in names:
@@ -66,7 +75,8 @@ def attach_tables(con: duckdb.DuckDBPyConnection, catalog: Catalog, namespaces: 
             name = ident[-1]
             # A view body cannot take bound parameters; the location comes from the catalog, quoted here.
             target = f"{_quote_ident(ns)}.{_quote_ident(name)}"
-            if table.current_snapshot() is None:
+            snap = table.current_snapshot() if as_of_ms is None else table.snapshot_as_of_timestamp(as_of_ms)
+            if snap is None:
                 # iceberg_scan fails on a table with no snapshot: an empty table of the same schema
                 # keeps the name usable in queries.
                 con.register("__tidemark_empty", table.schema().as_arrow().empty_table())
@@ -76,8 +86,10 @@ def attach_tables(con: duckdb.DuckDBPyConnection, catalog: Catalog, namespaces: 
             else:
                 # A view body cannot take bound parameters; the location comes from the catalog, quoted here.
                 con.execute(f"DROP TABLE IF EXISTS {target}")
+                travel = f", snapshot_from_id => {int(snap.snapshot_id)}" if as_of_ms is not None else ""
                 con.execute(
-                    f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM iceberg_scan({_quote_literal(table.metadata_location)})"
+                    f"CREATE OR REPLACE VIEW {target} AS "
+                    f"SELECT * FROM iceberg_scan({_quote_literal(table.metadata_location)}{travel})"
                 )
             made.append(f"{ns}.{name}")
     return made

@@ -7,14 +7,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lakehouse.config import Settings
+from lineage.events import serialize
 from lineage.exceptions import EmitError
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
-
-
-def serialize(event: Mapping[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class Transport(Protocol):

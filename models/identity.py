@@ -1,7 +1,8 @@
 """What code and which environment produced a model: recorded at training, compared at retrain.
 
 Code identity is the entry point, the sha256 of its module's source, and the git commit and dirty
-flag of the repository holding that module (None when it is not in a git repository). The source
+flag of the repository holding that module (None when it is not in a git repository; untracked
+files do not make it dirty). The source
 hash is what decides "same code": a commit can change elsewhere in a repository without touching
 the job, and a dirty tree can still hold the recorded source.
 """
@@ -9,55 +10,32 @@ the job, and a dirty tree can still hold the recorded source.
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
 import platform
-import subprocess
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from models.exceptions import UnknownJobError
 
+def code_identity(entry_point: str, sdk_facet: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The identity of `module:function`'s code, as the registry records it.
 
-def _git(directory: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def code_identity(entry_point: str) -> dict[str, Any]:
-    """The identity of `module:function`'s code; the module must import (its source is hashed)."""
-    import importlib
-
+    Built from the lineage SDK's `tidemark_code` run facet (`lineage.code.code_identity`: git
+    commit, dirty flag, sha256 of the module source) so the event and the registry row always
+    agree and git runs once per training run; computed here when no facet is given.
+    """
     module_name = entry_point.partition(":")[0]
-    try:
-        module = importlib.import_module(module_name)
-        source = inspect.getsource(module)
-    except (ImportError, OSError, TypeError) as exc:
-        raise UnknownJobError(f"entry point {entry_point}: cannot read the source of module {module_name}: {exc}") from exc
-    path = Path(inspect.getsourcefile(module) or "").resolve()
-    identity: dict[str, Any] = {
+    if sdk_facet is None:
+        from lineage.code import code_identity as sdk_identity
+        from models.jobs import load_entry_point
+
+        sdk_facet = sdk_identity(load_entry_point(entry_point))
+    return {
         "entry_point": entry_point,
         "module": module_name,
-        "source_sha256": hashlib.sha256(source.encode("utf-8")).hexdigest(),
-        "git_commit": None,
-        "git_dirty": None,
-        "repo": None,
+        "source_sha256": sdk_facet.get("sourceSha256"),
+        "git_commit": sdk_facet.get("gitCommit"),
+        "git_dirty": sdk_facet.get("gitDirty"),
     }
-    top = _git(path.parent, "rev-parse", "--show-toplevel")
-    if top:
-        commit = _git(path.parent, "rev-parse", "HEAD")
-        status = _git(path.parent, "status", "--porcelain")
-        identity.update(
-            repo=top.strip(),
-            git_commit=commit.strip() if commit else None,
-            git_dirty=bool(status.strip()) if status is not None else None,
-        )
-    return identity
 
 
 def environment() -> dict[str, Any]:

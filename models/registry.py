@@ -20,7 +20,8 @@ from lakehouse.config import Settings
 from lakehouse.tables import JOB_NAME, RUN_ID, with_commit_retry
 from lineage import events as ev
 from lineage import model_store
-from lineage.transport import KafkaTransport, Transport
+from lineage.outbox import OutboxTransport
+from lineage.transport import Transport
 from models.exceptions import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -360,7 +361,7 @@ class Registry:
             inputs=[dataset],
             event_time=move["event_time"].isoformat().replace("+00:00", "Z"),
         )
-        tr = transport or KafkaTransport(self.settings)
+        tr = transport or OutboxTransport(self.settings)
         try:
             tr.emit(event)
         finally:

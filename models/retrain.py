@@ -216,18 +216,18 @@ def retrain(
         chosen[inp.table] = (table, sid)
     try:
         fn = load_entry_point(mv.entry_point)
-        code_now = identity.code_identity(mv.entry_point)
     except UnknownJobError as exc:
         commit = (mv.code or {}).get("git_commit")
         at = f" (it was trained from git commit {commit})" if commit else ""
         raise ReproduceError(f"cannot retrain {mv.model}:{mv.version}: {exc}{at}") from exc
-    code_same, code_diffs = identity.compare_code(mv.code, code_now)
     env_same, env_diffs = identity.compare_environment(mv.environment, identity.environment())
     recorded = {i.table: i for i in mv.inputs}
     datasets = [inputs_mod.dataset(settings, n, t, sid) for n, (t, sid) in chosen.items()]
     job_name = f"retrain.{mv.job_name.removeprefix('train.') if mv.job_name else mv.model}"
     params = dict(mv.parameters)
-    with lineage_run(job_name, inputs=datasets, parameters=params, settings=settings, transport=transport) as run:
+    with lineage_run(job_name, inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
+        code_now = identity.code_identity(mv.entry_point, run.run_facets.get("tidemark_code"))
+        code_same, code_diffs = identity.compare_code(mv.code, code_now)
         run.add_run_facet(
             "tidemark_reproduces",
             ev.facet(
@@ -239,7 +239,6 @@ def retrain(
                 asOf=when.isoformat() if when else None,
             ),
         )
-        run.add_run_facet("tidemark_code", ev.facet(run.producer, f"{ev.TIDEMARK_FACETS}/CodeRunFacet.json", **code_now))
         frames = {}
         checks = []
         for name, (table, sid) in chosen.items():

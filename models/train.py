@@ -83,7 +83,6 @@ def train(
     unknown = set(snapshots or {}) - set(job.inputs)
     if unknown:
         raise TrainingInputError(f"--snapshot {', '.join(sorted(unknown))}: job {job.name} reads only {', '.join(job.inputs)}")
-    code = identity.code_identity(job.entry_point)
     fn = job.function()
     pinned: dict[str, int] = {}
     tables = {}
@@ -103,8 +102,9 @@ def train(
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
     env = identity.environment()
-    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport) as run:
-        run.add_run_facet("tidemark_code", ev.facet(run.producer, f"{ev.TIDEMARK_FACETS}/CodeRunFacet.json", **code))
+    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
+        # The SDK recorded the code identity as the run's `tidemark_code` facet; the registry keeps the same.
+        code = identity.code_identity(job.entry_point, run.run_facets.get("tidemark_code"))
         frames = {}
         recorded = []
         for name, sid in pinned.items():
