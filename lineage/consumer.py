@@ -29,7 +29,7 @@ import orjson
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, ancestors, summary_properties, with_commit_retry
+from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, with_commit_retry
 from lineage import events as ev
 from lineage import store
 from lineage.broker import log_id as current_log_id
@@ -296,16 +296,17 @@ class LineageWriter:
 
     # -- maintenance ------------------------------------------------------------------------------
 
-    def compact(self, min_files: int = 8, keep_snapshots_s: float = 3600.0) -> int:
+    def compact(self, min_files: int = 8, keep_snapshots_s: float | None = None) -> int:
         """Rewrite each day partition that has many small files into one, then expire old snapshots.
 
         Every commit made here carries the offsets record forward, so expiring the snapshots that
         held it never loses the consumer's position. Returns how many partitions were rewritten.
         """
+        keep = self.settings.lineage.keep_snapshots_s if keep_snapshots_s is None else keep_snapshots_s
         rewritten = 0
         for short in (*ROW_TABLES, store.DEAD_LETTERS):
             rewritten += self._compact_table(short, min_files)
-            self._expire(short, keep_snapshots_s)
+            self._expire(short, keep)
         return rewritten
 
     def _compact_table(self, short: str, min_files: int) -> int:
@@ -332,10 +333,9 @@ class LineageWriter:
         return done
 
     def _expire(self, short: str, keep_s: float) -> None:
-        table = self._table(short)
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=keep_s)
+        cutoff_ms = int((time.time() - keep_s) * 1000)
         try:
-            table.maintenance.expire_snapshots().older_than(cutoff).commit()
+            expire_snapshots(self._table(short), cutoff_ms)
         except Exception as exc:  # expiry is housekeeping: a conflict or refusal waits for the next round
             log.info("snapshot expiry of %s.%s skipped: %s", self.ns, short, exc)
 

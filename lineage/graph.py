@@ -85,6 +85,14 @@ def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
     return f"SELECT DISTINCT run_id FROM e WHERE direction = '{side}' AND {where}", params
 
 
+def connect_for_walk(settings: Any, as_of: Any = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding just what a walk reads: `run_datasets`, without extensions."""
+    from lineage.query import connect
+
+    ns = settings.lineage.namespace
+    return connect(settings, as_of, only=[f"{ns}.run_datasets"], iceberg=False)
+
+
 def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth: int, ns: str = "lineage") -> list[dict[str, Any]]:
     """Every dataset edge of every run within `depth` runs of `node`, nearest first."""
     if depth < 1:
@@ -93,7 +101,7 @@ def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth
     # Upstream: from a run's inputs to the runs that output them. Downstream: outputs to readers.
     here, there = ("input", "output") if direction == "upstream" else ("output", "input")
     sql = f"""
-    WITH RECURSIVE e AS ({_EDGES.format(ns=f'"{ns}"')}),
+    WITH RECURSIVE e AS MATERIALIZED ({_EDGES.format(ns=f'"{ns}"')}),
     walk(depth, run_id) AS (
         SELECT 1, run_id FROM ({seed_sql})
         UNION
@@ -101,7 +109,9 @@ def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth
         FROM walk w
         JOIN e cur ON cur.run_id = w.run_id AND cur.direction = '{here}'
         JOIN e nxt ON nxt.direction = '{there}' AND nxt.ns = cur.ns AND nxt.name = cur.name
-                  AND (cur.version IS NULL OR nxt.version = cur.version)
+                  -- an input read without a version matches any version of it; an equality (not
+                  -- an OR) keeps this a hash join
+                  AND nxt.version = coalesce(cur.version, nxt.version)
         WHERE w.depth < ?
     ),
     runs AS (SELECT run_id, min(depth) AS depth FROM walk GROUP BY run_id)

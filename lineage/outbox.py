@@ -120,6 +120,10 @@ class Outbox:
             if not rows:
                 return FlushReport(delivered_total, self.pending())
             futures = [(rid, producer.send(topic, key=key or None, value=value)) for rid, topic, key, value in rows]
+            try:
+                producer.flush(timeout=max(0.1, deadline - time.monotonic()))  # send now, not after the linger
+            except KafkaError:
+                pass  # each future below says what happened to its event
             ok: list[int] = []
             bad: list[int] = []
             error: str | None = None

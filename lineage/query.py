@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -16,15 +16,19 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-def connect(settings: Settings, as_of: datetime | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    settings: Settings, as_of: datetime | None = None, only: Iterable[str] | None = None, iceberg: bool = True
+) -> duckdb.DuckDBPyConnection:
     """DuckDB with the lineage tables (created if missing) and all other tables as views.
 
     `as_of`: every view reads its table as it stood at that time (Iceberg time travel).
+    `only`: just these tables (`ns.table`); `iceberg=False`: skip loading the iceberg extension
+    unless a table needs it — both make a one-question connection fast.
     """
     catalog = load_catalog(settings)
     store.ensure_tables(catalog, settings)
-    con = sql.connect()
-    sql.attach_tables(con, catalog, as_of_ms=int(as_of.timestamp() * 1000) if as_of else None)
+    con = sql.connect(iceberg=iceberg)
+    sql.attach_tables(con, catalog, as_of_ms=int(as_of.timestamp() * 1000) if as_of else None, only=only)
     return con
 
 

@@ -54,9 +54,9 @@ class KafkaTransport:
         prod = self._ensure()
         key = str(event.get("run", {}).get("runId", "")).encode()
         try:
-            prod.send(self.settings.kafka.topic, key=key, value=serialize(event)).get(
-                timeout=self.settings.kafka.connect_timeout_s + 5
-            )
+            future = prod.send(self.settings.kafka.topic, key=key, value=serialize(event))
+            prod.flush(timeout=self.settings.kafka.connect_timeout_s + 5)  # don't sit out the linger
+            future.get(timeout=self.settings.kafka.connect_timeout_s + 5)
         except KafkaError as exc:
             raise EmitError(
                 f"could not deliver a {event.get('eventType')} event of job {event.get('job', {}).get('name')} "

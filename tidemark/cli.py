@@ -300,7 +300,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     print(f"model {result['model']} version {result['version']}{alias}")
     print(f"  trained by run {result['run_id']} ({result['job']}, {result['entry_point']}) at {result['trained_at']}")
     print(f"  parameters  {result['parameters']}")
-    print(f"  metrics     " + " ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items())))
+    print("  metrics     " + " ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items())))
     print(f"  artifact    {result['artifact_uri']}")
     print(f"              sha256 {result['sha256']}")
     for inp in result["inputs"]:
@@ -349,6 +349,33 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage_graph(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lineage.draw import draw
+    from lineage.exceptions import NotFoundError
+    from lineage.graph import Node, connect_for_walk, walk
+    from lineage.query import parse_time
+
+    settings = _settings(args)
+    node = Node.parse(args.node)
+    con = connect_for_walk(settings, parse_time(args.as_of) if args.as_of else None)
+    rows: list[dict[str, Any]] = []
+    for direction in ("upstream", "downstream"):
+        try:
+            rows += walk(con, node, direction, args.depth, settings.lineage.namespace)
+        except NotFoundError:
+            pass  # a node may have only one side
+    if not rows:
+        raise NotFoundError(f"nothing in the lineage store matches {args.node}; check the name, or run `tidemark lineage consume --once`")
+    path = draw(con, rows, Path(args.out), title=f"lineage of {args.node}", ns=settings.lineage.namespace)
+    if args.output == "json":
+        emit_json({"path": str(path), "runs": len({r["run_id"] for r in rows})})
+    else:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_lineage_emit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -390,12 +417,12 @@ def cmd_lineage_flush(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage_walk(args: argparse.Namespace) -> int:
-    from lineage.graph import Node, walk
-    from lineage.query import connect, parse_time
+    from lineage.graph import Node, connect_for_walk, walk
+    from lineage.query import parse_time
 
     settings = _settings(args)
     as_of = parse_time(args.as_of) if args.as_of else None
-    rows = walk(connect(settings, as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
+    rows = walk(connect_for_walk(settings, as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
     if args.output == "json":
         emit_json(rows)
         return 0
@@ -432,7 +459,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(add_help=False)
-    out.add_argument("--output", "-o", choices=("text", "json"), default="text", help="result format (default: text)")
+    out.add_argument("--output", choices=("text", "json"), default="text", help="result format (default: text)")
 
     p = argparse.ArgumentParser(
         prog="tidemark",
@@ -509,6 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("node", help="NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID")
         sp.add_argument("--depth", type=int, default=5, help="how many runs to walk (default 5)")
         sp.add_argument("--as-of", metavar="TIME", help="answer as the lineage store stood at this ISO-8601 time")
+    sp = add(lineage, "graph", cmd_lineage_graph, "draw the up- and downstream graph of a node as SVG or HTML")
+    sp.add_argument("node", help="NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID")
+    sp.add_argument("-o", "--out", required=True, metavar="FILE", help="FILE.svg or FILE.html")
+    sp.add_argument("--depth", type=int, default=5)
+    sp.add_argument("--as-of", metavar="TIME")
     sp = add(lineage, "emit", cmd_lineage_emit, "send OpenLineage JSON Lines from another producer to the lineage topic")
     sp.add_argument("file", help="a .jsonl file, one RunEvent per line")
     sp.add_argument("--strict", action="store_true", help="send nothing if any line is bad (default: skip bad lines, naming them)")

@@ -97,3 +97,34 @@ def test_unknown_node_and_bad_time(settings: Any) -> None:
     assert proc.returncode == 1 and "nothing in the lineage store matches table raw.nothing" in proc.stderr
     proc = run_cli("sql", "SELECT 1", "--as-of", "last tuesday", check=False)
     assert proc.returncode == 1 and "is not an ISO-8601 time" in proc.stderr
+
+
+def test_graph_drawn_as_svg_and_html(settings: Any, tmp_path: Any) -> None:
+    import xml.etree.ElementTree as ET
+
+    runs = _chain(settings, 3)
+    svg = tmp_path / "g.svg"
+    out = json.loads(run_cli("lineage", "graph", f"run:{runs[1]}", "-o", str(svg), "--output", "json").stdout)
+    assert out == {"path": str(svg), "runs": 3}
+    root = ET.fromstring(svg.read_text())  # well-formed SVG
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "job 1 '\";" in texts and "@ v2" in texts and "v2" in texts  # run, dataset@version, edge label
+    page = tmp_path / "g.html"
+    run_cli("lineage", "graph", f"run:{runs[1]}", "-o", str(page))
+    assert page.read_text().startswith("<!doctype html>") and "<svg" in page.read_text()
+    bad = run_cli("lineage", "graph", f"run:{runs[1]}", "-o", str(tmp_path / "g.png"), check=False)
+    assert bad.returncode == 1 and "write the graph to a .svg or .html file" in bad.stderr
+
+
+def test_as_of_before_the_kept_history_is_a_clear_error(settings: Any) -> None:
+    from lakehouse.catalog import load_catalog
+    from lakehouse.exceptions import QueryError
+    from lineage.consumer import LineageWriter
+
+    _chain(settings, 1)
+    early = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    _chain(settings, 1)
+    LineageWriter(settings, load_catalog(settings)).compact(min_files=1, keep_snapshots_s=0)
+    with pytest.raises(QueryError, match="keeps history only from .*lineage.keep_snapshots_s"):
+        connect(settings, as_of=early)
