@@ -12,7 +12,6 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
-from lineage import events as ev
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import artifacts, identity, pinning
