@@ -330,7 +330,7 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
     def on_batch(r: Any) -> None:
         progress(f"committed: {r.stored_events} events stored, {r.duplicates} duplicates skipped, {r.dead_letters} dead letters")
 
-    report = consume(settings, once=args.once, batch_size=args.batch_size, interval_s=args.interval, on_batch=on_batch)
+    report = consume(settings, once=args.once, group=False if args.all_partitions else None, batch_size=args.batch_size, interval_s=args.interval, on_batch=on_batch)
     out = {
         "records": report.records,
         "stored_events": report.stored_events,
@@ -530,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="drain the topic to its end, then exit")
     sp.add_argument("--batch-size", type=int, default=1000, help="records per Iceberg commit (default 1000)")
     sp.add_argument("--interval", type=float, default=2.0, help="seconds between commits of a partial batch (default 2)")
+    sp.add_argument("--all-partitions", action="store_true", help="read every partition without joining the consumer group (a single consumer that restarts fast; the default on the local broker)")
 
     for direction in ("upstream", "downstream"):
         sp = add(lineage, direction, cmd_lineage_walk, f"what is {direction} of a node, run by run")
