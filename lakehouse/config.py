@@ -59,6 +59,12 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class ModelsSettings:
+    # Promotion refuses a version whose primary metric is worse than the alias holder's by more than this.
+    promotion_threshold: float = 0.01
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     catalog: CatalogSettings
@@ -66,6 +72,7 @@ class Settings:
     lineage: LineageSettings
     ingest: IngestSettings
     config_file: Path | None = None
+    models: ModelsSettings = field(default_factory=ModelsSettings)
 
     @property
     def warehouse(self) -> str:
@@ -145,6 +152,7 @@ _KNOWN = {
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "client"},
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s"},
     "ingest": {"suites_dir"},
+    "models": {"promotion_threshold"},
     "home": None,
 }
 
@@ -206,4 +214,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         lineage=lineage,
         ingest=IngestSettings(suites_dir=suites_dir),
         config_file=config_file,
+        models=ModelsSettings(
+            promotion_threshold=_as_float(
+                "models", "promotion_threshold", (raw.get("models") or {}).get("promotion_threshold", ModelsSettings.promotion_threshold)
+            )
+        ),
     )

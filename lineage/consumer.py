@@ -72,6 +72,7 @@ class ConsumeReport:
     dead_letters: int = 0
     commits: int = 0
     compactions: int = 0
+    registry_rows: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
 
 
@@ -201,6 +202,7 @@ class LineageWriter:
         if dead:
             self._commit(store.DEAD_LETTERS, lambda: dead, offsets)
             report.dead_letters += len(dead)
+        self._sync_registry(parsed, report)
         stored = 0
         for short in ROW_TABLES:
             stored = self._commit_rows(short, parsed, offsets)
@@ -212,6 +214,17 @@ class LineageWriter:
         report.commits += 1
         for p, o in offsets.items():
             report.offsets[p] = max(report.offsets.get(p, 0), o)
+
+    def _sync_registry(self, parsed: list[Parsed], report: ConsumeReport) -> None:
+        """Registrations and alias moves into the model registry tables, before the offsets move past them.
+
+        Idempotent (keyed by model+version and by the move's run id), so running it ahead of the
+        offset-bearing commits means a crash replays the batch and adds only what is missing.
+        """
+        from lineage import model_store
+
+        added = model_store.upsert_from_events(self.catalog, self.settings, (p.event for p in parsed))
+        report.registry_rows += sum(added.values())
 
     def _fresh(self, short: str, parsed: list[Parsed]) -> list[Parsed]:
         """Events of this batch that `short` does not hold yet: above its offsets, ids never stored."""

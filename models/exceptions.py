@@ -15,3 +15,19 @@ class ModelNotFoundError(TidemarkError):
 
 class TrainingInputError(TidemarkError):
     """A training input table or pinned snapshot is missing or unusable."""
+
+
+class PromotionRefusedError(TidemarkError):
+    """A promotion the gate refused: incomplete lineage, or a worse metric than the alias holder's."""
+
+
+class ReproduceError(TidemarkError):
+    """A version cannot be retrained: its data, table or code is gone."""
+
+
+class SnapshotExpiredError(ReproduceError):
+    """A recorded input snapshot no longer exists in its table."""
+
+
+class TableDroppedError(ReproduceError):
+    """A recorded input table no longer exists in the catalog."""

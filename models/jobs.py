@@ -8,8 +8,8 @@ and rows are put in a defined order before use (a table scan promises no order).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from models.exceptions import UnknownJobError
@@ -26,17 +26,25 @@ class Trained:
 
 @dataclass(frozen=True)
 class TrainingJob:
+    """A named training job: which model it registers, which tables it reads, which function trains.
+
+    `primary_metric` and `metric_goal` ("max": higher is better, "min": lower is better) are what the
+    promotion gate compares against the current holder of an alias.
+    """
+
     name: str
     model: str
     inputs: tuple[str, ...]
     entry_point: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    primary_metric: str | None = None
+    metric_goal: str = "max"
 
     def function(self) -> Callable[[dict[str, pa.Table], dict[str, Any]], Trained]:
         return load_entry_point(self.entry_point)
 
 
-def load_entry_point(entry_point: str) -> Callable[..., Any]:
+def load_entry_point(entry_point: str, allow_job: bool = False) -> Any:
     module_name, _, attr = entry_point.partition(":")
     if not module_name or not attr:
         raise UnknownJobError(f"entry point {entry_point!r} must look like package.module:function")
@@ -45,6 +53,8 @@ def load_entry_point(entry_point: str) -> Callable[..., Any]:
         fn = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise UnknownJobError(f"entry point {entry_point} does not import: {exc}; check the module and function name") from exc
+    if allow_job and isinstance(fn, TrainingJob):
+        return fn
     if not callable(fn):
         raise UnknownJobError(f"entry point {entry_point} is not a function")
     return fn  # type: ignore[no-any-return]
@@ -52,7 +62,10 @@ def load_entry_point(entry_point: str) -> Callable[..., Any]:
 
 def _features(table: pa.Table, target: str) -> tuple[Any, Any]:
     df = table.to_pandas().sort_values("id", kind="stable").reset_index(drop=True)
-    features = [c for c in df.columns if c not in ("id", target)]
+    # Numeric columns only: a later schema may add e.g. a text column that the model never used.
+    from pandas.api.types import is_numeric_dtype
+
+    features = [c for c in df.columns if c not in ("id", target) and is_numeric_dtype(df[c])]
     return df[features].to_numpy(dtype="float64"), df[target].to_numpy()
 
 
@@ -79,6 +92,34 @@ def train_wine_classifier(inputs: dict[str, pa.Table], params: dict[str, Any]) -
     )
 
 
+def train_diabetes_regressor(inputs: dict[str, pa.Table], params: dict[str, Any]) -> Trained:
+    """Gradient-boosted trees on scikit-learn's diabetes data set (442 patients, 10 baseline variables)."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+    from sklearn.model_selection import train_test_split
+
+    X, y = _features(inputs["raw.diabetes"], "target")
+    seed = int(params["seed"])
+    X_train, X_test, y_train, y_test = train_test_split(X, y.astype("float64"), test_size=float(params["test_size"]), random_state=seed)
+    model = GradientBoostingRegressor(
+        n_estimators=int(params["n_estimators"]),
+        max_depth=int(params["max_depth"]),
+        learning_rate=float(params["learning_rate"]),
+        subsample=float(params["subsample"]),
+        random_state=seed,
+    )
+    model.fit(X_train, y_train)
+    pred = model.predict(X_test)
+    return Trained(
+        estimator=model,
+        metrics={
+            "rmse": float(mean_squared_error(y_test, pred) ** 0.5),
+            "mae": float(mean_absolute_error(y_test, pred)),
+            "r2": float(r2_score(y_test, pred)),
+        },
+    )
+
+
 JOBS: dict[str, TrainingJob] = {
     job.name: job
     for job in (
@@ -88,6 +129,17 @@ JOBS: dict[str, TrainingJob] = {
             inputs=("raw.wine",),
             entry_point="models.jobs:train_wine_classifier",
             params={"seed": 7, "test_size": 0.25, "C": 1.0, "max_iter": 1000},
+            primary_metric="accuracy",
+            metric_goal="max",
+        ),
+        TrainingJob(
+            name="diabetes_regressor",
+            model="diabetes",
+            inputs=("raw.diabetes",),
+            entry_point="models.jobs:train_diabetes_regressor",
+            params={"seed": 7, "test_size": 0.25, "n_estimators": 150, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8},
+            primary_metric="rmse",
+            metric_goal="min",
         ),
     )
 }
@@ -98,3 +150,44 @@ def get_job(name: str) -> TrainingJob:
         return JOBS[name]
     except KeyError:
         raise UnknownJobError(f"unknown training job {name!r}; known jobs: {', '.join(sorted(JOBS))}") from None
+
+
+def resolve_job(
+    spec: str,
+    *,
+    model: str | None = None,
+    inputs: Sequence[str] = (),
+    primary_metric: str | None = None,
+    metric_goal: str | None = None,
+) -> TrainingJob:
+    """A reference job by name, or a user's job as `module:attr`.
+
+    `attr` may be a `TrainingJob` (everything declared in code) or a plain training function, which
+    then needs `model` and `inputs` (the CLI's --model and --input). Either way the function is run,
+    recorded and retrained exactly like a reference job.
+    """
+    if ":" not in spec:
+        job = get_job(spec)
+    else:
+        target = load_entry_point(spec, allow_job=True)
+        if isinstance(target, TrainingJob):
+            job = target
+        else:
+            if not model or not inputs:
+                raise UnknownJobError(
+                    f"{spec} is a function: say which model it registers and which tables it reads, "
+                    "e.g. --model NAME --input raw.table"
+                )
+            job = TrainingJob(name=spec.replace(":", "."), model=model, inputs=tuple(inputs), entry_point=spec)
+    overrides: dict[str, Any] = {}
+    if model and model != job.model:
+        overrides["model"] = model
+    if inputs and tuple(inputs) != job.inputs:
+        overrides["inputs"] = tuple(inputs)
+    if primary_metric:
+        overrides["primary_metric"] = primary_metric
+    if metric_goal:
+        if metric_goal not in ("max", "min"):
+            raise UnknownJobError(f"metric goal {metric_goal!r} must be max (higher is better) or min (lower is better)")
+        overrides["metric_goal"] = metric_goal
+    return replace(job, **overrides) if overrides else job

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, NO_REBASE, RUN_ID, TableName, ensure_table, with_commit_retry
+from lakehouse.tables import JOB_NAME, RUN_ID, with_commit_retry
 from lineage import events as ev
+from lineage import model_store
 from lineage.outbox import OutboxTransport
 from lineage.transport import Transport
 from models.exceptions import ModelNotFoundError
@@ -27,17 +28,29 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
-VERSIONS = "model_versions"
-ALIAS_EVENTS = "model_alias_events"
+VERSIONS = model_store.VERSIONS
+ALIAS_EVENTS = model_store.ALIAS_EVENTS
 PROMOTE_JOB = "models.promote"
+ARCHIVE_JOB = "models.archive"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)(?:@(?P<alias>[A-Za-z0-9_.-]+)|:(?P<version>\d+))?$")
 
 
 @dataclass(frozen=True)
 class InputSnapshot:
+    """One input of a training run: the table, the snapshot read, and what it held then."""
+
     table: str
-    snapshot_id: int
+    snapshot_id: int | None
     rows: int | None = None
+    fingerprint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"table": self.table, "snapshot_id": self.snapshot_id, "rows": self.rows, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> InputSnapshot:
+        sid = d.get("snapshot_id")
+        return cls(d["table"], int(sid) if sid not in (None, "") else None, d.get("rows"), d.get("fingerprint"))
 
 
 @dataclass
@@ -54,6 +67,12 @@ class ModelVersion:
     parameters: dict[str, Any]
     created_at: datetime
     aliases: list[str] = field(default_factory=list)
+    code: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    primary_metric: str | None = None
+    metric_goal: str | None = None
+    card_uri: str | None = None
+    archived: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,10 +84,16 @@ class ModelVersion:
             "artifact_uri": self.artifact_uri,
             "sha256": self.sha256,
             "metrics": self.metrics,
-            "inputs": [{"table": i.table, "snapshot_id": i.snapshot_id, "rows": i.rows} for i in self.inputs],
+            "inputs": [i.to_json() for i in self.inputs],
             "parameters": self.parameters,
             "created_at": self.created_at.isoformat(),
             "aliases": self.aliases,
+            "code": self.code,
+            "environment": self.environment,
+            "primary_metric": self.primary_metric,
+            "metric_goal": self.metric_goal,
+            "card_uri": self.card_uri,
+            "archived": self.archived,
         }
 
 
@@ -89,47 +114,12 @@ class ModelRef:
         return self.name + (f"@{self.alias}" if self.alias else f":{self.version}" if self.version else "")
 
 
-def _schemas() -> dict[str, Any]:
-    from pyiceberg.schema import Schema
-    from pyiceberg.types import IntegerType, NestedField, StringType, TimestamptzType
-
-    def s(i: int, name: str, typ: Any = None, required: bool = False) -> NestedField:
-        return NestedField(i, name, typ or StringType(), required=required)
-
-    return {
-        VERSIONS: Schema(
-            s(1, "model", required=True),
-            s(2, "version", IntegerType(), required=True),
-            s(3, "run_id", required=True),
-            s(4, "job_name"),
-            s(5, "entry_point"),
-            s(6, "artifact_uri"),
-            s(7, "sha256"),
-            s(8, "metrics"),
-            s(9, "inputs"),
-            s(10, "parameters"),
-            s(11, "created_at", TimestamptzType(), required=True),
-        ),
-        ALIAS_EVENTS: Schema(
-            s(1, "event_time", TimestamptzType(), required=True),
-            s(2, "model", required=True),
-            s(3, "alias", required=True),
-            s(4, "version", IntegerType()),
-            s(5, "previous_version", IntegerType()),
-            s(6, "action", required=True),
-            s(7, "reason"),
-            s(8, "run_id"),
-        ),
-    }
-
-
 class Registry:
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings)
         self.ns = settings.lineage.namespace
-        for short, schema in _schemas().items():
-            ensure_table(self.catalog, TableName(self.ns, short), schema, properties={"format-version": "2", **NO_REBASE})
+        model_store.ensure_tables(self.catalog, settings)
 
     def _table(self, short: str) -> Table:
         return self.catalog.load_table((self.ns, short))
@@ -154,6 +144,10 @@ class Registry:
         metrics: Mapping[str, float],
         inputs: Sequence[InputSnapshot],
         parameters: Mapping[str, Any],
+        code: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
+        primary_metric: str | None = None,
+        metric_goal: str | None = None,
     ) -> ModelVersion:
         """Allocate the next version number of `model` and record it; safe with concurrent trainings."""
         import pyarrow as pa
@@ -162,10 +156,12 @@ class Registry:
 
         def attempt() -> None:
             table = self._table(VERSIONS)
-            existing = [r["version"] for r in (table.scan().to_arrow().to_pylist() if table.current_snapshot() else []) if r["model"] == model]
+            rows = table.scan(selected_fields=("model", "version")).to_arrow().to_pylist() if table.current_snapshot() else []
+            existing = [r["version"] for r in rows if r["model"] == model]
+            version = max(existing, default=0) + 1
             mv = ModelVersion(
                 model=model,
-                version=max(existing, default=0) + 1,
+                version=version,
                 run_id=run_id,
                 job_name=job_name,
                 entry_point=entry_point,
@@ -175,23 +171,16 @@ class Registry:
                 inputs=list(inputs),
                 parameters=dict(parameters),
                 created_at=datetime.now(timezone.utc),
+                code=dict(code) if code is not None else None,
+                environment=dict(environment) if environment is not None else None,
+                primary_metric=primary_metric,
+                metric_goal=metric_goal,
+                card_uri=card_uri(self.settings, model, version),
             )
-            row = {
-                "model": mv.model,
-                "version": mv.version,
-                "run_id": mv.run_id,
-                "job_name": mv.job_name,
-                "entry_point": mv.entry_point,
-                "artifact_uri": mv.artifact_uri,
-                "sha256": mv.sha256,
-                "metrics": json.dumps(mv.metrics, sort_keys=True),
-                "inputs": json.dumps([{"table": i.table, "snapshot_id": str(i.snapshot_id), "rows": i.rows} for i in mv.inputs]),
-                "parameters": json.dumps(mv.parameters, sort_keys=True, default=str),
-                "created_at": mv.created_at,
-            }
+            row = version_row(mv)
             # The append asserts main is where we read it: a concurrent registration makes it fail and retry.
             table.append(
-                pa.Table.from_pylist([row], schema=_schemas()[VERSIONS].as_arrow()),
+                pa.Table.from_pylist([row], schema=model_store.arrow_schema(VERSIONS)),
                 snapshot_properties={RUN_ID: run_id, JOB_NAME: job_name},
             )
             created.append(mv)
@@ -199,8 +188,10 @@ class Registry:
         with_commit_retry(attempt, f"registering a version of model {model}")
         return created[-1]
 
-    def versions(self, model: str | None = None) -> list[ModelVersion]:
-        aliases = self.current_aliases()
+    def versions(self, model: str | None = None, include_archived: bool = True) -> list[ModelVersion]:
+        history = self.alias_history()
+        aliases = _current_aliases(history)
+        archived = {(r["model"], int(r["version"])): r for r in history if r["action"] == model_store.ARCHIVE and r["version"] is not None}
         out = []
         for r in self._rows(VERSIONS):
             if model is not None and r["model"] != model:
@@ -214,10 +205,20 @@ class Registry:
                 artifact_uri=r["artifact_uri"],
                 sha256=r["sha256"],
                 metrics=json.loads(r["metrics"] or "{}"),
-                inputs=[InputSnapshot(i["table"], int(i["snapshot_id"]), i.get("rows")) for i in json.loads(r["inputs"] or "[]")],
+                inputs=[InputSnapshot.from_json(i) for i in json.loads(r["inputs"] or "[]")],
                 parameters=json.loads(r["parameters"] or "{}"),
                 created_at=r["created_at"],
+                code=json.loads(r["code"]) if r.get("code") else None,
+                environment=json.loads(r["environment"]) if r.get("environment") else None,
+                primary_metric=r.get("primary_metric"),
+                metric_goal=r.get("metric_goal"),
+                card_uri=r.get("card_uri"),
             )
+            arch = archived.get((mv.model, mv.version))
+            if arch is not None:
+                if not include_archived:
+                    continue
+                mv.archived = {"at": arch["event_time"].isoformat(), "reason": arch["reason"], "run_id": arch["run_id"]}
             mv.aliases = sorted(a for (m, a), v in aliases.items() if m == mv.model and v == mv.version)
             out.append(mv)
         return sorted(out, key=lambda m: (m.model, m.version))
@@ -257,63 +258,106 @@ class Registry:
         return sorted(rows, key=lambda r: r["event_time"])
 
     def current_aliases(self) -> dict[tuple[str, str], int]:
-        current: dict[tuple[str, str], int] = {}
-        for r in self.alias_history():
-            key = (r["model"], r["alias"])
-            if r["action"] == "set" and r["version"] is not None:
-                current[key] = int(r["version"])
-            else:
-                current.pop(key, None)
-        return current
+        return _current_aliases(self.alias_history())
 
     def promote(
-        self, model: str, version: int, alias: str, *, reason: str | None = None, transport: Transport | None = None
+        self,
+        model: str,
+        version: int,
+        alias: str,
+        *,
+        reason: str | None = None,
+        transport: Transport | None = None,
+        forced: bool = False,
+        overridden: str | None = None,
     ) -> dict[str, Any]:
-        """Point `alias` at `version`; recorded in the alias history and emitted as a lineage event."""
+        """Point `alias` at `version`; recorded in the alias history and emitted as a lineage event.
+
+        This records the move; `models.promotion.promote` decides whether it may happen.
+        """
+        mv = self.get(model, version)
+        if mv.archived:
+            raise ModelNotFoundError(f"model {model} version {version} is archived; promote a version that is not")
+        return self._record(
+            mv, alias, "set", reason=reason, transport=transport, forced=forced, overridden=overridden, job=PROMOTE_JOB
+        )
+
+    def archive(self, model: str, version: int, *, reason: str | None = None, transport: Transport | None = None) -> dict[str, Any]:
+        """Mark a version archived (recorded as an event of the alias history). It must hold no alias.
+
+        The caller releases its snapshot pins (`models.pinning.release`): archiving is what lets
+        snapshot expiry remove the data only this version needed.
+        """
+        mv = self.get(model, version)
+        if mv.aliases:
+            aliases = ", ".join(mv.aliases)
+            raise ModelNotFoundError(
+                f"model {model} version {version} holds alias {aliases}; promote another version to it first"
+            )
+        if mv.archived:
+            return {"model": model, "version": version, "action": model_store.ARCHIVE, "already": True, **mv.archived}
+        return self._record(mv, "", model_store.ARCHIVE, reason=reason, transport=transport, job=ARCHIVE_JOB)
+
+    def _record(
+        self,
+        mv: ModelVersion,
+        alias: str,
+        action: str,
+        *,
+        reason: str | None,
+        transport: Transport | None,
+        job: str,
+        forced: bool = False,
+        overridden: str | None = None,
+    ) -> dict[str, Any]:
         import pyarrow as pa
 
-        mv = self.get(model, version)
         run_id = ev.new_run_id()
         move: dict[str, Any] = {}
 
         def attempt() -> None:
             table = self._table(ALIAS_EVENTS)
-            previous = self.current_aliases().get((model, alias))
+            previous = self.current_aliases().get((mv.model, alias)) if action == "set" else None
             move.clear()
             move.update(
                 {
                     "event_time": datetime.now(timezone.utc),
-                    "model": model,
+                    "model": mv.model,
                     "alias": alias,
                     "version": mv.version,
                     "previous_version": previous,
-                    "action": "set",
+                    "action": action,
                     "reason": reason,
                     "run_id": run_id,
+                    "forced": forced,
+                    "overridden": overridden,
                 }
             )
+            # NO_REBASE: `previous_version` was read; a concurrent move makes this fail and re-read.
             table.append(
-                pa.Table.from_pylist([move], schema=_schemas()[ALIAS_EVENTS].as_arrow()),
-                snapshot_properties={RUN_ID: run_id, JOB_NAME: PROMOTE_JOB},
+                pa.Table.from_pylist([move], schema=model_store.arrow_schema(ALIAS_EVENTS)),
+                snapshot_properties={RUN_ID: run_id, JOB_NAME: job},
             )
 
-        with_commit_retry(attempt, f"moving alias {alias} of model {model}")
+        with_commit_retry(attempt, f"recording {action} {alias} of model {mv.model}".replace("  ", " "))
         producer = self.settings.lineage.producer
         dataset = self.model_dataset(mv)
-        dataset["facets"]["tidemark_modelAlias"] = ev.facet(
+        dataset["facets"][model_store.ALIAS_FACET] = ev.facet(
             producer,
             f"{ev.TIDEMARK_FACETS}/ModelAliasDatasetFacet.json",
             alias=alias,
-            action="set",
+            action=action,
             previousVersion=move["previous_version"],
             reason=reason,
+            forced=forced,
+            overridden=overridden,
         )
         event = ev.run_event(
             producer=producer,
             event_type="COMPLETE",
             run_id=run_id,
             job_namespace=self.settings.lineage.job_namespace,
-            job_name=PROMOTE_JOB,
+            job_name=job,
             inputs=[dataset],
             event_time=move["event_time"].isoformat().replace("+00:00", "Z"),
         )
@@ -325,7 +369,11 @@ class Registry:
                 tr.close()
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in move.items()}
 
-    def model_dataset(self, mv: ModelVersion) -> dict[str, Any]:
+    def model_dataset(self, mv: ModelVersion, registration: bool = False) -> dict[str, Any]:
+        """The version as an OpenLineage MODEL dataset; `registration`: with its whole registry row."""
+        extra = {}
+        if registration:
+            extra[model_store.VERSION_FACET] = model_store.version_facet(self.settings.lineage.producer, version_row(mv))
         return ev.model_dataset(
             producer=self.settings.lineage.producer,
             namespace=model_namespace(self.settings),
@@ -334,7 +382,44 @@ class Registry:
             artifact_uri=mv.artifact_uri,
             sha256=mv.sha256,
             metrics=mv.metrics,
+            extra_facets=extra,
         )
+
+
+def version_row(mv: ModelVersion) -> dict[str, Any]:
+    """The `model_versions` row of a version (JSON columns as text)."""
+    return {
+        "model": mv.model,
+        "version": mv.version,
+        "run_id": mv.run_id,
+        "job_name": mv.job_name,
+        "entry_point": mv.entry_point,
+        "artifact_uri": mv.artifact_uri,
+        "sha256": mv.sha256,
+        "metrics": json.dumps(mv.metrics, sort_keys=True),
+        "inputs": json.dumps([i.to_json() for i in mv.inputs]),
+        "parameters": json.dumps(mv.parameters, sort_keys=True, default=str),
+        "created_at": mv.created_at,
+        "code": json.dumps(mv.code, sort_keys=True) if mv.code is not None else None,
+        "environment": json.dumps(mv.environment, sort_keys=True) if mv.environment is not None else None,
+        "primary_metric": mv.primary_metric,
+        "metric_goal": mv.metric_goal,
+        "card_uri": mv.card_uri,
+    }
+
+
+def _current_aliases(history: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+    current: dict[tuple[str, str], int] = {}
+    for r in history:
+        if r["action"] == "set" and r["version"] is not None:
+            current[(r["model"], r["alias"])] = int(r["version"])
+        elif r["action"] == "remove":
+            current.pop((r["model"], r["alias"]), None)
+    return current
+
+
+def card_uri(settings: Settings, model: str, version: int) -> str:
+    return f"{settings.warehouse.rstrip('/')}/models/{model}/{version}/card.json"
 
 
 def model_namespace(settings: Settings) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +12,10 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
-from lineage import events as ev
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts
+from models import artifacts, identity, pinning
+from models import inputs as inputs_mod
 from models.exceptions import TrainingInputError
 from models.jobs import TrainingJob
 from models.registry import InputSnapshot, ModelVersion, Registry
@@ -48,8 +47,15 @@ def parse_params(job: TrainingJob, pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise TrainingInputError(f"--param {pair!r} must look like key=value")
+        if key not in job.params:
+            # A parameter the job does not declare (a user's function job): a JSON value if it parses.
+            try:
+                params[key] = json.loads(value)
+            except ValueError:
+                params[key] = value
+            continue
         try:
-            params[key] = _coerce(value, job.params.get(key, value))
+            params[key] = _coerce(value, job.params[key])
         except ValueError as exc:
             raise TrainingInputError(f"--param {key}={value}: expected a {type(job.params[key]).__name__}") from exc
     return params
@@ -64,11 +70,20 @@ def train(
     transport: Transport | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> TrainResult:
-    """Train `job` on its inputs at `snapshots` (default: each table's current main snapshot)."""
+    """Train `job` on its inputs at `snapshots` (default: each table's current main snapshot).
+
+    Records the code identity, the environment, and each input's snapshot, row count and content
+    fingerprint; stores the artifact content-addressed, registers a version, pins (tags) every
+    input snapshot so expiry keeps it, writes the model card, and emits the registration as the
+    MODEL output of the run's COMPLETE event.
+    """
     catalog = load_catalog(settings)
     params = dict(job.params if params is None else params)
+    unknown = set(snapshots or {}) - set(job.inputs)
+    if unknown:
+        raise TrainingInputError(f"--snapshot {', '.join(sorted(unknown))}: job {job.name} reads only {', '.join(job.inputs)}")
+    fn = job.function()
     pinned: dict[str, int] = {}
-    datasets = []
     tables = {}
     for name in job.inputs:
         try:
@@ -83,27 +98,25 @@ def train(
             )
         pinned[name] = snap.snapshot_id
         tables[name] = table
-        datasets.append(
-            ev.iceberg_dataset(
-                producer=settings.lineage.producer,
-                catalog_name=settings.catalog.name,
-                catalog_type=settings.catalog.properties.get("type", "sql"),
-                table=name,
-                location=table.location(),
-                snapshot_id=snap.snapshot_id,
-                direction="input",
-                schema_id=snap.schema_id,
-            )
-        )
+    datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
-    fn = job.function()
+    env = identity.environment()
     with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
+        # The SDK recorded the code identity as the run's `tidemark_code` facet; the registry keeps the same.
+        code = identity.code_identity(job.entry_point, run.run_facets.get("tidemark_code"))
         frames = {}
+        recorded = []
         for name, sid in pinned.items():
             progress(f"reading {name} at snapshot {sid}")
-            frames[name] = tables[name].scan(snapshot_id=sid).to_arrow()
+            inp = inputs_mod.assemble(name, tables[name], sid)
+            frames[name] = inp.data
+            recorded.append(InputSnapshot(name, sid, inp.rows, inp.fingerprint))
         progress(f"training {job.name} ({job.entry_point}) with {json.dumps(params, sort_keys=True)}")
         trained = fn(frames, params)
+        if job.primary_metric and job.primary_metric not in trained.metrics:
+            raise TrainingInputError(
+                f"job {job.name} declares primary metric {job.primary_metric!r} but returned only {', '.join(sorted(trained.metrics))}"
+            )
         blob = pickle.dumps(trained.estimator, protocol=5)
         uri, digest = artifacts.put(settings, blob)
         progress(f"stored artifact {uri}")
@@ -115,24 +128,26 @@ def train(
             artifact_uri=uri,
             sha256=digest,
             metrics=trained.metrics,
-            inputs=[InputSnapshot(n, sid, frames[n].num_rows) for n, sid in pinned.items()],
+            inputs=recorded,
             parameters=params,
+            code=code,
+            environment=env,
+            primary_metric=job.primary_metric,
+            metric_goal=job.metric_goal if job.primary_metric else None,
         )
-        card_uri = f"{settings.warehouse.rstrip('/')}/models/{job.model}/{mv.version}/card.json"
-        card = {**mv.to_json(), "environment": _environment()}
-        artifacts.put_text(settings, card_uri, json.dumps(card, indent=2, sort_keys=True))
-        run.add_output(registry.model_dataset(mv))
+        tags = pinning.pin(catalog, mv)
+        progress(f"pinned {', '.join(tags)} as {pinning.tag_name(mv.model, mv.version)}")
+        assert mv.card_uri is not None
+        artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
+        run.add_output(registry.model_dataset(mv, registration=True))
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
-    return TrainResult(version=mv, card_uri=card_uri)
+    return TrainResult(version=mv, card_uri=mv.card_uri)
 
 
-def _environment() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    pkgs = {}
-    for name in ("scikit-learn", "numpy", "pandas", "pyarrow", "pyiceberg", "scipy"):
-        try:
-            pkgs[name] = version(name)
-        except PackageNotFoundError:
-            pkgs[name] = None
-    return {"python": sys.version.split()[0], "packages": pkgs}
+def card(mv: ModelVersion) -> dict[str, Any]:
+    """The model card: parameters, metrics, input snapshots, code identity and environment."""
+    out = mv.to_json()
+    out.pop("aliases", None)
+    out.pop("archived", None)
+    out["pins"] = {i.table: pinning.tag_name(mv.model, mv.version) for i in mv.inputs}
+    return out

@@ -131,12 +131,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.jobs import get_job
+    from models.jobs import resolve_job
     from models.train import parse_params, train
 
     settings = _settings(args)
-    job = get_job(args.job)
-    snapshots = {k: int(v) for k, v in _pairs(args.snapshot, "--snapshot").items()}
+    job = resolve_job(
+        args.job, model=args.model, inputs=args.input or (), primary_metric=args.primary_metric, metric_goal=args.metric_goal
+    )
+    snapshots = {}
+    for k, v in _pairs(args.snapshot, "--snapshot").items():
+        if not v.isdigit():
+            from lakehouse.exceptions import TidemarkError
+
+            raise TidemarkError(f"--snapshot {k}={v}: a snapshot id is a number")
+        snapshots[k] = int(v)
     result = train(settings, job, params=parse_params(job, args.param or []), snapshots=snapshots, progress=progress)
     mv = result.version
     if args.output == "json":
@@ -159,7 +167,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             {
                 "model": v.model,
                 "version": v.version,
-                "aliases": ",".join(v.aliases),
+                "aliases": ",".join(v.aliases) or ("(archived)" if v.archived else ""),
                 "metrics": " ".join(f"{k}={x:.4f}" for k, x in sorted(v.metrics.items())),
                 "inputs": ", ".join(f"{i.table}@{i.snapshot_id}" for i in v.inputs),
                 "created": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -174,19 +182,110 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     from models.registry import Registry
 
     mv = Registry(_settings(args)).resolve(args.ref)
-    emit_json(mv.to_json()) if args.output == "json" else print("\n".join(f"{k:12} {v}" for k, v in mv.to_json().items()))
+    if args.output == "json":
+        emit_json(mv.to_json())
+    else:
+        data = mv.to_json()
+        env = data.pop("environment") or {}
+        for k, v in data.items():
+            print(f"{k:15} {v}")
+        print(f"{'environment':15} python {env.get('python')}, {len(env.get('packages') or {})} packages (--output json lists them)")
     return 0
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    from models.registry import Registry
+    from models.promotion import promote
 
-    move = Registry(_settings(args)).promote(args.name, args.version, args.alias, reason=args.reason)
+    move = promote(_settings(args), args.name, args.version, args.alias, reason=args.reason, force=args.force)
     if args.output == "json":
         emit_json(move)
     else:
         before = f" (was version {move['previous_version']})" if move["previous_version"] else ""
         print(f"{args.name}@{args.alias} -> version {args.version}{before}")
+        if move.get("forced"):
+            print(f"  forced, reason recorded: {args.reason}; overridden: {move['overridden']}")
+        for note in move["checks"]["notes"]:
+            print(f"  {note}")
+    return 0
+
+
+def cmd_models_archive(args: argparse.Namespace) -> int:
+    from models.pinning import archive
+
+    record = archive(_settings(args), args.name, args.version, reason=args.reason)
+    if args.output == "json":
+        emit_json(record)
+    elif record.get("already"):
+        print(f"{args.name}:{args.version} was already archived")
+    else:
+        released = ", ".join(record["released"]) or "none"
+        print(f"archived {args.name}:{args.version}; released pins: {released} (snapshot expiry may now remove that data)")
+    return 0
+
+
+def cmd_models_history(args: argparse.Namespace) -> int:
+    from models import history
+    from models.retrain import parse_time
+
+    settings = _settings(args)
+    if args.at:
+        if not args.alias:
+            from lakehouse.exceptions import TidemarkError
+
+            raise TidemarkError("--at needs --alias, e.g. --alias production")
+        rows = history.holder_at(settings, args.name, args.alias, parse_time(args.at))
+        if args.output == "json":
+            emit_json(rows)
+        elif not rows:
+            print(f"no version of {args.name} held {args.alias} at {args.at}")
+        else:
+            r = rows[0]
+            print(f"{args.name}@{args.alias} at {args.at}: version {r['version']} (from {r['valid_from']} until {r['valid_to'] or 'now'}), run {r['run_id']}")
+            for r in rows:
+                print(f"  trained on {r['input_table']} at snapshot {r['snapshot_id']} ({r['rows']} rows)")
+        return 0
+    rows = history.history(settings, args.name, args.alias)
+    if args.output == "json":
+        emit_json(rows)
+    else:
+        shown = [{**r, "valid_to": r["valid_to"] or "(now)", "forced": "forced" if r["forced"] else ""} for r in rows]
+        print(table(shown, ["alias", "version", "valid_from", "valid_to", "reason", "forced"], max_width=60))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from models.retrain import retrain
+
+    report = retrain(_settings(args), args.ref, as_of=args.as_of, progress=progress)
+    if args.output == "json":
+        emit_json(report.to_json())
+        return 0
+
+    def yes(flag: bool) -> str:
+        return "identical" if flag else "DIFFERENT"
+
+    print(f"retrained {report.model}:{report.version} (run {report.run_id}, reproducing run {report.reproduces_run_id})")
+    if report.as_of:
+        print(f"  on the snapshots current at {report.as_of}")
+    print(f"  data         {yes(report.data_identical)}")
+    for i in report.inputs:
+        same = "same" if i.identical else "differs"
+        print(
+            f"    {i.table} at snapshot {i.snapshot_id}: {i.rows} rows (recorded {i.recorded_rows}), "
+            f"fingerprint {i.fingerprint[:16]}… {same} (recorded snapshot {i.recorded_snapshot_id})"
+        )
+    print(f"  code         {yes(report.code_identical)}  {report.entry_point}")
+    for d in report.code_differences:
+        print(f"    {d}")
+    print(f"  environment  {yes(report.environment_identical)}")
+    for d in report.environment_differences[:20]:
+        print(f"    {d}")
+    print(f"  metrics      {yes(report.metrics_identical)}")
+    for name, m in report.metrics.items():
+        delta = "n/a" if m["delta"] is None else f"{m['delta']:+.3g}"
+        print(f"    {name:12} old {m['old']!r:>22}  new {m['new']!r:>22}  delta {delta}")
+    print(f"  artifact     {yes(report.artifact_identical)}  sha256 {report.new_sha256} (recorded {report.old_sha256})")
+    print(f"identical: {'yes' if report.identical else 'no'}")
     return 0
 
 
@@ -387,9 +486,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--strict", action="store_true", help="refuse to land into a table with no suite")
 
     sp = add(sub, "train", cmd_train, "run a training job on pinned snapshots and register the model")
-    sp.add_argument("job", help="training job name, e.g. wine_classifier")
+    sp.add_argument("job", help="a job name (wine_classifier, diabetes_regressor) or your own module:function")
     sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a job parameter (repeatable)")
     sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="pin an input table to a snapshot id")
+    sp.add_argument("--model", help="model name to register (required for a module:function job)")
+    sp.add_argument("--input", action="append", metavar="NS.TABLE", help="input table (repeatable; required for a module:function job)")
+    sp.add_argument("--primary-metric", help="the metric promotion compares (default: the job's)")
+    sp.add_argument("--metric-goal", choices=("max", "min"), help="max: higher is better; min: lower is better")
+
+    sp = add(sub, "retrain", cmd_retrain, "retrain a model version from its recorded snapshots and report what is identical")
+    sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
+    sp.add_argument("--as-of", metavar="TIME", help="train on the snapshots that were current at this time (ISO-8601)")
 
     sp = add(sub, "trace", cmd_trace, "trace a model version to its run, input snapshots, ingest runs and files")
     sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
@@ -408,6 +515,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("version", type=int)
     sp.add_argument("--alias", required=True)
     sp.add_argument("--reason", help="why; recorded in the alias history")
+    sp.add_argument("--force", action="store_true", help="promote although the gate refuses (needs --reason)")
+    sp = add(models, "archive", cmd_models_archive, "archive a version and release its snapshot pins")
+    sp.add_argument("name")
+    sp.add_argument("version", type=int)
+    sp.add_argument("--reason", help="why; recorded in the alias history")
+    sp = add(models, "history", cmd_models_history, "which version held which alias, from when to when")
+    sp.add_argument("name")
+    sp.add_argument("--alias", help="only this alias")
+    sp.add_argument("--at", metavar="TIME", help="with --alias: the version that held it at TIME and the snapshots that trained it")
 
     lineage = sub.add_parser("lineage", help="the lineage store").add_subparsers(dest="lineage_command", required=True, metavar="COMMAND")
     sp = add(lineage, "consume", cmd_lineage_consume, "store lineage events from Kafka into the Iceberg lineage tables")

@@ -23,6 +23,19 @@ def write_wine_csv(path: Path) -> Path:
     return path
 
 
+def write_diabetes_csv(path: Path) -> Path:
+    """scikit-learn's bundled diabetes data set (regression) as a CSV with an `id` column; stable bytes."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes(as_frame=True).frame
+    data.insert(0, "id", range(1, len(data) + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = data.to_csv(index=False, lineterminator="\n", float_format="%.8g")
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def run_demo(cli: Callable[[Sequence[str]], int]) -> int:
     settings = load_settings()
     csv = write_wine_csv(settings.home / "demo" / "wine.csv")
@@ -50,5 +63,7 @@ def run_demo(cli: Callable[[Sequence[str]], int]) -> int:
         "SELECT job_name, event_type, count(*) AS events FROM lineage.events GROUP BY ALL ORDER BY ALL",
     )
     step("Trace the production model to its data", "trace", "wine@production")
+    step("Retrain the production model from its pinned snapshot, and compare", "retrain", "wine@production")
+    step("Who held production, from when to when", "models", "history", "wine")
     print("\nThe stack is still running: try `tidemark trace wine@production --output json`; `tidemark down` stops it.")
     return 0

@@ -16,7 +16,9 @@ def test_trace_names_the_snapshot_the_training_run_read(kafka_env: str, wine_csv
     landed = json.loads(run_cli("ingest", str(wine_csv), "--table", "raw.wine", "--output", "json").stdout)
     assert landed["rows"] == 178 and landed["gate"]["success"] is True
     trained = json.loads(run_cli("train", "wine_classifier", "--output", "json").stdout)
-    assert trained["inputs"] == [{"table": "raw.wine", "snapshot_id": landed["snapshot_id"], "rows": 178}]
+    (inp,) = trained["inputs"]
+    assert {k: inp[k] for k in ("table", "snapshot_id", "rows")} == {"table": "raw.wine", "snapshot_id": landed["snapshot_id"], "rows": 178}
+    assert len(inp["fingerprint"]) == 64  # sha256 of the rows read, checked again by `tidemark retrain`
     consumed = json.loads(run_cli("lineage", "consume", "--once", "--output", "json").stdout)
     assert consumed["stored_events"] == 4  # START + COMPLETE of the ingest run and of the training run
     run_cli("models", "promote", "wine", str(trained["version"]), "--alias", "production")

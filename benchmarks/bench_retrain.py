@@ -1,0 +1,332 @@
+"""Retrain benchmark: time travel cost, and what lineage + registry add to a training run vs MLflow.
+
+1. Assembly: a table with 1,000 snapshots and 10 million rows (quick: 100 and 100,000). It is
+   built as a long-lived table looks: the first tenth of the commits carry the bulk of the rows,
+   the other nine tenths are small daily appends. We time assembling the training input (load
+   the table, time-travel scan to Arrow, exactly what `train` and `retrain` do) at the snapshot
+   900 commits back (90 in quick mode) and at the current snapshot. The two hold nearly the same
+   rows (10,000,000 - 9,000 vs 10,000,000), so the ratio isolates the cost of going back in time.
+   Target: old/current <= 1.5. Building 1,000 commits takes minutes (pyiceberg's append latency
+   grows with the snapshots kept), so the table is built once and cached under
+   `.bench/retrain/<mode>/`; the RESULT line says `table=cached` or `table=built`.
+2. Overhead: the reference wine job trained N times (a) bare: read the pinned snapshot and fit,
+   (b) through `models.train.train`: + OpenLineage START/COMPLETE through the default transport
+   (durable outbox, then the local Kafka broker, each acknowledged; one transport per process),
+   input fingerprint, code identity, environment, content-addressed artifact, registry version,
+   snapshot pin, model card, (c) with MLflow 3.17.2 tracking the same parameters, metrics, input
+   dataset and model (logged and registered) in a local SQLite store. Overhead = median(run) -
+   median(bare). Target: MLflow's overhead >= 3x Tidemark's.
+   mlflow 3.17.2 needs pyarrow<26 and cachetools<8, both older than our pins, so it cannot share
+   .venv: it runs in its own venv, `.bench/mlflow-venv`, created here on first use from
+   `benchmarks/mlflow-constraints.txt` (the only time this benchmark uses the package registry).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench" / "retrain"
+MLFLOW_VENV = ROOT / ".bench" / "mlflow-venv"
+MLFLOW_CONSTRAINTS = Path(__file__).resolve().parent / "mlflow-constraints.txt"
+BUILD_MARK = "tidemark.bench.build"
+
+
+def _log(msg: str) -> None:
+    print(f"  {msg}", flush=True)
+
+
+def _settings(home: Path, kafka: str | None = None) -> Any:
+    from lakehouse.config import load_settings
+
+    environ = {"TIDEMARK_HOME": str(home)}
+    if kafka:
+        environ["TIDEMARK__KAFKA__BOOTSTRAP_SERVERS"] = kafka
+    return load_settings(environ=environ)
+
+
+# -- 1. assembly at an old snapshot vs the current one ----------------------------------------------
+
+
+def _batch(start: int, n: int) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(start)
+    return pa.table(
+        {
+            "id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+            "f1": pa.array(rng.standard_normal(n)),
+            "f2": pa.array(rng.standard_normal(n).astype(np.float32)),
+            "label": pa.array(rng.integers(0, 3, n, dtype=np.int32)),
+        }
+    )
+
+
+def _build_table(home: Path, snapshots: int, rows: int) -> tuple[Any, str]:
+    from lakehouse.catalog import load_catalog
+    from lakehouse.tables import TableName, ensure_table
+
+    spec = f"{snapshots}:{rows}:v1"
+    settings = _settings(home)
+    catalog = load_catalog(settings)
+    if catalog.table_exists(("bench", "events")):
+        table = catalog.load_table(("bench", "events"))
+        snap = table.current_snapshot()
+        if snap is not None and table.properties.get(BUILD_MARK) == spec:
+            return table, "cached"
+        shutil.rmtree(home)
+        return _build_table(home, snapshots, rows)
+    bulk_commits = snapshots // 10
+    small_commits = snapshots - bulk_commits
+    small_rows = 10
+    bulk_rows = (rows - small_commits * small_rows) // bulk_commits
+    table = ensure_table(catalog, TableName("bench", "events"), _batch(0, 1).schema)
+    start = time.monotonic()
+    next_id = 0
+    for i in range(snapshots):
+        n = bulk_rows if i < bulk_commits else small_rows
+        if i == bulk_commits - 1:
+            n = rows - small_commits * small_rows - bulk_rows * (bulk_commits - 1)
+        table.append(_batch(next_id, n))
+        next_id += n
+        if (i + 1) % max(1, snapshots // 10) == 0:
+            _log(f"built {i + 1}/{snapshots} snapshots, {next_id:,} rows ({time.monotonic() - start:.0f} s)")
+    with table.transaction() as tx:
+        tx.set_properties({BUILD_MARK: spec})
+    return catalog.load_table(("bench", "events")), "built"
+
+
+def _assemble_time(home: Path, snapshot_id: int, repeats: int) -> tuple[float, int]:
+    """Median seconds to load the table and read it at `snapshot_id` into Arrow, and the rows read."""
+    from lakehouse.catalog import load_catalog
+    from models.inputs import read_at
+
+    times, rows = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        table = load_catalog(_settings(home)).load_table(("bench", "events"))
+        data = read_at(table, snapshot_id)
+        times.append(time.perf_counter() - start)
+        rows = data.num_rows
+        del data
+    return statistics.median(times), rows
+
+
+def assembly(quick: bool) -> dict[str, Any]:
+    snapshots, rows, back = (100, 100_000, 90) if quick else (1000, 10_000_000, 900)
+    home = WORK / ("quick" if quick else "full")
+    home.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    table, how = _build_table(home, snapshots, rows)
+    _log(f"table {how} in {time.monotonic() - start:.1f} s ({len(table.snapshots())} snapshots)")
+    chain = []
+    snap = table.current_snapshot()
+    while snap is not None:
+        chain.append(snap.snapshot_id)
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
+    current, old = chain[0], chain[back]
+    repeats = 5 if quick else 3
+    _assemble_time(home, current, 1)  # warm the OS file cache for both sides alike
+    _assemble_time(home, old, 1)
+    t_old, rows_old = _assemble_time(home, old, repeats)
+    t_cur, rows_cur = _assemble_time(home, current, repeats)
+    _log(f"assemble at {back} commits back: {t_old:.3f} s ({rows_old:,} rows); at current: {t_cur:.3f} s ({rows_cur:,} rows)")
+    return {
+        "snapshots": len(chain),
+        "rows": rows_cur,
+        "back": back,
+        "rows_old": rows_old,
+        "assemble_old_s": round(t_old, 4),
+        "assemble_current_s": round(t_cur, 4),
+        "old_current_ratio": round(t_old / t_cur, 3),
+        "table": how,
+    }
+
+
+# -- 2. per-run overhead: Tidemark vs MLflow ------------------------------------------------------------
+
+
+def _tidemark_overhead(runs: int, work: Path) -> tuple[float, float, Path, dict[str, Any]]:
+    """(median bare seconds, median train seconds, parquet of the training input, job params)."""
+    import pyarrow.parquet as pq
+
+    from ingest.land import land
+    from lakehouse.catalog import load_catalog
+    from lineage import broker
+    from models.inputs import read_at
+    from models.jobs import get_job
+    from models.train import train
+    from tidemark.demo import write_wine_csv
+
+    from lineage.outbox import OutboxTransport
+
+    home = work / "tidemark"
+    base = _settings(home)
+    state = broker.start(base)
+    tr = None
+    try:
+        settings = _settings(home, state.bootstrap_servers)
+        # The default transport (durable SQLite outbox, then Kafka with acks=all), one per process as a
+        # training service keeps it (MLflow keeps its store's engine across runs in a process too).
+        tr = OutboxTransport(settings)
+        land(settings, str(write_wine_csv(work / "wine.csv")), "raw.wine")
+        job = get_job("wine_classifier")
+        fn = job.function()
+        table = load_catalog(settings).load_table(("raw", "wine"))
+        sid = table.current_snapshot().snapshot_id
+        parquet = work / "wine.parquet"
+        pq.write_table(read_at(table, sid), parquet)
+        params = dict(job.params)
+        train(settings, job, transport=tr)  # warm-up: table creation, imports, producer connection
+        bare, tracked = [], []
+        for _ in range(runs):
+            start = time.perf_counter()
+            t = load_catalog(settings).load_table(("raw", "wine"))
+            fn({"raw.wine": read_at(t, sid)}, params)
+            bare.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            train(settings, job, snapshots={"raw.wine": sid}, transport=tr)
+            tracked.append(time.perf_counter() - start)
+        return statistics.median(bare), statistics.median(tracked), parquet, params
+    finally:
+        if tr is not None:
+            tr.close()
+        broker.stop(base)
+
+
+_MLFLOW_SCRIPT = r'''
+import json, os, statistics, sys, time, hashlib
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+import logging, warnings
+warnings.filterwarnings("ignore")
+logging.getLogger("mlflow").setLevel(logging.ERROR)
+import pandas as pd
+import mlflow, mlflow.sklearn
+from mlflow.models import infer_signature
+
+work, runs, params = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
+mlflow.set_registry_uri(f"sqlite:///{work}/mlflow.db")
+mlflow.set_experiment("bench")
+parquet = f"{work}/wine.parquet"
+
+def fit(df):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    df = df.sort_values("id", kind="stable").reset_index(drop=True)
+    X = df[[c for c in df.columns if c not in ("id", "target")]].to_numpy(dtype="float64"); y = df["target"].to_numpy()
+    seed = int(params["seed"])
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=float(params["test_size"]), random_state=seed, stratify=y)
+    m = make_pipeline(StandardScaler(), LogisticRegression(C=float(params["C"]), max_iter=int(params["max_iter"]), random_state=seed)).fit(Xtr, ytr)
+    p = m.predict(Xte)
+    return m, {"accuracy": float(accuracy_score(yte, p)), "f1_macro": float(f1_score(yte, p, average="macro"))}
+
+def tracked(df):
+    with mlflow.start_run():
+        mlflow.log_params(params)
+        dataset = mlflow.data.from_pandas(df, source=parquet, name="raw.wine", targets="target")
+        mlflow.log_input(dataset, context="training")
+        model, metrics = fit(df)
+        mlflow.log_metrics(metrics)
+        mlflow.sklearn.log_model(model, name="model", registered_model_name="wine",
+                                 pip_requirements=["scikit-learn==1.9.1"])
+
+tracked(pd.read_parquet(parquet))  # warm-up: schema migrations, imports
+bare, with_tracking = [], []
+for _ in range(runs):
+    t = time.perf_counter(); fit(pd.read_parquet(parquet)); bare.append(time.perf_counter() - t)
+    t = time.perf_counter(); tracked(pd.read_parquet(parquet)); with_tracking.append(time.perf_counter() - t)
+print(json.dumps({"bare": statistics.median(bare), "tracked": statistics.median(with_tracking), "mlflow": mlflow.__version__}))
+'''
+
+
+def _mlflow_python() -> tuple[Path | None, str]:
+    """The benchmark's own MLflow venv (created on first use); (None, why) when it cannot be made."""
+    python = MLFLOW_VENV / "bin" / "python"
+    check = [str(python), "-c", "import mlflow; print(mlflow.__version__)"]
+    if python.exists() and subprocess.run(check, capture_output=True, text=True).stdout.strip() == "3.17.2":
+        return python, "ok"
+    _log(f"creating {MLFLOW_VENV} with mlflow 3.17.2 (pinned in {MLFLOW_CONSTRAINTS.name}); this takes a minute")
+    try:
+        subprocess.run(["python3", "-m", "venv", str(MLFLOW_VENV)], check=True, capture_output=True)
+        subprocess.run(
+            [str(MLFLOW_VENV / "bin" / "pip"), "install", "--quiet", "-c", str(MLFLOW_CONSTRAINTS), "mlflow==3.17.2"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        return None, f"mlflow venv could not be made: {str(detail).strip().splitlines()[-1] if detail else exc}"
+    return python, "ok"
+
+
+def overhead(quick: bool) -> dict[str, Any]:
+    runs = 5 if quick else 15
+    work = WORK / f"overhead-{int(time.time())}"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        bare, tracked, parquet, params = _tidemark_overhead(runs, work)
+        tm_ms = (tracked - bare) * 1000
+        _log(f"tidemark: bare run {bare * 1000:.1f} ms, tracked {tracked * 1000:.1f} ms -> overhead {tm_ms:.1f} ms")
+        out: dict[str, Any] = {"runs": runs, "transport": "outbox+kafka", "tidemark_overhead_ms": round(tm_ms, 1)}
+        python, why = _mlflow_python()
+        if python is None:
+            _log(f"MLflow side blocked: {why}")
+            out["mlflow"] = "blocked"
+            return out
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
+        env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GIT_PYTHON_REFRESH": "quiet"})
+        proc = subprocess.run(
+            [str(python), "-c", _MLFLOW_SCRIPT, str(work), str(runs), json.dumps(params)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=env,
+            cwd=str(work),
+        )
+        if proc.returncode != 0:
+            _log(f"MLflow side failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+            out["mlflow"] = "failed"
+            return out
+        m = json.loads(proc.stdout.strip().splitlines()[-1])
+        ml_ms = (m["tracked"] - m["bare"]) * 1000
+        _log(f"mlflow {m['mlflow']}: bare run {m['bare'] * 1000:.1f} ms, tracked {m['tracked'] * 1000:.1f} ms -> overhead {ml_ms:.1f} ms")
+        out.update(
+            mlflow_overhead_ms=round(ml_ms, 1),
+            mlflow_tidemark_ratio=round(ml_ms / tm_ms, 2) if tm_ms > 0 else None,
+        )
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(quick: bool) -> None:
+    a = assembly(quick)
+    o = overhead(quick)
+    fields = {
+        **a,
+        "target_ratio_le": 1.5,
+        **o,
+        "target_overhead_ratio_ge": 3,
+        "mode": "quick" if quick else "full",
+    }
+    print("RESULT retrain " + " ".join(f"{k}={v}" for k, v in fields.items()), flush=True)
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)

@@ -1,0 +1,31 @@
+"""The events the models package adds (retrain, archive, forced promotion) conform to OpenLineage 2-0-2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lineage.transport import InMemoryTransport
+from tests.lineage.test_events import needs_spec, validate
+from tests.models.conftest import land, wine_part
+
+
+@needs_spec
+def test_retrain_archive_and_forced_promotion_events_conform(tmp_path: Path, local_settings: Any) -> None:
+    from models.jobs import get_job
+    from models.pinning import archive
+    from models.registry import Registry
+    from models.retrain import retrain
+    from models.train import train
+
+    tr = InMemoryTransport()
+    land(local_settings, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", tr)
+    train(local_settings, get_job("wine_classifier"), transport=tr)
+    train(local_settings, get_job("wine_classifier"), transport=tr)
+    Registry(local_settings).promote("wine", 2, "production", reason="r", forced=True, overridden="x", transport=tr)
+    archive(local_settings, "wine", 1, reason="old", transport=tr)
+    retrain(local_settings, "wine@production", transport=tr)
+    kinds = {(e["job"]["name"], e["eventType"]) for e in tr.events}
+    assert {("retrain.wine_classifier", "COMPLETE"), ("models.archive", "COMPLETE"), ("models.promote", "COMPLETE")} <= kinds
+    for event in tr.events:
+        validate(event)

@@ -1,0 +1,94 @@
+"""Registration and alias moves are events: a registry fed only through Kafka ends up complete."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse.config import load_settings
+from lineage.consumer import consume
+from lineage.transport import KafkaTransport
+from models.jobs import get_job
+from models.pinning import archive
+from models.registry import Registry
+from models.train import train
+from tests.models.conftest import land, wine_part
+
+pytestmark = pytest.mark.integration
+
+
+def _strip(mv: Any) -> dict[str, Any]:
+    return {k: v for k, v in mv.to_json().items() if k not in ("created_at",)}
+
+
+def test_a_registry_fed_only_by_events_matches_the_producers(tmp_path: Path, settings: Any) -> None:
+    tr = KafkaTransport(settings)
+    try:
+        land(settings, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", tr)
+        train(settings, get_job("wine_classifier"), transport=tr)
+        train(settings, get_job("wine_classifier"), transport=tr)
+        producer = Registry(settings)
+        producer.promote("wine", 1, "production", reason="first", transport=tr)
+        producer.promote("wine", 2, "production", reason="second", transport=tr)
+        archive(settings, "wine", 1, reason="old", transport=tr)
+    finally:
+        tr.close()
+
+    # Another catalog that never saw the direct writes, reading the same topic.
+    other = load_settings(environ={**os.environ, "TIDEMARK_HOME": str(tmp_path / "other-home")})
+    report = consume(other, once=True)
+    assert report.registry_rows == 2 + 3  # two versions; two alias moves and one archive
+    replica = Registry(other)
+    assert [_strip(v) for v in replica.versions("wine")] == [_strip(v) for v in producer.versions("wine")]
+    assert replica.resolve("wine@production").version == 2
+    assert replica.versions("wine")[0].archived is not None
+    keys = ("model", "alias", "version", "previous_version", "action", "reason", "run_id", "forced")
+    assert [{k: h[k] for k in keys} for h in replica.alias_history("wine")] == [
+        {k: h[k] for k in keys} for h in producer.alias_history("wine")
+    ]
+
+    # Replays add nothing, and the producer's own registry (written directly) gets no duplicates.
+    again = load_settings(environ={**os.environ, "TIDEMARK_HOME": str(tmp_path / "other-home"), "TIDEMARK__LINEAGE__CONSUMER_GROUP": "g2"})
+    from lakehouse.catalog import load_catalog
+    from lineage import model_store
+
+    model_store.upsert_from_events(load_catalog(again), again, _all_events(settings))
+    assert len(Registry(other).versions("wine")) == 2 and len(Registry(other).alias_history("wine")) == 3
+    assert consume(settings, once=True).registry_rows == 0
+    assert len(producer.versions("wine")) == 2 and len(producer.alias_history("wine")) == 3
+
+
+def _all_events(settings: Any) -> list[dict[str, Any]]:
+    import json
+
+    from lineage.query import run_sql
+
+    consume(settings, once=True)
+    return [json.loads(r["payload"]) for r in run_sql(settings, "SELECT payload FROM lineage.events").to_pylist()]
+
+
+def test_a_registry_made_by_an_older_tidemark_gains_the_new_columns() -> None:
+    from pyiceberg.schema import Schema
+
+    from lakehouse.catalog import load_catalog
+    from lakehouse.tables import NO_REBASE, TableName, ensure_table
+    from lineage import model_store
+    from models.registry import InputSnapshot
+
+    settings = load_settings()
+    catalog = load_catalog(settings)
+    full = model_store.schemas()
+    for short, keep in ((model_store.VERSIONS, 11), (model_store.ALIAS_EVENTS, 8)):
+        old = Schema(*full[short].fields[:keep])
+        ensure_table(catalog, TableName("lineage", short), old, properties={"format-version": "2", **NO_REBASE})
+    reg = Registry(settings)
+    mv = reg.register(
+        model="m", run_id="r", job_name="j", entry_point="x:y", artifact_uri="u", sha256="s", metrics={"a": 1.0},
+        inputs=[InputSnapshot("raw.t", 1, 2, "f")], parameters={}, code={"source_sha256": "c"}, primary_metric="a", metric_goal="max",
+    )
+    assert reg.get("m", mv.version).code == {"source_sha256": "c"} and reg.get("m", 1).metric_goal == "max"
+    names = catalog.load_table(("lineage", model_store.VERSIONS)).schema().column_names
+    assert names[-5:] == ["code", "environment", "primary_metric", "metric_goal", "card_uri"]
