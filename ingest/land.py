@@ -187,7 +187,7 @@ def land(
     # Read up to the first rows before the run starts: an unreadable or empty file is refused
     # without a lineage run, a table, or a branch.
     counter = sources.ReadCounter()
-    stream = _Rebatcher(sources.batches(src, counter=counter), batch_rows, counter)
+    stream = _Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000), counter=counter), batch_rows, counter)
     first = stream.peek()
     if first is None:
         raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
@@ -284,16 +284,24 @@ class _Rebatcher:
 
         pending: list[pa.RecordBatch] = []
         rows = size = 0
-        for batch in itertools.chain(self._peeked, self._batches):
-            if not batch.num_rows:
-                continue
-            pending.append(batch)
-            rows += batch.num_rows
-            size += batch.nbytes
-            if rows >= self._rows or size >= BATCH_BYTES:
-                self.rows_read += rows
-                yield pa.Table.from_batches(pending)
-                pending, rows, size = [], 0, 0
+        for whole in itertools.chain(self._peeked, self._batches):
+            # A reader may hand out more rows at once than a batch holds (a whole CSV block).
+            for off in range(0, whole.num_rows, self._rows):
+                batch = whole.slice(off, self._rows)
+                if rows + batch.num_rows > self._rows:
+                    cut = self._rows - rows
+                    pending.append(batch.slice(0, cut))
+                    self.rows_read += self._rows
+                    yield pa.Table.from_batches(pending)
+                    batch = batch.slice(cut)
+                    pending, rows, size = [], 0, 0
+                pending.append(batch)
+                rows += batch.num_rows
+                size += batch.nbytes
+                if rows >= self._rows or size >= BATCH_BYTES:
+                    self.rows_read += rows
+                    yield pa.Table.from_batches(pending)
+                    pending, rows, size = [], 0, 0
         self._peeked = []
         if pending:
             self.rows_read += rows

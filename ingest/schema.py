@@ -50,6 +50,7 @@ def plan(table_schema: Schema, source: pa.Schema, table: str, source_name: str) 
     import pyarrow as pa
     from pyiceberg.exceptions import ResolveError
     from pyiceberg.schema import promote
+    from pyiceberg.types import DoubleType, FloatType, IntegerType, LongType
 
     result = SchemaPlan()
     empty = set(droppable_empty_columns(source))
@@ -68,6 +69,9 @@ def plan(table_schema: Schema, source: pa.Schema, table: str, source_name: str) 
             continue
         except ResolveError:
             pass
+        if isinstance(sf.field_type, (IntegerType, LongType)) and isinstance(tf.field_type, (FloatType, DoubleType)):
+            # Whole numbers in a file for a floating-point column (e.g. `99` for a measure): cast on write.
+            continue
         try:
             promote(tf.field_type, sf.field_type)  # table narrower, and Iceberg allows widening it
             result.widen.append((sf.name, sf.field_type))
