@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,7 @@ class LandingResult:
     data_docs: str | None = None
     data_files: int = 0
     bytes_written: int = 0
+    reapplied: int = 0  # times main moved under this landing and its validated files were re-applied
     seconds: dict[str, float] = field(default_factory=dict)  # read_write, gate, commit, total
 
     def to_json(self) -> dict[str, Any]:
@@ -105,6 +107,7 @@ class LandingResult:
             },
             "data_docs": self.data_docs,
             "data_files": self.data_files,
+            "reapplied": self.reapplied,
             "warnings": self.warnings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -228,6 +231,7 @@ def land(
             _drop_branch(catalog, name, branch)
             _delete_files(tbl, files)
             raise
+        progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
         if gate_result is not None and not gate_result.success:
             quarantine = f"{QUARANTINE_PREFIX}{run.run_id}"
             _rename_branch(catalog, name, branch, quarantine)
@@ -235,7 +239,7 @@ def land(
             run.add_output(_output_dataset(settings, tbl, str(name), audited, result))
             raise GateFailedError(_gate_message(name, src.uri, quarantine, gate_result, result.data_docs), result=gate_result)
         try:
-            audited = _publish(catalog, name, branch, base_id, audited, files, props, progress)
+            audited = _publish(catalog, name, branch, base_id, audited, files, props, progress, result)
         except BaseException:
             _drop_branch(catalog, name, branch)
             raise
@@ -331,7 +335,8 @@ def _prepare_table(settings: Settings, name: TableName, source_schema: pa.Schema
         def init() -> None:
             t = catalog.load_table(name.identifier)
             if t.current_snapshot() is None:
-                t.append(usable.empty_table(), snapshot_properties={JOB_NAME: "tidemark.ingest.create"})
+                with _stale_is_conflict():
+                    t.append(usable.empty_table(), snapshot_properties={JOB_NAME: "tidemark.ingest.create"})
 
         with_commit_retry(init, f"creating {name}")
         tbl = catalog.load_table(name.identifier)
@@ -478,10 +483,29 @@ def _drop_if_pristine(catalog: Any, name: TableName) -> None:
 
 
 def _append_files(tbl: Table, branch: str, files: list[DataFile], props: dict[str, str]) -> None:
-    with tbl.transaction() as tx:
-        with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as append:
-            for f in files:
-                append.append_data_file(f)
+    with _stale_is_conflict():
+        with tbl.transaction() as tx:
+            with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as append:
+                for f in files:
+                    append.append_data_file(f)
+
+
+@contextmanager
+def _stale_is_conflict() -> Iterator[None]:
+    """A commit built on metadata another writer has since moved is a conflict: retry it on fresh metadata.
+
+    pyiceberg 0.12's SQL catalog checks only the branch's own ref for a branch append, then fails
+    applying it onto the newer metadata with a ValueError ("Cannot add snapshot with sequence number
+    N older than last sequence number N"), not a CommitFailedException; nothing was committed.
+    """
+    from pyiceberg.exceptions import CommitFailedException
+
+    try:
+        yield
+    except ValueError as exc:
+        if "sequence number" in str(exc):
+            raise CommitFailedException(str(exc)) from exc
+        raise
 
 
 def _commit_to_branch(catalog: Any, name: TableName, branch: str, files: list[DataFile], props: dict[str, str]) -> tuple[Any, int]:
@@ -515,6 +539,7 @@ def _publish(
     files: list[DataFile],
     props: dict[str, str],
     progress: Progress,
+    result: LandingResult,
 ) -> Any:
     """Move main to the audited snapshot if main is still its parent; else re-apply on the new main.
 
@@ -539,6 +564,7 @@ def _publish(
                 pass
         else:
             progress(f"{name} main moved during the landing; applying the validated files again on the new main")
+            result.reapplied += 1
             try:
                 base_id, audited = _reapply(catalog, name, branch, files, props)
             except CommitFailedException:

@@ -315,3 +315,25 @@ def test_sha256_is_over_the_exact_bytes(local: Any, tmp_path: Path) -> None:
     f.write_bytes(b"id\r\n1\r\n2\r\n")
     result = land(local, str(f), "raw.bytes", transport=InMemoryTransport())
     assert result.sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no_rows_lost(local: Any, tmp_path: Path) -> None:
+    a, b, c = (tmp_path / f"{n}.csv" for n in "abc")
+    a.write_text("id\n1\n")
+    b.write_text("id\n2\n3\n")
+    c.write_text("id\n4\n")
+    land(local, str(a), "raw.race", transport=InMemoryTransport())
+    moved = []
+
+    def sneak_in(message: str) -> None:
+        # Another landing publishes right after ours committed its audit snapshot: main moves.
+        if "on branch audit-" in message and not moved:
+            moved.append(land(local, str(c), "raw.race", transport=InMemoryTransport()))
+
+    result = land(local, str(b), "raw.race", transport=InMemoryTransport(), progress=sneak_in)
+    assert moved and result.reapplied == 1
+    t = load_catalog(local).load_table("raw.race")
+    assert sorted(t.scan().to_arrow().column("id").to_pylist()) == [1, 2, 3, 4]
+    assert set(t.metadata.refs) == {"main"}
+    snap = t.current_snapshot()
+    assert snap.snapshot_id == result.snapshot_id and snap.parent_snapshot_id == moved[0].snapshot_id
