@@ -1,9 +1,15 @@
-"""Validation gates: a table's Great Expectations suite, loaded from YAML, run on the rows a landing wrote.
+"""Validation gates: a table's Great Expectations suite, loaded from YAML or Python, run on the rows a landing wrote.
 
-A suite file is a YAML list of GX expectation names with their arguments:
+A YAML suite file is a list of GX expectation names with their arguments:
 
     - expect_column_values_to_not_be_null: {column: id}
     - expect_table_row_count_to_be_between: {min_value: 1}
+
+A Python suite file (`NS.TABLE.py`) defines the same list as `EXPECTATIONS`, of
+`(name, {args})` pairs or one-key dicts, so arguments can be computed (value sets from an enum,
+bounds from a config):
+
+    EXPECTATIONS = [("expect_column_values_to_be_in_set", {"column": "target", "value_set": list(range(3))})]
 """
 
 from __future__ import annotations
@@ -59,10 +65,10 @@ class GateResult:
 
 
 def suite_path(settings: Settings, table: TableName) -> Path | None:
-    """`<suites_dir>/<namespace>.<table>.yaml` in the configured folder, then in the built-in one."""
+    """`<suites_dir>/<namespace>.<table>.yaml` (or .yml, .py) in the configured folder, then in the built-in one."""
     folders = [d for d in (settings.ingest.suites_dir, BUILTIN_SUITES) if d is not None]
     for folder in folders:
-        for ext in (".yaml", ".yml"):
+        for ext in (".yaml", ".yml", ".py"):
             candidate = folder / f"{table}{ext}"
             if candidate.is_file():
                 return candidate
@@ -74,10 +80,13 @@ def load_suite(path: Path) -> Suite:
 
     if not path.is_file():
         raise SuiteError(f"suite file {path} does not exist; check --suite")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"suite file {path} does not parse as YAML: {str(exc).splitlines()[0]}") from exc
+    if path.suffix == ".py":
+        data = _python_suite(path)
+    else:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SuiteError(f"suite file {path} does not parse as YAML: {str(exc).splitlines()[0]}") from exc
     if isinstance(data, dict) and "expectations" in data:
         data = data["expectations"]
     if not isinstance(data, list) or not data:
@@ -95,6 +104,24 @@ def load_suite(path: Path) -> Suite:
     suite = Suite(name=path.stem, path=path, expectations=tuple(items))
     _build(suite)  # fail now, naming the bad expectation, rather than after data is written
     return suite
+
+
+def _python_suite(path: Path) -> list[Any]:
+    """EXPECTATIONS of a Python suite file, as YAML-shaped one-key dicts."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tidemark_suite_{abs(hash(str(path)))}", path)
+    if spec is None or spec.loader is None:
+        raise SuiteError(f"suite file {path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise SuiteError(f"suite file {path} does not run as Python: {exc.__class__.__name__}: {exc}") from exc
+    items = getattr(module, "EXPECTATIONS", None)
+    if not isinstance(items, (list, tuple)):
+        raise SuiteError(f"suite file {path} must define EXPECTATIONS = [(\"expect_...\", {{args}}), ...]")
+    return [{item[0]: item[1]} if isinstance(item, tuple) and len(item) == 2 else item for item in items]
 
 
 def _quiet_gx() -> Any:

@@ -337,3 +337,24 @@ def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no
     assert set(t.metadata.refs) == {"main"}
     snap = t.current_snapshot()
     assert snap.snapshot_id == result.snapshot_id and snap.parent_snapshot_id == moved[0].snapshot_id
+
+
+def test_a_python_suite_gates_like_a_yaml_one(local: Any, tmp_path: Path) -> None:
+    suite = tmp_path / "raw.py_suite.py"
+    suite.write_text(
+        "LIMIT = 10\n"
+        "EXPECTATIONS = [\n"
+        "    ('expect_column_values_to_be_between', {'column': 'x', 'min_value': 0, 'max_value': LIMIT}),\n"
+        "    {'expect_column_values_to_not_be_null': {'column': 'x'}},\n"
+        "]\n"
+    )
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("x\n1\n2\n")
+    bad.write_text("x\n11\n")
+    assert land(local, str(good), "raw.py_suite", suite_file=str(suite), transport=InMemoryTransport()).gate.success
+    with pytest.raises(GateFailedError, match="expect_column_values_to_be_between on x"):
+        land(local, str(bad), "raw.py_suite", suite_file=str(suite), transport=InMemoryTransport())
+    broken = tmp_path / "broken.py"
+    broken.write_text("EXPECTATIONS = [1/0]\n")
+    with pytest.raises(SuiteError, match="broken.py does not run as Python: ZeroDivisionError"):
+        land(local, str(good), "raw.py_suite", suite_file=str(broken), transport=InMemoryTransport())
