@@ -330,15 +330,18 @@ def _prepare_table(settings: Settings, name: TableName, source_schema: pa.Schema
         if not len(usable):
             raise SourceError(f"{source_name}: every column is empty; nothing to land")
         tbl = ensure_table(catalog, name, usable)
-        created = True
 
-        def init() -> None:
+        def init() -> bool:
             t = catalog.load_table(name.identifier)
             if t.current_snapshot() is None:
                 with _stale_is_conflict():
                     t.append(usable.empty_table(), snapshot_properties={JOB_NAME: "tidemark.ingest.create"})
+                return True
+            return False
 
-        with_commit_retry(init, f"creating {name}")
+        # "Created" means this landing gave the table its first snapshot; only then may a failure
+        # drop it again (a concurrent landing that raced to create it did not).
+        created = with_commit_retry(init, f"creating {name}")
         tbl = catalog.load_table(name.identifier)
 
     def evolve() -> None:

@@ -231,6 +231,8 @@ def batches(source: Source, batch_rows: int = 256_000, counter: ReadCounter | No
             first = "the file is not valid UTF-8 text; re-encode it as UTF-8"
         elif source.fmt == "csv" and "conversion error" in first:
             first += " (column types are inferred from the start of the file; a later value does not fit)"
+        elif source.fmt == "jsonl" and ("unexpected field" in first or "changed from" in first):
+            first += " (fields and types are inferred from the start of the file; one appears or changes further down)"
         raise SourceError(f"{source.uri}: cannot read as {source.fmt}: {first}") from exc
 
 
