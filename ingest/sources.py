@@ -216,7 +216,10 @@ def batches(source: Source, batch_rows: int = 256_000, counter: ReadCounter | No
 
             with source.filesystem.open_input_file(source.path) as fh:
                 pf = pq.ParquetFile(fh)
-                yield from pf.iter_batches(batch_size=batch_rows)
+                # One reader per row group: a single iter_batches over the whole file keeps every
+                # pre-buffered row group cached until the end (the whole compressed file in memory).
+                for group in range(pf.num_row_groups):
+                    yield from pf.iter_batches(batch_size=batch_rows, row_groups=[group])
         else:
             from pyarrow import json as pajson
 
