@@ -169,12 +169,12 @@ def land(
     if sources.GLOB_CHARS & set(location):
         raise SourceError(f"{location}: a pattern names several files; use land_all (the CLI does) to land each")
     suite = _suite(settings, name, suite_file, strict)
+    src = sources.open_source(location, fmt, settings.catalog.properties)
     warnings: list[str] = []
     if suite is None:
         msg = f"no validation suite for {name} (looked for {name}.yaml in the suites folder); landing ungated"
         warnings.append(msg)
-        log.warning(msg)
-    src = sources.open_source(location, fmt, settings.catalog.properties)
+        log.info(msg)  # callers show result.warnings (the CLI prints them); no second copy on stderr
     progress(f"{src.uri}: {src.fmt}, {src.size:,} bytes, sha256 {src.sha256[:12]}…")
     result = LandingResult(table=str(name), source=src.uri, sha256=src.sha256, run_id=None, snapshot_id=None, rows=0, warnings=warnings)
 

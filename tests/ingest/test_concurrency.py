@@ -49,7 +49,7 @@ def _land_concurrently(tmp_path: Path, env: dict[str, str], n: int = 3, rows: in
         f = tmp_path / f"part-{i}.parquet"
         pq.write_table(pa.table({"id": list(range(i * rows, (i + 1) * rows)), "part": [i] * rows}), f)
         files.append(f)
-    start = time.time() + 12  # after every child has imported pyiceberg and GX on 2 busy cores
+    start = time.time() + 8  # after every child has imported pyiceberg and GX (a late one still lands, just overlaps less)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CHILD, str(f), "raw.events", str(start), str(suite)],
