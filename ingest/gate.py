@@ -199,12 +199,35 @@ class StreamingGate:
         )
         # GX normalises kwargs (0 -> 0.0) and reorders results: match results by expectation id.
         self._index = {str(e.id): i for i, e in enumerate(gx_suite.expectations)}
+        # Uniqueness over several batches is recomputed over all of them (see `finish`), so GX
+        # checks it on the first batch only (which is the whole landing when it fits one batch).
+        self._rest_definition: Any = None
+        self._skip_rest = False
+        rest = [i for i, (n, _) in enumerate(suite.expectations) if n != UNIQUE]
+        if len(rest) < len(suite.expectations):
+            if not rest:
+                self._skip_rest = True
+            else:
+                from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+                rest_suite = self._context.suites.add(self._gx.ExpectationSuite(name=f"{suite.name}-rest"))
+                for i in rest:
+                    name_i, kwargs_i = suite.expectations[i]
+                    rest_suite.add_expectation_configuration(ExpectationConfiguration(type=name_i, kwargs=kwargs_i))
+                rest_suite.save()
+                self._index.update({str(e.id): i for e, i in zip(rest_suite.expectations, rest)})
+                rest_batch = source.add_dataframe_asset("landing-rest").add_batch_definition_whole_dataframe("rows")
+                self._rest_definition = self._context.validation_definitions.add(
+                    self._gx.ValidationDefinition(name=f"{suite.name}-gate-rest", data=rest_batch, suite=rest_suite)
+                )
+        self._first: Any = None
         self._kinds = [_kind(n) for n, _ in suite.expectations]
         self._columns = _columns_used(suite)
         self._merged: dict[int, ExpectationOutcome] = {}
         self._details: dict[int, dict[str, Any]] = {}
         self._unique_values: dict[str, list[Any]] = {}
         self._last: Any = None
+        self._collected: set[str] = set()
         self._summary_runs = 0
         self.rows = 0
         self.batches = 0
@@ -220,16 +243,25 @@ class StreamingGate:
         # Only the columns the suite names go to pandas; BASIC results (counts and a value sample)
         # cost about half of GX's default SUMMARY. A failing batch is run again with SUMMARY
         # below, for the indexes of a few failing rows.
+        self._collect_unique(data)
+        if self.batches > 0 and self._skip_rest:
+            self.rows += data.num_rows
+            self.batches += 1
+            self.seconds += time.perf_counter() - started
+            return
+        definition = self._definition if self.batches == 0 or self._rest_definition is None else self._rest_definition
         columns = data.column_names if self._columns is None else [c for c in self._columns if c in data.column_names]
         # A suite of table-level checks only still needs the row count: keep one column.
         frame = data.select(columns or data.column_names[:1]).to_pandas()
-        result = self._definition.run(batch_parameters={"dataframe": frame}, result_format="BASIC")
+        result = definition.run(batch_parameters={"dataframe": frame}, result_format="BASIC")
         if not result.success and self._summary_runs < SAMPLE_ROWS:
             self._summary_runs += 1
-            result = self._definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+            result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
         del frame
         self._forget_batches()
         self._last = result
+        if self._first is None:
+            self._first = result
         for r in result.results:
             key = self._index[str(r.expectation_config.id)]
             name, kwargs = self.suite.expectations[key]
@@ -258,14 +290,21 @@ class StreamingGate:
                         outcome.rows.extend({k: _plain(v) for k, v in row.items()} for row in data.take(take).to_pylist())
             if "observed_value" in details:
                 outcome.observed_value = _plain(details["observed_value"])
-        for name, kwargs in self.suite.expectations:
-            if name == UNIQUE and kwargs.get("column") in data.column_names:
-                # A compact copy: a slice of the reader's batch would keep the whole batch's buffers alive.
-                column = data.column(str(kwargs["column"])).combine_chunks()
-                self._unique_values.setdefault(str(kwargs["column"]), []).append(pa.chunked_array([column]))
         self.rows += data.num_rows
         self.batches += 1
         self.seconds += time.perf_counter() - started
+
+    def _collect_unique(self, data: pa.Table) -> None:
+        import pyarrow as pa
+
+        for name, kwargs in self.suite.expectations:
+            column_name = str(kwargs.get("column"))
+            if name == UNIQUE and column_name in data.column_names and column_name not in self._collected:
+                self._collected.add(column_name)
+                # A compact copy: a slice of the reader's batch would keep the whole batch's buffers alive.
+                column = data.column(column_name).combine_chunks()
+                self._unique_values.setdefault(column_name, []).append(pa.chunked_array([column]))
+        self._collected.clear()
 
     def _forget_batches(self) -> None:
         """Drop GX's cache of validated batches: its execution engine keeps every DataFrame it was
@@ -312,6 +351,7 @@ class StreamingGate:
         dups = _duplicated_values(values)
         unexpected = int(pc.sum(pc.is_in(values, value_set=dups)).as_py() or 0) if len(dups) else 0
         outcome.unexpected_count = unexpected
+        outcome.element_count = self.rows
         outcome.sample = [_plain(v) for v in dups[:5].to_pylist()]
         mostly = float(outcome.kwargs.get("mostly", 1.0))
         outcome.success = unexpected == 0 or (len(values) > 0 and 1 - unexpected / len(values) >= mostly)
@@ -346,6 +386,10 @@ class StreamingGate:
         )
 
         vr = self._last
+        if self._first is not None and self._first is not vr:
+            # Expectations checked on the first batch only (uniqueness) join the page too.
+            shown = {self._index[str(r.expectation_config.id)] for r in vr.results}
+            vr.results.extend(r for r in self._first.results if self._index[str(r.expectation_config.id)] not in shown)
         for r in vr.results:
             o = result.outcomes[self._index[str(r.expectation_config.id)]]
             r.success = o.success
@@ -405,9 +449,12 @@ def _duplicated_values(values: pa.ChunkedArray) -> pa.Array:
 
     t = values.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t):
-        arr = np.sort(values.to_numpy())
-        if len(arr) < 2:
+        raw = values.to_numpy()
+        # Keys often arrive strictly increasing (sequences, event times): no sort needed then.
+        if len(raw) < 2 or bool((raw[1:] > raw[:-1]).all()) or bool((raw[1:] < raw[:-1]).all()):
             return pa.array([], type=t)
+        arr = np.sort(raw)
+        del raw
         same = arr[1:] == arr[:-1]
         if not same.any():
             return pa.array([], type=t)

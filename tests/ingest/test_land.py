@@ -201,6 +201,18 @@ def test_a_landing_in_many_batches_validates_every_row_and_uniqueness_across_bat
     assert between.rows == [{"id": 11_700, "x": 101}]
     assert "expect_table_row_count_to_be_between" not in failed
     assert any(r.startswith("quarantine-") for r in _refs(local, "raw.many"))
+    # The report shows every expectation with the counts over the whole landing.
+    page = Path(str(err.value).split("report: ", 1)[1].strip()).read_text()
+    assert "values must be unique" in page and "values must be greater than or equal to" in page
+
+    # A suite of uniqueness alone: GX runs on the first batch, the rest are checked by the merge.
+    only_unique = tmp_path / "u.yaml"
+    only_unique.write_text("- expect_column_values_to_be_unique: {column: id}\n")
+    with pytest.raises(GateFailedError, match=r"expect_column_values_to_be_unique on id \(2 of 2500 rows\)"):
+        land(local, str(dup), "raw.many", suite_file=str(only_unique), batch_rows=1000, transport=InMemoryTransport(), force=True)
+    shuffled = tmp_path / "shuffled.parquet"
+    pq.write_table(pa.table({"id": [(i * 7919) % 2500 + 20_000 for i in range(2500)], "x": [1] * 2500}), shuffled)
+    assert land(local, str(shuffled), "raw.many", suite_file=str(only_unique), batch_rows=1000, transport=InMemoryTransport()).gate.success
 
 
 def test_type_change_that_cannot_widen_or_missing_required_column_is_refused_and_nothing_written(local: Any, tmp_path: Path) -> None:
