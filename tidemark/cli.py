@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Or: `quarantine list [NS.TABLE]`, `quarantine show NS.TABLE BRANCH`, `quarantine drop NS.TABLE BRANCH`",
     )
     sp.add_argument("--table", help="target table as namespace.table, e.g. raw.wine (required to land)")
-    sp.add_argument("--suite", help="validation suite YAML (default: <suites>/<namespace>.<table>.yaml)")
+    sp.add_argument("--suite", help="validation suite, YAML or Python (default: <suites>/<namespace>.<table>.yaml)")
     sp.add_argument("--format", choices=("csv", "parquet", "jsonl"), help="source format (default: from the extension)")
     sp.add_argument("--force", action="store_true", help="land again even if this file's sha256 is already in the table")
     sp.add_argument("--strict", action="store_true", help="refuse to land into a table with no suite")
