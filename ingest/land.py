@@ -203,6 +203,7 @@ def land(
         parameters={"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force},
         settings=settings,
         transport=transport,
+        code=land,
     ) as run:
         result.run_id = run.run_id
         tbl, created = _prepare_table(settings, name, first.schema, src.uri, result)

@@ -82,8 +82,12 @@ def ensure_table(
     """Load the table, or create it (and its namespace) if missing. Safe when two processes race."""
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 
-    if catalog.table_exists(name.identifier):
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
         return catalog.load_table(name.identifier)
+    except NoSuchTableError:
+        pass
     try:
         catalog.create_namespace(name.namespace)
     except NamespaceAlreadyExistsError:

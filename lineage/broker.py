@@ -91,10 +91,31 @@ def read_state(settings: Settings) -> BrokerState | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def spawn(port: int, log_path: Path, timeout_s: float = 10.0) -> subprocess.Popen[bytes]:
+    """Run a Tansu broker on 127.0.0.1:port, detached from this process; returns once it listens."""
+    binary = tansu_binary()
+    url = f"tcp://127.0.0.1:{port}"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the CLI process that started it
+        )
+    deadline = time.monotonic() + timeout_s
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise LocalBrokerError(f"the local broker did not start on 127.0.0.1:{port}; see {log_path}")
+        time.sleep(0.05)
+    return proc
 
 
 def start(settings: Settings, timeout_s: float = 10.0) -> BrokerState:
@@ -102,27 +123,9 @@ def start(settings: Settings, timeout_s: float = 10.0) -> BrokerState:
     running = read_state(settings)
     if running:
         return running
-    binary = tansu_binary()
     settings.home.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    log = open(settings.home / "broker.log", "ab")
-    proc = subprocess.Popen(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # outlives the CLI process that started it
-    )
-    log.close()
-    deadline = time.monotonic() + timeout_s
-    while not port_open("127.0.0.1", port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise LocalBrokerError(
-                f"the local broker did not start on 127.0.0.1:{port}; see {settings.home / 'broker.log'}"
-            )
-        time.sleep(0.05)
+    port = free_port()
+    proc = spawn(port, settings.home / "broker.log", timeout_s)
     state = BrokerState(pid=proc.pid, port=port, log_id=uuid.uuid4().hex, started_at=time.time())
     tmp = _state_path(settings).with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state)))

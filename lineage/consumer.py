@@ -3,21 +3,29 @@
 Exactly once without a transaction across Kafka and Iceberg: every commit to a lineage table
 stores, in its snapshot summary, the next offset per partition that the table now includes
 (`tidemark.kafka.offsets`). On start the consumer seeks to the lowest stored offset across the
-tables, and each table skips records below its own stored offsets, so a crash between two
-commits replays only what the later table lacks. Kafka's committed group offsets are a fallback
-for a store that has none. The stable event id guards against the same event sent twice.
+tables, and each table skips records below its own stored offsets, so a crash between two commits
+replays only what the later table lacks. Kafka's committed group offsets are a fallback for a store
+that has none. Events also have a stable id (sha256 of their bytes); an id already in `events` is
+never stored again, so a re-sent event (outbox retry, replayed backfill) is stored once.
+
+Tables are written in a fixed order, `events` last: an event id in `events` therefore means every
+other table already has that event's rows, which is what makes the id set a safe duplicate test.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
@@ -30,10 +38,15 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
+log = logging.getLogger(__name__)
+
 OFFSETS = "tidemark.kafka.offsets"
 CONSUMER_JOB = "tidemark.lineage.consumer"
+MAINTENANCE_JOB = "tidemark.lineage.maintenance"
 MAX_EVENT_BYTES = 1_000_000
 _REQUIRED = ("eventTime", "eventType", "run", "job")
+# Written in this order; `events` last (see the module docstring).
+ROW_TABLES = (store.RUN_DATASETS, store.RUNS, store.JOBS, store.EVENTS)
 
 
 @dataclass
@@ -44,30 +57,39 @@ class Record:
 
 
 @dataclass
+class Parsed:
+    record: Record
+    event: dict[str, Any]
+    event_id: str
+    text: str
+
+
+@dataclass
 class ConsumeReport:
     records: int = 0
     stored_events: int = 0
     duplicates: int = 0
     dead_letters: int = 0
     commits: int = 0
+    compactions: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
 
 
-def stored_offsets(table: Table, topic: str, log: str) -> dict[int, int]:
+def stored_offsets(table: Table, topic: str, log_name: str) -> dict[int, int]:
     """Next offset per partition that `table` already holds, for this topic and this Kafka log."""
     snap = table.current_snapshot()
     for s in ancestors(table, snap.snapshot_id if snap else None):
         raw = summary_properties(s).get(OFFSETS)
         if raw:
             data = json.loads(raw)
-            if data.get("topic") != topic or data.get("log") != log:
+            if data.get("topic") != topic or data.get("log") != log_name:
                 # Offsets of another topic or of a log that no longer exists (a restarted local broker).
                 return {}
             return {int(p): int(o) for p, o in data.get("offsets", {}).items()}
     return {}
 
 
-def _check(event: Any) -> str | None:
+def check_event(event: Any) -> str | None:
     """Why an event cannot be stored, or None. Full schema conformance is the producer's contract."""
     if not isinstance(event, dict):
         return "not a JSON object"
@@ -78,144 +100,242 @@ def _check(event: Any) -> str | None:
         return "run.runId is missing"
     if not isinstance(event["job"], dict) or not event["job"].get("name"):
         return "job.name is missing"
+    if not isinstance(event["eventTime"], str):
+        return "eventTime is not a string"
     try:
-        store.parse_time(str(event["eventTime"]))
+        store.parse_time(event["eventTime"])
     except ValueError:
         return f"eventTime {event['eventTime']!r} is not an ISO-8601 time"
+    for key in ("inputs", "outputs"):
+        value = event.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(d, dict) for d in value)):
+            return f"{key} is not a list of datasets"
     return None
 
 
+def parse(rec: Record) -> Parsed | tuple[Record, str]:
+    """A stored-to-be event, or the record with the reason it is a dead letter."""
+    if len(rec.value) > MAX_EVENT_BYTES:
+        return rec, f"event of {len(rec.value)} bytes is over the {MAX_EVENT_BYTES}-byte limit"
+    try:
+        text = rec.value.decode("utf-8")
+    except UnicodeDecodeError:
+        return rec, "not UTF-8 text"
+    try:
+        event = orjson.loads(rec.value)
+    except orjson.JSONDecodeError as exc:
+        return rec, f"invalid JSON: {exc.msg} at char {exc.pos}"
+    reason = check_event(event)
+    if reason:
+        return rec, reason
+    return Parsed(rec, event, ev.event_id(rec.value), text)
+
+
 class LineageWriter:
-    """Turns a batch of records into rows and commits them to each lineage table, exactly once."""
+    """Turns batches of records into rows and commits them to each lineage table, exactly once."""
 
     def __init__(self, settings: Settings, catalog: Catalog) -> None:
         self.settings = settings
         self.catalog = catalog
+        self.ns = settings.lineage.namespace
         self.topic = settings.kafka.topic
         self.log = current_log_id(settings)
-        self.tables = store.ensure_tables(catalog, settings)
+        store.ensure_tables(catalog, settings)
+        self._seen: set[bytes] = set()
+        self._jobs: set[tuple[str, str]] = set()
+        self._seen_at: int | None = None  # the events snapshot the id set reflects
+        self._load_seen()
+
+    def _table(self, short: str) -> Table:
+        return self.catalog.load_table((self.ns, short))
+
+    def _load_seen(self) -> None:
+        """Read the ids already stored (and the jobs known) so duplicates are found in memory."""
+        events = self._table(store.EVENTS)
+        snap = events.current_snapshot()
+        self._seen = set()
+        if snap is not None:
+            ids = events.scan(selected_fields=("event_id",)).to_arrow().column("event_id")
+            # 16 bytes of a sha256 are plenty to tell events apart and keep the set small.
+            self._seen = {bytes.fromhex(i[:32]) for i in ids.to_pylist()}
+        self._seen_at = snap.snapshot_id if snap else None
+        jobs = self._table(store.JOBS)
+        if jobs.current_snapshot() is not None:
+            rows = jobs.scan(selected_fields=("job_namespace", "job_name")).to_arrow().to_pylist()
+            self._jobs = {(r["job_namespace"], r["job_name"]) for r in rows}
 
     def start_offsets(self) -> dict[int, int] | None:
-        """Lowest stored offset per partition over the tables that record offsets; None if none do."""
-        per_table = [stored_offsets(self.tables[t], self.topic, self.log) for t in (store.EVENTS, store.RUN_DATASETS)]
+        """Lowest stored offset per partition over the row tables; None if none records any."""
+        per_table = [stored_offsets(self._table(t), self.topic, self.log) for t in ROW_TABLES]
         if not any(per_table):
             return None
         parts = set().union(*per_table)
         return {p: min(t.get(p, 0) for t in per_table) for p in parts}
 
     def write(self, records: list[Record], report: ConsumeReport) -> None:
-        good: list[tuple[Record, dict[str, Any], str]] = []
+        # A batch allocates millions of small objects that all live until the commit: the cyclic
+        # GC would walk them again and again (it cost ~40% of the consumer's time). None of them
+        # form cycles, so collect once after the batch instead.
+        gc.disable()
+        try:
+            self._write(records, report)
+        finally:
+            gc.enable()
+
+    def _write(self, records: list[Record], report: ConsumeReport) -> None:
+        parsed: list[Parsed] = []
         dead: list[dict[str, Any]] = []
+        now = datetime.now(timezone.utc)
         for rec in records:
-            reason = None
-            event: Any = None
-            if len(rec.value) > MAX_EVENT_BYTES:
-                reason = f"event of {len(rec.value)} bytes is over the {MAX_EVENT_BYTES}-byte limit"
+            result = parse(rec)
+            if isinstance(result, Parsed):
+                parsed.append(result)
             else:
-                try:
-                    event = json.loads(rec.value.decode("utf-8"))
-                except UnicodeDecodeError:
-                    reason = "not UTF-8 text"
-                except json.JSONDecodeError as exc:
-                    reason = f"invalid JSON: {exc.msg} at char {exc.pos}"
-                else:
-                    reason = _check(event)
-            if reason:
+                r, reason = result
                 dead.append(
-                    {
-                        "received_time": datetime.now(timezone.utc),
-                        "topic": self.topic,
-                        "kafka_partition": rec.partition,
-                        "kafka_offset": rec.offset,
-                        "reason": reason,
-                        "raw": rec.value,
-                    }
+                    {"received_time": now, "topic": self.topic, "kafka_partition": r.partition, "kafka_offset": r.offset, "reason": reason, "raw": r.value}
                 )
-            else:
-                good.append((rec, event, ev.event_id(event)))
         offsets: dict[int, int] = {}
         for rec in records:
             offsets[rec.partition] = max(offsets.get(rec.partition, 0), rec.offset + 1)
-
-        # Dead letters first: if we crash later they are re-derived, and a duplicate dead letter is harmless.
         if dead:
-            self._append(store.DEAD_LETTERS, dead, None)
+            self._commit(store.DEAD_LETTERS, lambda: dead, offsets)
             report.dead_letters += len(dead)
-        stored = self._commit_rows(
-            store.RUN_DATASETS,
-            good,
-            lambda rec, event, eid: store.run_dataset_rows(event, eid),
-            offsets,
-        )
-        stored = self._commit_rows(
-            store.EVENTS,
-            good,
-            lambda rec, event, eid: [store.event_row(event, eid, rec.partition, rec.offset)],
-            offsets,
-        )
+        stored = 0
+        for short in ROW_TABLES:
+            stored = self._commit_rows(short, parsed, offsets)
+        for p in parsed:
+            self._seen.add(bytes.fromhex(p.event_id[:32]))
         report.stored_events += stored
-        report.duplicates += len(good) - stored
+        report.duplicates += len(parsed) - stored
         report.records += len(records)
         report.commits += 1
         for p, o in offsets.items():
             report.offsets[p] = max(report.offsets.get(p, 0), o)
 
-    def _commit_rows(
-        self,
-        short: str,
-        good: list[tuple[Record, dict[str, Any], str]],
-        to_rows: Callable[[Record, dict[str, Any], str], list[dict[str, Any]]],
-        offsets: Mapping[int, int],
-    ) -> int:
-        """Append the rows of events this table lacks; returns how many events were new to it."""
-        name = f"{self.settings.lineage.namespace}.{short}"
-        new_events = 0
+    def _fresh(self, short: str, parsed: list[Parsed]) -> list[Parsed]:
+        """Events of this batch that `short` does not hold yet: above its offsets, ids never stored."""
+        have = stored_offsets(self._table(short), self.topic, self.log)
+        out = []
+        batch_ids: set[bytes] = set()
+        for p in parsed:
+            key = bytes.fromhex(p.event_id[:32])
+            if key in self._seen or key in batch_ids:
+                continue
+            batch_ids.add(key)
+            if p.record.offset >= have.get(p.record.partition, 0):
+                out.append(p)
+        return out
 
-        def attempt() -> None:
-            nonlocal new_events
-            table = self.catalog.load_table((self.settings.lineage.namespace, short))
-            have = stored_offsets(table, self.topic, self.log)
-            fresh = [g for g in good if g[0].offset >= have.get(g[0].partition, 0)]
-            seen = self._existing_ids(table, {eid for _, _, eid in fresh})
-            rows: list[dict[str, Any]] = []
-            new_events = 0
-            for rec, event, eid in fresh:
-                if eid in seen:
-                    continue
-                seen.add(eid)
-                new_events += 1
-                rows.extend(to_rows(rec, event, eid))
-            merged = dict(have)
-            for p, o in offsets.items():
-                merged[p] = max(merged.get(p, 0), o)
-            props = {
-                OFFSETS: json.dumps({"topic": self.topic, "log": self.log, "offsets": {str(p): o for p, o in sorted(merged.items())}}),
-                JOB_NAME: CONSUMER_JOB,
-            }
-            import pyarrow as pa
+    def _rows(self, short: str, fresh: list[Parsed]) -> list[dict[str, Any]]:
+        if short == store.EVENTS:
+            return [store.event_row(p.event, p.event_id, p.record.partition, p.record.offset, p.text) for p in fresh]
+        if short == store.RUNS:
+            return [store.run_row(p.event, p.event_id) for p in fresh]
+        if short == store.RUN_DATASETS:
+            return [row for p in fresh for row in store.run_dataset_rows(p.event, p.event_id)]
+        rows = []
+        for p in fresh:
+            job = store.job_row(p.event)
+            key = (job["job_namespace"], job["job_name"])
+            if key not in self._jobs:
+                self._jobs.add(key)
+                rows.append(job)
+        return rows
 
-            # An empty append still records the offsets, so a batch of duplicates is not replayed.
-            table.append(pa.Table.from_pylist(rows, schema=store.arrow_schema(short)), snapshot_properties=props)
+    def _commit_rows(self, short: str, parsed: list[Parsed], offsets: Mapping[int, int]) -> int:
+        """Append the rows of the events this table lacks; returns how many events were new to it."""
+        count = 0
 
-        with_commit_retry(attempt, f"storing lineage rows in {name}")
-        return new_events
+        def rows() -> list[dict[str, Any]]:
+            nonlocal count
+            fresh = self._fresh(short, parsed)
+            count = len(fresh)
+            return self._rows(short, fresh)
 
-    def _existing_ids(self, table: Table, ids: set[str]) -> set[str]:
-        if not ids or table.current_snapshot() is None:
-            return set()
-        from pyiceberg.expressions import In
+        self._commit(short, rows, offsets)
+        return count
 
-        found = table.scan(row_filter=In("event_id", ids), selected_fields=("event_id",)).to_arrow()
-        return set(found.column("event_id").to_pylist())
-
-    def _append(self, short: str, rows: list[dict[str, Any]], props: Mapping[str, str] | None) -> None:
+    def _commit(self, short: str, rows: Callable[[], list[dict[str, Any]]], offsets: Mapping[int, int]) -> None:
         import pyarrow as pa
 
-        def attempt() -> None:
-            table = self.catalog.load_table((self.settings.lineage.namespace, short))
-            table.append(pa.Table.from_pylist(rows, schema=store.arrow_schema(short)), snapshot_properties=dict(props or {}))
+        first = True
 
-        with_commit_retry(attempt, f"storing rows in {self.settings.lineage.namespace}.{short}")
+        def attempt() -> None:
+            nonlocal first
+            if not first:
+                # Another consumer committed meanwhile: what it stored is no longer ours to store.
+                self._load_seen()
+            first = False
+            table = self._table(short)
+            data = pa.Table.from_pylist(rows(), schema=store.arrow_schema(short))
+            # Even an empty append records the offsets, so a batch of duplicates is not replayed.
+            table.append(data, snapshot_properties=self._props(table, offsets))
+
+        with_commit_retry(attempt, f"storing lineage rows in {self.ns}.{short}")
+
+    def _props(self, table: Table, offsets: Mapping[int, int]) -> dict[str, str]:
+        merged = stored_offsets(table, self.topic, self.log)
+        for p, o in offsets.items():
+            merged[p] = max(merged.get(p, 0), o)
+        record = {"topic": self.topic, "log": self.log, "offsets": {str(p): o for p, o in sorted(merged.items())}}
+        return {OFFSETS: json.dumps(record), JOB_NAME: CONSUMER_JOB}
+
+    # -- maintenance ------------------------------------------------------------------------------
+
+    def compact(self, min_files: int = 8, keep_snapshots_s: float = 3600.0) -> int:
+        """Rewrite each day partition that has many small files into one, then expire old snapshots.
+
+        Every commit made here carries the offsets record forward, so expiring the snapshots that
+        held it never loses the consumer's position. Returns how many partitions were rewritten.
+        """
+        rewritten = 0
+        for short in (*ROW_TABLES, store.DEAD_LETTERS):
+            rewritten += self._compact_table(short, min_files)
+            self._expire(short, keep_snapshots_s)
+        return rewritten
+
+    def _compact_table(self, short: str, min_files: int) -> int:
+        table = self._table(short)
+        if table.current_snapshot() is None:
+            return 0
+        by_day: dict[Any, int] = {}
+        for task in table.scan().plan_files():
+            day = task.file.partition[0] if len(task.file.partition) else None
+            by_day[day] = by_day.get(day, 0) + 1
+        done = 0
+        for day, files in by_day.items():
+            if files < min_files or day is None:
+                continue
+
+            def attempt(day: Any = day) -> None:
+                t = self._table(short)
+                flt = _partition_filter(t, day)
+                props = {**self._props(t, {}), JOB_NAME: MAINTENANCE_JOB}
+                t.overwrite(t.scan(row_filter=flt).to_arrow(), overwrite_filter=flt, snapshot_properties=props)
+
+            with_commit_retry(attempt, f"compacting {self.ns}.{short}")
+            done += 1
+        return done
+
+    def _expire(self, short: str, keep_s: float) -> None:
+        table = self._table(short)
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=keep_s)
+        try:
+            table.maintenance.expire_snapshots().older_than(cutoff).commit()
+        except Exception as exc:  # expiry is housekeeping: a conflict or refusal waits for the next round
+            log.info("snapshot expiry of %s.%s skipped: %s", self.ns, short, exc)
+
+
+def _partition_filter(table: Table, day: Any) -> Any:
+    """A row filter selecting exactly one day partition (day = days since 1970-01-01)."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    spec_field = table.spec().fields[0]
+    source = table.schema().find_field(spec_field.source_id).name
+    start = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(days=int(day))
+    end = start + timedelta(days=1)
+    return And(GreaterThanOrEqual(source, start.isoformat()), LessThan(source, end.isoformat()))
 
 
 def consume(
@@ -225,6 +345,7 @@ def consume(
     batch_size: int = 1000,
     interval_s: float = 2.0,
     idle_timeout_s: float = 10.0,
+    compact_every: int = 100,
     stop: threading.Event | None = None,
     on_batch: Callable[[ConsumeReport], None] | None = None,
 ) -> ConsumeReport:
@@ -232,10 +353,11 @@ def consume(
 
     once=True: read to the end of every partition as it stood when we got there, then return.
     once=False: run until `stop` is set (or SIGTERM/SIGINT in the main thread), committing a batch
-    every `batch_size` records or `interval_s` seconds, whichever comes first.
+    every `batch_size` records or `interval_s` seconds, whichever comes first, and compacting the
+    tables every `compact_every` commits.
     """
     from kafka import TopicPartition
-    from kafka.errors import CommitFailedError, KafkaError
+    from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 
     from lineage.kafka import consumer as make_consumer
@@ -257,33 +379,37 @@ def consume(
         kc.assign(tps)
         start = writer.start_offsets()
         for tp in tps:
+            committed = kc.committed(tp) if start is None else None
             if start is not None and tp.partition in start:
                 kc.seek(tp, start[tp.partition])
+            elif committed is not None:
+                kc.seek(tp, committed)
             else:
-                committed = kc.committed(tp) if start is None else None
-                if committed is not None:
-                    kc.seek(tp, committed)
-                else:
-                    kc.seek_to_beginning(tp)
+                kc.seek_to_beginning(tp)
         batch: list[Record] = []
         last_flush = time.monotonic()
         last_progress = time.monotonic()
+        commits_since_compaction = 0
 
         def flush() -> None:
-            nonlocal batch, last_flush
+            nonlocal batch, last_flush, commits_since_compaction
             if batch:
                 writer.write(batch, report)
+                commits_since_compaction += 1
                 try:
                     kc.commit({TopicPartition(settings.kafka.topic, p): OffsetAndMetadata(o, "", -1) for p, o in report.offsets.items()})
-                except (CommitFailedError, KafkaError):
+                except KafkaError:
                     pass  # group offsets are only a fallback; the Iceberg snapshot holds the truth
                 if on_batch:
                     on_batch(report)
             batch = []
             last_flush = time.monotonic()
+            if not once and commits_since_compaction >= compact_every:
+                report.compactions += writer.compact()
+                commits_since_compaction = 0
 
         while not stop.is_set():
-            polled = kc.poll(timeout_ms=200, max_records=batch_size)
+            polled = kc.poll(timeout_ms=100, max_records=batch_size)
             for tp, recs in polled.items():
                 for r in recs:
                     batch.append(Record(tp.partition, r.offset, r.value if r.value is not None else b""))

@@ -43,14 +43,20 @@ def facet(producer: str, schema: str, **fields: Any) -> dict[str, Any]:
     return {"_producer": producer, "_schemaURL": schema, **fields}
 
 
-def event_id(event: Mapping[str, Any]) -> str:
-    """A stable id for an event: the sha256 of its canonical JSON.
+def serialize(event: Mapping[str, Any]) -> bytes:
+    """The bytes an event travels as (compact JSON, UTF-8)."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
-    The same event re-sent (outbox retry, producer retry, backfill) gets the same id, so the store
-    can refuse the duplicate; it works for events from any producer, not only ours.
+
+def event_id(event: Mapping[str, Any] | bytes) -> str:
+    """A stable id for an event: the sha256 of its bytes as produced.
+
+    The same event re-sent (outbox retry, producer retry, replay of a backfill file) is the same
+    bytes, so it gets the same id and the store refuses the duplicate. It works for events from any
+    producer, and the consumer gets it without re-serializing each event.
     """
-    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    raw = event if isinstance(event, bytes) else serialize(event)
+    return hashlib.sha256(raw).hexdigest()
 
 
 def warehouse_namespace(location: str) -> str:

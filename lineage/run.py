@@ -10,17 +10,16 @@ Nothing in here knows about ingest or models: callers hand over OpenLineage data
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from lakehouse.config import Settings, load_settings
+from lineage import code as code_info
 from lineage import events as ev
-from lineage.transport import KafkaTransport, Transport
+from lineage.outbox import OutboxTransport
+from lineage.transport import Transport
 
 
 @dataclass
@@ -65,16 +64,6 @@ class RunContext:
         return event
 
 
-def _environment_facet(producer: str) -> dict[str, Any]:
-    return ev.facet(
-        producer,
-        f"{ev.TIDEMARK_FACETS}/EnvironmentRunFacet.json",
-        python=sys.version.split()[0],
-        platform=platform.platform(),
-        pid=os.getpid(),
-    )
-
-
 @contextmanager
 def run(
     job_name: str,
@@ -84,15 +73,30 @@ def run(
     settings: Settings | None = None,
     transport: Transport | None = None,
     run_id: str | None = None,
+    code: Any = None,
+    parent: Mapping[str, Any] | None = None,
 ) -> Iterator[RunContext]:
-    """Emit START now, COMPLETE when the block ends, FAIL (with the error) if it raises."""
+    """Emit START now, COMPLETE when the block ends, FAIL (with the error message facet) if it raises.
+
+    Records the parameters, the code identity of `code` (a function or module: git commit, dirty
+    flag, source hash), the environment (Python and key package versions), and the parent run:
+    `parent` if given (an OpenLineage parent facet), else the Airflow task when run under Airflow.
+    """
     settings = settings or load_settings()
     own_transport = transport is None
-    tr: Transport = transport if transport is not None else KafkaTransport(settings)
+    tr: Transport = transport if transport is not None else OutboxTransport(settings)
     ctx = RunContext(settings=settings, transport=tr, job_name=job_name, run_id=run_id or ev.new_run_id())
     for dataset in inputs:
         ctx.add_input(dataset)
-    ctx.add_run_facet("tidemark_environment", _environment_facet(ctx.producer))
+    ctx.add_run_facet(
+        "tidemark_environment", ev.facet(ctx.producer, f"{ev.TIDEMARK_FACETS}/EnvironmentRunFacet.json", **code_info.environment())
+    )
+    ctx.add_run_facet(
+        "tidemark_code", ev.facet(ctx.producer, f"{ev.TIDEMARK_FACETS}/CodeRunFacet.json", **code_info.code_identity(code))
+    )
+    parent_facet = dict(parent) if parent else code_info.airflow_parent(ctx.producer)
+    if parent_facet:
+        ctx.add_run_facet("parent", parent_facet)
     if parameters:
         ctx.add_run_facet(
             "tidemark_parameters",

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 EVENTS = "events"
+RUNS = "runs"
 RUN_DATASETS = "run_datasets"
+JOBS = "jobs"
 DEAD_LETTERS = "dead_letters"
 
 
@@ -57,6 +59,26 @@ def _schemas() -> dict[str, Any]:
             s(12, "version"),
             s(13, "facets"),
         ),
+        RUNS: Schema(
+            s(1, "event_id", required=True),
+            s(2, "event_time", TimestamptzType(), required=True),
+            s(3, "event_type"),
+            s(4, "run_id", required=True),
+            s(5, "job_namespace"),
+            s(6, "job_name"),
+            s(7, "parent_run_id"),
+            s(8, "parent_job_name"),
+            s(9, "root_run_id"),
+            s(10, "error_message"),
+            s(11, "run_facets"),
+        ),
+        JOBS: Schema(
+            s(1, "job_namespace", required=True),
+            s(2, "job_name", required=True),
+            s(3, "first_seen", TimestamptzType(), required=True),
+            s(4, "first_run_id"),
+            s(5, "job_facets"),
+        ),
         DEAD_LETTERS: Schema(
             s(1, "received_time", TimestamptzType(), required=True),
             s(2, "topic"),
@@ -80,7 +102,7 @@ def ensure_tables(catalog: Catalog, settings: Settings) -> dict[str, Table]:
     """Create the lineage tables if missing (partitioned by event day) and return them by short name."""
     out: dict[str, Table] = {}
     for short, schema in _schemas().items():
-        time_col = "received_time" if short == DEAD_LETTERS else "event_time"
+        time_col = {DEAD_LETTERS: "received_time", JOBS: "first_seen"}.get(short, "event_time")
         out[short] = ensure_table(
             catalog,
             TableName(settings.lineage.namespace, short),
@@ -103,7 +125,16 @@ def parse_time(value: str) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-def event_row(event: Mapping[str, Any], eid: str, partition: int | None, offset: int | None) -> dict[str, Any]:
+def _dumps(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode("utf-8")
+
+
+def event_row(
+    event: Mapping[str, Any], eid: str, partition: int | None, offset: int | None, payload: str | None = None
+) -> dict[str, Any]:
+    """A row of `events`; `payload` is the event's text as received (re-serialized if not given)."""
     parent = ((event.get("run") or {}).get("facets") or {}).get("parent") or {}
     return {
         "event_id": eid,
@@ -114,9 +145,39 @@ def event_row(event: Mapping[str, Any], eid: str, partition: int | None, offset:
         "job_name": (event.get("job") or {}).get("name"),
         "parent_run_id": (parent.get("run") or {}).get("runId"),
         "producer": event.get("producer"),
-        "payload": json.dumps(event, separators=(",", ":"), ensure_ascii=False),
+        "payload": payload if payload is not None else _dumps(event),
         "kafka_partition": partition,
         "kafka_offset": offset,
+    }
+
+
+def run_row(event: Mapping[str, Any], eid: str) -> dict[str, Any]:
+    facets = (event.get("run") or {}).get("facets") or {}
+    parent = facets.get("parent") or {}
+    error = facets.get("errorMessage") or {}
+    return {
+        "event_id": eid,
+        "event_time": parse_time(str(event["eventTime"])),
+        "event_type": event.get("eventType"),
+        "run_id": str(event["run"]["runId"]),
+        "job_namespace": (event.get("job") or {}).get("namespace"),
+        "job_name": (event.get("job") or {}).get("name"),
+        "parent_run_id": (parent.get("run") or {}).get("runId"),
+        "parent_job_name": (parent.get("job") or {}).get("name"),
+        "root_run_id": ((parent.get("root") or {}).get("run") or {}).get("runId"),
+        "error_message": error.get("message"),
+        "run_facets": _dumps(facets),
+    }
+
+
+def job_row(event: Mapping[str, Any]) -> dict[str, Any]:
+    job = event.get("job") or {}
+    return {
+        "job_namespace": job.get("namespace") or "",
+        "job_name": job.get("name") or "",
+        "first_seen": parse_time(str(event["eventTime"])),
+        "first_run_id": str(event["run"]["runId"]),
+        "job_facets": _dumps(job.get("facets") or {}),
     }
 
 
@@ -144,7 +205,7 @@ def run_dataset_rows(event: Mapping[str, Any], eid: str) -> list[dict[str, Any]]
                     "table_name": ev.dataset_table(ds),
                     "dataset_type": ev.dataset_type(ds),
                     "version": ev.dataset_version(ds),
-                    "facets": json.dumps(facets, separators=(",", ":"), ensure_ascii=False),
+                    "facets": _dumps(facets),
                 }
             )
     return rows

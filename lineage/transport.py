@@ -7,14 +7,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lakehouse.config import Settings
+from lineage.events import serialize
 from lineage.exceptions import EmitError
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
-
-
-def serialize(event: Mapping[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class Transport(Protocol):
@@ -57,9 +54,9 @@ class KafkaTransport:
         prod = self._ensure()
         key = str(event.get("run", {}).get("runId", "")).encode()
         try:
-            prod.send(self.settings.kafka.topic, key=key, value=serialize(event)).get(
-                timeout=self.settings.kafka.connect_timeout_s + 5
-            )
+            future = prod.send(self.settings.kafka.topic, key=key, value=serialize(event))
+            prod.flush(timeout=self.settings.kafka.connect_timeout_s + 5)  # don't sit out the linger
+            future.get(timeout=self.settings.kafka.connect_timeout_s + 5)
         except KafkaError as exc:
             raise EmitError(
                 f"could not deliver a {event.get('eventType')} event of job {event.get('job', {}).get('name')} "

@@ -19,7 +19,8 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import JOB_NAME, NO_REBASE, RUN_ID, TableName, ensure_table, with_commit_retry
 from lineage import events as ev
-from lineage.transport import KafkaTransport, Transport
+from lineage.outbox import OutboxTransport
+from lineage.transport import Transport
 from models.exceptions import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -316,7 +317,7 @@ class Registry:
             inputs=[dataset],
             event_time=move["event_time"].isoformat().replace("+00:00", "Z"),
         )
-        tr = transport or KafkaTransport(self.settings)
+        tr = transport or OutboxTransport(self.settings)
         try:
             tr.emit(event)
         finally:

@@ -23,8 +23,8 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
     registry = Registry(settings, catalog)
     parsed = ModelRef.parse(ref)
     mv = registry.resolve(parsed)
-    con = lineage_query.connect(settings)
     ns = settings.lineage.namespace
+    con = lineage_query.connect(settings, only=[f"{ns}.run_datasets"], iceberg=False)
     recorded = {i.table: i for i in mv.inputs}
     from_events = {i.table: i for i in lt.run_inputs(con, mv.run_id, ns)}
     inputs = []

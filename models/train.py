@@ -96,13 +96,14 @@ def train(
             )
         )
     registry = Registry(settings, catalog)
-    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport) as run:
+    fn = job.function()
+    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
         frames = {}
         for name, sid in pinned.items():
             progress(f"reading {name} at snapshot {sid}")
             frames[name] = tables[name].scan(snapshot_id=sid).to_arrow()
         progress(f"training {job.name} ({job.entry_point}) with {json.dumps(params, sort_keys=True)}")
-        trained = job.function()(frames, params)
+        trained = fn(frames, params)
         blob = pickle.dumps(trained.estimator, protocol=5)
         uri, digest = artifacts.put(settings, blob)
         progress(f"stored artifact {uri}")

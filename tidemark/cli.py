@@ -323,10 +323,97 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
-    from lineage.query import run_sql
+def cmd_lineage_graph(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
-    result = run_sql(_settings(args), args.query)
+    from lineage.draw import draw
+    from lineage.exceptions import NotFoundError
+    from lineage.graph import Node, connect_for_walk, walk
+    from lineage.query import parse_time
+
+    settings = _settings(args)
+    node = Node.parse(args.node)
+    con = connect_for_walk(settings, parse_time(args.as_of) if args.as_of else None)
+    rows: list[dict[str, Any]] = []
+    for direction in ("upstream", "downstream"):
+        try:
+            rows += walk(con, node, direction, args.depth, settings.lineage.namespace)
+        except NotFoundError:
+            pass  # a node may have only one side
+    if not rows:
+        raise NotFoundError(f"nothing in the lineage store matches {args.node}; check the name, or run `tidemark lineage consume --once`")
+    path = draw(con, rows, Path(args.out), title=f"lineage of {args.node}", ns=settings.lineage.namespace)
+    if args.output == "json":
+        emit_json({"path": str(path), "runs": len({r["run_id"] for r in rows})})
+    else:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_lineage_emit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lineage.emit import emit_file
+
+    report = emit_file(_settings(args), Path(args.file), strict=args.strict)
+    if args.output == "json":
+        emit_json({"sent": report.sent, "pending": report.pending, "rejected": report.rejected})
+    else:
+        for line in report.rejected:
+            print(f"skipped {line}", file=sys.stderr)
+        print(f"queued {report.sent} events; {report.pending} still waiting in the outbox")
+    return 0
+
+
+def cmd_lineage_watch(args: argparse.Namespace) -> int:
+    from lineage.watch import watch
+
+    try:
+        watch(_settings(args), out=lambda line: print(line, flush=True), from_beginning=args.from_beginning, limit=args.limit, as_json=args.output == "json")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_lineage_flush(args: argparse.Namespace) -> int:
+    from lineage.outbox import flush
+
+    report = flush(_settings(args))
+    if args.output == "json":
+        emit_json({"delivered": report.delivered, "pending": report.pending, "error": report.error})
+    else:
+        print(f"delivered {report.delivered} events; {report.pending} pending")
+    if report.pending:
+        from lineage.exceptions import BrokerUnavailableError
+
+        raise BrokerUnavailableError(f"{report.pending} events still in the outbox: {report.error}")
+    return 0
+
+
+def cmd_lineage_walk(args: argparse.Namespace) -> int:
+    from lineage.graph import Node, connect_for_walk, walk
+    from lineage.query import parse_time
+
+    settings = _settings(args)
+    as_of = parse_time(args.as_of) if args.as_of else None
+    rows = walk(connect_for_walk(settings, as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
+    if args.output == "json":
+        emit_json(rows)
+        return 0
+    current = None
+    for r in rows:
+        if r["run_id"] != current:
+            current = r["run_id"]
+            print(f"[{r['depth']}] run {r['run_id']} ({r['job_name']})")
+        at = f" @ {r['version']}" if r["version"] else ""
+        print(f"      {'<-' if r['direction'] == 'input' else '->'} {r['dataset']}{at}")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from lineage.query import parse_time, run_sql
+
+    result = run_sql(_settings(args), args.query, as_of=parse_time(args.as_of) if args.as_of else None)
     rows = result.to_pylist()
     if args.output == "json":
         emit_json(rows)
@@ -346,7 +433,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(add_help=False)
-    out.add_argument("--output", "-o", choices=("text", "json"), default="text", help="result format (default: text)")
+    out.add_argument("--output", choices=("text", "json"), default="text", help="result format (default: text)")
 
     p = argparse.ArgumentParser(
         prog="tidemark",
@@ -386,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add(sub, "sql", cmd_sql, "run a DuckDB query; every table is a view named namespace.table")
     sp.add_argument("query", help='SQL text, e.g. "SELECT job_name, count(*) FROM lineage.events GROUP BY 1"')
+    sp.add_argument("--as-of", metavar="TIME", help="read every table as it stood at this ISO-8601 time")
 
     models = sub.add_parser("models", help="the model registry").add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     sp = add(models, "list", cmd_models_list, "list registered model versions")
@@ -403,6 +491,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="drain the topic to its end, then exit")
     sp.add_argument("--batch-size", type=int, default=1000, help="records per Iceberg commit (default 1000)")
     sp.add_argument("--interval", type=float, default=2.0, help="seconds between commits of a partial batch (default 2)")
+
+    for direction in ("upstream", "downstream"):
+        sp = add(lineage, direction, cmd_lineage_walk, f"what is {direction} of a node, run by run")
+        sp.add_argument("node", help="NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID")
+        sp.add_argument("--depth", type=int, default=5, help="how many runs to walk (default 5)")
+        sp.add_argument("--as-of", metavar="TIME", help="answer as the lineage store stood at this ISO-8601 time")
+    sp = add(lineage, "graph", cmd_lineage_graph, "draw the up- and downstream graph of a node as SVG or HTML")
+    sp.add_argument("node", help="NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID")
+    sp.add_argument("-o", "--out", required=True, metavar="FILE", help="FILE.svg or FILE.html")
+    sp.add_argument("--depth", type=int, default=5)
+    sp.add_argument("--as-of", metavar="TIME")
+    sp = add(lineage, "emit", cmd_lineage_emit, "send OpenLineage JSON Lines from another producer to the lineage topic")
+    sp.add_argument("file", help="a .jsonl file, one RunEvent per line")
+    sp.add_argument("--strict", action="store_true", help="send nothing if any line is bad (default: skip bad lines, naming them)")
+    sp = add(lineage, "watch", cmd_lineage_watch, "follow the lineage topic live, one readable line per event")
+    sp.add_argument("--from-beginning", action="store_true", help="start at the oldest event, not the newest")
+    sp.add_argument("--limit", type=int, help="stop after this many events")
+    add(lineage, "flush", cmd_lineage_flush, "deliver the lineage events waiting in the local outbox now")
 
     add(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
     return p

@@ -10,7 +10,7 @@ import pytest
 from lakehouse.catalog import load_catalog
 from lineage import events as ev
 from lineage import store
-from lineage.consumer import OFFSETS, LineageWriter, Record, consume, stored_offsets
+from lineage.consumer import OFFSETS, LineageWriter, Record, consume, parse, stored_offsets
 from lineage.transport import KafkaTransport
 
 pytestmark = pytest.mark.integration
@@ -96,17 +96,20 @@ def test_crash_between_the_two_table_commits_replays_only_what_is_missing(settin
         if len(records) == 8:
             break
     kc.close()
-    good = [(r, json.loads(r.value), ev.event_id(json.loads(r.value))) for r in records]
+    parsed = [parse(r) for r in records]
     offsets = {}
     for r in records:
         offsets[r.partition] = max(offsets.get(r.partition, 0), r.offset + 1)
-    writer._commit_rows(store.RUN_DATASETS, good, lambda rec, e, eid: store.run_dataset_rows(e, eid), offsets)
+    for short in (store.RUN_DATASETS, store.RUNS):  # ...and died before jobs and events
+        writer._commit_rows(short, parsed, offsets)  # type: ignore[arg-type]
     assert _table_rows(settings, store.EVENTS) == []
 
     report = consume(settings, once=True)
     assert report.stored_events == 8
     assert len(_table_rows(settings, store.EVENTS)) == 8
-    # run_datasets had them already: no second copy. (These events have no datasets, so check offsets.)
+    # runs had them already: no second copy; jobs got theirs on the replay.
+    assert sorted(r["event_id"] for r in _table_rows(settings, store.RUNS)) == sorted(ev.event_id(e) for e in sent)
+    assert {r["job_name"] for r in _table_rows(settings, store.JOBS)} == {"job.0", "job.1", "job.2"}
     t = catalog.load_table((settings.lineage.namespace, store.RUN_DATASETS))
     assert stored_offsets(t, settings.kafka.topic, writer.log) == offsets
 
@@ -149,3 +152,25 @@ def test_run_datasets_rows_carry_identity_and_snapshot(settings: Any) -> None:
         "output", "file", "/w/raw/x", "raw.x", "42",
     )
     assert json.loads(row["facets"])["outputStatistics"]["rowCount"] == 5
+
+
+def test_compaction_and_expiry_keep_rows_and_the_offsets_record(settings: Any) -> None:
+    tr = KafkaTransport(settings)
+    sent = [_event(i) for i in range(40)]
+    for chunk in range(10):  # ten small commits: ten small files per table
+        for e in sent[chunk * 4 : chunk * 4 + 4]:
+            tr.emit(e)
+        consume(settings, once=True)
+    tr.close()
+    catalog = load_catalog(settings)
+    events = catalog.load_table((settings.lineage.namespace, store.EVENTS))
+    before = stored_offsets(events, settings.kafka.topic, LineageWriter(settings, catalog).log)
+    assert len(list(events.scan().plan_files())) >= 10
+    writer = LineageWriter(settings, catalog)
+    assert writer.compact(min_files=8, keep_snapshots_s=0) >= 1
+    events = catalog.load_table((settings.lineage.namespace, store.EVENTS))
+    assert len(list(events.scan().plan_files())) == 1
+    assert len(events.snapshots()) == 1  # everything older expired
+    assert stored_offsets(events, settings.kafka.topic, writer.log) == before
+    assert sorted(r["event_id"] for r in _table_rows(settings, store.EVENTS)) == sorted(ev.event_id(e) for e in sent)
+    assert consume(settings, once=True).records == 0  # resumes after the compaction, replays nothing

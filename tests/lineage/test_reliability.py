@@ -1,0 +1,133 @@
+"""Reliability against real processes: a consumer killed with SIGKILL again and again, and a corpus
+of bad input, end with every good event stored exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from lakehouse.catalog import load_catalog
+from lineage import events as ev
+from lineage.consumer import MAX_EVENT_BYTES, consume
+from lineage.query import run_sql
+from lineage.transport import KafkaTransport
+
+pytestmark = pytest.mark.integration
+
+
+def _producer_thread(settings: Any, events: list[dict[str, Any]], seconds: float) -> threading.Thread:
+    def send() -> None:
+        tr = KafkaTransport(settings)
+        pause = seconds / len(events)
+        for e in events:
+            tr.emit(e)
+            time.sleep(pause)
+        tr.close()
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    return t
+
+
+def test_consumer_killed_20_times_while_5000_events_flow(settings: Any) -> None:
+    events = [
+        ev.run_event(producer="p", event_type="COMPLETE" if i % 2 else "START", run_id=f"run-{i // 2}",
+                     job_namespace="n", job_name=f"job.{i % 7}", event_time=f"2026-11-26T10:{i // 600:02d}:{(i // 10) % 60:02d}.{i:06d}Z")
+        for i in range(5000)
+    ]
+    sender = _producer_thread(settings, events, seconds=30)
+    rng = random.Random(20261126)
+    cmd = [sys.executable, "-m", "tidemark", "lineage", "consume", "--batch-size", "200", "--interval", "0.3"]
+    kills = 0
+    while kills < 20:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+        time.sleep(rng.uniform(1.5, 4.0))  # start-up takes ~1.5 s: some kills land mid-commit, some before any
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    sender.join(timeout=60)
+    assert not sender.is_alive()
+    # The killed consumers did real work (so kills interrupted real commits), and the last one resumes.
+    events_table = load_catalog(settings).load_table((settings.lineage.namespace, "events"))
+    assert len(events_table.snapshots()) > 20
+    final = consume(settings, once=True)
+    assert final.records < 5000
+    counts = run_sql(
+        settings,
+        "SELECT (SELECT count(*) FROM lineage.events) AS events, (SELECT count(DISTINCT event_id) FROM lineage.events) AS ids, "
+        "(SELECT count(*) FROM lineage.runs) AS runs, (SELECT count(DISTINCT event_id) FROM lineage.runs) AS run_ids",
+    ).to_pylist()
+    assert counts == [{"events": 5000, "ids": 5000, "runs": 5000, "run_ids": 5000}]
+    stored = set(run_sql(settings, "SELECT event_id FROM lineage.events").column("event_id").to_pylist())
+    assert stored == {ev.event_id(e) for e in events}
+
+
+def _bad_corpus() -> dict[str, bytes]:
+    ok = ev.run_event(producer="p", event_type="START", run_id="r", job_namespace="n", job_name="j")
+
+    def with_(**changes: Any) -> bytes:
+        return json.dumps({**ok, **changes}).encode()
+
+    return {
+        "not utf-8": b"\xff\xfe\x00garbage",
+        "latin-1 text": "{\"job\": \"caf\xe9\"}".encode("latin-1"),
+        "truncated json": json.dumps(ok).encode()[:-7],
+        "not json": b"hello world",
+        "empty value": b"",
+        "json array": b"[1, 2, 3]",
+        "json string": b'"an event"',
+        "json number": b"42",
+        "json null": b"null",
+        "no eventTime": json.dumps({k: v for k, v in ok.items() if k != "eventTime"}).encode(),
+        "no run": json.dumps({k: v for k, v in ok.items() if k != "run"}).encode(),
+        "run not an object": with_(run="r"),
+        "no runId": with_(run={"facets": {}}),
+        "no job name": with_(job={"namespace": "n"}),
+        "eventTime garbage": with_(eventTime="yesterday at noon"),
+        "eventTime a number": with_(eventTime=1732600000),
+        "inputs not a list": with_(inputs={"name": "x"}),
+        "outputs with a string": with_(outputs=["x"]),
+        "oversized": with_(job={"namespace": "n", "name": "j", "facets": {"blob": "x" * (MAX_EVENT_BYTES + 10)}}),
+    }
+
+
+def test_bad_input_corpus_goes_to_dead_letters_and_good_events_survive(settings: Any) -> None:
+    from lineage.kafka import ensure_topic, producer
+
+    corpus = _bad_corpus()
+    assert len(corpus) >= 15
+    good = [ev.run_event(producer="p", event_type="COMPLETE", run_id=ev.new_run_id(), job_namespace="n", job_name=f"good.{i}") for i in range(len(corpus) + 1)]
+    ensure_topic(settings)
+    p = producer(settings)
+    p.config["max_request_size"] = 4 * MAX_EVENT_BYTES  # the oversized one must reach the broker to test the consumer
+    p._max_request_size = 4 * MAX_EVENT_BYTES  # kafka-python checks this copy before sending
+    sequence: list[bytes] = []
+    for g, bad in zip(good, [*corpus.values(), None]):
+        sequence.append(ev.serialize(g))
+        if bad is not None:
+            sequence.append(bad)
+    for value in sequence:
+        p.send(settings.kafka.topic, key=b"same-key", value=value)  # one partition: a strict interleaving
+    p.send(settings.kafka.topic, key=b"tombstone", value=None)
+    p.flush(30)
+    p.close()
+    report = consume(settings, once=True)
+    assert report.stored_events == len(good)
+    assert report.dead_letters == len(corpus) + 1  # + the tombstone (no value)
+    table = load_catalog(settings).load_table((settings.lineage.namespace, "dead_letters"))
+    dead = table.scan().to_arrow().to_pylist()
+    assert {d["raw"] for d in dead} == set(corpus.values()) | {b""}
+    assert all(d["reason"] and d["topic"] == settings.kafka.topic and d["kafka_offset"] is not None for d in dead)
+    reasons = {d["raw"]: d["reason"] for d in dead}
+    assert "over the" in reasons[corpus["oversized"]] and "not UTF-8" in reasons[corpus["not utf-8"]]
+    stored = run_sql(settings, "SELECT job_name FROM lineage.events ORDER BY 1").column("job_name").to_pylist()
+    assert sorted(stored) == sorted(g["job"]["name"] for g in good)
