@@ -91,14 +91,14 @@ def test_gate_failure_prints_failures_and_rows_then_quarantine_list_show_drop(ka
     docs = Path(error.split("report: ", 1)[1].strip())
     assert docs.is_file()
 
-    listed = json.loads(run_cli("ingest", "quarantine", "list", "-o", "json").stdout)
+    listed = json.loads(run_cli("ingest", "quarantine", "list", "--output", "json").stdout)
     assert len(listed) == 1 and listed[0]["table"] == "raw.wine" and listed[0]["rows"] == 2
     branch = listed[0]["branch"]
     assert listed[0]["failures"][0]["expectation"] == "expect_column_values_to_be_between"
     shown = run_cli("ingest", "quarantine", "show", "raw.wine", branch).stdout
     assert f"raw.wine branch {branch}" in shown and "'alcohol': 99.0" in shown and str(bad) in shown
     assert run_cli("ingest", "quarantine", "drop", "raw.wine", branch).stdout.strip() == f"dropped {branch} of raw.wine"
-    assert json.loads(run_cli("ingest", "quarantine", "list", "--table", "raw.wine", "-o", "json").stdout) == []
+    assert json.loads(run_cli("ingest", "quarantine", "list", "--table", "raw.wine", "--output", "json").stdout) == []
     again = run_cli("ingest", "quarantine", "drop", "raw.wine", branch, check=False)
     assert f"raw.wine has no branch {branch}" in _error_line(again.stderr)
     wrong = run_cli("ingest", "quarantine", "show", "raw.wine", "main", check=False)
@@ -111,11 +111,11 @@ def test_glob_json_output_and_relanding_says_so(kafka_env: str, tmp_path: Path) 
     d.mkdir()
     (d / "a.csv").write_text("id,v\n1,x\n")
     (d / "b.csv").write_text("id,v\n2,y\n")
-    out = json.loads(run_cli("ingest", str(d / "*.csv"), "--table", "raw.g", "-o", "json").stdout)
+    out = json.loads(run_cli("ingest", str(d / "*.csv"), "--table", "raw.g", "--output", "json").stdout)
     assert [Path(r["source"]).name for r in out] == ["a.csv", "b.csv"] and all(r["rows"] == 1 for r in out)
     proc = run_cli("ingest", str(d / "a.csv"), "--table", "raw.g")
     assert "is already in raw.g" in proc.stdout and "nothing landed" in proc.stdout
-    forced = json.loads(run_cli("ingest", str(d / "a.csv"), "--table", "raw.g", "--force", "-o", "json").stdout)
+    forced = json.loads(run_cli("ingest", str(d / "a.csv"), "--table", "raw.g", "--force", "--output", "json").stdout)
     assert not forced["skipped"] and forced["rows"] == 1
 
 
