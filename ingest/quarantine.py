@@ -3,6 +3,10 @@
 Each holds the snapshot the gate rejected, with the source, checksum, run and the failing
 expectations in its summary, so it can be inspected (`show`) and then dropped (`drop`). Dropping
 removes the branch only; the data files go with snapshot expiry / orphan-file cleanup.
+
+An `audit-<run>` branch exists only while its landing publishes; one older than
+ABANDONED_AFTER_S belongs to a landing that was killed mid-publish. Those are listed too
+(kind `abandoned`) and can be dropped the same way; main never saw their rows.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.exceptions import QuarantineError
-from ingest.land import GATE_DOCS, GATE_FAILURES, GATE_SUITE, QUARANTINE_PREFIX, _added_files
+from ingest.land import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUITE, QUARANTINE_PREFIX, _added_files
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, summary_properties, with_commit_retry
@@ -32,6 +36,7 @@ class Quarantined:
     failures: list[dict[str, Any]] = field(default_factory=list)
     data_docs: str | None = None
     sample_rows: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "quarantine"  # or "abandoned": an audit branch whose landing died before publishing
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -59,7 +64,21 @@ def _entry(table: str, tbl: Any, branch: str) -> Quarantined:
         created_at=datetime.fromtimestamp(snap.timestamp_ms / 1000, tz=timezone.utc).isoformat(timespec="seconds"),
         failures=failures,
         data_docs=props.get(GATE_DOCS),
+        kind="abandoned" if branch.startswith(AUDIT_PREFIX) else "quarantine",
     )
+
+
+# A landing publishes within seconds of committing its audit snapshot; an hour means it died.
+ABANDONED_AFTER_S = 3600
+
+
+def _abandoned(tbl: Any, ref: str) -> bool:
+    import time
+
+    if not ref.startswith(AUDIT_PREFIX):
+        return False
+    snap = tbl.snapshot_by_name(ref)
+    return snap is not None and time.time() - snap.timestamp_ms / 1000 > ABANDONED_AFTER_S
 
 
 def list_quarantined(settings: Settings, table: str | None = None) -> list[Quarantined]:
@@ -73,7 +92,7 @@ def list_quarantined(settings: Settings, table: str | None = None) -> list[Quara
     for name in names:
         tbl = load_table(catalog, name)
         for ref in sorted(tbl.metadata.refs):
-            if ref.startswith(QUARANTINE_PREFIX):
+            if ref.startswith(QUARANTINE_PREFIX) or _abandoned(tbl, ref):
                 out.append(_entry(str(name), tbl, ref))
     return sorted(out, key=lambda q: q.created_at)
 
@@ -115,6 +134,10 @@ def drop(settings: Settings, table: str, branch: str) -> Quarantined:
 
 
 def _check(tbl: Any, name: TableName, branch: str) -> None:
+    if branch.startswith(AUDIT_PREFIX) and branch in tbl.metadata.refs:
+        if not _abandoned(tbl, branch):
+            raise QuarantineError(f"{branch} of {name} belongs to a landing still publishing; leave it (it is abandoned after {ABANDONED_AFTER_S // 60} minutes)")
+        return
     if not branch.startswith(QUARANTINE_PREFIX):
         raise QuarantineError(f"{branch} is not a quarantine branch (they start with {QUARANTINE_PREFIX}); see `tidemark ingest quarantine list`")
     if branch not in tbl.metadata.refs:

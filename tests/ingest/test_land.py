@@ -370,3 +370,19 @@ def test_a_python_suite_gates_like_a_yaml_one(local: Any, tmp_path: Path) -> Non
     broken.write_text("EXPECTATIONS = [1/0]\n")
     with pytest.raises(SuiteError, match="broken.py does not run as Python: ZeroDivisionError"):
         land(local, str(good), "raw.py_suite", suite_file=str(broken), transport=InMemoryTransport())
+
+
+def test_a_file_that_changes_while_it_is_landed_is_refused(local: Any, tmp_path: Path) -> None:
+    f = tmp_path / "growing.csv"
+    f.write_text("id\n1\n2\n")
+
+    def append_more(message: str) -> None:
+        if message.startswith("gate:") or "on every batch" in message:
+            with f.open("a") as fh:
+                fh.write("3\n")
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("- expect_column_values_to_not_be_null: {column: id}\n")
+    with pytest.raises(SourceError, match="growing.csv: the file changed while it was being landed"):
+        land(local, str(f), "raw.growing", suite_file=str(suite), transport=InMemoryTransport(), progress=append_more)
+    assert not load_catalog(local).table_exists(("raw", "growing"))
