@@ -111,32 +111,49 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if len(args.source) >= 2 and args.source[0] == "quarantine" and args.source[1] in QUARANTINE_ACTIONS:
         return _cmd_quarantine(args, args.source[1], args.source[2:])
     from ingest.exceptions import GateFailedError
-    from ingest.land import land_all
+    from ingest.land import land
+    from ingest.sources import expand
     from lakehouse.exceptions import TidemarkError
+    from lakehouse.tables import TableName
     from tidemark.progressbar import Bar
 
     if not args.table:
         raise TidemarkError("tidemark ingest: --table NS.TABLE is required to land a file")
+    TableName.parse(args.table)
     settings = _settings(args)
-    results = []
-    for source in args.source:
-        bar = Bar(f"landing into {args.table}")
-        try:
-            results += land_all(
-                settings, source, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
-                strict=args.strict, progress=progress, advance=bar,
-            )
-        except GateFailedError as exc:
-            bar.close()
-            # The error is one line; the failing rows it names are shown above it.
-            for o in (exc.result.failures() if exc.result else []):
-                for row in o.rows[:3]:
-                    print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {row}", file=sys.stderr)
-            raise
-        finally:
-            bar.close()
+    results: list[Any] = []
+    try:
+        for source in args.source:
+            for location in expand(source, settings.catalog.properties):  # each file of a glob: its own landing
+                bar = Bar(f"landing {location}")
+                try:
+                    results.append(
+                        land(
+                            settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
+                            strict=args.strict, progress=progress, advance=bar,
+                        )
+                    )
+                except GateFailedError as exc:
+                    bar.close()
+                    # The error is one line; the failing rows it names are shown above it.
+                    for o in (exc.result.failures() if exc.result else []):
+                        for row in o.rows[:3]:
+                            print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {row}", file=sys.stderr)
+                    raise
+                finally:
+                    bar.close()
+    finally:
+        # Files landed before a failure stay landed: say so, then the error follows.
+        _print_landings(args, results)
+    return 0
+
+
+def _print_landings(args: argparse.Namespace, results: list[Any]) -> None:
     if args.output == "json":
-        emit_json([r.to_json() for r in results] if len(results) != 1 else results[0].to_json())
+        if results:
+            # A list whenever the command names several files (a glob, several SOURCEs), whatever landed.
+            several = len(args.source) > 1 or any(set("*?[") & set(src) for src in args.source)
+            emit_json([r.to_json() for r in results] if several else results[0].to_json())
     for result in results:
         if args.output == "json":
             pass
@@ -149,7 +166,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 print(f"  validation report: {result.data_docs}")
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
-    return 0
 
 
 def _cmd_quarantine(args: argparse.Namespace, action: str, rest: list[str]) -> int:

@@ -122,3 +122,16 @@ def test_glob_json_output_and_relanding_says_so(kafka_env: str, tmp_path: Path) 
 def test_ingest_help_names_the_quarantine_commands() -> None:
     proc = subprocess.run([sys.executable, "-m", "tidemark", "ingest", "--help"], capture_output=True, text=True)
     assert "quarantine list" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.integration
+def test_files_landed_before_a_bad_one_are_reported_and_stay(kafka_env: str, tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.csv").write_text("id\n1\n")
+    (d / "b.csv").write_text("id\n2\n3,4\n")
+    proc = run_cli("ingest", str(d / "*.csv"), "--table", "raw.partial", check=False)
+    assert proc.returncode == 1
+    assert "landed 1 rows into raw.partial" in proc.stdout
+    stderr = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("warning: no validation suite"))
+    assert "b.csv: cannot read as csv" in _error_line(stderr)
