@@ -189,8 +189,7 @@ def land(
 
     # Read up to the first rows before the run starts: an unreadable or empty file is refused
     # without a lineage run, a table, or a branch.
-    counter = sources.ReadCounter()
-    stream = _Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000), counter=counter), batch_rows, counter)
+    stream = _Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000)), batch_rows)
     first = stream.peek()
     if first is None:
         raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
@@ -265,20 +264,18 @@ def _suite(settings: Settings, name: TableName, suite_file: str | None, strict: 
 class _Rebatcher:
     """Source record batches regrouped into tables of about `rows` rows (and at most BATCH_BYTES)."""
 
-    def __init__(self, batches: Iterator[pa.RecordBatch], rows: int, counter: sources.ReadCounter) -> None:
+    def __init__(self, batches: Iterator[pa.RecordBatch], rows: int) -> None:
         self._batches = batches
-        self._counter = counter
         self._rows = rows
         self._peeked: list[pa.RecordBatch] = []
         self.rows_read = 0
-
-    def bytes_read(self) -> int:
-        return self._counter.bytes
+        self.first_rows = 0
 
     def peek(self) -> pa.RecordBatch | None:
         for batch in self._batches:
             if batch.num_rows:
                 self._peeked.append(batch)
+                self.first_rows = batch.num_rows
                 return batch
         return None
 
@@ -405,11 +402,13 @@ def _write_and_validate(
                     gate.check(data)
                 result.rows += data.num_rows
                 if advance is not None:
-                    done = (result.rows / total_rows) if total_rows else (stream.bytes_read() / src.size if src.size else None)
+                    done = (result.rows / total_rows) if total_rows else _text_fraction(stream, src, result.rows)
                     advance(result.rows, min(1.0, done) if done is not None else None)
             if pending is not None:
                 files.extend(pending.result())
                 pending = None
+            if advance is not None:
+                advance(result.rows, 1.0)
         except BaseException:
             if pending is not None:
                 try:
@@ -441,6 +440,17 @@ def _total_rows(src: sources.Source) -> int | None:
             return int(pq.ParquetFile(fh).metadata.num_rows)
     except Exception:
         return None
+
+
+def _text_fraction(stream: _Rebatcher, src: sources.Source, rows: int) -> float | None:
+    """Share of a CSV / JSON Lines file done, estimated from rows: the parser reads ahead of the
+    rows handed out, so bytes read overstate progress. Each parse block is one record batch, so the
+    first batch gives the rows per block."""
+    first = stream.first_rows
+    if not first or not src.size:
+        return None
+    blocks = max(1.0, src.size / sources.TEXT_BLOCK_BYTES)
+    return min(0.99, rows / (first * blocks))
 
 
 def _write_data_docs(settings: Settings, name: TableName, run_id: str, gate: gates.StreamingGate, result: LandingResult) -> str | None:

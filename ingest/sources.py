@@ -173,44 +173,13 @@ def check_unchanged(source: Source) -> None:
         raise SourceError(f"{source.uri}: the file changed while it was being landed; land it again once it is complete")
 
 
-class ReadCounter:
-    """Bytes of a text source handed to the parser so far (for a progress bar)."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-
-class _Counting:
-    """A read-only file object that counts what it hands out; pyarrow's parsers read it in large blocks."""
-
-    def __init__(self, raw: Any, counter: ReadCounter) -> None:
-        self._raw = raw
-        self._counter = counter
-        self.closed = False
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n) if n is not None and n >= 0 else self._raw.read()
-        self._counter.bytes += len(data)
-        return bytes(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def batches(source: Source, batch_rows: int = 256_000, counter: ReadCounter | None = None) -> Iterator[pa.RecordBatch]:
+def batches(source: Source, batch_rows: int = 256_000) -> Iterator[pa.RecordBatch]:
     """Stream the source as record batches. Errors (also those found deep into the file) are SourceError."""
     import pyarrow as pa
 
-    counter = counter or ReadCounter()
     try:
         if source.fmt == "csv":
-            yield from _csv_batches(source, counter)
+            yield from _csv_batches(source)
         elif source.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -224,7 +193,7 @@ def batches(source: Source, batch_rows: int = 256_000, counter: ReadCounter | No
             from pyarrow import json as pajson
 
             with source.filesystem.open_input_stream(source.path) as fh:
-                reader = pajson.open_json(_Counting(fh, counter), read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+                reader = pajson.open_json(fh, read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
                 yield from reader
     except SourceError:
         raise
@@ -239,12 +208,12 @@ def batches(source: Source, batch_rows: int = 256_000, counter: ReadCounter | No
         raise SourceError(f"{source.uri}: cannot read as {source.fmt}: {first}") from exc
 
 
-def _csv_batches(source: Source, counter: ReadCounter) -> Iterator[pa.RecordBatch]:
+def _csv_batches(source: Source) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
     from pyarrow import csv
 
     with source.filesystem.open_input_stream(source.path) as fh:
-        reader = csv.open_csv(_Counting(fh, counter), read_options=csv.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+        reader = csv.open_csv(fh, read_options=csv.ReadOptions(block_size=TEXT_BLOCK_BYTES))
         # pyarrow reads a text column that is not valid UTF-8 as binary rather than failing.
         binary = [f.name for f in reader.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
         if binary:

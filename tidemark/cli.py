@@ -126,11 +126,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for source in args.source:
             for location in expand(source, settings.catalog.properties):  # each file of a glob: its own landing
                 bar = Bar(f"landing {location}")
+
+                def say(message: str, bar: Bar = bar) -> None:
+                    bar.close()  # end the bar's line before a progress line
+                    progress(message)
+
                 try:
                     results.append(
                         land(
                             settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
-                            strict=args.strict, progress=progress, advance=bar,
+                            strict=args.strict, progress=say, advance=bar,
                         )
                     )
                 except GateFailedError as exc:
