@@ -386,3 +386,20 @@ def test_a_file_that_changes_while_it_is_landed_is_refused(local: Any, tmp_path:
     with pytest.raises(SourceError, match="growing.csv: the file changed while it was being landed"):
         land(local, str(f), "raw.growing", suite_file=str(suite), transport=InMemoryTransport(), progress=append_more)
     assert not load_catalog(local).table_exists(("raw", "growing"))
+
+
+def test_a_csv_value_that_does_not_fit_the_inferred_type_further_down_is_named(local: Any, tmp_path: Path) -> None:
+    from ingest import sources
+
+    f = tmp_path / "drift.csv"
+    f.write_text("id,n\n" + "".join(f"{i},{i}\n" for i in range(200_000)) + "200000,not-a-number\n")
+    old = sources.TEXT_BLOCK_BYTES
+    sources.TEXT_BLOCK_BYTES = 1 << 20
+    try:
+        with pytest.raises(SourceError) as err:
+            land(local, str(f), "raw.drift", batch_rows=50_000, transport=InMemoryTransport())
+    finally:
+        sources.TEXT_BLOCK_BYTES = old
+    msg = str(err.value)
+    assert "drift.csv: cannot read as csv" in msg and "not-a-number" in msg and "inferred from the start of the file" in msg
+    assert not load_catalog(local).table_exists(("raw", "drift")) and _warehouse_files(local) == set()
