@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime
 
 from benchmarks.common import local_broker, percentile, result, scratch_home
 

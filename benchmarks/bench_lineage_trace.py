@@ -8,7 +8,6 @@ the same connection again. Target (issue 4): cold p95 <= 300 ms.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

@@ -47,6 +47,9 @@ class LineageSettings:
     consumer_group: str = "tidemark-lineage-store"
     job_namespace: str = "tidemark"
     producer: str = "https://github.com/tidemark/tidemark"
+    # How much history the consumer keeps when it expires snapshots: --as-of reaches back this far.
+    # More history means more snapshots in the metadata, and slower commits.
+    keep_snapshots_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ def _as_float(section: str, key: str, value: Any) -> float:
 _KNOWN = {
     "catalog": None,  # any pyiceberg property is allowed
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "client"},
-    "lineage": {"namespace", "consumer_group", "job_namespace", "producer"},
+    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s"},
     "ingest": {"suites_dir"},
     "home": None,
 }
@@ -190,7 +193,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         client=MappingProxyType(dict(client)),
     )
     lin = raw.get("lineage") or {}
-    lineage = LineageSettings(**{key: str(v) for key, v in lin.items()})
+    lineage = LineageSettings(
+        **{key: str(v) for key, v in lin.items() if key != "keep_snapshots_s"},
+        keep_snapshots_s=_as_float("lineage", "keep_snapshots_s", lin.get("keep_snapshots_s", LineageSettings.keep_snapshots_s)),
+    )
     ing = raw.get("ingest") or {}
     suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
     return Settings(

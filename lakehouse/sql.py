@@ -81,6 +81,22 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _snapshot_as_of(table: Any, name: str, as_of_ms: int) -> Any:
+    """The snapshot current at `as_of_ms`; an error when expiry already removed that part of history."""
+    from lakehouse.tables import EXPIRED_BEFORE
+
+    expired_before = int(table.properties.get(EXPIRED_BEFORE, "0"))
+    if as_of_ms < expired_before:
+        from datetime import datetime, timezone
+
+        kept = datetime.fromtimestamp(expired_before / 1000, timezone.utc).isoformat()
+        raise QueryError(
+            f"{name} keeps history only from {kept} (older snapshots were expired); ask for a later time, "
+            "or keep more history (lineage.keep_snapshots_s)"
+        )
+    return table.snapshot_as_of_timestamp(as_of_ms)
+
+
 def attach_tables(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
@@ -106,7 +122,7 @@ def attach_tables(
             table = catalog.load_table(ident)
             # A view body cannot take bound parameters; the location comes from the catalog, quoted here.
             target = f"{_quote_ident(ns)}.{_quote_ident(name)}"
-            snap = table.current_snapshot() if as_of_ms is None else table.snapshot_as_of_timestamp(as_of_ms)
+            snap = table.current_snapshot() if as_of_ms is None else _snapshot_as_of(table, f"{ns}.{name}", as_of_ms)
             body = _view_body(con, table, snap.snapshot_id) if snap is not None else ""
             if not body:
                 # No snapshot, or no data files: an empty table of the same schema keeps the name usable.

@@ -31,6 +31,8 @@ JOB_NAME = "tidemark.job-name"
 # appends; wrong for a commit whose content depends on what it read (a version number, stored Kafka
 # offsets): those tables set this so a conflict reaches `with_commit_retry`, which re-reads first.
 NO_REBASE = {"commit.retry.num-retries": "0"}
+# A table property: snapshots older than this (epoch ms) were expired, so time travel before it fails.
+EXPIRED_BEFORE = "tidemark.expired-before-ms"
 # ...and a landing, the source file it came from.
 SOURCE_SHA256 = "tidemark.source.sha256"
 SOURCE_PATH = "tidemark.source.path"
@@ -150,3 +152,18 @@ def ancestors(table: Table, snapshot_id: int | None) -> Iterator[Snapshot]:
 
 def summary_properties(snapshot: Snapshot) -> dict[str, str]:
     return dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+
+
+def expire_snapshots(table: Table, older_than_ms: int) -> int:
+    """Expire unprotected snapshots older than the cutoff and record the cutoff as a table property,
+    so a later time-travel question about that period gets a clear answer instead of a wrong one."""
+    from datetime import datetime, timezone
+
+    before = len(table.snapshots())
+    table.maintenance.expire_snapshots().older_than(datetime.fromtimestamp(older_than_ms / 1000, timezone.utc)).commit()
+    table = table.refresh()
+    expired = before - len(table.snapshots())
+    if expired > 0 and int(table.properties.get(EXPIRED_BEFORE, "0")) < older_than_ms:
+        with table.transaction() as tx:
+            tx.set_properties({EXPIRED_BEFORE: str(older_than_ms)})
+    return expired

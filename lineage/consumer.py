@@ -29,7 +29,7 @@ import orjson
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, ancestors, summary_properties, with_commit_retry
+from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, with_commit_retry
 from lineage import events as ev
 from lineage import store
 from lineage.broker import log_id as current_log_id
@@ -283,16 +283,17 @@ class LineageWriter:
 
     # -- maintenance ------------------------------------------------------------------------------
 
-    def compact(self, min_files: int = 8, keep_snapshots_s: float = 3600.0) -> int:
+    def compact(self, min_files: int = 8, keep_snapshots_s: float | None = None) -> int:
         """Rewrite each day partition that has many small files into one, then expire old snapshots.
 
         Every commit made here carries the offsets record forward, so expiring the snapshots that
         held it never loses the consumer's position. Returns how many partitions were rewritten.
         """
+        keep = self.settings.lineage.keep_snapshots_s if keep_snapshots_s is None else keep_snapshots_s
         rewritten = 0
         for short in (*ROW_TABLES, store.DEAD_LETTERS):
             rewritten += self._compact_table(short, min_files)
-            self._expire(short, keep_snapshots_s)
+            self._expire(short, keep)
         return rewritten
 
     def _compact_table(self, short: str, min_files: int) -> int:
@@ -319,10 +320,9 @@ class LineageWriter:
         return done
 
     def _expire(self, short: str, keep_s: float) -> None:
-        table = self._table(short)
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=keep_s)
+        cutoff_ms = int((time.time() - keep_s) * 1000)
         try:
-            table.maintenance.expire_snapshots().older_than(cutoff).commit()
+            expire_snapshots(self._table(short), cutoff_ms)
         except Exception as exc:  # expiry is housekeeping: a conflict or refusal waits for the next round
             log.info("snapshot expiry of %s.%s skipped: %s", self.ns, short, exc)
 
@@ -342,6 +342,7 @@ def consume(
     settings: Settings,
     *,
     once: bool = True,
+    group: bool | None = None,
     batch_size: int = 1000,
     interval_s: float = 2.0,
     idle_timeout_s: float = 10.0,
@@ -354,8 +355,14 @@ def consume(
     once=True: read to the end of every partition as it stood when we got there, then return.
     once=False: run until `stop` is set (or SIGTERM/SIGINT in the main thread), committing a batch
     every `batch_size` records or `interval_s` seconds, whichever comes first, and compacting the
-    tables every `compact_every` commits.
+    tables every `compact_every` commits. As a member of the consumer group (`group=True`) it shares
+    the partitions with the other members; `group=False` takes every partition itself (no group
+    join or session timeout to wait for: one consumer that restarts fast). Default: a group member
+    on a configured Kafka; every partition on the embedded local broker, which serves one machine
+    (and whose group coordinator was seen to stall after a member died).
     """
+    if group is None:
+        group = not settings.uses_local_broker
     from kafka import TopicPartition
     from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
@@ -368,46 +375,74 @@ def consume(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
 
+    from kafka import ConsumerRebalanceListener
+
     catalog = load_catalog(settings)
     writer = LineageWriter(settings, catalog)
     ensure_topic(settings)
     kc = make_consumer(settings, settings.lineage.consumer_group)
     report = ConsumeReport()
-    try:
-        parts = sorted(kc.partitions_for_topic(settings.kafka.topic) or [])
-        tps = [TopicPartition(settings.kafka.topic, p) for p in parts]
-        kc.assign(tps)
+    batch: list[Record] = []
+    last_flush = time.monotonic()
+    commits_since_compaction = 0
+
+    def flush() -> None:
+        nonlocal batch, last_flush, commits_since_compaction
+        if batch:
+            writer.write(batch, report)
+            commits_since_compaction += 1
+            try:
+                kc.commit({TopicPartition(settings.kafka.topic, p): OffsetAndMetadata(o, "", -1) for p, o in report.offsets.items()})
+            except KafkaError:
+                pass  # group offsets are only a fallback (and fail during a rebalance); Iceberg holds the truth
+            if on_batch:
+                on_batch(report)
+        batch = []
+        last_flush = time.monotonic()
+        if not once and commits_since_compaction >= compact_every:
+            report.compactions += writer.compact()
+            commits_since_compaction = 0
+
+    def seek_to_stored(tps: list[Any], in_group: bool) -> None:
+        """Position each partition where the Iceberg tables say we are; Kafka's offsets only as fallback.
+
+        In a group, a partition without stored offsets is left alone: the group's committed offset
+        (or the earliest) applies by itself, and asking for it inside the rebalance callback would
+        block the coordinator.
+        """
         start = writer.start_offsets()
         for tp in tps:
-            committed = kc.committed(tp) if start is None else None
             if start is not None and tp.partition in start:
                 kc.seek(tp, start[tp.partition])
-            elif committed is not None:
+            elif in_group:
+                continue
+            elif start is None and (committed := kc.committed(tp)) is not None:
                 kc.seek(tp, committed)
             else:
                 kc.seek_to_beginning(tp)
-        batch: list[Record] = []
-        last_flush = time.monotonic()
+
+    class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+        # Partitions move between the group's members: store what we hold before they go, and
+        # start the new ones from the offsets in the tables (another member may have moved them).
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            flush()
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            writer._load_seen()
+            seek_to_stored(list(assigned), in_group=True)
+
+    try:
+        if once or not group:
+            # Take every partition now (no group join to wait for); concurrent consumers are safe,
+            # as each table refuses what it already holds.
+            tps = [TopicPartition(settings.kafka.topic, p) for p in sorted(kc.partitions_for_topic(settings.kafka.topic) or [])]
+            kc.assign(tps)
+            seek_to_stored(tps, in_group=False)
+        else:
+            # A service: share the partitions with the other members of the consumer group.
+            kc.subscribe([settings.kafka.topic], listener=Rebalance())
+            tps = []
         last_progress = time.monotonic()
-        commits_since_compaction = 0
-
-        def flush() -> None:
-            nonlocal batch, last_flush, commits_since_compaction
-            if batch:
-                writer.write(batch, report)
-                commits_since_compaction += 1
-                try:
-                    kc.commit({TopicPartition(settings.kafka.topic, p): OffsetAndMetadata(o, "", -1) for p, o in report.offsets.items()})
-                except KafkaError:
-                    pass  # group offsets are only a fallback; the Iceberg snapshot holds the truth
-                if on_batch:
-                    on_batch(report)
-            batch = []
-            last_flush = time.monotonic()
-            if not once and commits_since_compaction >= compact_every:
-                report.compactions += writer.compact()
-                commits_since_compaction = 0
-
         while not stop.is_set():
             polled = kc.poll(timeout_ms=100, max_records=batch_size)
             for tp, recs in polled.items():

@@ -101,7 +101,7 @@ def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth
     # Upstream: from a run's inputs to the runs that output them. Downstream: outputs to readers.
     here, there = ("input", "output") if direction == "upstream" else ("output", "input")
     sql = f"""
-    WITH RECURSIVE e AS ({_EDGES.format(ns=f'"{ns}"')}),
+    WITH RECURSIVE e AS MATERIALIZED ({_EDGES.format(ns=f'"{ns}"')}),
     walk(depth, run_id) AS (
         SELECT 1, run_id FROM ({seed_sql})
         UNION
@@ -109,7 +109,9 @@ def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth
         FROM walk w
         JOIN e cur ON cur.run_id = w.run_id AND cur.direction = '{here}'
         JOIN e nxt ON nxt.direction = '{there}' AND nxt.ns = cur.ns AND nxt.name = cur.name
-                  AND (cur.version IS NULL OR nxt.version = cur.version)
+                  -- an input read without a version matches any version of it; an equality (not
+                  -- an OR) keeps this a hash join
+                  AND nxt.version = coalesce(cur.version, nxt.version)
         WHERE w.depth < ?
     ),
     runs AS (SELECT run_id, min(depth) AS depth FROM walk GROUP BY run_id)

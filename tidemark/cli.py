@@ -295,7 +295,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     print(f"model {result['model']} version {result['version']}{alias}")
     print(f"  trained by run {result['run_id']} ({result['job']}, {result['entry_point']}) at {result['trained_at']}")
     print(f"  parameters  {result['parameters']}")
-    print(f"  metrics     " + " ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items())))
+    print("  metrics     " + " ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items())))
     print(f"  artifact    {result['artifact_uri']}")
     print(f"              sha256 {result['sha256']}")
     for inp in result["inputs"]:
@@ -325,7 +325,7 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
     def on_batch(r: Any) -> None:
         progress(f"committed: {r.stored_events} events stored, {r.duplicates} duplicates skipped, {r.dead_letters} dead letters")
 
-    report = consume(settings, once=args.once, batch_size=args.batch_size, interval_s=args.interval, on_batch=on_batch)
+    report = consume(settings, once=args.once, group=False if args.all_partitions else None, batch_size=args.batch_size, interval_s=args.interval, on_batch=on_batch)
     out = {
         "records": report.records,
         "stored_events": report.stored_events,
@@ -512,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="drain the topic to its end, then exit")
     sp.add_argument("--batch-size", type=int, default=1000, help="records per Iceberg commit (default 1000)")
     sp.add_argument("--interval", type=float, default=2.0, help="seconds between commits of a partial batch (default 2)")
+    sp.add_argument("--all-partitions", action="store_true", help="read every partition without joining the consumer group (a single consumer that restarts fast; the default on the local broker)")
 
     for direction in ("upstream", "downstream"):
         sp = add(lineage, direction, cmd_lineage_walk, f"what is {direction} of a node, run by run")

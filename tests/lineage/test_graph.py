@@ -114,3 +114,17 @@ def test_graph_drawn_as_svg_and_html(settings: Any, tmp_path: Any) -> None:
     assert page.read_text().startswith("<!doctype html>") and "<svg" in page.read_text()
     bad = run_cli("lineage", "graph", f"run:{runs[1]}", "-o", str(tmp_path / "g.png"), check=False)
     assert bad.returncode == 1 and "write the graph to a .svg or .html file" in bad.stderr
+
+
+def test_as_of_before_the_kept_history_is_a_clear_error(settings: Any) -> None:
+    from lakehouse.catalog import load_catalog
+    from lakehouse.exceptions import QueryError
+    from lineage.consumer import LineageWriter
+
+    _chain(settings, 1)
+    early = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    _chain(settings, 1)
+    LineageWriter(settings, load_catalog(settings)).compact(min_files=1, keep_snapshots_s=0)
+    with pytest.raises(QueryError, match="keeps history only from .*lineage.keep_snapshots_s"):
+        connect(settings, as_of=early)
