@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lakehouse.exceptions import TidemarkError
 
 
@@ -16,6 +18,18 @@ class SuiteError(TidemarkError):
 class GateFailedError(TidemarkError):
     """Rows failed the table's validation gate; main is untouched and the audit branch is kept."""
 
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result  # the ingest.gate.GateResult, for callers that show more than one line
+
 
 class SchemaMismatchError(TidemarkError):
     """A landing's columns cannot be reconciled with the table's schema."""
+
+
+class PublishError(TidemarkError):
+    """A validated landing could not be published to main; nothing was published."""
+
+
+class QuarantineError(TidemarkError):
+    """A quarantine branch that does not exist, or a table that has none."""

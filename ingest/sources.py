@@ -1,81 +1,228 @@
-"""Source files: checksum, format, and reading them into Arrow with clear errors for bad input."""
+"""Source files: where they are, their checksum and format, and streaming them as Arrow record batches.
+
+A source is a local path, a glob, or any URI pyarrow's filesystems read (`s3://bucket/key` with the
+warehouse's `s3.*` catalog properties, `file:///...`). Nothing is ever read whole into memory: the
+checksum is computed over the exact bytes in blocks, and rows arrive as record batches. Every error
+names the file and the problem in one line.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ingest.exceptions import SourceError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.fs as pafs
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+GLOB_CHARS = set("*?[")
+# Text formats are parsed in blocks of this size; column types are inferred from the first block,
+# so a larger block means fewer "type changed further down the file" surprises.
+TEXT_BLOCK_BYTES = 16 << 20
+HASH_BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
 class Source:
-    path: Path
+    """One source file, identified by its content checksum."""
+
+    uri: str  # what the user gave (or what a glob matched), for messages and lineage
+    path: str  # path inside `filesystem`
     fmt: str
     sha256: str
     size: int
+    mtime_ns: int | None
+    filesystem: Any  # pyarrow.fs.FileSystem
+
+    @property
+    def name(self) -> str:
+        return self.uri
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+def _has_scheme(location: str) -> bool:
+    head, sep, _ = location.partition("://")
+    return bool(sep) and head.isalnum() and len(head) > 1
+
+
+def filesystem_for(location: str, catalog_properties: Mapping[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and in-filesystem path of a location (local path or URI)."""
+    import pyarrow.fs as pafs
+
+    props = dict(catalog_properties or {})
+    if not _has_scheme(location):
+        return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+    scheme, _, rest = location.partition("://")
+    if scheme in ("s3", "s3a", "s3n"):
+        # The warehouse's own credentials (pyiceberg's property names), so one config serves both.
+        kwargs: dict[str, Any] = {}
+        if props.get("s3.endpoint"):
+            endpoint = props["s3.endpoint"]
+            kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
+            kwargs["endpoint_override"] = endpoint.split("://", 1)[-1]
+        if props.get("s3.access-key-id"):
+            kwargs["access_key"] = props["s3.access-key-id"]
+            kwargs["secret_key"] = props.get("s3.secret-access-key")
+        if props.get("s3.session-token"):
+            kwargs["session_token"] = props["s3.session-token"]
+        if props.get("s3.region"):
+            kwargs["region"] = props["s3.region"]
+        if kwargs.get("endpoint_override"):
+            kwargs["force_virtual_addressing"] = False
+        return pafs.S3FileSystem(**kwargs), rest
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / ArrowNotImplementedError / OSError
+        raise SourceError(f"{location}: cannot open this URI with pyarrow ({_first_line(exc)}); use a local path or s3://") from exc
+
+
+def expand(location: str, catalog_properties: Mapping[str, str] | None = None) -> list[str]:
+    """A glob becomes the sorted list of files it matches; anything else is returned as is."""
+    if not GLOB_CHARS & set(location):
+        return [location]
+    import pyarrow.fs as pafs
+
+    if not _has_scheme(location):
+        import glob
+
+        matches = sorted(p for p in glob.glob(str(Path(location).expanduser()), recursive=True) if Path(p).is_file())
+    else:
+        fs, pattern = filesystem_for(location, catalog_properties)
+        scheme = location.split("://", 1)[0]
+        # Only the path up to the first wildcard is listed; fnmatch decides the rest.
+        base = pattern[: min(pattern.index(c) for c in GLOB_CHARS if c in pattern)].rsplit("/", 1)[0]
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive="**" in pattern or pattern.count("/") > base.count("/") + 1))
+        except Exception as exc:
+            raise SourceError(f"{location}: cannot list {base}: {_first_line(exc)}") from exc
+        matches = sorted(
+            f"{scheme}://{i.path}" for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, pattern)
+        )
+    if not matches:
+        raise SourceError(f"{location}: the pattern matches no file; check the path")
+    return matches
+
+
+def detect_format(location: str, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in set(FORMATS.values()):
+            raise SourceError(f"--format {fmt} is not supported; use csv, parquet or jsonl")
+        return fmt
+    suffix = Path(location.split("?", 1)[0]).suffix.lower()
+    found = FORMATS.get(suffix)
+    if found is None:
+        raise SourceError(f"{location}: cannot tell the format from the extension; pass --format csv|parquet|jsonl")
+    return found
+
+
+def open_source(location: str, fmt: str | None = None, catalog_properties: Mapping[str, str] | None = None) -> Source:
+    """Check the file exists and is not empty, tell its format, and checksum its bytes (streamed)."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem_for(location, catalog_properties)
+    try:
+        info = fs.get_file_info(path)
+    except Exception as exc:
+        raise SourceError(f"{location}: cannot reach the file: {_first_line(exc)}") from exc
+    if info.type == pafs.FileType.NotFound:
+        raise SourceError(f"{location}: no such file; check the path")
+    if info.type != pafs.FileType.File:
+        raise SourceError(f"{location}: not a regular file")
+    fmt = detect_format(location, fmt)
+    size = int(info.size or 0)
+    if size == 0:
+        raise SourceError(f"{location}: the file is empty; nothing to land")
+    return Source(
+        uri=location if _has_scheme(location) else path,
+        path=path,
+        fmt=fmt,
+        sha256=sha256_of(fs, path, location),
+        size=size,
+        mtime_ns=info.mtime_ns,
+        filesystem=fs,
+    )
+
+
+def sha256_of(fs: pafs.FileSystem, path: str, label: str) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
+    try:
+        with fs.open_input_stream(path) as fh:
+            while block := fh.read(HASH_BLOCK_BYTES):
+                digest.update(block)
+    except OSError as exc:
+        raise SourceError(f"{label}: cannot read the file: {_first_line(exc)}") from exc
     return digest.hexdigest()
 
 
-def open_source(location: str, fmt: str | None = None) -> Source:
-    path = Path(location).expanduser()
-    if not path.exists():
-        raise SourceError(f"{location}: no such file; check the path")
-    if not path.is_file():
-        raise SourceError(f"{location}: not a regular file")
-    path = path.resolve()
-    if fmt is None:
-        fmt = FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            raise SourceError(f"{location}: cannot tell the format from the extension; pass --format csv|parquet|jsonl")
-    elif fmt not in set(FORMATS.values()):
-        raise SourceError(f"--format {fmt} is not supported; use csv, parquet or jsonl")
-    size = path.stat().st_size
-    if size == 0:
-        raise SourceError(f"{location}: the file is empty; nothing to land")
-    return Source(path=path, fmt=fmt, sha256=sha256_file(path), size=size)
+def sha256_file(path: Path) -> str:
+    import pyarrow.fs as pafs
+
+    return sha256_of(pafs.LocalFileSystem(), str(path), str(path))
 
 
-def read(source: Source) -> pa.Table:
-    """Read the whole source into Arrow. Errors name the file and the problem in one line."""
+def check_unchanged(source: Source) -> None:
+    """The rows landed must be the bytes checksummed: refuse a file that changed while it was read."""
+    info = source.filesystem.get_file_info(source.path)
+    if info.size != source.size or (source.mtime_ns is not None and info.mtime_ns != source.mtime_ns):
+        raise SourceError(f"{source.uri}: the file changed while it was being landed; land it again once it is complete")
+
+
+def batches(source: Source, batch_rows: int = 256_000) -> Iterator[pa.RecordBatch]:
+    """Stream the source as record batches. Errors (also those found deep into the file) are SourceError."""
     import pyarrow as pa
 
     try:
         if source.fmt == "csv":
-            from pyarrow import csv
-
-            table = csv.read_csv(source.path)
-            # pyarrow reads a text column that is not valid UTF-8 as binary rather than failing.
-            binary = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-            if binary:
-                raise SourceError(f"{source.path}: the file is not valid UTF-8 text (column {', '.join(binary)}); re-encode it as UTF-8")
+            yield from _csv_batches(source)
         elif source.fmt == "parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(source.path)
+            with source.filesystem.open_input_file(source.path) as fh:
+                pf = pq.ParquetFile(fh)
+                # One reader per row group: a single iter_batches over the whole file keeps every
+                # pre-buffered row group cached until the end (the whole compressed file in memory).
+                for group in range(pf.num_row_groups):
+                    yield from pf.iter_batches(batch_size=batch_rows, row_groups=[group])
         else:
-            from pyarrow import json as pjson
+            from pyarrow import json as pajson
 
-            table = pjson.read_json(source.path)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        if "invalid UTF8" in first or "UTF8" in first:
-            first = "the file is not valid UTF-8 text"
-        raise SourceError(f"{source.path}: cannot read as {source.fmt}: {first}") from exc
-    if table.num_rows == 0:
-        raise SourceError(f"{source.path}: no data rows (header only?); nothing to land")
-    return table
+            with source.filesystem.open_input_stream(source.path) as fh:
+                reader = pajson.open_json(fh, read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+                yield from reader
+    except SourceError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        first = _first_line(exc)
+        if "UTF8" in first or "UTF-8" in first:
+            first = "the file is not valid UTF-8 text; re-encode it as UTF-8"
+        elif source.fmt == "csv" and "conversion error" in first:
+            first += " (column types are inferred from the start of the file; a later value does not fit)"
+        elif source.fmt == "jsonl" and ("unexpected field" in first or "changed from" in first):
+            first += " (fields and types are inferred from the start of the file; one appears or changes further down)"
+        raise SourceError(f"{source.uri}: cannot read as {source.fmt}: {first}") from exc
+
+
+def _csv_batches(source: Source) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+    from pyarrow import csv
+
+    with source.filesystem.open_input_stream(source.path) as fh:
+        reader = csv.open_csv(fh, read_options=csv.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+        # pyarrow reads a text column that is not valid UTF-8 as binary rather than failing.
+        binary = [f.name for f in reader.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        if binary:
+            raise SourceError(
+                f"{source.uri}: the file is not valid UTF-8 text (column {', '.join(binary)}); re-encode it as UTF-8"
+            )
+        yield from reader
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

@@ -28,13 +28,21 @@ def load_catalog(settings: Settings) -> Catalog:
         Path(urlparse(props["warehouse"]).path).mkdir(parents=True, exist_ok=True)
     if uri.startswith(("postgresql", "sqlite", "mysql")):
         props.setdefault("type", "sql")
-    try:
-        return _load(settings.catalog.name, **props)
-    except Exception as exc:  # pyiceberg raises many kinds; all mean "cannot open the catalog"
-        raise CatalogError(
-            f"cannot open Iceberg catalog {settings.catalog.name!r} at {_redact(uri)}: {exc}; "
-            "check catalog.uri in tidemark.yaml or TIDEMARK__CATALOG__URI"
-        ) from exc
+    error: Exception | None = None
+    for attempt in range(3):
+        try:
+            return _load(settings.catalog.name, **props)
+        except Exception as exc:  # pyiceberg raises many kinds; all mean "cannot open the catalog"
+            error = exc
+            # Processes opening a new SQL catalog at once race to create its tables; the loser
+            # sees "already exists" / a unique violation. The tables exist then: open it again.
+            text = str(exc)
+            if not ("already exists" in text or "UniqueViolation" in text or "duplicate key" in text):
+                break
+    raise CatalogError(
+        f"cannot open Iceberg catalog {settings.catalog.name!r} at {_redact(uri)}: {error}; "
+        "check catalog.uri in tidemark.yaml or TIDEMARK__CATALOG__URI"
+    ) from error
 
 
 def _redact(uri: str) -> str:

@@ -94,12 +94,21 @@ def ensure_table(
         catalog.create_namespace(name.namespace)
     except NamespaceAlreadyExistsError:
         pass
+    except Exception:
+        # Two processes creating it at once: the SQL catalog's check-then-insert loses the race
+        # with a database integrity error rather than NamespaceAlreadyExistsError.
+        if not catalog.namespace_exists(name.namespace):
+            raise
     kwargs: dict[str, object] = {"schema": schema, "properties": dict(properties or {})}
     if partition_spec is not None:
         kwargs["partition_spec"] = partition_spec
     try:
         return catalog.create_table(name.identifier, **kwargs)  # type: ignore[arg-type]
     except TableAlreadyExistsError:
+        return catalog.load_table(name.identifier)
+    except Exception:
+        if not catalog.table_exists(name.identifier):  # same race, for the table
+            raise
         return catalog.load_table(name.identifier)
 
 

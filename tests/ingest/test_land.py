@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.exceptions import GateFailedError, SourceError, SuiteError
+from ingest.exceptions import GateFailedError, SchemaMismatchError, SourceError, SuiteError
 from ingest.land import land
 from lakehouse.catalog import load_catalog
 from lakehouse.exceptions import InvalidTableNameError
@@ -153,3 +153,253 @@ def test_table_without_suite_lands_with_warning_or_is_refused_when_strict(local:
         land(local, str(f), "raw.nosuite", strict=True, transport=InMemoryTransport())
     result = land(local, str(f), "raw.nosuite", transport=InMemoryTransport())
     assert result.gate is None and "no validation suite for raw.nosuite" in result.warnings[0]
+
+
+# -- streaming, schema, lineage, Data Docs ---------------------------------------------------------
+
+
+def _refs(settings: Any, table: str) -> set[str]:
+    return _state(settings, table)[1]
+
+
+def _warehouse_files(settings: Any) -> set[str]:
+    from urllib.parse import urlparse
+
+    root = Path(urlparse(settings.warehouse).path)
+    return {str(p) for p in root.rglob("*.parquet")}
+
+
+def test_a_landing_in_many_batches_validates_every_row_and_uniqueness_across_batches(local: Any, tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "- expect_column_values_to_be_unique: {column: id}\n"
+        "- expect_column_values_to_be_between: {column: x, min_value: 0, max_value: 100}\n"
+        "- expect_table_row_count_to_be_between: {min_value: 2500, max_value: 2500}\n"
+    )
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"id": list(range(2500)), "x": [i % 100 for i in range(2500)]}), good, row_group_size=300)
+    tr = InMemoryTransport()
+    result = land(local, str(good), "raw.many", suite_file=str(suite), batch_rows=1000, transport=tr)
+    assert result.rows == 2500 and result.gate is not None and result.gate.success
+    assert result.data_files == 3  # one per batch of ~1000 rows
+    assert load_catalog(local).load_table("raw.many").scan().to_arrow().num_rows == 2500
+
+    # One duplicate id in each of two batches far apart, one bad x: each batch alone looks fine for ids.
+    dup = tmp_path / "dup.parquet"
+    ids = list(range(10_000, 12_500))
+    ids[2400] = 10_005
+    xs = [1] * 2500
+    xs[1700] = 101
+    pq.write_table(pa.table({"id": ids, "x": xs}), dup)
+    with pytest.raises(GateFailedError) as err:
+        land(local, str(dup), "raw.many", suite_file=str(suite), batch_rows=1000, transport=InMemoryTransport())
+    failed = {o.expectation: o for o in err.value.result.failures()}
+    assert failed["expect_column_values_to_be_unique"].unexpected_count == 2
+    assert failed["expect_column_values_to_be_unique"].sample == [10_005]
+    between = failed["expect_column_values_to_be_between"]
+    assert between.unexpected_count == 1 and between.element_count == 2500
+    assert between.rows == [{"id": 11_700, "x": 101}]
+    assert "expect_table_row_count_to_be_between" not in failed
+    assert any(r.startswith("quarantine-") for r in _refs(local, "raw.many"))
+    # The report shows every expectation with the counts over the whole landing.
+    page = Path(str(err.value).split("report: ", 1)[1].strip()).read_text()
+    assert "values must be unique" in page and "values must be greater than or equal to" in page
+
+    # A suite of uniqueness alone: GX runs on the first batch, the rest are checked by the merge.
+    only_unique = tmp_path / "u.yaml"
+    only_unique.write_text("- expect_column_values_to_be_unique: {column: id}\n")
+    with pytest.raises(GateFailedError, match=r"expect_column_values_to_be_unique on id \(2 of 2500 rows\)"):
+        land(local, str(dup), "raw.many", suite_file=str(only_unique), batch_rows=1000, transport=InMemoryTransport(), force=True)
+    shuffled = tmp_path / "shuffled.parquet"
+    pq.write_table(pa.table({"id": [(i * 7919) % 2500 + 20_000 for i in range(2500)], "x": [1] * 2500}), shuffled)
+    assert land(local, str(shuffled), "raw.many", suite_file=str(only_unique), batch_rows=1000, transport=InMemoryTransport()).gate.success
+
+
+def test_type_change_that_cannot_widen_or_missing_required_column_is_refused_and_nothing_written(local: Any, tmp_path: Path) -> None:
+    first = tmp_path / "first.parquet"
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("name", pa.string()), pa.field("n", pa.int32())])
+    pq.write_table(pa.table({"id": [1, 2], "name": ["a", "b"], "n": [1, 2]}, schema=schema), first)
+    land(local, str(first), "raw.typed", transport=InMemoryTransport())
+    before = _state(local, "raw.typed")
+    files_before = _warehouse_files(local)
+
+    changed = tmp_path / "changed.csv"
+    changed.write_text("id,name,n\nx,a,1\n")
+    with pytest.raises(SchemaMismatchError) as err:
+        land(local, str(changed), "raw.typed", transport=InMemoryTransport())
+    assert "id (long in the table, string in the file)" in str(err.value) and "changed.csv" in str(err.value)
+
+    missing = tmp_path / "missing.csv"
+    missing.write_text("name,n\nc,3\n")
+    with pytest.raises(SchemaMismatchError, match=r"required column\(s\) missing from the file: id"):
+        land(local, str(missing), "raw.typed", transport=InMemoryTransport())
+    assert _state(local, "raw.typed") == before
+    assert _warehouse_files(local) == files_before
+    t = load_catalog(local).load_table("raw.typed")
+    assert [f.name for f in t.schema().fields] == ["id", "name", "n"]
+
+    # int -> long widens the table; an optional column may be absent; whole numbers fit a double.
+    wider = tmp_path / "wider.parquet"
+    pq.write_table(pa.table({"id": pa.array([3], pa.int64()), "n": pa.array([2**40], pa.int64())}), wider)
+    land(local, str(wider), "raw.typed", transport=InMemoryTransport())
+    t = load_catalog(local).load_table("raw.typed")
+    assert str(t.schema().find_field("n").field_type) == "long"
+    assert sorted(t.scan().to_arrow().column("n").to_pylist()) == [1, 2, 2**40]
+
+
+def test_an_error_deep_in_the_file_leaves_no_table_branch_commit_or_file(local: Any, tmp_path: Path) -> None:
+    from ingest import sources
+
+    bad = tmp_path / "late.csv"
+    # The ragged row sits after the first parse block, so batches were already written when it shows.
+    body = "".join(f"{i},{i * 2}\n" for i in range(400_000))
+    bad.write_text("id,x\n" + body + "1,2,3\n")
+    assert bad.stat().st_size > sources.TEXT_BLOCK_BYTES // 4
+    old = sources.TEXT_BLOCK_BYTES
+    sources.TEXT_BLOCK_BYTES = 1 << 20
+    try:
+        tr = InMemoryTransport()
+        with pytest.raises(SourceError, match=r"late.csv: cannot read as csv: CSV parse error"):
+            land(local, str(bad), "raw.late", batch_rows=50_000, transport=tr)
+    finally:
+        sources.TEXT_BLOCK_BYTES = old
+    assert [e["eventType"] for e in tr.events] == ["START", "FAIL"]
+    assert not load_catalog(local).table_exists(("raw", "late"))  # the table this landing created is gone
+    assert _warehouse_files(local) == set()
+
+    # Same into an existing table: main, refs and files unchanged.
+    ok = tmp_path / "ok.csv"
+    ok.write_text("id,x\n1,2\n")
+    land(local, str(ok), "raw.late", transport=InMemoryTransport())
+    before, files = _state(local, "raw.late"), _warehouse_files(local)
+    sources.TEXT_BLOCK_BYTES = 1 << 20
+    try:
+        with pytest.raises(SourceError):
+            land(local, str(bad), "raw.late", batch_rows=50_000, transport=InMemoryTransport())
+    finally:
+        sources.TEXT_BLOCK_BYTES = old
+    assert _state(local, "raw.late") == before and _warehouse_files(local) == files
+
+
+def test_parquet_and_jsonl_land_and_a_glob_lands_each_file_once(local: Any, tmp_path: Path) -> None:
+    from ingest.land import land_all
+
+    d = tmp_path / "drop"
+    d.mkdir()
+    pq.write_table(pa.table({"id": [1, 2], "v": ["a", "b"]}), d / "a.parquet")
+    pq.write_table(pa.table({"id": [3], "v": ["c"]}), d / "b.parquet")
+    (d / "c.jsonl").write_text('{"id": 4, "v": "d"}\n{"id": 5, "v": "e", "w": 1.5}\n')
+    results = land_all(local, str(d / "*.parquet"), "raw.multi", transport=InMemoryTransport())
+    assert [Path(r.source).name for r in results] == ["a.parquet", "b.parquet"] and not any(r.skipped for r in results)
+    land(local, str(d / "c.jsonl"), "raw.multi", transport=InMemoryTransport())
+    again = land_all(local, str(d / "*.parquet"), "raw.multi", transport=InMemoryTransport())
+    assert all(r.skipped for r in again)
+    rows = load_catalog(local).load_table("raw.multi").scan().to_arrow().sort_by("id").to_pylist()
+    assert [r["id"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["w"] == 1.5
+    with pytest.raises(SourceError, match="matches no file"):
+        land_all(local, str(d / "*.csv"), "raw.multi", transport=InMemoryTransport())
+
+
+def test_lineage_carries_the_gate_statistics_and_checksum_and_data_docs_are_written(local: Any, wine_csv: Path) -> None:
+    tr = InMemoryTransport()
+    result = land(local, str(wine_csv), "raw.wine", transport=tr)
+    complete = tr.events[-1]
+    out = complete["outputs"][0]
+    assert out["outputFacets"]["outputStatistics"]["rowCount"] == 178
+    assert out["outputFacets"]["outputStatistics"]["fileCount"] == result.data_files >= 1
+    assertions = out["facets"]["dataQualityAssertions"]["assertions"]
+    assert {"assertion": "expect_column_values_to_be_between", "success": True, "column": "alcohol"} in assertions
+    assert out["facets"]["version"]["datasetVersion"] == str(result.snapshot_id)
+    inp = complete["inputs"][0]
+    assert inp["facets"]["tidemark_sourceFile"]["sha256"] == result.sha256
+    assert result.data_docs is not None and Path(result.data_docs).is_file()
+    assert Path(result.data_docs).is_relative_to(local.home / "data_docs")
+    page = Path(result.data_docs).read_text()
+    assert "alcohol" in page and "values must be unique" in page
+    snap = load_catalog(local).load_table("raw.wine").current_snapshot()
+    assert snap.summary.additional_properties["tidemark.gate.success"] == "true"
+
+
+def test_sha256_is_over_the_exact_bytes(local: Any, tmp_path: Path) -> None:
+    import hashlib
+
+    f = tmp_path / "a.csv"
+    f.write_bytes(b"id\r\n1\r\n2\r\n")
+    result = land(local, str(f), "raw.bytes", transport=InMemoryTransport())
+    assert result.sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no_rows_lost(local: Any, tmp_path: Path) -> None:
+    a, b, c = (tmp_path / f"{n}.csv" for n in "abc")
+    a.write_text("id\n1\n")
+    b.write_text("id\n2\n3\n")
+    c.write_text("id\n4\n")
+    land(local, str(a), "raw.race", transport=InMemoryTransport())
+    moved = []
+
+    def sneak_in(message: str) -> None:
+        # Another landing publishes right after ours committed its audit snapshot: main moves.
+        if "on branch audit-" in message and not moved:
+            moved.append(land(local, str(c), "raw.race", transport=InMemoryTransport()))
+
+    result = land(local, str(b), "raw.race", transport=InMemoryTransport(), progress=sneak_in)
+    assert moved and result.reapplied == 1
+    t = load_catalog(local).load_table("raw.race")
+    assert sorted(t.scan().to_arrow().column("id").to_pylist()) == [1, 2, 3, 4]
+    assert set(t.metadata.refs) == {"main"}
+    snap = t.current_snapshot()
+    assert snap.snapshot_id == result.snapshot_id and snap.parent_snapshot_id == moved[0].snapshot_id
+
+
+def test_a_python_suite_gates_like_a_yaml_one(local: Any, tmp_path: Path) -> None:
+    suite = tmp_path / "raw.py_suite.py"
+    suite.write_text(
+        "LIMIT = 10\n"
+        "EXPECTATIONS = [\n"
+        "    ('expect_column_values_to_be_between', {'column': 'x', 'min_value': 0, 'max_value': LIMIT}),\n"
+        "    {'expect_column_values_to_not_be_null': {'column': 'x'}},\n"
+        "]\n"
+    )
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("x\n1\n2\n")
+    bad.write_text("x\n11\n")
+    assert land(local, str(good), "raw.py_suite", suite_file=str(suite), transport=InMemoryTransport()).gate.success
+    with pytest.raises(GateFailedError, match="expect_column_values_to_be_between on x"):
+        land(local, str(bad), "raw.py_suite", suite_file=str(suite), transport=InMemoryTransport())
+    broken = tmp_path / "broken.py"
+    broken.write_text("EXPECTATIONS = [1/0]\n")
+    with pytest.raises(SuiteError, match="broken.py does not run as Python: ZeroDivisionError"):
+        land(local, str(good), "raw.py_suite", suite_file=str(broken), transport=InMemoryTransport())
+
+
+def test_a_file_that_changes_while_it_is_landed_is_refused(local: Any, tmp_path: Path) -> None:
+    f = tmp_path / "growing.csv"
+    f.write_text("id\n1\n2\n")
+
+    def append_more(message: str) -> None:
+        if message.startswith("gate:") or "on every batch" in message:
+            with f.open("a") as fh:
+                fh.write("3\n")
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("- expect_column_values_to_not_be_null: {column: id}\n")
+    with pytest.raises(SourceError, match="growing.csv: the file changed while it was being landed"):
+        land(local, str(f), "raw.growing", suite_file=str(suite), transport=InMemoryTransport(), progress=append_more)
+    assert not load_catalog(local).table_exists(("raw", "growing"))
+
+
+def test_a_csv_value_that_does_not_fit_the_inferred_type_further_down_is_named(local: Any, tmp_path: Path) -> None:
+    from ingest import sources
+
+    f = tmp_path / "drift.csv"
+    f.write_text("id,n\n" + "".join(f"{i},{i}\n" for i in range(200_000)) + "200000,not-a-number\n")
+    old = sources.TEXT_BLOCK_BYTES
+    sources.TEXT_BLOCK_BYTES = 1 << 20
+    try:
+        with pytest.raises(SourceError) as err:
+            land(local, str(f), "raw.drift", batch_rows=50_000, transport=InMemoryTransport())
+    finally:
+        sources.TEXT_BLOCK_BYTES = old
+    msg = str(err.value)
+    assert "drift.csv: cannot read as csv" in msg and "not-a-number" in msg and "inferred from the start of the file" in msg
+    assert not load_catalog(local).table_exists(("raw", "drift")) and _warehouse_files(local) == set()
