@@ -237,7 +237,6 @@ class StreamingGate:
         """Validate one batch of the rows written; results accumulate until `finish`."""
         import time
 
-        import pyarrow as pa
 
         started = time.perf_counter()
         # Only the columns the suite names go to pandas; BASIC results (counts and a value sample)

@@ -322,12 +322,10 @@ def _prepare_table(settings: Settings, name: TableName, source_schema: pa.Schema
     empty = schemas.droppable_empty_columns(source_schema)
     usable = pa.schema([f for f in source_schema if f.name not in empty])
     created = False
-    if catalog.table_exists(name.identifier):
-        tbl = catalog.load_table(name.identifier)
-    else:
+    if not catalog.table_exists(name.identifier):
         if not len(usable):
             raise SourceError(f"{source_name}: every column is empty; nothing to land")
-        tbl = ensure_table(catalog, name, usable)
+        ensure_table(catalog, name, usable)
 
         def init() -> bool:
             t = catalog.load_table(name.identifier)
@@ -340,7 +338,6 @@ def _prepare_table(settings: Settings, name: TableName, source_schema: pa.Schema
         # "Created" means this landing gave the table its first snapshot; only then may a failure
         # drop it again (a concurrent landing that raced to create it did not).
         created = with_commit_retry(init, f"creating {name}")
-        tbl = catalog.load_table(name.identifier)
 
     def evolve() -> None:
         t = catalog.load_table(name.identifier)
@@ -665,14 +662,12 @@ def _output_dataset(settings: Settings, table: Table, name: str, snapshot: Any, 
                 for o in result.gate.outcomes
             ],
         )
-    dataset = ev.iceberg_dataset(
-        producer=settings.lineage.producer,
-        catalog_name=settings.catalog.name,
-        catalog_type=settings.catalog.properties.get("type", "sql"),
-        table=name,
-        location=table.location(),
-        snapshot_id=snapshot.snapshot_id,
-        direction="output",
+    dataset = ev.table_dataset(
+        settings,
+        name,
+        table,
+        snapshot.snapshot_id,
+        "output",
         sequence_number=snapshot.sequence_number,
         operation=str(snapshot.summary.operation.value) if snapshot.summary else None,
         row_count=result.rows,

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from lakehouse.config import Settings
+
 SPEC_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 FACETS = "https://openlineage.io/spec/facets"
 ICEBERG_FACETS = "https://openlineage.io/spec/facets"
@@ -151,6 +153,23 @@ def iceberg_dataset(
         if out:
             dataset["outputFacets"] = out
     return dataset
+
+
+def table_dataset(
+    settings: Settings, name: str, table: Any, snapshot_id: int | None, direction: Literal["input", "output"], **details: Any
+) -> dict[str, Any]:
+    """`iceberg_dataset` for a pyiceberg table under this configuration: the one place where a
+    table's identity (catalog, location) is derived, so every emitter names it the same way."""
+    return iceberg_dataset(
+        producer=settings.lineage.producer,
+        catalog_name=settings.catalog.name,
+        catalog_type=settings.catalog.properties.get("type", "sql"),
+        table=name,
+        location=table.location(),
+        snapshot_id=snapshot_id,
+        direction=direction,
+        **details,
+    )
 
 
 def file_dataset(*, producer: str, path: str, sha256: str, size: int, fmt: str) -> dict[str, Any]:

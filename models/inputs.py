@@ -45,14 +45,12 @@ def assemble(name: str, table: Table, snapshot_id: int) -> Input:
 def dataset(settings: Settings, name: str, table: Table, snapshot_id: int, extra_facets: dict[str, Any] | None = None) -> dict[str, Any]:
     """The OpenLineage input dataset of `name` read at `snapshot_id`."""
     snap = table.snapshot_by_id(snapshot_id)
-    return ev.iceberg_dataset(
-        producer=settings.lineage.producer,
-        catalog_name=settings.catalog.name,
-        catalog_type=settings.catalog.properties.get("type", "sql"),
-        table=name,
-        location=table.location(),
-        snapshot_id=snapshot_id,
-        direction="input",
+    return ev.table_dataset(
+        settings,
+        name,
+        table,
+        snapshot_id,
+        "input",
         schema_id=snap.schema_id if snap else None,
         extra_facets=extra_facets,
     )

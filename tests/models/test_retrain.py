@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 import time
 from datetime import datetime, timezone
 from pathlib import Path
