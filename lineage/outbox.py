@@ -203,6 +203,8 @@ class OutboxTransport:
 
     def close(self) -> None:
         self._drop_producer()
+        # Every job run makes a transport: a closed one must not stay alive in the atexit list.
+        atexit.unregister(self._final_flush)
 
 
 def flush(settings: Settings) -> FlushReport:
