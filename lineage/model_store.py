@@ -37,10 +37,9 @@ ARCHIVE = "archive"
 
 def schemas() -> dict[str, Any]:
     from pyiceberg.schema import Schema
-    from pyiceberg.types import BooleanType, IntegerType, NestedField, StringType, TimestamptzType
+    from pyiceberg.types import BooleanType, IntegerType, TimestamptzType
 
-    def s(i: int, name: str, typ: Any = None, required: bool = False) -> NestedField:
-        return NestedField(i, name, typ or StringType(), required=required)
+    from lineage.store import column as s
 
     return {
         VERSIONS: Schema(

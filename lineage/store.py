@@ -22,12 +22,18 @@ JOBS = "jobs"
 DEAD_LETTERS = "dead_letters"
 
 
+def column(i: int, name: str, typ: Any = None, required: bool = False) -> Any:
+    """An Iceberg column; strings unless a type is given (the lineage tables are mostly strings)."""
+    from pyiceberg.types import NestedField, StringType
+
+    return NestedField(i, name, typ or StringType(), required=required)
+
+
 def _schemas() -> dict[str, Any]:
     from pyiceberg.schema import Schema
-    from pyiceberg.types import BinaryType, IntegerType, LongType, NestedField, StringType, TimestamptzType
+    from pyiceberg.types import BinaryType, IntegerType, LongType, TimestamptzType
 
-    def s(i: int, name: str, typ: Any = None, required: bool = False) -> NestedField:
-        return NestedField(i, name, typ or StringType(), required=required)
+    s = column
 
     return {
         EVENTS: Schema(
@@ -130,18 +136,26 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode("utf-8")
 
 
+def _event_base(event: Mapping[str, Any], eid: str) -> dict[str, Any]:
+    """The columns every per-event row starts with (events, runs, run_datasets)."""
+    job = event.get("job") or {}
+    return {
+        "event_id": eid,
+        "event_time": parse_time(str(event["eventTime"])),
+        "event_type": event.get("eventType"),
+        "run_id": str(event["run"]["runId"]),
+        "job_namespace": job.get("namespace"),
+        "job_name": job.get("name"),
+    }
+
+
 def event_row(
     event: Mapping[str, Any], eid: str, partition: int | None, offset: int | None, payload: str | None = None
 ) -> dict[str, Any]:
     """A row of `events`; `payload` is the event's text as received (re-serialized if not given)."""
     parent = ((event.get("run") or {}).get("facets") or {}).get("parent") or {}
     return {
-        "event_id": eid,
-        "event_time": parse_time(str(event["eventTime"])),
-        "event_type": event.get("eventType"),
-        "run_id": str(event["run"]["runId"]),
-        "job_namespace": (event.get("job") or {}).get("namespace"),
-        "job_name": (event.get("job") or {}).get("name"),
+        **_event_base(event, eid),
         "parent_run_id": (parent.get("run") or {}).get("runId"),
         "producer": event.get("producer"),
         "payload": payload if payload is not None else _dumps(event),
@@ -155,12 +169,7 @@ def run_row(event: Mapping[str, Any], eid: str) -> dict[str, Any]:
     parent = facets.get("parent") or {}
     error = facets.get("errorMessage") or {}
     return {
-        "event_id": eid,
-        "event_time": parse_time(str(event["eventTime"])),
-        "event_type": event.get("eventType"),
-        "run_id": str(event["run"]["runId"]),
-        "job_namespace": (event.get("job") or {}).get("namespace"),
-        "job_name": (event.get("job") or {}).get("name"),
+        **_event_base(event, eid),
         "parent_run_id": (parent.get("run") or {}).get("runId"),
         "parent_job_name": (parent.get("job") or {}).get("name"),
         "root_run_id": ((parent.get("root") or {}).get("run") or {}).get("runId"),
@@ -182,14 +191,7 @@ def job_row(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_dataset_rows(event: Mapping[str, Any], eid: str) -> list[dict[str, Any]]:
     rows = []
-    base = {
-        "event_id": eid,
-        "event_time": parse_time(str(event["eventTime"])),
-        "event_type": event.get("eventType"),
-        "run_id": str(event["run"]["runId"]),
-        "job_namespace": (event.get("job") or {}).get("namespace"),
-        "job_name": (event.get("job") or {}).get("name"),
-    }
+    base = _event_base(event, eid)
     for direction, key in (("input", "inputs"), ("output", "outputs")):
         for ds in event.get(key) or []:
             facets = dict(ds.get("facets") or {})

@@ -5,35 +5,36 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from lakehouse.config import load_settings
 
 
+def _write_csv(frame: Any, path: Path, float_format: str) -> Path:
+    """A bundled data set as a CSV with an `id` column; rewritten only if its bytes would change,
+    so the same file keeps the same sha256 (and a second landing is a no-op)."""
+    frame.insert(0, "id", range(1, len(frame) + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = frame.to_csv(index=False, lineterminator="\n", float_format=float_format)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def write_wine_csv(path: Path) -> Path:
-    """scikit-learn's bundled wine data set as a CSV with an `id` column; the same bytes every time."""
+    """scikit-learn's bundled wine data set (classification); the same bytes every time."""
     from sklearn.datasets import load_wine
 
     data = load_wine(as_frame=True).frame
     data.columns = [c.replace("/", "_") for c in data.columns]
-    data.insert(0, "id", range(1, len(data) + 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = data.to_csv(index=False, lineterminator="\n", float_format="%.6g")
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return _write_csv(data, path, "%.6g")
 
 
 def write_diabetes_csv(path: Path) -> Path:
-    """scikit-learn's bundled diabetes data set (regression) as a CSV with an `id` column; stable bytes."""
+    """scikit-learn's bundled diabetes data set (regression); the same bytes every time."""
     from sklearn.datasets import load_diabetes
 
-    data = load_diabetes(as_frame=True).frame
-    data.insert(0, "id", range(1, len(data) + 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = data.to_csv(index=False, lineterminator="\n", float_format="%.8g")
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return _write_csv(load_diabetes(as_frame=True).frame, path, "%.8g")
 
 
 def run_demo(cli: Callable[[Sequence[str]], int]) -> int:
