@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := local-broker,s3,dev
+EXTRAS := local-broker,s3,airflow,dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test bench venv lock clean down

@@ -86,6 +86,7 @@ class LandingResult:
     data_files: int = 0
     bytes_written: int = 0
     reapplied: int = 0  # times main moved under this landing and its validated files were re-applied
+    audit_branch: str | None = None  # set when land(publish=False) left the audited snapshot unpublished
     seconds: dict[str, float] = field(default_factory=dict)  # read_write, gate, commit, total
 
     def to_json(self) -> dict[str, Any]:
@@ -108,6 +109,7 @@ class LandingResult:
             "data_docs": self.data_docs,
             "data_files": self.data_files,
             "reapplied": self.reapplied,
+            "audit_branch": self.audit_branch,
             "warnings": self.warnings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -162,8 +164,14 @@ def land(
     advance: Advance | None = None,
     batch_rows: int = BATCH_ROWS,
     data_docs: bool = True,
+    publish: bool = True,
 ) -> LandingResult:
-    """Land one source file into `namespace.table` through the table's gate. See the module docstring."""
+    """Land one source file into `namespace.table` through the table's gate. See the module docstring.
+
+    `publish=False` stops after step 4: the audited snapshot stays on branch `result.audit_branch`
+    with the gate's verdict in its summary, for a scheduler to decide in separate, visible steps
+    (`publish_audited` or `quarantine_audited`), as the Airflow ingest DAGs do.
+    """
     started = time.perf_counter()
     name = TableName.parse(table)
     if sources.GLOB_CHARS & set(location):
@@ -232,6 +240,15 @@ def land(
             _delete_files(tbl, files)
             raise
         progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
+        if not publish:
+            result.audit_branch = branch
+            result.snapshot_id = audited.snapshot_id
+            result.seconds["commit"] = time.perf_counter() - commit_started
+            tbl = catalog.load_table(name.identifier)
+            run.add_output(_output_dataset(settings, tbl, str(name), audited, result))
+            progress(f"gate {'passed' if gate_result is None or gate_result.success else 'FAILED'}; not published (publish=False)")
+            result.seconds["total"] = time.perf_counter() - started
+            return result
         if gate_result is not None and not gate_result.success:
             quarantine = f"{QUARANTINE_PREFIX}{run.run_id}"
             _rename_branch(catalog, name, branch, quarantine)
@@ -250,6 +267,105 @@ def land(
         progress(f"published snapshot {audited.snapshot_id} to {name} main ({result.rows:,} rows)")
     result.seconds["total"] = time.perf_counter() - started
     return result
+
+
+@dataclass
+class AuditVerdict:
+    """What the gate said about an audited, unpublished snapshot (read back from its summary)."""
+
+    table: str
+    branch: str
+    snapshot_id: int
+    base_snapshot_id: int | None
+    rows: int
+    suite: str | None
+    success: bool | None  # None: the table has no suite, the landing was ungated
+    failures: str | None
+    data_docs: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def audit_verdict(settings: Settings, table: str, branch: str) -> AuditVerdict:
+    """The gate's verdict on the snapshot at the head of `branch` (left there by land(publish=False))."""
+    name = TableName.parse(table)
+    tbl = load_catalog(settings).load_table(name.identifier)
+    snap = tbl.snapshot_by_name(branch)
+    if snap is None:
+        raise PublishError(f"{name} has no branch {branch}: it was published, quarantined or dropped already; land the file again")
+    props = summary_properties(snap)
+    success = props.get(GATE_SUCCESS)
+    return AuditVerdict(
+        table=str(name),
+        branch=branch,
+        snapshot_id=int(snap.snapshot_id),
+        base_snapshot_id=snap.parent_snapshot_id,
+        rows=int(props.get("added-records", 0)),
+        suite=props.get(GATE_SUITE),
+        success=None if success is None else success == "true",
+        failures=props.get(GATE_FAILURES) or None,
+        data_docs=props.get(GATE_DOCS),
+    )
+
+
+def publish_audited(settings: Settings, table: str, branch: str, *, transport: Transport | None = None, progress: Progress = lambda _msg: None) -> LandingResult:
+    """Publish an audited snapshot that passed its gate: main moves to it (or its files are re-applied).
+
+    Refuses a snapshot whose gate failed. The publish is its own lineage run (`publish.NS.TABLE`),
+    reading the audited snapshot and writing the published one, which differ only if main moved.
+    """
+    verdict = audit_verdict(settings, table, branch)
+    if verdict.success is False:
+        raise PublishError(f"{verdict.table} branch {branch}: the gate failed ({verdict.failures}); quarantine it instead of publishing")
+    name = TableName.parse(table)
+    catalog = load_catalog(settings)
+    tbl = catalog.load_table(name.identifier)
+    audited = tbl.snapshot_by_name(branch)
+    assert audited is not None
+    props = summary_properties(audited)
+    files = _added_data_files(tbl, audited)
+    result = LandingResult(table=str(name), source=props.get(SOURCE_PATH, ""), sha256=props.get(SOURCE_SHA256, ""), run_id=props.get(RUN_ID), snapshot_id=None, rows=verdict.rows)
+    result.data_files, result.bytes_written = len(files), sum(f.file_size_in_bytes for f in files)
+    with lineage_run(
+        f"publish.{name}",
+        inputs=[ev.table_dataset(settings, str(name), tbl, audited.snapshot_id, "input")],
+        parameters={"table": str(name), "branch": branch, "landing_run": result.run_id},
+        settings=settings,
+        transport=transport,
+        code=publish_audited,
+    ) as run:
+        try:
+            published = _publish(catalog, name, branch, int(verdict.base_snapshot_id or 0), audited, files, props, progress, result)
+        except BaseException:
+            _drop_branch(catalog, name, branch)
+            raise
+        result.snapshot_id = published.snapshot_id
+        run.add_output(_output_dataset(settings, catalog.load_table(name.identifier), str(name), published, result))
+    progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
+    return result
+
+
+def quarantine_audited(settings: Settings, table: str, branch: str) -> str:
+    """Keep a failed landing's rows on `quarantine-<run>` (main untouched); returns the new branch name."""
+    name = TableName.parse(table)
+    quarantine = QUARANTINE_PREFIX + branch.removeprefix(AUDIT_PREFIX)
+    _rename_branch(load_catalog(settings), name, branch, quarantine)
+    return quarantine
+
+
+def _added_data_files(tbl: Table, snapshot: Any) -> list[DataFile]:
+    """The DataFile entries a snapshot added, to re-apply exactly those files if main moved."""
+    from pyiceberg.manifest import ManifestEntryStatus
+
+    out: list[DataFile] = []
+    for manifest in snapshot.manifests(tbl.io):
+        if manifest.added_snapshot_id != snapshot.snapshot_id:
+            continue
+        for entry in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True):
+            if entry.status == ManifestEntryStatus.ADDED:
+                out.append(entry.data_file)
+    return out
 
 
 def _suite(settings: Settings, name: TableName, suite_file: str | None, strict: bool) -> gates.Suite | None:
@@ -613,17 +729,8 @@ def _reapply(catalog: Any, name: TableName, branch: str, files: list[DataFile], 
 
 
 def _added_files(tbl: Table, snapshot: Any) -> set[str]:
-    """Data files a snapshot added (from its own manifests' ADDED entries)."""
-    from pyiceberg.manifest import ManifestEntryStatus
-
-    out: set[str] = set()
-    for manifest in snapshot.manifests(tbl.io):
-        if manifest.added_snapshot_id != snapshot.snapshot_id:
-            continue
-        for entry in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True):
-            if entry.status == ManifestEntryStatus.ADDED:
-                out.add(entry.data_file.file_path)
-    return out
+    """Paths of the data files a snapshot added (from its own manifests' ADDED entries)."""
+    return {f.file_path for f in _added_data_files(tbl, snapshot)}
 
 
 def _drop_branch(catalog: Any, name: TableName, branch: str) -> None:

@@ -80,3 +80,24 @@ def airflow_parent(producer: str, environ: Any = None) -> dict[str, Any] | None:
         job={"namespace": namespace, "name": f"{dag_id}.{task_id}"},
         root={"run": {"runId": root_run}, "job": {"namespace": namespace, "name": dag_id}},
     )
+
+
+def airflow_run(producer: str, environ: Any = None) -> dict[str, Any] | None:
+    """Our `tidemark_airflow` run facet: the Airflow names a person looks for (DAG, DAG run, task, try).
+
+    The parent facet holds only derived UUIDs; this one lets a trace say "made by DAG run
+    scheduled__2026-11-26T00:00:00+00:00 of ingest_wine" and link to it in the Airflow UI.
+    """
+    env = os.environ if environ is None else environ
+    dag_id, task_id, dag_run = env.get("AIRFLOW_CTX_DAG_ID"), env.get("AIRFLOW_CTX_TASK_ID"), env.get("AIRFLOW_CTX_DAG_RUN_ID")
+    if not (dag_id and task_id and dag_run):
+        return None
+    return ev.facet(
+        producer,
+        f"{ev.TIDEMARK_FACETS}/AirflowRunFacet.json",
+        dagId=dag_id,
+        dagRunId=dag_run,
+        taskId=task_id,
+        tryNumber=int(env.get("AIRFLOW_CTX_TRY_NUMBER", "1") or 1),
+        logicalDate=env.get("AIRFLOW_CTX_LOGICAL_DATE"),
+    )

@@ -97,6 +97,9 @@ def run(
     parent_facet = dict(parent) if parent else code_info.airflow_parent(ctx.producer)
     if parent_facet:
         ctx.add_run_facet("parent", parent_facet)
+    airflow_facet = code_info.airflow_run(ctx.producer)
+    if airflow_facet:
+        ctx.add_run_facet("tidemark_airflow", airflow_facet)
     if parameters:
         ctx.add_run_facet(
             "tidemark_parameters",

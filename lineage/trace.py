@@ -111,3 +111,27 @@ def snapshot_producer(
         sources=[SourceFile(path=s["dataset_name"], sha256=s["version"]) for s in sources],
         assertions=list((facets.get("dataQualityAssertions") or {}).get("assertions") or []),
     )
+
+
+def run_parent(con: duckdb.DuckDBPyConnection, run_id: str, ns: str = "lineage") -> dict[str, Any] | None:
+    """Who started a run: the parent job and run, and the Airflow DAG run and task when there was one."""
+    rows = _rows(
+        con,
+        """
+        SELECT parent_job_name, parent_run_id, root_run_id, run_facets
+        FROM {ns}.runs
+        WHERE run_id = ? AND parent_run_id IS NOT NULL
+        ORDER BY event_time DESC
+        LIMIT 1
+        """,
+        [run_id],
+        ns,
+    )
+    if not rows:
+        return None
+    r = rows[0]
+    airflow = (json.loads(r["run_facets"] or "{}").get("tidemark_airflow")) or {}
+    out: dict[str, Any] = {"job": r["parent_job_name"], "run_id": r["parent_run_id"], "root_run_id": r["root_run_id"]}
+    if airflow:
+        out["airflow"] = {"dag_id": airflow.get("dagId"), "dag_run_id": airflow.get("dagRunId"), "task_id": airflow.get("taskId"), "try_number": airflow.get("tryNumber")}
+    return out

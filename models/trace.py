@@ -24,7 +24,7 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
     parsed = ModelRef.parse(ref)
     mv = registry.resolve(parsed)
     ns = settings.lineage.namespace
-    con = lineage_query.connect(settings, only=[f"{ns}.run_datasets"], iceberg=False)
+    con = lineage_query.connect(settings, only=[f"{ns}.run_datasets", f"{ns}.runs"], iceberg=False)
     recorded = {i.table: i for i in mv.inputs}
     from_events = {i.table: i for i in lt.run_inputs(con, mv.run_id, ns)}
     inputs = []
@@ -48,6 +48,7 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
                 "job": producer.job_name,
                 "time": producer.event_time,
                 "source": "lineage",
+                "parent": lt.run_parent(con, producer.run_id, ns),
             }
             entry["source_files"] = [{"path": s.path, "sha256": s.sha256} for s in producer.sources]
             entry["validation"] = producer.assertions
@@ -64,6 +65,7 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
         "alias": parsed.alias,
         "aliases": mv.aliases,
         "run_id": mv.run_id,
+        "parent": lt.run_parent(con, mv.run_id, ns),
         "job": mv.job_name,
         "entry_point": mv.entry_point,
         "artifact_uri": mv.artifact_uri,

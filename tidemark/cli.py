@@ -393,6 +393,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     alias = f" (alias {result['alias']})" if result["alias"] else ""
     print(f"model {result['model']} version {result['version']}{alias}")
     print(f"  trained by run {result['run_id']} ({result['job']}, {result['entry_point']}) at {result['trained_at']}")
+    if result.get("parent"):
+        print(f"    {_parent_text(result['parent'])}")
     print(f"  parameters  {result['parameters']}")
     print("  metrics     " + " ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items())))
     print(f"  artifact    {result['artifact_uri']}")
@@ -402,6 +404,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
         run = inp.get("ingest_run")
         if run:
             print(f"    made by run {run['run_id']} ({run.get('job')}) [{run['source']}]")
+            if run.get("parent"):
+                print(f"      {_parent_text(run['parent'])}")
         for f in inp.get("source_files", []):
             print(f"    from file {f['path']}")
             print(f"              sha256 {f['sha256']}")
@@ -411,6 +415,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
         if not inp["in_lineage_events"]:
             print("    (the training run's events are not in the lineage store yet: run `tidemark lineage consume --once`)")
     return 0
+
+
+def _parent_text(parent: dict[str, Any]) -> str:
+    airflow = parent.get("airflow")
+    if airflow:
+        return f"in Airflow DAG {airflow['dag_id']}, run {airflow['dag_run_id']}, task {airflow['task_id']} (try {airflow['try_number']})"
+    return f"started by {parent['job']} (run {parent['run_id']})"
 
 
 # -- lineage ----------------------------------------------------------------------------------------
@@ -542,8 +553,37 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Run the Airflow CLI in Tidemark's Airflow environment (AIRFLOW_HOME under TIDEMARK_HOME, dags/)."""
+    import subprocess
+
+    from lakehouse.exceptions import ConfigError
+    from tidemark import airflow_env
+
+    env = airflow_env.environ(_settings(args))
+    argv = list(args.airflow_args)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise ConfigError("give Airflow's arguments, e.g. `tidemark airflow standalone` or `tidemark airflow dags list`")
+    if argv[0] in ("standalone", "api-server"):
+        password = airflow_env.admin_password(env)
+        port = env.get("AIRFLOW__API__PORT", "8080")
+        progress(f"Airflow UI: http://localhost:{port}  login: {airflow_env.ADMIN} / {password}")
+        progress(f"AIRFLOW_HOME={env['AIRFLOW_HOME']}  DAGs: {env['AIRFLOW__CORE__DAGS_FOLDER']}")
+    try:
+        return subprocess.call(["airflow", *argv], env=env)
+    except FileNotFoundError:
+        raise ConfigError("the `airflow` command is not installed here; `make venv` installs it (extra `airflow`)") from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tidemark.demo import run_demo
+    from tidemark.demo import run_demo, write_landing_files
+
+    if args.landing_files:
+        for path in write_landing_files(_settings(args).home):
+            print(path)
+        return 0
 
     return run_demo(main)
 
@@ -648,7 +688,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, help="stop after this many events")
     add(lineage, "flush", cmd_lineage_flush, "deliver the lineage events waiting in the local outbox now")
 
-    add(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
+    sp = add(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
+    sp.add_argument("--landing-files", action="store_true", help="only write the demo's data files where the ingest DAGs look (dags/sources.yaml)")
+
+    sp = add(sub, "airflow", cmd_airflow, "run an Airflow command with Tidemark's DAGs and AIRFLOW_HOME under TIDEMARK_HOME")
+    sp.add_argument("airflow_args", nargs=argparse.REMAINDER, metavar="ARGS", help="e.g. standalone, dags list, dags test ingest_wine")
     return p
 
 

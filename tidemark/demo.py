@@ -37,6 +37,14 @@ def write_diabetes_csv(path: Path) -> Path:
     return _write_csv(load_diabetes(as_frame=True).frame, path, "%.8g")
 
 
+def write_landing_files(home: Path) -> list[Path]:
+    """The demo's files where dags/sources.yaml looks for them: the ingest DAGs land them from there."""
+    return [
+        write_wine_csv(home / "landing" / "wine" / "wine.csv"),
+        write_diabetes_csv(home / "landing" / "diabetes" / "diabetes.csv"),
+    ]
+
+
 def run_demo(cli: Callable[[Sequence[str]], int]) -> int:
     settings = load_settings()
     csv = write_wine_csv(settings.home / "demo" / "wine.csv")

@@ -45,6 +45,15 @@ def test_parent_facet_under_airflow(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parents[0] == parents[1]
     assert parents[0]["job"] == {"namespace": "airflow", "name": "ingest_orders.land"}
     assert parents[0]["root"]["job"]["name"] == "ingest_orders"
+    airflow = tr.events[0]["run"]["facets"]["tidemark_airflow"]
+    assert (airflow["dagId"], airflow["dagRunId"], airflow["taskId"], airflow["tryNumber"]) == ("ingest_orders", "manual__1", "land", 2)
+
+
+def test_no_airflow_facets_outside_airflow() -> None:
+    tr = InMemoryTransport()
+    with lineage_run("x", transport=tr):
+        pass
+    assert not {"parent", "tidemark_airflow"} & set(tr.events[0]["run"]["facets"])
 
 
 @pytest.mark.integration

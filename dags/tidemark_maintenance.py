@@ -1,0 +1,87 @@
+"""`lakehouse_maintenance` (daily) and `lineage_consumer_health` (every 10 minutes).
+
+Maintenance: expire snapshots older than the retention in every table (snapshots tagged by a model
+version, and branch heads, stay), rewrite the lineage tables' small files, remove orphan files, and
+report what each step did. Health: the lineage consumer is a service, not a DAG; this checks that
+events waiting in the topic or the outbox are being stored, and fails loudly when they are not.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+RETENTION_S = float(os.environ.get("TIDEMARK_MAINTENANCE_RETENTION_S", 7 * 24 * 3600))
+
+
+def _settings() -> Any:
+    from lakehouse.config import load_settings
+
+    return load_settings()
+
+
+@dag(
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["tidemark", "maintenance"],
+    doc_md=__doc__,
+    params={"retention_s": Param(RETENTION_S, type="number", minimum=0, description="expire snapshots older than this")},
+)
+def lakehouse_maintenance() -> None:
+    @task
+    def expire_snapshots(**context: Any) -> dict[str, int]:
+        from tidemark.dagtasks import expire_all
+
+        return expire_all(_settings(), float(context["params"]["retention_s"]))
+
+    @task
+    def compact_lineage_tables() -> dict[str, int]:
+        from tidemark.dagtasks import compact_lineage
+
+        return compact_lineage(_settings())
+
+    @task
+    def remove_orphan_files() -> dict[str, Any]:
+        from tidemark.dagtasks import remove_orphans
+
+        return remove_orphans(_settings())
+
+    @task
+    def report(expired: dict[str, int], compacted: dict[str, int], orphans: dict[str, Any]) -> dict[str, Any]:
+        from tidemark.dagtasks import maintenance_report
+
+        return maintenance_report(expired, compacted, orphans)
+
+    expired = expire_snapshots()
+    compacted = compact_lineage_tables()
+    orphans = remove_orphan_files()
+    expired >> compacted >> orphans  # orphans last: expiry and rewrites are what leave files unreferenced
+    report(expired, compacted, orphans)
+
+
+@dag(
+    schedule="*/10 * * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["tidemark", "maintenance"],
+    doc_md=__doc__,
+    params={"max_age_s": Param(600, type="number", minimum=1, description="fail when events wait longer than this")},
+)
+def lineage_consumer_health() -> None:
+    @task
+    def check_lag(**context: Any) -> dict[str, Any]:
+        from tidemark.dagtasks import consumer_lag
+
+        return consumer_lag(_settings(), float(context["params"]["max_age_s"]))
+
+    check_lag()
+
+
+lakehouse_maintenance()
+lineage_consumer_health()

@@ -1,0 +1,40 @@
+"""`retrain_model`: retrain a registered model from its recorded snapshots, by hand from the UI.
+
+Params: `model` (required), `version` or `alias` (neither: the latest version), `as_of` (train on the
+snapshots current at that time instead). The report (data / code / environment / metrics / artifact
+identical?) is the task's return value and log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["tidemark", "training"],
+    doc_md=__doc__,
+    params={
+        "model": Param("wine", type="string", minLength=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="registered model name"),
+        "version": Param(None, type=["null", "integer"], minimum=1, description="a version number, or empty"),
+        "alias": Param(None, type=["null", "string"], description="an alias such as production, or empty"),
+        "as_of": Param(None, type=["null", "string"], description="ISO time: train on the snapshots current then"),
+    },
+)
+def retrain_model() -> None:
+    @task
+    def retrain(**context: Any) -> dict[str, Any]:
+        from lakehouse.config import load_settings
+        from tidemark.dagtasks import retrain_model as run
+
+        return run(load_settings(), context["params"])
+
+    retrain()
+
+
+retrain_model()
