@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := local-broker,s3,airflow,dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench venv lock clean down
+.PHONY: demo test bench venv lock clean down airflow
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)
+
+# Airflow 3 with Tidemark's DAGs: AIRFLOW_HOME under TIDEMARK_HOME, dags/, examples off; prints URL and login.
+airflow: $(STAMP)
+	$(BIN)/tidemark up
+	$(BIN)/tidemark airflow standalone
 
 down: $(STAMP)
 	$(BIN)/tidemark down

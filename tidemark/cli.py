@@ -569,6 +569,9 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     if argv[0] in ("standalone", "api-server"):
         password = airflow_env.admin_password(env)
         port = env.get("AIRFLOW__API__PORT", "8080")
+        for flag in ("--port", "-p"):
+            if flag in argv[:-1]:
+                port = argv[argv.index(flag) + 1]
         progress(f"Airflow UI: http://localhost:{port}  login: {airflow_env.ADMIN} / {password}")
         progress(f"AIRFLOW_HOME={env['AIRFLOW_HOME']}  DAGs: {env['AIRFLOW__CORE__DAGS_FOLDER']}")
     try:

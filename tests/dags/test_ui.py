@@ -1,0 +1,111 @@
+"""The Airflow UI in a real browser: Debian's chromium (headless) against `airflow api-server`.
+
+The test setup installs chromium with apt-get when it is missing; the test skips, saying why, only
+where that cannot be done. The screenshot is kept in test-artifacts/ (CI can upload it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.dags.test_dags import airflow_home, migrated_airflow_db  # noqa: F401  (fixtures)
+
+ARTIFACTS = Path(os.environ.get("TIDEMARK_TEST_ARTIFACTS") or ROOT / "test-artifacts")
+CHROMIUM = "/usr/bin/chromium"
+
+
+def ensure_chromium() -> str:
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.skip("Debian's chromium is not installed and cannot be (no apt-get, or not root): apt-get install -y chromium")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            pytest.skip(f"could not install chromium ({' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-200:]})")
+    return CHROMIUM
+
+
+@pytest.fixture
+def api_server(settings: Any, airflow_home: Path) -> str:  # noqa: F811
+    from lineage.broker import free_port
+    from tidemark import airflow_env
+
+    env = airflow_env.environ(settings)
+    subprocess.run(["airflow", "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
+    port = free_port()
+    log = (settings.home / "api-server.log").open("w")
+    proc = subprocess.Popen(["airflow", "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as r:
+                    if json.load(r)["metadatabase"]["status"] == "healthy":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"airflow api-server did not come up: {(settings.home / 'api-server.log').read_text()[-2000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.mark.integration
+def test_the_ui_lists_the_dags_and_draws_the_asset_graph(settings: Any, api_server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tidemark import airflow_env
+
+    chromium = ensure_chromium()
+    password = airflow_env.admin_password(airflow_env.environ(settings))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{api_server}/", wait_until="networkidle")
+            page.wait_for_url("**/auth/login**", timeout=30_000)  # not logged in yet: the login form
+            page.fill("input[name=username]", airflow_env.ADMIN)
+            page.fill("input[name=password]", password)
+            page.click("button:has-text('Sign in')")
+            page.wait_for_url(lambda u: "/auth/login" not in u, timeout=30_000)
+
+            page.goto(f"{api_server}/dags", wait_until="networkidle")
+            page.wait_for_selector("text=train_wine_classifier", timeout=30_000)
+            for dag_id in ("ingest_wine", "ingest_diabetes", "train_wine_classifier", "retrain_model", "lakehouse_maintenance"):
+                assert page.get_by_text(dag_id, exact=True).count() >= 1, dag_id
+            page.screenshot(path=str(ARTIFACTS / "airflow-dags.png"), full_page=True)
+
+            page.goto(f"{api_server}/assets", wait_until="networkidle")
+            page.click("text=x-iceberg://tidemark/raw.wine", timeout=30_000)
+            page.wait_for_selector(".react-flow__node", timeout=30_000)
+            nodes = page.locator(".react-flow__node").all_inner_texts()
+            # The asset graph: the ingest DAG produces the asset, the training DAG is scheduled on it.
+            assert any("ingest_wine" in n for n in nodes), nodes
+            assert any("x-iceberg://tidemark/raw.wine" in n for n in nodes), nodes
+            assert any("train_wine_classifier" in n for n in nodes), nodes
+            page.screenshot(path=str(ARTIFACTS / "airflow-asset-graph.png"))
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "airflow-asset-graph.png").stat().st_size > 10_000
