@@ -38,7 +38,10 @@ def train_dag(job: TrainingJob) -> DAG:
             events: dict[str, list[dict[str, Any]]] = {}
             for a in assets:
                 got = list(triggering[a]) if a in triggering else []
-                if not got:  # a manual run: the newest event of the asset, not the table's current main
+                if got:
+                    print(f"{a.uri}: {len(got)} triggering asset event(s); training on the newest")
+                else:  # a manual run: the newest event of the asset, not the table's current main
+                    print(f"{a.uri}: run not triggered by it; training on its newest asset event")
                     try:
                         newest = context["inlet_events"][a][-1]
                     except (IndexError, KeyError):

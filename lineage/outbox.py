@@ -80,6 +80,11 @@ class Outbox:
     def pending(self) -> int:
         return int(self._db().execute("SELECT count(*) FROM outbox").fetchone()[0])
 
+    def oldest_created(self) -> float | None:
+        """When the oldest undelivered event was put here (epoch seconds), or None if none waits."""
+        row = self._db().execute("SELECT min(created) FROM outbox").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def _claim(self, limit: int) -> list[tuple[int, str, bytes, bytes]]:
         me = f"{os.getpid()}-{threading.get_ident()}"
         now = time.time()

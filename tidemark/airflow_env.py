@@ -50,6 +50,9 @@ def environ(settings: Settings, base: Mapping[str, str] | None = None) -> dict[s
     }
     for k, v in defaults.items():
         env.setdefault(k, v)
+    # Tasks report to the API server's execution API: on another port, tell them where it is.
+    if "AIRFLOW__API__PORT" in env:
+        env.setdefault("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://localhost:{env['AIRFLOW__API__PORT']}/execution/")
     return env
 
 

@@ -273,10 +273,10 @@ def compact_lineage(settings: Settings) -> dict[str, int]:
 
 
 def consumer_lag(settings: Settings, max_age_s: float) -> dict[str, Any]:
-    """Events waiting for the consumer, and how long since it last stored some; raises if it stalled.
+    """Events waiting for the consumer, and how long the oldest has waited; raises if it waited too long.
 
-    Stalled: records sit in the topic past the offsets the lineage tables hold, or events sit in
-    the outbox undelivered, and nothing was stored for `max_age_s`.
+    Waiting: records in the topic past the offsets the lineage tables hold (read back from their
+    snapshot summaries, as the consumer itself does), and events in the outbox not yet delivered.
     """
     from kafka import TopicPartition
 
@@ -285,24 +285,27 @@ def consumer_lag(settings: Settings, max_age_s: float) -> dict[str, Any]:
     from lineage.broker import log_id
     from lineage.consumer import stored_offsets
     from lineage.outbox import Outbox
-    from lineage.store import EVENTS
+    from lineage.store import EVENTS, ensure_tables
 
     catalog = load_catalog(settings)
+    ensure_tables(catalog, settings)
     events = catalog.load_table((settings.lineage.namespace, EVENTS))
     stored = stored_offsets(events, settings.kafka.topic, log_id(settings))
-    snap = events.current_snapshot()
-    last_commit_s = snap.timestamp_ms / 1000 if snap else 0.0
     kc = lk.consumer(settings, None)
+    oldest_ms: dict[int, int] = {}
     try:
-        parts = sorted(kc.partitions_for_topic(settings.kafka.topic) or [])
-        tps = [TopicPartition(settings.kafka.topic, p) for p in parts]
+        tps = [TopicPartition(settings.kafka.topic, p) for p in sorted(kc.partitions_for_topic(settings.kafka.topic) or [])]
         kc.assign(tps)
         for tp in tps:
             kc.seek(tp, stored.get(tp.partition, 0))
         # The high watermark from a fetch, not end_offsets(): the local broker answers the latter wrongly.
+        # The first record fetched past the stored offset is the oldest one waiting in its partition.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(kc.highwater(tp) is None for tp in tps):
-            kc.poll(timeout_ms=200, max_records=1)
+            for tp, recs in kc.poll(timeout_ms=200, max_records=100).items():
+                if recs:
+                    oldest_ms.setdefault(tp.partition, recs[0].timestamp)
+                kc.pause(tp)  # one record per partition is enough
         ends = {tp: kc.highwater(tp) for tp in tps}
     finally:
         kc.close()
@@ -310,13 +313,22 @@ def consumer_lag(settings: Settings, max_age_s: float) -> dict[str, Any]:
     if unknown:
         raise LineageStalledError(f"topic {settings.kafka.topic}: no answer for partition(s) {unknown} in 5 s; is the broker up (`tidemark status`)?")
     lag = {tp.partition: max(0, int(ends[tp] or 0) - stored.get(tp.partition, 0)) for tp in tps}
-    outbox = Outbox(settings).pending()
-    age = time.time() - last_commit_s
-    report = {"topic": settings.kafka.topic, "lag": sum(lag.values()), "lag_by_partition": lag, "outbox_pending": outbox, "seconds_since_last_commit": round(age, 1)}
-    if (report["lag"] or outbox) and age > max_age_s:
+    outbox = Outbox(settings)
+    waiting_since = [t / 1000 for p, t in oldest_ms.items() if lag.get(p)]
+    if (created := outbox.oldest_created()) is not None:
+        waiting_since.append(created)
+    age = time.time() - min(waiting_since) if waiting_since else 0.0
+    report = {
+        "topic": settings.kafka.topic,
+        "lag": sum(lag.values()),
+        "lag_by_partition": lag,
+        "outbox_pending": outbox.pending(),
+        "oldest_waiting_s": round(age, 1),
+    }
+    if waiting_since and age > max_age_s:
         raise LineageStalledError(
-            f"lineage consumer stalled: {report['lag']} record(s) in topic {settings.kafka.topic} and {outbox} in the outbox "
-            f"wait, nothing stored for {age:.0f} s (limit {max_age_s:.0f} s); check `tidemark lineage consume` and the broker"
+            f"lineage consumer stalled: {report['lag']} record(s) in topic {settings.kafka.topic} and {report['outbox_pending']} "
+            f"in the outbox wait, the oldest for {age:.0f} s (limit {max_age_s:.0f} s); check `tidemark lineage consume` and the broker"
         )
     return report
 
