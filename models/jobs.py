@@ -39,6 +39,9 @@ class TrainingJob:
     params: Mapping[str, Any] = field(default_factory=dict)
     primary_metric: str | None = None
     metric_goal: str = "max"
+    # (estimator, inputs, params) -> metrics on the holdout `params` cut from `inputs`: how automatic
+    # renewal scores the production model and a candidate on the same rows.
+    holdout_entry_point: str | None = None
 
     def function(self) -> Callable[[dict[str, pa.Table], dict[str, Any]], Trained]:
         return load_entry_point(self.entry_point)
@@ -69,56 +72,73 @@ def _features(table: pa.Table, target: str) -> tuple[Any, Any]:
     return df[features].to_numpy(dtype="float64"), df[target].to_numpy()
 
 
+def _wine_split(inputs: dict[str, pa.Table], params: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    from sklearn.model_selection import train_test_split
+
+    X, y = _features(inputs["raw.wine"], "target")
+    return train_test_split(X, y, test_size=float(params["test_size"]), random_state=int(params["seed"]), stratify=y)  # type: ignore[no-any-return]
+
+
+def _wine_metrics(estimator: Any, X: Any, y: Any) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    pred = estimator.predict(X)
+    return {"accuracy": float(accuracy_score(y, pred)), "f1_macro": float(f1_score(y, pred, average="macro"))}
+
+
 def train_wine_classifier(inputs: dict[str, pa.Table], params: dict[str, Any]) -> Trained:
     """Logistic regression on scikit-learn's wine data set (3 cultivars, 13 measurements)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    X, y = _features(inputs["raw.wine"], "target")
+    X_train, X_test, y_train, y_test = _wine_split(inputs, params)
     seed = int(params["seed"])
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=float(params["test_size"]), random_state=seed, stratify=y)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=float(params["C"]), max_iter=int(params["max_iter"]), random_state=seed))
     model.fit(X_train, y_train)
-    pred = model.predict(X_test)
-    return Trained(
-        estimator=model,
-        metrics={
-            "accuracy": float(accuracy_score(y_test, pred)),
-            "f1_macro": float(f1_score(y_test, pred, average="macro")),
-        },
-    )
+    return Trained(estimator=model, metrics=_wine_metrics(model, X_test, y_test))
+
+
+def holdout_wine_classifier(estimator: Any, inputs: dict[str, pa.Table], params: dict[str, Any]) -> dict[str, float]:
+    """Score any wine model on the holdout that `params` (seed, test_size) cut from `inputs`."""
+    _, X_test, _, y_test = _wine_split(inputs, params)
+    return _wine_metrics(estimator, X_test, y_test)
+
+
+def _diabetes_split(inputs: dict[str, pa.Table], params: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    from sklearn.model_selection import train_test_split
+
+    X, y = _features(inputs["raw.diabetes"], "target")
+    return train_test_split(X, y.astype("float64"), test_size=float(params["test_size"]), random_state=int(params["seed"]))  # type: ignore[no-any-return]
+
+
+def _diabetes_metrics(estimator: Any, X: Any, y: Any) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    pred = estimator.predict(X)
+    return {"rmse": float(mean_squared_error(y, pred) ** 0.5), "mae": float(mean_absolute_error(y, pred)), "r2": float(r2_score(y, pred))}
 
 
 def train_diabetes_regressor(inputs: dict[str, pa.Table], params: dict[str, Any]) -> Trained:
     """Gradient-boosted trees on scikit-learn's diabetes data set (442 patients, 10 baseline variables)."""
     from sklearn.ensemble import GradientBoostingRegressor
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-    from sklearn.model_selection import train_test_split
 
-    X, y = _features(inputs["raw.diabetes"], "target")
-    seed = int(params["seed"])
-    X_train, X_test, y_train, y_test = train_test_split(X, y.astype("float64"), test_size=float(params["test_size"]), random_state=seed)
+    X_train, X_test, y_train, y_test = _diabetes_split(inputs, params)
     model = GradientBoostingRegressor(
         n_estimators=int(params["n_estimators"]),
         max_depth=int(params["max_depth"]),
         learning_rate=float(params["learning_rate"]),
         subsample=float(params["subsample"]),
-        random_state=seed,
+        random_state=int(params["seed"]),
     )
     model.fit(X_train, y_train)
-    pred = model.predict(X_test)
-    return Trained(
-        estimator=model,
-        metrics={
-            "rmse": float(mean_squared_error(y_test, pred) ** 0.5),
-            "mae": float(mean_absolute_error(y_test, pred)),
-            "r2": float(r2_score(y_test, pred)),
-        },
-    )
+    return Trained(estimator=model, metrics=_diabetes_metrics(model, X_test, y_test))
 
+
+def holdout_diabetes_regressor(estimator: Any, inputs: dict[str, pa.Table], params: dict[str, Any]) -> dict[str, float]:
+    """Score any diabetes model on the holdout that `params` (seed, test_size) cut from `inputs`."""
+    _, X_test, _, y_test = _diabetes_split(inputs, params)
+    return _diabetes_metrics(estimator, X_test, y_test)
 
 JOBS: dict[str, TrainingJob] = {
     job.name: job
@@ -131,6 +151,7 @@ JOBS: dict[str, TrainingJob] = {
             params={"seed": 7, "test_size": 0.25, "C": 1.0, "max_iter": 1000},
             primary_metric="accuracy",
             metric_goal="max",
+            holdout_entry_point="models.jobs:holdout_wine_classifier",
         ),
         TrainingJob(
             name="diabetes_regressor",
@@ -140,6 +161,7 @@ JOBS: dict[str, TrainingJob] = {
             params={"seed": 7, "test_size": 0.25, "n_estimators": 150, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8},
             primary_metric="rmse",
             metric_goal="min",
+            holdout_entry_point="models.jobs:holdout_diabetes_regressor",
         ),
     )
 }

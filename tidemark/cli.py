@@ -224,6 +224,18 @@ def _cmd_quarantine(args: argparse.Namespace, action: str, rest: list[str]) -> i
 # -- models -----------------------------------------------------------------------------------------
 
 
+def _snapshot_ids(pairs: list[str] | None) -> dict[str, int]:
+    """`--snapshot TABLE=ID ...` as {table: snapshot id}."""
+    from lakehouse.exceptions import TidemarkError
+
+    out = {}
+    for k, v in _pairs(pairs, "--snapshot").items():
+        if not v.isdigit():
+            raise TidemarkError(f"--snapshot {k}={v}: a snapshot id is a number")
+        out[k] = int(v)
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from models.jobs import resolve_job
     from models.train import parse_params, train
@@ -232,13 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     job = resolve_job(
         args.job, model=args.model, inputs=args.input or (), primary_metric=args.primary_metric, metric_goal=args.metric_goal
     )
-    snapshots = {}
-    for k, v in _pairs(args.snapshot, "--snapshot").items():
-        if not v.isdigit():
-            from lakehouse.exceptions import TidemarkError
-
-            raise TidemarkError(f"--snapshot {k}={v}: a snapshot id is a number")
-        snapshots[k] = int(v)
+    snapshots = _snapshot_ids(args.snapshot)
     result = train(settings, job, params=parse_params(job, args.param or []), snapshots=snapshots, progress=progress)
     mv = result.version
     if args.output == "json":
@@ -344,6 +350,49 @@ def cmd_models_history(args: argparse.Namespace) -> int:
     else:
         shown = [{**r, "valid_to": r["valid_to"] or "(now)", "forced": "forced" if r["forced"] else ""} for r in rows]
         print(table(shown, ["alias", "version", "valid_from", "valid_to", "reason", "forced"], max_width=60))
+    return 0
+
+
+def cmd_models_renew(args: argparse.Namespace) -> int:
+    from models.renewal import renew
+
+    d = renew(_settings(args), args.ref, snapshots=_snapshot_ids(args.snapshot), trigger="manual", progress=progress)
+    if args.output == "json":
+        emit_json(d.to_json())
+    else:
+        verdict = f"promoted to {d.alias}" if d.promoted else "kept as a candidate"
+        print(f"{d.model}:{d.candidate_version} {verdict} (holder was version {d.holder_version}): {d.reason}")
+    return 0
+
+
+def cmd_models_status(args: argparse.Namespace) -> int:
+    from models.status import status
+
+    st = status(_settings(args), args.name)
+    if args.output == "json":
+        emit_json(st)
+        return 0
+    print(f"model {st['model']} (latest version {st['latest_version']})")
+    for alias, version in st["aliases"].items() or [("(none)", "-")]:
+        print(f"  {alias:12} version {version}")
+    drift = st["last_drift_check"]
+    if drift is None:
+        print("  last drift check: never")
+    else:
+        found = "; ".join(f"{t['table']}: {', '.join(t['drifted_features']) or 'no drift'}" for t in drift["tables"]) or "no tables"
+        print(f"  last drift check: {drift['time']} (run {drift['run_id']}): {'DRIFT' if drift['drifted'] else 'no drift'} — {found}")
+    if st["candidates"]:
+        for c in st["candidates"]:
+            metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(c["metrics"].items()))
+            print(f"  candidate version {c['version']} ({c['created_at']}): {metrics}")
+    else:
+        print("  candidates: none")
+    d = st["last_decision"]
+    if d is None:
+        print("  last automatic decision: none")
+    else:
+        verdict = "promoted" if d.get("promoted") else "not promoted"
+        print(f"  last automatic decision: {d['time']}: version {d.get('candidate_version')} {verdict} to {d.get('alias')}: {d.get('reason')}")
     return 0
 
 
@@ -661,6 +710,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp.add_argument("version", type=int)
     sp.add_argument("--reason", help="why; recorded in the alias history")
+    sp = add(models, "status", cmd_models_status, "alias holders, last drift check, candidates, last automatic decision")
+    sp.add_argument("name")
+    sp = add(models, "renew", cmd_models_renew, "train a candidate on new snapshots, compare with the alias holder on one holdout, promote if better")
+    sp.add_argument("ref", help="NAME@ALIAS, e.g. wine@production")
+    sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="new snapshot of an input (default: current main)")
     sp = add(models, "history", cmd_models_history, "which version held which alias, from when to when")
     sp.add_argument("name")
     sp.add_argument("--alias", help="only this alias")

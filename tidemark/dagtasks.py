@@ -347,3 +347,46 @@ def maintenance_report(expired: Mapping[str, int], compacted: Mapping[str, int],
         report["snapshots_expired"], report["lineage_partitions_rewritten"], report["orphan_files_removed"], report["orphan_bytes_removed"],
     )
     return report
+
+
+# -- continuous: drift checks and automatic renewal -------------------------------------------------
+
+
+def drift_asset_uri(model: str) -> str:
+    """The Asset a drift check updates when it finds drift; the renewal DAG is scheduled on it."""
+    return f"x-tidemark://models/{model}/drift"
+
+
+def check_drift_for(settings: Settings, model: str, snapshots: Mapping[str, int]) -> dict[str, Any] | None:
+    """Drift-check every alias holder of `model` against `snapshots`; the first drifted one, or None.
+
+    Returns what the drift asset event carries: alias, snapshots, the drift run, drifted features.
+    """
+    from models.drift import check_model
+    from models.registry import Registry
+
+    holders = sorted((alias, v) for (m, alias), v in Registry(settings).current_aliases().items() if m == model)
+    if not holders:
+        log.info("%s: no version holds an alias; nothing to watch", model)
+        return None
+    found = None
+    for alias, version in holders:
+        check = check_model(settings, f"{model}@{alias}", snapshots=dict(snapshots))
+        features = sorted({f for t in check.tables for f in t.drifted_features})
+        log.info("%s@%s (version %s) on %s: %s", model, alias, version, dict(snapshots), f"DRIFT in {', '.join(features)}" if check.drifted else "no drift")
+        if check.drifted and found is None:
+            found = {"model": model, "alias": alias, "version": version, "snapshots": dict(snapshots), "drift_run_id": check.run_id, "drifted_features": features}
+    return found
+
+
+def renew_model(settings: Settings, model: str, alias: str, snapshots: Mapping[str, int] | None, trigger: str, drift_run_id: str | None = None) -> dict[str, Any] | None:
+    """Renew `model@alias` (see models.renewal); None when no version holds the alias yet."""
+    from models.registry import Registry
+    from models.renewal import renew
+
+    if (model, alias) not in Registry(settings).current_aliases():
+        log.info("%s@%s: no holder; nothing to renew (promote a first version by hand)", model, alias)
+        return None
+
+    decision = renew(settings, f"{model}@{alias}", snapshots=snapshots, trigger=trigger, drift_run_id=drift_run_id, progress=log.info)
+    return decision.to_json()

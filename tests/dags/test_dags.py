@@ -24,6 +24,10 @@ EXPECTED_DAGS = {
     "retrain_model",
     "lakehouse_maintenance",
     "lineage_consumer_health",
+    "monitor_wine",
+    "monitor_diabetes",
+    "renew_wine",
+    "renew_diabetes",
 }
 
 

@@ -1,0 +1,106 @@
+"""Continuous training: watch production models' data for drift, and renew them automatically.
+
+- `monitor_<model>` runs on every new snapshot of the model's input tables (their Assets): it compares
+  each alias holder's training snapshots with the new ones (PSI, Kolmogorov–Smirnov, category shift,
+  missing values, row count; in DuckDB, by time travel). Drift above the thresholds updates the Asset
+  `x-tidemark://models/<model>/drift` (its extra names the snapshots and the drift run); no drift, no
+  event.
+- `renew_<model>` runs on that drift Asset, or weekly: it trains a candidate on the new snapshots,
+  scores it and the alias holder on the same holdout, and promotes it only if it passes the promotion
+  gate; otherwise it stays a candidate and the reason is recorded (`tidemark models status <model>`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from models.jobs import JOBS, TrainingJob
+from tidemark.dagtasks import asset_uri, drift_asset_uri
+
+
+def _settings() -> Any:
+    from lakehouse.config import load_settings
+
+    return load_settings()
+
+
+def _newest_extras(context: dict[str, Any], assets: list[Asset]) -> dict[str, list[dict[str, Any]]]:
+    """Per asset URI, the extras of the events that triggered this run, else of the asset's newest event."""
+    triggering = context.get("triggering_asset_events") or {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in assets:
+        got = list(triggering[a]) if a in triggering else []
+        if not got:
+            try:
+                got = [context["inlet_events"][a][-1]]
+            except (IndexError, KeyError):
+                got = []
+        out[a.uri] = [dict(e.extra or {}) for e in got]
+    return out
+
+
+def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
+    inputs = [Asset(asset_uri(t), extra={"table": t}) for t in job.inputs]
+    drift = Asset(drift_asset_uri(job.model), extra={"model": job.model})
+    start = pendulum.datetime(2026, 1, 1, tz="UTC")
+    with DAG(
+        dag_id=f"monitor_{job.model}",
+        schedule=inputs[0] if len(inputs) == 1 else inputs,
+        start_date=start,
+        catchup=False,
+        max_active_runs=1,
+        tags=["tidemark", "monitoring"],
+        doc_md=__doc__,
+    ) as monitor:
+
+        @task(inlets=inputs, outlets=[drift])
+        def check_drift(**context: Any) -> dict[str, Any]:
+            from tidemark.dagtasks import check_drift_for, snapshots_from_asset_events
+
+            snapshots = snapshots_from_asset_events(job.inputs, _newest_extras(context, inputs))
+            found = check_drift_for(_settings(), job.model, snapshots)
+            if found is None:
+                raise AirflowSkipException(f"no drift for {job.model} on {snapshots}; nothing to renew")
+            context["outlet_events"][drift].extra = found
+            return found
+
+        check_drift()
+
+    with DAG(
+        dag_id=f"renew_{job.model}",
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=drift),
+        start_date=start,
+        catchup=False,
+        max_active_runs=1,
+        tags=["tidemark", "monitoring"],
+        doc_md=__doc__,
+    ) as renew:
+
+        @task(inlets=[drift, *inputs])
+        def renew_on_new_data(**context: Any) -> dict[str, Any]:
+            from tidemark.dagtasks import renew_model, snapshots_from_asset_events
+
+            triggering = context.get("triggering_asset_events") or {}
+            events = list(triggering[drift]) if drift in triggering else []
+            if events:  # drift found: renew on the snapshots it was found on
+                found = dict(events[-1].extra or {})
+                decision = renew_model(_settings(), job.model, found["alias"], {k: int(v) for k, v in found["snapshots"].items()}, "drift", found.get("drift_run_id"))
+            else:  # the weekly schedule (or a manual run): the newest published snapshots of the inputs
+                snapshots = snapshots_from_asset_events(job.inputs, _newest_extras(context, inputs))
+                decision = renew_model(_settings(), job.model, "production", snapshots, "schedule")
+            if decision is None:
+                raise AirflowSkipException(f"no version of {job.model} holds the alias yet; nothing to renew")
+            return decision
+
+        renew_on_new_data()
+    return monitor, renew
+
+
+for _job in JOBS.values():
+    _monitor, _renew = monitor_dags(_job)
+    globals()[_monitor.dag_id] = _monitor
+    globals()[_renew.dag_id] = _renew

@@ -1,0 +1,182 @@
+"""Automatic renewal: retrain a production model on new snapshots, compare on one holdout, promote or not.
+
+Triggered by drift (or a schedule) from Airflow, this trains a candidate with the alias holder's
+parameters on the new snapshots (or reuses a version already trained on exactly those snapshots
+with those parameters, e.g. by the training DAG), then scores BOTH the holder and the candidate on
+the same holdout, cut from the new data by the job's own split. The candidate takes the alias only
+if its lineage is complete (promotion gate) and its primary metric on that holdout is not worse than
+the holder's by more than `models.promotion_threshold`; otherwise it stays a candidate and the
+reason is recorded. Every decision is a lineage run (`renew.<model>`) with a `tidemark_renewal` facet.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lakehouse.catalog import load_catalog
+from lakehouse.config import Settings
+from lakehouse.tables import TableName, load_table
+from lineage import events as ev
+from lineage.run import run as lineage_run
+from lineage.transport import Transport
+from models import artifacts
+from models import inputs as inputs_mod
+from models.exceptions import TrainingInputError
+from models.jobs import JOBS, TrainingJob, load_entry_point
+from models.promotion import lineage_problems
+from models.registry import ModelRef, ModelVersion, Registry
+
+log = logging.getLogger(__name__)
+
+RENEW_JOB = "renew"
+DECISION_FACET = "tidemark_renewal"
+
+
+@dataclass
+class RenewalDecision:
+    model: str
+    alias: str
+    holder_version: int
+    candidate_version: int
+    trigger: str  # drift | schedule | manual
+    snapshots: dict[str, int]
+    primary_metric: str
+    metric_goal: str
+    holder_metrics: dict[str, float]  # on the shared holdout
+    candidate_metrics: dict[str, float]
+    threshold: float
+    promoted: bool
+    reason: str
+    reused_candidate: bool = False
+    drift_run_id: str | None = None
+    run_id: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def job_for(mv: ModelVersion) -> TrainingJob:
+    """The reference job that trained `mv` (matched by entry point), with its holdout scorer."""
+    for job in JOBS.values():
+        if job.entry_point == mv.entry_point and job.model == mv.model:
+            return job
+    raise TrainingInputError(
+        f"{mv.model}:{mv.version} was trained by {mv.entry_point}, which is not a reference job with a holdout scorer; "
+        "automatic renewal needs a TrainingJob with holdout_entry_point (see models/jobs.py)"
+    )
+
+
+def _reusable(registry: Registry, holder: ModelVersion, snapshots: Mapping[str, int]) -> ModelVersion | None:
+    """A version newer than the holder, trained by the same entry point and parameters on exactly these snapshots."""
+    for mv in reversed(registry.versions(holder.model, include_archived=False)):
+        if mv.version <= holder.version:
+            break
+        if mv.entry_point == holder.entry_point and mv.parameters == holder.parameters and {i.table: i.snapshot_id for i in mv.inputs} == dict(snapshots):
+            return mv
+    return None
+
+
+def renew(
+    settings: Settings,
+    ref: str,
+    *,
+    snapshots: Mapping[str, int] | None = None,
+    trigger: str = "manual",
+    drift_run_id: str | None = None,
+    transport: Transport | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> RenewalDecision:
+    """Renew `ref` (NAME@ALIAS): candidate on `snapshots` (default: each input's current main), compare, decide."""
+    from models.train import train
+
+    parsed = ModelRef.parse(ref)
+    if parsed.alias is None:
+        raise TrainingInputError(f"{ref}: renewal replaces an alias holder; give NAME@ALIAS, e.g. {parsed.name}@production")
+    catalog = load_catalog(settings)
+    registry = Registry(settings, catalog)
+    holder = registry.resolve(parsed)
+    job = job_for(holder)
+    if not job.holdout_entry_point or not job.primary_metric:
+        raise TrainingInputError(f"job {job.name} declares no holdout scorer or primary metric; automatic renewal cannot compare versions")
+    tables = {n: load_table(catalog, TableName.parse(n)) for n in job.inputs}
+    chosen: dict[str, int] = {}
+    for name, table in tables.items():
+        sid = (snapshots or {}).get(name)
+        if sid is None:
+            current = table.current_snapshot()
+            if current is None:
+                raise TrainingInputError(f"{name} has no data; nothing to renew {ref} on")
+            sid = current.snapshot_id
+        if table.snapshot_by_id(int(sid)) is None:
+            raise TrainingInputError(f"{name} has no snapshot {sid}; give a snapshot id from `tidemark sql` or the asset event")
+        chosen[name] = int(sid)
+
+    candidate = _reusable(registry, holder, chosen)
+    reused = candidate is not None
+    if candidate is None:
+        progress(f"training a candidate for {ref} on {chosen}")
+        candidate = train(settings, job, params=dict(holder.parameters), snapshots=chosen, transport=transport, progress=progress).version
+    else:
+        progress(f"reusing {candidate.model}:{candidate.version}, already trained on {chosen} with the same parameters")
+
+    frames = {name: inputs_mod.read_at(tables[name], sid) for name, sid in chosen.items()}
+    score = load_entry_point(job.holdout_entry_point)
+    params = dict(candidate.parameters)  # the holdout both are scored on: the candidate's split of the new data
+
+    def metrics_of(mv: ModelVersion) -> dict[str, float]:
+        estimator = pickle.loads(artifacts.get(settings, mv.artifact_uri, mv.sha256))  # noqa: S301 (our own content-addressed artifact)
+        return dict(score(estimator, frames, params))
+
+    holder_metrics, candidate_metrics = metrics_of(holder), metrics_of(candidate)
+    metric, goal = job.primary_metric, job.metric_goal
+    new, old = candidate_metrics[metric], holder_metrics[metric]
+    worse_by = (old - new) if goal == "max" else (new - old)
+    threshold = settings.models.promotion_threshold
+    problems = lineage_problems(settings, candidate)
+    comparison = f"{metric} on the shared holdout {new:.6g} vs {old:.6g} of version {holder.version}"
+    if worse_by > threshold:
+        problems.append(f"{comparison}: worse by {worse_by:.6g}, more than the threshold {threshold:g}")
+    promoted = not problems
+    if promoted:
+        reason = f"{trigger}: {comparison}"
+    else:
+        context = "" if any(p.startswith(comparison) for p in problems) else f" ({comparison})"
+        reason = f"{trigger}: kept as a candidate: {'; '.join(problems)}{context}"
+    decision = RenewalDecision(
+        model=holder.model,
+        alias=parsed.alias,
+        holder_version=holder.version,
+        candidate_version=candidate.version,
+        trigger=trigger,
+        snapshots=chosen,
+        primary_metric=metric,
+        metric_goal=goal,
+        holder_metrics=holder_metrics,
+        candidate_metrics=candidate_metrics,
+        threshold=threshold,
+        promoted=promoted,
+        reason=reason,
+        reused_candidate=reused,
+        drift_run_id=drift_run_id,
+        problems=problems,
+    )
+    datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in chosen.items()]
+    with lineage_run(
+        f"{RENEW_JOB}.{holder.model}",
+        inputs=[*datasets, registry.model_dataset(holder), registry.model_dataset(candidate)],
+        parameters={"ref": ref, "trigger": trigger},
+        settings=settings,
+        transport=transport,
+        code=renew,
+    ) as run:
+        decision.run_id = run.run_id
+        if promoted:
+            registry.promote(holder.model, candidate.version, parsed.alias, reason=f"automatic renewal ({reason})", transport=transport)
+        run.add_run_facet(DECISION_FACET, ev.facet(run.producer, f"{ev.TIDEMARK_FACETS}/RenewalRunFacet.json", **decision.to_json()))
+    progress(f"{'promoted' if promoted else 'not promoted'} {holder.model}:{candidate.version} to {parsed.alias}: {reason}")
+    return decision
