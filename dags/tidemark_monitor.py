@@ -84,14 +84,17 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
         def renew_on_new_data(**context: Any) -> dict[str, Any]:
             from tidemark.dagtasks import renew_model, snapshots_from_asset_events
 
-            triggering = context.get("triggering_asset_events") or {}
-            events = list(triggering[drift]) if drift in triggering else []
-            if events:  # drift found: renew on the snapshots it was found on
-                found = dict(events[-1].extra or {})
-                decision = renew_model(_settings(), job.model, found["alias"], {k: int(v) for k, v in found["snapshots"].items()}, "drift", found.get("drift_run_id"))
-            else:  # the weekly schedule (or a manual run): the newest published snapshots of the inputs
-                snapshots = snapshots_from_asset_events(job.inputs, _newest_extras(context, inputs))
-                decision = renew_model(_settings(), job.model, "production", snapshots, "schedule")
+            newest = snapshots_from_asset_events(job.inputs, _newest_extras(context, inputs))
+            drift_events = _newest_extras(context, [drift])[drift.uri]  # triggering ones, else the newest
+            found = drift_events[-1] if drift_events else None
+            triggered = drift in (context.get("triggering_asset_events") or {})
+            # Renew because of drift when a drift event triggered the run, or when a hand/weekly run finds
+            # that the newest data is the data that drifted; else a plain scheduled renewal on the newest data.
+            if found and (triggered or {k: int(v) for k, v in found["snapshots"].items()} == newest):
+                snapshots = {k: int(v) for k, v in found["snapshots"].items()}
+                decision = renew_model(_settings(), job.model, found["alias"], snapshots, "drift", found.get("drift_run_id"))
+            else:
+                decision = renew_model(_settings(), job.model, "production", newest, "schedule")
             if decision is None:
                 raise AirflowSkipException(f"no version of {job.model} holds the alias yet; nothing to renew")
             return decision
