@@ -47,10 +47,6 @@ def load_catalog(settings: Settings) -> Catalog:
 
 def _redact(uri: str) -> str:
     """Never print a password that sits in a catalog URI."""
-    from urllib.parse import urlsplit, urlunsplit
+    from lakehouse.redact import redact
 
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
+    return redact(uri)

@@ -45,6 +45,38 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     local_broker.stop(settings)
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """One real S3 API (moto's server, in a thread) on a free loopback port for the session; yields
+    its endpoint URL. Tests make buckets of their own (see `s3_bucket`), so they never meet."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        pytest.skip("moto[server] is not installed (pip install -e '.[dev]'); the S3 tests need it")
+    import logging
+
+    from lineage.broker import free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per S3 request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()  # returns once the server accepts connections
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str) -> str:
+    """A new, empty bucket on the session's S3 server (keys: any; moto accepts them all)."""
+    import boto3
+
+    name = f"tm-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3", endpoint_url=s3_server, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    ).create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture
 def kafka_env(broker: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point Tidemark at the session broker with a topic of this test's own; returns the topic."""

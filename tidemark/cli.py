@@ -70,19 +70,21 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from lineage import broker
     from lakehouse.catalog import _redact
+    from lakehouse.redact import redact_config
 
     settings = _settings(args)
     state = broker.read_state(settings) if settings.uses_local_broker else None
     info = {
         "home": str(settings.home),
         "config_file": str(settings.config_file) if settings.config_file else None,
-        "catalog": {"name": settings.catalog.name, "uri": _redact(settings.catalog.properties.get("uri", ""))},
+        "catalog": {"name": settings.catalog.name, **redact_config(settings.catalog.properties)},
         "catalog_uri": _redact(settings.catalog.properties.get("uri", "")),
         "warehouse": settings.warehouse,
         "kafka": {
             "bootstrap_servers": settings.kafka.bootstrap_servers or (state.bootstrap_servers if state else None),
             "local_broker": None if not settings.uses_local_broker else ({"pid": state.pid, "port": state.port} if state else "stopped"),
             "topic": settings.kafka.topic,
+            "client": redact_config(settings.kafka.client),
         },
         "lineage_topic": settings.kafka.topic,
     }
@@ -655,7 +657,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from lakehouse.redact import RedactingFilter, redact
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())  # no credential reaches a log line
     if not args.verbose:
         # kafka-python logs every refused connection as an ERROR; our own error names the address once.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -664,11 +670,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except TidemarkError as exc:
-        print(f"tidemark: error: {exc}", file=sys.stderr)
+        print(f"tidemark: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("tidemark: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # An unexpected error keeps its traceback, minus any credential a library put in it.
+        import traceback
+
+        print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
