@@ -55,6 +55,28 @@ def cmd_up(args: argparse.Namespace) -> int:
     return cmd_status(args)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Prepare configured infrastructure, starting nothing: the lineage topic, namespace and tables.
+    Idempotent, so a deployment's init job can run it on every `docker compose up`."""
+    from lakehouse.catalog import load_catalog
+    from lakehouse.exceptions import TidemarkError
+    from lineage.kafka import ensure_topic
+    from lineage.store import ensure_tables
+
+    settings = _settings(args)
+    if settings.uses_local_broker:
+        raise TidemarkError("tidemark init prepares a configured Kafka: set TIDEMARK__KAFKA__BOOTSTRAP_SERVERS (or use `tidemark up`)")
+    ensure_topic(settings)
+    tables = ensure_tables(load_catalog(settings), settings)
+    done = {"topic": settings.kafka.topic, "namespace": settings.lineage.namespace, "tables": sorted(tables)}
+    if args.output == "json":
+        emit_json(done)
+    else:
+        names = ", ".join(f"{settings.lineage.namespace}.{t}" for t in done["tables"])
+        print(f"topic {settings.kafka.topic} and lineage tables {names} are ready")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     from lineage import broker
 
@@ -570,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add(sub, "up", cmd_up, "start the embedded stack (local broker, topic, lineage tables)")
+    add(sub, "init", cmd_init, "create the lineage topic and tables on configured Kafka and catalog (idempotent)")
     add(sub, "down", cmd_down, "stop the local broker")
     add(sub, "status", cmd_status, "show catalog, warehouse, Kafka and topic in use")
 
