@@ -117,3 +117,33 @@ def test_land_train_consume_trace_on_s3_and_postgres_and_no_secret_leaks(
             for ident in catalog.list_tables(ns):
                 catalog.drop_table(ident)
             catalog.drop_namespace(ns)
+
+
+def test_quarantine_and_data_docs_with_an_s3_warehouse(s3_server: str, s3_bucket: str, tmp_path: Path) -> None:
+    """A failed gate on an S3 warehouse: the audit branch is listed, its rows read back from S3, dropped."""
+    from ingest import quarantine
+    from ingest.exceptions import GateFailedError
+    from ingest.land import land
+    from lakehouse.config import load_settings
+    from lineage.transport import InMemoryTransport
+
+    settings = load_settings(
+        overrides={
+            "catalog": {
+                "warehouse": f"s3://{s3_bucket}/warehouse", "s3.endpoint": s3_server, "s3.region": "us-east-1",
+                "s3.access-key-id": "test", "s3.secret-access-key": "test",
+            }
+        }
+    )
+    suite, bad = tmp_path / "s.yaml", tmp_path / "bad.csv"
+    suite.write_text("- expect_column_values_to_be_between: {column: x, min_value: 0, max_value: 9}\n")
+    bad.write_text("x\n1\n50\n")
+    with pytest.raises(GateFailedError) as failed:
+        land(settings, str(bad), "raw.q", suite_file=str(suite), transport=InMemoryTransport())
+    assert "raw.q" in str(failed.value)
+    (q,) = quarantine.list_quarantined(settings)
+    assert sorted(r["x"] for r in quarantine.show(settings, "raw.q", q.branch).sample_rows) == [1, 50]
+    if q.data_docs:  # the validation report is a local page, whatever the warehouse
+        assert Path(q.data_docs).is_file()
+    quarantine.drop(settings, "raw.q", q.branch)
+    assert quarantine.list_quarantined(settings) == []
