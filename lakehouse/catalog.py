@@ -39,8 +39,10 @@ def load_catalog(settings: Settings) -> Catalog:
             text = str(exc)
             if not ("already exists" in text or "UniqueViolation" in text or "duplicate key" in text):
                 break
+    # One line: drivers add hints and links on further lines (the full text stays on __cause__).
+    reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0]
     raise CatalogError(
-        f"cannot open Iceberg catalog {settings.catalog.name!r} at {_redact(uri)}: {error}; "
+        f"cannot open Iceberg catalog {settings.catalog.name!r} at {_redact(uri)}: {reason}; "
         "check catalog.uri in tidemark.yaml or TIDEMARK__CATALOG__URI"
     ) from error
 
