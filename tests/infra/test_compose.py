@@ -137,6 +137,14 @@ def test_addresses_point_at_the_services_that_serve_them(services: dict[str, Any
     bucket = urlsplit(_interpolate(_env(services["lineage-consumer"])["TIDEMARK__CATALOG__WAREHOUSE"])).netloc
     assert bucket == _interpolate(_env(services["minio-init"])["TIDEMARK_BUCKET"])
 
+    # Published ports are the ones the services listen on; Airflow's workers reach the API server.
+    assert "9000:9000" in services["minio"]["ports"] and "--console-address" in services["minio"]["command"]
+    execution_api = urlsplit(_env(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    assert execution_api.hostname == "airflow-apiserver" and f"{execution_api.port}:{execution_api.port}" in services["airflow-apiserver"]["ports"]
+    assert f"localhost:{execution_api.port}/" in " ".join(services["airflow-apiserver"]["healthcheck"]["test"])
+    host_listener = next(u for u in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",") if "localhost" in u)
+    assert f"{_port_of(host_listener)}:{_port_of(host_listener)}" in services["kafka"]["ports"]
+
     # Airflow's DAG folder is where its image puts dags/.
     dockerfile = (ROOT / services["airflow-scheduler"]["build"]["dockerfile"]).read_text()
     dags_folder = _env(services["airflow-scheduler"])["AIRFLOW__CORE__DAGS_FOLDER"]
