@@ -80,6 +80,13 @@ def test_land_train_consume_trace_on_s3_and_postgres_and_no_secret_leaks(
         # DuckDB reads the S3 tables through httpfs with the same credentials.
         counted = json.loads(cli("sql", "SELECT (SELECT count(*) FROM raw.wine) AS n, (SELECT count(*) FROM lineage.events) AS e", "--output", "json"))
         assert counted == [{"n": 178, "e": 5}]  # ingest and training START+COMPLETE, the alias move
+        # ...and through the iceberg extension too (the path for tables with delete files, and time travel).
+        from lakehouse import sql
+
+        wine = load_catalog(settings).load_table(("raw", "wine"))
+        con = sql.connect(settings.catalog.properties)
+        scanned = con.execute("SELECT count(*) FROM iceberg_scan(?, snapshot_from_id = ?)", [wine.metadata_location, landed["snapshot_id"]])
+        assert wine.metadata_location.startswith(warehouse) and scanned.fetchone()[0] == 178
         status = cli("status", "--output", "json")
         assert json.loads(status)["catalog"]["s3.secret-access-key"] == "***"
         # An error that names the catalog URI names it without the password.
