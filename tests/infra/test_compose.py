@@ -200,3 +200,6 @@ def test_no_secret_is_written_in_the_file_or_an_image(compose: dict[str, Any], s
             if line.split(" ", 1)[0] in ("ENV", "ARG"):
                 assert not SECRET_NAME.search(line), f"{dockerfile.name} bakes a secret into the image: {line}"
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+    # Local conveniences that must never reach a deployment.
+    everything = COMPOSE.read_text()
+    assert "SIMPLE_AUTH_MANAGER_ALL_ADMINS" not in everything and "ALLOW_ANONYMOUS" not in everything
