@@ -48,7 +48,14 @@ def connect(s3: Mapping[str, str] | None = None, iceberg: bool = True) -> duckdb
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     if s3 and _uses_s3(s3):
         con.execute(f"LOAD '{_extension_path('duckdb_extension_httpfs', 'httpfs')}'")
-        con.execute(s3_secret_sql(s3))
+        try:
+            con.execute(s3_secret_sql(s3))
+        except duckdb.Error as exc:
+            from lakehouse.redact import redact
+
+            # DuckDB may quote the statement back, and it holds the keys: hence `from None`, no chained cause.
+            first = redact(str(exc).splitlines()[0]) if str(exc) else exc.__class__.__name__
+            raise QueryError(f"DuckDB refused the S3 settings (catalog s3.* properties): {first}; check them in tidemark.yaml or TIDEMARK__CATALOG__S3__...") from None
     if iceberg:
         load_iceberg(con)
     return con
