@@ -16,6 +16,7 @@ MASK = "***"
 # A config key whose value is a credential: matched as a substring of the lowercased key.
 SECRET_KEY_WORDS = ("password", "secret", "token", "credential", "access-key", "access_key")
 _URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*:)(?P<pw>[^@\s'\"]+)(?P<at>@)")
+MIN_SECRET_LEN = 6
 _known: set[str] = set()
 
 
@@ -38,9 +39,10 @@ def secrets_in(config: Mapping[str, Any]) -> list[str]:
 
 
 def remember(values: Iterable[str]) -> None:
-    """Add secret values to the process-wide set that `redact` masks. Very short values are skipped:
-    masking every `a` in a message would hide more than it protects."""
-    _known.update(v for v in values if len(v) >= 4)
+    """Add secret values to the process-wide set that `redact` masks. Values shorter than
+    MIN_SECRET_LEN are skipped: masking every `test` or `1234` in a message would mangle paths and
+    numbers (URI passwords and secret config keys are masked by position whatever their length)."""
+    _known.update(v for v in values if len(v) >= MIN_SECRET_LEN)
 
 
 def redact(text: str) -> str:
