@@ -39,18 +39,16 @@ def load_catalog(settings: Settings) -> Catalog:
             text = str(exc)
             if not ("already exists" in text or "UniqueViolation" in text or "duplicate key" in text):
                 break
+    # One line: drivers add hints and links on further lines (the full text stays on __cause__).
+    reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0]
     raise CatalogError(
-        f"cannot open Iceberg catalog {settings.catalog.name!r} at {_redact(uri)}: {error}; "
+        f"cannot open Iceberg catalog {settings.catalog.name!r} at {_redact(uri)}: {reason}; "
         "check catalog.uri in tidemark.yaml or TIDEMARK__CATALOG__URI"
     ) from error
 
 
 def _redact(uri: str) -> str:
     """Never print a password that sits in a catalog URI."""
-    from urllib.parse import urlsplit, urlunsplit
+    from lakehouse.redact import redact
 
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
+    return redact(uri)

@@ -37,7 +37,8 @@ class KafkaSettings:
     partitions: int = 3
     # How long a producer or consumer waits for a broker before it says which address failed.
     connect_timeout_s: float = 5.0
-    # Passed to kafka-python unchanged: security_protocol, sasl_mechanism, ssl_cafile, ...
+    # Passed to kafka-python unchanged (producer, consumer, admin client, watch): security_protocol,
+    # sasl_mechanism, ssl_cafile, ... The keys in KAFKA_SECURITY_KEYS may also sit in the kafka section.
     client: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -147,14 +148,40 @@ def _as_float(section: str, key: str, value: Any) -> float:
         raise ConfigError(f"{section}.{key} must be a number, got {value!r}") from exc
 
 
+# TLS and SASL settings accepted directly in the kafka section (TIDEMARK__KAFKA__SASL_PLAIN_PASSWORD);
+# they go to every kafka-python client with `kafka.client`.
+KAFKA_SECURITY_KEYS = frozenset(
+    {
+        "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+        "sasl_kerberos_service_name", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password",
+        "ssl_crlfile", "ssl_check_hostname",
+    }
+)
+
 _KNOWN = {
     "catalog": None,  # any pyiceberg property is allowed
-    "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "client"},
+    "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "client"} | KAFKA_SECURITY_KEYS,
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s"},
     "ingest": {"suites_dir"},
     "models": {"promotion_threshold"},
     "home": None,
 }
+
+
+def _flatten_catalog(section: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested catalog keys become pyiceberg's dotted property names, as pyiceberg's own
+    PYICEBERG_CATALOG__ variables do: TIDEMARK__CATALOG__S3__ACCESS_KEY_ID -> `s3.access-key-id`.
+    Top-level keys stay as written (`uri`, `warehouse`, `s3.endpoint` written out in YAML)."""
+    if not isinstance(section, Mapping):
+        raise ConfigError("config section 'catalog' must be a mapping of pyiceberg properties")
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, Mapping):
+            for sub, leaf in _flatten_catalog(value).items():
+                out[f"{key}.{str(sub).replace('_', '-')}"] = leaf
+        else:
+            out[str(key)] = value
+    return out
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -183,7 +210,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     if "home" in raw:
         home = Path(str(raw["home"])).expanduser().resolve()
 
-    cat = dict(raw.get("catalog") or {})
+    cat = _flatten_catalog(raw.get("catalog") or {})
     name = str(cat.pop("name", "tidemark"))
     props = {k: str(v) for k, v in cat.items()}
     props.setdefault("uri", f"sqlite:///{home / 'catalog.db'}")
@@ -193,6 +220,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     client = k.get("client") or {}
     if not isinstance(client, Mapping):
         raise ConfigError("kafka.client must be a mapping of kafka-python settings")
+    client = {**client, **{key: k[key] for key in KAFKA_SECURITY_KEYS if key in k}}
+    if isinstance(client.get("ssl_check_hostname"), str):  # from the environment: a string
+        client["ssl_check_hostname"] = client["ssl_check_hostname"].strip().lower() not in ("false", "0", "no")
     kafka = KafkaSettings(
         bootstrap_servers=(str(k["bootstrap_servers"]) if k.get("bootstrap_servers") else None),
         topic=str(k.get("topic", KafkaSettings.topic)),
@@ -205,6 +235,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         **{key: str(v) for key, v in lin.items() if key != "keep_snapshots_s"},
         keep_snapshots_s=_as_float("lineage", "keep_snapshots_s", lin.get("keep_snapshots_s", LineageSettings.keep_snapshots_s)),
     )
+    from lakehouse import redact
+
+    # Whatever prints or logs later can mask these values (see lakehouse/redact.py).
+    redact.remember(redact.secrets_in(props) + redact.secrets_in(client))
     ing = raw.get("ingest") or {}
     suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
     return Settings(

@@ -7,7 +7,7 @@ version guessing can pick a stale metadata file, so we never rely on it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.exceptions import QueryError, TidemarkError
@@ -34,20 +34,65 @@ def _extension_path(module_name: str, ext: str) -> str:
     return path
 
 
-def connect(s3: dict[str, str] | None = None, iceberg: bool = True) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with avro and iceberg loaded by path (and httpfs when `s3` is given).
+def connect(s3: Mapping[str, str] | None = None, iceberg: bool = True) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with avro and iceberg loaded by path, and S3 access when the tables need it.
 
-    `iceberg=False` skips the two extensions (~0.2 s): views made by `attach_tables` read the
-    snapshot's Parquet files directly and need them only for tables with delete files.
+    `s3` takes the catalog's pyiceberg properties: with an `s3://` warehouse or any `s3.*` property,
+    httpfs is loaded (from its pip package) and a DuckDB secret is made from the same credentials,
+    so DuckDB reads exactly what pyiceberg wrote. `iceberg=False` skips the two extensions (~0.2 s):
+    views made by `attach_tables` read the snapshot's Parquet files directly and need them only for
+    tables with delete files.
     """
     import duckdb
 
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    if s3:
+    if s3 and _uses_s3(s3):
         con.execute(f"LOAD '{_extension_path('duckdb_extension_httpfs', 'httpfs')}'")
+        try:
+            con.execute(s3_secret_sql(s3))
+        except duckdb.Error as exc:
+            from lakehouse.redact import redact
+
+            # DuckDB may quote the statement back, and it holds the keys: hence `from None`, no chained cause.
+            first = redact(str(exc).splitlines()[0]) if str(exc) else exc.__class__.__name__
+            raise QueryError(f"DuckDB refused the S3 settings (catalog s3.* properties): {first}; check them in tidemark.yaml or TIDEMARK__CATALOG__S3__...") from None
     if iceberg:
         load_iceberg(con)
     return con
+
+
+def _uses_s3(props: Mapping[str, str]) -> bool:
+    return str(props.get("warehouse", "")).startswith(("s3://", "s3a://")) or any(k.startswith("s3.") for k in props)
+
+
+def s3_secret_sql(props: Mapping[str, str]) -> str:
+    """`CREATE SECRET` for DuckDB's httpfs from pyiceberg's `s3.*` properties (never log the result).
+
+    Without keys in the config, DuckDB's credential chain (env, instance profile) is used instead,
+    as pyiceberg does.
+    """
+    from urllib.parse import urlsplit
+
+    parts = ["TYPE s3"]
+    key, secret = props.get("s3.access-key-id"), props.get("s3.secret-access-key")
+    if key and secret:
+        parts += [f"KEY_ID {_quote_literal(key)}", f"SECRET {_quote_literal(secret)}"]
+        if props.get("s3.session-token"):
+            parts.append(f"SESSION_TOKEN {_quote_literal(props['s3.session-token'])}")
+    else:
+        parts.append("PROVIDER credential_chain")
+    if props.get("s3.region"):
+        parts.append(f"REGION {_quote_literal(props['s3.region'])}")
+    endpoint = props.get("s3.endpoint")
+    if endpoint:
+        # DuckDB wants host:port; the scheme says whether to use TLS.
+        url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        parts.append(f"ENDPOINT {_quote_literal(url.netloc)}")
+        parts.append(f"USE_SSL {'false' if url.scheme == 'http' else 'true'}")
+    # Path-style addressing unless pyiceberg is told to use virtual hosts (MinIO and moto want path).
+    virtual = str(props.get("s3.force-virtual-addressing", "false")).lower() == "true"
+    parts.append(f"URL_STYLE {_quote_literal('vhost' if virtual else 'path')}")
+    return f"CREATE OR REPLACE SECRET tidemark_s3 ({', '.join(parts)})"
 
 
 def load_iceberg(con: duckdb.DuckDBPyConnection) -> None:

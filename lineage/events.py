@@ -255,12 +255,15 @@ def run_event(
 def error_facet(producer: str, exc: BaseException) -> dict[str, Any]:
     import traceback
 
+    from lakehouse.redact import redact
+
+    # An error may quote a URI or a library's config: events are shared, credentials are not.
     return facet(
         producer,
         f"{FACETS}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
-        message=f"{exc.__class__.__name__}: {exc}",
+        message=redact(f"{exc.__class__.__name__}: {exc}"),
         programmingLanguage="python",
-        stackTrace="".join(traceback.format_exception(exc)),
+        stackTrace=redact("".join(traceback.format_exception(exc))),
     )
 
 

@@ -27,7 +27,7 @@ def connect(
     """
     catalog = load_catalog(settings)
     store.ensure_tables(catalog, settings)
-    con = sql.connect(iceberg=iceberg)
+    con = sql.connect(settings.catalog.properties, iceberg=iceberg)
     sql.attach_tables(con, catalog, as_of_ms=int(as_of.timestamp() * 1000) if as_of else None, only=only)
     return con
 

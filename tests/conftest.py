@@ -7,6 +7,7 @@ the session; each test gets its own lineage topic on it, so tests never see each
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -32,9 +33,48 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+# Apache Kafka (Confluent's community build) for TIDEMARK_TEST_BROKER=testcontainers; pulled once by Docker.
+TESTCONTAINERS_KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+# Read at import: the autouse isolation fixture clears TIDEMARK* variables for each test.
+TEST_BROKER = os.environ.get("TIDEMARK_TEST_BROKER", "local")
+
+
+def docker_engine() -> str | None:
+    """None when a Docker engine answers; else why not (the reason a skipped test gives)."""
+    try:
+        import docker
+    except ImportError:
+        return "the docker package is missing (pip install -e '.[dev]')"
+    try:
+        docker.from_env(timeout=3).ping()
+    except Exception as exc:  # no socket, refused, permission: all mean "no engine to use"
+        return f"no Docker engine answers ({exc.__class__.__name__})"
+    return None
+
+
+@contextlib.contextmanager
+def kafka_in_docker() -> Iterator[str]:
+    """Apache Kafka in a container (KRaft) for the block; yields its bootstrap address."""
+    from testcontainers.community.kafka import KafkaContainer
+
+    with KafkaContainer(TESTCONTAINERS_KAFKA_IMAGE).with_kraft() as kafka:
+        yield kafka.get_bootstrap_server()
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real local broker for the whole session; yields its bootstrap address."""
+    """A real broker for the whole session; yields its bootstrap address.
+
+    The local Kafka-protocol broker by default. TIDEMARK_TEST_BROKER=testcontainers runs the suite
+    against Apache Kafka in Docker instead (the tests skip, saying why, when no engine answers).
+    """
+    if TEST_BROKER == "testcontainers":
+        reason = docker_engine()
+        if reason:
+            pytest.skip(f"TIDEMARK_TEST_BROKER=testcontainers: {reason}")
+        with kafka_in_docker() as bootstrap:
+            yield bootstrap
+        return
     from lakehouse.config import load_settings
     from lineage import broker as local_broker
 
@@ -43,6 +83,38 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = local_broker.start(settings)
     yield state.bootstrap_servers
     local_broker.stop(settings)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """One real S3 API (moto's server, in a thread) on a free loopback port for the session; yields
+    its endpoint URL. Tests make buckets of their own (see `s3_bucket`), so they never meet."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        pytest.skip("moto[server] is not installed (pip install -e '.[dev]'); the S3 tests need it")
+    import logging
+
+    from lineage.broker import free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per S3 request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()  # returns once the server accepts connections
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str) -> str:
+    """A new, empty bucket on the session's S3 server (keys: any; moto accepts them all)."""
+    import boto3
+
+    name = f"tm-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3", endpoint_url=s3_server, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    ).create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture

@@ -55,6 +55,28 @@ def cmd_up(args: argparse.Namespace) -> int:
     return cmd_status(args)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Prepare configured infrastructure, starting nothing: the lineage topic, namespace and tables.
+    Idempotent, so a deployment's init job can run it on every `docker compose up`."""
+    from lakehouse.catalog import load_catalog
+    from lakehouse.exceptions import TidemarkError
+    from lineage.kafka import ensure_topic
+    from lineage.store import ensure_tables
+
+    settings = _settings(args)
+    if settings.uses_local_broker:
+        raise TidemarkError("tidemark init prepares a configured Kafka: set TIDEMARK__KAFKA__BOOTSTRAP_SERVERS (or use `tidemark up`)")
+    ensure_topic(settings)
+    tables = ensure_tables(load_catalog(settings), settings)
+    done = {"topic": settings.kafka.topic, "namespace": settings.lineage.namespace, "tables": sorted(tables)}
+    if args.output == "json":
+        emit_json(done)
+    else:
+        names = ", ".join(f"{settings.lineage.namespace}.{t}" for t in done["tables"])
+        print(f"topic {settings.kafka.topic} and lineage tables {names} are ready")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     from lineage import broker
 
@@ -70,19 +92,21 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from lineage import broker
     from lakehouse.catalog import _redact
+    from lakehouse.redact import redact_config
 
     settings = _settings(args)
     state = broker.read_state(settings) if settings.uses_local_broker else None
     info = {
         "home": str(settings.home),
         "config_file": str(settings.config_file) if settings.config_file else None,
-        "catalog": {"name": settings.catalog.name, "uri": _redact(settings.catalog.properties.get("uri", ""))},
+        "catalog": {"name": settings.catalog.name, **redact_config(settings.catalog.properties)},
         "catalog_uri": _redact(settings.catalog.properties.get("uri", "")),
         "warehouse": settings.warehouse,
         "kafka": {
             "bootstrap_servers": settings.kafka.bootstrap_servers or (state.bootstrap_servers if state else None),
             "local_broker": None if not settings.uses_local_broker else ({"pid": state.pid, "port": state.port} if state else "stopped"),
             "topic": settings.kafka.topic,
+            "client": redact_config(settings.kafka.client),
         },
         "lineage_topic": settings.kafka.topic,
     }
@@ -660,6 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add(sub, "up", cmd_up, "start the embedded stack (local broker, topic, lineage tables)")
+    add(sub, "init", cmd_init, "create the lineage topic and tables on configured Kafka and catalog (idempotent)")
     add(sub, "down", cmd_down, "stop the local broker")
     add(sub, "status", cmd_status, "show catalog, warehouse, Kafka and topic in use")
 
@@ -756,7 +781,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from lakehouse.redact import RedactingFilter, redact
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())  # no credential reaches a log line
     if not args.verbose:
         # kafka-python logs every refused connection as an ERROR; our own error names the address once.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -765,11 +794,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except TidemarkError as exc:
-        print(f"tidemark: error: {exc}", file=sys.stderr)
+        print(f"tidemark: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("tidemark: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # An unexpected error keeps its traceback, minus any credential a library put in it.
+        import traceback
+
+        print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from lineage import events as ev
 from lineage.consumer import MAX_EVENT_BYTES, consume
 from lineage.query import run_sql
 from lineage.transport import KafkaTransport
+from tests.conftest import TEST_BROKER
 
 pytestmark = pytest.mark.integration
 
@@ -149,12 +150,13 @@ REAL_KAFKA = os.environ.get("TIDEMARK_TEST_KAFKA")
 
 
 @pytest.mark.skipif(
-    not REAL_KAFKA,
-    reason="needs Apache Kafka (set TIDEMARK_TEST_KAFKA=host:port): the local Tansu 0.6 broker was seen never to "
+    not REAL_KAFKA and TEST_BROKER != "testcontainers",
+    reason="needs Apache Kafka (set TIDEMARK_TEST_KAFKA=host:port, or TIDEMARK_TEST_BROKER=testcontainers): the local Tansu 0.6 broker was seen never to "
     "finish a consumer-group rebalance after a member leaves or dies, so group hand-over cannot be tested on it",
 )
 def test_two_group_members_share_partitions_and_hand_over(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TIDEMARK__KAFKA__BOOTSTRAP_SERVERS", str(REAL_KAFKA))
+    if REAL_KAFKA:  # else the session's testcontainers Kafka, which `settings` already points at
+        monkeypatch.setenv("TIDEMARK__KAFKA__BOOTSTRAP_SERVERS", str(REAL_KAFKA))
     from lakehouse.config import load_settings
 
     settings = load_settings()

@@ -1,0 +1,19 @@
+# Airflow 3.3.2 with Tidemark installed, so DAG tasks call the packages directly. Built by
+# docker-compose for the api-server, scheduler, dag-processor, triggerer and the init job.
+# Configuration comes from the environment only (AIRFLOW__..., TIDEMARK__...); no secrets here.
+FROM apache/airflow:3.3.2-python3.11
+WORKDIR /opt/tidemark
+COPY --chown=airflow:0 pyproject.toml constraints.txt README.md ./
+COPY --chown=airflow:0 tidemark ./tidemark
+COPY --chown=airflow:0 lakehouse ./lakehouse
+COPY --chown=airflow:0 ingest ./ingest
+COPY --chown=airflow:0 lineage ./lineage
+COPY --chown=airflow:0 models ./models
+# The `airflow` extra pins apache-airflow==3.3.2, the image's own, so pip keeps it while resolving our pins.
+RUN pip install --no-cache-dir -c constraints.txt ".[s3,airflow]"
+COPY --chown=airflow:0 dags /opt/airflow/dags
+# TIDEMARK_HOME (the outbox of events not yet delivered, local state) must be writable by Airflow's user.
+USER root
+RUN mkdir -p /var/lib/tidemark && chown airflow:0 /var/lib/tidemark
+USER airflow
+WORKDIR /opt/airflow
