@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
-from lakehouse.tables import TableName, load_table, with_commit_retry
+from lakehouse.tables import TableName, load_table, manage_snapshots, with_commit_retry
 from lineage.transport import Transport
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def pin(catalog: Catalog, mv: ModelVersion, loaded: Mapping[str, Table] | None =
             ref = table.metadata.refs.get(name)
             if ref is not None and ref.snapshot_id == sid:
                 return
-            with table.manage_snapshots() as ms:
+            with manage_snapshots(table) as ms:
                 if ref is not None:
                     ms.remove_tag(name)
                 ms.create_tag(sid, name)
@@ -72,7 +72,7 @@ def release(catalog: Catalog, mv: ModelVersion) -> list[str]:
                 return False
             if name not in table.metadata.refs:
                 return False
-            with table.manage_snapshots() as ms:
+            with manage_snapshots(table) as ms:
                 ms.remove_tag(name)
             return True
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, RUN_ID, summary_properties, with_commit_retry
+from lakehouse.tables import JOB_NAME, RUN_ID, summary_properties, transaction, with_commit_retry
 from lineage import events as ev
 from lineage import model_store
 from lineage.outbox import OutboxTransport
@@ -185,10 +185,11 @@ class Registry:
             )
             row = version_row(mv)
             # The append asserts main is where we read it: a concurrent registration makes it fail and retry.
-            table.append(
-                pa.Table.from_pylist([row], schema=model_store.arrow_schema(VERSIONS)),
-                snapshot_properties={RUN_ID: run_id, JOB_NAME: job_name, VERSION_MAX: json.dumps(latest, sort_keys=True)},
-            )
+            with transaction(table) as tx:
+                tx.append(
+                    pa.Table.from_pylist([row], schema=model_store.arrow_schema(VERSIONS)),
+                    snapshot_properties={RUN_ID: run_id, JOB_NAME: job_name, VERSION_MAX: json.dumps(latest, sort_keys=True)},
+                )
             created.append(mv)
 
         with_commit_retry(attempt, f"registering a version of model {model}")
