@@ -123,11 +123,18 @@ class Registry:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings)
         self.ns = settings.lineage.namespace
+        # Each table is created or brought up to date on its first use here, so a training run
+        # never loads the alias history it does not touch.
+        self._ensured: set[str] = set()
         # Loaded moments ago: the first registration starts from it instead of loading it again (a
         # stale one only costs a retry, the commit asserts what it read).
-        self._versions_table: Table | None = model_store.ensure_tables(self.catalog, settings)[VERSIONS]
+        self._versions_table: Table | None = self._table(VERSIONS)
 
     def _table(self, short: str) -> Table:
+        if short not in self._ensured:
+            table = model_store.ensure_tables(self.catalog, self.settings, only=(short,))[short]
+            self._ensured.add(short)
+            return table
         return self.catalog.load_table((self.ns, short))
 
     def _rows(self, short: str) -> list[dict[str, Any]]:
