@@ -97,6 +97,8 @@ def _transaction_class() -> type[Transaction]:
         def table_metadata(self) -> TableMetadata:
             # Keyed by identity: staging replaces the updates tuple, a commit replaces the metadata.
             base, updates = self._table.metadata, self._updates
+            if not updates:
+                return base  # nothing staged yet: the table's own (immutable) metadata
             if self._memo is None or self._memo[0] is not base or self._memo[1] is not updates:
                 self._memo = (base, updates, update_table_metadata(base, updates))
             return self._memo[2]
