@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
@@ -24,6 +25,59 @@ def _git(cwd: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# (directory, source hash) -> (what git's HEAD, reflog and index looked like, (commit, dirty)).
+_GIT_STATE: dict[tuple[str, str | None], tuple[tuple[int, ...], tuple[str | None, bool | None]]] = {}
+# directory -> its repository's git dir (None outside a repository); a directory does not move repository.
+_GIT_DIR: dict[str, Path | None] = {}
+
+
+def _git_marks(git_dir: Path) -> tuple[int, ...]:
+    """What the files a commit, checkout, reset or `git add` rewrites look like. Inode and size
+    too, not the mtime alone: file times tick coarsely, but git replaces HEAD and the index by
+    renaming a new file over them (a new inode) and appends to the reflog (a new size)."""
+    marks: list[int] = []
+    for name in ("HEAD", "index", "logs/HEAD"):
+        try:
+            st = (git_dir / name).stat()
+            marks += [st.st_ino, st.st_size, st.st_mtime_ns]
+        except OSError:
+            marks += [0, 0, 0]
+    return tuple(marks)
+
+
+def _git_state(where: Path, source_hash: str | None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the repository holding `where`, from one `git status` per change.
+
+    Each training run used to spawn git twice (~7 ms). The answer is kept per process and asked
+    again when HEAD, its reflog or the index changed, or the job's source changed; an edit to
+    another tracked file, not yet staged, after the first run in this process is not seen (the
+    source hash, not the dirty flag, decides "same code").
+    """
+    key = str(where)
+    if key not in _GIT_DIR:
+        found = _git(where, "rev-parse", "--absolute-git-dir")
+        _GIT_DIR[key] = Path(found) if found else None
+    git_dir = _GIT_DIR[key]
+    if git_dir is None:
+        return None, None
+    marks = _git_marks(git_dir)
+    cached = _GIT_STATE.get((key, source_hash))
+    if cached is not None and cached[0] == marks:
+        return cached[1]
+    status = _git(where, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    if status is None:
+        return None, None
+    lines = status.splitlines()
+    commit = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ")), None)
+    if commit is None or commit == "(initial)":  # no commit yet: as `git rev-parse HEAD` failing
+        state: tuple[str | None, bool | None] = (None, None)
+    else:
+        state = (commit, any(not ln.startswith("#") for ln in lines))
+    # Marks read before asking git: a change during the call makes the next run ask again.
+    _GIT_STATE[(key, source_hash)] = (marks, state)
+    return state
+
+
 def code_identity(obj: Any = None) -> dict[str, Any]:
     """Git commit and dirty flag of the repository holding `obj`'s source (else the working
     directory), and the sha256 of `obj`'s module source when there is one."""
@@ -39,15 +93,20 @@ def code_identity(obj: Any = None) -> dict[str, Any]:
                 where = Path(inspect.getfile(module)).resolve().parent
             except (OSError, TypeError):
                 pass
-    commit = _git(where, "rev-parse", "HEAD")
-    dirty = None
-    if commit is not None:
-        status = _git(where, "status", "--porcelain", "--untracked-files=no")
-        dirty = bool(status) if status is not None else None
+    commit, dirty = _git_state(where, source_hash)
     return {"entryPoint": entry, "gitCommit": commit, "gitDirty": dirty, "sourceSha256": source_hash}
 
 
 def environment() -> dict[str, Any]:
+    """Python and the key packages' versions (a copy: callers may change it)."""
+    env = _environment()
+    return {**env, "packages": dict(env["packages"])}
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict[str, Any]:
+    # Reading eight packages' metadata costs ~6 ms a run; what is installed does not change under a
+    # running interpreter's imports, so once per process is enough (as models.identity does).
     from importlib.metadata import PackageNotFoundError, version
 
     packages: dict[str, str | None] = {}

@@ -12,6 +12,7 @@ the `models` package (imports point models -> lineage -> lakehouse).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -75,16 +76,23 @@ def schemas() -> dict[str, Any]:
     }
 
 
+@functools.cache
 def arrow_schema(short: str) -> pa.Schema:
+    # Built once per process: every registration writes a row with it (Arrow schemas are immutable).
     return schemas()[short].as_arrow()
 
 
-def ensure_tables(catalog: Catalog, settings: Settings) -> dict[str, Table]:
-    """Create the registry tables if missing; add columns a registry made by an older Tidemark lacks."""
+def ensure_tables(catalog: Catalog, settings: Settings, only: Iterable[str] | None = None) -> dict[str, Table]:
+    """Create the registry tables if missing; add columns a registry made by an older Tidemark lacks.
+
+    `only`: just these tables (a training run needs `model_versions`, not the alias history).
+    """
     from pyiceberg.exceptions import NoSuchTableError
 
     out = {}
     for short, schema in schemas().items():
+        if only is not None and short not in only:
+            continue
         name = TableName(settings.lineage.namespace, short)
         try:
             # One catalog round trip in the common case (every training run opens the registry).

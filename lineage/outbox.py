@@ -4,6 +4,10 @@ An event is written here first and leaves only after the broker acknowledged it 
 job never loses its lineage because Kafka was down or slow: the job goes on after a bounded wait
 and a warning, and the events go out later — on the next emit of any job on this machine, at
 process exit, or with `tidemark lineage flush`.
+
+`emit` returns once the event is durably in the outbox; a background thread of the transport
+delivers it to Kafka meanwhile, so a job does not wait for the broker's acknowledgement. `close`
+(and process exit) waits, bounded, for that delivery to finish.
 """
 
 from __future__ import annotations
@@ -149,20 +153,82 @@ class Outbox:
 class OutboxTransport:
     """The default transport: outbox first, then Kafka; never blocks a job for long on a dead broker."""
 
-    def __init__(self, settings: Settings, wait_s: float | None = None, warn: bool = True) -> None:
+    def __init__(self, settings: Settings, wait_s: float | None = None, warn: bool = True, background: bool = True) -> None:
         self.settings = settings
         self.outbox = Outbox(settings)
         self.wait_s = settings.kafka.connect_timeout_s if wait_s is None else wait_s
         self._producer: KafkaProducer | None = None
         self._warned = not warn
+        # `background`: emit returns after the durable write and a thread delivers; else emit delivers.
+        self.background = background
+        self._wake = threading.Event()
+        self._closing = False
+        self._worker: threading.Thread | None = None
+        # Events emitted, and how many of them the worker has since tried to deliver (wait_idle).
+        self._emitted = 0
+        self._tried = 0
+        self._progress = threading.Condition()
+        # One delivery at a time: the worker and a caller's flush() share the producer.
+        self._lock = threading.Lock()
         atexit.register(self._final_flush)
 
     def emit(self, event: Mapping[str, Any]) -> None:
         key = str((event.get("run") or {}).get("runId", "")).encode()
         self.outbox.put(self.settings.kafka.topic, key, serialize(event))
-        self.flush()
+        if not self.background:
+            self.flush()
+            return
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._deliver_in_background, name="tidemark-outbox", daemon=True)
+            self._worker.start()
+        with self._progress:
+            self._emitted += 1
+        self._wake.set()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until the background thread has tried to deliver every event emitted so far
+        (delivered, or kept in the outbox after a failure); False if `timeout_s` ran out first."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self._tried >= self._emitted, timeout=timeout_s)
+
+    def _deliver_in_background(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()  # an emit during the flush below sets it again: nothing is missed
+            # Read before flushing: once close() has asked, every event emitted before it is in the
+            # outbox, so this flush sends it; a close() that comes during the flush wakes us again.
+            closing = self._closing
+            with self._progress:
+                target = self._emitted  # each of these was put in the outbox before it was counted
+            try:
+                self.flush()
+            except Exception:  # the events stay in the outbox; the next emit, exit or flush retries
+                log.exception("delivering lineage events from %s failed", self.outbox.path)
+            with self._progress:
+                self._tried = max(self._tried, target)
+                self._progress.notify_all()
+            if closing:
+                return
+
+    def _stop_worker(self) -> bool:
+        """Let the worker deliver what is pending and end; False if it is still busy after the wait."""
+        worker = self._worker
+        if worker is None:
+            return True
+        self._closing = True
+        self._wake.set()
+        # Bounded like a blocking emit: the broker connection timeout plus the delivery timeout.
+        worker.join(timeout=self.wait_s + 10)
+        if worker.is_alive():
+            return False
+        self._worker = None
+        return True
 
     def flush(self, force: bool = False) -> FlushReport:
+        with self._lock:
+            return self._flush(force)
+
+    def _flush(self, force: bool) -> FlushReport:
         if not force and time.monotonic() < _NEXT_TRY.get(str(self.outbox.path), 0.0):
             return FlushReport(0, self.outbox.pending(), "waiting before the next delivery attempt")
         try:
@@ -203,11 +269,15 @@ class OutboxTransport:
             self._producer = None
 
     def _final_flush(self) -> None:
+        if not self._stop_worker():
+            return  # still delivering against a slow broker: what is left waits in the outbox
         if self._producer is not None and self.outbox.pending() and time.monotonic() >= _NEXT_TRY.get(str(self.outbox.path), 0.0):
             self.flush()
 
     def close(self) -> None:
-        self._drop_producer()
+        if self._stop_worker():
+            with self._lock:
+                self._drop_producer()
         # Every job run makes a transport: a closed one must not stay alive in the atexit list.
         atexit.unregister(self._final_flush)
 

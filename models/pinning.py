@@ -7,15 +7,17 @@ not archived. Archiving releases the tags; the next expiry may then remove those
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
-from lakehouse.tables import TableName, load_table, with_commit_retry
+from lakehouse.tables import TableName, load_table, manage_snapshots, with_commit_retry
 from lineage.transport import Transport
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
     from models.registry import ModelVersion
 
@@ -27,21 +29,27 @@ def tag_name(model: str, version: int) -> str:
     return f"{PREFIX}/{model}/{version}"
 
 
-def pin(catalog: Catalog, mv: ModelVersion) -> list[str]:
-    """Tag each input snapshot of `mv`; returns the `table@snapshot` pinned. Idempotent."""
+def pin(catalog: Catalog, mv: ModelVersion, loaded: Mapping[str, Table] | None = None) -> list[str]:
+    """Tag each input snapshot of `mv`; returns the `table@snapshot` pinned. Idempotent.
+
+    `loaded`: input tables the caller already holds, used for the first try instead of loading
+    them again (the commit checks the tag against the table's current state, so a stale one only
+    costs a retry).
+    """
     pinned = []
     name = tag_name(mv.model, mv.version)
+    first = dict(loaded or {})
     for inp in mv.inputs:
         if inp.snapshot_id is None:
             continue
         sid = inp.snapshot_id
 
         def attempt(table_name: str = inp.table, sid: int = sid) -> None:
-            table = load_table(catalog, TableName.parse(table_name))
+            table = first.pop(table_name, None) or load_table(catalog, TableName.parse(table_name))
             ref = table.metadata.refs.get(name)
             if ref is not None and ref.snapshot_id == sid:
                 return
-            with table.manage_snapshots() as ms:
+            with manage_snapshots(table) as ms:
                 if ref is not None:
                     ms.remove_tag(name)
                 ms.create_tag(sid, name)
@@ -64,7 +72,7 @@ def release(catalog: Catalog, mv: ModelVersion) -> list[str]:
                 return False
             if name not in table.metadata.refs:
                 return False
-            with table.manage_snapshots() as ms:
+            with manage_snapshots(table) as ms:
                 ms.remove_tag(name)
             return True
 

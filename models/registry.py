@@ -3,7 +3,9 @@
 Tables (namespace `lineage`): `model_versions` (one row per registered version) and
 `model_alias_events` (one row per alias move: the history, never updated in place). Version
 numbers are allocated by an Iceberg commit that asserts the table did not change since it was
-read, so two trainings at once cannot both get version N.
+read, so two trainings at once cannot both get version N. Each registration commit also records
+every model's highest version in its snapshot summary, so the next one reads the numbers from
+the table metadata instead of scanning every row.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, RUN_ID, with_commit_retry
+from lakehouse.tables import JOB_NAME, RUN_ID, summary_properties, transaction, with_commit_retry
 from lineage import events as ev
 from lineage import model_store
 from lineage.outbox import OutboxTransport
@@ -32,6 +34,8 @@ VERSIONS = model_store.VERSIONS
 ALIAS_EVENTS = model_store.ALIAS_EVENTS
 PROMOTE_JOB = "models.promote"
 ARCHIVE_JOB = "models.archive"
+# Snapshot summary of a registration commit: JSON {model: highest version} in the table as of that snapshot.
+VERSION_MAX = "tidemark.registry.version-max"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)(?:@(?P<alias>[A-Za-z0-9_.-]+)|:(?P<version>\d+))?$")
 
 
@@ -119,9 +123,18 @@ class Registry:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings)
         self.ns = settings.lineage.namespace
-        model_store.ensure_tables(self.catalog, settings)
+        # Each table is created or brought up to date on its first use here, so a training run
+        # never loads the alias history it does not touch.
+        self._ensured: set[str] = set()
+        # Loaded moments ago: the first registration starts from it instead of loading it again (a
+        # stale one only costs a retry, the commit asserts what it read).
+        self._versions_table: Table | None = self._table(VERSIONS)
 
     def _table(self, short: str) -> Table:
+        if short not in self._ensured:
+            table = model_store.ensure_tables(self.catalog, self.settings, only=(short,))[short]
+            self._ensured.add(short)
+            return table
         return self.catalog.load_table((self.ns, short))
 
     def _rows(self, short: str) -> list[dict[str, Any]]:
@@ -155,10 +168,10 @@ class Registry:
         created: list[ModelVersion] = []
 
         def attempt() -> None:
-            table = self._table(VERSIONS)
-            rows = table.scan(selected_fields=("model", "version")).to_arrow().to_pylist() if table.current_snapshot() else []
-            existing = [r["version"] for r in rows if r["model"] == model]
-            version = max(existing, default=0) + 1
+            table, self._versions_table = self._versions_table or self._table(VERSIONS), None
+            latest = latest_versions(table)
+            version = latest.get(model, 0) + 1
+            latest[model] = version
             mv = ModelVersion(
                 model=model,
                 version=version,
@@ -179,10 +192,11 @@ class Registry:
             )
             row = version_row(mv)
             # The append asserts main is where we read it: a concurrent registration makes it fail and retry.
-            table.append(
-                pa.Table.from_pylist([row], schema=model_store.arrow_schema(VERSIONS)),
-                snapshot_properties={RUN_ID: run_id, JOB_NAME: job_name},
-            )
+            with transaction(table) as tx:
+                tx.append(
+                    pa.Table.from_pylist([row], schema=model_store.arrow_schema(VERSIONS)),
+                    snapshot_properties={RUN_ID: run_id, JOB_NAME: job_name, VERSION_MAX: json.dumps(latest, sort_keys=True)},
+                )
             created.append(mv)
 
         with_commit_retry(attempt, f"registering a version of model {model}")
@@ -384,6 +398,25 @@ class Registry:
             metrics=mv.metrics,
             extra_facets=extra,
         )
+
+
+def latest_versions(table: Table) -> dict[str, int]:
+    """Each model's highest version in `table` (`model_versions`) at its current snapshot.
+
+    From the snapshot summary when the newest commit was a registration, which recorded it;
+    otherwise (the lineage consumer adding rows from events, a registry made before this was
+    recorded) by scanning the two columns.
+    """
+    snap = table.current_snapshot()
+    if snap is None:
+        return {}
+    recorded = summary_properties(snap).get(VERSION_MAX)
+    if recorded is not None:
+        return {str(m): int(v) for m, v in json.loads(recorded).items()}
+    latest: dict[str, int] = {}
+    for r in table.scan(selected_fields=("model", "version")).to_arrow().to_pylist():
+        latest[r["model"]] = max(latest.get(r["model"], 0), int(r["version"]))
+    return latest
 
 
 def version_row(mv: ModelVersion) -> dict[str, Any]:

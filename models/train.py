@@ -135,7 +135,7 @@ def train(
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
         )
-        tags = pinning.pin(catalog, mv)
+        tags = pinning.pin(catalog, mv, loaded=tables)
         progress(f"pinned {', '.join(tags)} as {pinning.tag_name(mv.model, mv.version)}")
         assert mv.card_uri is not None
         artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))

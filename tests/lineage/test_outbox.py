@@ -74,3 +74,29 @@ def test_flush_command_reports_and_outbox_survives_the_process(isolated_env: Pat
         assert consumed["stored_events"] == 2
     finally:
         run_cli("down")
+
+
+def test_emit_returns_after_the_durable_write_and_a_background_thread_delivers(settings: Any) -> None:
+    from lineage import events as ev
+    from lineage.outbox import OutboxTransport
+
+    def event(i: int) -> dict[str, Any]:
+        return ev.run_event(
+            producer=settings.lineage.producer, event_type="COMPLETE", run_id=ev.new_run_id(),
+            job_namespace=settings.lineage.job_namespace, job_name=f"job.bg.{i}",
+        )
+
+    tr = OutboxTransport(settings)
+    try:
+        for i in range(3):
+            tr.emit(event(i))
+        assert tr.wait_idle(60)
+        assert Outbox(settings).pending() == 0
+        tr.emit(event(3))
+        tr.emit(event(4))
+    finally:
+        tr.close()  # waits for the delivery still under way
+    assert Outbox(settings).pending() == 0
+    consume(settings, once=True)
+    jobs = {json.loads(r["payload"])["job"]["name"] for r in _stored(settings)}
+    assert jobs == {f"job.bg.{i}" for i in range(5)}

@@ -76,3 +76,24 @@ def test_model_ref_parsing() -> None:
     assert ModelRef.parse("churn@production") == ModelRef("churn", "production", None)
     assert ModelRef.parse("churn:12") == ModelRef("churn", None, 12)
     assert ModelRef.parse("churn") == ModelRef("churn", None, None)
+
+
+def test_version_numbers_come_from_the_last_registration_or_else_a_scan() -> None:
+    """A registration records every model's highest version in its snapshot; rows another writer
+    added (the lineage consumer, from events) are counted by a scan before the next allocation."""
+    import pyarrow as pa
+
+    from lakehouse.tables import summary_properties
+    from lineage import model_store
+    from models.registry import VERSION_MAX, version_row
+
+    reg = Registry(load_settings())
+    assert [_register(reg), _register(reg), _register(reg, "n")] == [1, 2, 1]
+    table = reg.catalog.load_table((reg.ns, model_store.VERSIONS))
+    assert json.loads(summary_properties(table.current_snapshot())[VERSION_MAX]) == {"m": 2, "n": 1}
+
+    foreign = reg.versions("m")[-1]
+    foreign.version = 7
+    table.append(pa.Table.from_pylist([version_row(foreign)], schema=model_store.arrow_schema(model_store.VERSIONS)))
+    assert VERSION_MAX not in summary_properties(reg.catalog.load_table((reg.ns, model_store.VERSIONS)).current_snapshot())
+    assert [_register(reg), _register(reg, "n")] == [8, 2]
