@@ -64,6 +64,23 @@ class ModelsSettings:
     promotion_threshold: float = 0.01
 
 
+# The drift thresholds a check uses unless the model has its own (`drift.models.<name>.<key>`).
+DRIFT_KEYS = ("psi", "ks_statistic", "ks_pvalue", "category_shift", "missing_rate_change", "row_count_change")
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """Defaults for drift checks; `models` maps a model name to its own overrides of these keys."""
+
+    psi: float = 0.2
+    ks_statistic: float = 0.1
+    ks_pvalue: float = 0.01
+    category_shift: float = 0.1
+    missing_rate_change: float = 0.05
+    row_count_change: float = 0.5
+    models: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -73,6 +90,7 @@ class Settings:
     ingest: IngestSettings
     config_file: Path | None = None
     models: ModelsSettings = field(default_factory=ModelsSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
 
     @property
     def warehouse(self) -> str:
@@ -153,8 +171,23 @@ _KNOWN = {
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s"},
     "ingest": {"suites_dir"},
     "models": {"promotion_threshold"},
+    "drift": {*DRIFT_KEYS, "models"},
     "home": None,
 }
+
+
+def _drift(raw: Mapping[str, Any]) -> DriftSettings:
+    """The `drift` section: default thresholds, and per model (`drift.models.<name>.<key>`) overrides."""
+    defaults = {k: _as_float("drift", k, raw.get(k, getattr(DriftSettings, k))) for k in DRIFT_KEYS}
+    per_model = raw.get("models") or {}
+    if not isinstance(per_model, Mapping):
+        raise ConfigError("drift.models must map model names to thresholds, e.g. drift: {models: {wine: {psi: 0.3}}}")
+    models: dict[str, Mapping[str, float]] = {}
+    for name, keys in per_model.items():
+        if not isinstance(keys, Mapping) or set(keys) - set(DRIFT_KEYS):
+            raise ConfigError(f"drift.models.{name} must set only {', '.join(DRIFT_KEYS)}")
+        models[str(name)] = MappingProxyType({k: _as_float(f"drift.models.{name}", k, v) for k, v in keys.items()})
+    return DriftSettings(**defaults, models=MappingProxyType(models))
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -208,6 +241,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     ing = raw.get("ingest") or {}
     suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
     return Settings(
+        drift=_drift(raw.get("drift") or {}),
         home=home,
         catalog=CatalogSettings(name=name, properties=MappingProxyType(props)),
         kafka=kafka,
