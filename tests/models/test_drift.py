@@ -137,3 +137,27 @@ def test_bad_input_errors_name_the_fix(tmp_path: Path, local_settings: Any) -> N
     expire_snapshots(table, int(time.time() * 1000) + 1)
     with pytest.raises(SnapshotExpiredError, match="was expired; pinning keeps it"):
         check_model(local_settings, "wine:1", transport=tr)
+
+
+def test_consumer_fills_lineage_drift_from_drift_check_events(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drift check's events alone (consumed into another home) rebuild its `lineage.drift` rows."""
+    from lakehouse.config import load_settings
+    from lineage.query import run_sql
+    from models.drift import check_model
+    from models.jobs import get_job
+    from models.train import train
+    from lineage.consumer import consume
+
+    land(settings, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", None)
+    train(settings, get_job("wine_classifier"))
+    land(settings, wine_part(tmp_path / "b.csv", 0, 178, id_offset=178, alcohol_shift_sd=2), "raw.wine", None)
+    check = check_model(settings, "wine")
+    monkeypatch.setenv("TIDEMARK_HOME", str(tmp_path / "other-home"))
+    elsewhere = load_settings()
+    report = consume(elsewhere, once=True)
+    assert report.drift_rows == 14  # the 14 wine columns but id
+    rows = run_sql(
+        elsewhere, "SELECT column_name, drifted, run_id, current_snapshot_id FROM lineage.drift WHERE drifted ORDER BY 1"
+    ).to_pylist()
+    assert rows == [{"column_name": "alcohol", "drifted": True, "run_id": check.run_id, "current_snapshot_id": check.tables[0].current_snapshot_id}]
+    assert consume(elsewhere, once=True).drift_rows == 0  # replay adds nothing
