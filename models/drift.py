@@ -1,17 +1,18 @@
 """Drift: how far a table's newer snapshot has moved from the snapshot a model was trained on.
 
-Everything heavy runs in DuckDB over the two snapshots read by time travel (their Parquet files);
-Python receives only aggregates and a bounded reservoir sample, whatever the table's size:
+Everything heavy runs in DuckDB over the two snapshots read by time travel (their Parquet files),
+in one pass over each snapshot's columns; Python receives only aggregates, whatever the size:
 
-- numeric columns: population stability index over 10 bins cut at the baseline's deciles, and the
-  two-sample Kolmogorov-Smirnov statistic. KS is computed from a fine grid, not from every value:
-  both empirical CDFs are counted exactly (DuckDB `histogram`) at up to `KS_GRID` points placed at
-  quantiles of the pooled reservoir sample. When the sample holds every row and there are no more
-  distinct values than grid points (small tables, discrete columns), the grid is every value and
-  the statistic is exact; otherwise the exact statistic lies in [ks_statistic, ks_statistic_upper],
-  both reported (the upper bound follows from the CDFs being monotone between grid points). The
-  decile cut points come from the same sample (exact when it holds every row). The p-value is the
-  asymptotic Kolmogorov distribution at sqrt(n*m/(n+m)) * D.
+- numeric columns: each snapshot's values are counted in up to `BUCKETS` equal-width buckets
+  spanning both snapshots' range (from the Iceberg column bounds in the manifests, so no extra
+  pass). From those exact bucket counts:
+  - population stability index over 10 bins cut at the baseline's deciles (each cut at the end
+    of the bucket where the baseline's CDF reaches k/10);
+  - the two-sample Kolmogorov-Smirnov statistic from a fine grid: both empirical CDFs are exact at
+    every bucket end, so the maximum difference there is a lower bound of the exact statistic, and
+    (both CDFs being monotone inside a bucket) `ks_statistic_upper` an upper bound. Integer columns
+    spanning at most `BUCKETS` values get a bucket per value: the statistic is then exact. The
+    p-value is the asymptotic Kolmogorov distribution at sqrt(n*m/(n+m)) * D.
 - other columns: total variation distance between the category frequencies, and the categories
   that are new or vanished.
 - every column: missing-value rate in each snapshot; the table: row counts.
@@ -46,9 +47,7 @@ if TYPE_CHECKING:
 
 PSI_BINS = 10
 PSI_EPSILON = 1e-4  # an empty bin counts as this share, so the log never sees zero
-KS_GRID = 400
-SAMPLE_ROWS = 100_000
-SAMPLE_SEED = 42
+BUCKETS = 4096
 DRIFT_JOB = "drift"
 KEY_COLUMNS = ("id",)  # row keys: their distribution says nothing about the data
 _NUMERIC = ("int", "long", "float", "double", "decimal")
@@ -197,31 +196,6 @@ def psi(baseline_counts: Sequence[float], current_counts: Sequence[float]) -> fl
     return total
 
 
-def _decile_edges(sample: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    return np.unique(np.quantile(sample, [i / PSI_BINS for i in range(1, PSI_BINS)]))
-
-
-def _grid(pooled: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    values = np.unique(pooled)
-    if len(values) <= KS_GRID:
-        return values
-    return np.unique(np.quantile(pooled, np.linspace(0, 1, KS_GRID + 1)[1:-1], method="inverted_cdf"))
-
-
-def _cdf(hist: Mapping[float, int] | None, points: Sequence[float]) -> list[int]:
-    """Cumulative counts at each boundary from a DuckDB histogram (bucket (prev, b] per boundary)."""
-    hist = hist or {}
-    out, total = [], 0
-    for p in points:
-        total += int(hist.get(p, 0))
-        out.append(total)
-    return out
-
-
 # -- the check of one table -------------------------------------------------------------------------
 
 
@@ -240,26 +214,28 @@ def _attach(con: duckdb.DuckDBPyConnection, view: str, table: Table, snapshot_id
         con.unregister("__drift_empty")
 
 
-def _columns(table: Table, name: str, baseline: int, current: int, wanted: Sequence[str] | None) -> dict[str, str]:
-    """column -> numeric|categorical, for the columns both snapshots hold (every one but the keys by default)."""
+def _columns(table: Table, name: str, baseline: int, current: int, wanted: Sequence[str] | None) -> dict[str, Any]:
+    """column -> Iceberg field, for the columns both snapshots hold (every one but the keys by default)."""
     schemas = table.schemas()
-    kinds: list[dict[str, str]] = []
+    found: list[dict[str, Any]] = []
     for sid in (baseline, current):
         snap = table.snapshot_by_id(sid)
-        kinds.append(
-            {
-                f.name: "numeric" if str(f.field_type).split("(")[0] in _NUMERIC else "categorical"
-                for f in schemas[snap.schema_id].fields  # type: ignore[union-attr]
-                if f.field_type.is_primitive
-            }
-        )
-    both = {c: k for c, k in kinds[0].items() if c in kinds[1]}
+        found.append({f.name: f for f in schemas[snap.schema_id].fields if f.field_type.is_primitive})  # type: ignore[union-attr]
+    both = {c: f for c, f in found[0].items() if c in found[1]}
     if wanted is None:
-        return {c: k for c, k in both.items() if c not in KEY_COLUMNS}
+        return {c: f for c, f in both.items() if c not in KEY_COLUMNS}
     missing = [c for c in wanted if c not in both]
     if missing:
         raise DriftError(f"{name} has no column {', '.join(missing)} in both snapshots; columns: {', '.join(both)}")
     return {c: both[c] for c in wanted}
+
+
+def _kind(field: Any) -> str:
+    return "numeric" if str(field.field_type).split("(")[0] in _NUMERIC else "categorical"
+
+
+def _is_integer(field: Any) -> bool:
+    return str(field.field_type) in ("int", "long")
 
 
 def check_snapshot(table: Table, name: str, snapshot_id: int, what: str) -> None:
@@ -282,81 +258,128 @@ def compute_drift(
     tbl = load_table(catalog, TableName.parse(table))
     check_snapshot(tbl, table, baseline_snapshot_id, "the baseline")
     check_snapshot(tbl, table, current_snapshot_id, "the current snapshot")
-    kinds = _columns(tbl, table, baseline_snapshot_id, current_snapshot_id, columns)
+    cols = _columns(tbl, table, baseline_snapshot_id, current_snapshot_id, columns)
     con = sql.connect(iceberg=False)
     con.execute("SET enable_progress_bar = false")
     _attach(con, "base", tbl, baseline_snapshot_id)
     _attach(con, "cur", tbl, current_snapshot_id)
-    return _compare(con, table, baseline_snapshot_id, current_snapshot_id, kinds, t)
+    numeric = {c: f for c, f in cols.items() if _kind(f) == "numeric"}
+    ranges = _ranges(con, tbl, (baseline_snapshot_id, current_snapshot_id), numeric)
+    return _compare(con, table, baseline_snapshot_id, current_snapshot_id, cols, ranges, t)
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    """Equal-width buckets [lo + k*width, lo + (k+1)*width) of a numeric column, k in [0, count)."""
+
+    lo: float
+    width: float
+    count: int
+    exact: bool  # a bucket per distinct value possible (integers): the KS statistic is exact
+
+
+def _ranges(con: duckdb.DuckDBPyConnection, table: Table, snapshots: Sequence[int], numeric: Mapping[str, Any]) -> dict[str, _Buckets]:
+    """Buckets per numeric column spanning both snapshots' values.
+
+    The range comes from the column bounds Iceberg keeps per data file (no pass over the data);
+    a column some file has no bounds for gets them from DuckDB instead.
+    """
+    from pyiceberg.conversions import from_bytes
+
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    unknown: set[str] = set()
+    for sid in snapshots:
+        for task in table.scan(snapshot_id=sid).plan_files():
+            f = task.file
+            for c, field in numeric.items():
+                lb, ub = (f.lower_bounds or {}).get(field.field_id), (f.upper_bounds or {}).get(field.field_id)
+                if lb is None or ub is None:
+                    if (f.null_value_counts or {}).get(field.field_id) != f.record_count:
+                        unknown.add(c)  # values without bounds (not merely an all-null column)
+                    continue
+                lo[c] = min(lo.get(c, math.inf), float(from_bytes(field.field_type, lb)))
+                hi[c] = max(hi.get(c, -math.inf), float(from_bytes(field.field_type, ub)))
+    if unknown:
+        parts = ", ".join(f"min({_quote(c)})::DOUBLE, max({_quote(c)})::DOUBLE" for c in sorted(unknown))
+        for side in ("base", "cur"):
+            row = con.execute(f"SELECT {parts} FROM {side}").fetchone() or ()
+            for i, c in enumerate(sorted(unknown)):
+                if row[2 * i] is not None:
+                    lo[c], hi[c] = min(lo.get(c, math.inf), row[2 * i]), max(hi.get(c, -math.inf), row[2 * i + 1])
+    out = {}
+    for c, field in numeric.items():
+        if c not in lo or not (math.isfinite(lo[c]) and math.isfinite(hi[c])):
+            out[c] = _Buckets(0.0, 1.0, 1, False)  # no values, or infinite ones: one bucket, no detail
+        elif _is_integer(field) and hi[c] - lo[c] < BUCKETS:
+            out[c] = _Buckets(lo[c], 1.0, int(hi[c] - lo[c]) + 1, True)
+        else:
+            out[c] = _Buckets(lo[c], (hi[c] - lo[c]) / BUCKETS or 1.0, BUCKETS, False)
+    return out
+
+
+def _bucket_counts(
+    con: duckdb.DuckDBPyConnection, side: str, ranges: Mapping[str, _Buckets]
+) -> dict[str, tuple[np.ndarray, float | None, float | None, float | None]]:
+    """Per numeric column of one snapshot: counts per bucket, min, max, sum. One query, one pass."""
+    import numpy as np
+
+    if not ranges:
+        return {}
+    parts = []
+    for i, (c, b) in enumerate(ranges.items()):
+        q = _quote(c)
+        parts.append(
+            f"SELECT {i} AS col, least(greatest(floor(({q}::DOUBLE - {b.lo!r}) / {b.width!r}), 0), {b.count - 1})::BIGINT AS k, "
+            f"count(*) AS n, min({q})::DOUBLE AS lo, max({q})::DOUBLE AS hi, sum({q})::DOUBLE AS total "
+            f"FROM {side} WHERE {q} IS NOT NULL GROUP BY ALL"
+        )
+    result = con.execute(" UNION ALL ".join(parts)).fetchnumpy()
+    names = list(ranges)
+    out: dict[str, tuple[np.ndarray, float | None, float | None, float | None]] = {}
+    for i, c in enumerate(names):
+        mask = result["col"] == i
+        counts = np.bincount(result["k"][mask].astype("int64"), weights=result["n"][mask], minlength=ranges[c].count)
+        any_rows = bool(mask.any())
+        out[c] = (
+            counts,
+            float(result["lo"][mask].min()) if any_rows else None,
+            float(result["hi"][mask].max()) if any_rows else None,
+            float(result["total"][mask].sum()) if any_rows else None,
+        )
+    return out
 
 
 def _compare(
-    con: duckdb.DuckDBPyConnection, table: str, baseline: int, current: int, kinds: Mapping[str, str], t: DriftThresholds
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    baseline: int,
+    current: int,
+    cols: Mapping[str, Any],
+    ranges: Mapping[str, _Buckets],
+    t: DriftThresholds,
 ) -> TableDrift:
-    numeric = [c for c, k in kinds.items() if k == "numeric"]
-    # 1. Counts, nulls, min/max/sum per column: one scan per snapshot.
-    stats = {}
+    rows = {}
     for side in ("base", "cur"):
-        parts = ["count(*)"]
-        for c in kinds:
-            q = _quote(c)
-            parts.append(f"count({q})")
-            if c in numeric:
-                parts += [f"min({q})::DOUBLE", f"max({q})::DOUBLE", f"sum({q})::DOUBLE"]
-        row = con.execute(f"SELECT {', '.join(parts)} FROM {side}").fetchone()
-        assert row is not None
-        stats[side] = _unpack(row, kinds, numeric)
-    nb_rows, nc_rows = stats["base"]["rows"], stats["cur"]["rows"]
-
-    # 2. A bounded reservoir sample of the numeric columns of each snapshot: the cut points.
-    samples: dict[str, dict[str, np.ndarray]] = {}
-    if numeric:
-        cols = ", ".join(f"{_quote(c)}::DOUBLE AS {_quote(c)}" for c in numeric)
-        for side in ("base", "cur"):
-            samples[side] = con.execute(
-                f"SELECT {cols} FROM {side} USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})"
-            ).fetchnumpy()
-    edges: dict[str, list[float]] = {}
-    points: dict[str, list[float]] = {}
-    exact: set[str] = set()
-    whole = numeric and all(len(samples[s][numeric[0]]) == stats[s]["rows"] for s in ("base", "cur"))
-    for c in numeric:
-        import numpy as np
-
-        b = _finite(samples["base"][c])
-        cur = _finite(samples["cur"][c])
-        if not len(b) or not len(cur):
-            continue
-        edges[c] = [float(x) for x in _decile_edges(b)]
-        grid = _grid(np.concatenate([b, cur]))
-        points[c] = sorted({*edges[c], *(float(x) for x in grid)})
-        if whole and len(grid) == len(np.unique(np.concatenate([b, cur]))):
-            exact.add(c)  # the points are every value either snapshot holds: the statistic is exact
-
-    # 3. Exact counts at every cut point: one scan per snapshot, a histogram per numeric column.
-    cdfs: dict[str, dict[str, list[int]]] = {"base": {}, "cur": {}}
-    if points:
-        params = {f"p{i}": points[c] for i, c in enumerate(points)}
-        select = ", ".join(f"histogram({_quote(c)}::DOUBLE, $p{i})" for i, c in enumerate(points))
-        for side in ("base", "cur"):
-            row = con.execute(f"SELECT {select} FROM {side}", params).fetchone()
-            assert row is not None
-            cdfs[side] = {c: _cdf(h, points[c]) for c, h in zip(points, row)}
+        row = con.execute(f"SELECT count(*) FROM {side}").fetchone()  # from Parquet metadata
+        rows[side] = int(row[0]) if row else 0
+    nb_rows, nc_rows = rows["base"], rows["cur"]
+    buckets = {side: _bucket_counts(con, side, ranges) for side in ("base", "cur")}
 
     features = []
-    for c, kind in kinds.items():
-        sb, sc = stats["base"]["columns"][c], stats["cur"]["columns"][c]
-        f = FeatureDrift(
-            column=c,
-            kind=kind,
-            missing_rate_baseline=(nb_rows - sb["count"]) / nb_rows if nb_rows else None,
-            missing_rate_current=(nc_rows - sc["count"]) / nc_rows if nc_rows else None,
-            metrics={"nullCount": nc_rows - sc["count"], "count": sc["count"], **{k: v for k, v in sc.items() if k != "count" and v is not None}},
-        )
-        if kind == "numeric" and c in points:
-            _numeric_scores(f, points[c], edges[c], cdfs["base"][c], cdfs["cur"][c], sb["count"], sc["count"], c in exact)
-        elif kind == "categorical":
-            _categorical_scores(con, f, c)
+    for c, field in cols.items():
+        f = FeatureDrift(column=c, kind=_kind(field))
+        if f.kind == "numeric":
+            (cb, *_), (cc, lo, hi, total) = buckets["base"][c], buckets["cur"][c]
+            nb, nc = int(cb.sum()), int(cc.sum())
+            f.metrics = {"count": nc, "min": lo, "max": hi, "sum": total}
+            _numeric_scores(f, cb, cc, ranges[c].exact)
+        else:
+            nb, nc = _categorical_scores(con, f, c)
+            f.metrics["count"] = nc
+        f.metrics["nullCount"] = nc_rows - nc
+        f.missing_rate_baseline = (nb_rows - nb) / nb_rows if nb_rows else None
+        f.missing_rate_current = (nc_rows - nc) / nc_rows if nc_rows else None
         _verdict(f, t)
         features.append(f)
 
@@ -380,49 +403,26 @@ def _compare(
     )
 
 
-def _finite(values: Any) -> np.ndarray:
+def _numeric_scores(f: FeatureDrift, counts_b: np.ndarray, counts_c: np.ndarray, exact: bool) -> None:
     import numpy as np
 
-    arr = np.asarray(values.filled(np.nan) if hasattr(values, "filled") else values, dtype="float64")
-    return arr[np.isfinite(arr)]
-
-
-def _unpack(row: Sequence[Any], kinds: Mapping[str, str], numeric: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"rows": int(row[0]), "columns": {}}
-    i = 1
-    for c in kinds:
-        col: dict[str, Any] = {"count": int(row[i])}
-        i += 1
-        if c in numeric:
-            col.update(min=row[i], max=row[i + 1], sum=row[i + 2])
-            i += 3
-        out["columns"][c] = col
-    return out
-
-
-def _numeric_scores(
-    f: FeatureDrift, points: list[float], edges: list[float], fb: list[int], fc: list[int], nb: int, nc: int, exact: bool
-) -> None:
+    nb, nc = float(counts_b.sum()), float(counts_c.sum())
     if not nb or not nc:
         return
-    at = {p: i for i, p in enumerate(points)}
-    # PSI bins: (-inf, e1], (e1, e2], ..., (e9, inf); each edge is one of the counted points.
-    cb = [fb[at[e]] for e in edges] + [nb]
-    cc = [fc[at[e]] for e in edges] + [nc]
-    f.psi = psi([b - a for a, b in zip([0] + cb[:-1], cb)], [b - a for a, b in zip([0] + cc[:-1], cc)])
-    gb = [x / nb for x in fb]
-    gc = [x / nc for x in fc]
-    f.ks_statistic = max(abs(b - c) for b, c in zip(gb, gc))
-    # Between two counted points both CDFs are monotone, so neither can differ by more than this.
-    lo_b, lo_c, upper = 0.0, 0.0, f.ks_statistic
-    for b, c in zip(gb + [1.0], gc + [1.0]):
-        upper = max(upper, b - lo_c, c - lo_b)
-        lo_b, lo_c = b, c
-    f.ks_statistic_upper = f.ks_statistic if exact else upper
-    f.ks_pvalue = ks_pvalue(f.ks_statistic, nb, nc)
+    gb, gc = np.cumsum(counts_b) / nb, np.cumsum(counts_c) / nc  # both CDFs at every bucket end
+    # PSI bins end at the buckets where the baseline's CDF reaches 1/10, 2/10, ... (its deciles).
+    ends = sorted({int(np.searchsorted(gb, k / PSI_BINS - 1e-12)) for k in range(1, PSI_BINS)} - {len(gb) - 1})
+    cut_b, cut_c = [0.0, *gb[ends], 1.0], [0.0, *gc[ends], 1.0]
+    f.psi = psi(np.diff(cut_b) * nb, np.diff(cut_c) * nc)
+    f.ks_statistic = float(np.max(np.abs(gb - gc)))
+    # Inside a bucket each CDF moves from its value at the previous end to the one at this end.
+    prev_b, prev_c = np.concatenate([[0.0], gb[:-1]]), np.concatenate([[0.0], gc[:-1]])
+    f.ks_statistic_upper = f.ks_statistic if exact else float(max(np.max(gb - prev_c), np.max(gc - prev_b), f.ks_statistic))
+    f.ks_pvalue = ks_pvalue(f.ks_statistic, int(nb), int(nc))
 
 
-def _categorical_scores(con: duckdb.DuckDBPyConnection, f: FeatureDrift, column: str) -> None:
+def _categorical_scores(con: duckdb.DuckDBPyConnection, f: FeatureDrift, column: str) -> tuple[int, int]:
+    """Category shift of one column; returns its non-null counts (baseline, current)."""
     q = _quote(column)
     row = con.execute(
         f"""
@@ -432,16 +432,17 @@ def _categorical_scores(con: duckdb.DuckDBPyConnection, f: FeatureDrift, column:
         SELECT 0.5 * sum(abs(coalesce(b.n, 0) / (SELECT total FROM nb) - coalesce(c.n, 0) / (SELECT total FROM nc))),
                list(c.v ORDER BY c.n DESC) FILTER (WHERE b.n IS NULL),
                list(b.v ORDER BY b.n DESC) FILTER (WHERE c.n IS NULL),
-               count(c.v)
+               count(c.v), (SELECT total FROM nb), (SELECT total FROM nc)
         FROM b FULL OUTER JOIN c ON b.v = c.v
         """
     ).fetchone()
     assert row is not None
-    shift, new, vanished, distinct = row
+    shift, new, vanished, distinct, nb, nc = row
     f.category_shift = float(shift) if shift is not None else None
     f.new_categories = list(new or [])[:10]
     f.vanished_categories = list(vanished or [])[:10]
     f.metrics["distinctCount"] = int(distinct or 0)
+    return int(nb or 0), int(nc or 0)
 
 
 def _verdict(f: FeatureDrift, t: DriftThresholds) -> None:
