@@ -1,7 +1,7 @@
 """Drift: how far a table's newer snapshot has moved from the snapshot a model was trained on.
 
 Everything heavy runs in DuckDB over the two snapshots read by time travel (their Parquet files),
-in one pass over each snapshot's columns; Python receives only aggregates, whatever the size:
+reading each column of each snapshot once; Python receives only aggregates, whatever the size:
 
 - numeric columns: each snapshot's values are counted in up to `BUCKETS` equal-width buckets
   spanning both snapshots' range (from the Iceberg column bounds in the manifests, so no extra
@@ -321,31 +321,28 @@ def _ranges(con: duckdb.DuckDBPyConnection, table: Table, snapshots: Sequence[in
 def _bucket_counts(
     con: duckdb.DuckDBPyConnection, side: str, ranges: Mapping[str, _Buckets]
 ) -> dict[str, tuple[np.ndarray, float | None, float | None, float | None]]:
-    """Per numeric column of one snapshot: counts per bucket, min, max, sum. One query, one pass."""
+    """Per numeric column of one snapshot: counts per bucket, min, max, sum (one read of each column)."""
     import numpy as np
 
     if not ranges:
         return {}
-    parts = []
-    for i, (c, b) in enumerate(ranges.items()):
+    out: dict[str, tuple[np.ndarray, float | None, float | None, float | None]] = {}
+    for c, b in ranges.items():
         q = _quote(c)
-        parts.append(
-            f"SELECT {i} AS col, least(greatest(floor(({q}::DOUBLE - {b.lo!r}) / {b.width!r}), 0), {b.count - 1})::BIGINT AS k, "
+        # One query per column (DuckDB 1.5.5 was seen to hang on a UNION ALL of these at 10M rows);
+        # each reads only its own column.
+        result = con.execute(
+            f"SELECT least(greatest(floor(({q}::DOUBLE - {b.lo!r}) / {b.width!r}), 0), {b.count - 1})::BIGINT AS k, "
             f"count(*) AS n, min({q})::DOUBLE AS lo, max({q})::DOUBLE AS hi, sum({q})::DOUBLE AS total "
             f"FROM {side} WHERE {q} IS NOT NULL GROUP BY ALL"
-        )
-    result = con.execute(" UNION ALL ".join(parts)).fetchnumpy()
-    names = list(ranges)
-    out: dict[str, tuple[np.ndarray, float | None, float | None, float | None]] = {}
-    for i, c in enumerate(names):
-        mask = result["col"] == i
-        counts = np.bincount(result["k"][mask].astype("int64"), weights=result["n"][mask], minlength=ranges[c].count)
-        any_rows = bool(mask.any())
+        ).fetchnumpy()
+        counts = np.bincount(result["k"].astype("int64"), weights=result["n"], minlength=b.count)
+        any_rows = len(result["k"]) > 0
         out[c] = (
             counts,
-            float(result["lo"][mask].min()) if any_rows else None,
-            float(result["hi"][mask].max()) if any_rows else None,
-            float(result["total"][mask].sum()) if any_rows else None,
+            float(result["lo"].min()) if any_rows else None,
+            float(result["hi"].max()) if any_rows else None,
+            float(result["total"].sum()) if any_rows else None,
         )
     return out
 
