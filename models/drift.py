@@ -505,7 +505,7 @@ def check_model(
             if snap is None:
                 raise DriftError(f"{inp.table} has no current snapshot to check")
             current = snap.snapshot_id
-        check_snapshot(table, inp.table, current, "given by --snapshot")
+        check_snapshot(table, inp.table, current, "the snapshot to check")
         plan.append((inp.table, table, inp.snapshot_id, current))
 
     results: list[TableDrift] = []
@@ -602,10 +602,14 @@ def history(settings: Settings, ref: str) -> list[dict[str, Any]]:
     r = ModelRef.parse(ref)
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
-    if not registry.versions(r.name):
-        registry.resolve(r)  # the registry's own error: unknown model
-    if r.version is not None:
-        registry.resolve(r)  # unknown version
+    # An unknown model, version, or an alias that never existed: the registry's own error. An
+    # alias that has moved on still shows the checks made through it.
+    if (
+        not registry.versions(r.name)
+        or r.version is not None
+        or (r.alias is not None and not any(h["alias"] == r.alias for h in registry.alias_history(r.name)))
+    ):
+        registry.resolve(r)
     drift_store.ensure(catalog, settings)
     con = sql.connect(iceberg=False)
     ns = settings.lineage.namespace
