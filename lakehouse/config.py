@@ -64,13 +64,11 @@ class ModelsSettings:
     promotion_threshold: float = 0.01
 
 
-# The drift thresholds a check uses unless the model has its own (`drift.models.<name>.<key>`).
-DRIFT_KEYS = ("psi", "ks_statistic", "ks_pvalue", "category_shift", "missing_rate_change", "row_count_change")
-
-
 @dataclass(frozen=True)
-class DriftSettings:
-    """Defaults for drift checks; `models` maps a model name to its own overrides of these keys."""
+class DriftThresholds:
+    """When a drift check calls a change drift. A numeric column drifts if psi > psi, or if the KS
+    test is significant (p < ks_pvalue) *and* the shift is material (statistic > ks_statistic): on a
+    table of millions of rows any trivial shift is significant, so the p-value alone would always fire."""
 
     psi: float = 0.2
     ks_statistic: float = 0.1
@@ -78,7 +76,20 @@ class DriftSettings:
     category_shift: float = 0.1
     missing_rate_change: float = 0.05
     row_count_change: float = 0.5
-    models: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_json(self) -> dict[str, float]:
+        return {f: getattr(self, f) for f in DRIFT_KEYS}
+
+
+DRIFT_KEYS = tuple(DriftThresholds.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """The `drift` section: default thresholds, and per model name its own (defaults plus its overrides)."""
+
+    defaults: DriftThresholds = field(default_factory=DriftThresholds)
+    models: Mapping[str, DriftThresholds] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -177,17 +188,19 @@ _KNOWN = {
 
 
 def _drift(raw: Mapping[str, Any]) -> DriftSettings:
-    """The `drift` section: default thresholds, and per model (`drift.models.<name>.<key>`) overrides."""
-    defaults = {k: _as_float("drift", k, raw.get(k, getattr(DriftSettings, k))) for k in DRIFT_KEYS}
+    """The `drift` section: thresholds, and per model (`drift.models.<name>.<key>`) overrides."""
+    from dataclasses import replace
+
+    defaults = DriftThresholds(**{k: _as_float("drift", k, raw[k]) for k in DRIFT_KEYS if k in raw})
     per_model = raw.get("models") or {}
     if not isinstance(per_model, Mapping):
         raise ConfigError("drift.models must map model names to thresholds, e.g. drift: {models: {wine: {psi: 0.3}}}")
-    models: dict[str, Mapping[str, float]] = {}
+    models: dict[str, DriftThresholds] = {}
     for name, keys in per_model.items():
         if not isinstance(keys, Mapping) or set(keys) - set(DRIFT_KEYS):
             raise ConfigError(f"drift.models.{name} must set only {', '.join(DRIFT_KEYS)}")
-        models[str(name)] = MappingProxyType({k: _as_float(f"drift.models.{name}", k, v) for k, v in keys.items()})
-    return DriftSettings(**defaults, models=MappingProxyType(models))
+        models[str(name)] = replace(defaults, **{k: _as_float(f"drift.models.{name}", k, v) for k, v in keys.items()})
+    return DriftSettings(defaults=defaults, models=MappingProxyType(models))
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -23,12 +23,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import sql
 from lakehouse.catalog import load_catalog
+# DriftThresholds is configuration (the `drift` section); re-exported as part of this module's API.
+from lakehouse.config import DriftThresholds as DriftThresholds
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
@@ -53,29 +55,12 @@ KEY_COLUMNS = ("id",)  # row keys: their distribution says nothing about the dat
 _NUMERIC = ("int", "long", "float", "double", "decimal")
 
 
-@dataclass(frozen=True)
-class DriftThresholds:
-    """When a change counts as drift. A numeric column drifts if psi > psi, or if the KS test is
-    significant (p < ks_pvalue) *and* the shift is material (statistic > ks_statistic): on a table
-    of millions of rows any trivial shift is significant, so the p-value alone would always fire."""
-
-    psi: float = 0.2
-    ks_statistic: float = 0.1
-    ks_pvalue: float = 0.01
-    category_shift: float = 0.1
-    missing_rate_change: float = 0.05
-    row_count_change: float = 0.5
-
-    def to_json(self) -> dict[str, float]:
-        return asdict(self)
-
-
 def thresholds_for(settings: Settings, model: str | None = None) -> DriftThresholds:
     """The `drift` section's thresholds, with `drift.models.<model>` overrides applied."""
-    values = {f.name: float(getattr(settings.drift, f.name)) for f in fields(DriftThresholds)}
-    if model is not None:
-        values.update(settings.drift.models.get(model) or settings.drift.models.get(model.lower()) or {})
-    return DriftThresholds(**values)
+    models = settings.drift.models
+    if model is not None and (model in models or model.lower() in models):  # env variables arrive lower-cased
+        return models.get(model) or models[model.lower()]
+    return settings.drift.defaults
 
 
 @dataclass
