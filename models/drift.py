@@ -416,8 +416,8 @@ def _categorical_scores(con: duckdb.DuckDBPyConnection, f: FeatureDrift, column:
              c AS (SELECT {q}::VARCHAR AS v, count(*) AS n FROM cur WHERE {q} IS NOT NULL GROUP BY 1),
              nb AS (SELECT sum(n) AS total FROM b), nc AS (SELECT sum(n) AS total FROM c)
         SELECT 0.5 * sum(abs(coalesce(b.n, 0) / (SELECT total FROM nb) - coalesce(c.n, 0) / (SELECT total FROM nc))),
-               list(c.v ORDER BY c.n DESC) FILTER (WHERE b.n IS NULL),
-               list(b.v ORDER BY b.n DESC) FILTER (WHERE c.n IS NULL),
+               (list(c.v ORDER BY c.n DESC) FILTER (WHERE b.n IS NULL))[1:10],  -- the 10 most frequent
+               (list(b.v ORDER BY b.n DESC) FILTER (WHERE c.n IS NULL))[1:10],
                count(c.v), (SELECT total FROM nb), (SELECT total FROM nc)
         FROM b FULL OUTER JOIN c ON b.v = c.v
         """
@@ -425,8 +425,8 @@ def _categorical_scores(con: duckdb.DuckDBPyConnection, f: FeatureDrift, column:
     assert row is not None
     shift, new, vanished, distinct, nb, nc = row
     f.category_shift = float(shift) if shift is not None else None
-    f.new_categories = list(new or [])[:10]
-    f.vanished_categories = list(vanished or [])[:10]
+    f.new_categories = list(new or [])
+    f.vanished_categories = list(vanished or [])
     f.metrics["distinctCount"] = int(distinct or 0)
     return int(nb or 0), int(nc or 0)
 
