@@ -66,6 +66,34 @@ class ModelsSettings:
 
 
 @dataclass(frozen=True)
+class DriftThresholds:
+    """When a drift check calls a change drift. A numeric column drifts if psi > psi, or if the KS
+    test is significant (p < ks_pvalue) *and* the shift is material (statistic > ks_statistic): on a
+    table of millions of rows any trivial shift is significant, so the p-value alone would always fire."""
+
+    psi: float = 0.2
+    ks_statistic: float = 0.1
+    ks_pvalue: float = 0.01
+    category_shift: float = 0.1
+    missing_rate_change: float = 0.05
+    row_count_change: float = 0.5
+
+    def to_json(self) -> dict[str, float]:
+        return {f: getattr(self, f) for f in DRIFT_KEYS}
+
+
+DRIFT_KEYS = tuple(DriftThresholds.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """The `drift` section: default thresholds, and per model name its own (defaults plus its overrides)."""
+
+    defaults: DriftThresholds = field(default_factory=DriftThresholds)
+    models: Mapping[str, DriftThresholds] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     catalog: CatalogSettings
@@ -74,6 +102,7 @@ class Settings:
     ingest: IngestSettings
     config_file: Path | None = None
     models: ModelsSettings = field(default_factory=ModelsSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
 
     @property
     def warehouse(self) -> str:
@@ -164,6 +193,7 @@ _KNOWN = {
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s"},
     "ingest": {"suites_dir"},
     "models": {"promotion_threshold"},
+    "drift": {*DRIFT_KEYS, "models"},
     "home": None,
 }
 
@@ -182,6 +212,22 @@ def _flatten_catalog(section: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[str(key)] = value
     return out
+
+
+def _drift(raw: Mapping[str, Any]) -> DriftSettings:
+    """The `drift` section: thresholds, and per model (`drift.models.<name>.<key>`) overrides."""
+    from dataclasses import replace
+
+    defaults = DriftThresholds(**{k: _as_float("drift", k, raw[k]) for k in DRIFT_KEYS if k in raw})
+    per_model = raw.get("models") or {}
+    if not isinstance(per_model, Mapping):
+        raise ConfigError("drift.models must map model names to thresholds, e.g. drift: {models: {wine: {psi: 0.3}}}")
+    models: dict[str, DriftThresholds] = {}
+    for name, keys in per_model.items():
+        if not isinstance(keys, Mapping) or set(keys) - set(DRIFT_KEYS):
+            raise ConfigError(f"drift.models.{name} must set only {', '.join(DRIFT_KEYS)}")
+        models[str(name)] = replace(defaults, **{k: _as_float(f"drift.models.{name}", k, v) for k, v in keys.items()})
+    return DriftSettings(defaults=defaults, models=MappingProxyType(models))
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -242,6 +288,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     ing = raw.get("ingest") or {}
     suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
     return Settings(
+        drift=_drift(raw.get("drift") or {}),
         home=home,
         catalog=CatalogSettings(name=name, properties=MappingProxyType(props)),
         kafka=kafka,

@@ -118,6 +118,11 @@ def _view_body(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -> 
     return f"SELECT * FROM iceberg_scan({_quote_literal(table.metadata_location)}, snapshot_from_id => {int(snapshot_id)})"
 
 
+def snapshot_sql(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -> str:
+    """A SELECT reading one snapshot of a pyiceberg table (time travel), or "" if it holds no data files."""
+    return _view_body(con, table, snapshot_id)
+
+
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

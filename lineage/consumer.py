@@ -73,6 +73,7 @@ class ConsumeReport:
     commits: int = 0
     compactions: int = 0
     registry_rows: int = 0
+    drift_rows: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
 
 
@@ -221,10 +222,12 @@ class LineageWriter:
         Idempotent (keyed by model+version and by the move's run id), so running it ahead of the
         offset-bearing commits means a crash replays the batch and adds only what is missing.
         """
-        from lineage import model_store
+        from lineage import drift_store, model_store
 
         added = model_store.upsert_from_events(self.catalog, self.settings, (p.event for p in parsed))
         report.registry_rows += sum(added.values())
+        # Drift-check results (lineage.drift), idempotent the same way (keyed by run, table, column).
+        report.drift_rows += drift_store.upsert_from_events(self.catalog, self.settings, (p.event for p in parsed))
 
     def _fresh(self, short: str, parsed: list[Parsed]) -> list[Parsed]:
         """Events of this batch that `short` does not hold yet: above its offsets, ids never stored."""

@@ -31,3 +31,7 @@ class SnapshotExpiredError(ReproduceError):
 
 class TableDroppedError(ReproduceError):
     """A recorded input table no longer exists in the catalog."""
+
+
+class DriftError(TidemarkError):
+    """A drift check that cannot run: unknown column or snapshot, a table without a baseline."""

@@ -12,9 +12,9 @@ from lakehouse.config import Settings
 from lakehouse.sql import query
 from lineage import query as lineage_query
 from models.registry import Registry
+from lineage.drift_store import DRIFT_FACET
+from models.drift import DRIFT_JOB
 from models.renewal import DECISION_FACET, RENEW_JOB
-
-DRIFT_JOB = "drift"
 
 
 def _last_complete(con: Any, ns: str, job_name: str) -> dict[str, Any] | None:
@@ -36,15 +36,15 @@ def _drift_summary(event: dict[str, Any]) -> dict[str, Any]:
     """What the drift run found, from its inputs' `tidemark_drift` facets."""
     tables = []
     for ds in event.get("inputs") or []:
-        facet = (ds.get("inputFacets") or {}).get("tidemark_drift") or (ds.get("facets") or {}).get("tidemark_drift")
+        facet = (ds.get("inputFacets") or {}).get(DRIFT_FACET)
         if facet:
             tables.append(
                 {
-                    "table": facet.get("table") or ds.get("name"),
-                    "baseline_snapshot_id": facet.get("baselineSnapshotId", facet.get("baseline_snapshot_id")),
-                    "snapshot_id": (ds.get("version") or {}).get("datasetVersion") if isinstance(ds.get("version"), dict) else None,
-                    "drifted": facet.get("drifted"),
-                    "drifted_features": facet.get("driftedFeatures", facet.get("drifted_features", [])),
+                    "table": facet.get("table"),
+                    "baseline_snapshot_id": facet.get("baselineSnapshotId"),
+                    "snapshot_id": facet.get("currentSnapshotId"),
+                    "drifted": bool(facet.get("drifted")),
+                    "drifted_features": [f["column"] for f in facet.get("features") or [] if f.get("drifted")],
                 }
             )
     return {"drifted": any(t.get("drifted") for t in tables), "tables": tables}

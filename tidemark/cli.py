@@ -420,6 +420,70 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_drift(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lakehouse.exceptions import TidemarkError
+    from models import drift
+
+    settings = _settings(args)
+    if args.snapshot and not args.check:
+        raise TidemarkError("--snapshot chooses what a new check compares; add --check")
+    if args.plot and not args.plot.lower().endswith(".svg"):
+        raise TidemarkError(f"--plot {args.plot}: the chart is written as SVG; name the file FILE.svg")
+    if args.check:
+        check = drift.check_model(settings, args.ref, _snapshot_ids(args.snapshot))
+        if args.output == "json":
+            emit_json(check.to_json())
+        else:
+            verdict = "DRIFTED" if check.drifted else "no drift"
+            print(f"{check.model}:{check.version}{'@' + check.alias if check.alias else ''} drift check (run {check.run_id}): {verdict}")
+            for t in check.tables:
+                change = f"{t.row_count_change:+.0%}" if t.row_count_change is not None else "n/a"
+                print(f"  {t.table}: snapshot {t.baseline_snapshot_id} (trained on) -> {t.current_snapshot_id}, rows {t.rows_baseline} -> {t.rows_current} ({change})")
+                for reason in t.reasons:
+                    print(f"    drift: {reason}")
+                rows = [
+                    {
+                        "column": f.column, "kind": f.kind, "psi": _num(f.psi), "ks": _num(f.ks_statistic), "ks_p": _num(f.ks_pvalue, "{:.2g}"),
+                        "cat_shift": _num(f.category_shift), "missing": f"{f.missing_rate_baseline or 0:.1%} -> {f.missing_rate_current or 0:.1%}",
+                        "drifted": "DRIFTED" if f.drifted else "",
+                    }
+                    for f in t.features
+                ]
+                print(table(rows, ["column", "kind", "psi", "ks", "ks_p", "cat_shift", "missing", "drifted"]))
+    rows = drift.history(settings, args.ref) if (args.plot or not args.check) else []
+    if args.plot:
+        from models.drift_plot import write_svg
+        from models.registry import ModelRef
+
+        name = ModelRef.parse(args.ref).name
+        path = write_svg(rows, Path(args.plot), drift.thresholds_for(settings, name).psi, args.ref)
+        progress(f"wrote {path}")
+    if args.check:
+        return 0
+    if args.output == "json":
+        emit_json(rows)
+    else:
+        shown = [
+            {
+                "checked": r["event_time"].strftime("%Y-%m-%d %H:%M:%S"), "version": r["version"], "table": r["table_name"],
+                "snapshot": r["current_snapshot_id"], "column": r["column_name"], "psi": _num(r["psi"]), "ks": _num(r["ks_statistic"]),
+                "cat_shift": _num(r["category_shift"]), "drifted": "DRIFTED" if r["drifted"] else "",
+            }
+            for r in rows
+        ]
+        if not shown:
+            print(f"no drift checks of {args.ref} stored yet; run `tidemark models drift {args.ref} --check`")
+        else:
+            print(table(shown, ["checked", "version", "table", "snapshot", "column", "psi", "ks", "cat_shift", "drifted"]))
+    return 0
+
+
+def _num(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "" if value is None else fmt.format(value)
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from models.retrain import retrain
 
@@ -744,6 +808,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp.add_argument("--alias", help="only this alias")
     sp.add_argument("--at", metavar="TIME", help="with --alias: the version that held it at TIME and the snapshots that trained it")
+
+    sp = add(models, "drift", cmd_models_drift, "drift of a model's input data: per feature, over time (or check now with --check)")
+    sp.add_argument("ref", metavar="NAME[@ALIAS]", help="NAME, NAME@ALIAS or NAME:VERSION")
+    sp.add_argument("--check", action="store_true", help="compare each input table's current snapshot with the one the version was trained on, now")
+    sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="with --check: compare this snapshot instead of the current one (repeatable)")
+    sp.add_argument("--plot", metavar="FILE.svg", help="write an SVG of each feature's PSI across the checked snapshots, with the threshold")
 
     lineage = sub.add_parser("lineage", help="the lineage store").add_subparsers(dest="lineage_command", required=True, metavar="COMMAND")
     sp = add(lineage, "consume", cmd_lineage_consume, "store lineage events from Kafka into the Iceberg lineage tables")

@@ -9,9 +9,16 @@ import pytest
 
 
 def wine_part(
-    path: Path, start: int, stop: int, id_offset: int = 0, extra_column: str | None = None, alcohol: float | None = None
+    path: Path,
+    start: int,
+    stop: int,
+    id_offset: int = 0,
+    extra_column: str | None = None,
+    alcohol: float | None = None,
+    alcohol_shift_sd: float = 0.0,
 ) -> Path:
-    """Rows [start, stop) of scikit-learn's wine data as a CSV (ids shifted by `id_offset`)."""
+    """Rows [start, stop) of scikit-learn's wine data as a CSV (ids shifted by `id_offset`);
+    `alcohol_shift_sd` moves every alcohol value by that many standard deviations (drift)."""
     from sklearn.datasets import load_wine
 
     data = load_wine(as_frame=True).frame
@@ -20,6 +27,8 @@ def wine_part(
     part = data.iloc[start:stop].copy()
     if alcohol is not None:
         part["alcohol"] = alcohol
+    if alcohol_shift_sd:
+        part["alcohol"] = part["alcohol"] + alcohol_shift_sd * data["alcohol"].std()
     if extra_column:
         part[extra_column] = "late"
     path.parent.mkdir(parents=True, exist_ok=True)

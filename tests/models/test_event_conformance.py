@@ -29,3 +29,27 @@ def test_retrain_archive_and_forced_promotion_events_conform(tmp_path: Path, loc
     assert {("retrain.wine_classifier", "COMPLETE"), ("models.archive", "COMPLETE"), ("models.promote", "COMPLETE")} <= kinds
     for event in tr.events:
         validate(event)
+
+
+@needs_spec
+def test_drift_check_events_conform_and_carry_quality_metrics(tmp_path: Path, local_settings: Any) -> None:
+    from models.drift import check_model
+    from models.jobs import get_job
+    from models.train import train
+
+    tr = InMemoryTransport()
+    baseline = land(local_settings, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", tr)
+    train(local_settings, get_job("wine_classifier"), transport=tr)
+    current = land(local_settings, wine_part(tmp_path / "b.csv", 0, 178, id_offset=178, alcohol_shift_sd=2), "raw.wine", tr)
+    check = check_model(local_settings, "wine", transport=tr)
+    drift_events = [e for e in tr.events if e["job"]["name"] == "drift.wine"]
+    assert [e["eventType"] for e in drift_events] == ["START", "COMPLETE"]
+    for event in drift_events:
+        validate(event)
+    [table_input] = [d for d in drift_events[-1]["inputs"] if d["facets"]["datasetType"]["datasetType"] == "TABLE"]
+    assert table_input["facets"]["version"]["datasetVersion"] == str(current)
+    metrics = table_input["inputFacets"]["dataQualityMetrics"]
+    assert metrics["rowCount"] == 356 and metrics["columnMetrics"]["alcohol"]["nullCount"] == 0
+    facet = table_input["inputFacets"]["tidemark_drift"]
+    assert (facet["baselineSnapshotId"], facet["model"], facet["version"]) == (baseline, "wine", 1)
+    assert [f["column"] for f in facet["features"] if f["drifted"]] == ["alcohol"] == check.tables[0].drifted_features

@@ -95,3 +95,37 @@ def test_models_and_retrain_errors_are_one_line(kafka_env: str, wine_csv: Path, 
     archived = json.loads(run_cli("models", "archive", "wine", "1", "--reason", "gone", "--output", "json").stdout)
     assert archived["released"] == ["raw.wine:model/wine/1"]
     assert "archived" in run_cli("models", "list", "wine").stdout
+
+
+def test_models_drift_check_history_plot_and_errors(kafka_env: str, wine_csv: Path, tmp_path: Path) -> None:
+    from tests.models.conftest import wine_part
+
+    run_cli("ingest", str(wine_csv), "--table", "raw.wine")
+    run_cli("train", "wine_classifier")
+    run_cli("lineage", "consume", "--once")
+    run_cli("models", "promote", "wine", "1", "--alias", "production", "--reason", "first")
+    shifted = wine_part(tmp_path / "shifted.csv", 0, 178, id_offset=178, alcohol_shift_sd=2)
+    landed = json.loads(run_cli("ingest", str(shifted), "--table", "raw.wine", "--output", "json").stdout)
+    check = json.loads(run_cli("models", "drift", "wine@production", "--check", "--output", "json").stdout)
+    assert check["drifted"] and check["alias"] == "production" and check["version"] == 1
+    [table] = check["tables"]
+    assert table["current_snapshot_id"] == landed["snapshot_id"] and table["drifted_features"] == ["alcohol"]
+
+    plot = tmp_path / "drift.svg"
+    text = run_cli("models", "drift", "wine@production", "--plot", str(plot)).stdout
+    [flagged] = [line for line in text.splitlines() if "DRIFTED" in line]
+    assert " alcohol " in flagged and str(landed["snapshot_id"]) in flagged
+    svg = plot.read_text()
+    assert svg.startswith("<svg") and 'class="threshold"' in svg and svg.count('class="feature"') == 14
+    assert 'data-feature="raw.wine.alcohol"' in svg
+    rows = json.loads(run_cli("models", "drift", "wine", "--output", "json").stdout)
+    assert len(rows) == 14 and [r["column_name"] for r in rows if r["drifted"]] == ["alcohol"]
+    assert {r["run_id"] for r in rows} == {check["run_id"]}
+
+    for argv, expected in (
+        (("models", "drift", "nosuch", "--check"), "model 'nosuch' is not registered"),
+        (("models", "drift", "wine@staging"), "model wine has no alias 'staging'"),
+        (("models", "drift", "wine", "--check", "--snapshot", "raw.wine=42"), "raw.wine has no snapshot 42"),
+        (("models", "drift", "wine", "--plot", "x.png"), "name the file FILE.svg"),
+    ):
+        assert expected in _one_line_error(run_cli(*argv, check=False))

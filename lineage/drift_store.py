@@ -1,0 +1,162 @@
+"""The drift lineage table, and how drift-check events become its rows.
+
+`lineage.drift` holds one row per check x input table x column: the model version checked, the
+baseline (trained-on) and current snapshot, the column's scores and verdict. A drift check carries
+all of it in the `tidemark_drift` input facet of each table it read; the checker writes the rows
+directly (so `models drift` answers at once) and the lineage consumer upserts the same rows from
+the events, so a store fed only through Kafka, by any producer, is complete too.
+
+Like `model_store`, this module knows the facet, never the `models` package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.config import Settings
+from lakehouse.tables import JOB_NAME, NO_REBASE, RUN_ID, TableName, ensure_table, with_commit_retry
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+DRIFT = "drift"
+DRIFT_FACET = "tidemark_drift"
+SYNC_JOB = "tidemark.lineage.drift-sync"
+
+
+def schema() -> Any:
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import BooleanType, DoubleType, IntegerType, LongType, TimestamptzType
+
+    from lineage.store import column as s
+
+    return Schema(
+        s(1, "event_time", TimestamptzType(), required=True),
+        s(2, "model", required=True),
+        s(3, "version", IntegerType()),
+        s(4, "alias"),
+        s(5, "run_id", required=True),
+        s(6, "table_name", required=True),
+        s(7, "baseline_snapshot_id", LongType()),
+        s(8, "current_snapshot_id", LongType()),
+        s(9, "rows_baseline", LongType()),
+        s(10, "rows_current", LongType()),
+        s(11, "column_name", required=True),
+        s(12, "kind"),  # numeric | categorical
+        s(13, "psi", DoubleType()),
+        s(14, "ks_statistic", DoubleType()),
+        s(15, "ks_pvalue", DoubleType()),
+        s(16, "category_shift", DoubleType()),
+        s(17, "missing_rate_baseline", DoubleType()),
+        s(18, "missing_rate_current", DoubleType()),
+        s(19, "drifted", BooleanType()),
+        s(20, "reasons"),  # JSON list of strings
+        s(21, "table_drifted", BooleanType()),
+    )
+
+
+def arrow_schema() -> pa.Schema:
+    return schema().as_arrow()
+
+
+def ensure(catalog: Catalog, settings: Settings) -> Table:
+    return ensure_table(catalog, TableName(settings.lineage.namespace, DRIFT), schema(), properties={"format-version": "2", **NO_REBASE})
+
+
+def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`lineage.drift` rows carried by a COMPLETE event's inputs with a `tidemark_drift` facet."""
+    if event.get("eventType") != "COMPLETE":
+        return []
+    from lineage.store import parse_time
+
+    rows = []
+    for ds in event.get("inputs") or []:
+        facet = (ds.get("inputFacets") or {}).get(DRIFT_FACET)
+        if not isinstance(facet, dict):
+            continue
+        try:
+            base = {
+                "event_time": parse_time(str(event["eventTime"])),
+                "model": str(facet["model"]),
+                "version": int(facet["version"]) if facet.get("version") is not None else None,
+                "alias": facet.get("alias"),
+                "run_id": str(event["run"]["runId"]),
+                "table_name": str(facet["table"]),
+                "baseline_snapshot_id": _int(facet.get("baselineSnapshotId")),
+                "current_snapshot_id": _int(facet.get("currentSnapshotId")),
+                "rows_baseline": _int(facet.get("rowsBaseline")),
+                "rows_current": _int(facet.get("rowsCurrent")),
+                "table_drifted": bool(facet.get("drifted", False)),
+            }
+            for f in facet.get("features") or []:
+                rows.append(
+                    {
+                        **base,
+                        "column_name": str(f["column"]),
+                        "kind": f.get("kind"),
+                        "psi": _float(f.get("psi")),
+                        "ks_statistic": _float(f.get("ksStatistic")),
+                        "ks_pvalue": _float(f.get("ksPvalue")),
+                        "category_shift": _float(f.get("categoryShift")),
+                        "missing_rate_baseline": _float(f.get("missingRateBaseline")),
+                        "missing_rate_current": _float(f.get("missingRateCurrent")),
+                        "drifted": bool(f.get("drifted", False)),
+                        "reasons": json.dumps(list(f.get("reasons") or [])),
+                    }
+                )
+        except (KeyError, TypeError, ValueError):
+            continue  # a malformed facet from some producer: the event itself is still stored
+    return rows
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Mapping[str, Any]]) -> int:
+    """Add the drift rows these events carry and the table lacks; returns how many were added.
+
+    Idempotent: a row is keyed by (run id, table, column), so a replay, or an event whose rows the
+    checker already wrote directly, adds nothing.
+    """
+    rows = [r for e in events for r in rows_from_event(e)]
+    if not rows:
+        return 0
+    ensure(catalog, settings)
+    ident = (settings.lineage.namespace, DRIFT)
+    added = 0
+
+    def key(r: Mapping[str, Any]) -> tuple[str, str, str]:
+        return (r["run_id"], r["table_name"], r["column_name"])
+
+    def attempt() -> None:
+        import pyarrow as pa
+        from pyiceberg.expressions import In
+
+        nonlocal added
+        table = catalog.load_table(ident)
+        have = set()
+        if table.current_snapshot() is not None:
+            runs = sorted({r["run_id"] for r in rows})
+            scan = table.scan(row_filter=In("run_id", runs), selected_fields=("run_id", "table_name", "column_name"))
+            have = {key(r) for r in scan.to_arrow().to_pylist()}
+        fresh = []
+        for r in rows:
+            if key(r) not in have:
+                have.add(key(r))
+                fresh.append(r)
+        added = len(fresh)
+        if fresh:
+            # NO_REBASE: a concurrent writer of the same check makes this fail and re-read, never duplicate.
+            table.append(pa.Table.from_pylist(fresh, schema=arrow_schema()), snapshot_properties={JOB_NAME: SYNC_JOB, RUN_ID: fresh[0]["run_id"]})
+
+    with_commit_retry(attempt, f"storing drift rows in {ident[0]}.{DRIFT}")
+    return added
