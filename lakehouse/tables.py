@@ -154,16 +154,23 @@ def summary_properties(snapshot: Snapshot) -> dict[str, str]:
     return dict(snapshot.summary.additional_properties) if snapshot.summary else {}
 
 
-def expire_snapshots(table: Table, older_than_ms: int) -> int:
-    """Expire unprotected snapshots older than the cutoff and record the cutoff as a table property,
-    so a later time-travel question about that period gets a clear answer instead of a wrong one."""
-    from datetime import datetime, timezone
+def expire_snapshots(table: Table, older_than_ms: int, keep_last: int = 0) -> int:
+    """Expire unprotected snapshots older than the cutoff, but never the newest `keep_last`, and
+    record in the same commit how far back time travel still reaches (a table property), so a later
+    question about the expired period gets a clear answer instead of a wrong one."""
+    from pyiceberg.table import Transaction
+    from pyiceberg.table.update.snapshot import ExpireSnapshots
 
-    before = len(table.snapshots())
-    table.maintenance.expire_snapshots().older_than(datetime.fromtimestamp(older_than_ms / 1000, timezone.utc)).commit()
-    table = table.refresh()
-    expired = before - len(table.snapshots())
-    if expired > 0 and int(table.properties.get(EXPIRED_BEFORE, "0")) < older_than_ms:
-        with table.transaction() as tx:
-            tx.set_properties({EXPIRED_BEFORE: str(older_than_ms)})
-    return expired
+    newest_first = sorted(table.snapshots(), key=lambda s: s.timestamp_ms, reverse=True)
+    kept, candidates = newest_first[:keep_last], newest_first[keep_last:]
+    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
+    doomed = [s.snapshot_id for s in candidates if s.timestamp_ms < older_than_ms and s.snapshot_id not in protected]
+    if not doomed:
+        return 0
+    # With keep_last, time travel reaches back to the oldest snapshot kept for its rank, not to the cutoff.
+    reach_ms = min([older_than_ms, *(s.timestamp_ms for s in kept)])
+    with table.transaction() as tx:
+        ExpireSnapshots(tx).by_ids(doomed).commit()
+        if int(table.properties.get(EXPIRED_BEFORE, "0")) < reach_ms:
+            tx.set_properties({EXPIRED_BEFORE: str(reach_ms)})
+    return len(doomed)
