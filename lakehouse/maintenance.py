@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -32,9 +33,11 @@ log = logging.getLogger(__name__)
 MAINTENANCE_JOB = "lakehouse.maintenance"
 # Iceberg's own default: a file younger than this may belong to a commit still in flight.
 DEFAULT_GRACE = timedelta(days=3)
-# Table properties for a table that takes many small commits: pyiceberg copies the whole metadata,
-# metadata log included, many times per commit, and the log holds 100 entries by default.
-LEAN_METADATA = {"write.metadata.previous-versions-max": "10"}
+# Table properties for a table that takes many small commits. pyiceberg copies the whole metadata,
+# metadata log included, many times per commit, and the log holds 100 entries by default. Its
+# rebase-retry waits 100, 200, 400, 800 ms by default, several commits long: writers sharing a table
+# sat idle rather than retrying.
+FREQUENT_COMMITS = {"write.metadata.previous-versions-max": "10", "commit.retry.min-wait-ms": "10"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -222,10 +225,10 @@ def rewrite_small_files(table: Table, min_files: int = 8, small_bytes: int = 32 
 class MaintenancePolicy:
     """When a writer maintains the table it commits to, and how much history it keeps."""
 
-    every_commits: int = 50
+    every_commits: int = 10
     # Expire snapshots older than this, but keep the newest `keep_last` whatever their age.
     keep_snapshots_s: float = 3600.0
-    keep_last: int = 10
+    keep_last: int = 3
     min_files: int = 8
     small_bytes: int = 32 << 20
 
@@ -234,12 +237,12 @@ class MaintenancePolicy:
 class MaintenanceReport:
     rewritten_groups: int = 0
     expired_snapshots: int = 0
+    rounds: int = 0
+    seconds: float = 0.0
 
 
 def maintain(table: Table, policy: MaintenancePolicy, now_ms: int | None = None) -> MaintenanceReport:
     """One round: rewrite small files, then expire snapshots (the rewrite's old files go with them)."""
-    import time
-
     report = MaintenanceReport(rewritten_groups=rewrite_small_files(table, policy.min_files, policy.small_bytes))
     now = int(time.time() * 1000) if now_ms is None else now_ms
     cutoff_ms = now - int(policy.keep_snapshots_s * 1000)
@@ -268,6 +271,10 @@ class MaintainedWriter:
         self.commits = 0
         self.maintenance = MaintenanceReport()
         self._table: Table | None = None
+        # Seconds the last append took to write and commit, retries included, maintenance not.
+        self.last_commit_s = 0.0
+        # ...and of this process's CPU: on a shared machine, the part that is not waiting for a core.
+        self.last_commit_cpu_s = 0.0
 
     def append(self, data: pa.Table, properties: dict[str, str] | None = None) -> None:
         """Append and commit (with retries); maintenance, when due, runs after the commit."""
@@ -279,7 +286,10 @@ class MaintainedWriter:
             table.append(data, snapshot_properties=properties or {})
             self._table = table
 
+        started, cpu = time.perf_counter(), time.process_time()
         with_commit_retry(attempt, f"appending to {self.name}")
+        self.last_commit_s = time.perf_counter() - started
+        self.last_commit_cpu_s = time.process_time() - cpu
         self.commits += 1
         if self.policy and self.commits % self.policy.every_commits == 0:
             self.run_maintenance()
@@ -289,8 +299,11 @@ class MaintainedWriter:
 
         if self.policy is None:
             raise TidemarkError(f"no maintenance policy set for the writer of {self.name}")
+        started = time.perf_counter()
         r = maintain(load_table(self.catalog, self.name), self.policy)
         self._table = None  # maintenance committed: the kept table is stale
         self.maintenance.rewritten_groups += r.rewritten_groups
         self.maintenance.expired_snapshots += r.expired_snapshots
+        self.maintenance.seconds += time.perf_counter() - started
+        self.maintenance.rounds += 1
         return r

@@ -82,36 +82,18 @@ def wine_csv(tmp_path: Path) -> Path:
     return write_wine_csv(tmp_path / "data" / "wine.csv")
 
 
-PG_SERVER = "127.0.0.1:5432"
-
-
 @pytest.fixture
 def postgres_catalog_uri() -> Iterator[str]:
     """A fresh PostgreSQL database of this test's own for the Iceberg SQL catalog, dropped afterwards,
     so runs (and engineers sharing the server) never see each other's tables. Skips, saying why,
     only when the server does not answer."""
-    import sqlalchemy
+    from contextlib import ExitStack
 
-    name = f"tidemark_test_{uuid.uuid4().hex[:12]}"
-    admin = None
-    for user in ("postgres", "root"):
-        engine = sqlalchemy.create_engine(
-            f"postgresql+psycopg2://{user}@{PG_SERVER}/test", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-        )
+    from benchmarks.common import postgres_database
+
+    with ExitStack() as stack:
         try:
-            with engine.connect() as conn:
-                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-            admin = (user, engine)
-            break
-        except Exception as exc:
-            engine.dispose()
-            error = exc
-    if admin is None:
-        pytest.skip(f"PostgreSQL at {PG_SERVER} does not answer ({error.__class__.__name__}); start it to run this test")
-    user, engine = admin
-    try:
-        yield f"postgresql+psycopg2://{user}@{PG_SERVER}/{name}"
-    finally:
-        with engine.connect() as conn:  # FORCE: a child process's pool may still hold a connection
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+            uri = stack.enter_context(postgres_database("tidemark_test"))
+        except ConnectionError as exc:
+            pytest.skip(f"{exc} to run this test")
+        yield uri

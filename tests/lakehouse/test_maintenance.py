@@ -18,7 +18,7 @@ import pytest
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import load_settings
-from lakehouse.maintenance import LEAN_METADATA, MaintainedWriter, MaintenancePolicy, _list_files, referenced_files
+from lakehouse.maintenance import FREQUENT_COMMITS, MaintainedWriter, MaintenancePolicy, _list_files, referenced_files
 from lakehouse.tables import TableName, ensure_table, load_table
 from tests.conftest import run_cli
 
@@ -36,7 +36,7 @@ def _files(table) -> set[str]:  # type: ignore[no-untyped-def]
 def test_rewrite_and_expiry_keep_every_row_and_bound_the_history() -> None:
     catalog = load_catalog(load_settings())
     name = TableName("raw", "ticks")
-    ensure_table(catalog, name, SCHEMA, properties=LEAN_METADATA)
+    ensure_table(catalog, name, SCHEMA, properties=FREQUENT_COMMITS)
     writer = MaintainedWriter(catalog, name, MaintenancePolicy(every_commits=6, keep_snapshots_s=0, keep_last=2, min_files=4))
     for i in range(12):
         writer.append(_rows(range(i * 10, i * 10 + 10)))
@@ -94,7 +94,7 @@ logging.getLogger("pyiceberg.table").addHandler(type("H", (logging.Handler,), {"
 w, appends, start = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 # Writer 0 owns maintenance, as a maintenance job would: expiry keeps the metadata small, and the
 # files of the snapshots it expires are orphans for the removal to find.
-policy = MaintenancePolicy(every_commits=25, keep_snapshots_s=0, keep_last=5) if w == 0 else None
+policy = MaintenancePolicy(keep_snapshots_s=0) if w == 0 else None
 writer = MaintainedWriter(load_catalog(load_settings()), TableName("raw", "ticks"), policy)
 time.sleep(max(0.0, start - time.time()))
 for i in range(appends):
@@ -109,7 +109,7 @@ def test_three_processes_append_200_times_each_on_postgres(postgres_catalog_uri:
     monkeypatch.setenv("TIDEMARK__CATALOG__URI", postgres_catalog_uri)
     writers, appends = 3, 200
     catalog = load_catalog(load_settings())
-    ensure_table(catalog, TableName("raw", "ticks"), SCHEMA, properties=LEAN_METADATA)
+    ensure_table(catalog, TableName("raw", "ticks"), SCHEMA, properties=FREQUENT_COMMITS)
     start = time.time() + 4  # after every child has imported pyiceberg, so the appends overlap
     procs = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(w), str(appends), str(start)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
