@@ -121,8 +121,12 @@ def with_commit_retry(
 ) -> T:
     """Run `action` (which must reload the table itself) until its commit stops conflicting.
 
-    No released pyiceberg retries a failed commit; concurrent writers are normal here (several
-    landings, several consumers), so back off with jitter and try again on a fresh table state.
+    pyiceberg 0.12 itself retries only commits that make a snapshot, by rebasing them onto the new
+    main (`commit.retry.num-retries`, default 4). What reaches this loop: commits without a snapshot
+    (expiry, properties, refs), tables that set NO_REBASE because their content depends on what they
+    read, and appends that lost every rebase to busier writers. Concurrent writers are normal here
+    (several landings, consumers, writers on a PostgreSQL catalog), so back off with jitter and try
+    again on a fresh table state.
     """
     from pyiceberg.exceptions import CommitFailedException
 
