@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -257,6 +258,33 @@ def maintain(table: Table, policy: MaintenancePolicy, now_ms: int | None = None)
     return report
 
 
+@contextmanager
+def commit_turn(catalog: Catalog, name: TableName) -> Iterator[None]:
+    """Wait for this table's turn to commit, on a PostgreSQL catalog; elsewhere, no wait.
+
+    Writers that race for one table all do the work of a commit and all but one throw it away
+    (and retry on a fresh table). A session advisory lock keyed by catalog and table makes them
+    queue instead; PostgreSQL releases it if the holder's connection dies.
+    """
+    import hashlib
+
+    engine = getattr(catalog, "engine", None)
+    if engine is None or engine.dialect.name != "postgresql":
+        yield
+        return
+    import sqlalchemy
+
+    digest = hashlib.sha256(f"{catalog.name}.{name}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+
+
 class MaintainedWriter:
     """Appends to one table and runs the maintenance policy every `policy.every_commits` commits.
 
@@ -264,10 +292,12 @@ class MaintainedWriter:
     extra catalog round-trip and metadata read; only after a conflict does it load the table again.
     """
 
-    def __init__(self, catalog: Catalog, name: TableName, policy: MaintenancePolicy | None) -> None:
+    def __init__(self, catalog: Catalog, name: TableName, policy: MaintenancePolicy | None, take_turns: bool = False) -> None:
         self.catalog = catalog
         self.name = name
         self.policy = policy
+        # With other writers on the same table: queue for commits (`commit_turn`) instead of racing.
+        self.take_turns = take_turns
         self.commits = 0
         self.maintenance = MaintenanceReport()
         self._table: Table | None = None
@@ -281,10 +311,12 @@ class MaintainedWriter:
         from lakehouse.tables import load_table
 
         def attempt() -> None:
-            table = self._table or load_table(self.catalog, self.name)
-            self._table = None  # if this attempt fails, the next one loads the table afresh
-            table.append(data, snapshot_properties=properties or {})
-            self._table = table
+            with commit_turn(self.catalog, self.name) if self.take_turns else nullcontext():
+                # In turn, the kept table is stale whenever another writer committed in between.
+                table = (self._table if not self.take_turns else None) or load_table(self.catalog, self.name)
+                self._table = None  # if this attempt fails, the next one loads the table afresh
+                table.append(data, snapshot_properties=properties or {})
+                self._table = table
 
         started, cpu = time.perf_counter(), time.process_time()
         with_commit_retry(attempt, f"appending to {self.name}")
@@ -300,7 +332,8 @@ class MaintainedWriter:
         if self.policy is None:
             raise TidemarkError(f"no maintenance policy set for the writer of {self.name}")
         started = time.perf_counter()
-        r = maintain(load_table(self.catalog, self.name), self.policy)
+        with commit_turn(self.catalog, self.name) if self.take_turns else nullcontext():
+            r = maintain(load_table(self.catalog, self.name), self.policy)
         self._table = None  # maintenance committed: the kept table is stale
         self.maintenance.rewritten_groups += r.rewritten_groups
         self.maintenance.expired_snapshots += r.expired_snapshots
