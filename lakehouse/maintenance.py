@@ -189,7 +189,7 @@ def rewrite_small_files(table: Table, min_files: int = 8, small_bytes: int = 32 
         paths = {f.file_path for f in files}
 
         def attempt(paths: set[str] = paths) -> None:
-            from pyiceberg.exceptions import CommitFailedException, ValidationException
+            from pyiceberg.exceptions import CommitFailedException
             from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
             from pyiceberg.expressions import AlwaysTrue
             from pyiceberg.table import FileScanTask
@@ -199,17 +199,14 @@ def rewrite_small_files(table: Table, min_files: int = 8, small_bytes: int = 32 
             if len(current) != len(paths):
                 raise CommitFailedException("another rewrite replaced some of these files")
             merged = ArrowScan(t.metadata, t.io, t.schema(), AlwaysTrue()).to_table([FileScanTask(f) for f in current])
-            try:
-                with t.transaction() as tx:
-                    with tx.update_snapshot(snapshot_properties={JOB_NAME: MAINTENANCE_JOB}).overwrite() as rewrite:
-                        for f in current:
-                            rewrite.delete_data_file(f)
-                        for f in _dataframe_to_data_files(tx.table_metadata, merged, t.io, rewrite.commit_uuid):
-                            rewrite.append_data_file(f)
-            except ValidationException as exc:
-                # pyiceberg's serializable check counts any append that landed while it rebased as a
-                # conflict; the rows are unaffected, so start over from the new main.
-                raise CommitFailedException(str(exc)) from exc
+            # pyiceberg's serializable check fails a rebase over any append that landed meanwhile
+            # (ValidationException): with_commit_retry then starts over from the new main.
+            with t.transaction() as tx:
+                with tx.update_snapshot(snapshot_properties={JOB_NAME: MAINTENANCE_JOB}).overwrite() as rewrite:
+                    for f in current:
+                        rewrite.delete_data_file(f)
+                    for f in _dataframe_to_data_files(tx.table_metadata, merged, t.io, rewrite.commit_uuid):
+                        rewrite.append_data_file(f)
 
         try:
             with_commit_retry(attempt, f"rewriting small files of {'.'.join(table.name())}", attempts=4)

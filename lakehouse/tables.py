@@ -126,14 +126,16 @@ def with_commit_retry(
     (expiry, properties, refs), tables that set NO_REBASE because their content depends on what they
     read, and appends that lost every rebase to busier writers. Concurrent writers are normal here
     (several landings, consumers, writers on a PostgreSQL catalog), so back off with jitter and try
-    again on a fresh table state.
+    again on a fresh table state. A ValidationException is a lost race too: pyiceberg raises it when
+    a rebase finds the snapshot it started from expired, or files it rewrites deleted meanwhile,
+    and it guarantees the commit did not land.
     """
-    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
 
     for attempt in range(attempts):
         try:
             return action()
-        except CommitFailedException as exc:
+        except (CommitFailedException, ValidationException) as exc:
             if attempt == attempts - 1:
                 raise CommitConflictError(
                     f"{what}: the commit conflicted with other writers {attempts} times; "
