@@ -56,3 +56,38 @@ def result(name: str, **values: Any) -> None:
     """The one line each benchmark ends with."""
     parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
     print(f"RESULT {name} {parts}", flush=True)
+
+
+PG_SERVER = "127.0.0.1:5432"
+
+
+@contextmanager
+def postgres_database(prefix: str, server: str = PG_SERVER) -> Iterator[str]:
+    """A fresh PostgreSQL database of its own (for an Iceberg SQL catalog), dropped afterwards; yields
+    its SQLAlchemy URI. Tries the users `postgres` and `root` (trust auth); raises ConnectionError,
+    naming the server, when neither answers."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    error: Exception | None = None
+    for user in ("postgres", "root"):
+        engine = sqlalchemy.create_engine(
+            f"postgresql+psycopg2://{user}@{server}/test", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+        )
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+        except Exception as exc:
+            engine.dispose()
+            error = exc
+            continue
+        try:
+            yield f"postgresql+psycopg2://{user}@{server}/{name}"
+        finally:
+            with engine.connect() as conn:  # FORCE: a child process's pool may still hold a connection
+                conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            engine.dispose()
+        return
+    raise ConnectionError(f"PostgreSQL at {server} does not answer ({error.__class__.__name__}: {error}); start it")

@@ -164,15 +164,21 @@ def with_commit_retry(
 ) -> T:
     """Run `action` (which must reload the table itself) until its commit stops conflicting.
 
-    No released pyiceberg retries a failed commit; concurrent writers are normal here (several
-    landings, several consumers), so back off with jitter and try again on a fresh table state.
+    pyiceberg 0.12 itself retries only commits that make a snapshot, by rebasing them onto the new
+    main (`commit.retry.num-retries`, default 4). What reaches this loop: commits without a snapshot
+    (expiry, properties, refs), tables that set NO_REBASE because their content depends on what they
+    read, and appends that lost every rebase to busier writers. Concurrent writers are normal here
+    (several landings, consumers, writers on a PostgreSQL catalog), so back off with jitter and try
+    again on a fresh table state. A ValidationException is a lost race too: pyiceberg raises it when
+    a rebase finds the snapshot it started from expired, or files it rewrites deleted meanwhile,
+    and it guarantees the commit did not land.
     """
-    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
 
     for attempt in range(attempts):
         try:
             return action()
-        except CommitFailedException as exc:
+        except (CommitFailedException, ValidationException) as exc:
             if attempt == attempts - 1:
                 raise CommitConflictError(
                     f"{what}: the commit conflicted with other writers {attempts} times; "
@@ -197,16 +203,23 @@ def summary_properties(snapshot: Snapshot) -> dict[str, str]:
     return dict(snapshot.summary.additional_properties) if snapshot.summary else {}
 
 
-def expire_snapshots(table: Table, older_than_ms: int) -> int:
-    """Expire unprotected snapshots older than the cutoff and record the cutoff as a table property,
-    so a later time-travel question about that period gets a clear answer instead of a wrong one."""
-    from datetime import datetime, timezone
+def expire_snapshots(table: Table, older_than_ms: int, keep_last: int = 0) -> int:
+    """Expire unprotected snapshots older than the cutoff, but never the newest `keep_last`, and
+    record in the same commit how far back time travel still reaches (a table property), so a later
+    question about the expired period gets a clear answer instead of a wrong one."""
+    from pyiceberg.table import Transaction
+    from pyiceberg.table.update.snapshot import ExpireSnapshots
 
-    before = len(table.snapshots())
-    table.maintenance.expire_snapshots().older_than(datetime.fromtimestamp(older_than_ms / 1000, timezone.utc)).commit()
-    table = table.refresh()
-    expired = before - len(table.snapshots())
-    if expired > 0 and int(table.properties.get(EXPIRED_BEFORE, "0")) < older_than_ms:
-        with table.transaction() as tx:
-            tx.set_properties({EXPIRED_BEFORE: str(older_than_ms)})
-    return expired
+    newest_first = sorted(table.snapshots(), key=lambda s: s.timestamp_ms, reverse=True)
+    kept, candidates = newest_first[:keep_last], newest_first[keep_last:]
+    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
+    doomed = [s.snapshot_id for s in candidates if s.timestamp_ms < older_than_ms and s.snapshot_id not in protected]
+    if not doomed:
+        return 0
+    # With keep_last, time travel reaches back to the oldest snapshot kept for its rank, not to the cutoff.
+    reach_ms = min([older_than_ms, *(s.timestamp_ms for s in kept)])
+    with table.transaction() as tx:
+        ExpireSnapshots(tx).by_ids(doomed).commit()
+        if int(table.properties.get(EXPIRED_BEFORE, "0")) < reach_ms:
+            tx.set_properties({EXPIRED_BEFORE: str(reach_ms)})
+    return len(doomed)

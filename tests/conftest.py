@@ -152,3 +152,20 @@ def wine_csv(tmp_path: Path) -> Path:
     from tidemark.demo import write_wine_csv
 
     return write_wine_csv(tmp_path / "data" / "wine.csv")
+
+
+@pytest.fixture
+def postgres_catalog_uri() -> Iterator[str]:
+    """A fresh PostgreSQL database of this test's own for the Iceberg SQL catalog, dropped afterwards,
+    so runs (and engineers sharing the server) never see each other's tables. Skips, saying why,
+    only when the server does not answer."""
+    from contextlib import ExitStack
+
+    from benchmarks.common import postgres_database
+
+    with ExitStack() as stack:
+        try:
+            uri = stack.enter_context(postgres_database("tidemark_test"))
+        except ConnectionError as exc:
+            pytest.skip(f"{exc} to run this test")
+        yield uri

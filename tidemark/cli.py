@@ -717,6 +717,26 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         raise ConfigError("the `airflow` command is not installed here; `make venv` installs it (extra `airflow`)") from None
 
 
+def cmd_maintenance_remove_orphans(args: argparse.Namespace) -> int:
+    from lakehouse.catalog import load_catalog
+    from lakehouse.maintenance import DEFAULT_GRACE, parse_age, remove_orphan_files
+    from lakehouse.tables import load_table
+
+    older_than = parse_age(args.older_than) if args.older_than else DEFAULT_GRACE
+    table = load_table(load_catalog(_settings(args)), args.table)
+    report = remove_orphan_files(table, older_than=older_than, dry_run=args.dry_run)
+    if args.output == "json":
+        emit_json(report.to_json())
+        return 0
+    for orphan in report.orphans:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {orphan.location}")
+    print(
+        f"{args.table}: {len(report.orphans)} orphan files ({report.bytes:,} bytes) {'found' if args.dry_run else 'deleted'} "
+        f"of {report.scanned} under {report.location}; {report.too_young} unreferenced but newer than {report.cutoff.isoformat()} kept"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tidemark.demo import run_demo, write_landing_files
 
@@ -839,6 +859,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--from-beginning", action="store_true", help="start at the oldest event, not the newest")
     sp.add_argument("--limit", type=int, help="stop after this many events")
     add(lineage, "flush", cmd_lineage_flush, "deliver the lineage events waiting in the local outbox now")
+
+    maintenance = sub.add_parser("maintenance", help="table maintenance").add_subparsers(dest="maintenance_command", required=True, metavar="COMMAND")
+    sp = add(maintenance, "remove-orphans", cmd_maintenance_remove_orphans, "delete files under a table's location that no snapshot or metadata references")
+    sp.add_argument("table", help="namespace.table, e.g. raw.wine")
+    sp.add_argument("--older-than", metavar="AGE", help="only files older than this, e.g. 90s, 30m, 6h, 3d (default 3d: younger files may belong to a commit in flight)")
+    sp.add_argument("--dry-run", action="store_true", help="list the orphan files, delete nothing")
 
     sp = add(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
     sp.add_argument("--landing-files", action="store_true", help="only write the demo's data files where the ingest DAGs look (dags/sources.yaml)")

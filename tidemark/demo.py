@@ -56,7 +56,8 @@ def run_demo(cli: Callable[[Sequence[str]], int]) -> int:
             raise SystemExit(code)
         return code
 
-    step("Start the embedded stack: SQLite catalog, local warehouse, local Kafka-protocol broker", "up")
+    # The catalog and Kafka are whatever the configuration names; the embedded defaults otherwise.
+    step("Start the stack: the configured catalog and warehouse, a local Kafka-protocol broker unless Kafka is configured", "up")
     step("Land scikit-learn's wine data set through its Great Expectations gate", "ingest", str(csv), "--table", "raw.wine")
     step("Train a deterministic classifier on the pinned snapshot", "train", "wine_classifier")
     step("Store the lineage events from Kafka in the Iceberg lineage tables", "lineage", "consume", "--once")
