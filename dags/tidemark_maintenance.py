@@ -30,7 +30,11 @@ def _settings() -> Any:
     max_active_runs=1,
     tags=["tidemark", "maintenance"],
     doc_md=__doc__,
-    params={"retention_s": Param(RETENTION_S, type="number", minimum=0, description="expire snapshots older than this")},
+    params={
+        "retention_s": Param(RETENTION_S, type="number", minimum=0, description="expire snapshots older than this"),
+        # Iceberg's own default: a younger unreferenced file may belong to a commit still in flight.
+        "orphan_grace_s": Param(3 * 24 * 3600, type="number", minimum=0, description="remove orphan files older than this"),
+    },
 )
 def lakehouse_maintenance() -> None:
     @task
@@ -46,10 +50,10 @@ def lakehouse_maintenance() -> None:
         return compact_lineage(_settings())
 
     @task
-    def remove_orphan_files() -> dict[str, Any]:
+    def remove_orphan_files(**context: Any) -> dict[str, Any]:
         from tidemark.dagtasks import remove_orphans
 
-        return remove_orphans(_settings())
+        return remove_orphans(_settings(), float(context["params"]["orphan_grace_s"]))
 
     @task
     def report(expired: dict[str, int], compacted: dict[str, int], orphans: dict[str, Any]) -> dict[str, Any]:

@@ -333,6 +333,25 @@ def consumer_lag(settings: Settings, max_age_s: float) -> dict[str, Any]:
     return report
 
 
+def remove_orphans(settings: Settings, grace_s: float) -> dict[str, Any]:
+    """Delete unreferenced files older than the grace period under every table's location."""
+    from datetime import timedelta
+
+    from lakehouse.catalog import load_catalog
+    from lakehouse.maintenance import remove_orphan_files
+
+    catalog = load_catalog(settings)
+    removed, size, by_table = 0, 0, {}
+    for ns in catalog.list_namespaces():
+        for ident in catalog.list_tables(ns):
+            report = remove_orphan_files(catalog.load_table(ident), older_than=timedelta(seconds=grace_s))
+            removed, size = removed + len(report.orphans), size + report.bytes
+            if report.orphans:
+                by_table[".".join(ident)] = len(report.orphans)
+                log.info("%s: removed %d orphan file(s), %d bytes", ".".join(ident), len(report.orphans), report.bytes)
+    return {"removed": removed, "bytes": size, "by_table": by_table}
+
+
 def maintenance_report(expired: Mapping[str, int], compacted: Mapping[str, int], orphans: Mapping[str, Any]) -> dict[str, Any]:
     """One summary of what the maintenance run did (the report task's return value and log line)."""
     report = {

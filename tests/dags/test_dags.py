@@ -165,3 +165,43 @@ def test_retrain_dag_with_an_unknown_model_fails_with_a_clear_message(settings: 
     proc = dags_test("retrain_model", {"model": "no_such_model"})
     assert task_states(airflow_home, "retrain_model") == {"retrain": "failed"}
     assert "model 'no_such_model' is not registered; see `tidemark models list`" in proc.stdout + proc.stderr
+
+
+@pytest.mark.integration
+def test_maintenance_dag_expires_rewrites_removes_orphans_and_keeps_pinned_snapshots(settings: Any, airflow_home: Path, wine_csv: Path) -> None:
+    import os
+    import time as _time
+
+    from lakehouse.catalog import load_catalog
+    from lineage.consumer import consume
+    from models.jobs import get_job
+    from models.train import train
+
+    run_cli("ingest", str(wine_csv), "--table", "raw.wine")
+    run_cli("train", "wine_classifier")  # pins (tags) the snapshot it read
+    pinned = load_catalog(settings).load_table(("raw", "wine")).current_snapshot().snapshot_id
+    extra = wine_csv.with_name("more.csv")
+    extra.write_text(wine_csv.read_text().replace("\n1,", "\n7001,", 1))
+    run_cli("ingest", str(extra), "--table", "raw.wine", "--force")
+    for _ in range(3):  # several small commits per lineage table: something to rewrite
+        train(settings, get_job("wine_classifier"))
+        consume(settings, once=True)
+    table = load_catalog(settings).load_table(("raw", "wine"))
+    stray = Path(table.location().removeprefix("file://")) / "data" / "stray.parquet"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"not referenced by any snapshot")
+    old = _time.time() - 10 * 24 * 3600
+    os.utime(stray, (old, old))
+
+    proc = dags_test("lakehouse_maintenance", {"retention_s": 0, "orphan_grace_s": 3600})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert set(task_states(airflow_home, "lakehouse_maintenance").values()) == {"success"}
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        [(value,)] = db.execute("SELECT value FROM xcom WHERE dag_id = 'lakehouse_maintenance' AND task_id = 'report' AND key = 'return_value'").fetchall()
+    report = json.loads(value) if isinstance(value, str) else json.loads(bytes(value).decode())
+    assert report["snapshots_expired"] > 0 and report["orphan_files_removed"] >= 1 and report["lineage_partitions_rewritten"] >= 1
+    assert not stray.exists()
+    table = load_catalog(settings).load_table(("raw", "wine"))
+    assert table.snapshot_by_id(pinned) is not None  # tagged by the model version: expiry keeps it
+    retrain = json.loads(run_cli("retrain", "wine:1", "--output", "json").stdout)
+    assert retrain["identical"] is True
