@@ -305,14 +305,16 @@ class MaintainedWriter:
 
     def append(self, data: pa.Table, properties: dict[str, str] | None = None) -> None:
         """Append and commit (with retries); maintenance, when due, runs after the commit."""
-        from lakehouse.tables import load_table
+        from lakehouse.tables import load_table, transaction
 
         def attempt() -> None:
             with commit_turn(self.catalog, self.name) if self.take_turns else nullcontext():
                 # In turn, the kept table is stale whenever another writer committed in between.
                 table = (self._table if not self.take_turns else None) or load_table(self.catalog, self.name)
                 self._table = None  # if this attempt fails, the next one loads the table afresh
-                table.append(data, snapshot_properties=properties or {})
+                # Our transaction copies the metadata once per staged change, not on every read.
+                with transaction(table) as tx:
+                    tx.append(data, snapshot_properties=properties or {})
                 self._table = table
 
         started, cpu = time.perf_counter(), time.process_time()
