@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-import orjson
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, with_commit_retry
 from lineage import decode, store
-from lineage import events as ev
+from lineage.decode import MAX_EVENT_BYTES, check_event  # noqa: F401 - part of this module's API
 from lineage.broker import log_id as current_log_id
 
 if TYPE_CHECKING:
@@ -44,8 +43,6 @@ log = logging.getLogger(__name__)
 OFFSETS = "tidemark.kafka.offsets"
 CONSUMER_JOB = "tidemark.lineage.consumer"
 MAINTENANCE_JOB = "tidemark.lineage.maintenance"
-MAX_EVENT_BYTES = 1_000_000
-_REQUIRED = ("eventTime", "eventType", "run", "job")
 # Written in this order; `events` last (see the module docstring).
 ROW_TABLES = (store.RUN_DATASETS, store.RUNS, store.JOBS, store.EVENTS)
 
@@ -55,14 +52,6 @@ class Record:
     partition: int
     offset: int
     value: bytes
-
-
-@dataclass
-class Parsed:
-    record: Record
-    event: dict[str, Any]
-    event_id: str
-    text: str
 
 
 @dataclass
@@ -99,48 +88,6 @@ def stored_offsets(table: Table, topic: str, log_name: str) -> dict[int, int]:
     return out
 
 
-def check_event(event: Any) -> str | None:
-    """Why an event cannot be stored, or None. Full schema conformance is the producer's contract."""
-    if not isinstance(event, dict):
-        return "not a JSON object"
-    missing = [k for k in _REQUIRED if k not in event]
-    if missing:
-        return f"missing required field(s): {', '.join(missing)}"
-    if not isinstance(event["run"], dict) or not event["run"].get("runId"):
-        return "run.runId is missing"
-    if not isinstance(event["job"], dict) or not event["job"].get("name"):
-        return "job.name is missing"
-    if not isinstance(event["eventTime"], str):
-        return "eventTime is not a string"
-    try:
-        store.parse_time(event["eventTime"])
-    except ValueError:
-        return f"eventTime {event['eventTime']!r} is not an ISO-8601 time"
-    for key in ("inputs", "outputs"):
-        value = event.get(key)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(d, dict) for d in value)):
-            return f"{key} is not a list of datasets"
-    return None
-
-
-def parse(rec: Record) -> Parsed | tuple[Record, str]:
-    """A stored-to-be event, or the record with the reason it is a dead letter."""
-    if len(rec.value) > MAX_EVENT_BYTES:
-        return rec, f"event of {len(rec.value)} bytes is over the {MAX_EVENT_BYTES}-byte limit"
-    try:
-        text = rec.value.decode("utf-8")
-    except UnicodeDecodeError:
-        return rec, "not UTF-8 text"
-    try:
-        event = orjson.loads(rec.value)
-    except orjson.JSONDecodeError as exc:
-        return rec, f"invalid JSON: {exc.msg} at char {exc.pos}"
-    reason = check_event(event)
-    if reason:
-        return rec, reason
-    return Parsed(rec, event, ev.event_id(rec.value), text)
-
-
 class LineageWriter:
     """Turns batches of records into rows and commits them to each lineage table, exactly once."""
 
@@ -155,7 +102,6 @@ class LineageWriter:
         self._jobs: set[tuple[str, str]] = set()
         self._seen_at: int | None = None  # the events snapshot the id set reflects
         self._load_seen()
-        self._duck = decode.connect()
 
     def _table(self, short: str) -> Table:
         return self.catalog.load_table((self.ns, short))
@@ -198,12 +144,7 @@ class LineageWriter:
 
     def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> decode.Decoded:
         """The rows every table would get from these records, and the dead letters among them."""
-
-        def slow(i: int) -> tuple[dict[str, Any], str] | str:
-            result = parse(Record(partitions[i], offsets[i], values[i]))
-            return (result.event, result.event_id) if isinstance(result, Parsed) else result[1]
-
-        return decode.decode(self._duck, partitions, offsets, values, slow, MAX_EVENT_BYTES)
+        return decode.decode(partitions, offsets, values)
 
     def _write(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
         import pyarrow as pa
