@@ -20,7 +20,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OFFSETS = "tidemark.kafka.offsets"
+# What identifies a row's origin in each table, for duplicate checks.
+_KEY_COLUMNS = {
+    store.EVENTS: ("event_id",),
+    store.RUNS: ("event_id",),
+    store.RUN_DATASETS: ("event_id",),
+    store.JOBS: ("job_namespace", "job_name"),
+}
 CONSUMER_JOB = "tidemark.lineage.consumer"
 MAINTENANCE_JOB = "tidemark.lineage.maintenance"
 # Written in this order; `events` last (see the module docstring).
@@ -98,28 +105,45 @@ class LineageWriter:
         self.topic = settings.kafka.topic
         self.log = current_log_id(settings)
         store.ensure_tables(catalog, settings)
-        self._seen: set[bytes] = set()
-        self._jobs: set[tuple[str, str]] = set()
-        self._seen_at: int | None = None  # the events snapshot the id set reflects
-        self._load_seen()
+        # Per table, what it holds: event ids (16 bytes of the sha256) in `events`, `runs` and
+        # `run_datasets`, job identities in `jobs`; and the snapshot each set reflects.
+        self._known: dict[str, set[Any]] = {}
+        self._known_at: dict[str, int | None] = {}
+        self.reload()
 
     def _table(self, short: str) -> Table:
         return self.catalog.load_table((self.ns, short))
 
-    def _load_seen(self) -> None:
-        """Read the ids already stored (and the jobs known) so duplicates are found in memory."""
-        events = self._table(store.EVENTS)
-        snap = events.current_snapshot()
-        self._seen = set()
+    def reload(self) -> None:
+        """Read what every table holds, so duplicates are found in memory."""
+        for short in ROW_TABLES:
+            self._load_known(short, self._table(short))
+
+    def _load_known(self, short: str, table: Table) -> None:
+        snap = table.current_snapshot()
+        self._known[short] = set()
         if snap is not None:
-            ids = events.scan(selected_fields=("event_id",)).to_arrow().column("event_id")
-            # 16 bytes of a sha256 are plenty to tell events apart and keep the set small.
-            self._seen = {bytes.fromhex(i[:32]) for i in ids.to_pylist()}
-        self._seen_at = snap.snapshot_id if snap else None
-        jobs = self._table(store.JOBS)
-        if jobs.current_snapshot() is not None:
-            rows = jobs.scan(selected_fields=("job_namespace", "job_name")).to_arrow().to_pylist()
-            self._jobs = {(r["job_namespace"], r["job_name"]) for r in rows}
+            self._add_known(short, table.scan(selected_fields=_KEY_COLUMNS[short]).to_arrow())
+        self._known_at[short] = snap.snapshot_id if snap else None
+
+    def _add_known(self, short: str, data: pa.Table) -> None:
+        if short == store.JOBS:
+            self._known[short].update(zip(data.column("job_namespace").to_pylist(), data.column("job_name").to_pylist()))
+        else:
+            self._known[short].update(bytes.fromhex(i[: decode.KEY_BYTES * 2]) for i in data.column("event_id").to_pylist())
+
+    def _sync(self, short: str, table: Table) -> None:
+        """Bring the set of `short` up to this state of it: other consumers commit to the same
+        tables. Reads only the files added since the set was read; all of them if that snapshot
+        is gone (expired) or the table went back."""
+        added = _added_files(table, self._known_at[short])
+        if added is None:
+            self._load_known(short, table)
+            return
+        for data in _read_columns(table, added, _KEY_COLUMNS[short]):
+            self._add_known(short, data)
+        snap = table.current_snapshot()
+        self._known_at[short] = snap.snapshot_id if snap else None
 
     def start_offsets(self) -> dict[int, int] | None:
         """Lowest stored offset per partition over the row tables; None if none records any."""
@@ -160,13 +184,21 @@ class LineageWriter:
             if o >= high.get(p, 0):
                 high[p] = o + 1
         if dead:
-            self._commit(store.DEAD_LETTERS, lambda: pa.Table.from_pylist(dead, schema=store.arrow_schema(store.DEAD_LETTERS)), high)
+
+            def dead_rows(table: Table) -> pa.Table:
+                # A replayed batch (crash after this commit) must not store its dead letters again.
+                have = stored_offsets(table, self.topic, self.log)
+                fresh = [d for d in dead if d["kafka_offset"] >= have.get(d["kafka_partition"], 0)]
+                return pa.Table.from_pylist(fresh, schema=store.arrow_schema(store.DEAD_LETTERS))
+
+            self._commit(store.DEAD_LETTERS, dead_rows, high)
             report.dead_letters += len(dead)
         self._sync_registry(batch.registry_events, report)
         stored = 0
         for short in ROW_TABLES:
             stored = self._commit_rows(short, batch, high)
-        self._seen.update(batch.keys)
+        for short in (store.EVENTS, store.RUNS, store.RUN_DATASETS):
+            self._known[short].update(batch.keys)
         report.stored_events += stored
         report.duplicates += len(batch.keys) - stored
         report.records += len(values)
@@ -187,12 +219,13 @@ class LineageWriter:
         added = model_store.upsert_from_events(self.catalog, self.settings, events)
         report.registry_rows += sum(added.values())
 
-    def _fresh(self, short: str, batch: decode.Decoded) -> list[int]:
-        """Events of this batch that `short` does not hold yet: above its offsets, ids never stored."""
-        have = stored_offsets(self._table(short), self.topic, self.log)
+    def _fresh(self, short: str, table: Table, batch: decode.Decoded) -> list[int]:
+        """Events of this batch that `table` does not hold yet: above its offsets, ids it never
+        stored (`jobs` has no ids: its rows are new job identities, see `_rows`)."""
+        have = stored_offsets(table, self.topic, self.log)
         out = []
         batch_ids: set[bytes] = set()
-        seen = self._seen
+        seen = self._known.get(short, set()) if short != store.JOBS else set()
         for j, (key, p, o) in enumerate(zip(batch.keys, batch.partitions, batch.offsets)):
             if key in seen or key in batch_ids:
                 continue
@@ -215,7 +248,7 @@ class LineageWriter:
         new: dict[tuple[str, str], int] = {}
         for j in fresh:
             key = batch.job_keys[j]
-            if key not in self._jobs and key not in new:
+            if key not in self._known[store.JOBS] and key not in new:
                 new[key] = j
         return table.take(pa.array(list(new.values()), pa.int64())), set(new)
 
@@ -224,29 +257,29 @@ class LineageWriter:
         count = 0
         jobs: set[tuple[str, str]] = set()
 
-        def rows() -> pa.Table:
+        def rows(table: Table) -> pa.Table:
             nonlocal count, jobs
-            fresh = self._fresh(short, batch)
+            fresh = self._fresh(short, table, batch)
             count = len(fresh)
             data, jobs = self._rows(short, batch, fresh)
             return data
 
         self._commit(short, rows, offsets)
-        self._jobs |= jobs
+        self._known[store.JOBS] |= jobs
         return count
 
-    def _commit(self, short: str, rows: Callable[[], pa.Table], offsets: Mapping[int, int]) -> None:
-        first = True
-
+    def _commit(self, short: str, rows: Callable[[Table], pa.Table], offsets: Mapping[int, int]) -> None:
         def attempt() -> None:
-            nonlocal first
-            if not first:
-                # Another consumer committed meanwhile: what it stored is no longer ours to store.
-                self._load_seen()
-            first = False
             table = self._table(short)
-            # Even an empty append records the offsets, so a batch of duplicates is not replayed.
-            table.append(rows(), snapshot_properties=self._props(table, offsets))
+            # What other consumers stored is no longer ours to store: the set is synced with the
+            # very state this append builds on, and the table refuses a commit whose base moved
+            # meanwhile (commit.retry.num-retries=0), so a racing writer means another attempt.
+            if short in self._known:
+                self._sync(short, table)
+            table.append(rows(table), snapshot_properties=self._props(table, offsets))
+            if short in self._known:
+                snap = table.current_snapshot()
+                self._known_at[short] = snap.snapshot_id if snap else None
 
         with_commit_retry(attempt, f"storing lineage rows in {self.ns}.{short}")
 
@@ -301,6 +334,40 @@ class LineageWriter:
             expire_snapshots(self._table(short), cutoff_ms)
         except Exception as exc:  # expiry is housekeeping: a conflict or refusal waits for the next round
             log.info("snapshot expiry of %s.%s skipped: %s", self.ns, short, exc)
+
+
+def _added_files(table: Table, since: int | None) -> list[Any] | None:
+    """Data files the snapshots after `since` added to `table`, oldest first; None if `since` is
+    not an ancestor of the current snapshot (expired, or the table was rolled back)."""
+    from pyiceberg.manifest import ManifestEntryStatus
+
+    snap = table.current_snapshot()
+    newer = []
+    for s in ancestors(table, snap.snapshot_id if snap else None):
+        if s.snapshot_id == since:
+            break
+        newer.append(s)
+    else:
+        if since is not None:
+            return None
+    files = []
+    for s in reversed(newer):
+        for manifest in s.manifests(table.io):
+            if manifest.added_snapshot_id != s.snapshot_id:
+                continue
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == s.snapshot_id:
+                    files.append(entry.data_file)
+    return files
+
+
+def _read_columns(table: Table, files: list[Any], columns: tuple[str, ...]) -> Iterator[pa.Table]:
+    """These columns of these data files (Parquet, written by this writer's schema)."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        with table.io.new_input(f.file_path).open() as stream:
+            yield pq.read_table(stream, columns=list(columns))
 
 
 def _partition_filter(table: Table, day: Any) -> Any:
@@ -479,7 +546,7 @@ def _consume_in_group(settings: Settings, writer: LineageWriter, loop: _Batcher,
         def on_partitions_assigned(self, assigned: Any) -> None:
             # A partition without stored offsets is left alone: the group's committed offset (or
             # the earliest) applies by itself, and asking for it here would block the coordinator.
-            writer._load_seen()
+            writer.reload()
             start = writer.start_offsets() or {}
             for tp in assigned:
                 if tp.partition in start:
