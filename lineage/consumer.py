@@ -223,10 +223,14 @@ class LineageWriter:
         """Events of this batch that `table` does not hold yet: above its offsets, ids it never
         stored (`jobs` has no ids: its rows are new job identities, see `_rows`)."""
         have = stored_offsets(table, self.topic, self.log)
+        seen = self._known.get(short, set()) if short != store.JOBS else set()
+        keys = batch.keys
+        # The usual batch: nothing stored yet, no id twice. Set operations in C decide it.
+        if all(o >= have.get(p, 0) for p, o in batch.lowest.items()) and seen.isdisjoint(keys) and len(set(keys)) == len(keys):
+            return list(range(len(keys)))
         out = []
         batch_ids: set[bytes] = set()
-        seen = self._known.get(short, set()) if short != store.JOBS else set()
-        for j, (key, p, o) in enumerate(zip(batch.keys, batch.partitions, batch.offsets)):
+        for j, (key, p, o) in enumerate(zip(keys, batch.partitions, batch.offsets)):
             if key in seen or key in batch_ids:
                 continue
             batch_ids.add(key)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,42 +30,47 @@ _REQUIRED = ("eventTime", "eventType", "run", "job")
 
 def check_event(event: Any) -> str | None:
     """Why an event cannot be stored, or None. Full schema conformance is the producer's contract."""
+    return _check(event)[0]
+
+
+def _check(event: Any) -> tuple[str | None, datetime | None]:
+    """`check_event`'s answer, and the event's time when it is good (parsed once, used twice)."""
     if not isinstance(event, dict):
-        return "not a JSON object"
+        return "not a JSON object", None
     missing = [k for k in _REQUIRED if k not in event]
     if missing:
-        return f"missing required field(s): {', '.join(missing)}"
+        return f"missing required field(s): {', '.join(missing)}", None
     if not isinstance(event["run"], dict) or not event["run"].get("runId"):
-        return "run.runId is missing"
+        return "run.runId is missing", None
     if not isinstance(event["job"], dict) or not event["job"].get("name"):
-        return "job.name is missing"
+        return "job.name is missing", None
     if not isinstance(event["eventTime"], str):
-        return "eventTime is not a string"
+        return "eventTime is not a string", None
     try:
-        store.parse_time(event["eventTime"])
+        when = store.parse_time(event["eventTime"])
     except ValueError:
-        return f"eventTime {event['eventTime']!r} is not an ISO-8601 time"
+        return f"eventTime {event['eventTime']!r} is not an ISO-8601 time", None
     for key in ("inputs", "outputs"):
         value = event.get(key)
         if value is not None and (not isinstance(value, list) or not all(isinstance(d, dict) for d in value)):
-            return f"{key} is not a list of datasets"
-    return None
+            return f"{key} is not a list of datasets", None
+    return None, when
 
 
-def load_event(value: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """The event in these bytes, or the reason they are a dead letter."""
+def load_event(value: bytes) -> tuple[dict[str, Any] | None, str | None, datetime | None]:
+    """The event in these bytes and its time, or the reason they are a dead letter."""
     if len(value) > MAX_EVENT_BYTES:
-        return None, f"event of {len(value)} bytes is over the {MAX_EVENT_BYTES}-byte limit"
+        return None, f"event of {len(value)} bytes is over the {MAX_EVENT_BYTES}-byte limit", None
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         try:
             value.decode("utf-8")
         except UnicodeDecodeError:
-            return None, "not UTF-8 text"
-        return None, f"invalid JSON: {exc.msg} at char {exc.pos}"
-    reason = check_event(event)
-    return (None, reason) if reason else (event, None)
+            return None, "not UTF-8 text", None
+        return None, f"invalid JSON: {exc.msg} at char {exc.pos}", None
+    reason, when = _check(event)
+    return (None, reason, None) if reason else (event, None, when)
 
 
 @dataclass
@@ -82,6 +89,15 @@ class Decoded:
     registry_events: list[dict[str, Any]] = field(default_factory=list)
     dead: list[tuple[int, str]] = field(default_factory=list)  # (record index, reason)
 
+    @cached_property
+    def lowest(self) -> dict[int, int]:
+        """The lowest offset of a good event, per partition."""
+        out: dict[int, int] = {}
+        for p, o in zip(self.partitions, self.offsets):
+            if o < out.get(p, o + 1):
+                out[p] = o
+        return out
+
 
 def decode(partitions: Sequence[int], offsets: Sequence[int], values: Sequence[bytes]) -> Decoded:
     """Decode one batch of records given as parallel lists."""
@@ -89,13 +105,13 @@ def decode(partitions: Sequence[int], offsets: Sequence[int], values: Sequence[b
     columns = store.Columns()
     sha256 = hashlib.sha256
     for i, value in enumerate(values):
-        event, reason = load_event(value)
+        event, reason, when = load_event(value)
         if event is None:
             out.dead.append((i, reason or "unreadable"))
             continue
         digest = sha256(value).digest()
         try:
-            job_key = columns.add(event, digest.hex(), partitions[i], offsets[i], value)
+            job_key = columns.add(event, digest.hex(), partitions[i], offsets[i], value, when)
         except (TypeError, ValueError, AttributeError) as exc:
             # Passed the checks but too odd to store (a facet group that is not an object...).
             out.dead.append((i, f"event cannot be stored: {exc.__class__.__name__}: {exc}"))

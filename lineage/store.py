@@ -150,22 +150,34 @@ class Columns:
         self.dataset_event: list[int] = []
         self.count = 0
 
-    def add(self, event: Mapping[str, Any], eid: str, partition: int | None, offset: int | None, payload: bytes | None = None) -> tuple[str, str]:
-        """Add one checked event (`payload`: its bytes as received); returns its job's identity.
+    def add(
+        self,
+        event: Mapping[str, Any],
+        eid: str,
+        partition: int | None,
+        offset: int | None,
+        payload: bytes | None = None,
+        event_time: datetime | None = None,
+    ) -> tuple[str, str]:
+        """Add one checked event (`payload`: its bytes as received; `event_time`: its eventTime,
+        if the caller parsed it already); returns its job's identity.
 
         Every value is worked out before anything is appended, so an event that fails half way
         (a facet group that is not an object...) leaves the columns aligned.
         """
         import orjson
 
-        dumps = orjson.dumps
+        def dumps(value: Any) -> bytes:
+            # Most facet groups are empty: skip the call.
+            return orjson.dumps(value) if value else b"{}"
+
         run = event["run"]
         job = event.get("job") or {}
         run_facets = run.get("facets") or {}
         parent = run_facets.get("parent") or {}
         base = (
             eid,
-            parse_time(str(event["eventTime"])),
+            event_time or parse_time(str(event["eventTime"])),
             event.get("eventType"),
             str(run["runId"]),
             job.get("namespace"),
@@ -189,7 +201,7 @@ class Columns:
                 facets.update(ds.get("outputFacets") or {})
                 datasets.append((direction, ds.get("namespace"), ds.get("name"), ev.dataset_table(ds),
                                  ev.dataset_type(ds), ev.dataset_version(ds), dumps(facets)))
-        payload = payload if payload is not None else dumps(event)
+        payload = payload if payload is not None else orjson.dumps(event)
 
         rows = self.rows
         rows[EVENTS].append((*base, parent_run_id, event.get("producer"), payload, partition, offset))
