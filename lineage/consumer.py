@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, with_commit_retry
@@ -158,22 +157,22 @@ class LineageWriter:
 
     def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
         """Store one batch of records, given as parallel lists (what the record source hands over)."""
-        # The Python fallback path allocates many small objects that all live until the commit: the
-        # cyclic GC would walk them again and again. None of them form cycles: collect afterwards.
-        gc.disable()
-        try:
-            self._write(partitions, offsets, values, report)
-        finally:
-            gc.enable()
+        self.store(self.decode(partitions, offsets, values), partitions, offsets, values, report)
 
     def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> decode.Decoded:
         """The rows every table would get from these records, and the dead letters among them."""
-        return decode.decode(partitions, offsets, values)
+        # Decoding allocates millions of small objects that live until the batch is stored: the
+        # cyclic GC would walk them again and again. None of them form cycles: collect afterwards.
+        gc.disable()
+        try:
+            return decode.decode(partitions, offsets, values)
+        finally:
+            gc.enable()
 
-    def _write(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
+    def store(self, batch: decode.Decoded, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
+        """Commit a decoded batch to every table, exactly once (see the module docstring)."""
         import pyarrow as pa
 
-        batch = self.decode(partitions, offsets, values)
         now = datetime.now(timezone.utc)
         dead = [
             {"received_time": now, "topic": self.topic, "kafka_partition": partitions[i], "kafka_offset": offsets[i], "reason": reason, "raw": values[i]}
