@@ -549,7 +549,7 @@ def _consume_in_group(settings: Settings, writer: LineageWriter, loop: _Batcher,
         def on_partitions_assigned(self, assigned: Any) -> None:
             # A partition without stored offsets is left alone: the group's committed offset (or
             # the earliest) applies by itself, and asking for it here would block the coordinator.
-            writer.reload()
+            # (What the other members stored reaches the duplicate checks at each commit: `_sync`.)
             start = writer.start_offsets() or {}
             for tp in assigned:
                 if tp.partition in start:
