@@ -3,7 +3,8 @@
 One tight loop over the batch: parse (orjson), check, hash, and append each event's values to the
 columns of every table (`store.Columns`); then each column becomes one Arrow array. Building row
 dicts and `pa.Table.from_pylist` cost more than everything else together. (Parsing the batch with
-DuckDB's JSON functions was measured too: on this machine it took ~2.5x the CPU of this loop.)
+DuckDB's JSON functions was measured too: on this machine it took more CPU than this loop, and it
+needed a second, per-event path for whatever it could not prove well-formed.)
 """
 
 from __future__ import annotations
