@@ -27,6 +27,7 @@ MAX_EVENT_BYTES = 1_000_000
 # Event ids are kept in memory as the first 16 bytes of their sha256: plenty to tell events apart.
 KEY_BYTES = 16
 _REQUIRED = ("eventTime", "eventType", "run", "job")
+_CHUNK = 4096  # events decoded into Python objects before they become Arrow
 
 
 def check_event(event: Any) -> str | None:
@@ -102,8 +103,19 @@ class Decoded:
 
 def decode(partitions: Sequence[int], offsets: Sequence[int], values: Sequence[bytes]) -> Decoded:
     """Decode one batch of records given as parallel lists."""
+    import pyarrow as pa
+
     out = Decoded()
+    chunks: list[dict[str, pa.Table]] = []
     columns = store.Columns()
+
+    def to_arrow() -> None:
+        # A few thousand events at a time become Arrow: their Python objects are freed (and their
+        # memory reused) long before the batch ends, which keeps the consumer's peak RSS down.
+        chunks.append(columns.tables())
+        start = len(out.keys) - columns.count
+        out.dataset_event += [start + j for j in columns.dataset_event]
+
     sha256 = hashlib.sha256
     for i, value in enumerate(values):
         event, reason, when = load_event(value)
@@ -124,6 +136,9 @@ def decode(partitions: Sequence[int], offsets: Sequence[int], values: Sequence[b
         # The registry facets' names (model_store.VERSION_FACET / ALIAS_FACET), or an escaped spelling.
         if b"tidemark_model" in value or b"\\u" in value:
             out.registry_events.append(event)
-    out.tables = columns.tables()
-    out.dataset_event = columns.dataset_event
+        if columns.count >= _CHUNK:
+            to_arrow()
+            columns = store.Columns()
+    to_arrow()
+    out.tables = {short: pa.concat_tables([c[short] for c in chunks]) for short in chunks[0]}
     return out
