@@ -9,7 +9,13 @@ that has none. Events also have a stable id (sha256 of their bytes); an id alrea
 never stored again, so a re-sent event (outbox retry, replayed backfill) is stored once.
 
 Tables are written in a fixed order, `events` last: an event id in `events` therefore means every
-other table already has that event's rows, which is what makes the id set a safe duplicate test.
+other table already has that event's rows. Each event-keyed table also keeps its own id set.
+
+Several consumers may write the same tables (each on its own partitions, or as group members).
+Offsets are read back as the highest any snapshot recorded, per partition; before each append the
+table's id set takes in the files other writers added since, on the very table state the append
+builds on, and the lineage tables refuse a commit whose base moved (`commit.retry.num-retries=0`),
+so a racing writer re-reads and retries instead of storing an event twice.
 """
 
 from __future__ import annotations
