@@ -67,12 +67,12 @@ def consumer_main(n: int) -> None:
         if r.stored_events >= n:  # type: ignore[attr-defined]
             stop.set()
 
-    report = consume(load_settings(), once=False, batch_size=50_000, interval_s=2.0, stop=stop, on_batch=on_batch, compact_every=10**9)
+    report = consume(load_settings(), once=False, batch_size=20_000, interval_s=2.0, stop=stop, on_batch=on_batch, compact_every=10**9)
     print(json.dumps({"stored": report.stored_events, "done": last["t"], "commits": report.commits, "rss_mb": peak_rss_mb()}), flush=True)
 
 
-def run(quick: bool) -> None:
-    n = 50_000 if quick else 1_000_000
+def run(quick: bool, events: int | None = None) -> None:
+    n = events or (50_000 if quick else 1_000_000)
     from lakehouse.config import load_settings
 
     with scratch_home("throughput"):

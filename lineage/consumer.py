@@ -9,7 +9,13 @@ that has none. Events also have a stable id (sha256 of their bytes); an id alrea
 never stored again, so a re-sent event (outbox retry, replayed backfill) is stored once.
 
 Tables are written in a fixed order, `events` last: an event id in `events` therefore means every
-other table already has that event's rows, which is what makes the id set a safe duplicate test.
+other table already has that event's rows. Each event-keyed table also keeps its own id set.
+
+Several consumers may write the same tables (each on its own partitions, or as group members).
+Offsets are read back as the highest any snapshot recorded, per partition; before each append the
+table's id set takes in the files other writers added since, on the very table state the append
+builds on, and the lineage tables refuse a commit whose base moved (`commit.retry.num-retries=0`),
+so a racing writer re-reads and retries instead of storing an event twice.
 """
 
 from __future__ import annotations
@@ -20,31 +26,35 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, with_commit_retry
-from lineage import events as ev
-from lineage import store
+from lineage import decode, store
+from lineage.decode import MAX_EVENT_BYTES, check_event  # noqa: F401 - part of this module's API
 from lineage.broker import log_id as current_log_id
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
 
 OFFSETS = "tidemark.kafka.offsets"
+# What identifies a row's origin in each table, for duplicate checks.
+_KEY_COLUMNS = {
+    store.EVENTS: ("event_id",),
+    store.RUNS: ("event_id",),
+    store.RUN_DATASETS: ("event_id",),
+    store.JOBS: ("job_namespace", "job_name"),
+}
 CONSUMER_JOB = "tidemark.lineage.consumer"
 MAINTENANCE_JOB = "tidemark.lineage.maintenance"
-MAX_EVENT_BYTES = 1_000_000
-_REQUIRED = ("eventTime", "eventType", "run", "job")
 # Written in this order; `events` last (see the module docstring).
 ROW_TABLES = (store.RUN_DATASETS, store.RUNS, store.JOBS, store.EVENTS)
 
@@ -54,14 +64,6 @@ class Record:
     partition: int
     offset: int
     value: bytes
-
-
-@dataclass
-class Parsed:
-    record: Record
-    event: dict[str, Any]
-    event_id: str
-    text: str
 
 
 @dataclass
@@ -78,59 +80,25 @@ class ConsumeReport:
 
 
 def stored_offsets(table: Table, topic: str, log_name: str) -> dict[int, int]:
-    """Next offset per partition that `table` already holds, for this topic and this Kafka log."""
+    """Next offset per partition that `table` already holds, for this topic and this Kafka log.
+
+    Per partition, the highest offset any snapshot recorded, not just the newest snapshot's: with
+    several consumers on one table, each commit records what its writer knew, and a writer that
+    only holds some partitions must not hide the others' progress.
+    """
+    out: dict[int, int] = {}
     snap = table.current_snapshot()
     for s in ancestors(table, snap.snapshot_id if snap else None):
         raw = summary_properties(s).get(OFFSETS)
         if raw:
             data = json.loads(raw)
             if data.get("topic") != topic or data.get("log") != log_name:
-                # Offsets of another topic or of a log that no longer exists (a restarted local broker).
-                return {}
-            return {int(p): int(o) for p, o in data.get("offsets", {}).items()}
-    return {}
-
-
-def check_event(event: Any) -> str | None:
-    """Why an event cannot be stored, or None. Full schema conformance is the producer's contract."""
-    if not isinstance(event, dict):
-        return "not a JSON object"
-    missing = [k for k in _REQUIRED if k not in event]
-    if missing:
-        return f"missing required field(s): {', '.join(missing)}"
-    if not isinstance(event["run"], dict) or not event["run"].get("runId"):
-        return "run.runId is missing"
-    if not isinstance(event["job"], dict) or not event["job"].get("name"):
-        return "job.name is missing"
-    if not isinstance(event["eventTime"], str):
-        return "eventTime is not a string"
-    try:
-        store.parse_time(event["eventTime"])
-    except ValueError:
-        return f"eventTime {event['eventTime']!r} is not an ISO-8601 time"
-    for key in ("inputs", "outputs"):
-        value = event.get(key)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(d, dict) for d in value)):
-            return f"{key} is not a list of datasets"
-    return None
-
-
-def parse(rec: Record) -> Parsed | tuple[Record, str]:
-    """A stored-to-be event, or the record with the reason it is a dead letter."""
-    if len(rec.value) > MAX_EVENT_BYTES:
-        return rec, f"event of {len(rec.value)} bytes is over the {MAX_EVENT_BYTES}-byte limit"
-    try:
-        text = rec.value.decode("utf-8")
-    except UnicodeDecodeError:
-        return rec, "not UTF-8 text"
-    try:
-        event = orjson.loads(rec.value)
-    except orjson.JSONDecodeError as exc:
-        return rec, f"invalid JSON: {exc.msg} at char {exc.pos}"
-    reason = check_event(event)
-    if reason:
-        return rec, reason
-    return Parsed(rec, event, ev.event_id(rec.value), text)
+                # Offsets of another topic or of a log that no longer exists (a restarted local
+                # broker): nothing older counts either.
+                break
+            for p, o in data.get("offsets", {}).items():
+                out[int(p)] = max(out.get(int(p), 0), int(o))
+    return out
 
 
 class LineageWriter:
@@ -143,28 +111,45 @@ class LineageWriter:
         self.topic = settings.kafka.topic
         self.log = current_log_id(settings)
         store.ensure_tables(catalog, settings)
-        self._seen: set[bytes] = set()
-        self._jobs: set[tuple[str, str]] = set()
-        self._seen_at: int | None = None  # the events snapshot the id set reflects
-        self._load_seen()
+        # Per table, what it holds: event ids (16 bytes of the sha256) in `events`, `runs` and
+        # `run_datasets`, job identities in `jobs`; and the snapshot each set reflects.
+        self._known: dict[str, set[Any]] = {}
+        self._known_at: dict[str, int | None] = {}
+        self.reload()
 
     def _table(self, short: str) -> Table:
         return self.catalog.load_table((self.ns, short))
 
-    def _load_seen(self) -> None:
-        """Read the ids already stored (and the jobs known) so duplicates are found in memory."""
-        events = self._table(store.EVENTS)
-        snap = events.current_snapshot()
-        self._seen = set()
+    def reload(self) -> None:
+        """Read what every table holds, so duplicates are found in memory."""
+        for short in ROW_TABLES:
+            self._load_known(short, self._table(short))
+
+    def _load_known(self, short: str, table: Table) -> None:
+        snap = table.current_snapshot()
+        self._known[short] = set()
         if snap is not None:
-            ids = events.scan(selected_fields=("event_id",)).to_arrow().column("event_id")
-            # 16 bytes of a sha256 are plenty to tell events apart and keep the set small.
-            self._seen = {bytes.fromhex(i[:32]) for i in ids.to_pylist()}
-        self._seen_at = snap.snapshot_id if snap else None
-        jobs = self._table(store.JOBS)
-        if jobs.current_snapshot() is not None:
-            rows = jobs.scan(selected_fields=("job_namespace", "job_name")).to_arrow().to_pylist()
-            self._jobs = {(r["job_namespace"], r["job_name"]) for r in rows}
+            self._add_known(short, table.scan(selected_fields=_KEY_COLUMNS[short]).to_arrow())
+        self._known_at[short] = snap.snapshot_id if snap else None
+
+    def _add_known(self, short: str, data: pa.Table) -> None:
+        if short == store.JOBS:
+            self._known[short].update(zip(data.column("job_namespace").to_pylist(), data.column("job_name").to_pylist()))
+        else:
+            self._known[short].update(bytes.fromhex(i[: decode.KEY_BYTES * 2]) for i in data.column("event_id").to_pylist())
+
+    def _sync(self, short: str, table: Table) -> None:
+        """Bring the set of `short` up to this state of it: other consumers commit to the same
+        tables. Reads only the files added since the set was read; all of them if that snapshot
+        is gone (expired) or the table went back."""
+        added = _added_files(table, self._known_at[short])
+        if added is None:
+            self._load_known(short, table)
+            return
+        for data in _read_columns(table, added, _KEY_COLUMNS[short]):
+            self._add_known(short, data)
+        snap = table.current_snapshot()
+        self._known_at[short] = snap.snapshot_id if snap else None
 
     def start_offsets(self) -> dict[int, int] | None:
         """Lowest stored offset per partition over the row tables; None if none records any."""
@@ -175,118 +160,138 @@ class LineageWriter:
         return {p: min(t.get(p, 0) for t in per_table) for p in parts}
 
     def write(self, records: list[Record], report: ConsumeReport) -> None:
-        # A batch allocates millions of small objects that all live until the commit: the cyclic
-        # GC would walk them again and again (it cost ~40% of the consumer's time). None of them
-        # form cycles, so collect once after the batch instead.
+        self.write_columns([r.partition for r in records], [r.offset for r in records], [r.value for r in records], report)
+
+    def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
+        """Store one batch of records, given as parallel lists (what the record source hands over)."""
+        self.store(self.decode(partitions, offsets, values), partitions, offsets, values, report)
+
+    def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> decode.Decoded:
+        """The rows every table would get from these records, and the dead letters among them."""
+        # Decoding allocates millions of small objects that live until the batch is stored: the
+        # cyclic GC would walk them again and again. None of them form cycles: collect afterwards.
         gc.disable()
         try:
-            self._write(records, report)
+            return decode.decode(partitions, offsets, values)
         finally:
             gc.enable()
 
-    def _write(self, records: list[Record], report: ConsumeReport) -> None:
-        parsed: list[Parsed] = []
-        dead: list[dict[str, Any]] = []
+    def store(self, batch: decode.Decoded, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
+        """Commit a decoded batch to every table, exactly once (see the module docstring)."""
+        import pyarrow as pa
+
         now = datetime.now(timezone.utc)
-        for rec in records:
-            result = parse(rec)
-            if isinstance(result, Parsed):
-                parsed.append(result)
-            else:
-                r, reason = result
-                dead.append(
-                    {"received_time": now, "topic": self.topic, "kafka_partition": r.partition, "kafka_offset": r.offset, "reason": reason, "raw": r.value}
-                )
-        offsets: dict[int, int] = {}
-        for rec in records:
-            offsets[rec.partition] = max(offsets.get(rec.partition, 0), rec.offset + 1)
+        dead = [
+            {"received_time": now, "topic": self.topic, "kafka_partition": partitions[i], "kafka_offset": offsets[i], "reason": reason, "raw": values[i]}
+            for i, reason in batch.dead
+        ]
+        high: dict[int, int] = {}
+        for p, o in zip(partitions, offsets):
+            if o >= high.get(p, 0):
+                high[p] = o + 1
         if dead:
-            self._commit(store.DEAD_LETTERS, lambda: dead, offsets)
+
+            def dead_rows(table: Table) -> pa.Table:
+                # A replayed batch (crash after this commit) must not store its dead letters again.
+                have = stored_offsets(table, self.topic, self.log)
+                fresh = [d for d in dead if d["kafka_offset"] >= have.get(d["kafka_partition"], 0)]
+                return pa.Table.from_pylist(fresh, schema=store.arrow_schema(store.DEAD_LETTERS))
+
+            self._commit(store.DEAD_LETTERS, dead_rows, high)
             report.dead_letters += len(dead)
-        self._sync_registry(parsed, report)
+        self._sync_registry(batch.registry_events, report)
         stored = 0
         for short in ROW_TABLES:
-            stored = self._commit_rows(short, parsed, offsets)
-        for p in parsed:
-            self._seen.add(bytes.fromhex(p.event_id[:32]))
+            stored = self._commit_rows(short, batch, high)
+        for short in (store.EVENTS, store.RUNS, store.RUN_DATASETS):
+            self._known[short].update(batch.keys)
         report.stored_events += stored
-        report.duplicates += len(parsed) - stored
-        report.records += len(records)
+        report.duplicates += len(batch.keys) - stored
+        report.records += len(values)
         report.commits += 1
-        for p, o in offsets.items():
+        for p, o in high.items():
             report.offsets[p] = max(report.offsets.get(p, 0), o)
 
-    def _sync_registry(self, parsed: list[Parsed], report: ConsumeReport) -> None:
-        """Registrations and alias moves into the model registry tables, before the offsets move past them.
+    def _sync_registry(self, events: list[dict[str, Any]], report: ConsumeReport) -> None:
+        """Registrations, alias moves and drift checks into the registry and drift tables, before the offsets move past them.
 
         Idempotent (keyed by model+version and by the move's run id), so running it ahead of the
         offset-bearing commits means a crash replays the batch and adds only what is missing.
         """
+        if not events:
+            return
         from lineage import drift_store, model_store
 
-        added = model_store.upsert_from_events(self.catalog, self.settings, (p.event for p in parsed))
+        added = model_store.upsert_from_events(self.catalog, self.settings, events)
         report.registry_rows += sum(added.values())
         # Drift-check results (lineage.drift), idempotent the same way (keyed by run, table, column).
-        report.drift_rows += drift_store.upsert_from_events(self.catalog, self.settings, (p.event for p in parsed))
+        report.drift_rows += drift_store.upsert_from_events(self.catalog, self.settings, events)
 
-    def _fresh(self, short: str, parsed: list[Parsed]) -> list[Parsed]:
-        """Events of this batch that `short` does not hold yet: above its offsets, ids never stored."""
-        have = stored_offsets(self._table(short), self.topic, self.log)
+    def _fresh(self, short: str, table: Table, batch: decode.Decoded) -> list[int]:
+        """Events of this batch that `table` does not hold yet: above its offsets, ids it never
+        stored (`jobs` has no ids: its rows are new job identities, see `_rows`)."""
+        have = stored_offsets(table, self.topic, self.log)
+        seen = self._known.get(short, set()) if short != store.JOBS else set()
+        keys = batch.keys
+        # The usual batch: nothing stored yet, no id twice. Set operations in C decide it.
+        if all(o >= have.get(p, 0) for p, o in batch.lowest.items()) and seen.isdisjoint(keys) and len(set(keys)) == len(keys):
+            return list(range(len(keys)))
         out = []
         batch_ids: set[bytes] = set()
-        for p in parsed:
-            key = bytes.fromhex(p.event_id[:32])
-            if key in self._seen or key in batch_ids:
+        for j, (key, p, o) in enumerate(zip(keys, batch.partitions, batch.offsets)):
+            if key in seen or key in batch_ids:
                 continue
             batch_ids.add(key)
-            if p.record.offset >= have.get(p.record.partition, 0):
-                out.append(p)
+            if o >= have.get(p, 0):
+                out.append(j)
         return out
 
-    def _rows(self, short: str, fresh: list[Parsed]) -> list[dict[str, Any]]:
-        if short == store.EVENTS:
-            return [store.event_row(p.event, p.event_id, p.record.partition, p.record.offset, p.text) for p in fresh]
-        if short == store.RUNS:
-            return [store.run_row(p.event, p.event_id) for p in fresh]
-        if short == store.RUN_DATASETS:
-            return [row for p in fresh for row in store.run_dataset_rows(p.event, p.event_id)]
-        rows = []
-        for p in fresh:
-            job = store.job_row(p.event)
-            key = (job["job_namespace"], job["job_name"])
-            if key not in self._jobs:
-                self._jobs.add(key)
-                rows.append(job)
-        return rows
+    def _rows(self, short: str, batch: decode.Decoded, fresh: list[int]) -> tuple[pa.Table, set[tuple[str, str]]]:
+        """The rows of `short` for these events, and (for `jobs`) the jobs they add."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    def _commit_rows(self, short: str, parsed: list[Parsed], offsets: Mapping[int, int]) -> int:
+        table = batch.tables[short]
+        if short == store.RUN_DATASETS:
+            mask = pc.is_in(pa.array(batch.dataset_event, pa.int64()), value_set=pa.array(fresh, pa.int64()))
+            return table.filter(mask), set()
+        if short != store.JOBS:
+            return table.take(pa.array(fresh, pa.int64())), set()
+        new: dict[tuple[str, str], int] = {}
+        for j in fresh:
+            key = batch.job_keys[j]
+            if key not in self._known[store.JOBS] and key not in new:
+                new[key] = j
+        return table.take(pa.array(list(new.values()), pa.int64())), set(new)
+
+    def _commit_rows(self, short: str, batch: decode.Decoded, offsets: Mapping[int, int]) -> int:
         """Append the rows of the events this table lacks; returns how many events were new to it."""
         count = 0
+        jobs: set[tuple[str, str]] = set()
 
-        def rows() -> list[dict[str, Any]]:
-            nonlocal count
-            fresh = self._fresh(short, parsed)
+        def rows(table: Table) -> pa.Table:
+            nonlocal count, jobs
+            fresh = self._fresh(short, table, batch)
             count = len(fresh)
-            return self._rows(short, fresh)
+            data, jobs = self._rows(short, batch, fresh)
+            return data
 
         self._commit(short, rows, offsets)
+        self._known[store.JOBS] |= jobs
         return count
 
-    def _commit(self, short: str, rows: Callable[[], list[dict[str, Any]]], offsets: Mapping[int, int]) -> None:
-        import pyarrow as pa
-
-        first = True
-
+    def _commit(self, short: str, rows: Callable[[Table], pa.Table], offsets: Mapping[int, int]) -> None:
         def attempt() -> None:
-            nonlocal first
-            if not first:
-                # Another consumer committed meanwhile: what it stored is no longer ours to store.
-                self._load_seen()
-            first = False
             table = self._table(short)
-            data = pa.Table.from_pylist(rows(), schema=store.arrow_schema(short))
-            # Even an empty append records the offsets, so a batch of duplicates is not replayed.
-            table.append(data, snapshot_properties=self._props(table, offsets))
+            # What other consumers stored is no longer ours to store: the set is synced with the
+            # very state this append builds on, and the table refuses a commit whose base moved
+            # meanwhile (commit.retry.num-retries=0), so a racing writer means another attempt.
+            if short in self._known:
+                self._sync(short, table)
+            table.append(rows(table), snapshot_properties=self._props(table, offsets))
+            if short in self._known:
+                snap = table.current_snapshot()
+                self._known_at[short] = snap.snapshot_id if snap else None
 
         with_commit_retry(attempt, f"storing lineage rows in {self.ns}.{short}")
 
@@ -343,6 +348,40 @@ class LineageWriter:
             log.info("snapshot expiry of %s.%s skipped: %s", self.ns, short, exc)
 
 
+def _added_files(table: Table, since: int | None) -> list[Any] | None:
+    """Data files the snapshots after `since` added to `table`, oldest first; None if `since` is
+    not an ancestor of the current snapshot (expired, or the table was rolled back)."""
+    from pyiceberg.manifest import ManifestEntryStatus
+
+    snap = table.current_snapshot()
+    newer = []
+    for s in ancestors(table, snap.snapshot_id if snap else None):
+        if s.snapshot_id == since:
+            break
+        newer.append(s)
+    else:
+        if since is not None:
+            return None
+    files = []
+    for s in reversed(newer):
+        for manifest in s.manifests(table.io):
+            if manifest.added_snapshot_id != s.snapshot_id:
+                continue
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == s.snapshot_id:
+                    files.append(entry.data_file)
+    return files
+
+
+def _read_columns(table: Table, files: list[Any], columns: tuple[str, ...]) -> Iterator[pa.Table]:
+    """These columns of these data files (Parquet, written by this writer's schema)."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        with table.io.new_input(f.file_path).open() as stream:
+            yield pq.read_table(stream, columns=list(columns))
+
+
 def _partition_filter(table: Table, day: Any) -> Any:
     """A row filter selecting exactly one day partition (day = days since 1970-01-01)."""
     from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
@@ -359,6 +398,7 @@ def consume(
     *,
     once: bool = True,
     group: bool | None = None,
+    partitions: Sequence[int] | None = None,
     batch_size: int = 1000,
     interval_s: float = 2.0,
     idle_timeout_s: float = 10.0,
@@ -371,109 +411,167 @@ def consume(
     once=True: read to the end of every partition as it stood when we got there, then return.
     once=False: run until `stop` is set (or SIGTERM/SIGINT in the main thread), committing a batch
     every `batch_size` records or `interval_s` seconds, whichever comes first, and compacting the
-    tables every `compact_every` commits. As a member of the consumer group (`group=True`) it shares
-    the partitions with the other members; `group=False` takes every partition itself (no group
-    join or session timeout to wait for: one consumer that restarts fast). Default: a group member
-    on a configured Kafka; every partition on the embedded local broker, which serves one machine
-    (and whose group coordinator was seen to stall after a member died).
-    """
-    if group is None:
-        group = not settings.uses_local_broker
-    from kafka import TopicPartition
-    from kafka.errors import KafkaError
-    from kafka.structs import OffsetAndMetadata
+    tables every `compact_every` commits.
 
-    from lineage.kafka import consumer as make_consumer
+    Which partitions: as a member of the consumer group (`group=True`, a service) it shares them
+    with the other members; `group=False` takes every partition itself (no group join or session
+    timeout to wait for: one consumer that restarts fast); `partitions=[...]` takes exactly those,
+    also without the group: several consumers, each started with its own partitions, share the
+    topic with no group coordinator involved, and a replacement for one that died is started with
+    the same partitions. Default: a group member on a configured Kafka; every partition on the
+    embedded local broker, whose group coordinator (Tansu 0.6) never finishes a rebalance after
+    a member leaves or dies.
+    """
+    if partitions is not None:
+        group = False
+    elif group is None:
+        group = not settings.uses_local_broker
     from lineage.kafka import ensure_topic
 
     stop = stop or threading.Event()
     if not once and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-
-    from kafka import ConsumerRebalanceListener
-
     catalog = load_catalog(settings)
     writer = LineageWriter(settings, catalog)
     ensure_topic(settings)
-    kc = make_consumer(settings, settings.lineage.consumer_group)
-    report = ConsumeReport()
-    batch: list[Record] = []
-    last_flush = time.monotonic()
-    commits_since_compaction = 0
+    loop = _Batcher(writer, ConsumeReport(), batch_size, interval_s, compact_every if not once else 0, on_batch)
+    if group and not once:
+        _consume_in_group(settings, writer, loop, stop)
+    else:
+        _consume_partitions(settings, writer, loop, stop, partitions, once, idle_timeout_s)
+    return loop.report
 
-    def flush() -> None:
-        nonlocal batch, last_flush, commits_since_compaction
-        if batch:
-            writer.write(batch, report)
-            commits_since_compaction += 1
-            try:
-                kc.commit({TopicPartition(settings.kafka.topic, p): OffsetAndMetadata(o, "", -1) for p, o in report.offsets.items()})
-            except KafkaError:
-                pass  # group offsets are only a fallback (and fail during a rebalance); Iceberg holds the truth
-            if on_batch:
-                on_batch(report)
-        batch = []
-        last_flush = time.monotonic()
-        if not once and commits_since_compaction >= compact_every:
-            report.compactions += writer.compact()
-            commits_since_compaction = 0
 
-    def seek_to_stored(tps: list[Any], in_group: bool) -> None:
-        """Position each partition where the Iceberg tables say we are; Kafka's offsets only as fallback.
+class _Batcher:
+    """Collects records into batches and stores each batch; shared by both ways of reading."""
 
-        In a group, a partition without stored offsets is left alone: the group's committed offset
-        (or the earliest) applies by itself, and asking for it inside the rebalance callback would
-        block the coordinator.
-        """
+    def __init__(
+        self,
+        writer: LineageWriter,
+        report: ConsumeReport,
+        batch_size: int,
+        interval_s: float,
+        compact_every: int,
+        on_batch: Callable[[ConsumeReport], None] | None,
+    ) -> None:
+        self.writer, self.report = writer, report
+        self.batch_size, self.interval_s, self.compact_every = batch_size, interval_s, compact_every
+        self.on_batch = on_batch
+        self.partitions: list[int] = []
+        self.offsets: list[int] = []
+        self.values: list[bytes] = []
+        self.last_flush = time.monotonic()
+        self.since_compaction = 0
+
+    def add(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> None:
+        self.partitions += partitions
+        self.offsets += offsets
+        self.values += values
+
+    def room(self) -> int:
+        return max(1, self.batch_size - len(self.values))
+
+    def due(self) -> bool:
+        return len(self.values) >= self.batch_size or (
+            bool(self.values) and time.monotonic() - self.last_flush >= self.interval_s
+        )
+
+    def flush(self, commit_group_offsets: Callable[[Mapping[int, int]], None]) -> None:
+        if self.values:
+            self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
+            self.partitions, self.offsets, self.values = [], [], []
+            self.since_compaction += 1
+            commit_group_offsets(self.report.offsets)
+            if self.on_batch:
+                self.on_batch(self.report)
+        self.last_flush = time.monotonic()
+        if self.compact_every and self.since_compaction >= self.compact_every:
+            self.report.compactions += self.writer.compact()
+            self.since_compaction = 0
+
+
+def _consume_partitions(
+    settings: Settings,
+    writer: LineageWriter,
+    loop: _Batcher,
+    stop: threading.Event,
+    partitions: Sequence[int] | None,
+    once: bool,
+    idle_timeout_s: float,
+) -> None:
+    """Read fixed partitions (all, or the given ones) with no group membership."""
+    from lineage.exceptions import ConsumerError
+    from lineage.fetch import PartitionReader
+
+    reader = PartitionReader(settings, settings.lineage.consumer_group)
+    try:
+        available = reader.partitions()
+        wanted = sorted(set(partitions)) if partitions is not None else available
+        missing = sorted(set(wanted) - set(available))
+        if missing:
+            raise ConsumerError(
+                f"partition(s) {', '.join(map(str, missing))} of topic {settings.kafka.topic!r} do not exist "
+                f"(it has {len(available)}: 0..{len(available) - 1}); fix --partitions"
+            )
+        # Where the Iceberg tables say we are; Kafka's committed offsets only if they record nothing.
         start = writer.start_offsets()
-        for tp in tps:
-            if start is not None and tp.partition in start:
-                kc.seek(tp, start[tp.partition])
-            elif in_group:
-                continue
-            elif start is None and (committed := kc.committed(tp)) is not None:
-                kc.seek(tp, committed)
-            else:
-                kc.seek_to_beginning(tp)
+        committed = reader.committed(wanted) if start is None else {}
+        reader.assign({p: start[p] if start is not None and p in start else committed.get(p) for p in wanted})
+        last_progress = time.monotonic()
+        while not stop.is_set():
+            parts, offsets, values = reader.poll(loop.room(), 0.1)
+            if values:
+                loop.add(parts, offsets, values)
+                last_progress = time.monotonic()
+            if loop.due():
+                loop.flush(reader.commit)
+            if once and (reader.drained() or time.monotonic() - last_progress > idle_timeout_s):
+                break
+        loop.flush(reader.commit)
+    finally:
+        reader.close()
+
+
+def _consume_in_group(settings: Settings, writer: LineageWriter, loop: _Batcher, stop: threading.Event) -> None:
+    """A member of the consumer group (kafka-python): the group shares the partitions among its members."""
+    from kafka import ConsumerRebalanceListener, TopicPartition
+    from kafka.errors import KafkaError
+    from kafka.structs import OffsetAndMetadata
+
+    from lineage.kafka import consumer as make_consumer
+
+    kc = make_consumer(settings, settings.lineage.consumer_group)
+
+    def commit(offsets: Mapping[int, int]) -> None:
+        try:
+            kc.commit({TopicPartition(settings.kafka.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()})
+        except KafkaError:
+            pass  # group offsets are only a fallback (and fail during a rebalance); Iceberg holds the truth
 
     class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # Partitions move between the group's members: store what we hold before they go, and
         # start the new ones from the offsets in the tables (another member may have moved them).
         def on_partitions_revoked(self, revoked: Any) -> None:
-            flush()
+            loop.flush(commit)
 
         def on_partitions_assigned(self, assigned: Any) -> None:
-            writer._load_seen()
-            seek_to_stored(list(assigned), in_group=True)
+            # A partition without stored offsets is left alone: the group's committed offset (or
+            # the earliest) applies by itself, and asking for it here would block the coordinator.
+            # (What the other members stored reaches the duplicate checks at each commit: `_sync`.)
+            start = writer.start_offsets() or {}
+            for tp in assigned:
+                if tp.partition in start:
+                    kc.seek(tp, start[tp.partition])
 
     try:
-        if once or not group:
-            # Take every partition now (no group join to wait for); concurrent consumers are safe,
-            # as each table refuses what it already holds.
-            tps = [TopicPartition(settings.kafka.topic, p) for p in sorted(kc.partitions_for_topic(settings.kafka.topic) or [])]
-            kc.assign(tps)
-            seek_to_stored(tps, in_group=False)
-        else:
-            # A service: share the partitions with the other members of the consumer group.
-            kc.subscribe([settings.kafka.topic], listener=Rebalance())
-            tps = []
-        last_progress = time.monotonic()
+        kc.subscribe([settings.kafka.topic], listener=Rebalance())
         while not stop.is_set():
-            polled = kc.poll(timeout_ms=100, max_records=batch_size)
+            polled = kc.poll(timeout_ms=100, max_records=loop.room())
             for tp, recs in polled.items():
-                for r in recs:
-                    batch.append(Record(tp.partition, r.offset, r.value if r.value is not None else b""))
-                last_progress = time.monotonic()
-            if len(batch) >= batch_size or (batch and time.monotonic() - last_flush >= interval_s):
-                flush()
-            if once:
-                drained = all(
-                    kc.highwater(tp) is not None and kc.position(tp) >= (kc.highwater(tp) or 0) for tp in tps
-                )
-                if drained or time.monotonic() - last_progress > idle_timeout_s:
-                    break
-        flush()
+                loop.add([tp.partition] * len(recs), [r.offset for r in recs], [r.value if r.value is not None else b"" for r in recs])
+            if loop.due():
+                loop.flush(commit)
+        loop.flush(commit)
     finally:
         kc.close()
-    return report

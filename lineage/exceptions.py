@@ -19,3 +19,7 @@ class EmitError(TidemarkError):
 
 class NotFoundError(TidemarkError):
     """A model, alias, version, run or dataset asked about is not in the lineage store."""
+
+
+class ConsumerError(TidemarkError):
+    """The lineage consumer cannot run as asked (a missing package, partitions that do not exist)."""

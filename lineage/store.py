@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -130,83 +130,123 @@ def parse_time(value: str) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-def _dumps(value: Any) -> str:
-    import orjson
-
-    return orjson.dumps(value).decode("utf-8")
-
-
-def _event_base(event: Mapping[str, Any], eid: str) -> dict[str, Any]:
-    """The columns every per-event row starts with (events, runs, run_datasets)."""
-    job = event.get("job") or {}
-    return {
-        "event_id": eid,
-        "event_time": parse_time(str(event["eventTime"])),
-        "event_type": event.get("eventType"),
-        "run_id": str(event["run"]["runId"]),
-        "job_namespace": job.get("namespace"),
-        "job_name": job.get("name"),
-    }
+# Columns holding JSON text, kept as the bytes orjson writes until they become one Arrow array.
+JSON_COLUMNS = frozenset(("payload", "run_facets", "job_facets", "facets"))
+ROW_TABLES = (EVENTS, RUNS, JOBS, RUN_DATASETS)
 
 
-def event_row(
-    event: Mapping[str, Any], eid: str, partition: int | None, offset: int | None, payload: str | None = None
-) -> dict[str, Any]:
-    """A row of `events`; `payload` is the event's text as received (re-serialized if not given)."""
-    parent = ((event.get("run") or {}).get("facets") or {}).get("parent") or {}
-    return {
-        **_event_base(event, eid),
-        "parent_run_id": (parent.get("run") or {}).get("runId"),
-        "producer": event.get("producer"),
-        "payload": payload if payload is not None else _dumps(event),
-        "kafka_partition": partition,
-        "kafka_offset": offset,
-    }
+class Columns:
+    """The rows events give `events`, `runs`, `jobs` and `run_datasets`, as Arrow columns.
+
+    Each row is a tuple in schema order, and the rows become columns in one transpose (`zip`) at
+    the end: no row dicts to build and read back, which cost more than parsing the JSON did.
+    `events`, `runs` and `jobs` get one row per event (in `jobs`, every event's job: the consumer
+    keeps the rows of jobs it has not stored yet); each `run_datasets` row names its event (0, 1,
+    ... in the order added) in `dataset_event`.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[Any, ...]]] = {short: [] for short in ROW_TABLES}
+        self.dataset_event: list[int] = []
+        self.count = 0
+
+    def add(
+        self,
+        event: Mapping[str, Any],
+        eid: str,
+        partition: int | None,
+        offset: int | None,
+        payload: bytes | None = None,
+        event_time: datetime | None = None,
+    ) -> tuple[str, str]:
+        """Add one checked event (`payload`: its bytes as received; `event_time`: its eventTime,
+        if the caller parsed it already); returns its job's identity.
+
+        Every value is worked out before anything is appended, so an event that fails half way
+        (a facet group that is not an object...) leaves the columns aligned.
+        """
+        import orjson
+
+        def dumps(value: Any) -> bytes:
+            # Most facet groups are empty: skip the call.
+            return orjson.dumps(value) if value else b"{}"
+
+        run = event["run"]
+        job = event.get("job") or {}
+        run_facets = run.get("facets") or {}
+        parent = run_facets.get("parent") or {}
+        base = (
+            eid,
+            event_time or parse_time(str(event["eventTime"])),
+            event.get("eventType"),
+            str(run["runId"]),
+            job.get("namespace"),
+            job.get("name"),
+        )
+        parent_run_id = (parent.get("run") or {}).get("runId")
+        run_extra = (
+            parent_run_id,
+            (parent.get("job") or {}).get("name"),
+            ((parent.get("root") or {}).get("run") or {}).get("runId"),
+            (run_facets.get("errorMessage") or {}).get("message"),
+            dumps(run_facets),
+        )
+        job_key = (base[4] or "", base[5] or "")
+        job_facets = dumps(job.get("facets") or {})
+        datasets = []
+        for direction, key in (("input", "inputs"), ("output", "outputs")):
+            for ds in event.get(key) or []:
+                facets = dict(ds.get("facets") or {})
+                facets.update(ds.get("inputFacets") or {})
+                facets.update(ds.get("outputFacets") or {})
+                datasets.append((direction, ds.get("namespace"), ds.get("name"), ev.dataset_table(ds),
+                                 ev.dataset_type(ds), ev.dataset_version(ds), dumps(facets)))
+        payload = payload if payload is not None else orjson.dumps(event)
+
+        rows = self.rows
+        rows[EVENTS].append((*base, parent_run_id, event.get("producer"), payload, partition, offset))
+        rows[RUNS].append((*base, *run_extra))
+        rows[JOBS].append((*job_key, base[1], base[3], job_facets))
+        rows[RUN_DATASETS] += [(*base, *d) for d in datasets]
+        self.dataset_event += [self.count] * len(datasets)
+        self.count += 1
+        return job_key
+
+    def tables(self) -> dict[str, pa.Table]:
+        """Each table's rows as Arrow, in the table's schema."""
+        return {short: _arrow(short, self.rows[short]) for short in ROW_TABLES}
 
 
-def run_row(event: Mapping[str, Any], eid: str) -> dict[str, Any]:
-    facets = (event.get("run") or {}).get("facets") or {}
-    parent = facets.get("parent") or {}
-    error = facets.get("errorMessage") or {}
-    return {
-        **_event_base(event, eid),
-        "parent_run_id": (parent.get("run") or {}).get("runId"),
-        "parent_job_name": (parent.get("job") or {}).get("name"),
-        "root_run_id": ((parent.get("root") or {}).get("run") or {}).get("runId"),
-        "error_message": error.get("message"),
-        "run_facets": _dumps(facets),
-    }
+def _arrow(short: str, rows: list[tuple[Any, ...]]) -> pa.Table:
+    import pyarrow as pa
+
+    schema = arrow_schema(short)
+    columns = list(zip(*rows)) if rows else [() for _ in schema]
+    arrays = []
+    for f, values in zip(schema, columns):
+        if f.name in JSON_COLUMNS:
+            arrays.append(_utf8_array(values))
+            continue
+        try:
+            arrays.append(pa.array(values, f.type))
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            # A producer sent a number or an object where text belongs: store its text.
+            arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def job_row(event: Mapping[str, Any]) -> dict[str, Any]:
-    job = event.get("job") or {}
-    return {
-        "job_namespace": job.get("namespace") or "",
-        "job_name": job.get("name") or "",
-        "first_seen": parse_time(str(event["eventTime"])),
-        "first_run_id": str(event["run"]["runId"]),
-        "job_facets": _dumps(job.get("facets") or {}),
-    }
+def _utf8_array(values: Sequence[bytes]) -> pa.Array:
+    """A string array over these bytes, which orjson wrote or accepted, so they are UTF-8.
 
+    Joined into one buffer and wrapped: ~20x faster than converting value by value, which
+    dominated the consumer's time for the ~1.3 KB payloads.
+    """
+    import numpy as np
+    import pyarrow as pa
 
-def run_dataset_rows(event: Mapping[str, Any], eid: str) -> list[dict[str, Any]]:
-    rows = []
-    base = _event_base(event, eid)
-    for direction, key in (("input", "inputs"), ("output", "outputs")):
-        for ds in event.get(key) or []:
-            facets = dict(ds.get("facets") or {})
-            facets.update(ds.get("inputFacets") or {})
-            facets.update(ds.get("outputFacets") or {})
-            rows.append(
-                {
-                    **base,
-                    "direction": direction,
-                    "dataset_namespace": ds.get("namespace"),
-                    "dataset_name": ds.get("name"),
-                    "table_name": ev.dataset_table(ds),
-                    "dataset_type": ev.dataset_type(ds),
-                    "version": ev.dataset_version(ds),
-                    "facets": _dumps(facets),
-                }
-            )
-    return rows
+    data = b"".join(values)
+    if len(data) >= 2**31:  # past 32-bit offsets: let Arrow split it into chunks
+        return pa.array(values, pa.binary()).cast(pa.string())
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])

@@ -564,6 +564,18 @@ def _parent_text(parent: dict[str, Any]) -> str:
 # -- lineage ----------------------------------------------------------------------------------------
 
 
+def _partition_list(text: str) -> list[int]:
+    from lakehouse.exceptions import TidemarkError
+
+    try:
+        parts = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        parts = []
+    if not parts or any(p < 0 for p in parts):
+        raise TidemarkError(f"--partitions {text!r} is not a list of partition numbers; give them like --partitions 0,1")
+    return parts
+
+
 def cmd_lineage_consume(args: argparse.Namespace) -> int:
     from lineage.consumer import consume
 
@@ -572,7 +584,11 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
     def on_batch(r: Any) -> None:
         progress(f"committed: {r.stored_events} events stored, {r.duplicates} duplicates skipped, {r.dead_letters} dead letters")
 
-    report = consume(settings, once=args.once, group=False if args.all_partitions else None, batch_size=args.batch_size, interval_s=args.interval, on_batch=on_batch)
+    partitions = _partition_list(args.partitions) if args.partitions is not None else None
+    report = consume(
+        settings, once=args.once, group=False if args.all_partitions else None, partitions=partitions,
+        batch_size=args.batch_size, interval_s=args.interval, on_batch=on_batch,
+    )
     out = {
         "records": report.records,
         "stored_events": report.stored_events,
@@ -841,6 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=1000, help="records per Iceberg commit (default 1000)")
     sp.add_argument("--interval", type=float, default=2.0, help="seconds between commits of a partial batch (default 2)")
     sp.add_argument("--all-partitions", action="store_true", help="read every partition without joining the consumer group (a single consumer that restarts fast; the default on the local broker)")
+    sp.add_argument("--partitions", metavar="P,P", help="read exactly these partitions without joining the consumer group: scale out by starting one consumer per share of the partitions (all on the same lineage tables); restart a dead one with the same list")
 
     for direction in ("upstream", "downstream"):
         sp = add(lineage, direction, cmd_lineage_walk, f"what is {direction} of a node, run by run")

@@ -10,7 +10,7 @@ import pytest
 from lakehouse.catalog import load_catalog
 from lineage import events as ev
 from lineage import store
-from lineage.consumer import OFFSETS, LineageWriter, Record, consume, parse, stored_offsets
+from lineage.consumer import OFFSETS, LineageWriter, Record, consume, stored_offsets
 from lineage.transport import KafkaTransport
 
 pytestmark = pytest.mark.integration
@@ -96,12 +96,12 @@ def test_crash_between_the_two_table_commits_replays_only_what_is_missing(settin
         if len(records) == 8:
             break
     kc.close()
-    parsed = [parse(r) for r in records]
+    batch = writer.decode([r.partition for r in records], [r.offset for r in records], [r.value for r in records])
     offsets = {}
     for r in records:
         offsets[r.partition] = max(offsets.get(r.partition, 0), r.offset + 1)
     for short in (store.RUN_DATASETS, store.RUNS):  # ...and died before jobs and events
-        writer._commit_rows(short, parsed, offsets)  # type: ignore[arg-type]
+        writer._commit_rows(short, batch, offsets)
     assert _table_rows(settings, store.EVENTS) == []
 
     report = consume(settings, once=True)
@@ -174,3 +174,59 @@ def test_compaction_and_expiry_keep_rows_and_the_offsets_record(settings: Any) -
     assert stored_offsets(events, settings.kafka.topic, writer.log) == before
     assert sorted(r["event_id"] for r in _table_rows(settings, store.EVENTS)) == sorted(ev.event_id(e) for e in sent)
     assert consume(settings, once=True).records == 0  # resumes after the compaction, replays nothing
+
+
+def test_two_consumers_racing_on_the_same_tables_store_each_event_once(settings: Any) -> None:
+    """Two writers (two consumers with their own partitions) commit to the same tables; one commits
+    a whole batch while the other is between loading a table and appending to it. The second's
+    commit is refused (the table's base moved), retried on the new state, and nothing is doubled:
+    not the event both batches carry (the same bytes on two partitions), not a job, not an offset."""
+    from lineage.consumer import ConsumeReport
+
+    shared = ev.serialize(_event(0, run_id="shared-run"))
+    a_values = [shared, *(ev.serialize(_event(i)) for i in range(1, 6))]
+    b_values = [shared, *(ev.serialize(_event(i)) for i in range(6, 11))]
+    a = LineageWriter(settings, load_catalog(settings))
+    b = LineageWriter(settings, load_catalog(settings))
+    commit = a._commit
+    raced: list[str] = []
+
+    def commit_with_b_in_between(short: str, rows: Any, offsets: Any) -> None:
+        def rows_then_b_commits(table: Any) -> Any:
+            if not raced and short in (store.RUNS, store.EVENTS):
+                raced.append(short)
+                b.write_columns([1] * len(b_values), list(range(len(b_values))), b_values, ConsumeReport())
+            return rows(table)
+
+        commit(short, rows_then_b_commits, offsets)
+
+    a._commit = commit_with_b_in_between  # type: ignore[method-assign]
+    report = ConsumeReport()
+    a.write_columns([0] * len(a_values), list(range(len(a_values))), a_values, report)
+    assert raced == [store.RUNS]
+    assert report.stored_events == 5 and report.duplicates == 1  # b had stored the shared one meanwhile
+    events = _table_rows(settings, store.EVENTS)
+    expected = sorted({ev.event_id(v) for v in a_values + b_values})
+    assert sorted(r["event_id"] for r in events) == expected
+    assert sorted(r["event_id"] for r in _table_rows(settings, store.RUNS)) == expected
+    jobs = [(r["job_namespace"], r["job_name"]) for r in _table_rows(settings, store.JOBS)]
+    assert sorted(jobs) == sorted(set(jobs))
+    table = load_catalog(settings).load_table((settings.lineage.namespace, store.EVENTS))
+    assert stored_offsets(table, settings.kafka.topic, a.log) == {0: 6, 1: 6}
+
+
+def test_offsets_are_the_highest_any_snapshot_recorded(settings: Any) -> None:
+    """A consumer holding some partitions records only what it knows; reading back takes, per
+    partition, the highest offset of any snapshot, so no consumer hides another's progress."""
+    catalog = load_catalog(settings)
+    writer = LineageWriter(settings, catalog)
+    table = catalog.load_table((settings.lineage.namespace, store.EVENTS))
+    import pyarrow as pa
+
+    empty = pa.Table.from_pylist([], schema=store.arrow_schema(store.EVENTS))
+    for offsets in ({"0": 10, "1": 4}, {"1": 7}, {"0": 3, "2": 5}):
+        record = {"topic": settings.kafka.topic, "log": writer.log, "offsets": offsets}
+        table.append(empty, snapshot_properties={OFFSETS: json.dumps(record)})
+    assert stored_offsets(table, settings.kafka.topic, writer.log) == {0: 10, 1: 7, 2: 5}
+    # Another topic's or another log's records (an older local broker) count for nothing.
+    assert stored_offsets(table, "other-topic", writer.log) == {}

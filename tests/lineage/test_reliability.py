@@ -146,13 +146,76 @@ def test_bad_input_corpus_goes_to_dead_letters_and_good_events_survive(settings:
     assert sorted(stored) == sorted(g["job"]["name"] for g in good)
 
 
+def _stored_count(settings: Any) -> int:
+    table = load_catalog(settings).load_table((settings.lineage.namespace, "events"))
+    return table.scan(selected_fields=("event_id",)).to_arrow().num_rows if table.current_snapshot() else 0
+
+
+def test_consumers_on_their_own_partitions_share_the_topic_and_a_replacement_takes_over(settings: Any) -> None:
+    """Scaled out without a group coordinator (runs on the local broker, whose group rebalances
+    never finish after a member dies): one consumer on partitions 0,1, one on 2, all committing to
+    the same tables. The first is killed mid-stream and a replacement started on its partitions
+    resumes from the offsets in the tables. Every event ends up stored exactly once."""
+    events = [
+        ev.run_event(producer="p", event_type="COMPLETE", run_id=f"scale-{i}", job_namespace="n", job_name=f"s.{i % 5}")
+        for i in range(3000)
+    ]
+    sender = _producer_thread(settings, events, seconds=15)
+    base = [sys.executable, "-m", "tidemark", "lineage", "consume", "--batch-size", "100", "--interval", "0.3"]
+
+    def start(parts: str) -> tuple[subprocess.Popen[str], threading.Event]:
+        proc = subprocess.Popen([*base, "--partitions", parts], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        committed = threading.Event()
+
+        def watch() -> None:
+            for line in proc.stderr or []:
+                if "committed:" in line:
+                    committed.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        return proc, committed
+
+    first, first_committed = start("0,1")
+    other, _ = start("2")
+    procs = [first, other]
+    try:
+        assert first_committed.wait(timeout=120), "the first consumer never committed"
+        first.send_signal(signal.SIGKILL)  # mid-stream: the producer is still sending
+        first.wait()
+        replacement, _ = start("0,1")
+        procs.append(replacement)
+        sender.join(timeout=120)
+        assert not sender.is_alive()
+        deadline = time.monotonic() + 180  # generous: a loaded machine; never part of what is asserted
+        while _stored_count(settings) < len(events) and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(60)
+    counts = run_sql(
+        settings,
+        "SELECT (SELECT count(*) FROM lineage.events) AS events, (SELECT count(DISTINCT event_id) FROM lineage.events) AS ids, "
+        "(SELECT count(DISTINCT kafka_partition) FROM lineage.events) AS parts, "
+        "(SELECT count(*) FROM lineage.runs) AS runs, (SELECT count(DISTINCT event_id) FROM lineage.runs) AS run_ids, "
+        "(SELECT count(*) FROM lineage.jobs) AS jobs",
+    ).to_pylist()
+    assert counts == [{"events": 3000, "ids": 3000, "parts": 3, "runs": 3000, "run_ids": 3000, "jobs": 5}]
+    stored = set(run_sql(settings, "SELECT event_id FROM lineage.events").column("event_id").to_pylist())
+    assert stored == {ev.event_id(e) for e in events}
+    # The tables' offsets cover every record of every partition: a restart replays nothing.
+    assert consume(settings, once=True).records == 0
+
+
 REAL_KAFKA = os.environ.get("TIDEMARK_TEST_KAFKA")
 
 
 @pytest.mark.skipif(
     not REAL_KAFKA and TEST_BROKER != "testcontainers",
     reason="needs Apache Kafka (set TIDEMARK_TEST_KAFKA=host:port, or TIDEMARK_TEST_BROKER=testcontainers): the local Tansu 0.6 broker was seen never to "
-    "finish a consumer-group rebalance after a member leaves or dies, so group hand-over cannot be tested on it",
+    "finish a consumer-group rebalance after a member leaves or dies, so group hand-over cannot be tested on it "
+    "(test_consumers_on_their_own_partitions_share_the_topic_and_a_replacement_takes_over covers scale-out there)",
 )
 def test_two_group_members_share_partitions_and_hand_over(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     if REAL_KAFKA:  # else the session's testcontainers Kafka, which `settings` already points at
