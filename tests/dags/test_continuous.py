@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, shifted_wine
 from tests.dags.test_dags import airflow_home, asset_events, dags_test, migrated_airflow_db, task_states  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -29,15 +29,8 @@ def test_drifted_data_is_detected_and_renews_the_production_model(settings: Any,
     assert dags_test("monitor_wine").returncode == 0
     assert task_states(airflow_home, "monitor_wine") == {"check_drift": "skipped"}
 
-    # New wines whose alcohol is shifted by about two standard deviations (still inside the gate's range).
-    header, *rows = wine.read_text().splitlines()
-    col = header.split(",").index("alcohol")
-    shifted = [header]
-    for i, row in enumerate(rows):
-        cells = row.split(",")
-        cells[0], cells[col] = str(2000 + i), f"{float(cells[col]) + 1.6:.4f}"
-        shifted.append(",".join(cells))
-    (wine.parent / "wine-2.csv").write_text("\n".join(shifted) + "\n")
+    # New wines whose alcohol is shifted by about two standard deviations, where the ingest DAG looks.
+    shifted_wine(wine, 1.6, first_id=2000, name="wine-2.csv")
     assert dags_test("ingest_wine").returncode == 0
     published = asset_events(airflow_home)[-1]["extra"]["snapshot_id"]
 

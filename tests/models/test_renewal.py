@@ -8,23 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, shifted_wine
 
 pytestmark = pytest.mark.integration
-
-
-def _shifted(wine_csv: Path, shift: float) -> Path:
-    """The same wines with new ids and alcohol shifted: new data the holder never saw."""
-    header, *rows = wine_csv.read_text().splitlines()
-    col = header.split(",").index("alcohol")
-    out = [header]
-    for i, row in enumerate(rows):
-        cells = row.split(",")
-        cells[0], cells[col] = str(1000 + i), f"{float(cells[col]) + shift:.4f}"
-        out.append(",".join(cells))
-    path = wine_csv.with_name(f"wine-shift-{shift}.csv")
-    path.write_text("\n".join(out) + "\n")
-    return path
 
 
 # Setup runs in-process (the CLI's own tests cover those commands); the commands under test run as a user would.
@@ -59,7 +45,7 @@ def production(settings: Any, wine_csv: Path) -> Any:
 
 
 def test_a_better_candidate_on_new_data_is_promoted_and_the_decision_is_in_lineage(production: Any, wine_csv: Path) -> None:
-    _land(production, _shifted(wine_csv, 1.5))
+    _land(production, shifted_wine(wine_csv, 1.5))
     _consume(production)  # the promotion gate asks the lineage store about the landing's gate
     d = json.loads(run_cli("models", "renew", "wine@production", "--output", "json").stdout)
     assert d["promoted"] and d["holder_version"] == 1 and d["candidate_version"] == 2 and not d["reused_candidate"]
@@ -75,7 +61,7 @@ def test_a_better_candidate_on_new_data_is_promoted_and_the_decision_is_in_linea
 
 
 def test_a_candidate_that_does_not_beat_the_holder_stays_a_candidate_with_the_reason(production: Any, wine_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _land(production, _shifted(wine_csv, 0.5))
+    _land(production, shifted_wine(wine_csv, 0.5))
     _train(production)  # e.g. the training DAG already trained on exactly this snapshot
     _consume(production)
     # Demand a candidate better by more than any accuracy can be: it must be kept, not promoted.
