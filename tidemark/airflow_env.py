@@ -46,6 +46,9 @@ def environ(settings: Settings, base: Mapping[str, str] | None = None) -> dict[s
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # The LocalExecutor forks this many workers up front (default 32, ~140 MB each): a laptop's
+        # demo needs a few. A deployment sets its own.
+        "AIRFLOW__CORE__PARALLELISM": "4",
         "GX_ANALYTICS_ENABLED": "false",
     }
     for k, v in defaults.items():
