@@ -28,21 +28,6 @@ def _settings() -> Any:
     return load_settings()
 
 
-def _newest_extras(context: dict[str, Any], assets: list[Asset]) -> dict[str, list[dict[str, Any]]]:
-    """Per asset URI, the extras of the events that triggered this run, else of the asset's newest event."""
-    triggering = context.get("triggering_asset_events") or {}
-    out: dict[str, list[dict[str, Any]]] = {}
-    for a in assets:
-        got = list(triggering[a]) if a in triggering else []
-        if not got:
-            try:
-                got = [context["inlet_events"][a][-1]]
-            except (IndexError, KeyError):
-                got = []
-        out[a.uri] = [dict(e.extra or {}) for e in got]
-    return out
-
-
 def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
     inputs = [Asset(asset_uri(t), extra={"table": t}) for t in job.inputs]
     drift = Asset(drift_asset_uri(job.model), extra={"model": job.model})
@@ -59,9 +44,9 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
 
         @task(inlets=inputs, outlets=[drift])
         def check_drift(**context: Any) -> dict[str, Any]:
-            from tidemark.dagtasks import check_drift_for, snapshots_from_asset_events
+            from tidemark.dagtasks import asset_event_extras, check_drift_for, snapshots_from_asset_events
 
-            snapshots = snapshots_from_asset_events(job.inputs, _newest_extras(context, inputs))
+            snapshots = snapshots_from_asset_events(job.inputs, asset_event_extras(context, inputs))
             found = check_drift_for(_settings(), job.model, snapshots)
             if found is None:
                 raise AirflowSkipException(f"no drift for {job.model} on {snapshots}; nothing to renew")
@@ -82,10 +67,10 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
 
         @task(inlets=[drift, *inputs])
         def renew_on_new_data(**context: Any) -> dict[str, Any]:
-            from tidemark.dagtasks import renew_model, snapshots_from_asset_events
+            from tidemark.dagtasks import asset_event_extras, renew_model, snapshots_from_asset_events
 
-            newest = snapshots_from_asset_events(job.inputs, _newest_extras(context, inputs))
-            drift_events = _newest_extras(context, [drift])[drift.uri]  # triggering ones, else the newest
+            newest = snapshots_from_asset_events(job.inputs, asset_event_extras(context, inputs))
+            drift_events = asset_event_extras(context, [drift])[drift.uri]  # triggering ones, else the newest
             found = drift_events[-1] if drift_events else None
             triggered = drift in (context.get("triggering_asset_events") or {})
             # Renew because of drift when a drift event triggered the run, or when a hand/weekly run finds

@@ -32,23 +32,9 @@ def train_dag(job: TrainingJob) -> DAG:
 
         @task(inlets=assets)
         def pick_snapshots(**context: Any) -> dict[str, int]:
-            from tidemark.dagtasks import snapshots_from_asset_events
+            from tidemark.dagtasks import asset_event_extras, snapshots_from_asset_events
 
-            triggering = context.get("triggering_asset_events") or {}
-            events: dict[str, list[dict[str, Any]]] = {}
-            for a in assets:
-                got = list(triggering[a]) if a in triggering else []
-                if got:
-                    print(f"{a.uri}: {len(got)} triggering asset event(s); training on the newest")
-                else:  # a manual run: the newest event of the asset, not the table's current main
-                    print(f"{a.uri}: run not triggered by it; training on its newest asset event")
-                    try:
-                        newest = context["inlet_events"][a][-1]
-                    except (IndexError, KeyError):
-                        newest = None
-                    got = [newest] if newest is not None else []
-                events[a.uri] = [dict(e.extra or {}) for e in got]
-            return snapshots_from_asset_events(job.inputs, events)
+            return snapshots_from_asset_events(job.inputs, asset_event_extras(context, assets))
 
         @task
         def train(snapshots: dict[str, int]) -> dict[str, Any]:

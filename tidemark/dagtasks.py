@@ -176,6 +176,25 @@ def quarantine_staged(settings: Settings, decision: Mapping[str, Any]) -> list[s
 # -- training on asset events ----------------------------------------------------------------------
 
 
+def asset_event_extras(context: Mapping[str, Any], assets: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per asset URI, the extras of the events that triggered this run, else of the asset's newest
+    event (a manual or `dags test` run). `context` is an Airflow task context; no Airflow import here."""
+    triggering = context.get("triggering_asset_events") or {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in assets:
+        got = list(triggering[a]) if a in triggering else []
+        if got:
+            log.info("%s: %d triggering asset event(s); using the newest", a.uri, len(got))
+        else:
+            log.info("%s: run not triggered by it; using its newest asset event", a.uri)
+            try:
+                got = [context["inlet_events"][a][-1]]
+            except (IndexError, KeyError):
+                got = []
+        out[a.uri] = [dict(e.extra or {}) for e in got]
+    return out
+
+
 def snapshots_from_asset_events(job_inputs: Sequence[str], events: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, int]:
     """The snapshot id each input table's newest asset event carries (`events`: asset URI -> extras, oldest first).
 
