@@ -28,6 +28,13 @@ def load_catalog(settings: Settings) -> Catalog:
         Path(urlparse(props["warehouse"]).path).mkdir(parents=True, exist_ok=True)
     if uri.startswith(("postgresql", "sqlite", "mysql")):
         props.setdefault("type", "sql")
+    if props.get("type") == "sql":
+        # pyiceberg's SQL catalog with a commit that does not re-read the table it was handed
+        # (lakehouse.sqlcatalog); pyiceberg takes a class path instead of a type for that.
+        from lakehouse.sqlcatalog import IMPL
+
+        del props["type"]
+        props["py-catalog-impl"] = IMPL
     error: Exception | None = None
     for attempt in range(3):
         try:
