@@ -6,7 +6,9 @@ metadata file and swaps the catalog row with `UPDATE ... WHERE metadata_location
 the table object being committed is still the current state (one indexed SELECT tells), the
 reload is pointless: a metadata file never changes once written. Profiled on a model
 registration (two small commits), the reload and the deep copies were ~30% of its cost, growing
-with the table's history.
+with the table's history. For the same reason `load_table` keeps the last metadata it parsed per
+metadata file (and the one each commit wrote): loading a table that did not change since is one
+indexed SELECT, not a JSON parse of its whole history.
 
 Correctness rests on the same two things as pyiceberg's own commit: the requirements are checked
 against the current metadata, and the row swap is conditional on the metadata location the
@@ -17,12 +19,16 @@ path unchanged.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.table import CommitTableResponse
+from pyiceberg.io import load_file_io
+from pyiceberg.serializers import FromInputFile
+from pyiceberg.table import CommitTableResponse, Table
 from pyiceberg.table.locations import load_location_provider
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -30,14 +36,56 @@ from sqlalchemy.orm import Session
 from lakehouse.tables import apply_updates
 
 if TYPE_CHECKING:
-    from pyiceberg.table import Table
+    from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.table.update import TableRequirement, TableUpdate
 
 # The `py-catalog-impl` value that selects this class in pyiceberg's load_catalog.
 IMPL = f"{__name__}.TidemarkSqlCatalog"
 
 
+class _MetadataCache:
+    """Parsed table metadata by metadata file location, the most recent few (immutable, so shared)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: OrderedDict[str, TableMetadata] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, location: str) -> TableMetadata | None:
+        with self._lock:
+            metadata = self._items.get(location)
+            if metadata is not None:
+                self._items.move_to_end(location)
+            return metadata
+
+    def put(self, location: str, metadata: TableMetadata) -> None:
+        with self._lock:
+            self._items[location] = metadata
+            self._items.move_to_end(location)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+_METADATA = _MetadataCache()
+
+
 class TidemarkSqlCatalog(SqlCatalog):
+    def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
+        location, namespace, name = orm_table.metadata_location, orm_table.table_namespace, orm_table.table_name
+        if not (location and namespace and name):
+            return super()._convert_orm_to_iceberg(orm_table)  # pyiceberg names what is missing
+        metadata = _METADATA.get(location)
+        if metadata is None:
+            metadata = FromInputFile.table_metadata(load_file_io(self.properties, location).new_input(location))
+            _METADATA.put(location, metadata)
+        return Table(
+            identifier=Catalog.identifier_to_tuple(namespace) + (name,),
+            metadata=metadata,
+            metadata_location=location,
+            io=self._load_file_io(metadata.properties, location),
+            catalog=self,
+        )
+
     def commit_table(
         self, table: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...]
     ) -> CommitTableResponse:
@@ -73,4 +121,5 @@ class TidemarkSqlCatalog(SqlCatalog):
             if swapped.rowcount < 1:  # type: ignore[attr-defined]
                 raise CommitFailedException(f"Table has been updated by another process: {namespace}.{name}")
             session.commit()
+        _METADATA.put(new_location, metadata)
         return CommitTableResponse(metadata=metadata, metadata_location=new_location)

@@ -104,3 +104,19 @@ def test_concurrent_writers_each_land_exactly_once(catalog: SqlCatalog) -> None:
         t.join()
     ids = sorted(catalog.load_table(("raw", "t")).scan().to_arrow()["id"].to_pylist())
     assert ids == sorted(k * 100 + i for k in range(4) for i in range(10))
+
+
+def test_load_reuses_parsed_metadata_until_another_writer_commits(catalog: SqlCatalog) -> None:
+    """Metadata files never change, so a load of an unchanged table reuses what was parsed; a
+    commit by a writer this process knows nothing of (pyiceberg's own catalog class) is seen."""
+    table = ensure_table(catalog, TableName("raw", "t"), _rows(0).schema)
+    table.append(_rows(1))
+    a, b = catalog.load_table(("raw", "t")), catalog.load_table(("raw", "t"))
+    assert a.metadata is b.metadata and a is not b
+    props = {k: v for k, v in catalog.properties.items() if k != "py-catalog-impl"}
+    other = SqlCatalog(catalog.name, **props)
+    assert type(other) is SqlCatalog
+    other.load_table(("raw", "t")).append(_rows(1, start=1))
+    fresh = catalog.load_table(("raw", "t"))
+    assert fresh.metadata is not a.metadata
+    assert sorted(fresh.scan().to_arrow()["id"].to_pylist()) == [0, 1]
