@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import local_broker, result, scratch_home
+from benchmarks.common import cpu_s, local_broker, result, scratch_home
 
 
 def make_events(n: int) -> list[bytes]:
@@ -35,6 +35,7 @@ def make_events(n: int) -> list[bytes]:
 
 
 def producer_main(n: int) -> None:
+    from benchmarks.common import cpu_s
     from lakehouse.config import load_settings
     from lineage.kafka import ensure_topic, producer
 
@@ -48,14 +49,15 @@ def producer_main(n: int) -> None:
     for i, v in enumerate(values):
         p.send(topic, key=str(i // 2).encode(), value=v)
     p.flush(600)
-    print(json.dumps({"produce_s": time.perf_counter() - start}), flush=True)
+    elapsed = time.perf_counter() - start
     p.close()
+    print(json.dumps({"produce_s": elapsed, "cpu_s": cpu_s()}), flush=True)
 
 
 def consumer_main(n: int) -> None:
     import threading
 
-    from benchmarks.common import peak_rss_mb
+    from benchmarks.common import cpu_s, peak_rss_mb
     from lakehouse.config import load_settings
     from lineage.consumer import consume
 
@@ -68,7 +70,7 @@ def consumer_main(n: int) -> None:
             stop.set()
 
     report = consume(load_settings(), once=False, batch_size=20_000, interval_s=2.0, stop=stop, on_batch=on_batch, compact_every=10**9)
-    print(json.dumps({"stored": report.stored_events, "done": last["t"], "commits": report.commits, "rss_mb": peak_rss_mb()}), flush=True)
+    print(json.dumps({"stored": report.stored_events, "done": last["t"], "commits": report.commits, "rss_mb": peak_rss_mb(), "cpu_s": cpu_s()}), flush=True)
 
 
 def run(quick: bool, events: int | None = None) -> None:
@@ -78,9 +80,13 @@ def run(quick: bool, events: int | None = None) -> None:
     with scratch_home("throughput"):
         settings = load_settings()
         with local_broker(settings):
+            from lineage import broker
             from lineage.kafka import ensure_topic
 
             ensure_topic(settings)
+            state = broker.read_state(settings)
+            broker_pid = state.pid if state else None
+            broker_cpu = cpu_s(broker_pid) if broker_pid else float("nan")
             env_args = [sys.executable, "-m", "benchmarks.bench_lineage_throughput"]
             consumer = subprocess.Popen([*env_args, "consumer", str(n)], stdout=subprocess.PIPE, text=True)
             time.sleep(3)  # let the consumer load its tables and connect before events arrive
@@ -91,13 +97,18 @@ def run(quick: bool, events: int | None = None) -> None:
             producer.wait()
             out = json.loads(consumer.stdout.readline())
             consumer.wait()
+            broker_cpu = cpu_s(broker_pid) - broker_cpu if broker_pid else float("nan")
     total_s = out["done"] - ready["ready"]
     print(f"events={n} avg_bytes={ready['bytes']:.0f} produce_s={produced['produce_s']:.1f} end_to_end_s={total_s:.1f} "
           f"consumer_commits={out['commits']} consumer_peak_rss_mb={out['rss_mb']:.0f}")
+    # Where the 2 cores went: CPU seconds of each process over the run (the producer's includes
+    # building its events before the clock starts).
+    print(f"cpu_s: producer={produced['cpu_s']:.1f} broker={broker_cpu:.1f} consumer={out['cpu_s']:.1f} "
+          f"(wall {total_s:.1f} s x 2 cores = {2 * total_s:.1f} core-s)")
     assert out["stored"] == n, f"stored {out['stored']} of {n}"
     result("lineage_throughput", events=n, event_bytes=round(ready["bytes"]), events_per_s=n / total_s,
            producer_events_per_s=n / produced["produce_s"], target_events_per_s=25000, ratio_to_target=n / total_s / 25000,
-           consumer_peak_rss_mb=out["rss_mb"])
+           consumer_peak_rss_mb=out["rss_mb"], consumer_cpu_s=out["cpu_s"], broker_cpu_s=broker_cpu, producer_cpu_s=produced["cpu_s"])
 
 
 if __name__ == "__main__":
