@@ -1,13 +1,20 @@
 """Lineage throughput: N events of ~1.3 KB through producer -> broker -> consumer -> Iceberg.
 
-Producer and consumer run as separate processes, at the same time, as in production. Reported:
-sustained events/s from the first send to the last event committed to Iceberg, the producer's own
-rate, and the consumer's peak RSS. Target (issue 4): >= 25,000 events/s on this 2-core machine.
+Producer and consumers run as separate processes, at the same time, as in production, on a topic
+of 4 partitions: once with one consumer on every partition, once with two consumers, each on its
+own half (`tidemark lineage consume --partitions 0,2` and `1,3`: the documented way to put both
+cores to work; both write the same tables, exactly once). Reported for each: sustained events/s
+from the first send to the last event committed to Iceberg (checked in the table afterwards:
+every event, once), the producer's own rate, the consumers' peak RSS, and the CPU seconds of
+producer, broker and consumers. Target (issue 4): >= 25,000 events/s on this 2-core machine.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
@@ -54,7 +61,8 @@ def producer_main(n: int) -> None:
     print(json.dumps({"produce_s": elapsed, "cpu_s": cpu_s()}), flush=True)
 
 
-def consumer_main(n: int) -> None:
+def consumer_main(n: int, partitions: list[int] | None) -> None:
+    """One consumer: all partitions, or the given ones; it stops once it stored `n` events."""
     import threading
 
     from benchmarks.common import cpu_s, peak_rss_mb
@@ -69,15 +77,41 @@ def consumer_main(n: int) -> None:
         if r.stored_events >= n:  # type: ignore[attr-defined]
             stop.set()
 
-    report = consume(load_settings(), once=False, batch_size=20_000, interval_s=2.0, stop=stop, on_batch=on_batch, compact_every=10**9)
+    report = consume(load_settings(), once=False, partitions=partitions, batch_size=20_000, interval_s=2.0, stop=stop,
+                     on_batch=on_batch, compact_every=10**9)
     print(json.dumps({"stored": report.stored_events, "done": last["t"], "commits": report.commits, "rss_mb": peak_rss_mb(), "cpu_s": cpu_s()}), flush=True)
 
 
-def run(quick: bool, events: int | None = None) -> None:
-    n = events or (50_000 if quick else 1_000_000)
+def _share(n: int, partitions: int) -> list[int]:
+    """Events per partition: the producer keys event i with run i // 2, and kafka-python's default
+    partitioner (murmur2 of the key, as Java's) decides where each key goes."""
+    from kafka.partitioner.default import murmur2
+
+    counts = [0] * partitions
+    for run_key in range((n + 1) // 2):
+        counts[(murmur2(str(run_key).encode()) & 0x7FFFFFFF) % partitions] += 2 if 2 * run_key + 1 < n else 1
+    return counts
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def one_run(n: int, consumers: int, partitions: int) -> dict[str, float]:
+    """Producer, broker and `consumers` consumer processes (each on its own share of the
+    partitions, as `tidemark lineage consume --partitions` runs them); returns the run's numbers."""
     from lakehouse.config import load_settings
 
-    with scratch_home("throughput"):
+    with scratch_home("throughput"), _env("TIDEMARK__KAFKA__PARTITIONS", str(partitions)):
         settings = load_settings()
         with local_broker(settings):
             from lineage import broker
@@ -88,29 +122,72 @@ def run(quick: bool, events: int | None = None) -> None:
             broker_pid = state.pid if state else None
             broker_cpu = cpu_s(broker_pid) if broker_pid else float("nan")
             env_args = [sys.executable, "-m", "benchmarks.bench_lineage_throughput"]
-            consumer = subprocess.Popen([*env_args, "consumer", str(n)], stdout=subprocess.PIPE, text=True)
-            time.sleep(3)  # let the consumer load its tables and connect before events arrive
+            if consumers == 1:
+                assignments, expected = [[]], [n]
+            else:
+                counts = _share(n, partitions)
+                assignments = [list(range(partitions))[k::consumers] for k in range(consumers)]
+                expected = [sum(counts[p] for p in a) for a in assignments]
+            procs = [
+                subprocess.Popen([*env_args, "consumer", str(want), ",".join(map(str, a))], stdout=subprocess.PIPE, text=True)
+                for a, want in zip(assignments, expected)
+            ]
+            time.sleep(3)  # let the consumers load their tables and connect before events arrive
             producer = subprocess.Popen([*env_args, "producer", str(n)], stdout=subprocess.PIPE, text=True)
-            assert producer.stdout is not None and consumer.stdout is not None
+            assert producer.stdout is not None
             ready = json.loads(producer.stdout.readline())
             produced = json.loads(producer.stdout.readline())
             producer.wait()
-            out = json.loads(consumer.stdout.readline())
-            consumer.wait()
+            outs = []
+            for proc in procs:
+                assert proc.stdout is not None
+                outs.append(json.loads(proc.stdout.readline()))
+                proc.wait()
             broker_cpu = cpu_s(broker_pid) - broker_cpu if broker_pid else float("nan")
-    total_s = out["done"] - ready["ready"]
-    print(f"events={n} avg_bytes={ready['bytes']:.0f} produce_s={produced['produce_s']:.1f} end_to_end_s={total_s:.1f} "
-          f"consumer_commits={out['commits']} consumer_peak_rss_mb={out['rss_mb']:.0f}")
-    # Where the 2 cores went: CPU seconds of each process over the run (the producer's includes
-    # building its events before the clock starts).
-    print(f"cpu_s: producer={produced['cpu_s']:.1f} broker={broker_cpu:.1f} consumer={out['cpu_s']:.1f} "
-          f"(wall {total_s:.1f} s x 2 cores = {2 * total_s:.1f} core-s)")
-    assert out["stored"] == n, f"stored {out['stored']} of {n}"
-    result("lineage_throughput", events=n, event_bytes=round(ready["bytes"]), events_per_s=n / total_s,
-           producer_events_per_s=n / produced["produce_s"], target_events_per_s=25000, ratio_to_target=n / total_s / 25000,
-           consumer_peak_rss_mb=out["rss_mb"], consumer_cpu_s=out["cpu_s"], broker_cpu_s=broker_cpu, producer_cpu_s=produced["cpu_s"])
+            # Every event once, in the tables (not only in the consumers' own counts).
+            from lineage.query import connect
+
+            stored = connect(settings).execute("SELECT count(*), count(DISTINCT event_id) FROM lineage.events").fetchone()
+    total_s = max(o["done"] for o in outs) - ready["ready"]
+    assert stored == (n, n), f"the events table holds {stored[0]} rows, {stored[1]} distinct, of {n}"
+    return {
+        "events_per_s": n / total_s,
+        "end_to_end_s": total_s,
+        "bytes": ready["bytes"],
+        "produce_s": produced["produce_s"],
+        "producer_cpu_s": produced["cpu_s"],
+        "broker_cpu_s": broker_cpu,
+        "consumer_cpu_s": sum(o["cpu_s"] for o in outs),
+        "consumer_peak_rss_mb": max(o["rss_mb"] for o in outs),
+        "commits": sum(o["commits"] for o in outs),
+    }
+
+
+def run(quick: bool, events: int | None = None) -> None:
+    n = events or (50_000 if quick else 1_000_000)
+    runs = {}
+    for consumers in (1, 2):
+        r = runs[consumers] = one_run(n, consumers, partitions=4)
+        print(f"consumers={consumers}: events={n} avg_bytes={r['bytes']:.0f} produce_s={r['produce_s']:.1f} "
+              f"end_to_end_s={r['end_to_end_s']:.1f} -> {r['events_per_s']:,.0f} events/s; commits={r['commits']:.0f} "
+              f"consumer_peak_rss_mb={r['consumer_peak_rss_mb']:.0f}")
+        # Where the 2 cores went: CPU seconds of each side over the run (the producer's includes
+        # building its events before the clock starts).
+        print(f"  cpu_s: producer={r['producer_cpu_s']:.1f} broker={r['broker_cpu_s']:.1f} consumers={r['consumer_cpu_s']:.1f} "
+              f"(wall {r['end_to_end_s']:.1f} s x 2 cores = {2 * r['end_to_end_s']:.1f} core-s)")
+    one, two = runs[1], runs[2]
+    # The headline is the default deployment, one consumer; the two-consumer run shows what
+    # scale-out adds when producer, broker and consumers already share both cores.
+    result("lineage_throughput", events=n, event_bytes=round(one["bytes"]), events_per_s=one["events_per_s"],
+           producer_events_per_s=n / one["produce_s"], target_events_per_s=25000, ratio_to_target=one["events_per_s"] / 25000,
+           two_consumers_events_per_s=two["events_per_s"], two_consumers_ratio_to_target=two["events_per_s"] / 25000,
+           consumer_peak_rss_mb=one["consumer_peak_rss_mb"], consumer_cpu_s=one["consumer_cpu_s"],
+           broker_cpu_s=one["broker_cpu_s"], producer_cpu_s=one["producer_cpu_s"])
 
 
 if __name__ == "__main__":
     role, count = sys.argv[1], int(sys.argv[2])
-    producer_main(count) if role == "producer" else consumer_main(count)
+    if role == "producer":
+        producer_main(count)
+    else:
+        consumer_main(count, [int(p) for p in sys.argv[3].split(",")] if len(sys.argv) > 3 and sys.argv[3] else None)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, with_commit_retry
+from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, transaction, with_commit_retry
 from lineage import decode, store
 from lineage.decode import MAX_EVENT_BYTES, check_event  # noqa: F401 - part of this module's API
 from lineage.broker import log_id as current_log_id
@@ -252,6 +252,8 @@ class LineageWriter:
         import pyarrow.compute as pc
 
         table = batch.tables[short]
+        if short != store.JOBS and len(fresh) == len(batch.keys):
+            return table, set()  # the usual batch: every event is new (a take would copy every payload)
         if short == store.RUN_DATASETS:
             mask = pc.is_in(pa.array(batch.dataset_event, pa.int64()), value_set=pa.array(fresh, pa.int64()))
             return table.filter(mask), set()
@@ -288,7 +290,9 @@ class LineageWriter:
             # meanwhile (commit.retry.num-retries=0), so a racing writer means another attempt.
             if short in self._known:
                 self._sync(short, table)
-            table.append(rows(table), snapshot_properties=self._props(table, offsets))
+            # (`transaction`: pyiceberg's own deep-copies these tables' growing metadata many times per append.)
+            with transaction(table) as tx:
+                tx.append(rows(table), snapshot_properties=self._props(table, offsets))
             if short in self._known:
                 snap = table.current_snapshot()
                 self._known_at[short] = snap.snapshot_id if snap else None

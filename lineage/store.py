@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
@@ -118,8 +119,15 @@ def ensure_tables(catalog: Catalog, settings: Settings) -> dict[str, Table]:
     return out
 
 
+@functools.cache
 def arrow_schema(short: str) -> pa.Schema:
     return _schemas()[short].as_arrow()
+
+
+@functools.cache
+def _field_types() -> dict[str, pa.DataType]:
+    """Arrow type of each column name the row tables use (a name has one type in all of them)."""
+    return {f.name: f.type for short in ROW_TABLES for f in arrow_schema(short)}
 
 
 def parse_time(value: str) -> datetime:
@@ -135,18 +143,37 @@ JSON_COLUMNS = frozenset(("payload", "run_facets", "job_facets", "facets"))
 ROW_TABLES = (EVENTS, RUNS, JOBS, RUN_DATASETS)
 
 
-class Columns:
-    """The rows events give `events`, `runs`, `jobs` and `run_datasets`, as Arrow columns.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
-    Each row is a tuple in schema order, and the rows become columns in one transpose (`zip`) at
-    the end: no row dicts to build and read back, which cost more than parsing the JSON did.
-    `events`, `runs` and `jobs` get one row per event (in `jobs`, every event's job: the consumer
-    keeps the rows of jobs it has not stored yet); each `run_datasets` row names its event (0, 1,
-    ... in the order added) in `dataset_event`.
+
+def epoch_us(when: datetime) -> int:
+    """Microseconds since 1970 (UTC): how a timestamp column is built fast (see `Columns`)."""
+    return (when - _EPOCH) // _MICROSECOND
+
+
+class Columns:
+    """The rows events give `events`, `runs`, `jobs` and `run_datasets`, kept as Python lists per column.
+
+    Each value is appended to its column's list, and each list becomes one Arrow array at the
+    end. The columns every table shares (event id, time, type, run, job) are converted once and
+    reused: `runs` and `jobs` have one row per event as `events` does, and `run_datasets` takes
+    them by event index. Profiled on 1.4 KB events, transposing row tuples and converting the same
+    values four times (timezone-aware datetimes at ~0.5 us each) cost more than parsing the JSON.
+    `jobs` gets every event's job (the consumer keeps the rows of jobs it has not stored yet);
+    each `run_datasets` row names its event (0, 1, ... in the order added) in `dataset_event`.
     """
 
+    _BASE = ("event_id", "event_time", "event_type", "run_id", "job_namespace", "job_name")
+    _EVENT = ("parent_run_id", "producer", "payload", "kafka_partition", "kafka_offset")
+    _RUN = ("parent_job_name", "root_run_id", "error_message", "run_facets", "job_facets")
+    _DATASET = ("direction", "dataset_namespace", "dataset_name", "table_name", "dataset_type", "version", "facets")
+
     def __init__(self) -> None:
-        self.rows: dict[str, list[tuple[Any, ...]]] = {short: [] for short in ROW_TABLES}
+        # One tuple per event (and per dataset), in the order of _BASE + _EVENT + _RUN (_DATASET):
+        # one append per event, and one transpose (`zip`, in C) per column at the end.
+        self.events: list[tuple[Any, ...]] = []
+        self.datasets: list[tuple[Any, ...]] = []
         self.dataset_event: list[int] = []
         self.count = 0
 
@@ -175,24 +202,25 @@ class Columns:
         job = event.get("job") or {}
         run_facets = run.get("facets") or {}
         parent = run_facets.get("parent") or {}
-        base = (
+        job_namespace, job_name = job.get("namespace"), job.get("name")
+        values = (
             eid,
-            event_time or parse_time(str(event["eventTime"])),
+            epoch_us(event_time or parse_time(str(event["eventTime"]))),
             event.get("eventType"),
             str(run["runId"]),
-            job.get("namespace"),
-            job.get("name"),
-        )
-        parent_run_id = (parent.get("run") or {}).get("runId")
-        run_extra = (
-            parent_run_id,
+            job_namespace,
+            job_name,
+            (parent.get("run") or {}).get("runId"),
+            event.get("producer"),
+            payload if payload is not None else orjson.dumps(event),
+            partition,
+            offset,
             (parent.get("job") or {}).get("name"),
             ((parent.get("root") or {}).get("run") or {}).get("runId"),
             (run_facets.get("errorMessage") or {}).get("message"),
             dumps(run_facets),
+            dumps(job.get("facets") or {}),
         )
-        job_key = (base[4] or "", base[5] or "")
-        job_facets = dumps(job.get("facets") or {})
         datasets = []
         for direction, key in (("input", "inputs"), ("output", "outputs")):
             for ds in event.get(key) or []:
@@ -201,38 +229,52 @@ class Columns:
                 facets.update(ds.get("outputFacets") or {})
                 datasets.append((direction, ds.get("namespace"), ds.get("name"), ev.dataset_table(ds),
                                  ev.dataset_type(ds), ev.dataset_version(ds), dumps(facets)))
-        payload = payload if payload is not None else orjson.dumps(event)
-
-        rows = self.rows
-        rows[EVENTS].append((*base, parent_run_id, event.get("producer"), payload, partition, offset))
-        rows[RUNS].append((*base, *run_extra))
-        rows[JOBS].append((*job_key, base[1], base[3], job_facets))
-        rows[RUN_DATASETS] += [(*base, *d) for d in datasets]
+        self.events.append(values)
+        self.datasets += datasets
         self.dataset_event += [self.count] * len(datasets)
         self.count += 1
-        return job_key
+        return (job_namespace or "", job_name or "")
 
     def tables(self) -> dict[str, pa.Table]:
         """Each table's rows as Arrow, in the table's schema."""
-        return {short: _arrow(short, self.rows[short]) for short in ROW_TABLES}
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        types = _field_types()
+        cols = dict(zip((*self._BASE, *self._EVENT, *self._RUN), _transpose(self.events, len(self._BASE + self._EVENT + self._RUN))))
+        cols.update(zip(self._DATASET, _transpose(self.datasets, len(self._DATASET))))
+        base = {name: _array(name, cols[name], types[name]) for name in self._BASE}
+        arrays = {**base, **{name: _array(name, cols[name], types[name]) for name in (*self._EVENT, *self._RUN)}}
+        # jobs: the job identity is required there (an event without one names the job "").
+        arrays["first_seen"], arrays["first_run_id"] = base["event_time"], base["run_id"]
+        jobs = {"job_namespace": pc.fill_null(base["job_namespace"], ""), "job_name": pc.fill_null(base["job_name"], "")}
+        at = pa.array(self.dataset_event, pa.int32())
+        datasets = {name: base[name].take(at) for name in self._BASE}
+        datasets.update({name: _array(name, cols[name], types[name]) for name in self._DATASET})
+        out = {}
+        for short, source in ((EVENTS, arrays), (RUNS, arrays), (JOBS, {**arrays, **jobs}), (RUN_DATASETS, datasets)):
+            schema = arrow_schema(short)
+            out[short] = pa.Table.from_arrays([source[f.name] for f in schema], schema=schema)
+        return out
 
 
-def _arrow(short: str, rows: list[tuple[Any, ...]]) -> pa.Table:
+def _transpose(rows: list[tuple[Any, ...]], width: int) -> list[Sequence[Any]]:
+    return list(zip(*rows)) if rows else [() for _ in range(width)]
+
+
+def _array(name: str, values: Sequence[Any], typ: pa.DataType) -> pa.Array:
+    """One column's values as an Arrow array of the table's type."""
     import pyarrow as pa
 
-    schema = arrow_schema(short)
-    columns = list(zip(*rows)) if rows else [() for _ in schema]
-    arrays = []
-    for f, values in zip(schema, columns):
-        if f.name in JSON_COLUMNS:
-            arrays.append(_utf8_array(values))
-            continue
-        try:
-            arrays.append(pa.array(values, f.type))
-        except (pa.ArrowTypeError, pa.ArrowInvalid):
-            # A producer sent a number or an object where text belongs: store its text.
-            arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    if name in JSON_COLUMNS:
+        return _utf8_array(values)
+    if pa.types.is_timestamp(typ):  # epoch microseconds
+        return pa.array(values, pa.int64()).cast(typ)
+    try:
+        return pa.array(values, typ)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        # A producer sent a number or an object where text belongs: store its text.
+        return pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], typ)
 
 
 def _utf8_array(values: Sequence[bytes]) -> pa.Array:
