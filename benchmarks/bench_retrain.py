@@ -31,6 +31,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -352,6 +353,11 @@ def overhead(quick: bool) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     side = None
     proc = None
+    # MLflow's side runs in a fresh worker process. This process has just built and read a
+    # 10-million-row, 1,000-snapshot table (and `make bench` ran other benchmarks in it before):
+    # a training process would not carry that heap, and the cyclic GC would walk it on every run.
+    gc.collect()
+    gc.freeze()
     try:
         side = _TidemarkSide(work)
         python, why = _mlflow_python()

@@ -6,8 +6,8 @@ metadata file and swaps the catalog row with `UPDATE ... WHERE metadata_location
 the table object being committed is still the current state (one indexed SELECT tells), the
 reload is pointless: a metadata file never changes once written. Profiled on a model
 registration (two small commits), the reload and the deep copies were ~30% of its cost, growing
-with the table's history. For the same reason `load_table` keeps the last metadata it parsed per
-metadata file (and the one each commit wrote): loading a table that did not change since is one
+with the table's history. For the same reason `load_table` keeps, per table, the last metadata it
+parsed (or a commit wrote) with its file location: loading a table that did not change since is one
 indexed SELECT, not a JSON parse of its whole history.
 
 Correctness rests on the same two things as pyiceberg's own commit: the requirements are checked
@@ -44,24 +44,27 @@ IMPL = f"{__name__}.TidemarkSqlCatalog"
 
 
 class _MetadataCache:
-    """Parsed table metadata by metadata file location, the most recent few (immutable, so shared)."""
+    """Per table, the metadata file last parsed or written and its parsed metadata (immutable, so
+    shared); the most recent 64 tables. One entry per table: only its current state is useful, and
+    older ones of a long history would keep thousands of snapshot objects alive."""
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        self._items: OrderedDict[str, TableMetadata] = OrderedDict()
+        self._items: OrderedDict[tuple[str, ...], tuple[str, TableMetadata]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, location: str) -> TableMetadata | None:
+    def get(self, table: tuple[str, ...], location: str) -> TableMetadata | None:
         with self._lock:
-            metadata = self._items.get(location)
-            if metadata is not None:
-                self._items.move_to_end(location)
-            return metadata
+            item = self._items.get(table)
+            if item is None or item[0] != location:
+                return None
+            self._items.move_to_end(table)
+            return item[1]
 
-    def put(self, location: str, metadata: TableMetadata) -> None:
+    def put(self, table: tuple[str, ...], location: str, metadata: TableMetadata) -> None:
         with self._lock:
-            self._items[location] = metadata
-            self._items.move_to_end(location)
+            self._items[table] = (location, metadata)
+            self._items.move_to_end(table)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
@@ -74,10 +77,11 @@ class TidemarkSqlCatalog(SqlCatalog):
         location, namespace, name = orm_table.metadata_location, orm_table.table_namespace, orm_table.table_name
         if not (location and namespace and name):
             return super()._convert_orm_to_iceberg(orm_table)  # pyiceberg names what is missing
-        metadata = _METADATA.get(location)
+        key = (self.name, namespace, name)
+        metadata = _METADATA.get(key, location)
         if metadata is None:
             metadata = FromInputFile.table_metadata(load_file_io(self.properties, location).new_input(location))
-            _METADATA.put(location, metadata)
+            _METADATA.put(key, location, metadata)
         return Table(
             identifier=Catalog.identifier_to_tuple(namespace) + (name,),
             metadata=metadata,
@@ -121,5 +125,5 @@ class TidemarkSqlCatalog(SqlCatalog):
             if swapped.rowcount < 1:  # type: ignore[attr-defined]
                 raise CommitFailedException(f"Table has been updated by another process: {namespace}.{name}")
             session.commit()
-        _METADATA.put(new_location, metadata)
+        _METADATA.put((self.name, namespace, name), new_location, metadata)
         return CommitTableResponse(metadata=metadata, metadata_location=new_location)
