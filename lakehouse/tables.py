@@ -6,9 +6,9 @@ import functools
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse.exceptions import CommitConflictError, InvalidTableNameError, TableNotFoundError
 
@@ -218,6 +218,53 @@ def with_commit_retry(
             delay = min(max_delay_s, base_delay_s * 2**attempt)
             time.sleep(delay * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+def append_missing(
+    catalog: Catalog,
+    identifier: tuple[str, str],
+    rows: Sequence[Mapping[str, Any]],
+    key_columns: tuple[str, ...],
+    schema: pa.Schema,
+    *,
+    job_name: str,
+    row_filter: Any = None,
+) -> int:
+    """Append the rows whose key (their `key_columns` values) the table does not hold yet, and
+    no key twice; returns how many were appended.
+
+    Idempotent, so a replayed event adds nothing. On a NO_REBASE table a concurrent writer makes
+    the commit fail, and the retry re-reads the keys first: a key is never stored twice.
+    `row_filter` narrows the scan of stored keys to where these rows' keys can be. The snapshot
+    records `job_name`, and the run id of the first row appended when rows have a `run_id`.
+    """
+    import pyarrow as pa
+
+    def key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(r[c] for c in key_columns)
+
+    added = 0
+
+    def attempt() -> None:
+        nonlocal added
+        table = catalog.load_table(identifier)
+        have: set[tuple[Any, ...]] = set()
+        if table.current_snapshot() is not None:
+            scan = table.scan(selected_fields=key_columns, **({"row_filter": row_filter} if row_filter is not None else {}))
+            have = {key(r) for r in scan.to_arrow().to_pylist()}
+        fresh = []
+        for r in rows:
+            if key(r) not in have:
+                have.add(key(r))
+                fresh.append(r)
+        added = len(fresh)
+        if fresh:
+            props = {JOB_NAME: job_name, **({RUN_ID: str(fresh[0]["run_id"])} if "run_id" in fresh[0] else {})}
+            with transaction(table) as tx:
+                tx.append(pa.Table.from_pylist(list(fresh), schema=schema), snapshot_properties=props)
+
+    with_commit_retry(attempt, f"storing rows in {identifier[0]}.{identifier[1]}")
+    return added
 
 
 def ancestors(table: Table, snapshot_id: int | None) -> Iterator[Snapshot]:

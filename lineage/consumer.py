@@ -112,18 +112,13 @@ class LineageWriter:
         self.log = current_log_id(settings)
         store.ensure_tables(catalog, settings)
         # Per table, what it holds: event ids (16 bytes of the sha256) in `events`, `runs` and
-        # `run_datasets`, job identities in `jobs`; and the snapshot each set reflects.
+        # `run_datasets`, job identities in `jobs`; and the snapshot each set reflects. Read on
+        # the table's first commit (`_sync`), so a writer that only compacts never scans them.
         self._known: dict[str, set[Any]] = {}
         self._known_at: dict[str, int | None] = {}
-        self.reload()
 
     def _table(self, short: str) -> Table:
         return self.catalog.load_table((self.ns, short))
-
-    def reload(self) -> None:
-        """Read what every table holds, so duplicates are found in memory."""
-        for short in ROW_TABLES:
-            self._load_known(short, self._table(short))
 
     def _load_known(self, short: str, table: Table) -> None:
         snap = table.current_snapshot()
@@ -140,9 +135,9 @@ class LineageWriter:
 
     def _sync(self, short: str, table: Table) -> None:
         """Bring the set of `short` up to this state of it: other consumers commit to the same
-        tables. Reads only the files added since the set was read; all of them if that snapshot
-        is gone (expired) or the table went back."""
-        added = _added_files(table, self._known_at[short])
+        tables. Reads only the files added since the set was read; all of them the first time, or
+        if that snapshot is gone (expired) or the table went back."""
+        added = _added_files(table, self._known_at[short]) if short in self._known else None
         if added is None:
             self._load_known(short, table)
             return
@@ -231,7 +226,7 @@ class LineageWriter:
         """Events of this batch that `table` does not hold yet: above its offsets, ids it never
         stored (`jobs` has no ids: its rows are new job identities, see `_rows`)."""
         have = stored_offsets(table, self.topic, self.log)
-        seen = self._known.get(short, set()) if short != store.JOBS else set()
+        seen = self._known[short] if short != store.JOBS else set()
         keys = batch.keys
         # The usual batch: nothing stored yet, no id twice. Set operations in C decide it.
         if all(o >= have.get(p, 0) for p, o in batch.lowest.items()) and seen.isdisjoint(keys) and len(set(keys)) == len(keys):
@@ -279,7 +274,8 @@ class LineageWriter:
             return data
 
         self._commit(short, rows, offsets)
-        self._known[store.JOBS] |= jobs
+        if jobs:
+            self._known[store.JOBS] |= jobs
         return count
 
     def _commit(self, short: str, rows: Callable[[Table], pa.Table], offsets: Mapping[int, int]) -> None:
@@ -288,12 +284,12 @@ class LineageWriter:
             # What other consumers stored is no longer ours to store: the set is synced with the
             # very state this append builds on, and the table refuses a commit whose base moved
             # meanwhile (commit.retry.num-retries=0), so a racing writer means another attempt.
-            if short in self._known:
+            if short in ROW_TABLES:
                 self._sync(short, table)
             # (`transaction`: pyiceberg's own deep-copies these tables' growing metadata many times per append.)
             with transaction(table) as tx:
                 tx.append(rows(table), snapshot_properties=self._props(table, offsets))
-            if short in self._known:
+            if short in ROW_TABLES:
                 snap = table.current_snapshot()
                 self._known_at[short] = snap.snapshot_id if snap else None
 

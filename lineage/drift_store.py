@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, NO_REBASE, RUN_ID, TableName, ensure_table, with_commit_retry
+from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -130,33 +130,15 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
     rows = [r for e in events for r in rows_from_event(e)]
     if not rows:
         return 0
+    from pyiceberg.expressions import In
+
     ensure(catalog, settings)
-    ident = (settings.lineage.namespace, DRIFT)
-    added = 0
-
-    def key(r: Mapping[str, Any]) -> tuple[str, str, str]:
-        return (r["run_id"], r["table_name"], r["column_name"])
-
-    def attempt() -> None:
-        import pyarrow as pa
-        from pyiceberg.expressions import In
-
-        nonlocal added
-        table = catalog.load_table(ident)
-        have = set()
-        if table.current_snapshot() is not None:
-            runs = sorted({r["run_id"] for r in rows})
-            scan = table.scan(row_filter=In("run_id", runs), selected_fields=("run_id", "table_name", "column_name"))
-            have = {key(r) for r in scan.to_arrow().to_pylist()}
-        fresh = []
-        for r in rows:
-            if key(r) not in have:
-                have.add(key(r))
-                fresh.append(r)
-        added = len(fresh)
-        if fresh:
-            # NO_REBASE: a concurrent writer of the same check makes this fail and re-read, never duplicate.
-            table.append(pa.Table.from_pylist(fresh, schema=arrow_schema()), snapshot_properties={JOB_NAME: SYNC_JOB, RUN_ID: fresh[0]["run_id"]})
-
-    with_commit_retry(attempt, f"storing drift rows in {ident[0]}.{DRIFT}")
-    return added
+    return append_missing(
+        catalog,
+        (settings.lineage.namespace, DRIFT),
+        rows,
+        ("run_id", "table_name", "column_name"),
+        arrow_schema(),
+        job_name=SYNC_JOB,
+        row_filter=In("run_id", sorted({r["run_id"] for r in rows})),
+    )

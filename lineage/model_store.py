@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, NO_REBASE, RUN_ID, TableName, ensure_table, with_commit_retry
+from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table, with_commit_retry
 from lineage import events as ev
 
 if TYPE_CHECKING:
@@ -236,35 +236,10 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
     if not versions and not aliases:
         return added
     ensure_tables(catalog, settings)
-    ns = settings.lineage.namespace
-    for short, rows, key in (
-        (VERSIONS, versions, lambda r: (r["model"], int(r["version"]))),
-        (ALIAS_EVENTS, aliases, lambda r: (r["run_id"], r["model"], r["alias"])),
-    ):
-        if not rows:
-            continue
-
-        def attempt(short: str = short, rows: list[dict[str, Any]] = rows, key: Any = key) -> None:
-            import pyarrow as pa
-
-            table = catalog.load_table((ns, short))
-            have = set()
-            if table.current_snapshot() is not None:
-                cols = ("model", "version") if short == VERSIONS else ("run_id", "model", "alias")
-                for r in table.scan(selected_fields=cols).to_arrow().to_pylist():
-                    have.add(key(r))
-            fresh = []
-            for r in rows:
-                if key(r) not in have:
-                    have.add(key(r))
-                    fresh.append(r)
-            added[short] = len(fresh)
-            if fresh:
-                # NO_REBASE: a concurrent registration makes this fail and re-read, never duplicate a version.
-                table.append(
-                    pa.Table.from_pylist(fresh, schema=arrow_schema(short)),
-                    snapshot_properties={JOB_NAME: SYNC_JOB, RUN_ID: fresh[0]["run_id"]},
-                )
-
-        with_commit_retry(attempt, f"storing registry rows in {ns}.{short}")
+    for short, rows, key_columns in ((VERSIONS, versions, ("model", "version")), (ALIAS_EVENTS, aliases, ("run_id", "model", "alias"))):
+        if rows:
+            # NO_REBASE tables: a concurrent registration makes the commit re-read, never duplicate a version.
+            added[short] = append_missing(
+                catalog, (settings.lineage.namespace, short), rows, key_columns, arrow_schema(short), job_name=SYNC_JOB
+            )
     return added

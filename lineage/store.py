@@ -153,10 +153,10 @@ def epoch_us(when: datetime) -> int:
 
 
 class Columns:
-    """The rows events give `events`, `runs`, `jobs` and `run_datasets`, kept as Python lists per column.
+    """The rows events give `events`, `runs`, `jobs` and `run_datasets`, as Arrow columns.
 
-    Each value is appended to its column's list, and each list becomes one Arrow array at the
-    end. The columns every table shares (event id, time, type, run, job) are converted once and
+    Each event adds one tuple (and one per dataset); at the end the tuples are transposed once
+    (`zip`, in C) and each column becomes one Arrow array. The columns every table shares (event id, time, type, run, job) are converted once and
     reused: `runs` and `jobs` have one row per event as `events` does, and `run_datasets` takes
     them by event index. Profiled on 1.4 KB events, transposing row tuples and converting the same
     values four times (timezone-aware datetimes at ~0.5 us each) cost more than parsing the JSON.
@@ -168,10 +168,10 @@ class Columns:
     _EVENT = ("parent_run_id", "producer", "payload", "kafka_partition", "kafka_offset")
     _RUN = ("parent_job_name", "root_run_id", "error_message", "run_facets", "job_facets")
     _DATASET = ("direction", "dataset_namespace", "dataset_name", "table_name", "dataset_type", "version", "facets")
+    _PER_EVENT = _BASE + _EVENT + _RUN  # the order of an event's tuple
 
     def __init__(self) -> None:
-        # One tuple per event (and per dataset), in the order of _BASE + _EVENT + _RUN (_DATASET):
-        # one append per event, and one transpose (`zip`, in C) per column at the end.
+        # One tuple per event (in the order of _PER_EVENT) and one per dataset (of _DATASET).
         self.events: list[tuple[Any, ...]] = []
         self.datasets: list[tuple[Any, ...]] = []
         self.dataset_event: list[int] = []
@@ -241,10 +241,9 @@ class Columns:
         import pyarrow.compute as pc
 
         types = _field_types()
-        cols = dict(zip((*self._BASE, *self._EVENT, *self._RUN), _transpose(self.events, len(self._BASE + self._EVENT + self._RUN))))
-        cols.update(zip(self._DATASET, _transpose(self.datasets, len(self._DATASET))))
+        cols = {**_transpose(self._PER_EVENT, self.events), **_transpose(self._DATASET, self.datasets)}
         base = {name: _array(name, cols[name], types[name]) for name in self._BASE}
-        arrays = {**base, **{name: _array(name, cols[name], types[name]) for name in (*self._EVENT, *self._RUN)}}
+        arrays = {**base, **{name: _array(name, cols[name], types[name]) for name in self._EVENT + self._RUN}}
         # jobs: the job identity is required there (an event without one names the job "").
         arrays["first_seen"], arrays["first_run_id"] = base["event_time"], base["run_id"]
         jobs = {"job_namespace": pc.fill_null(base["job_namespace"], ""), "job_name": pc.fill_null(base["job_name"], "")}
@@ -258,8 +257,9 @@ class Columns:
         return out
 
 
-def _transpose(rows: list[tuple[Any, ...]], width: int) -> list[Sequence[Any]]:
-    return list(zip(*rows)) if rows else [() for _ in range(width)]
+def _transpose(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Sequence[Any]]:
+    """Rows of these columns -> each column's values, by name."""
+    return dict(zip(names, zip(*rows))) if rows else {name: () for name in names}
 
 
 def _array(name: str, values: Sequence[Any], typ: pa.DataType) -> pa.Array:
