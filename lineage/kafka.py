@@ -34,6 +34,8 @@ def producer(settings: Settings) -> KafkaProducer:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from lineage.partition import KeyPartitioner
+
     try:
         # acks=all and idempotence: an acknowledged event is on every in-sync replica, once.
         return KafkaProducer(
@@ -43,6 +45,7 @@ def producer(settings: Settings) -> KafkaProducer:
             linger_ms=20,
             batch_size=1 << 20,
             max_block_ms=int(settings.kafka.connect_timeout_s * 1000),
+            partitioner=KeyPartitioner(),
             **_common(settings),
         )
     except KafkaError as exc:
