@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
+from lakehouse.datafiles import append_data_files, write_data_files
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, transaction, with_commit_retry
 from lineage import decode, store
 from lineage.decode import MAX_EVENT_BYTES, check_event  # noqa: F401 - part of this module's API
@@ -286,9 +287,12 @@ class LineageWriter:
             # meanwhile (commit.retry.num-retries=0), so a racing writer means another attempt.
             if short in ROW_TABLES:
                 self._sync(short, table)
-            # (`transaction`: pyiceberg's own deep-copies these tables' growing metadata many times per append.)
+            # Parquet written here, not by pyiceberg's append (see lakehouse.datafiles), then one
+            # fast append. (`transaction`: pyiceberg's own deep-copies these tables' growing
+            # metadata many times per append.)
+            files = write_data_files(table, rows(table), dictionary=store.DICTIONARY_COLUMNS)
             with transaction(table) as tx:
-                tx.append(rows(table), snapshot_properties=self._props(table, offsets))
+                append_data_files(tx, files, self._props(table, offsets))
             if short in ROW_TABLES:
                 snap = table.current_snapshot()
                 self._known_at[short] = snap.snapshot_id if snap else None

@@ -268,14 +268,28 @@ def error_facet(producer: str, exc: BaseException) -> dict[str, Any]:
 
 
 def dataset_version(dataset: Mapping[str, Any]) -> str | None:
-    version = (dataset.get("facets") or {}).get("version") or {}
-    value = version.get("datasetVersion")
-    return str(value) if value is not None else None
+    return version_in(dataset.get("facets") or {})
 
 
 def dataset_table(dataset: Mapping[str, Any]) -> str | None:
     """`namespace.table` from the symlinks facet of an Iceberg dataset, if it has one."""
-    for ident in ((dataset.get("facets") or {}).get("symlinks") or {}).get("identifiers") or []:
+    return table_in(dataset.get("facets") or {})
+
+
+def dataset_type(dataset: Mapping[str, Any]) -> str | None:
+    return type_in(dataset.get("facets") or {})
+
+
+# The same, given a dataset's `facets` (the consumer has them at hand already).
+
+
+def version_in(facets: Mapping[str, Any]) -> str | None:
+    value = (facets.get("version") or {}).get("datasetVersion")
+    return str(value) if value is not None else None
+
+
+def table_in(facets: Mapping[str, Any]) -> str | None:
+    for ident in (facets.get("symlinks") or {}).get("identifiers") or []:
         if ident.get("type") == "TABLE":
             name = str(ident.get("name", ""))
             prefix = f"{ident.get('namespace')}."
@@ -283,6 +297,6 @@ def dataset_table(dataset: Mapping[str, Any]) -> str | None:
     return None
 
 
-def dataset_type(dataset: Mapping[str, Any]) -> str | None:
-    value = ((dataset.get("facets") or {}).get("datasetType") or {}).get("datasetType")
+def type_in(facets: Mapping[str, Any]) -> str | None:
+    value = (facets.get("datasetType") or {}).get("datasetType")
     return str(value) if value else None

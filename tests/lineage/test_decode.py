@@ -35,3 +35,40 @@ def test_rows_stay_with_their_event_across_chunks_and_bad_records() -> None:
     assert datasets.column("event_id").to_pylist() == [ids[j] for j in batch.dataset_event]
     assert datasets.column("table_name").to_pylist() == [f"raw.t{j}" for j in batch.dataset_event]
     assert batch.tables["runs"].column("run_id").to_pylist() == [f"r-{i}" for i in range(len(good))]
+
+
+def test_each_malformed_shape_gets_its_own_reason() -> None:
+    """The fast check and the one-by-one explanation agree: a bad event is never waved through,
+    and its reason names what is wrong."""
+    ok = ev.run_event(producer="p", event_type="START", run_id="r", job_namespace="n", job_name="j")
+    assert decode.check_event(ok) is None
+    cases = {
+        "not a JSON object": [ok],
+        "missing required field(s): eventType": {k: v for k, v in ok.items() if k != "eventType"},
+        "missing required field(s): eventTime, job": {k: v for k, v in ok.items() if k not in ("eventTime", "job")},
+        "run.runId is missing": {**ok, "run": {"runId": ""}},
+        "job.name is missing": {**ok, "job": "j"},
+        "eventTime is not a string": {**ok, "eventTime": None},
+        "eventTime '2026-13-45' is not an ISO-8601 time": {**ok, "eventTime": "2026-13-45"},
+        "inputs is not a list of datasets": {**ok, "inputs": {}},
+        "outputs is not a list of datasets": {**ok, "outputs": [{"name": "x"}, 3]},
+    }
+    for reason, event in cases.items():
+        assert decode.check_event(event) == reason, reason
+
+
+def test_events_with_registry_or_drift_facets_reach_the_registry_sync() -> None:
+    from lineage import drift_store, model_store, store
+
+    assert store.REGISTRY_FACETS == {model_store.VERSION_FACET, model_store.ALIAS_FACET, drift_store.DRIFT_FACET}
+    plain = ev.run_event(producer="p", event_type="COMPLETE", run_id="plain", job_namespace="n", job_name="j",
+                         outputs=[{"namespace": "n", "name": "m", "facets": {"other": {}}}])
+    version = {**plain, "run": {"runId": "v"}, "outputs": [{"namespace": "n", "name": "m", "facets": {model_store.VERSION_FACET: {}}}]}
+    drift = {**plain, "run": {"runId": "d"}, "inputs": [{"namespace": "n", "name": "t", "inputFacets": {drift_store.DRIFT_FACET: {}}}]}
+    values = [ev.serialize(e) for e in (plain, version, drift)]
+    # The alias facet with its name spelled with JSON escapes: the same key once parsed.
+    alias = {**plain, "run": {"runId": "a"}, "outputs": [{"namespace": "n", "name": "m", "facets": {"ALIAS": {}}}]}
+    values.append(ev.serialize(alias).replace(b'"ALIAS"', b'"tidemark_\\u006dodelAlias"'))
+    batch = decode.decode([0] * 4, [0, 1, 2, 3], values)
+    assert not batch.dead
+    assert [e["run"]["runId"] for e in batch.registry_events] == ["v", "d", "a"]
