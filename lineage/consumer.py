@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -164,13 +165,7 @@ class LineageWriter:
 
     def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> decode.Decoded:
         """The rows every table would get from these records, and the dead letters among them."""
-        # Decoding allocates millions of small objects that live until the batch is stored: the
-        # cyclic GC would walk them again and again. None of them form cycles: collect afterwards.
-        gc.disable()
-        try:
-            return decode.decode(partitions, offsets, values)
-        finally:
-            gc.enable()
+        return decode.decode(partitions, offsets, values)
 
     def store(self, batch: decode.Decoded, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
         """Commit a decoded batch to every table, exactly once (see the module docstring)."""
@@ -230,7 +225,7 @@ class LineageWriter:
         seen = self._known[short] if short != store.JOBS else set()
         keys = batch.keys
         # The usual batch: nothing stored yet, no id twice. Set operations in C decide it.
-        if all(o >= have.get(p, 0) for p, o in batch.lowest.items()) and seen.isdisjoint(keys) and len(set(keys)) == len(keys):
+        if all(o >= have.get(p, 0) for p, o in batch.lowest.items()) and seen.isdisjoint(keys) and batch.keys_unique:
             return list(range(len(keys)))
         out = []
         batch_ids: set[bytes] = set()
@@ -440,11 +435,33 @@ def consume(
     writer = LineageWriter(settings, catalog)
     ensure_topic(settings)
     loop = _Batcher(writer, ConsumeReport(), batch_size, interval_s, compact_every if not once else 0, on_batch)
-    if group and not once:
-        _consume_in_group(settings, writer, loop, stop)
-    else:
-        _consume_partitions(settings, writer, loop, stop, partitions, once, idle_timeout_s)
+    with _collect_between_batches():
+        if group and not once:
+            _consume_in_group(settings, writer, loop, stop)
+        else:
+            _consume_partitions(settings, writer, loop, stop, partitions, once, idle_timeout_s)
     return loop.report
+
+
+_FULL_COLLECTION_EVERY = 20  # batches
+
+
+@contextmanager
+def _collect_between_batches() -> Iterator[None]:
+    """No automatic cyclic GC while consuming; `_Batcher.flush` collects after each batch.
+
+    Every record polled and every value decoded is a new object, and the writer keeps sets of
+    every stored id: the automatic GC ran a young collection every ~700 records and regularly
+    walked those sets, ~2.5 µs per event (measured on 200k events). Almost nothing here forms
+    cycles (reference counting frees it), so collecting once per batch loses nothing.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Batcher:
@@ -467,6 +484,7 @@ class _Batcher:
         self.values: list[bytes] = []
         self.last_flush = time.monotonic()
         self.since_compaction = 0
+        self.batches = 0
 
     def add(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> None:
         self.partitions += partitions
@@ -486,6 +504,8 @@ class _Batcher:
             self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
             self.partitions, self.offsets, self.values = [], [], []
             self.since_compaction += 1
+            self.batches += 1
+            gc.collect(1 if self.batches % _FULL_COLLECTION_EVERY else 2)  # see _collect_between_batches
             commit_group_offsets(self.report.offsets)
             if self.on_batch:
                 self.on_batch(self.report)

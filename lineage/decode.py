@@ -110,6 +110,11 @@ class Decoded:
     dead: list[tuple[int, str]] = field(default_factory=list)  # (record index, reason)
 
     @cached_property
+    def keys_unique(self) -> bool:
+        """No event id twice in this batch (asked once per table)."""
+        return len(set(self.keys)) == len(self.keys)
+
+    @cached_property
     def lowest(self) -> dict[int, int]:
         """The lowest offset of a good event, per partition."""
         out: dict[int, int] = {}

@@ -230,3 +230,21 @@ def test_offsets_are_the_highest_any_snapshot_recorded(settings: Any) -> None:
     assert stored_offsets(table, settings.kafka.topic, writer.log) == {0: 10, 1: 7, 2: 5}
     # Another topic's or another log's records (an older local broker) count for nothing.
     assert stored_offsets(table, "other-topic", writer.log) == {}
+
+
+def test_consuming_leaves_the_garbage_collector_as_it_found_it(settings: Any) -> None:
+    """The consumer turns automatic GC off while it runs (it collects after each batch itself)."""
+    import gc
+
+    tr = KafkaTransport(settings)
+    tr.emit(_event(0))
+    tr.close()
+    assert gc.isenabled()
+    assert consume(settings, once=True).stored_events == 1
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        consume(settings, once=True)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
