@@ -26,7 +26,7 @@ def connect(
     unless a table needs it — both make a one-question connection fast.
     """
     catalog = load_catalog(settings)
-    store.ensure_tables(catalog, settings)
+    store.ensure_tables(catalog, settings, missing_only=True)
     con = sql.connect(settings.catalog.properties, iceberg=iceberg)
     sql.attach_tables(con, catalog, as_of_ms=int(as_of.timestamp() * 1000) if as_of else None, only=only)
     return con

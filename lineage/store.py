@@ -106,10 +106,24 @@ def _partition_by_day(schema: Any, column: str) -> Any:
     return PartitionSpec(PartitionField(source_id=source, field_id=1000, transform=DayTransform(), name=f"{column}_day"))
 
 
-def ensure_tables(catalog: Catalog, settings: Settings) -> dict[str, Table]:
-    """Create the lineage tables if missing (partitioned by event day) and return them by short name."""
+def ensure_tables(catalog: Catalog, settings: Settings, missing_only: bool = False) -> dict[str, Table]:
+    """Create the lineage tables if missing (partitioned by event day) and return them by short name.
+
+    `missing_only`: return just the tables it created, after one listing of the namespace (the
+    query path: a question must not pay for loading five tables it will load again anyway).
+    """
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
     out: dict[str, Table] = {}
+    existing: set[str] = set()
+    if missing_only:
+        try:
+            existing = {ident[-1] for ident in catalog.list_tables(settings.lineage.namespace)}
+        except NoSuchNamespaceError:
+            pass
     for short, schema in _schemas().items():
+        if short in existing:
+            continue
         time_col = {DEAD_LETTERS: "received_time", JOBS: "first_seen"}.get(short, "event_time")
         out[short] = ensure_table(
             catalog,

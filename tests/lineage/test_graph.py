@@ -128,3 +128,19 @@ def test_as_of_before_the_kept_history_is_a_clear_error(settings: Any) -> None:
     LineageWriter(settings, load_catalog(settings)).compact(min_files=1, keep_snapshots_s=0)
     with pytest.raises(QueryError, match="keeps history only from .*lineage.keep_snapshots_s"):
         connect(settings, as_of=early)
+
+
+def test_a_question_on_a_fresh_or_damaged_store_finds_every_lineage_table() -> None:
+    """The query path lists the namespace and creates only what is missing (it does not load
+    every lineage table before each question)."""
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+    from lineage import store
+
+    settings = load_settings()
+    assert run_sql(settings, "SELECT count(*) AS n FROM lineage.events").to_pylist() == [{"n": 0}]
+    catalog = load_catalog(settings)
+    catalog.drop_table(("lineage", "jobs"))
+    assert store.ensure_tables(catalog, settings, missing_only=True).keys() == {"jobs"}
+    assert store.ensure_tables(catalog, settings, missing_only=True) == {}
+    assert run_sql(settings, "SELECT count(*) AS n FROM lineage.jobs").to_pylist() == [{"n": 0}]
