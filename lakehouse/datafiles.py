@@ -120,7 +120,7 @@ def _write_one(table: Table, data: pa.Table, pkey: object, dictionary: Collectio
     provider = load_location_provider(table_location=metadata.location, table_properties=metadata.properties)
     path = provider.new_data_location(f"00000-0-{uuid.uuid4()}.parquet", partition_key=pkey)  # type: ignore[arg-type]
     out = table.io.new_output(path)
-    with out.create(overwrite=False) as stream:
+    with out.create(overwrite=True) as stream:  # a fresh uuid name: no existence check (an S3 HEAD)
         with pq.ParquetWriter(stream, schema=data.schema, store_decimal_as_integer=True, **options) as writer:
             rows = property_as_int(metadata.properties, TableProperties.PARQUET_ROW_GROUP_LIMIT, TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT)
             writer.write_table(data, row_group_size=rows)
