@@ -51,6 +51,11 @@ class LineageSettings:
     # How much history the consumer keeps when it expires snapshots: --as-of reaches back this far.
     # More history means more snapshots in the metadata, and slower commits.
     keep_snapshots_s: float = 3600.0
+    # Records per commit of the consumer at most (`lineage consume --batch-size`). A commit costs
+    # ~30 ms per lineage table whatever its size, so a small cap makes commits the consumer's main
+    # cost under load (1,000: ~120 µs per event; 20,000: ~6 µs). Below ~10,000 events/s the commit
+    # interval comes first. Peak memory grows with it: ~600 MB RSS at 20,000 events of 1.4 KB.
+    batch_size: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,13 @@ def _as_int(section: str, key: str, value: Any) -> int:
         raise ConfigError(f"{section}.{key} must be a whole number, got {value!r}") from exc
 
 
+def _as_count(section: str, key: str, value: Any) -> int:
+    number = _as_int(section, key, value)
+    if number < 1:
+        raise ConfigError(f"{section}.{key} must be at least 1, got {value!r}")
+    return number
+
+
 def _as_float(section: str, key: str, value: Any) -> float:
     try:
         return float(value)
@@ -190,7 +202,7 @@ KAFKA_SECURITY_KEYS = frozenset(
 _KNOWN = {
     "catalog": None,  # any pyiceberg property is allowed
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "client"} | KAFKA_SECURITY_KEYS,
-    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s"},
+    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size"},
     "ingest": {"suites_dir"},
     "models": {"promotion_threshold"},
     "drift": {*DRIFT_KEYS, "models"},
@@ -278,8 +290,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     )
     lin = raw.get("lineage") or {}
     lineage = LineageSettings(
-        **{key: str(v) for key, v in lin.items() if key != "keep_snapshots_s"},
+        **{key: str(v) for key, v in lin.items() if key not in ("keep_snapshots_s", "batch_size")},
         keep_snapshots_s=_as_float("lineage", "keep_snapshots_s", lin.get("keep_snapshots_s", LineageSettings.keep_snapshots_s)),
+        batch_size=_as_count("lineage", "batch_size", lin.get("batch_size", LineageSettings.batch_size)),
     )
     from lakehouse import redact
 

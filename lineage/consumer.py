@@ -398,7 +398,7 @@ def consume(
     once: bool = True,
     group: bool | None = None,
     partitions: Sequence[int] | None = None,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     interval_s: float = 2.0,
     idle_timeout_s: float = 10.0,
     compact_every: int = 100,
@@ -434,7 +434,7 @@ def consume(
     catalog = load_catalog(settings)
     writer = LineageWriter(settings, catalog)
     ensure_topic(settings)
-    loop = _Batcher(writer, ConsumeReport(), batch_size, interval_s, compact_every if not once else 0, on_batch)
+    loop = _Batcher(writer, ConsumeReport(), batch_size or settings.lineage.batch_size, interval_s, compact_every if not once else 0, on_batch)
     with _collect_between_batches():
         if group and not once:
             _consume_in_group(settings, writer, loop, stop)

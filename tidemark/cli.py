@@ -23,6 +23,17 @@ def _settings(args: argparse.Namespace) -> Any:
     return load_settings()
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     from lakehouse.exceptions import TidemarkError
 
@@ -854,7 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage = sub.add_parser("lineage", help="the lineage store").add_subparsers(dest="lineage_command", required=True, metavar="COMMAND")
     sp = add(lineage, "consume", cmd_lineage_consume, "store lineage events from Kafka into the Iceberg lineage tables")
     sp.add_argument("--once", action="store_true", help="drain the topic to its end, then exit")
-    sp.add_argument("--batch-size", type=int, default=1000, help="records per Iceberg commit (default 1000)")
+    sp.add_argument("--batch-size", type=_positive_int, help="records per Iceberg commit at most (default: lineage.batch_size, 20,000; at lower rates --interval decides)")
     sp.add_argument("--interval", type=float, default=2.0, help="seconds between commits of a partial batch (default 2)")
     sp.add_argument("--all-partitions", action="store_true", help="read every partition without joining the consumer group (a single consumer that restarts fast; the default on the local broker)")
     sp.add_argument("--partitions", metavar="P,P", help="read exactly these partitions without joining the consumer group: scale out by starting one consumer per share of the partitions (all on the same lineage tables); restart a dead one with the same list")

@@ -49,6 +49,8 @@ def test_settings_are_frozen() -> None:
         ("kafak: {topic: x}\n", "unknown config section 'kafak'"),
         ("kafka: {topik: x}\n", "unknown key(s) topik in section 'kafka'"),
         ("kafka: {partitions: many}\n", "kafka.partitions must be a whole number"),
+        ("lineage: {batch_size: 0}\n", "lineage.batch_size must be at least 1, got 0"),
+        ("lineage: {batch_size: lots}\n", "lineage.batch_size must be a whole number"),
         ("kafka: {bootstrap_servers: [\n", "is not valid YAML"),
     ],
 )

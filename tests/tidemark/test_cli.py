@@ -103,3 +103,9 @@ def test_configured_kafka_means_up_starts_nothing(broker: str, isolated_env: Pat
     assert status["kafka"]["bootstrap_servers"] == broker
     assert status["kafka"]["local_broker"] is None
     assert not (isolated_env / "broker.json").exists()
+
+
+def test_consume_batch_size_must_be_a_positive_number() -> None:
+    for bad, reason in (("0", "must be at least 1, got 0"), ("many", "'many' is not a whole number")):
+        r = run_cli("lineage", "consume", "--once", "--batch-size", bad, check=False)
+        assert r.returncode == 2 and f"argument --batch-size: {reason}" in r.stderr, r.stderr
