@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := local-broker,s3,airflow,dev
-PYTEST_ARGS ?=
+# Two worker processes, each taking whole test files (their fixtures: a broker, an Airflow
+# database): 11 minutes instead of 16 on 2 cores. `make test PYTEST_ARGS=` runs in one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test bench venv lock clean down airflow
 
