@@ -12,14 +12,11 @@ producer, broker and consumers. Target (issue 4): >= 25,000 events/s on this 2-c
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 import subprocess
 import sys
 import time
 
-from benchmarks.common import cpu_s, local_broker, result, scratch_home
+from benchmarks.common import cpu_s, env_var, local_broker, result, scratch_home
 
 
 def make_events(n: int) -> list[bytes]:
@@ -83,27 +80,14 @@ def consumer_main(n: int, partitions: list[int] | None) -> None:
 
 
 def _share(n: int, partitions: int) -> list[int]:
-    """Events per partition: the producer keys event i with run i // 2, and kafka-python's default
-    partitioner (murmur2 of the key, as Java's) decides where each key goes."""
-    from kafka.partitioner.default import murmur2
+    """Events per partition: the producer keys event i with run i // 2, and the producer's
+    partitioner (lineage.partition: murmur2 of the key, as Java's) decides where each key goes."""
+    from lineage.partition import key_hash
 
     counts = [0] * partitions
     for run_key in range((n + 1) // 2):
-        counts[(murmur2(str(run_key).encode()) & 0x7FFFFFFF) % partitions] += 2 if 2 * run_key + 1 < n else 1
+        counts[key_hash(str(run_key).encode()) % partitions] += 2 if 2 * run_key + 1 < n else 1
     return counts
-
-
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
 
 
 def one_run(n: int, consumers: int, partitions: int) -> dict[str, float]:
@@ -111,7 +95,7 @@ def one_run(n: int, consumers: int, partitions: int) -> dict[str, float]:
     partitions, as `tidemark lineage consume --partitions` runs them); returns the run's numbers."""
     from lakehouse.config import load_settings
 
-    with scratch_home("throughput"), _env("TIDEMARK__KAFKA__PARTITIONS", str(partitions)):
+    with scratch_home("throughput"), env_var("TIDEMARK__KAFKA__PARTITIONS", str(partitions)):
         settings = load_settings()
         with local_broker(settings):
             from lineage import broker

@@ -13,18 +13,27 @@ from typing import Any
 
 
 @contextmanager
+def env_var(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable (what a benchmark's workers inherit), restored afterwards."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+@contextmanager
 def scratch_home(name: str) -> Iterator[Path]:
     """A fresh TIDEMARK_HOME for one benchmark, removed afterwards."""
     home = Path(tempfile.mkdtemp(prefix=f"tidemark-bench-{name}-"))
-    old = os.environ.get("TIDEMARK_HOME")
-    os.environ["TIDEMARK_HOME"] = str(home)
     try:
-        yield home
+        with env_var("TIDEMARK_HOME", str(home)):
+            yield home
     finally:
-        if old is None:
-            os.environ.pop("TIDEMARK_HOME", None)
-        else:
-            os.environ["TIDEMARK_HOME"] = old
         shutil.rmtree(home, ignore_errors=True)
 
 

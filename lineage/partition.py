@@ -38,6 +38,11 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+def key_hash(key: bytes) -> int:
+    """The non-negative hash Kafka's clients take a key's partition from: `key_hash(key) % partitions`."""
+    return murmur2(key) & 0x7FFFFFFF
+
+
 class KeyPartitioner(Partitioner):  # type: ignore[misc]
     """kafka-python's default partitioning (murmur2 of the key, as Java's: same key, same partition
     as any other Kafka client), with each key's hash remembered.
@@ -63,7 +68,7 @@ class KeyPartitioner(Partitioner):  # type: ignore[misc]
         if h is None:
             if len(self._hashes) >= self._MAX_KEYS:
                 self._hashes.clear()
-            h = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+            h = self._hashes[serialized_key] = key_hash(serialized_key)
         n = len(partitions)
         # Partitions are numbered 0..n-1; sorted() only if the metadata ever says otherwise.
         return h % n if max(partitions) == n - 1 else sorted(partitions)[h % n]
