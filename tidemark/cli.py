@@ -902,6 +902,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _no_deprecations(record: logging.LogRecord) -> bool:
+    return "DeprecationWarning: " not in record.getMessage()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -910,6 +914,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())  # no credential reaches a log line
+    # Warnings become log lines (Great Expectations turns this on at import anyway), and libraries'
+    # deprecation notices are for their developers, not our users: kafka-python's, raised while
+    # another library had turned every warning on, once broke an error that must be one line.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addFilter(_no_deprecations)
     if not args.verbose:
         # kafka-python logs every refused connection as an ERROR; our own error names the address once.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)

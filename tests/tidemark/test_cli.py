@@ -109,3 +109,12 @@ def test_consume_batch_size_must_be_a_positive_number() -> None:
     for bad, reason in (("0", "must be at least 1, got 0"), ("many", "'many' is not a whole number")):
         r = run_cli("lineage", "consume", "--once", "--batch-size", bad, check=False)
         assert r.returncode == 2 and f"argument --batch-size: {reason}" in r.stderr, r.stderr
+
+
+def test_library_deprecation_warnings_never_reach_the_user(kafka_env: str) -> None:
+    # Every warning turned on, as a library may do for a while: kafka-python's deprecation notices
+    # (raised as its protocol schemas load) stay out of the output; the error is still one line.
+    r = run_cli("lineage", "consume", "--partitions", "99", check=False, env={"PYTHONWARNINGS": "always"})
+    assert r.returncode == 1, r.stderr
+    assert "DeprecationWarning" not in r.stderr, r.stderr
+    assert [line for line in r.stderr.splitlines() if line.strip()] == [r.stderr.strip()], r.stderr
