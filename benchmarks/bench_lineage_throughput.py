@@ -3,11 +3,12 @@
 Producer and consumers run as separate processes, at the same time, as in production, on a topic
 of 4 partitions: once with one consumer on every partition, once with two consumers, each on its
 own half (`tidemark lineage consume --partitions 0,2` and `1,3`: the documented way to put both
-cores to work; both write the same tables, exactly once). Reported for each: sustained events/s
-from the first send to the last event committed to Iceberg (checked in the table afterwards:
-every event, once), the producer's own rate, the consumers' peak RSS, and the CPU seconds of
-producer, broker and consumers. Target (issue 4): >= 25,000 events/s on this 2-core machine.
-"""
+cores to work; both write the same tables, exactly once). Both with the producers' default batch
+compression (zstd); a third run, one consumer with `kafka.compression: none`, shows side by side
+what compression buys. Reported for each: sustained events/s from the first send to the last event
+committed to Iceberg (checked in the table afterwards: every event, once), the producer's own
+rate, the consumers' peak RSS, and the CPU seconds of producer, broker and consumers.
+Target (issue 4): >= 25,000 events/s on this 2-core machine."""
 
 from __future__ import annotations
 
@@ -90,12 +91,16 @@ def _share(n: int, partitions: int) -> list[int]:
     return counts
 
 
-def one_run(n: int, consumers: int, partitions: int) -> dict[str, float]:
+def one_run(n: int, consumers: int, partitions: int, compression: str = "zstd") -> dict[str, float]:
     """Producer, broker and `consumers` consumer processes (each on its own share of the
     partitions, as `tidemark lineage consume --partitions` runs them); returns the run's numbers."""
     from lakehouse.config import load_settings
 
-    with scratch_home("throughput"), env_var("TIDEMARK__KAFKA__PARTITIONS", str(partitions)):
+    with (
+        scratch_home("throughput"),
+        env_var("TIDEMARK__KAFKA__PARTITIONS", str(partitions)),
+        env_var("TIDEMARK__KAFKA__COMPRESSION", compression),
+    ):
         settings = load_settings()
         with local_broker(settings):
             from lineage import broker
@@ -150,24 +155,24 @@ def one_run(n: int, consumers: int, partitions: int) -> dict[str, float]:
 def run(quick: bool, events: int | None = None) -> None:
     n = events or (50_000 if quick else 1_000_000)
     runs = {}
-    for consumers in (1, 2):
-        r = runs[consumers] = one_run(n, consumers, partitions=4)
-        print(f"consumers={consumers}: events={n} avg_bytes={r['bytes']:.0f} produce_s={r['produce_s']:.1f} "
+    for label, consumers, compression in (("one", 1, "zstd"), ("two", 2, "zstd"), ("uncompressed", 1, "none")):
+        r = runs[label] = one_run(n, consumers, partitions=4, compression=compression)
+        print(f"consumers={consumers} compression={compression}: events={n} avg_bytes={r['bytes']:.0f} produce_s={r['produce_s']:.1f} "
               f"end_to_end_s={r['end_to_end_s']:.1f} -> {r['events_per_s']:,.0f} events/s; commits={r['commits']:.0f} "
               f"consumer_peak_rss_mb={r['consumer_peak_rss_mb']:.0f}")
         # Where the 2 cores went: CPU seconds of each side over the run (the producer's includes
         # building its events before the clock starts).
         print(f"  cpu_s: producer={r['producer_cpu_s']:.1f} broker={r['broker_cpu_s']:.1f} consumers={r['consumer_cpu_s']:.1f} "
               f"(wall {r['end_to_end_s']:.1f} s x 2 cores = {2 * r['end_to_end_s']:.1f} core-s)")
-    one, two = runs[1], runs[2]
+    one, two, plain = runs["one"], runs["two"], runs["uncompressed"]
     # The headline is the default deployment, one consumer; the two-consumer run shows what
     # scale-out adds when producer, broker and consumers already share both cores.
     result("lineage_throughput", events=n, event_bytes=round(one["bytes"]), events_per_s=one["events_per_s"],
            producer_events_per_s=n / one["produce_s"], target_events_per_s=25000, ratio_to_target=one["events_per_s"] / 25000,
            two_consumers_events_per_s=two["events_per_s"], two_consumers_ratio_to_target=two["events_per_s"] / 25000,
+           uncompressed_events_per_s=plain["events_per_s"], zstd_vs_uncompressed=one["events_per_s"] / plain["events_per_s"],
            consumer_peak_rss_mb=one["consumer_peak_rss_mb"], consumer_cpu_s=one["consumer_cpu_s"],
-           broker_cpu_s=one["broker_cpu_s"], producer_cpu_s=one["producer_cpu_s"])
-
+           broker_cpu_s=one["broker_cpu_s"], uncompressed_broker_cpu_s=plain["broker_cpu_s"], producer_cpu_s=one["producer_cpu_s"])
 
 if __name__ == "__main__":
     role, count = sys.argv[1], int(sys.argv[2])

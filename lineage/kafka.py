@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
+from lakehouse.exceptions import ConfigError
 from lineage.broker import bootstrap_servers
 from lineage.exceptions import BrokerUnavailableError
 
@@ -20,6 +21,24 @@ def _common(settings: Settings) -> dict[str, Any]:
         "request_timeout_ms": max(timeout_ms, 5000) + 1000,
         **dict(settings.kafka.client),
     }
+
+
+# kafka-python's codec check for each compression, and the package that provides the codec.
+_CODECS = {"gzip": ("has_gzip", "(built in)"), "snappy": ("has_snappy", "python-snappy"), "lz4": ("has_lz4", "lz4"), "zstd": ("has_zstd", "zstandard")}
+
+
+def _compression(settings: Settings) -> str | None:
+    """The producer's compression_type, after checking its codec is installed (kafka-python would
+    fail with a bare RuntimeError, after connecting)."""
+    from kafka import codec
+
+    name = settings.kafka.compression
+    if name == "none":
+        return None
+    check, package = _CODECS[name]
+    if not getattr(codec, check)():
+        raise ConfigError(f"kafka.compression is {name!r} but its codec is not installed: pip install {package}, or set kafka.compression to zstd or none")
+    return name
 
 
 def _unavailable(settings: Settings, exc: Exception) -> BrokerUnavailableError:
@@ -46,6 +65,7 @@ def producer(settings: Settings) -> KafkaProducer:
             batch_size=1 << 20,
             max_block_ms=int(settings.kafka.connect_timeout_s * 1000),
             partitioner=KeyPartitioner(),
+            compression_type=_compression(settings),
             **_common(settings),
         )
     except KafkaError as exc:
@@ -64,9 +84,10 @@ def consumer(settings: Settings, group_id: str | None) -> KafkaConsumer:
             session_timeout_ms=6000,
             max_poll_interval_ms=10000,
             heartbeat_interval_ms=2000,
-            # Lineage events are small and many: fetch big chunks so one poll fills a commit batch.
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
+            # Lineage events are small and many: fetch big chunks so a few polls fill a commit batch.
+            # The limits count compressed bytes: 2 MB of zstd batches is ~16 MB of events.
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
             **_common(settings),
         )
     except KafkaError as exc:

@@ -30,6 +30,9 @@ def test_file_then_env_then_overrides(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("TIDEMARK__KAFKA__PARTITIONS", "2")
     s = load_settings()
     assert (s.kafka.bootstrap_servers, s.kafka.topic, s.kafka.partitions) == ("file:9092", "from-env", 2)
+    assert s.kafka.compression == "zstd"  # the default
+    monkeypatch.setenv("TIDEMARK__KAFKA__COMPRESSION", "None")  # case does not matter
+    assert load_settings().kafka.compression == "none"
     s = load_settings(overrides={"kafka": {"topic": "explicit"}})
     assert s.kafka.topic == "explicit"
 
@@ -49,6 +52,7 @@ def test_settings_are_frozen() -> None:
         ("kafak: {topic: x}\n", "unknown config section 'kafak'"),
         ("kafka: {topik: x}\n", "unknown key(s) topik in section 'kafka'"),
         ("kafka: {partitions: many}\n", "kafka.partitions must be a whole number"),
+        ("kafka: {compression: brotli}\n", "kafka.compression must be one of none, gzip, snappy, lz4, zstd, got 'brotli'"),
         ("lineage: {batch_size: 0}\n", "lineage.batch_size must be at least 1, got 0"),
         ("lineage: {batch_size: lots}\n", "lineage.batch_size must be a whole number"),
         ("kafka: {bootstrap_servers: [\n", "is not valid YAML"),
