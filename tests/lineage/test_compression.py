@@ -98,3 +98,37 @@ def test_flush_with_a_missing_codec_keeps_the_events_and_says_why(isolated_env: 
     assert Outbox(load_settings()).pending() == 1  # nothing lost: the right codec delivers it
     run_cli("lineage", "flush")
     assert Outbox(load_settings()).pending() == 0
+
+
+def test_the_documented_subscriber_reads_what_tidemark_produces(settings: Any) -> None:
+    """docs/events.md's kafka-python example, run as written (but for the address and topic),
+    reads Tidemark's zstd-compressed events."""
+    import queue
+    import re
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    doc = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    code = re.search(r"## Subscribe in a few lines.*?```python\n(.*?)```", doc, re.S)
+    assert code, "docs/events.md lost its subscriber example"
+    script = code.group(1).replace('"kafka:9092"', repr(settings.kafka.bootstrap_servers)).replace('"tidemark.lineage"', repr(settings.kafka.topic))
+    runs = _send(settings, 5)
+    proc = subprocess.Popen([sys.executable, "-u", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    # A thread reads, so a subscriber that prints nothing cannot hang the test.
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(seen) < 5 and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+        err = proc.stderr.read() if proc.stderr else ""
+    assert {line.split()[2] for line in seen if line.strip()} == runs, err
