@@ -41,7 +41,7 @@ class KafkaSettings:
     connect_timeout_s: float = 5.0
     # How producers compress record batches (`KAFKA_COMPRESSIONS`). zstd: a broker that stores and
     # serves compressed batches does far less work per event (the local broker's CPU per event fell
-    # from ~7 µs to ~0.6 µs in the throughput benchmark: 1.9x the events/s end to end).
+    # from ~9 µs to ~0.6 µs in the throughput benchmark: 1.4x the events/s end to end).
     # Subscribers need the codec: Java and librdkafka clients have it; kafka-python needs `zstandard`.
     compression: str = "zstd"
     # Passed to kafka-python unchanged (producer, consumer, admin client, watch): security_protocol,

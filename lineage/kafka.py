@@ -23,8 +23,18 @@ def _common(settings: Settings) -> dict[str, Any]:
     }
 
 
-# kafka-python's codec check for each compression, and the package that provides the codec.
-_CODECS = {"gzip": ("has_gzip", "(built in)"), "snappy": ("has_snappy", "python-snappy"), "lz4": ("has_lz4", "lz4"), "zstd": ("has_zstd", "zstandard")}
+def _ours(settings: Settings, **config: Any) -> dict[str, Any]:
+    """Tidemark's settings for a client plus `_common`; kafka.client may not set them again
+    (Python would stop at the duplicate keyword, and they carry the delivery guarantees)."""
+    clash = sorted(set(config) & set(settings.kafka.client))
+    if clash:
+        hint = "; set kafka.compression instead" if "compression_type" in clash else ""
+        raise ConfigError(f"kafka.client sets {', '.join(clash)}, which Tidemark sets itself: remove it from kafka.client{hint}")
+    return {**config, **_common(settings)}
+
+
+# The package that brings each codec kafka-python does not have built in (gzip it has).
+_CODEC_PACKAGES = {"snappy": "python-snappy", "lz4": "lz4", "zstd": "zstandard"}
 
 
 def _compression(settings: Settings) -> str | None:
@@ -35,9 +45,11 @@ def _compression(settings: Settings) -> str | None:
     name = settings.kafka.compression
     if name == "none":
         return None
-    check, package = _CODECS[name]
-    if not getattr(codec, check)():
-        raise ConfigError(f"kafka.compression is {name!r} but its codec is not installed: pip install {package}, or set kafka.compression to zstd or none")
+    if name in _CODEC_PACKAGES and not getattr(codec, f"has_{name}")():
+        raise ConfigError(
+            f"kafka.compression is {name!r} but its codec is not installed: pip install {_CODEC_PACKAGES[name]}, "
+            "or set kafka.compression to zstd or none"
+        )
     return name
 
 
@@ -57,7 +69,8 @@ def producer(settings: Settings) -> KafkaProducer:
 
     try:
         # acks=all and idempotence: an acknowledged event is on every in-sync replica, once.
-        return KafkaProducer(
+        return KafkaProducer(**_ours(
+            settings,
             acks="all",
             enable_idempotence=True,
             # Big batches: kafka-python sends ~10k small records/s one batch at a time, ~25k/s batched.
@@ -66,8 +79,7 @@ def producer(settings: Settings) -> KafkaProducer:
             max_block_ms=int(settings.kafka.connect_timeout_s * 1000),
             partitioner=KeyPartitioner(),
             compression_type=_compression(settings),
-            **_common(settings),
-        )
+        ))
     except KafkaError as exc:
         raise _unavailable(settings, exc) from exc
 
@@ -77,7 +89,8 @@ def consumer(settings: Settings, group_id: str | None) -> KafkaConsumer:
     from kafka.errors import KafkaError
 
     try:
-        return KafkaConsumer(
+        return KafkaConsumer(**_ours(
+            settings,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -85,11 +98,10 @@ def consumer(settings: Settings, group_id: str | None) -> KafkaConsumer:
             max_poll_interval_ms=10000,
             heartbeat_interval_ms=2000,
             # Lineage events are small and many: fetch big chunks so a few polls fill a commit batch.
-            # The limits count compressed bytes: 2 MB of zstd batches is ~16 MB of events.
+            # The limits count compressed bytes: zstd batches (kafka.compression) hold several times more.
             max_partition_fetch_bytes=2 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
-            **_common(settings),
-        )
+        ))
     except KafkaError as exc:
         raise _unavailable(settings, exc) from exc
 

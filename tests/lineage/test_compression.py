@@ -79,6 +79,16 @@ def test_a_codec_that_is_not_installed_is_named_with_the_fix(kafka_env: str) -> 
         producer(settings)
 
 
+def test_compression_in_kafka_client_points_to_the_setting() -> None:
+    # kafka.client goes to kafka-python unchanged, but not for what Tidemark sets itself.
+    settings = load_settings(overrides={"kafka": {"client": {"compression_type": "gzip", "acks": 1}}})
+    with pytest.raises(ConfigError, match=r"kafka.client sets acks, compression_type, which Tidemark sets itself: "
+                                          r"remove it from kafka.client; set kafka.compression instead"):
+        producer(settings)
+    with pytest.raises(ConfigError, match=r"kafka.client sets group_id"):
+        kafka_consumer(load_settings(overrides={"kafka": {"client": {"group_id": "x"}}}), "tidemark")
+
+
 def test_flush_with_a_missing_codec_keeps_the_events_and_says_why(isolated_env: Path, kafka_env: str) -> None:
     try:
         import lz4  # noqa: F401
