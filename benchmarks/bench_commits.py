@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import percentile, postgres_database, result, scratch_home
+from benchmarks.common import env_var, percentile, postgres_database, result, scratch_home
 
 ROWS = 100
 TARGET_P99_MS = 50.0
@@ -97,54 +97,50 @@ def run(quick: bool) -> None:
     window = min(100, appends // 2)
     writers, per_writer = 3, (40 if quick else 100)
     schema = pa.schema([("id", pa.int64()), ("v", pa.float64())])
-    with scratch_home("commits"), postgres_database("tidemark_bench") as uri:
-        os.environ["TIDEMARK__CATALOG__URI"] = uri
-        try:
-            catalog = load_catalog(load_settings())
-            sides = {}
-            for side, policy in (("maintained", MaintenancePolicy(**POLICY)), ("baseline", None)):
-                name = TableName("bench", side)
-                ensure_table(catalog, name, schema, properties=FREQUENT_COMMITS)
-                sides[side] = MaintainedWriter(catalog, name, policy)
-            latencies: dict[str, list[float]] = {side: [] for side in sides}
-            cpu: dict[str, list[float]] = {side: [] for side in sides}
-            t0 = time.perf_counter()
-            for i in range(appends):
-                for side, writer in sides.items():
-                    writer.append(_batch(i))
-                    latencies[side].append(writer.last_commit_s)
-                    cpu[side].append(writer.last_commit_cpu_s)
-            loop_s = time.perf_counter() - t0
-            m, b = _stats(latencies["maintained"], window), _stats(latencies["baseline"], window)
-            m_cpu, b_cpu = _stats(cpu["maintained"], window), _stats(cpu["baseline"], window)
-            maint = sides["maintained"].maintenance
-            single_rate = appends / (sum(latencies["maintained"]) + maint.seconds)
-            for side, st, ct in (("maintained", m, m_cpu), ("baseline", b, b_cpu)):
-                print(
-                    f"{side:10s} first {window}: p50 {st['first_p50']:6.1f} ms p99 {st['first_p99']:6.1f} ms | "
-                    f"last {window}: p50 {st['last_p50']:6.1f} ms p99 {st['last_p99']:6.1f} ms | "
-                    f"all commits {sum(latencies[side]):.1f} s | CPU first {window}: p50 {ct['first_p50']:.1f} ms p99 {ct['first_p99']:.1f} ms, "
-                    f"last {window}: p50 {ct['last_p50']:.1f} ms p99 {ct['last_p99']:.1f} ms",
-                    flush=True,
-                )
-            print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    with scratch_home("commits"), postgres_database("tidemark_bench") as uri, env_var("TIDEMARK__CATALOG__URI", uri):
+        catalog = load_catalog(load_settings())
+        sides = {}
+        for side, policy in (("maintained", MaintenancePolicy(**POLICY)), ("baseline", None)):
+            name = TableName("bench", side)
+            ensure_table(catalog, name, schema, properties=FREQUENT_COMMITS)
+            sides[side] = MaintainedWriter(catalog, name, policy)
+        latencies: dict[str, list[float]] = {side: [] for side in sides}
+        cpu: dict[str, list[float]] = {side: [] for side in sides}
+        t0 = time.perf_counter()
+        for i in range(appends):
+            for side, writer in sides.items():
+                writer.append(_batch(i))
+                latencies[side].append(writer.last_commit_s)
+                cpu[side].append(writer.last_commit_cpu_s)
+        loop_s = time.perf_counter() - t0
+        m, b = _stats(latencies["maintained"], window), _stats(latencies["baseline"], window)
+        m_cpu, b_cpu = _stats(cpu["maintained"], window), _stats(cpu["baseline"], window)
+        maint = sides["maintained"].maintenance
+        single_rate = appends / (sum(latencies["maintained"]) + maint.seconds)
+        for side, st, ct in (("maintained", m, m_cpu), ("baseline", b, b_cpu)):
             print(
-                f"maintenance: {maint.rounds} rounds, {maint.seconds:.1f} s ({maint.seconds / max(1, maint.rounds) * 1000:.0f} ms each), "
-                f"{maint.rewritten_groups} rewrites, {maint.expired_snapshots} snapshots expired; both sides took {loop_s:.0f} s",
+                f"{side:10s} first {window}: p50 {st['first_p50']:6.1f} ms p99 {st['first_p99']:6.1f} ms | "
+                f"last {window}: p50 {st['last_p50']:6.1f} ms p99 {st['last_p99']:6.1f} ms | "
+                f"all commits {sum(latencies[side]):.1f} s | CPU first {window}: p50 {ct['first_p50']:.1f} ms p99 {ct['first_p99']:.1f} ms, "
+                f"last {window}: p50 {ct['last_p50']:.1f} ms p99 {ct['last_p99']:.1f} ms",
                 flush=True,
             )
-            rates = {}
-            for mode in ("racing", "in_turn"):
-                ensure_table(catalog, TableName("bench", mode), schema, properties=FREQUENT_COMMITS)
-                rates[mode], shared_lat = _concurrent(writers, per_writer, mode)
-                print(
-                    f"{writers} writers x {per_writer} appends, {mode.replace('_', ' ')}: {rates[mode]:.1f} commits/s "
-                    f"(one maintained writer alone: {single_rate:.1f}); their commit p50 {percentile(shared_lat, 50) * 1000:.0f} ms "
-                    f"p99 {percentile(shared_lat, 99) * 1000:.0f} ms (retries and waiting for the turn included)",
-                    flush=True,
-                )
-        finally:
-            os.environ.pop("TIDEMARK__CATALOG__URI", None)
+        print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+        print(
+            f"maintenance: {maint.rounds} rounds, {maint.seconds:.1f} s ({maint.seconds / max(1, maint.rounds) * 1000:.0f} ms each), "
+            f"{maint.rewritten_groups} rewrites, {maint.expired_snapshots} snapshots expired; both sides took {loop_s:.0f} s",
+            flush=True,
+        )
+        rates = {}
+        for mode in ("racing", "in_turn"):
+            ensure_table(catalog, TableName("bench", mode), schema, properties=FREQUENT_COMMITS)
+            rates[mode], shared_lat = _concurrent(writers, per_writer, mode)
+            print(
+                f"{writers} writers x {per_writer} appends, {mode.replace('_', ' ')}: {rates[mode]:.1f} commits/s "
+                f"(one maintained writer alone: {single_rate:.1f}); their commit p50 {percentile(shared_lat, 50) * 1000:.0f} ms "
+                f"p99 {percentile(shared_lat, 99) * 1000:.0f} ms (retries and waiting for the turn included)",
+                flush=True,
+            )
     result(
         "commits",
         appends=appends,
