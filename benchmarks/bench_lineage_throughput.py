@@ -174,6 +174,7 @@ def run(quick: bool, events: int | None = None) -> None:
            consumer_peak_rss_mb=one["consumer_peak_rss_mb"], consumer_cpu_s=one["consumer_cpu_s"],
            broker_cpu_s=one["broker_cpu_s"], uncompressed_broker_cpu_s=plain["broker_cpu_s"], producer_cpu_s=one["producer_cpu_s"])
 
+
 if __name__ == "__main__":
     role, count = sys.argv[1], int(sys.argv[2])
     if role == "producer":

@@ -197,8 +197,9 @@ class Columns:
     Each event adds one tuple (and one per dataset); at the end the tuples are transposed once
     (`zip`, in C) and each column becomes one Arrow array. The columns every table shares (event
     id, time, type, run, job) are converted once and reused: `runs` and `jobs` have one row per
-    event as `events` does, and `run_datasets` takes them by event index. Profiled on 1.4 KB events, transposing row tuples and converting the same
-    values four times (timezone-aware datetimes at ~0.5 us each) cost more than parsing the JSON.
+    event as `events` does, and `run_datasets` takes them by event index. Profiled on 1.4 KB
+    events, transposing row tuples and converting the same values four times (timezone-aware
+    datetimes at ~0.5 us each) cost more than parsing the JSON.
     `jobs` gets every event's job (the consumer keeps the rows of jobs it has not stored yet);
     each `run_datasets` row names its event (0, 1, ... in the order added) in `dataset_event`.
     """
