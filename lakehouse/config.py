@@ -44,8 +44,9 @@ class KafkaSettings:
     # from ~9 µs to ~0.6 µs in the throughput benchmark: 1.4x the events/s end to end).
     # Subscribers need the codec: Java and librdkafka clients have it; kafka-python needs `zstandard`.
     compression: str = "zstd"
-    # Passed to kafka-python unchanged (producer, consumer, admin client, watch): security_protocol,
-    # sasl_mechanism, ssl_cafile, ... The keys in KAFKA_SECURITY_KEYS may also sit in the kafka section.
+    # kafka-python settings (security_protocol, sasl_mechanism, ssl_cafile, ...): each client Tidemark
+    # builds (producer, consumer, admin, watch) gets those it knows (lineage.kafka._config). The keys
+    # in KAFKA_SECURITY_KEYS may also sit in the kafka section.
     client: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 

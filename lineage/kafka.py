@@ -13,24 +13,33 @@ if TYPE_CHECKING:
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 
-def _common(settings: Settings) -> dict[str, Any]:
-    timeout_ms = int(settings.kafka.connect_timeout_s * 1000)
-    return {
-        "bootstrap_servers": bootstrap_servers(settings).split(","),
-        "bootstrap_timeout_ms": timeout_ms,
-        "request_timeout_ms": max(timeout_ms, 5000) + 1000,
-        **dict(settings.kafka.client),
-    }
+def _config(settings: Settings, client_class: type, **ours: Any) -> dict[str, Any]:
+    """The settings for one kafka-python client: Tidemark's own (`ours`), the connection, and the
+    keys of kafka.client that this client knows.
 
+    kafka.client serves every client, but each rejects keys it does not know (a producer-only
+    `linger_ms` would stop the admin client), so each gets its own share. A key no client knows
+    is a typo, and a key Tidemark sets itself would be a duplicate keyword (and they carry the
+    delivery guarantees): both are named here, not as a failure to reach the broker.
+    """
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-def _ours(settings: Settings, **config: Any) -> dict[str, Any]:
-    """Tidemark's settings for a client plus `_common`; kafka.client may not set them again
-    (Python would stop at the duplicate keyword, and they carry the delivery guarantees)."""
-    clash = sorted(set(config) & set(settings.kafka.client))
+    client = settings.kafka.client
+    unknown = sorted(k for k in client if not any(k in c.DEFAULT_CONFIG for c in (KafkaProducer, KafkaConsumer, KafkaAdminClient)))
+    if unknown:
+        raise ConfigError(f"kafka.client sets {', '.join(unknown)}, which is not a kafka-python setting; fix or remove it")
+    clash = sorted(set(ours) & set(client))
     if clash:
         hint = "; set kafka.compression instead" if "compression_type" in clash else ""
         raise ConfigError(f"kafka.client sets {', '.join(clash)}, which Tidemark sets itself: remove it from kafka.client{hint}")
-    return {**config, **_common(settings)}
+    timeout_ms = int(settings.kafka.connect_timeout_s * 1000)
+    return {
+        **ours,
+        "bootstrap_servers": bootstrap_servers(settings).split(","),
+        "bootstrap_timeout_ms": timeout_ms,
+        "request_timeout_ms": max(timeout_ms, 5000) + 1000,
+        **{k: v for k, v in client.items() if k in client_class.DEFAULT_CONFIG},
+    }
 
 
 # The package that brings each codec kafka-python does not have built in (gzip it has).
@@ -69,8 +78,9 @@ def producer(settings: Settings) -> KafkaProducer:
 
     try:
         # acks=all and idempotence: an acknowledged event is on every in-sync replica, once.
-        return KafkaProducer(**_ours(
+        return KafkaProducer(**_config(
             settings,
+            KafkaProducer,
             acks="all",
             enable_idempotence=True,
             # Big batches: kafka-python sends ~10k small records/s one batch at a time, ~25k/s batched.
@@ -89,8 +99,9 @@ def consumer(settings: Settings, group_id: str | None) -> KafkaConsumer:
     from kafka.errors import KafkaError
 
     try:
-        return KafkaConsumer(**_ours(
+        return KafkaConsumer(**_config(
             settings,
+            KafkaConsumer,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -111,7 +122,7 @@ def admin(settings: Settings) -> KafkaAdminClient:
     from kafka.errors import KafkaError
 
     try:
-        return KafkaAdminClient(**_common(settings))
+        return KafkaAdminClient(**_config(settings, KafkaAdminClient))
     except KafkaError as exc:
         raise _unavailable(settings, exc) from exc
 

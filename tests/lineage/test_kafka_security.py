@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lakehouse.config import load_settings
+from lakehouse.exceptions import ConfigError
 from lineage import kafka
 
 pytestmark = pytest.mark.integration
@@ -25,3 +26,24 @@ def test_security_settings_reach_producer_consumer_and_admin(kafka_env: str, mon
     finally:
         for client in clients:
             client.close()
+
+
+def test_each_client_gets_the_kafka_client_keys_it_knows(kafka_env: str) -> None:
+    # max_request_size is a producer setting: the admin client, which rejects keys it does not know,
+    # must not get it (before, a producer-only key stopped every topic check with "did not answer").
+    settings = load_settings(overrides={"kafka": {"client": {"max_request_size": 2097152, "client_id": "tm-test"}}})
+    clients = [kafka.producer(settings), kafka.consumer(settings, None), kafka.admin(settings)]
+    try:
+        assert clients[0].config["max_request_size"] == 2097152
+        assert all(c.config["client_id"] == "tm-test" for c in clients)
+        kafka.ensure_topic(settings)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_key_no_kafka_python_client_knows_is_named() -> None:
+    settings = load_settings(overrides={"kafka": {"client": {"lingr_ms": 50}}})
+    for build in (kafka.producer, kafka.admin, lambda s: kafka.consumer(s, None)):
+        with pytest.raises(ConfigError, match=r"kafka.client sets lingr_ms, which is not a kafka-python setting; fix or remove it"):
+            build(settings)
