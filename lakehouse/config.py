@@ -190,6 +190,11 @@ def _as_count(section: str, key: str, value: Any) -> int:
     return number
 
 
+def text_to_bool(text: str) -> bool:
+    """A yes/no setting given as text (environment variables are text)."""
+    return text.strip().lower() not in ("false", "0", "no")
+
+
 def _as_choice(section: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
     text = str(value).strip().lower()
     if text not in choices:
@@ -295,7 +300,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         raise ConfigError("kafka.client must be a mapping of kafka-python settings")
     client = {**client, **{key: k[key] for key in KAFKA_SECURITY_KEYS if key in k}}
     if isinstance(client.get("ssl_check_hostname"), str):  # from the environment: a string
-        client["ssl_check_hostname"] = client["ssl_check_hostname"].strip().lower() not in ("false", "0", "no")
+        client["ssl_check_hostname"] = text_to_bool(client["ssl_check_hostname"])
     kafka = KafkaSettings(
         bootstrap_servers=(str(k["bootstrap_servers"]) if k.get("bootstrap_servers") else None),
         topic=str(k.get("topic", KafkaSettings.topic)),

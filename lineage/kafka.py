@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.config import Settings
+from lakehouse.config import Settings, text_to_bool
 from lakehouse.exceptions import ConfigError
 from lineage.broker import bootstrap_servers
 from lineage.exceptions import BrokerUnavailableError
@@ -38,8 +38,23 @@ def _config(settings: Settings, client_class: type, **ours: Any) -> dict[str, An
         "bootstrap_servers": bootstrap_servers(settings).split(","),
         "bootstrap_timeout_ms": timeout_ms,
         "request_timeout_ms": max(timeout_ms, 5000) + 1000,
-        **{k: v for k, v in client.items() if k in client_class.DEFAULT_CONFIG},
+        **{k: _typed(k, v, client_class.DEFAULT_CONFIG[k]) for k, v in client.items() if k in client_class.DEFAULT_CONFIG},
     }
+
+
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """A kafka.client value from the environment is text: give it the type of kafka-python's
+    default (a text max_request_size failed at the first send, deep inside kafka-python)."""
+    if not isinstance(value, str) or default is None or isinstance(default, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            return text_to_bool(value)
+        if isinstance(default, (int, float)):
+            return type(default)(value)
+    except ValueError:
+        raise ConfigError(f"kafka.client.{key} must be a number, got {value!r}") from None
+    return value
 
 
 # The package that brings each codec kafka-python does not have built in (gzip it has).

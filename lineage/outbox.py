@@ -128,7 +128,13 @@ class Outbox:
             rows = self._claim(batch)
             if not rows:
                 return FlushReport(delivered_total, self.pending())
-            futures = [(rid, producer.send(topic, key=key or None, value=value)) for rid, topic, key, value in rows]
+            try:
+                futures = [(rid, producer.send(topic, key=key or None, value=value)) for rid, topic, key, value in rows]
+            except BaseException as exc:
+                # Not the broker's answer but a fault on our side: hand the claimed events back
+                # now (the claim would hold them for CLAIM_TIMEOUT_S), then let the fault be seen.
+                self._finish([], [r[0] for r in rows], f"{exc.__class__.__name__}: {exc}")
+                raise
             try:
                 producer.flush(timeout=max(0.1, deadline - time.monotonic()))  # send now, not after the linger
             except KafkaError:

@@ -47,3 +47,17 @@ def test_a_key_no_kafka_python_client_knows_is_named() -> None:
     for build in (kafka.producer, kafka.admin, lambda s: kafka.consumer(s, None)):
         with pytest.raises(ConfigError, match=r"kafka.client sets lingr_ms, which is not a kafka-python setting; fix or remove it"):
             build(settings)
+
+
+def test_kafka_client_values_from_the_environment_get_kafka_pythons_types(kafka_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Environment values are text; a text max_request_size failed at the first send.
+    monkeypatch.setenv("TIDEMARK__KAFKA__CLIENT__MAX_REQUEST_SIZE", "2097152")
+    p = kafka.producer(load_settings())
+    try:
+        assert p.config["max_request_size"] == 2097152
+        p.send(kafka_env, value=b"{}").get(timeout=10)
+    finally:
+        p.close()
+    monkeypatch.setenv("TIDEMARK__KAFKA__CLIENT__MAX_REQUEST_SIZE", "big")
+    with pytest.raises(ConfigError, match=r"kafka.client.max_request_size must be a number, got 'big'"):
+        kafka.producer(load_settings())

@@ -100,3 +100,26 @@ def test_emit_returns_after_the_durable_write_and_a_background_thread_delivers(s
     consume(settings, once=True)
     jobs = {json.loads(r["payload"])["job"]["name"] for r in _stored(settings)}
     assert jobs == {f"job.bg.{i}" for i in range(5)}
+
+
+def test_a_fault_while_sending_hands_the_events_back_at_once(settings: Any) -> None:
+    # A fault on our side (not the broker's answer) must not leave the events claimed until the
+    # claim times out: the next flush, right away, delivers them.
+    from lineage.kafka import ensure_topic, producer
+
+    class FaultyProducer:  # fails as kafka-python did on a text max_request_size
+        def send(self, *args: Any, **kwargs: Any) -> Any:
+            raise TypeError("'>' not supported between instances of 'int' and 'str'")
+
+    box = Outbox(settings)
+    box.put(settings.kafka.topic, b"run-1", b'{"n": 1}')
+    with pytest.raises(TypeError):
+        box.deliver(FaultyProducer(), timeout_s=5)  # type: ignore[arg-type]
+    assert box.pending() == 1
+    ensure_topic(settings)
+    p = producer(settings)
+    try:
+        assert box.deliver(p, timeout_s=10).delivered == 1
+    finally:
+        p.close()
+    assert box.pending() == 0
