@@ -18,8 +18,8 @@ class SuiteError(TidemarkError):
 class GateFailedError(TidemarkError):
     """Rows failed the table's validation gate; main is untouched and the audit branch is kept."""
 
-    def __init__(self, message: str, result: Any = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, result: Any = None, *, parameter: str | None = None) -> None:
+        super().__init__(message, parameter=parameter)
         self.result = result  # the ingest.gate.GateResult, for callers that show more than one line
 
 

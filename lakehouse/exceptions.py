@@ -1,10 +1,38 @@
-"""The root of Tidemark's errors. Every message says what to do about it."""
+"""The root of Tidemark's errors. Every message says what to do about it.
+
+Library code speaks the caller's language of Python: when an error is about a value the caller
+passed, it names that parameter as the function took it (`as_of`, `snapshots`) and sets
+`parameter`. The CLI and the DAGs put it in their own words with `reword` (`--as-of`, the DAG
+param), so a library never tells an Airflow task to pass a command-line flag.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 
 class TidemarkError(Exception):
-    """Base of every error Tidemark raises on purpose; the CLI prints it as one line and exits 1."""
+    """Base of every error Tidemark raises on purpose; the CLI prints it as one line and exits 1.
+
+    `parameter`: the name of the argument the error is about, as the raising function took it.
+    """
+
+    def __init__(self, message: str = "", *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def reword(exc: BaseException, names: Mapping[str, str]) -> str:
+    """The error's message with its parameter named as the caller knows it (`names`: parameter -> word).
+
+    Only whole words are replaced (`as_of` but not `was_of`), and only the error's own parameter.
+    """
+    message = str(exc)
+    parameter = getattr(exc, "parameter", None)
+    if parameter and parameter in names:
+        message = re.sub(rf"(?<![\w-]){re.escape(parameter)}(?![\w-])", names[parameter], message)
+    return message
 
 
 class ConfigError(TidemarkError):
