@@ -8,7 +8,7 @@ EXTRAS := local-broker,s3,airflow,dev
 # database): 11 minutes instead of 16 on 2 cores. `make test PYTEST_ARGS=` runs in one process.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: demo test bench venv lock clean down airflow
+.PHONY: demo test bench venv lock clean down airflow sysdeps
 
 venv: $(STAMP)
 
@@ -21,8 +21,20 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/tidemark demo
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian packages the tests and pictures need: chromium (the browser tests drive it headless) and
+# graphviz (`dot` lays out the lineage graphs). Idempotent: installs only what `dpkg -s` lacks.
+SYSDEPS := chromium graphviz fonts-dejavu-core
+sysdeps:
+	@missing=$$(for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)

@@ -23,3 +23,7 @@ class NotFoundError(TidemarkError):
 
 class ConsumerError(TidemarkError):
     """The lineage consumer cannot run as asked (a missing package, partitions that do not exist)."""
+
+
+class RenderError(TidemarkError):
+    """A picture could not be drawn: the layout engine (Graphviz's dot) is missing or failed."""

@@ -16,6 +16,8 @@ from lineage import query as lineage_query
 from lineage import trace as lt
 from models.registry import ModelRef, Registry
 
+GATE_PREFIX = "tidemark.gate."
+
 
 def trace(settings: Settings, ref: str) -> dict[str, Any]:
     """The whole origin of `ref` (NAME@ALIAS, NAME:VERSION or NAME) as a JSON-ready dict."""
@@ -39,6 +41,10 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
             "table": table_name,
             "snapshot_id": inp.snapshot_id,
             "rows": inp.rows,
+            "fingerprint": inp.fingerprint,
+            # The gate's verdict as the landing recorded it in the snapshot summary (suite, success,
+            # failures, data docs): documented keys, read here without importing ingest.
+            "gate": {k.removeprefix(GATE_PREFIX): v for k, v in props.items() if k.startswith(GATE_PREFIX)},
             "in_lineage_events": event_input is not None and event_input.snapshot_id == str(inp.snapshot_id),
             "snapshot_exists": snap is not None,
         }
