@@ -8,13 +8,13 @@ events waiting in the topic or the outbox are being stored, and fails loudly whe
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, task
 
-RETENTION_S = float(os.environ.get("TIDEMARK_MAINTENANCE_RETENTION_S", 7 * 24 * 3600))
+# One definition of the retention (TIDEMARK_MAINTENANCE_RETENTION_S), which the plugin's table page shows too.
+from lakehouse.timeline import MAINTENANCE_RETENTION_S as RETENTION_S
 
 
 def _settings() -> Any:

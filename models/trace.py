@@ -11,7 +11,7 @@ from typing import Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ancestors, summary_properties
+from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ancestors, summary_properties
 from lineage import query as lineage_query
 from lineage import trace as lt
 from models.registry import ModelRef, Registry
@@ -105,6 +105,7 @@ def _landings(table: Any, snapshot_id: int) -> list[dict[str, Any]]:
                 {
                     "snapshot_id": snap.snapshot_id,
                     "run_id": props.get(RUN_ID),
+                    "job": props.get(JOB_NAME),
                     "source_path": props.get(SOURCE_PATH),
                     "sha256": props[SOURCE_SHA256],
                 }

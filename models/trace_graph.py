@@ -84,7 +84,8 @@ def trace_graph(trace: dict[str, Any]) -> Graph:
             )
             g.edge(earlier, snap, style="dashed")
             if landing.get("run_id"):
-                run = g.node(f"run:{landing['run_id']}", "run", "ingest", short_run(landing["run_id"]), run_id=landing["run_id"])
+                run = g.node(f"run:{landing['run_id']}", "run", landing.get("job") or "ingest", short_run(landing["run_id"]),
+                             run_id=landing["run_id"], job=landing.get("job"))
                 g.edge(run, earlier)
                 _file(g, landing.get("source_path"), landing.get("sha256"), run)
     return g
