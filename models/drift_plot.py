@@ -168,9 +168,13 @@ def _rings(ax: Any, s: FeatureSeries, xs: list[datetime], ys: list[float], named
 
 def render(rows: Sequence[Mapping[str, Any]], thresholds: Any, title: str, fmt: str = "svg") -> bytes:
     """The picture as SVG or PNG bytes."""
+    import matplotlib
+
     fig = figure(rows, thresholds, title)
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=110 if fmt == "png" else None, metadata={"Date": None} if fmt == "svg" else None)
+    # SVG text stays text (not glyph outlines): searchable, selectable, and readable by tests.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format=fmt, dpi=110 if fmt == "png" else None, metadata={"Date": None} if fmt == "svg" else None)
     return buf.getvalue()
 
 

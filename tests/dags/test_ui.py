@@ -1,14 +1,13 @@
 """The Airflow UI in a real browser: Debian's chromium (headless) against `airflow api-server`.
 
-The test setup installs chromium with apt-get when it is missing; the test skips, saying why, only
-where that cannot be done. The screenshot is kept in test-artifacts/ (CI can upload it).
+`make test` installs chromium first (`make sysdeps`); run alone without it, the test skips and says
+so. The screenshot is kept in test-artifacts/ (CI can upload it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -26,15 +25,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def ensure_chromium() -> str:
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("Debian's chromium is not installed and cannot be (no apt-get, or not root): apt-get install -y chromium")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            pytest.skip(f"could not install chromium ({' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-200:]})")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed: run `make sysdeps` (make test does)")
     return CHROMIUM
 
 

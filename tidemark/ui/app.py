@@ -53,7 +53,8 @@ def _templates() -> Any:
 def create_app() -> FastAPI:
     """The FastAPI app Airflow mounts (see `plugin.py`)."""
     get_user = auth.user_dependency()
-    app = FastAPI(title="Tidemark", docs_url=None, redoc_url=None, openapi_url=f"{API}/openapi.json", dependencies=[Depends(get_user)])
+    # FastAPI's own OpenAPI route would bypass the app's dependencies: ours below needs a user too.
+    app = FastAPI(title="Tidemark", docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(get_user)])
     env = _templates()
 
     def base(request: Request) -> str:
@@ -140,6 +141,10 @@ def create_app() -> FastAPI:
 
         body = path.read_text(encoding="utf-8") if path else asset(name)
         return Response(body, media_type=media, headers={"Cache-Control": "private, max-age=300"})
+
+    @app.get(API + "/openapi.json", include_in_schema=False)
+    async def openapi() -> Response:
+        return as_json(app.openapi())
 
     # -- pages and their JSON twins -------------------------------------------------------------------
 

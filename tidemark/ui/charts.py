@@ -82,6 +82,7 @@ def table_svg(data: dict[str, Any]) -> str:
     ax.set_title(f"{data['table']}: {len(snaps)} snapshots (UTC)", fontsize=11, loc="left")
     fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)) or 1, fontsize=8, frameon=False)
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.index("<svg") :]

@@ -35,12 +35,21 @@
       out.appendChild(head);
       var table = document.createElement("table");
       table.className = "tm-table";
-      [["data", r.data], ["code", r.code], ["environment", r.environment], ["metrics", r.metrics], ["artifact", r.artifact]].forEach(function (p) {
+      var data = (r.data.inputs || []).map(function (i) {
+        return i.table + " @ " + i.snapshot_id + ": " + i.rows + " rows" + (i.identical ? "" : " (recorded " + i.recorded_rows + ")");
+      }).join("; ");
+      var metrics = Object.keys(r.metrics.values || {}).map(function (k) {
+        var m = r.metrics.values[k];
+        return k + " " + m.old + " → " + m.new + " (Δ " + m.delta + ")";
+      }).join("; ");
+      var artifact = "sha256 " + r.artifact.new_sha256 + (r.artifact.identical ? "" : " (recorded " + r.artifact.old_sha256 + ")");
+      [["data", r.data, data], ["code", r.code, (r.code.differences || []).join("; ") || r.entry_point],
+       ["environment", r.environment, (r.environment.differences || []).join("; ") || "same Python and packages"],
+       ["metrics", r.metrics, metrics], ["artifact", r.artifact, artifact]].forEach(function (p) {
         var tr = document.createElement("tr");
         cell(tr, p[0]);
-        cell(tr, p[1] && p[1].identical ? "identical" : "different", p[1] && p[1].identical ? "tm-good" : "tm-bad");
-        var detail = p[1] ? (p[1].differences || p[1].values || p[1].sha256 || "") : "";
-        cell(tr, typeof detail === "string" ? detail : JSON.stringify(detail));
+        cell(tr, p[1].identical ? "identical" : "different", p[1].identical ? "tm-good" : "tm-bad");
+        cell(tr, typeof p[2] === "string" ? p[2] : JSON.stringify(p[2]));
         table.appendChild(tr);
       });
       out.appendChild(table);
