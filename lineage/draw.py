@@ -161,10 +161,10 @@ def dot_source(graph: Graph) -> Any:
     d.attr("graph", rankdir="LR", nodesep="0.25", ranksep="0.6", fontname=FONT, bgcolor="white", pad="0.2")
     d.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize="11", margin="0.16,0.06", color="#555555", penwidth="1")
     d.attr("edge", fontname=FONT, fontsize="9", color="#666666", arrowsize="0.7")
+    # No tooltips: the page's details panel shows everything, and a 600-box SVG stays a third smaller.
     for n in graph.nodes.values():
-        tooltip = "\n".join(f"{k}: {v}" for k, v in n.details.items() if not isinstance(v, (dict, list)))
         d.node(
-            n.id, _label(n), id=n.id, fillcolor=FILLS.get(n.kind, FILLS["dataset"]), tooltip=tooltip or n.title,
+            n.id, _label(n), id=n.id, fillcolor=FILLS.get(n.kind, FILLS["dataset"]),
             penwidth="3" if n.highlight else "1", color="#e65100" if n.highlight else "#555555", **{"class": f"tm-node tm-{n.kind}"},
         )
     for i, e in enumerate(graph.edges):

@@ -116,7 +116,7 @@
     var start = data.nodes.filter(function (n) { return n.highlight; })[0];
     if (start) {
       // The whole graph stays in view when it is readable so; a big one opens at its main node.
-      if (panZoom.getSizes().realZoom < 0.5) focus(start.id);
+      if (panZoom.getSizes().realZoom < 0.3) focus(start.id);
       select(start.id);
     }
     view.tmPanZoom = panZoom;
