@@ -6,17 +6,15 @@ so. The screenshot is kept in test-artifacts/ (CI can upload it).
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
-import time
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.airflow_api import api_server as airflow_api_server
 from tests.conftest import ROOT
 from tests.dags.test_dags import airflow_home, migrated_airflow_db  # noqa: F401  (fixtures)
 
@@ -31,36 +29,13 @@ def ensure_chromium() -> str:
 
 
 @pytest.fixture
-def api_server(settings: Any, airflow_home: Path) -> str:  # noqa: F811
-    from lineage.broker import free_port
+def api_server(settings: Any, airflow_home: Path) -> Iterator[str]:  # noqa: F811
     from tidemark import airflow_env
 
     env = airflow_env.environ(settings)
     subprocess.run(["airflow", "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
-    port = free_port()
-    log = (settings.home / "api-server.log").open("w")
-    proc = subprocess.Popen(["airflow", "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as r:
-                    if json.load(r)["metadatabase"]["status"] == "healthy":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"airflow api-server did not come up: {(settings.home / 'api-server.log').read_text()[-2000:]}")
-            time.sleep(1)
+    with airflow_api_server(env, settings.home / "api-server.log") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.mark.integration

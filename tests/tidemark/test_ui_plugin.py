@@ -12,9 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,6 +23,7 @@ from unittest import mock
 
 import pytest
 
+from tests.airflow_api import api_server, wait_healthy
 from tests.conftest import ROOT
 from tests.dags.test_dags import migrated_airflow_db  # noqa: F401  (session fixture)
 
@@ -42,37 +40,6 @@ def _need_chromium() -> None:
 
 
 # -- the servers ----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def api_server(env: dict[str, str], log: Path) -> Iterator[str]:
-    from lineage.broker import free_port
-
-    port = free_port()
-    with log.open("w") as out:
-        proc = subprocess.Popen(["airflow", "api-server", "--port", str(port), "--workers", "1"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, cwd=env["TIDEMARK_HOME"])
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-
-
-def wait_healthy(url: str, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as r:
-                if json.load(r)["metadatabase"]["status"] == "healthy":
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"airflow api-server did not come up: {log.read_text()[-3000:]}")
 
 
 def call(url: str, token: str | None = None, method: str = "GET", body: bytes | None = None, content_type: str | None = None,
@@ -124,7 +91,8 @@ def ui(broker: str, migrated_airflow_db: Path, tmp_path_factory: pytest.TempPath
     shutil.copy(migrated_airflow_db, broken_home / "airflow" / "airflow.db")
     shutil.copy(passwords, broken_home / "airflow" / airflow_env.PASSWORDS_FILE)
     logs = home / "api-server.log", broken_home / "api-server.log"
-    with api_server(env, logs[0]) as base, api_server(broken_env, logs[1]) as broken:
+    # Both start at once; then both are waited for.
+    with api_server(env, logs[0], wait=False) as base, api_server(broken_env, logs[1], wait=False) as broken:
         wait_healthy(base, logs[0])
         wait_healthy(broken, logs[1])
         pw = json.loads(passwords.read_text())
