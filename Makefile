@@ -25,22 +25,24 @@ test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Debian packages the tests and pictures need: chromium (the browser tests drive it headless) and
-# graphviz (`dot` lays out the lineage graphs). Idempotent: installs only what `dpkg -s` lacks.
+# graphviz (`dot` lays out the lineage graphs of `tidemark lineage graph` and the Airflow plugin).
+# Idempotent: installs only what `dpkg -s` says is missing. Elsewhere than Debian it says what to install.
 SYSDEPS := chromium graphviz fonts-dejavu-core
 sysdeps:
-	@missing=$$(for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@if ! command -v dpkg >/dev/null 2>&1; then echo "not a Debian system: install $(SYSDEPS) (or your system's equivalents) yourself"; exit 0; fi; \
+	missing=$$(for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages: $$missing"; \
+		echo "installing Debian packages:" $$missing; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)
 
-# Airflow 3 with Tidemark's DAGs: AIRFLOW_HOME under TIDEMARK_HOME, dags/, examples off; prints URL and login.
-airflow: $(STAMP)
+# Airflow 3 with Tidemark's DAGs and plugin (/tidemark): AIRFLOW_HOME under TIDEMARK_HOME, dags/, examples off; prints URL and login.
+airflow: $(STAMP) sysdeps
 	$(BIN)/tidemark up
 	$(BIN)/tidemark airflow standalone
 
