@@ -114,6 +114,24 @@ class ModelRef:
             raise ModelNotFoundError(f"{text!r} is not a model reference; write NAME, NAME@ALIAS or NAME:VERSION")
         return cls(m["name"], m["alias"], int(m["version"]) if m["version"] else None)
 
+    @classmethod
+    def of(cls, model: str | None, *, version: int | str | None = None, alias: str | None = None) -> ModelRef:
+        """A reference from its parts, as a form hands them over (empty means not given): the model's
+        latest version, a version, or an alias holder. Errors name the parameter they are about."""
+        name = (model or "").strip()
+        if not name:
+            raise ModelNotFoundError("model is required: a registered name, e.g. wine", parameter="model")
+        given = version not in (None, "")
+        if given and alias:
+            raise ModelNotFoundError("alias cannot be given with a version; leave one of them empty", parameter="alias")
+        if given:
+            try:
+                number = int(version)  # type: ignore[arg-type]
+            except (TypeError, ValueError) as exc:
+                raise ModelNotFoundError(f"version must be a whole number, got {version!r}", parameter="version") from exc
+            return cls.parse(f"{name}:{number}")
+        return cls.parse(f"{name}@{alias}" if alias else name)
+
     def __str__(self) -> str:
         return self.name + (f"@{self.alias}" if self.alias else f":{self.version}" if self.version else "")
 
