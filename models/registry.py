@@ -121,16 +121,15 @@ class ModelRef:
         name = (model or "").strip()
         if not name:
             raise ModelNotFoundError("model is required: a registered name, e.g. wine", parameter="model")
-        given = version not in (None, "")
-        if given and alias:
+        if version is None or version == "":
+            return cls.parse(f"{name}@{alias}" if alias else name)
+        if alias:
             raise ModelNotFoundError("alias cannot be given with a version; leave one of them empty", parameter="alias")
-        if given:
-            try:
-                number = int(version)  # type: ignore[arg-type]
-            except (TypeError, ValueError) as exc:
-                raise ModelNotFoundError(f"version must be a whole number, got {version!r}", parameter="version") from exc
-            return cls.parse(f"{name}:{number}")
-        return cls.parse(f"{name}@{alias}" if alias else name)
+        try:
+            number = int(version)
+        except ValueError as exc:
+            raise ModelNotFoundError(f"version must be a whole number, got {version!r}", parameter="version") from exc
+        return cls.parse(f"{name}:{number}")
 
     def __str__(self) -> str:
         return self.name + (f"@{self.alias}" if self.alias else f":{self.version}" if self.version else "")
