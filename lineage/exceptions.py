@@ -25,5 +25,9 @@ class ConsumerError(TidemarkError):
     """The lineage consumer cannot run as asked (a missing package, partitions that do not exist)."""
 
 
+class LineageStalledError(TidemarkError):
+    """Lineage events are waiting and the consumer is not storing them."""
+
+
 class RenderError(TidemarkError):
     """A picture could not be drawn: the layout engine (Graphviz's dot) is missing or failed."""
