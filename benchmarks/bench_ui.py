@@ -46,7 +46,7 @@ def _build_model(settings: Any, landings: int, versions: int) -> None:
     from lakehouse.catalog import load_catalog
     from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ensure_table
     from lineage import events as ev
-    from lineage.consumer import ConsumeReport, LineageWriter, Record
+    from lineage.consumer import ConsumeReport, LineageWriter
     from models.registry import InputSnapshot, Registry
 
     from pyiceberg.schema import Schema
@@ -85,7 +85,7 @@ def _build_model(settings: Any, landings: int, versions: int) -> None:
                           parameters={})
     writer = LineageWriter(settings, catalog)
     # A partition of its own: the 1M-event store already holds offsets on partition 0.
-    writer.write([Record(9, i, r) for i, r in enumerate(raw)], ConsumeReport())
+    writer.write_columns([9] * len(raw), list(range(len(raw))), raw, ConsumeReport())
 
 
 def _store(quick: bool) -> tuple[Path, dict[str, int]]:
