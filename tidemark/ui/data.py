@@ -42,6 +42,67 @@ def _registry(s: Settings) -> Any:
         raise StoreUnavailableError(str(exc)) from exc
 
 
+# -- answers kept while the tables they were read from do not change -----------------------------------
+#
+# Iceberg gives every committed table state a new metadata file, so "the table's metadata location is
+# the same" means "nothing was committed since": an answer read from those tables is still the answer.
+# Checking costs a catalog lookup per table; recomputing a trace or a walk over a big store costs far
+# more. Each API server process keeps the last answers.
+
+_ANSWERS: OrderedDict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str | None, ...], Any]] = OrderedDict()
+_ANSWERS_LOCK = threading.Lock()
+_CATALOGS: dict[str, Any] = {}
+
+
+def _catalog(s: Settings) -> Any:
+    from lakehouse.catalog import load_catalog
+
+    key = repr(sorted(s.catalog.properties.items())) + s.catalog.name
+    if key not in _CATALOGS:
+        try:
+            _CATALOGS[key] = load_catalog(s)
+        except CatalogError as exc:
+            raise StoreUnavailableError(str(exc)) from exc
+    return _CATALOGS[key]
+
+
+def _locations(s: Settings, names: tuple[str, ...]) -> tuple[str | None, ...]:
+    from lakehouse.tables import TableName, load_table
+
+    catalog = _catalog(s)
+    out: list[str | None] = []
+    for name in names:
+        try:
+            out.append(load_table(catalog, TableName.parse(name)).metadata_location)
+        except TidemarkError:
+            out.append(None)  # gone (or not made yet): a later answer sees whether it came back
+        except Exception as exc:  # the catalog's database went away after it was opened
+            _CATALOGS.clear()
+            raise StoreUnavailableError(f"the catalog stopped answering ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    return tuple(out)
+
+
+def _kept(s: Settings, key: tuple[Any, ...], tables: tuple[str, ...], compute: Any, more_tables: Any = None) -> Any:
+    """`compute()`, or the answer kept for `key` if none of `tables` (and `more_tables(answer)`) changed."""
+    with _ANSWERS_LOCK:
+        hit = _ANSWERS.get(key)
+    if hit is not None and _locations(s, hit[0]) == hit[1]:
+        return hit[2]
+    before = _locations(s, tables)  # read first: a commit during compute makes the next check miss
+    answer = compute()
+    extra = tuple(more_tables(answer)) if more_tables else ()
+    names, locations = tables + extra, before + (_locations(s, extra) if extra else ())
+    with _ANSWERS_LOCK:
+        _ANSWERS[key] = (names, locations, answer)
+        while len(_ANSWERS) > 128:
+            _ANSWERS.popitem(last=False)
+    return answer
+
+
+def _lineage_tables(s: Settings, *short: str) -> tuple[str, ...]:
+    return tuple(f"{s.lineage.namespace}.{t}" for t in short)
+
+
 # -- layout cache: `dot` is the slow part of a big graph, and a graph's SVG depends on its source only --
 
 _SVG_CACHE: OrderedDict[str, str] = OrderedDict()
@@ -145,8 +206,10 @@ def version(s: Settings, name: str, version_text: str) -> tuple[dict[str, Any], 
     from models.trace_graph import trace_graph
 
     number = _version_number(s, name, version_text)
+    tables = _lineage_tables(s, "model_versions", "model_alias_events", "run_datasets", "runs")
     try:
-        tr = trace(s, f"{name}:{number}")
+        tr = _kept(s, ("trace", name, number), tables, lambda: trace(s, f"{name}:{number}"),
+                   lambda t: [i["table"] for i in t["inputs"]])
     except ModelNotFoundError as exc:
         raise _unknown_version(s, name, version_text) from exc
     except CatalogError as exc:
@@ -265,34 +328,53 @@ def lineage(
     s: Settings, q: str | None = None, node: str | None = None, direction: str = "both", depth: int = 3, as_of: str | None = None
 ) -> tuple[dict[str, Any], Any]:
     """Search hits for `q`, and the walk from `node` (up, down or both, `depth` runs, as of a time)."""
-    from lakehouse.sql import query
-    from lineage.draw import from_walk, validation_status
+    from lineage.draw import from_walk
     from lineage.exceptions import NotFoundError
-    from lineage.graph import Node, connect_for_walk, walk
-    from lineage.search import find
+    from lineage.graph import Node
 
     if direction not in DIRECTIONS:
         raise PageNotFoundError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}", ("lineage search", "/lineage"))
     depth = max(1, min(int(depth), MAX_DEPTH))
     when = _as_of(as_of)
-    ns = s.lineage.namespace
-    try:
-        con = connect_for_walk(s, when)
-    except CatalogError as exc:
-        raise StoreUnavailableError(str(exc)) from exc
-    data: dict[str, Any] = {"q": q, "node": node, "direction": direction, "depth": depth, "as_of": as_of, "hits": [], "rows": []}
-    if q:
-        data["hits"] = find(con, q, ns=ns)
-    graph = None
+    parsed = None
     if node:
         try:
             parsed = Node.parse(node)
         except NotFoundError as exc:
             raise PageNotFoundError(str(exc), ("lineage search", "/lineage")) from exc
+    data = _kept(s, ("lineage", q, node, direction, depth, when), _lineage_tables(s, "run_datasets"),
+                 lambda: _lineage(s, q, parsed, node, direction, depth, when, as_of))
+    graph = None
+    if data["rows"] and parsed is not None:
+        where = "up- and downstream" if direction == "both" else direction
+        focus = parsed.name if parsed.kind in ("run", "table") else None
+        graph = from_walk(data["rows"], data["checks"], f"{where} of {node}" + (f" as of {as_of}" if as_of else ""), focus=focus)
+        data = {**data, "graph": graph.to_json()}
+    data = {k: v for k, v in data.items() if k != "checks"}
+    return data, graph
+
+
+def _lineage(s: Settings, q: str | None, parsed: Any, node: str | None, direction: str, depth: int, when: datetime | None, as_of: str | None) -> dict[str, Any]:
+    """The store reads of `lineage` (search hits, walk rows, gate results), kept by `_kept`."""
+    from lakehouse.sql import query
+    from lineage.draw import validation_status
+    from lineage.exceptions import NotFoundError
+    from lineage.graph import connect_for_walk, walk
+    from lineage.search import find
+
+    ns = s.lineage.namespace
+    try:
+        con = connect_for_walk(s, when)
+    except CatalogError as exc:
+        raise StoreUnavailableError(str(exc)) from exc
+    data: dict[str, Any] = {"q": q, "node": node, "direction": direction, "depth": depth, "as_of": as_of, "hits": [], "rows": [], "checks": {}}
+    if q:
+        data["hits"] = find(con, q, ns=ns)
+    if parsed is not None:
         rows: list[dict[str, Any]] = []
         for d in ("upstream", "downstream") if direction == "both" else (direction,):
             try:
-                rows += walk(con, parsed, d, depth, ns)  # type: ignore[arg-type]
+                rows += walk(con, parsed, d, depth, ns)
             except NotFoundError:
                 pass  # a node may have only one side
         if not rows:
@@ -302,11 +384,7 @@ def lineage(
                 (f"search for {search!r}", "/lineage?" + urlencode({"q": search})),
             )
         data["rows"] = rows
-        checks = validation_status(con, sorted({r["run_id"] for r in rows}), ns)
-        focus = parsed.name if parsed.kind in ("run", "table") else None
-        where = "up- and downstream" if direction == "both" else direction
-        graph = from_walk(rows, checks, f"{where} of {node}" + (f" as of {as_of}" if as_of else ""), focus=focus)
-        data["graph"] = graph.to_json()
+        data["checks"] = validation_status(con, sorted({r["run_id"] for r in rows}), ns)
     if not data["hits"] and not data["rows"]:
         stored = query(con, f'SELECT count(*) AS n FROM "{ns}".run_datasets').to_pylist()[0]["n"]
         if not stored:
@@ -314,4 +392,4 @@ def lineage(
                 "the lineage store is empty: no run has been stored yet; run `tidemark demo`, or "
                 "`tidemark lineage consume --once` to store the events waiting in Kafka"
             )
-    return data, graph
+    return data
