@@ -413,3 +413,20 @@ def test_cli_graph_page_zooms_searches_and_shows_details(ui: dict[str, Any], bro
     assert "run_id" in page.inner_text(".tm-details")
     shot(page, "cli-graph-html", full=False)
     page.close()
+
+
+def test_a_kept_answer_gives_way_to_a_new_commit(ui: dict[str, Any], tmp_path: Path) -> None:
+    """Runs last: it lands one more file. The walk asked twice is the same answer; after the landing
+    is consumed (a new commit of the lineage tables) the same URL shows the new run."""
+    from tests.models.conftest import wine_part
+    from tests.tidemark.ui_history import _cli
+
+    url = ui["base"] + "/tidemark/api/lineage?node=raw.wine&depth=1&direction=upstream"
+    before = {r["run_id"] for r in call(url, ui["admin"])[1]["rows"]}
+    assert {r["run_id"] for r in call(url, ui["admin"])[1]["rows"]} == before
+    env = {k: v for k, v in ui["env"].items() if k.startswith(("TIDEMARK", "GX"))}
+    with mock.patch.dict(os.environ, env), _cwd(ui["home"]):
+        _cli("ingest", str(wine_part(tmp_path / "wine-may.csv", 0, 20, id_offset=900)), "--table", "raw.wine")
+        _cli("lineage", "consume", "--once")
+    after = {r["run_id"] for r in call(url, ui["admin"])[1]["rows"]}
+    assert before < after and len(after - before) == 1
