@@ -6,10 +6,10 @@
 - The lineage search walk (5 runs upstream) over the 1M-event store `bench_lineage_trace` builds.
 
 Measured per load from navigation start to the graph drawn and interactive (graph.js's
-`tm-graph-ready` mark; first contentful paint is earlier or equal and reported too). Cold: a new
-browser context (no HTTP cache) and a page no one asked for before (another version, another
-chain: the server's layout cache misses). Warm: the same page again in the same context. The
-side-by-side baseline is the page's JSON twin (the server's share of the time). Targets (issue 20):
+`tm-graph-ready` mark; first contentful paint is reported too). Cold: a new browser context (no
+HTTP cache) and a page no one asked for before (another version, another chain: the server's kept
+answers and layouts miss). Warm: the same page again in the same context (the server's kept answer
+hits while the tables are unchanged). Side by side: the page's JSON twin, warm (the server's share). Targets (issue 20):
 p95 <= 1 s warm, <= 2 s cold. The stores are built once per size and kept under `.bench/ui/<size>/`.
 """
 
