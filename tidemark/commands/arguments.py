@@ -52,11 +52,8 @@ def flags(args: argparse.Namespace) -> dict[str, str]:
     Derived from argparse: each option's dest -> its long option string (`as_of` -> `--as-of`),
     then the command's declared `parameters` where the library's name differs.
     """
-    parser: argparse.ArgumentParser | None = getattr(args, "command_parser", None)
-    if parser is None:
-        return {}
     derived = {}
-    for action in parser._actions:  # argparse keeps no public list of a parser's options
+    for action in args.command_parser._actions:  # argparse keeps no public list of a parser's options
         long = [o for o in action.option_strings if o.startswith("--")]
         if long:
             derived[action.dest] = long[0]
