@@ -22,8 +22,8 @@ The internals and why each is needed:
   `parquet_path_to_id_mapping`, `MetricModeTypes`: `lakehouse.datafiles` writes Parquet itself
   (for the lineage consumer's throughput) and must describe each file exactly as pyiceberg would
   (codec, row groups, column statistics by the table's metrics mode).
-- `pyiceberg.catalog.Catalog._convert_schema_if_needed`: an Arrow schema without field ids as an
-  Iceberg schema, the way `create_table` does; `ingest.schema` compares a source with a table.
+- `pyiceberg.catalog.Catalog._convert_schema_if_needed`: an Arrow schema without field ids as
+  Iceberg types, the way `create_table` converts it; `ingest.schema` compares a source with a table.
 - `pyiceberg.table.update._TableMetadataUpdateContext`, `_apply_table_update`,
   `_update_table_metadata_log`: the steps of `update_table_metadata`, run without its final deep
   copy of the whole metadata (`apply_updates` below; why: `lakehouse.tables.transaction`).
@@ -129,7 +129,7 @@ def read_data_files(table: Table, files: list[DataFile], limit: int | None = Non
 
 
 def arrow_to_iceberg_schema(schema: pa.Schema) -> Schema:
-    """An Arrow schema without field ids as an Iceberg schema, with fresh ids, as `create_table` makes it."""
+    """An Arrow schema without field ids as an Iceberg schema (ids not assigned yet), as `create_table` converts it."""
     from pyiceberg.catalog import Catalog
 
     return Catalog._convert_schema_if_needed(schema)
