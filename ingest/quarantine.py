@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.exceptions import QuarantineError
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUITE, QUARANTINE_PREFIX
@@ -21,6 +21,9 @@ from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, summary_properties
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
 
 @dataclass
@@ -43,10 +46,10 @@ class Quarantined:
         return dict(self.__dict__)
 
 
-def _entry(table: str, tbl: Any, branch: str) -> Quarantined:
+def _entry(table: str, tbl: Table, branch: str) -> Quarantined:
     from datetime import datetime, timezone
 
-    snap = tbl.snapshot_by_name(branch)
+    snap = branches.head(tbl, branch)
     props = summary_properties(snap)
     added = snap.summary.additional_properties.get("added-records") if snap.summary else None
     try:
@@ -73,7 +76,7 @@ def _entry(table: str, tbl: Any, branch: str) -> Quarantined:
 ABANDONED_AFTER_S = 3600
 
 
-def _abandoned(tbl: Any, ref: str) -> bool:
+def _abandoned(tbl: Table, ref: str) -> bool:
     import time
 
     if not ref.startswith(AUDIT_PREFIX):
@@ -124,7 +127,7 @@ def drop(settings: Settings, table: str, branch: str) -> Quarantined:
     return entry
 
 
-def _check(tbl: Any, name: TableName, branch: str) -> None:
+def _check(tbl: Table, name: TableName, branch: str) -> None:
     if branch.startswith(AUDIT_PREFIX) and branch in tbl.metadata.refs:
         if not _abandoned(tbl, branch):
             raise QuarantineError(f"{branch} of {name} belongs to a landing still publishing; leave it (it is abandoned after {ABANDONED_AFTER_S // 60} minutes)")

@@ -191,15 +191,16 @@ def drop_quietly(catalog: Catalog, name: TableName, branch: str) -> None:
 
 
 def added_data_files(table: Table, snapshot: Snapshot) -> list[DataFile]:
-    """The data files `snapshot` added (its own manifests' ADDED entries), e.g. what an audit branch holds."""
+    """The data files `snapshot` added, in order (its own manifests' entries ADDED by it): what an
+    audit branch holds beyond its base, or what a commit brought to a table."""
     from pyiceberg.manifest import ManifestEntryStatus
 
     out: list[DataFile] = []
     for manifest in snapshot.manifests(table.io):
         if manifest.added_snapshot_id != snapshot.snapshot_id:
-            continue
+            continue  # a manifest an earlier snapshot wrote: nothing in it is new
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-            if entry.status == ManifestEntryStatus.ADDED:
+            if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id:
                 out.append(entry.data_file)
     return out
 

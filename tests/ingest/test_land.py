@@ -329,11 +329,17 @@ def test_sha256_is_over_the_exact_bytes(local: Any, tmp_path: Path) -> None:
     assert result.sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
 
 
-def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no_rows_lost(local: Any, tmp_path: Path) -> None:
+def _three_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A first file, one landing under test (2 rows), and another landing's (moving main meanwhile)."""
     a, b, c = (tmp_path / f"{n}.csv" for n in "abc")
     a.write_text("id\n1\n")
     b.write_text("id\n2\n3\n")
     c.write_text("id\n4\n")
+    return a, b, c
+
+
+def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no_rows_lost(local: Any, tmp_path: Path) -> None:
+    a, b, c = _three_files(tmp_path)
     land(local, str(a), "raw.race", transport=InMemoryTransport())
     moved = []
 
@@ -357,10 +363,7 @@ def test_an_audited_landing_published_after_main_moved_gets_its_validated_files_
     from ingest.land import audit_verdict, publish_audited
     from lakehouse.tables import RUN_ID, SOURCE_SHA256
 
-    a, b, c = (tmp_path / f"{n}.csv" for n in "abc")
-    a.write_text("id\n1\n")
-    b.write_text("id\n2\n3\n")
-    c.write_text("id\n4\n")
+    a, b, c = _three_files(tmp_path)
     land(local, str(a), "raw.later", transport=InMemoryTransport())
     staged = land(local, str(b), "raw.later", transport=InMemoryTransport(), publish=False)
     verdict = audit_verdict(local, "raw.later", staged.audit_branch)
