@@ -226,7 +226,7 @@ def publish_audited(settings: Settings, table: str, branch: str, *, transport: T
     tbl = load_table(catalog, name)
     found = verdict.read(tbl, name, branch)
     if found.success is False:
-        raise PublishError(f"{found.table} branch {branch}: the gate failed ({found.failures}); quarantine it instead of publishing")
+        raise PublishError(f"{found.table} branch {branch}: the gate failed ({found.failures}); quarantine it instead of publishing", parameter="branch")
     audited = branches.head(tbl, branch)
     props = summary_properties(audited)
     files = branches.added_data_files(tbl, audited)

@@ -65,7 +65,7 @@ def read(table: Table, name: TableName, branch: str) -> AuditVerdict:
     """The verdict on the snapshot at the head of `branch`, from its summary."""
     snap = table.snapshot_by_name(branch)
     if snap is None:
-        raise PublishError(f"{name} has no branch {branch}: it was published, quarantined or dropped already; land the file again")
+        raise PublishError(f"{name} has no branch {branch}: it was published, quarantined or dropped already; land the file again", parameter="branch")
     props = summary_properties(snap)
     success = props.get(GATE_SUCCESS)
     return AuditVerdict(

@@ -382,8 +382,9 @@ def test_an_audited_landing_published_after_main_moved_gets_its_validated_files_
     assert complete["job"]["name"] == "publish.raw.later"
     assert complete["inputs"][0]["facets"]["version"]["datasetVersion"] == str(staged.snapshot_id)
     assert complete["outputs"][0]["facets"]["version"]["datasetVersion"] == str(published.snapshot_id)
-    with pytest.raises(PublishError, match=f"raw.later has no branch {staged.audit_branch}: it was published"):
+    with pytest.raises(PublishError, match=f"raw.later has no branch {staged.audit_branch}: it was published") as err:
         publish_audited(local, "raw.later", staged.audit_branch)
+    assert err.value.parameter == "branch"
 
 
 def test_a_failed_audited_landing_is_refused_by_publish_and_kept_by_quarantine(local: Any, tmp_path: Path) -> None:
