@@ -58,3 +58,7 @@ class CommitConflictError(TidemarkError):
 
 class QueryError(TidemarkError):
     """DuckDB refused or failed a query."""
+
+
+class BranchError(TidemarkError):
+    """A branch is missing, or its snapshot could not be published to main; main is unchanged."""
