@@ -57,3 +57,11 @@ class CommitConflictError(TidemarkError):
 
 class QueryError(TidemarkError):
     """DuckDB refused or failed a query."""
+
+
+class InvalidTimeError(TidemarkError, ValueError):
+    """A time that is not ISO 8601 with a time zone (see `lakehouse.times.parse_time`).
+
+    Also a `ValueError`: code reading times out of data (an event's `eventTime`) treats it as any
+    other malformed value.
+    """

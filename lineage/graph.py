@@ -20,7 +20,11 @@ from lakehouse.sql import query
 from lineage.exceptions import NotFoundError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import duckdb
+
+    from lakehouse.config import Settings
 
 Direction = Literal["upstream", "downstream"]
 _TABLE = re.compile(r"^(?P<table>[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)(?:@(?P<version>\S+))?$")
@@ -85,8 +89,9 @@ def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
     return f"SELECT DISTINCT run_id FROM e WHERE direction = '{side}' AND {where}", params
 
 
-def connect_for_walk(settings: Any, as_of: Any = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection holding just what a walk reads: `run_datasets`, without extensions."""
+def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding just what a walk reads: `run_datasets`, without extensions;
+    as the store stood at `as_of` (see `lineage.query.connect`)."""
     from lineage.query import connect
 
     ns = settings.lineage.namespace

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
+from lakehouse import times
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
@@ -123,15 +124,9 @@ class RetrainReport:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO-8601 time (`2026-11-26T10:00:00Z`, a date, or epoch milliseconds); naive means UTC."""
-    t = text.strip()
-    try:
-        if t.isdigit():
-            return datetime.fromtimestamp(int(t) / 1000, tz=timezone.utc)
-        parsed = datetime.fromisoformat(t.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ReproduceError(f"--as-of {text!r} is not a time; write e.g. 2026-11-26T10:00:00Z") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    """`lakehouse.times.parse_time` for `as_of`. Kept only while tidemark/cli.py and
+    tidemark/dagtasks.py import it from here (issue 15): new code calls `lakehouse.times`."""
+    return times.parse_time(text, parameter="as_of")
 
 
 def snapshot_at(table: Table, name: str, when: datetime) -> int:
@@ -191,13 +186,13 @@ def retrain(
     transport: Transport | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> RetrainReport:
-    """Retrain `ref` (NAME, NAME@ALIAS, NAME:VERSION) from its recorded snapshots (or those current `as_of`)."""
+    """Retrain `ref` (NAME, NAME@ALIAS, NAME:VERSION) from its recorded snapshots, or from the
+    snapshots that were main's at `as_of` (ISO 8601 with a time zone, or an aware datetime; see
+    `lakehouse.times.parse_time`)."""
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
     mv = registry.resolve(ref)
-    when = parse_time(as_of) if isinstance(as_of, str) else as_of
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+    when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     if not mv.inputs:
         raise ReproduceError(f"{mv.model}:{mv.version} records no inputs; there is nothing to read back")
     chosen: dict[str, tuple[Table, int]] = {}
