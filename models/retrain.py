@@ -18,19 +18,21 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import times
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse import times
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
+from lineage.code import compare_code, compare_environment, environment
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, identity, pinning
+from models import artifacts, pinning
 from models import inputs as inputs_mod
 from models.exceptions import ReproduceError, SnapshotExpiredError, TableDroppedError, UnknownJobError
 from models.jobs import load_entry_point
 from models.registry import ModelVersion, Registry
+from models.train import recorded_identity
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -215,14 +217,14 @@ def retrain(
         commit = (mv.code or {}).get("git_commit")
         at = f" (it was trained from git commit {commit})" if commit else ""
         raise ReproduceError(f"cannot retrain {mv.model}:{mv.version}: {exc}{at}") from exc
-    env_same, env_diffs = identity.compare_environment(mv.environment, identity.environment())
+    env_same, env_diffs = compare_environment(mv.environment, environment())
     recorded = {i.table: i for i in mv.inputs}
     datasets = [inputs_mod.dataset(settings, n, t, sid) for n, (t, sid) in chosen.items()]
     job_name = f"retrain.{mv.job_name.removeprefix('train.') if mv.job_name else mv.model}"
     params = dict(mv.parameters)
     with lineage_run(job_name, inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
-        code_now = identity.code_identity(mv.entry_point, run.run_facets.get("tidemark_code"))
-        code_same, code_diffs = identity.compare_code(mv.code, code_now)
+        code_now, _ = recorded_identity(run, mv.entry_point)
+        code_same, code_diffs = compare_code(mv.code, code_now)
         run.add_run_facet(
             "tidemark_reproduces",
             ev.facet(

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
+from lineage.code import CodeIdentity, environment
+from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, identity, pinning
+from models import artifacts, pinning
 from models import inputs as inputs_mod
 from models.exceptions import TrainingInputError
 from models.jobs import TrainingJob
@@ -100,10 +102,8 @@ def train(
         tables[name] = table
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
-    env = identity.environment()
     with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
-        # The SDK recorded the code identity as the run's `tidemark_code` facet; the registry keeps the same.
-        code = identity.code_identity(job.entry_point, run.run_facets.get("tidemark_code"))
+        code, env = recorded_identity(run, job.entry_point)
         frames = {}
         recorded = []
         for name, sid in pinned.items():
@@ -130,7 +130,7 @@ def train(
             metrics=trained.metrics,
             inputs=recorded,
             parameters=params,
-            code=code,
+            code=code.record(),
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
@@ -142,6 +142,17 @@ def train(
         run.add_output(registry.model_dataset(mv, registration=True))
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
     return TrainResult(version=mv, card_uri=mv.card_uri)
+
+
+def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, dict[str, Any]]:
+    """The code identity and environment the SDK recorded in `run`'s facets, for the registry.
+
+    The same objects as the `tidemark_code` and `tidemark_environment` facets (git runs once per
+    run); the entry point is the one the registry loads the job by, in case the function was
+    re-exported from another module than the one defining it.
+    """
+    code = replace(CodeIdentity.read(run.run_facets["tidemark_code"]), entry_point=entry_point)
+    return code, environment()
 
 
 def card(mv: ModelVersion) -> dict[str, Any]:
