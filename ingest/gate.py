@@ -80,7 +80,7 @@ def load_suite(path: Path) -> Suite:
     import yaml
 
     if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist; check --suite")
+        raise SuiteError(f"suite file {path} does not exist; check the path", parameter="path")
     if path.suffix == ".py":
         data = _python_suite(path)
     else:

@@ -190,7 +190,7 @@ def land(
     if not force and catalog.table_exists(name.identifier):
         already = landed_snapshot(catalog.load_table(name.identifier), src.sha256)
         if already is not None:
-            progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (--force lands it again)")
+            progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (force lands it again)")
             result.skipped = True
             result.snapshot_id = already
             return result
@@ -372,7 +372,10 @@ def _suite(settings: Settings, name: TableName, suite_file: str | None, strict: 
     suite_path = Path(suite_file) if suite_file else gates.suite_path(settings, name)
     if suite_path is None:
         if strict:
-            raise SuiteError(f"no validation suite for {name}; add {name}.yaml to the suites folder or pass --suite FILE (refused because of --strict)")
+            raise SuiteError(
+                f"no validation suite for {name}; add {name}.yaml to the suites folder or pass suite_file (refused because strict is set)",
+                parameter="suite_file",
+            )
         return None
     return gates.load_suite(suite_path)
 

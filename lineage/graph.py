@@ -101,7 +101,7 @@ def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) ->
 def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth: int, ns: str = "lineage") -> list[dict[str, Any]]:
     """Every dataset edge of every run within `depth` runs of `node`, nearest first."""
     if depth < 1:
-        raise NotFoundError(f"--depth must be at least 1, got {depth}")
+        raise NotFoundError(f"depth must be at least 1, got {depth}", parameter="depth")
     seed_sql, params = _seed(node, direction)
     # Upstream: from a run's inputs to the runs that output them. Downstream: outputs to readers.
     here, there = ("input", "output") if direction == "upstream" else ("output", "input")

@@ -191,10 +191,10 @@ def retrain(
     """Retrain `ref` (NAME, NAME@ALIAS, NAME:VERSION) from its recorded snapshots, or from the
     snapshots that were main's at `as_of` (ISO 8601 with a time zone, or an aware datetime; see
     `lakehouse.times.parse_time`)."""
+    when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
     mv = registry.resolve(ref)
-    when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     if not mv.inputs:
         raise ReproduceError(f"{mv.model}:{mv.version} records no inputs; there is nothing to read back")
     chosen: dict[str, tuple[Table, int]] = {}

@@ -33,7 +33,7 @@ class TrainResult:
 
 
 def _coerce(value: str, like: Any) -> Any:
-    """A --param value as the type of the job's default."""
+    """A parameter's text value as the type of the job's default."""
     if isinstance(like, bool):
         return value.lower() in ("1", "true", "yes", "on")
     if isinstance(like, int):
@@ -48,7 +48,7 @@ def parse_params(job: TrainingJob, pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise TrainingInputError(f"--param {pair!r} must look like key=value")
+            raise TrainingInputError(f"pairs {pair!r} must look like key=value", parameter="pairs")
         if key not in job.params:
             # A parameter the job does not declare (a user's function job): a JSON value if it parses.
             try:
@@ -59,7 +59,7 @@ def parse_params(job: TrainingJob, pairs: list[str]) -> dict[str, Any]:
         try:
             params[key] = _coerce(value, job.params[key])
         except ValueError as exc:
-            raise TrainingInputError(f"--param {key}={value}: expected a {type(job.params[key]).__name__}") from exc
+            raise TrainingInputError(f"pairs {key}={value}: expected a {type(job.params[key]).__name__}", parameter="pairs") from exc
     return params
 
 
@@ -83,7 +83,9 @@ def train(
     params = dict(job.params if params is None else params)
     unknown = set(snapshots or {}) - set(job.inputs)
     if unknown:
-        raise TrainingInputError(f"--snapshot {', '.join(sorted(unknown))}: job {job.name} reads only {', '.join(job.inputs)}")
+        raise TrainingInputError(
+            f"snapshots {', '.join(sorted(unknown))}: job {job.name} reads only {', '.join(job.inputs)}", parameter="snapshots"
+        )
     fn = job.function()
     pinned: dict[str, int] = {}
     tables = {}

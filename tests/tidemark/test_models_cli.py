@@ -91,7 +91,8 @@ def test_models_and_retrain_errors_are_one_line(kafka_env: str, wine_csv: Path, 
     line = _one_line_error(run_cli("train", "nosuchpkg.mod:fn", "--model", "x", "--input", "raw.wine", check=False))
     assert "entry point nosuchpkg.mod:fn does not import" in line
     line = _one_line_error(run_cli("train", "models.jobs:train_wine_classifier", check=False))
-    assert "--model NAME --input raw.table" in line
+    # The flag names are the CLI's translation of the parameters `model` and `inputs` (reword).
+    assert "models.jobs:train_wine_classifier is a function: pass" in line and "(the name it registers) and" in line
     archived = json.loads(run_cli("models", "archive", "wine", "1", "--reason", "gone", "--output", "json").stdout)
     assert archived["released"] == ["raw.wine:model/wine/1"]
     assert "archived" in run_cli("models", "list", "wine").stdout
