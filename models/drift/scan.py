@@ -228,6 +228,8 @@ def bucket_ranges(bounds: Bounds, numeric: Mapping[str, Any]) -> dict[str, Bucke
         lo, hi = min((s[0] for s in spans), default=math.nan), max((s[1] for s in spans), default=math.nan)
         if not (math.isfinite(lo) and math.isfinite(hi)):
             out[c] = Buckets(0.0, 0.0, 1, False)  # no values, or infinite ones: one bucket, no detail
+        elif lo == hi:
+            out[c] = Buckets(lo, 1.0, 1, True)  # one value in both snapshots: one bucket holds exactly it
         elif _is_integer(field) and hi - lo < BUCKETS:
             out[c] = Buckets(lo, 1.0, int(hi - lo) + 1, True)
         else:
