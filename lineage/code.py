@@ -22,6 +22,7 @@ from typing import Any
 
 from lineage import events as ev
 
+
 def _git(cwd: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=5)
