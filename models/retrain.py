@@ -126,8 +126,8 @@ class RetrainReport:
 
 
 def parse_time(text: str) -> datetime:
-    """`lakehouse.times.parse_time` for `as_of`. Kept only while tidemark/cli.py and
-    tidemark/dagtasks.py import it from here (issue 15): new code calls `lakehouse.times`."""
+    """`lakehouse.times.parse_time` for `as_of`. Kept only while tidemark/cli.py imports it from
+    here (issue 15): new code passes the text to `retrain` or calls `lakehouse.times`."""
     return times.parse_time(text, parameter="as_of")
 
 

@@ -19,7 +19,7 @@ from lineage.transport import Transport
 from models import artifacts, pinning
 from models import inputs as inputs_mod
 from models.exceptions import TrainingInputError
-from models.jobs import TrainingJob
+from models.jobs import TrainingJob, get_job
 from models.registry import InputSnapshot, ModelVersion, Registry
 
 
@@ -155,6 +155,15 @@ def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, 
     """
     code = replace(CodeIdentity.read(run.run_facets["tidemark_code"]), entry_point=entry_point)
     return code, environment()
+
+
+def train_on_snapshots(
+    settings: Settings, job_name: str, snapshots: Mapping[str, int], *, progress: Callable[[str], None] = lambda _msg: None
+) -> dict[str, Any]:
+    """Train the reference job `job_name` on exactly these snapshots (what a data-aware schedule
+    hands over, never "whatever main holds by now"); the new version in brief, JSON-ready."""
+    mv = train(settings, get_job(job_name), snapshots=dict(snapshots), progress=progress).version
+    return {"model": mv.model, "version": mv.version, "run_id": mv.run_id, "snapshots": dict(snapshots), "metrics": mv.metrics}
 
 
 def card(mv: ModelVersion) -> dict[str, Any]:
