@@ -37,9 +37,3 @@ def connect(
 def run_sql(settings: Settings, text: str, params: Sequence[Any] | None = None, as_of: str | datetime | None = None) -> pa.Table:
     """The answer to `text` (DuckDB SQL, `params` bound to its `?`s), with every table as of `as_of`."""
     return sql.query(connect(settings, as_of), text, params)
-
-
-def parse_time(text: str) -> datetime:
-    """`lakehouse.times.parse_time` for `as_of`. Kept only while tidemark/cli.py imports it from
-    here (issue 15): new code passes the text to `connect`/`run_sql` or calls `lakehouse.times`."""
-    return times.parse_time(text, parameter="as_of")

@@ -67,7 +67,3 @@ def holder_at(settings: Settings, model: str, alias: str, at: str | datetime) ->
     con = lineage_query.connect(settings)
     t = when.isoformat()
     return query(con, _sql(AT_SQL, settings), [model, alias, t, t]).to_pylist()
-
-
-# The name tidemark/cli.py still imports (issue 15); remove once it calls `alias_tenures`.
-history = alias_tenures

@@ -125,12 +125,6 @@ class RetrainReport:
         }
 
 
-def parse_time(text: str) -> datetime:
-    """`lakehouse.times.parse_time` for `as_of`. Kept only while tidemark/cli.py imports it from
-    here (issue 15): new code passes the text to `retrain` or calls `lakehouse.times`."""
-    return times.parse_time(text, parameter="as_of")
-
-
 def snapshot_at(table: Table, name: str, when: datetime) -> int:
     """The snapshot that was main's current at `when`, from the table's snapshot log."""
     ms = int(when.timestamp() * 1000)

@@ -14,9 +14,6 @@ from models.drift.scan import BUCKETS, KEY_COLUMNS, FeatureDrift, TableDrift, ch
 from models.drift.stats import PSI_BINS, PSI_EPSILON, kolmogorov_sf, ks_pvalue, psi
 from models.drift.stored import stored_checks
 
-# The name tidemark/cli.py still calls (issue 15); remove once it calls `stored_checks`.
-history = stored_checks
-
 __all__ = [
     "BUCKETS",
     "DRIFT_JOB",
