@@ -60,6 +60,10 @@ class QueryError(TidemarkError):
     """DuckDB refused or failed a query."""
 
 
+class BranchError(TidemarkError):
+    """A branch is missing, or its snapshot could not be published to main; main is unchanged."""
+
+
 class InvalidTimeError(TidemarkError, ValueError):
     """A time that is not ISO 8601 with a time zone (see `lakehouse.times.parse_time`).
 

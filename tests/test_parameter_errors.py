@@ -76,9 +76,19 @@ def _no_extension(_: Path) -> Any:
 
 
 def _missing_suite(tmp_path: Path) -> Any:
-    from ingest.gate import load_suite
+    from ingest.gate import suite_for
+    from lakehouse.config import load_settings
+    from lakehouse.tables import TableName
 
-    return load_suite(tmp_path / "nope.yaml")
+    return suite_for(load_settings(), TableName("raw", "t"), suite_file=str(tmp_path / "nope.yaml"))
+
+
+def _strict_without_suite(_: Path) -> Any:
+    from ingest.gate import suite_for
+    from lakehouse.config import load_settings
+    from lakehouse.tables import TableName
+
+    return suite_for(load_settings(), TableName("raw", "nosuite"), strict=True)
 
 
 def _age(_: Path) -> Any:
@@ -116,7 +126,8 @@ CASES: list[tuple[Callable[[Path], Any], str, str]] = [
     (_walk_depth, "depth", "depth must be at least 1, got 0"),
     (_format, "fmt", "fmt xlsx is not supported; use csv, parquet or jsonl"),
     (_no_extension, "fmt", "data.xyz: cannot tell the format from the extension; pass fmt: csv, parquet or jsonl"),
-    (_missing_suite, "path", "does not exist; check the path"),
+    (_missing_suite, "suite_file", "nope.yaml does not exist; check suite_file"),
+    (_strict_without_suite, "suite_file", "no validation suite for raw.nosuite; add raw.nosuite.yaml to the suites folder or pass suite_file"),
     (_age, "older_than", "older_than 'a while' is not a duration"),
     (_retrain_as_of, "as_of", "as_of 'last tuesday' is not an ISO-8601 time"),
     (_holder_at, "at", "at 'noon' is not an ISO-8601 time"),
