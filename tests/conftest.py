@@ -184,3 +184,24 @@ def shifted_wine(wine_csv: Path, shift: float, first_id: int = 1000, name: str |
     path = wine_csv.with_name(name or f"wine-shift-{shift}.csv")
     path.write_text("\n".join(out) + "\n")
     return path
+
+
+# -- the fault-injection table (tests/faults/report.py) -------------------------------------------
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controlling process, before any worker writes
+        from tests.faults import report
+
+        report.reset()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.faults import report
+
+    table = report.render()
+    if table is None:
+        return
+    report.TABLE.write_text(table)
+    terminalreporter.write_sep("=", f"fault injection (also in {report.TABLE.relative_to(report.ROOT)})")
+    terminalreporter.write(table)
