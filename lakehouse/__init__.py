@@ -20,4 +20,5 @@ __all__ = [
     "redact",
     "sql",
     "tables",
+    "times",
 ]

@@ -62,3 +62,11 @@ class QueryError(TidemarkError):
 
 class BranchError(TidemarkError):
     """A branch is missing, or its snapshot could not be published to main; main is unchanged."""
+
+
+class InvalidTimeError(TidemarkError, ValueError):
+    """A time that is not ISO 8601 with a time zone (see `lakehouse.times.parse_time`).
+
+    Also a `ValueError`: code reading times out of data (an event's `eventTime`) treats it as any
+    other malformed value.
+    """
