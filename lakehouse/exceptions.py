@@ -57,3 +57,7 @@ class CommitConflictError(TidemarkError):
 
 class QueryError(TidemarkError):
     """DuckDB refused or failed a query."""
+
+
+class SparkUnavailableError(TidemarkError):
+    """Spark cannot start here: pyspark, Java or a jar it needs is missing, or the catalog cannot be shared with it."""
