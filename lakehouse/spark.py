@@ -167,6 +167,8 @@ def session(settings: Settings, conf: Mapping[str, str] | None = None) -> SparkS
         raise SparkUnavailableError(f"pyspark is not installed: {INSTALL}") from exc
     _java()
     jars = classpath(settings)
+    # Spark's own address lookup would pick a non-loopback interface when the host name resolves to 127.0.0.1.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.master(settings.spark.master)
         .appName(settings.spark.app_name)
