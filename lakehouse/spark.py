@@ -95,6 +95,13 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
         f"{prefix}.type": "jdbc",
         f"{prefix}.uri": jdbc_url,
         f"{prefix}.warehouse": settings.warehouse,
+        # Spark's catalog caches each table as first loaded (30 s by default): with Tidemark committing
+        # beside it, a cached table answers from a stale snapshot. Always read the catalog's current one.
+        f"{prefix}.cache-enabled": "false",
+        # pyiceberg makes the catalog's tables (use_catalog opens the catalog with it first). Java's
+        # check for them leaves a metadata query open on SQLite, and that connection then reads a
+        # frozen snapshot of the file (WAL) and fails its commits with SQLITE_BUSY_SNAPSHOT.
+        f"{prefix}.jdbc.init-catalog-tables": "false",
         **{f"{prefix}.{k}": v for k, v in jdbc_props.items()},
     }
     if settings.warehouse.startswith(("s3://", "s3a://")):
@@ -120,10 +127,13 @@ def classpath(settings: Settings) -> list[str]:
     except ImportError as exc:
         raise SparkUnavailableError(f"the Iceberg runtime for Spark is not installed: {INSTALL}") from exc
     runtime = Path(snowpark_connect_deps_iceberg.__file__).parent / "jars" / ICEBERG_RUNTIME
-    jars = [runtime, JACKSON_JAR, _driver(settings.catalog.properties.get("uri", ""))]
-    for jar in jars:
+    needed = _driver(settings.catalog.properties.get("uri", ""))
+    for jar in (runtime, JACKSON_JAR, needed):
         if not jar.is_file():
             raise SparkUnavailableError(f"{jar} is missing: {INSTALL}")
+    # Every driver there is, not only this catalog's: a running session (its JVM's classpath is fixed
+    # at start) can then take on a catalog of the other kind.
+    jars = [runtime, JACKSON_JAR, *(d for d in JDBC_DRIVERS.values() if d == needed or d.is_file())]
     extra = [Path(j) for j in settings.spark.jars]
     for jar in extra:
         if not jar.is_file():
@@ -203,7 +213,10 @@ def use_catalog(spark: SparkSession, settings: Settings) -> str:
     Spark builds a catalog on first use and keeps it: a name already bound to another catalog
     database is refused rather than silently read from the wrong place.
     """
+    from lakehouse.catalog import load_catalog
+
     conf = catalog_conf(settings)
+    load_catalog(settings)  # pyiceberg creates the catalog's tables (and the local warehouse) if missing
     name = settings.catalog.name
     uri_key = f"spark.sql.catalog.{name}.uri"
     current = spark.conf.get(uri_key, None)

@@ -51,6 +51,8 @@ def test_catalog_conf_names_the_catalog_as_pyiceberg_does(monkeypatch: pytest.Mo
         "spark.sql.catalog.lake.type": "jdbc",
         "spark.sql.catalog.lake.uri": f"jdbc:sqlite:{settings.home / 'catalog.db'}",
         "spark.sql.catalog.lake.warehouse": (settings.home / "warehouse").as_uri(),
+        "spark.sql.catalog.lake.cache-enabled": "false",
+        "spark.sql.catalog.lake.jdbc.init-catalog-tables": "false",
     }
 
 
@@ -65,7 +67,7 @@ def test_s3_warehouse_maps_the_readme_properties(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(f"TIDEMARK__CATALOG__{key}", value)
     conf = lspark.catalog_conf(load_settings())
     prefix = "spark.sql.catalog.tidemark"
-    assert {k[len(prefix) + 1 :]: v for k, v in conf.items() if k.startswith(prefix + ".") and k[len(prefix) + 1 :] not in ("type", "uri")} == {
+    assert {k[len(prefix) + 1 :]: v for k, v in conf.items() if k.startswith(prefix + ".") and k[len(prefix) + 1 :] not in ("type", "uri", "cache-enabled", "jdbc.init-catalog-tables")} == {
         "warehouse": "s3://tidemark/warehouse",
         "io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
         "s3.endpoint": "http://127.0.0.1:9000",
