@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := local-broker,s3,airflow,spark,dev
+EXTRAS := local-broker,s3,airflow,celery,spark,dev
 # Debian packages the project needs beside .venv, installed by `make sysdeps` (apt, as root or via sudo;
 # only those `dpkg -s` does not already call installed). Spark: Java 17, jarjar (relocates Jackson
 # for the Iceberg runtime), the JDBC drivers of the SQLite and PostgreSQL catalogs.
@@ -51,9 +51,17 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)
 
 # Airflow 3 with Tidemark's DAGs: AIRFLOW_HOME under TIDEMARK_HOME, dags/, examples off; prints URL and login.
+# EXECUTOR=celery: scheduler, API server, DAG processor, triggerer and two Celery workers, supervised by
+# tidemark/airflow_stack.py (Redis at AIRFLOW__CELERY__BROKER_URL, default 127.0.0.1:6379; metadata in
+# AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, a PostgreSQL database: SQLite cannot serve Celery workers).
+EXECUTOR ?= local
 airflow: $(STAMP)
 	$(BIN)/tidemark up
+ifeq ($(EXECUTOR),celery)
+	$(BIN)/python -m tidemark.airflow_stack
+else
 	$(BIN)/tidemark airflow standalone
+endif
 
 down: $(STAMP)
 	$(BIN)/tidemark down

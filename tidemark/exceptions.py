@@ -11,3 +11,7 @@ class DagConfigError(TidemarkError):
 
 class LineageStalledError(TidemarkError):
     """Lineage events are waiting and the consumer is not storing them."""
+
+
+class AirflowStackError(TidemarkError):
+    """Airflow's parts on the CeleryExecutor cannot start or keep running (broker, database, a part exiting)."""
