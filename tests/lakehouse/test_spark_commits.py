@@ -63,6 +63,8 @@ def test_spark_and_tidemark_writing_one_table_at_once_lose_nothing(shared: tuple
     assert spark.sql(f"SELECT count(*) AS n FROM {table}").first().n == len(ids)
 
 
+# On PostgreSQL only (the compose stack's catalog): the procedures are catalog-independent Java code.
+@pytest.mark.parametrize("shared", ["postgres"], indirect=True)
 def test_spark_maintenance_keeps_pinned_snapshots_and_retrain_identical(shared: tuple[Any, Settings], wine_csv: Path) -> None:
     spark, settings = shared
     run_cli("ingest", str(wine_csv), "--table", "raw.wine")

@@ -142,6 +142,9 @@ def _spark_writes_wine(spark: Any, settings: Settings, wine_csv: Path) -> tuple[
     return left, snapshot
 
 
+# On SQLite: the reads above cover both catalogs, and the PostgreSQL catalog's commits are covered by
+# test_spark_commits.py.
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
 def test_tidemark_reads_trains_on_and_traces_a_table_spark_wrote(shared: tuple[Any, Settings], wine_csv: Path) -> None:
     spark, settings = shared
     left, snapshot = _spark_writes_wine(spark, settings, wine_csv)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -155,7 +156,9 @@ def test_chain_runs_on_two_celery_workers_and_survives_a_killed_worker(
             "UNION ALL SELECT dag_id, task_id, try_number, state, hostname, queue FROM task_instance ORDER BY 1, 2, 3",
         )
     finally:
-        stack.stop()
+        stopping = time.monotonic()
+        stack.stop(grace_s=15)
+        timings["stop"] = time.monotonic() - stopping
         engine.dispose()
 
     land = [t for t in tries if t["task_id"] == "land"]
@@ -173,3 +176,70 @@ def test_chain_runs_on_two_celery_workers_and_survives_a_killed_worker(
     versions = json.loads(run_cli("models", "list", "--output", "json").stdout)
     assert [(v["model"], v["version"]) for v in versions] == [("wine", 1)], versions
     print(f"celery stack timings (s from start): {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
+
+
+def test_celery_refuses_a_sqlite_metadata_database(settings: Any) -> None:
+    from tidemark.airflow_stack import celery_environ
+    from tidemark.exceptions import AirflowStackError
+
+    for conn in ("", "sqlite:////tmp/airflow.db"):
+        with pytest.raises(AirflowStackError, match="needs Airflow's metadata in a database server, not SQLite: set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="):
+            celery_environ(settings, base={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn} if conn else {})
+
+
+def test_celery_environment_defaults_and_what_the_deployment_sets_wins(settings: Any) -> None:
+    from tidemark.airflow_stack import DEFAULT_BROKER, celery_environ
+
+    conn = "postgresql+psycopg2://postgres@127.0.0.1:5432/airflow"
+    env = celery_environ(settings, base={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn, "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "5"}, api_port=8123)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert (env["AIRFLOW__CELERY__BROKER_URL"], env["AIRFLOW__CELERY__RESULT_BACKEND"]) == (DEFAULT_BROKER, f"db+{conn}")
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8123/execution/"
+    assert env["AIRFLOW__CORE__DEFAULT_TASK_RETRIES"] == "5"
+    assert env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "tidemark.airflow_stack.hostname"
+
+
+def test_unreachable_broker_or_database_is_one_line_naming_it(settings: Any) -> None:
+    from lineage.broker import free_port
+    from tidemark.airflow_stack import celery_environ, check_services
+    from tidemark.exceptions import AirflowStackError
+
+    dead = free_port()
+    env = celery_environ(
+        settings,
+        base={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres:pw@127.0.0.1:{dead}/airflow", "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{dead}/0"},
+    )
+    with pytest.raises(AirflowStackError, match=rf"Celery's broker redis://127.0.0.1:{dead}/0 does not answer \(ConnectionError\): start Redis"):
+        check_services(env)
+    env["AIRFLOW__CELERY__BROKER_URL"] = "redis://127.0.0.1:6379/0"
+    try:
+        import redis
+
+        redis.Redis.from_url(env["AIRFLOW__CELERY__BROKER_URL"], socket_connect_timeout=3).ping()
+    except Exception as exc:  # no Redis here: the database half cannot be reached past the broker check
+        pytest.skip(f"Redis at 127.0.0.1:6379 does not answer ({exc.__class__.__name__}): start redis-server")
+    with pytest.raises(AirflowStackError, match=rf"Airflow's database postgresql\+psycopg2://postgres:\*\*\*@127.0.0.1:{dead}/airflow does not answer"):
+        check_services(env)
+
+
+def test_a_part_that_exits_is_restarted_then_reported(settings: Any) -> None:
+    from tidemark.airflow_stack import CeleryStack, Part, celery_environ
+    from tidemark.exceptions import AirflowStackError
+
+    with pytest.raises(AirflowStackError, match="needs at least one worker, got 0"):
+        CeleryStack(celery_environ(settings, base={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://x@h/db"}), workers=0)
+    stack = CeleryStack(celery_environ(settings, base={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://x@h/db"}), workers=1)
+    log = settings.home / "exits.log"
+    stack.parts = [Part("worker1", [sys.executable, "-c", "print('crashed'); raise SystemExit(3)"], dict(stack.env), log)]
+    stack.parts[0].start()
+    stack.parts[0].process.wait(timeout=10)
+    for _ in range(2):
+        assert stack.restart_dead(max_restarts=2) == ["worker1"]
+        stack.parts[0].process.wait(timeout=10)
+    with pytest.raises(AirflowStackError, match=f"Airflow's worker1 keeps exiting \\(2 restarts\\); see {log}"):
+        stack.restart_dead(max_restarts=2)
+    assert log.read_text().count("crashed") == 3
+    # At start, a part that exits stops the stack with the log to read.
+    stack.parts = [Part("scheduler", [sys.executable, "-c", "raise SystemExit(1)"], dict(stack.env), log)]
+    with pytest.raises(AirflowStackError, match=f"Airflow's scheduler exited at start; see {log}"):
+        stack.start(timeout_s=10)
