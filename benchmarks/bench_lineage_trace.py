@@ -35,21 +35,28 @@ def _events(n_runs: int):  # type: ignore[no-untyped-def]
 def build_store(settings, n_events: int, jsonl: Path) -> None:  # type: ignore[no-untyped-def]
     from lakehouse.catalog import load_catalog
     from lineage import events as ev
-    from lineage.consumer import ConsumeReport, LineageWriter, Record
+    from lineage.consumer import ConsumeReport, LineageWriter
 
     writer = LineageWriter(settings, load_catalog(settings))
     report = ConsumeReport()
-    batch: list[Record] = []
+    offsets: list[int] = []
+    values: list[bytes] = []
+
+    def write() -> None:  # one partition, as the consumer hands a batch over: parallel lists
+        writer.write_columns([0] * len(values), offsets, values, report)
+        offsets.clear()
+        values.clear()
+
     with jsonl.open("wb") as fh:
         for i, e in enumerate(_events(n_events // EVENTS_PER_RUN)):
             raw = ev.serialize(e)
             fh.write(raw + b"\n")
-            batch.append(Record(0, i, raw))
-            if len(batch) == 100_000:
-                writer.write(batch, report)
-                batch = []
-        if batch:
-            writer.write(batch, report)
+            offsets.append(i)
+            values.append(raw)
+            if len(values) == 100_000:
+                write()
+        if values:
+            write()
     writer.compact(min_files=2, keep_snapshots_s=0)
 
 

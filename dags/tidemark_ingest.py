@@ -1,4 +1,4 @@
-"""One ingest DAG per configured source (dags/sources.yaml): land -> validate -> publish | quarantine.
+"""One ingest DAG per configured feed (dags/sources.yaml, see `ingest.feeds`): land -> validate -> publish | quarantine.
 
 - `land`: each new file is written to an audit branch of the table, its rows checked by the table's
   Great Expectations suite as they stream (one read of the file); nothing is published yet.
@@ -22,58 +22,53 @@ import pendulum
 from airflow.sdk import DAG, Asset, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from tidemark.dagtasks import SOURCES_FILE, SourceConfig, asset_uri, load_sources
+from dag_support import asset_uri, settings
+from ingest.feeds import Feed, load_feeds
 
-SOURCES = Path(os.environ.get("TIDEMARK_AIRFLOW_SOURCES") or Path(__file__).with_name(SOURCES_FILE))
-
-
-def _settings() -> Any:
-    from lakehouse.config import load_settings
-
-    return load_settings()
+SOURCES = Path(os.environ.get("TIDEMARK_AIRFLOW_SOURCES") or Path(__file__).with_name("sources.yaml"))
 
 
-def ingest_dag(source: SourceConfig) -> DAG:
-    asset = Asset(asset_uri(source.table), extra={"table": source.table})
+def ingest_dag(feed: Feed) -> DAG:
+    asset = Asset(asset_uri(feed.table), extra={"table": feed.table})
     with DAG(
-        dag_id=source.dag_id,
-        schedule=source.schedule,
+        dag_id=f"ingest_{feed.name}",
+        schedule=feed.schedule,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
-        max_active_runs=1,  # landings of one source publish in order
+        max_active_runs=1,  # landings of one feed publish in order
         tags=["tidemark", "ingest"],
-        doc_md=f"Land `{source.location}` into `{source.table}` by write-audit-publish. {__doc__}",
+        doc_md=f"Land `{feed.location}` into `{feed.table}` by write-audit-publish. {__doc__}",
     ) as dag:
 
         @task
         def land() -> list[dict[str, Any]]:
-            from tidemark.dagtasks import land_source
+            from ingest.feeds import land_feed
 
-            return land_source(_settings(), source)
+            return land_feed(settings(), feed)
 
         @task
         def validate(staged: list[dict[str, Any]]) -> dict[str, Any]:
-            from tidemark.dagtasks import validate_staged
+            from ingest.feeds import validate_staged
 
-            return validate_staged(_settings(), source.table, staged)
+            return validate_staged(settings(), feed.table, staged)
 
         @task(outlets=[asset])
         def publish(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
-            from tidemark.dagtasks import publish_staged
+            from ingest.feeds import publish_staged
 
-            published = publish_staged(_settings(), decision)
+            published = publish_staged(settings(), decision)
             if published is None:
-                raise AirflowSkipException(f"nothing passed the gate for {source.table}; no asset event")
+                raise AirflowSkipException(f"nothing passed the gate for {feed.table}; no asset event")
             context["outlet_events"][asset].extra = published
             return published
 
         @task
         def quarantine(decision: dict[str, Any]) -> list[str]:
-            from tidemark.dagtasks import quarantine_staged
+            from ingest.feeds import quarantine_staged
 
             if not decision["quarantine"]:
                 raise AirflowSkipException("every landing passed its gate")
-            return quarantine_staged(_settings(), decision)
+            return quarantine_staged(settings(), decision)
 
         decision = validate(land())
         publish(decision)
@@ -81,5 +76,6 @@ def ingest_dag(source: SourceConfig) -> DAG:
     return dag
 
 
-for _source in load_sources(SOURCES):
-    globals()[_source.dag_id] = ingest_dag(_source)
+for _feed in load_feeds(SOURCES):
+    _dag = ingest_dag(_feed)
+    globals()[_dag.dag_id] = _dag

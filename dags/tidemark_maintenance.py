@@ -8,19 +8,19 @@ events waiting in the topic or the outbox are being stored, and fails loudly whe
 
 from __future__ import annotations
 
+import logging
 import os
+from datetime import timedelta
 from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from dag_support import settings
+
+log = logging.getLogger(__name__)
+
 RETENTION_S = float(os.environ.get("TIDEMARK_MAINTENANCE_RETENTION_S", 7 * 24 * 3600))
-
-
-def _settings() -> Any:
-    from lakehouse.config import load_settings
-
-    return load_settings()
 
 
 @dag(
@@ -39,27 +39,38 @@ def _settings() -> Any:
 def lakehouse_maintenance() -> None:
     @task
     def expire_snapshots(**context: Any) -> dict[str, int]:
-        from tidemark.dagtasks import expire_all
+        from lakehouse.catalog import load_catalog
+        from lakehouse.maintenance import expire_all_snapshots
 
-        return expire_all(_settings(), float(context["params"]["retention_s"]))
+        return expire_all_snapshots(load_catalog(settings()), timedelta(seconds=float(context["params"]["retention_s"])))
 
     @task
     def compact_lineage_tables() -> dict[str, int]:
-        from tidemark.dagtasks import compact_lineage
+        from lineage.consumer import compact
 
-        return compact_lineage(_settings())
+        return {"files_rewritten": compact(settings())}
 
     @task
     def remove_orphan_files(**context: Any) -> dict[str, Any]:
-        from tidemark.dagtasks import remove_orphans
+        from lakehouse.catalog import load_catalog
+        from lakehouse.maintenance import remove_all_orphan_files
 
-        return remove_orphans(_settings(), float(context["params"]["orphan_grace_s"]))
+        return remove_all_orphan_files(load_catalog(settings()), timedelta(seconds=float(context["params"]["orphan_grace_s"])))
 
     @task
     def report(expired: dict[str, int], compacted: dict[str, int], orphans: dict[str, Any]) -> dict[str, Any]:
-        from tidemark.dagtasks import maintenance_report
-
-        return maintenance_report(expired, compacted, orphans)
+        summary = {
+            "snapshots_expired": sum(expired.values()),
+            "snapshots_expired_by_table": {k: v for k, v in expired.items() if v},
+            "lineage_partitions_rewritten": compacted.get("files_rewritten", 0),
+            "orphan_files_removed": orphans.get("removed", 0),
+            "orphan_bytes_removed": orphans.get("bytes", 0),
+        }
+        log.info(
+            "maintenance: %d snapshots expired, %d lineage partitions rewritten, %d orphan files (%d bytes) removed",
+            summary["snapshots_expired"], summary["lineage_partitions_rewritten"], summary["orphan_files_removed"], summary["orphan_bytes_removed"],
+        )
+        return summary
 
     expired = expire_snapshots()
     compacted = compact_lineage_tables()
@@ -80,9 +91,9 @@ def lakehouse_maintenance() -> None:
 def lineage_consumer_health() -> None:
     @task
     def check_lag(**context: Any) -> dict[str, Any]:
-        from tidemark.dagtasks import consumer_lag
+        from lineage.lag import consumer_lag
 
-        return consumer_lag(_settings(), float(context["params"]["max_age_s"]))
+        return consumer_lag(settings(), float(context["params"]["max_age_s"]))
 
     check_lag()
 

@@ -12,20 +12,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from dag_support import asset_event_extras, asset_uri, drift_asset_uri, settings, snapshots_from_asset_events
 from models.jobs import JOBS, TrainingJob
-from tidemark.dagtasks import asset_uri, drift_asset_uri
 
-
-def _settings() -> Any:
-    from lakehouse.config import load_settings
-
-    return load_settings()
+log = logging.getLogger(__name__)
 
 
 def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
@@ -44,10 +41,10 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
 
         @task(inlets=inputs, outlets=[drift])
         def check_drift(**context: Any) -> dict[str, Any]:
-            from tidemark.dagtasks import asset_event_extras, check_drift_for, snapshots_from_asset_events
+            from models.monitor import check_alias_holders
 
             snapshots = snapshots_from_asset_events(job.inputs, asset_event_extras(context, inputs))
-            found = check_drift_for(_settings(), job.model, snapshots)
+            found = check_alias_holders(settings(), job.model, snapshots)
             if found is None:
                 raise AirflowSkipException(f"no drift for {job.model} on {snapshots}; nothing to renew")
             context["outlet_events"][drift].extra = found
@@ -67,7 +64,7 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
 
         @task(inlets=[drift, *inputs])
         def renew_on_new_data(**context: Any) -> dict[str, Any]:
-            from tidemark.dagtasks import asset_event_extras, renew_model, snapshots_from_asset_events
+            from models.renewal import renew_alias
 
             newest = snapshots_from_asset_events(job.inputs, asset_event_extras(context, inputs))
             drift_events = asset_event_extras(context, [drift])[drift.uri]  # triggering ones, else the newest
@@ -77,9 +74,9 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
             # that the newest data is the data that drifted; else a plain scheduled renewal on the newest data.
             if found and (triggered or {k: int(v) for k, v in found["snapshots"].items()} == newest):
                 snapshots = {k: int(v) for k, v in found["snapshots"].items()}
-                decision = renew_model(_settings(), job.model, found["alias"], snapshots, "drift", found.get("drift_run_id"))
+                decision = renew_alias(settings(), job.model, found["alias"], snapshots, "drift", found.get("drift_run_id"), progress=log.info)
             else:
-                decision = renew_model(_settings(), job.model, "production", newest, "schedule")
+                decision = renew_alias(settings(), job.model, "production", newest, "schedule", progress=log.info)
             if decision is None:
                 raise AirflowSkipException(f"no version of {job.model} holds the alias yet; nothing to renew")
             return decision

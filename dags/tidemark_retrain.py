@@ -7,10 +7,17 @@ identical?) is the task's return value and log.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, task
+
+from dag_support import params_named, settings
+
+log = logging.getLogger(__name__)
+# The library's parameter -> this DAG's param, for errors about a value given here.
+PARAMS = {"model": "model", "version": "version", "alias": "alias", "as_of": "as_of"}
 
 
 @dag(
@@ -29,10 +36,15 @@ from airflow.sdk import Param, dag, task
 def retrain_model() -> None:
     @task
     def retrain(**context: Any) -> dict[str, Any]:
-        from lakehouse.config import load_settings
-        from tidemark.dagtasks import retrain_model as run
+        from models.registry import ModelRef
+        from models.retrain import retrain as run
 
-        return run(load_settings(), context["params"])
+        p = context["params"]
+        with params_named(PARAMS):
+            ref = str(ModelRef.of(p.get("model"), version=p.get("version"), alias=p.get("alias") or None))
+            report = run(settings(), ref, as_of=p.get("as_of") or None, progress=log.info).to_json()
+        log.info("retrained %s: identical=%s", ref, report["identical"])
+        return report
 
     retrain()
 

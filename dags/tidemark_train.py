@@ -8,13 +8,16 @@ snapshot an ingest DAG published and validated.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Asset, task
 
+from dag_support import asset_event_extras, asset_uri, settings, snapshots_from_asset_events
 from models.jobs import JOBS, TrainingJob
-from tidemark.dagtasks import asset_uri
+
+log = logging.getLogger(__name__)
 
 
 def train_dag(job: TrainingJob) -> DAG:
@@ -32,16 +35,13 @@ def train_dag(job: TrainingJob) -> DAG:
 
         @task(inlets=assets)
         def pick_snapshots(**context: Any) -> dict[str, int]:
-            from tidemark.dagtasks import asset_event_extras, snapshots_from_asset_events
-
             return snapshots_from_asset_events(job.inputs, asset_event_extras(context, assets))
 
         @task
         def train(snapshots: dict[str, int]) -> dict[str, Any]:
-            from lakehouse.config import load_settings
-            from tidemark.dagtasks import train_on_snapshots
+            from models.train import train_on_snapshots
 
-            return train_on_snapshots(load_settings(), job.name, snapshots)
+            return train_on_snapshots(settings(), job.name, snapshots, progress=log.info)
 
         train(pick_snapshots())
     return dag

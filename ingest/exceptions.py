@@ -33,3 +33,7 @@ class PublishError(TidemarkError):
 
 class QuarantineError(TidemarkError):
     """A quarantine branch that does not exist, or a table that has none."""
+
+
+class FeedConfigError(TidemarkError):
+    """The feeds file (`dags/sources.yaml`) does not parse or an entry in it is incomplete."""

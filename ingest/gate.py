@@ -111,7 +111,7 @@ def _python_suite(path: Path) -> list[Any]:
     """EXPECTATIONS of a Python suite file, as YAML-shaped one-key dicts."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"tidemark_suite_{abs(hash(str(path)))}", path)
+    spec = importlib.util.spec_from_file_location(f"ingest_suite_{abs(hash(str(path)))}", path)
     if spec is None or spec.loader is None:
         raise SuiteError(f"suite file {path} cannot be imported as Python")
     module = importlib.util.module_from_spec(spec)

@@ -1,4 +1,10 @@
 """Lakehouse: catalog and config, Iceberg tables, snapshots and branches, DuckDB queries.
 
 Imports none of Tidemark's other packages; everything else builds on it.
+
+Public surface: the modules in `__all__`, and in each of them every name that does not start with an
+underscore. The others (`sqlcatalog`, the catalog implementation `catalog` loads) are this package's
+own; tests/test_architecture.py fails when another package imports them or an underscored name.
 """
+
+__all__ = ["catalog", "config", "datafiles", "exceptions", "maintenance", "redact", "spark", "sql", "tables"]

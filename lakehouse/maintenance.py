@@ -1,4 +1,5 @@
-"""Table maintenance: orphan-file removal, small-file rewrite, and the policy that runs them.
+"""Table maintenance: orphan-file removal, small-file rewrite, the policy that runs them, and the
+catalog-wide sweeps a scheduler runs (snapshot expiry and orphan removal in every table).
 
 Every commit adds a snapshot, a manifest and a metadata file; pyiceberg copies the whole table
 metadata several times per commit, so commit time grows with the snapshots kept. Expiring
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from lakehouse.exceptions import TidemarkError
@@ -162,6 +163,38 @@ def remove_orphan_files(table: Table, older_than: timedelta = DEFAULT_GRACE, dry
         table=".".join(table.name()), location=table.location(), cutoff=cutoff, scanned=len(listed),
         referenced=len(listed) - len(orphans) - young, orphans=orphans, too_young=young, deleted=not dry_run,
     )
+
+
+# -- catalog-wide sweeps ----------------------------------------------------------------------------
+
+
+def _every_table(catalog: Catalog) -> Iterator[tuple[str, ...]]:
+    for ns in catalog.list_namespaces():
+        yield from catalog.list_tables(ns)
+
+
+def expire_all_snapshots(catalog: Catalog, older_than: timedelta) -> dict[str, int]:
+    """Expire the snapshots older than `older_than` in every table (tagged snapshots and branch
+    heads stay); per table, how many were expired."""
+    cutoff = int((time.time() - older_than.total_seconds()) * 1000)
+    report: dict[str, int] = {}
+    for ident in _every_table(catalog):
+        name = ".".join(ident)
+        report[name] = with_commit_retry(lambda i=ident: expire_snapshots(catalog.load_table(i), cutoff), f"expiring snapshots of {name}")
+    return report
+
+
+def remove_all_orphan_files(catalog: Catalog, older_than: timedelta = DEFAULT_GRACE) -> dict[str, Any]:
+    """`remove_orphan_files` under every table's location: files removed, their bytes, and per table
+    (only those that had any) how many."""
+    removed, size, by_table = 0, 0, {}
+    for ident in _every_table(catalog):
+        report = remove_orphan_files(catalog.load_table(ident), older_than=older_than)
+        removed, size = removed + len(report.orphans), size + report.bytes
+        if report.orphans:
+            by_table[report.table] = len(report.orphans)
+            log.info("%s: removed %d orphan file(s), %d bytes", report.table, len(report.orphans), report.bytes)
+    return {"removed": removed, "bytes": size, "by_table": by_table}
 
 
 # -- small files ------------------------------------------------------------------------------------

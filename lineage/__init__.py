@@ -1,8 +1,34 @@
 """Lineage: OpenLineage events, Kafka delivery, the consumer into Iceberg lineage tables, trace queries.
 
 Knows nothing of ingest or models: they describe their datasets with the builders in `lineage.events`.
+
+Public surface: `RunContext` and `run` (a job's lineage run), and the modules in `__all__` with every
+name in them that does not start with an underscore. `decode`, `fetch` and `partition` are the
+consumer's and the producers' own; tests/test_architecture.py fails when another package imports
+them or an underscored name.
 """
 
 from lineage.run import RunContext, run
 
-__all__ = ["RunContext", "run"]
+__all__ = [
+    "RunContext",
+    "run",
+    "broker",
+    "code",
+    "consumer",
+    "draw",
+    "drift_store",
+    "emit",
+    "events",
+    "exceptions",
+    "graph",
+    "kafka",
+    "lag",
+    "model_store",
+    "outbox",
+    "query",
+    "store",
+    "trace",
+    "transport",
+    "watch",
+]

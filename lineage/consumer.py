@@ -37,7 +37,6 @@ from lakehouse.config import Settings
 from lakehouse.datafiles import append_data_files, write_data_files
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, transaction, with_commit_retry
 from lineage import decode, store
-from lineage.decode import MAX_EVENT_BYTES, check_event  # noqa: F401 - part of this module's API
 from lineage.broker import log_id as current_log_id
 
 if TYPE_CHECKING:
@@ -59,13 +58,6 @@ CONSUMER_JOB = "tidemark.lineage.consumer"
 MAINTENANCE_JOB = "tidemark.lineage.maintenance"
 # Written in this order; `events` last (see the module docstring).
 ROW_TABLES = (store.RUN_DATASETS, store.RUNS, store.JOBS, store.EVENTS)
-
-
-@dataclass
-class Record:
-    partition: int
-    offset: int
-    value: bytes
 
 
 @dataclass
@@ -155,9 +147,6 @@ class LineageWriter:
             return None
         parts = set().union(*per_table)
         return {p: min(t.get(p, 0) for t in per_table) for p in parts}
-
-    def write(self, records: list[Record], report: ConsumeReport) -> None:
-        self.write_columns([r.partition for r in records], [r.offset for r in records], [r.value for r in records], report)
 
     def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
         """Store one batch of records, given as parallel lists (what the record source hands over)."""
@@ -441,6 +430,14 @@ def consume(
         else:
             _consume_partitions(settings, writer, loop, stop, partitions, once, idle_timeout_s)
     return loop.report
+
+
+def compact(settings: Settings, min_files: int = 2) -> int:
+    """Rewrite the lineage tables' small files and expire their old snapshots, as the consumer does
+    between batches (`LineageWriter.compact`), for a scheduler to run as well. A scheduled run comes
+    rarely, so it merges every day partition holding more than one file by default. Returns how many
+    partitions were rewritten."""
+    return LineageWriter(settings, load_catalog(settings)).compact(min_files=min_files)
 
 
 _FULL_COLLECTION_EVERY = 20  # batches

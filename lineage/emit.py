@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehouse.config import Settings
-from lineage.consumer import check_event
+from lineage.decode import check_event
 from lineage.exceptions import EmitError
 from lineage.outbox import OutboxTransport
 

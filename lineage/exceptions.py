@@ -23,3 +23,7 @@ class NotFoundError(TidemarkError):
 
 class ConsumerError(TidemarkError):
     """The lineage consumer cannot run as asked (a missing package, partitions that do not exist)."""
+
+
+class LineageStalledError(TidemarkError):
+    """Lineage events are waiting and the consumer is not storing them."""

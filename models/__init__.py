@@ -1,1 +1,23 @@
-"""Models: reference training jobs, the model registry with aliases, and trace of a model version."""
+"""Models: reference training jobs, the model registry with aliases, and trace of a model version.
+
+Public surface: the modules in `__all__`, and in each of them every name that does not start with an
+underscore. `artifacts`, `fingerprint`, `identity` and `inputs` serve training and retraining;
+tests/test_architecture.py fails when another package imports them or an underscored name.
+"""
+
+__all__ = [
+    "drift",
+    "drift_plot",
+    "exceptions",
+    "history",
+    "jobs",
+    "monitor",
+    "pinning",
+    "promotion",
+    "registry",
+    "renewal",
+    "retrain",
+    "status",
+    "trace",
+    "train",
+]

@@ -114,6 +114,23 @@ class ModelRef:
             raise ModelNotFoundError(f"{text!r} is not a model reference; write NAME, NAME@ALIAS or NAME:VERSION")
         return cls(m["name"], m["alias"], int(m["version"]) if m["version"] else None)
 
+    @classmethod
+    def of(cls, model: str | None, *, version: int | str | None = None, alias: str | None = None) -> ModelRef:
+        """A reference from its parts, as a form hands them over (empty means not given): the model's
+        latest version, a version, or an alias holder. Errors name the parameter they are about."""
+        name = (model or "").strip()
+        if not name:
+            raise ModelNotFoundError("model is required: a registered name, e.g. wine", parameter="model")
+        if version is None or version == "":
+            return cls.parse(f"{name}@{alias}" if alias else name)
+        if alias:
+            raise ModelNotFoundError("alias cannot be given with a version; leave one of them empty", parameter="alias")
+        try:
+            number = int(version)
+        except ValueError as exc:
+            raise ModelNotFoundError(f"version must be a whole number, got {version!r}", parameter="version") from exc
+        return cls.parse(f"{name}:{number}")
+
     def __str__(self) -> str:
         return self.name + (f"@{self.alias}" if self.alias else f":{self.version}" if self.version else "")
 

@@ -180,3 +180,22 @@ def renew(
         run.add_run_facet(DECISION_FACET, ev.facet(run.producer, f"{ev.TIDEMARK_FACETS}/RenewalRunFacet.json", **decision.to_json()))
     progress(f"{'promoted' if promoted else 'not promoted'} {holder.model}:{candidate.version} to {parsed.alias}: {reason}")
     return decision
+
+
+def renew_alias(
+    settings: Settings,
+    model: str,
+    alias: str,
+    snapshots: Mapping[str, int] | None,
+    trigger: str,
+    drift_run_id: str | None = None,
+    *,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any] | None:
+    """`renew` for a scheduler: the decision as JSON, or None when no version holds `model@alias`
+    yet (the first holder is promoted by hand, so there is nothing to renew)."""
+    if (model, alias) not in Registry(settings).current_aliases():
+        log.info("%s@%s: no holder; nothing to renew (promote a first version by hand)", model, alias)
+        return None
+    decision = renew(settings, f"{model}@{alias}", snapshots=snapshots, trigger=trigger, drift_run_id=drift_run_id, progress=progress)
+    return decision.to_json()

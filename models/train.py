@@ -17,7 +17,7 @@ from lineage.transport import Transport
 from models import artifacts, identity, pinning
 from models import inputs as inputs_mod
 from models.exceptions import TrainingInputError
-from models.jobs import TrainingJob
+from models.jobs import TrainingJob, get_job
 from models.registry import InputSnapshot, ModelVersion, Registry
 
 
@@ -142,6 +142,15 @@ def train(
         run.add_output(registry.model_dataset(mv, registration=True))
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
     return TrainResult(version=mv, card_uri=mv.card_uri)
+
+
+def train_on_snapshots(
+    settings: Settings, job_name: str, snapshots: Mapping[str, int], *, progress: Callable[[str], None] = lambda _msg: None
+) -> dict[str, Any]:
+    """Train the reference job `job_name` on exactly these snapshots (what a data-aware schedule
+    hands over, never "whatever main holds by now"); the new version in brief, JSON-ready."""
+    mv = train(settings, get_job(job_name), snapshots=dict(snapshots), progress=progress).version
+    return {"model": mv.model, "version": mv.version, "run_id": mv.run_id, "snapshots": dict(snapshots), "metrics": mv.metrics}
 
 
 def card(mv: ModelVersion) -> dict[str, Any]:

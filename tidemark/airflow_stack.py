@@ -32,8 +32,12 @@ from pathlib import Path
 from typing import IO
 
 from lakehouse.config import Settings
+from lakehouse.exceptions import TidemarkError
 from tidemark import airflow_env
-from tidemark.exceptions import AirflowStackError
+
+class AirflowStackError(TidemarkError):
+    """Airflow's parts on the CeleryExecutor cannot start or keep running (broker, database, a part exiting)."""
+
 
 WORKER_ENV = "TIDEMARK_AIRFLOW_WORKER"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
@@ -214,7 +218,6 @@ class CeleryStack:
 
 def main(argv: list[str] | None = None) -> int:
     from lakehouse.config import load_settings
-    from lakehouse.exceptions import TidemarkError
 
     parser = argparse.ArgumentParser(prog="python -m tidemark.airflow_stack", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")

@@ -102,8 +102,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from lineage import broker
-    from lakehouse.catalog import _redact
-    from lakehouse.redact import redact_config
+    from lakehouse.redact import redact, redact_config
 
     settings = _settings(args)
     state = broker.read_state(settings) if settings.uses_local_broker else None
@@ -111,7 +110,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "home": str(settings.home),
         "config_file": str(settings.config_file) if settings.config_file else None,
         "catalog": {"name": settings.catalog.name, **redact_config(settings.catalog.properties)},
-        "catalog_uri": _redact(settings.catalog.properties.get("uri", "")),
+        "catalog_uri": redact(settings.catalog.properties.get("uri", "")),
         "warehouse": settings.warehouse,
         "kafka": {
             "bootstrap_servers": settings.kafka.bootstrap_servers or (state.bootstrap_servers if state else None),

@@ -80,20 +80,25 @@ def _queued(airflow_home: Path) -> list[tuple[Any, ...]]:
 
 
 def test_every_dag_file_imports_without_errors_or_heavy_work() -> None:
-    # A fresh interpreter, as the DAG processor parses: no import errors, and none of the heavy
-    # libraries loaded at parse time (they load inside the tasks).
+    # A fresh interpreter, as the DAG processor parses (a BundleDagBag: the DAG folder on sys.path, so
+    # DAG files import their helper module by its plain name): no import errors, and none of the heavy
+    # libraries loaded at parse time (they load inside the tasks). The files parsed are the ones
+    # Airflow's discovery finds: the DAG files, not their helper module (dags/.airflowignore).
     code = (
         "import json, sys\n"
-        "from airflow.dag_processing.dagbag import DagBag\n"
-        f"bag = DagBag(dag_folder={str(DAGS)!r})\n"
+        "from airflow.dag_processing.dagbag import BundleDagBag\n"
+        "from airflow.utils.file import list_py_file_paths\n"
+        f"bag = BundleDagBag(dag_folder={str(DAGS)!r}, bundle_path={str(DAGS)!r})\n"
         "heavy = [m for m in ('pyiceberg', 'great_expectations', 'sklearn', 'duckdb', 'kafka', 'pyarrow', 'pandas') if m in sys.modules]\n"
-        "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()}, 'dags': sorted(bag.dag_ids), 'heavy': heavy}))\n"
+        f"files = sorted(p.rsplit('/', 1)[-1] for p in list_py_file_paths({str(DAGS)!r}))\n"
+        "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()}, 'dags': sorted(bag.dag_ids), 'heavy': heavy, 'files': files}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}
     assert set(result["dags"]) == EXPECTED_DAGS
     assert result["heavy"] == []
+    assert result["files"] == sorted(p.name for p in DAGS.glob("tidemark_*.py"))  # not dag_support.py
 
 
 @pytest.mark.integration

@@ -75,6 +75,39 @@ def test_remove_orphans_deletes_only_old_unreferenced_files() -> None:
     assert sorted(table.scan().to_arrow().column("id").to_pylist()) == list(range(30))
 
 
+def test_the_catalog_wide_sweeps_expire_and_remove_in_every_table_and_keep_tagged_snapshots() -> None:
+    from datetime import timedelta
+
+    from lakehouse.maintenance import expire_all_snapshots, remove_all_orphan_files
+    from lakehouse.tables import manage_snapshots
+
+    catalog = load_catalog(load_settings())
+    for name in (TableName("raw", "a"), TableName("other", "b")):
+        table = ensure_table(catalog, name, SCHEMA)
+        for i in range(3):
+            table.append(_rows(range(i * 10, i * 10 + 10)))
+    a = load_table(catalog, TableName("raw", "a"))
+    pinned = a.snapshots()[0].snapshot_id
+    with manage_snapshots(a) as ms:
+        ms.create_tag(pinned, "model/m/1")
+    stray = Path(load_table(catalog, TableName("other", "b")).location().removeprefix("file://")) / "data" / "stray.parquet"
+    stray.write_bytes(b"referenced by no snapshot")
+    hour_ago = time.time() - 3600
+    for name in ("raw.a", "other.b"):  # what expiry unreferences is then past the grace period
+        for path in Path(load_table(catalog, TableName.parse(name)).location().removeprefix("file://")).rglob("*"):
+            os.utime(path, (hour_ago, hour_ago))
+
+    expired = expire_all_snapshots(catalog, timedelta(0))
+    # Each table keeps main's head; raw.a keeps its tagged first snapshot as well.
+    assert expired == {"raw.a": 1, "other.b": 2}
+    assert load_table(catalog, TableName("raw", "a")).snapshot_by_id(pinned) is not None
+    removed = remove_all_orphan_files(catalog, timedelta(minutes=30))
+    assert removed["by_table"].keys() == {"raw.a", "other.b"} and not stray.exists()
+    assert removed["removed"] == sum(removed["by_table"].values()) and removed["bytes"] > 0
+    for name in (TableName("raw", "a"), TableName("other", "b")):
+        assert sorted(load_table(catalog, name).scan().to_arrow().column("id").to_pylist()) == list(range(30))
+
+
 def test_remove_orphans_bad_age_is_one_line() -> None:
     proc = run_cli("maintenance", "remove-orphans", "raw.ticks", "--older-than", "soon", check=False)
     assert proc.returncode == 1

@@ -10,7 +10,7 @@ import pytest
 from lakehouse.catalog import load_catalog
 from lineage import events as ev
 from lineage import store
-from lineage.consumer import OFFSETS, LineageWriter, Record, consume, stored_offsets
+from lineage.consumer import OFFSETS, LineageWriter, consume, stored_offsets
 from lineage.transport import KafkaTransport
 
 pytestmark = pytest.mark.integration
@@ -89,17 +89,22 @@ def test_crash_between_the_two_table_commits_replays_only_what_is_missing(settin
     tps = [TopicPartition(settings.kafka.topic, p) for p in kc.partitions_for_topic(settings.kafka.topic)]
     kc.assign(tps)
     kc.seek_to_beginning(*tps)
-    records: list[Record] = []
+    partitions: list[int] = []
+    positions: list[int] = []
+    values: list[bytes] = []
     for _ in range(20):
         for tp, recs in kc.poll(500).items():
-            records += [Record(tp.partition, r.offset, r.value) for r in recs]
-        if len(records) == 8:
+            for r in recs:
+                partitions.append(tp.partition)
+                positions.append(r.offset)
+                values.append(r.value)
+        if len(values) == 8:
             break
     kc.close()
-    batch = writer.decode([r.partition for r in records], [r.offset for r in records], [r.value for r in records])
-    offsets = {}
-    for r in records:
-        offsets[r.partition] = max(offsets.get(r.partition, 0), r.offset + 1)
+    batch = writer.decode(partitions, positions, values)
+    offsets: dict[int, int] = {}
+    for p, o in zip(partitions, positions):
+        offsets[p] = max(offsets.get(p, 0), o + 1)
     for short in (store.RUN_DATASETS, store.RUNS):  # ...and died before jobs and events
         writer._commit_rows(short, batch, offsets)
     assert _table_rows(settings, store.EVENTS) == []

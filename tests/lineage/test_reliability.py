@@ -17,7 +17,8 @@ import pytest
 
 from lakehouse.catalog import load_catalog
 from lineage import events as ev
-from lineage.consumer import MAX_EVENT_BYTES, consume
+from lineage.consumer import consume
+from lineage.decode import MAX_EVENT_BYTES
 from lineage.query import run_sql
 from lineage.transport import KafkaTransport
 from tests.conftest import TEST_BROKER

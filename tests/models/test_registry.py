@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -76,6 +77,35 @@ def test_model_ref_parsing() -> None:
     assert ModelRef.parse("churn@production") == ModelRef("churn", "production", None)
     assert ModelRef.parse("churn:12") == ModelRef("churn", None, 12)
     assert ModelRef.parse("churn") == ModelRef("churn", None, None)
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        ({"model": "wine"}, "wine"),
+        ({"model": " wine ", "version": 3}, "wine:3"),
+        ({"model": "wine", "version": "3", "alias": ""}, "wine:3"),
+        ({"model": "wine", "version": "", "alias": "production"}, "wine@production"),
+    ],
+)
+def test_a_reference_from_its_parts(parts: dict[str, Any], expected: str) -> None:
+    assert str(ModelRef.of(parts.pop("model"), **parts)) == expected
+
+
+@pytest.mark.parametrize(
+    ("parts", "parameter", "message"),
+    [
+        ({"model": ""}, "model", "model is required"),
+        ({"model": None}, "model", "model is required"),
+        ({"model": "wine", "version": 2, "alias": "production"}, "alias", "alias cannot be given with a version"),
+        ({"model": "wine", "version": "two"}, "version", "version must be a whole number, got 'two'"),
+        ({"model": "wine!"}, None, "'wine!' is not a model reference"),
+    ],
+)
+def test_bad_reference_parts_name_the_parameter(parts: dict[str, Any], parameter: str | None, message: str) -> None:
+    with pytest.raises(ModelNotFoundError) as err:
+        ModelRef.of(parts.pop("model"), **parts)
+    assert message in str(err.value) and err.value.parameter == parameter
 
 
 def test_version_numbers_come_from_the_last_registration_or_else_a_scan() -> None:

@@ -86,7 +86,7 @@ def test_chain_runs_on_two_celery_workers_and_survives_a_killed_worker(
     # Only the two DAGs of the chain, and the wine source run by hand: no hourly runs of other sources.
     dags = tmp_path / "dags"
     dags.mkdir()
-    for name in ("tidemark_ingest.py", "tidemark_train.py"):
+    for name in ("tidemark_ingest.py", "tidemark_train.py", "dag_support.py", ".airflowignore"):
         (dags / name).symlink_to(ROOT / "dags" / name)
     sources = tmp_path / "sources.yaml"
     sources.write_text('sources:\n  wine: {table: raw.wine, location: "{home}/landing/wine/*.csv", schedule: null}\n')
@@ -180,7 +180,7 @@ def test_chain_runs_on_two_celery_workers_and_survives_a_killed_worker(
 
 def test_celery_refuses_a_sqlite_metadata_database(settings: Any) -> None:
     from tidemark.airflow_stack import celery_environ
-    from tidemark.exceptions import AirflowStackError
+    from tidemark.airflow_stack import AirflowStackError
 
     for conn in ("", "sqlite:////tmp/airflow.db"):
         with pytest.raises(AirflowStackError, match="needs Airflow's metadata in a database server, not SQLite: set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="):
@@ -202,7 +202,7 @@ def test_celery_environment_defaults_and_what_the_deployment_sets_wins(settings:
 def test_unreachable_broker_or_database_is_one_line_naming_it(settings: Any) -> None:
     from lineage.broker import free_port
     from tidemark.airflow_stack import celery_environ, check_services
-    from tidemark.exceptions import AirflowStackError
+    from tidemark.airflow_stack import AirflowStackError
 
     dead = free_port()
     env = celery_environ(
@@ -224,7 +224,7 @@ def test_unreachable_broker_or_database_is_one_line_naming_it(settings: Any) -> 
 
 def test_a_part_that_exits_is_restarted_then_reported(settings: Any) -> None:
     from tidemark.airflow_stack import CeleryStack, Part, celery_environ
-    from tidemark.exceptions import AirflowStackError
+    from tidemark.airflow_stack import AirflowStackError
 
     with pytest.raises(AirflowStackError, match="needs at least one worker, got 0"):
         CeleryStack(celery_environ(settings, base={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://x@h/db"}), workers=0)
