@@ -64,7 +64,8 @@ def celery_environ(settings: Settings, base: Mapping[str, str] | None = None, ap
         "AIRFLOW__CELERY__BROKER_URL": DEFAULT_BROKER,
         # Celery's database result backend takes SQLAlchemy URLs with a `db+` prefix.
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{conn}",
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.hostname",
+        # Spelled out: run as `python -m tidemark.airflow_stack`, __name__ is "__main__".
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tidemark.airflow_stack.hostname",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         # Tokens the API server issues to tasks must verify on every part: one secret for the stack.
@@ -235,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     password = airflow_env.admin_password(env)
     print(f"Airflow UI: http://localhost:{stack.port}  login: {airflow_env.ADMIN} / {password}", file=sys.stderr)
     print(f"CeleryExecutor, {args.workers} workers; logs in {Path(env['AIRFLOW_HOME']) / 'stack'}; Ctrl-C stops all", file=sys.stderr)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a service manager stopping us) ends like Ctrl-C: every part stopped
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         while True:
             time.sleep(2)

@@ -243,3 +243,26 @@ def test_a_part_that_exits_is_restarted_then_reported(settings: Any) -> None:
     stack.parts = [Part("scheduler", [sys.executable, "-c", "raise SystemExit(1)"], dict(stack.env), log)]
     with pytest.raises(AirflowStackError, match=f"Airflow's scheduler exited at start; see {log}"):
         stack.start(timeout_s=10)
+
+
+def test_make_airflow_executor_celery_says_what_is_missing_in_one_line(settings: Any) -> None:
+    """`python -m tidemark.airflow_stack`, the command `make airflow EXECUTOR=celery` runs: bad set-ups exit 1 with one line."""
+    import subprocess
+
+    from lineage.broker import free_port
+
+    def run(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tidemark.airflow_stack"], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+
+    no_db = run(AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:////tmp/airflow.db")
+    assert no_db.returncode == 1
+    assert no_db.stderr.strip().splitlines() == [
+        "tidemark: error: the CeleryExecutor needs Airflow's metadata in a database server, not SQLite: set "
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://USER@HOST:5432/DB"
+    ]
+    dead = free_port()
+    no_broker = run(AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://postgres@127.0.0.1:5432/test", AIRFLOW__CELERY__BROKER_URL=f"redis://127.0.0.1:{dead}/0")
+    assert no_broker.returncode == 1
+    assert no_broker.stderr.strip().splitlines() == [
+        f"tidemark: error: Celery's broker redis://127.0.0.1:{dead}/0 does not answer (ConnectionError): start Redis or set AIRFLOW__CELERY__BROKER_URL"
+    ]
