@@ -54,6 +54,18 @@ class ExpectationOutcome:
         col = self.kwargs.get("column")
         return str(col) if col is not None else None
 
+    def to_json(self) -> dict[str, Any]:
+        """What a report shows of the outcome: the counts, a few unexpected values and rows."""
+        return {
+            "expectation": self.expectation,
+            "column": self.column,
+            "unexpected_count": self.unexpected_count,
+            "element_count": self.element_count,
+            "observed_value": self.observed_value,
+            "sample": self.sample[:5],
+            "rows": self.rows[:3],
+        }
+
 
 @dataclass
 class GateResult:
@@ -74,6 +86,17 @@ def suite_path(settings: Settings, table: TableName) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
+
+
+def suite_for(settings: Settings, table: TableName, suite_file: str | None = None, strict: bool = False) -> Suite | None:
+    """The suite a landing into `table` is gated by: `suite_file` if given, else the table's own
+    (`suite_path`); None (ungated) when there is none, unless `strict`, which refuses that."""
+    path = Path(suite_file) if suite_file else suite_path(settings, table)
+    if path is None:
+        if strict:
+            raise SuiteError(f"no validation suite for {table}; add {table}.yaml to the suites folder or pass --suite FILE (refused because of --strict)")
+        return None
+    return load_suite(path)
 
 
 def load_suite(path: Path) -> Suite:
@@ -182,7 +205,7 @@ class StreamingGate:
       held in memory; a 10M-row int64 key is 80 MB).
     - Table row count: judged on the landing's total row count.
     - Any other expectation (aggregates such as a column mean) is judged on each batch and fails if
-      any batch fails: exact when the landing fits one batch (`ingest.land.BATCH_ROWS` rows), stricter
+      any batch fails: exact when the landing fits one batch (`ingest.batches.BATCH_ROWS` rows), stricter
       than GX otherwise. Documented in the README.
     The GX context, suite and validation definition are built once per landing, not per batch.
     """

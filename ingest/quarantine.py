@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.exceptions import QuarantineError
-from ingest.land import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUITE, QUARANTINE_PREFIX, _added_files
+from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUITE, QUARANTINE_PREFIX
+from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, summary_properties, with_commit_retry
+from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, summary_properties
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
 
 @dataclass
@@ -42,10 +46,10 @@ class Quarantined:
         return dict(self.__dict__)
 
 
-def _entry(table: str, tbl: Any, branch: str) -> Quarantined:
+def _entry(table: str, tbl: Table, branch: str) -> Quarantined:
     from datetime import datetime, timezone
 
-    snap = tbl.snapshot_by_name(branch)
+    snap = branches.head(tbl, branch)
     props = summary_properties(snap)
     added = snap.summary.additional_properties.get("added-records") if snap.summary else None
     try:
@@ -72,7 +76,7 @@ def _entry(table: str, tbl: Any, branch: str) -> Quarantined:
 ABANDONED_AFTER_S = 3600
 
 
-def _abandoned(tbl: Any, ref: str) -> bool:
+def _abandoned(tbl: Table, ref: str) -> bool:
     import time
 
     if not ref.startswith(AUDIT_PREFIX):
@@ -99,19 +103,16 @@ def list_quarantined(settings: Settings, table: str | None = None) -> list[Quara
 
 def show(settings: Settings, table: str, branch: str, rows: int = 5) -> Quarantined:
     """One quarantined landing, with a few of the rows it would have added."""
-    from pyiceberg.expressions import AlwaysTrue
-    from pyiceberg.io.pyarrow import ArrowScan
+    from lakehouse.pyiceberg_compat import read_data_files
 
     name = TableName.parse(table)
     tbl = load_table(load_catalog(settings), name)
     _check(tbl, name, branch)
     entry = _entry(str(name), tbl, branch)
-    snap = tbl.snapshot_by_name(branch)
-    added = _added_files(tbl, snap)
-    tasks = [t for t in tbl.scan(snapshot_id=snap.snapshot_id).plan_files() if t.file.file_path in added]
-    if tasks and rows > 0:
-        scan = ArrowScan(tbl.metadata, tbl.io, tbl.schema(), row_filter=AlwaysTrue(), case_sensitive=True, limit=rows)
-        entry.sample_rows = [{k: _plain(v) for k, v in r.items()} for r in scan.to_table(tasks[:1]).to_pylist()]
+    added = branches.added_data_files(tbl, branches.head(tbl, branch))
+    if added and rows > 0:
+        sample = read_data_files(tbl, added[:1], limit=rows)
+        entry.sample_rows = [{k: _plain(v) for k, v in r.items()} for r in sample.to_pylist()]
     return entry
 
 
@@ -122,18 +123,11 @@ def drop(settings: Settings, table: str, branch: str) -> Quarantined:
     tbl = load_table(catalog, name)
     _check(tbl, name, branch)
     entry = _entry(str(name), tbl, branch)
-
-    def attempt() -> None:
-        t = catalog.load_table(name.identifier)
-        if branch in t.metadata.refs:
-            with t.manage_snapshots() as ms:
-                ms.remove_branch(branch)
-
-    with_commit_retry(attempt, f"dropping branch {branch} of {name}")
+    branches.drop(catalog, name, branch)
     return entry
 
 
-def _check(tbl: Any, name: TableName, branch: str) -> None:
+def _check(tbl: Table, name: TableName, branch: str) -> None:
     if branch.startswith(AUDIT_PREFIX) and branch in tbl.metadata.refs:
         if not _abandoned(tbl, branch):
             raise QuarantineError(f"{branch} of {name} belongs to a landing still publishing; leave it (it is abandoned after {ABANDONED_AFTER_S // 60} minutes)")

@@ -33,9 +33,10 @@ class SchemaPlan:
 
 
 def to_iceberg(schema: pa.Schema) -> Schema:
-    from pyiceberg.catalog import Catalog
+    """The Iceberg schema a table created from these Arrow columns would get."""
+    from lakehouse.pyiceberg_compat import arrow_to_iceberg_schema
 
-    return Catalog._convert_schema_if_needed(schema)
+    return arrow_to_iceberg_schema(schema)
 
 
 def droppable_empty_columns(schema: pa.Schema) -> list[str]:

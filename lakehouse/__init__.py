@@ -5,6 +5,20 @@ Imports none of Tidemark's other packages; everything else builds on it.
 Public surface: the modules in `__all__`, and in each of them every name that does not start with an
 underscore. The others (`sqlcatalog`, the catalog implementation `catalog` loads) are this package's
 own; tests/test_architecture.py fails when another package imports them or an underscored name.
+`branches` holds the write-audit-publish protocol; `pyiceberg_compat` is the one module that uses
+pyiceberg's internals (tests/lakehouse/test_pyiceberg_compat.py keeps it that way).
 """
 
-__all__ = ["catalog", "config", "datafiles", "exceptions", "maintenance", "redact", "spark", "sql", "tables"]
+__all__ = [
+    "branches",
+    "catalog",
+    "config",
+    "datafiles",
+    "exceptions",
+    "maintenance",
+    "pyiceberg_compat",
+    "redact",
+    "spark",
+    "sql",
+    "tables",
+]

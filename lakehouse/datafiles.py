@@ -78,9 +78,9 @@ def write_data_files(table: Table, data: pa.Table, dictionary: Collection[str] |
     return files
 
 
-def append_data_files(tx: Transaction, files: list[DataFile], snapshot_properties: dict[str, str]) -> None:
-    """One snapshot adding these files (a fast append: new manifest, existing ones kept as they are)."""
-    with tx.update_snapshot(snapshot_properties=snapshot_properties).fast_append() as add:
+def append_data_files(tx: Transaction, files: list[DataFile], snapshot_properties: dict[str, str], branch: str = "main") -> None:
+    """One snapshot adding these files to `branch` (a fast append: new manifest, existing ones kept as they are)."""
+    with tx.update_snapshot(snapshot_properties=snapshot_properties, branch=branch).fast_append() as add:
         for f in files:
             add.append_data_file(f)
 
@@ -97,23 +97,18 @@ def _distinct_rows(keys: list[pa.Array]) -> list[tuple[object, ...]]:
 
 def _write_one(table: Table, data: pa.Table, pkey: object, dictionary: Collection[str] | None) -> DataFile:
     import pyarrow.parquet as pq
-    from pyiceberg.io.pyarrow import (
-        MetricModeTypes,
-        _get_parquet_writer_kwargs,
-        compute_statistics_plan,
-        data_file_statistics_from_parquet_metadata,
-        parquet_path_to_id_mapping,
-    )
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.table.locations import load_location_provider
     from pyiceberg.table import TableProperties
     from pyiceberg.typedef import Record
     from pyiceberg.utils.properties import property_as_int
 
+    from lakehouse import pyiceberg_compat as compat
+
     metadata, schema = table.metadata, table.schema()
-    plan = compute_statistics_plan(schema, metadata.properties)
-    no_stats = {c.column_name for c in plan.values() if c.mode.type == MetricModeTypes.NONE}
-    options = _get_parquet_writer_kwargs(metadata.properties)
+    plan = compat.statistics_plan(schema, metadata.properties)
+    no_stats = compat.columns_without_statistics(plan)
+    options = compat.parquet_writer_options(metadata.properties)
     options["write_statistics"] = [n for n in data.column_names if n not in no_stats]
     if dictionary is not None:
         options["use_dictionary"] = [n for n in data.column_names if n in dictionary]
@@ -125,9 +120,7 @@ def _write_one(table: Table, data: pa.Table, pkey: object, dictionary: Collectio
             rows = property_as_int(metadata.properties, TableProperties.PARQUET_ROW_GROUP_LIMIT, TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT)
             writer.write_table(data, row_group_size=rows)
         parquet_metadata = writer.writer.metadata
-    stats = data_file_statistics_from_parquet_metadata(
-        parquet_metadata=parquet_metadata, stats_columns=plan, parquet_column_mapping=parquet_path_to_id_mapping(schema)
-    )
+    stats = compat.data_file_statistics(parquet_metadata, plan, schema)
     return DataFile.from_args(
         content=DataFileContent.DATA,
         file_path=path,
@@ -138,5 +131,5 @@ def _write_one(table: Table, data: pa.Table, pkey: object, dictionary: Collectio
         spec_id=metadata.default_spec_id,
         equality_ids=None,
         key_metadata=None,
-        **stats.to_serialized_dict(),
+        **stats,
     )

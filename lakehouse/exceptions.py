@@ -26,12 +26,13 @@ class TidemarkError(Exception):
 def reword(exc: BaseException, names: Mapping[str, str]) -> str:
     """The error's message with its parameter named as the caller knows it (`names`: parameter -> word).
 
-    Only whole words are replaced (`as_of` but not `was_of`), and only the error's own parameter.
+    Only whole words are replaced (`as_of` but not `was_of`), never a part of a dotted name (`table`
+    but not `namespace.table`), and only the error's own parameter.
     """
     message = str(exc)
     parameter = getattr(exc, "parameter", None)
     if parameter and parameter in names:
-        message = re.sub(rf"(?<![\w-]){re.escape(parameter)}(?![\w-])", names[parameter], message)
+        message = re.sub(rf"(?<![\w.-]){re.escape(parameter)}(?![\w-]|\.\w)", names[parameter], message)
     return message
 
 
@@ -57,6 +58,10 @@ class CommitConflictError(TidemarkError):
 
 class QueryError(TidemarkError):
     """DuckDB refused or failed a query."""
+
+
+class BranchError(TidemarkError):
+    """A branch is missing, or its snapshot could not be published to main; main is unchanged."""
 
 
 class SparkUnavailableError(TidemarkError):

@@ -223,22 +223,21 @@ def rewrite_small_files(table: Table, min_files: int = 8, small_bytes: int = 32 
 
         def attempt(paths: set[str] = paths) -> None:
             from pyiceberg.exceptions import CommitFailedException
-            from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
-            from pyiceberg.expressions import AlwaysTrue
-            from pyiceberg.table import FileScanTask
+
+            from lakehouse.pyiceberg_compat import read_data_files, write_data_files
 
             t = table.refresh()
             current = [task.file for task in t.scan().plan_files() if task.file.file_path in paths]
             if len(current) != len(paths):
                 raise CommitFailedException("another rewrite replaced some of these files")
-            merged = ArrowScan(t.metadata, t.io, t.schema(), AlwaysTrue()).to_table([FileScanTask(f) for f in current])
+            merged = read_data_files(t, current)
             # pyiceberg's serializable check fails a rebase over any append that landed meanwhile
             # (ValidationException): with_commit_retry then starts over from the new main.
             with t.transaction() as tx:
                 with tx.update_snapshot(snapshot_properties={JOB_NAME: MAINTENANCE_JOB}).overwrite() as rewrite:
                     for f in current:
                         rewrite.delete_data_file(f)
-                    for f in _dataframe_to_data_files(tx.table_metadata, merged, t.io, rewrite.commit_uuid):
+                    for f in write_data_files(tx.table_metadata, merged, t.io, rewrite.commit_uuid):
                         rewrite.append_data_file(f)
 
         try:

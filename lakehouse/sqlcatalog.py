@@ -33,7 +33,7 @@ from pyiceberg.table.locations import load_location_provider
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lakehouse.tables import apply_updates
+from lakehouse.pyiceberg_compat import SqlCatalogHooks, apply_updates
 
 if TYPE_CHECKING:
     from pyiceberg.table.metadata import TableMetadata
@@ -72,11 +72,10 @@ class _MetadataCache:
 _METADATA = _MetadataCache()
 
 
-class TidemarkSqlCatalog(SqlCatalog):
-    def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
-        location, namespace, name = orm_table.metadata_location, orm_table.table_namespace, orm_table.table_name
+class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
+    def table_from_row(self, location: str | None, namespace: str | None, name: str | None) -> Table | None:
         if not (location and namespace and name):
-            return super()._convert_orm_to_iceberg(orm_table)  # pyiceberg names what is missing
+            return None  # pyiceberg's own conversion names what is missing
         key = (self.name, namespace, name)
         metadata = _METADATA.get(key, location)
         if metadata is None:
@@ -86,7 +85,7 @@ class TidemarkSqlCatalog(SqlCatalog):
             identifier=Catalog.identifier_to_tuple(namespace) + (name,),
             metadata=metadata,
             metadata_location=location,
-            io=self._load_file_io(metadata.properties, location),
+            io=self.file_io(metadata.properties, location),
             catalog=self,
         )
 
@@ -113,9 +112,9 @@ class TidemarkSqlCatalog(SqlCatalog):
         metadata = apply_updates(current.metadata, updates, metadata_location=current.metadata_location)
         if metadata == current.metadata:
             return CommitTableResponse(metadata=current.metadata, metadata_location=current.metadata_location)
-        version = self._parse_metadata_version(current.metadata_location) + 1
+        version = self.metadata_version(current.metadata_location) + 1
         new_location = load_location_provider(metadata.location, metadata.properties).new_table_metadata_file_location(version)
-        self._write_metadata(metadata, self._load_file_io(metadata.properties, new_location), new_location)
+        self.write_metadata(metadata, self.file_io(metadata.properties, new_location), new_location)
         with Session(self.engine) as session:
             swapped = session.execute(
                 update(IcebergTables)

@@ -18,9 +18,7 @@ if TYPE_CHECKING:
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table, Transaction
-    from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.table.snapshots import Snapshot
-    from pyiceberg.table.update import TableUpdate
     from pyiceberg.table.update.snapshot import ManageSnapshots
 
 T = TypeVar("T")
@@ -81,39 +79,10 @@ def transaction(table: Table, autocommit: bool = False) -> Transaction:
     metadata log) each time a transaction reads it, about 18 times in one append; profiled, that
     was half the CPU of a one-row append and made each model registration ~0.6 ms slower per
     version already registered. The metadata is immutable (frozen models, never changed in place),
-    so one copy per (table state, staged updates) serves every read, and `apply_updates` skips
-    the deep copy. Same commits, same checks.
+    so one copy per (table state, staged updates) serves every read, and
+    `pyiceberg_compat.apply_updates` skips the deep copy. Same commits, same checks.
     """
     return _transaction_class()(table, autocommit=autocommit)
-
-
-def apply_updates(base: TableMetadata, updates: tuple[TableUpdate, ...], metadata_location: str | None = None) -> TableMetadata:
-    """pyiceberg's `update_table_metadata` for an existing table, without its final deep copy.
-
-    pyiceberg 0.12 ends every metadata update with `model_copy(deep=True)` of the whole metadata
-    (every snapshot and summary, the logs): the largest single cost of a small commit, and it
-    grows with the table's history (a model registration paid it four times). Each update below
-    builds new objects with `model_copy(update=...)` and never changes one in place, so the result
-    may share the unchanged parts with `base`. The same steps as pyiceberg's, in the same order;
-    tests/lakehouse/test_lean_commit.py checks both give equal metadata.
-    """
-    from datetime import datetime
-
-    from pyiceberg.table import update as u
-    from pyiceberg.utils.datetime import datetime_to_millis
-
-    context = u._TableMetadataUpdateContext()
-    new = base
-    for update in updates:
-        new = u._apply_table_update(update, new, context)
-    if context.has_changes():
-        if metadata_location:
-            new = u._update_table_metadata_log(new, metadata_location, base.last_updated_ms)
-        if base.last_updated_ms == new.last_updated_ms:
-            new = new.model_copy(update={"last_updated_ms": datetime_to_millis(datetime.now().astimezone())})
-    new.spec().check_compatible(new.schema())
-    new.sort_order().check_compatible(new.schema())
-    return new
 
 
 @functools.cache
@@ -121,13 +90,15 @@ def _transaction_class() -> type[Transaction]:
     from pyiceberg.table import Transaction
     from pyiceberg.table.metadata import TableMetadata
 
+    from lakehouse.pyiceberg_compat import apply_updates, staged
+
     class _Transaction(Transaction):
         _memo: tuple[object, object, TableMetadata] | None = None
 
         @property
         def table_metadata(self) -> TableMetadata:
             # Keyed by identity: staging replaces the updates tuple, a commit replaces the metadata.
-            base, updates = self._table.metadata, self._updates
+            base, updates = staged(self)
             if not updates:
                 return base  # nothing staged yet: the table's own (immutable) metadata
             if self._memo is None or self._memo[0] is not base or self._memo[1] is not updates:

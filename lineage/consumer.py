@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.branches import added_data_files
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.datafiles import append_data_files, write_data_files
@@ -339,8 +340,6 @@ class LineageWriter:
 def _added_files(table: Table, since: int | None) -> list[Any] | None:
     """Data files the snapshots after `since` added to `table`, oldest first; None if `since` is
     not an ancestor of the current snapshot (expired, or the table was rolled back)."""
-    from pyiceberg.manifest import ManifestEntryStatus
-
     snap = table.current_snapshot()
     newer = []
     for s in ancestors(table, snap.snapshot_id if snap else None):
@@ -350,15 +349,7 @@ def _added_files(table: Table, since: int | None) -> list[Any] | None:
     else:
         if since is not None:
             return None
-    files = []
-    for s in reversed(newer):
-        for manifest in s.manifests(table.io):
-            if manifest.added_snapshot_id != s.snapshot_id:
-                continue
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-                if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == s.snapshot_id:
-                    files.append(entry.data_file)
-    return files
+    return [f for s in reversed(newer) for f in added_data_files(table, s)]
 
 
 def _read_columns(table: Table, files: list[Any], columns: tuple[str, ...]) -> Iterator[pa.Table]:

@@ -81,7 +81,9 @@ def train(
     params = dict(job.params if params is None else params)
     unknown = set(snapshots or {}) - set(job.inputs)
     if unknown:
-        raise TrainingInputError(f"--snapshot {', '.join(sorted(unknown))}: job {job.name} reads only {', '.join(job.inputs)}")
+        raise TrainingInputError(
+            f"snapshots {', '.join(sorted(unknown))}: job {job.name} reads only {', '.join(job.inputs)}", parameter="snapshots"
+        )
     fn = job.function()
     pinned: dict[str, int] = {}
     tables = {}

@@ -213,3 +213,24 @@ def spark(spark_session: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     with `lakehouse.spark.use_catalog(spark, load_settings())` once the test's settings are final."""
     monkeypatch.setenv("TIDEMARK__CATALOG__NAME", f"tm_{uuid.uuid4().hex[:10]}")
     return spark_session
+
+
+# -- the fault-injection table (tests/faults/report.py) -------------------------------------------
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controlling process, before any worker writes
+        from tests.faults import report
+
+        report.reset()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.faults import report
+
+    table = report.render()
+    if table is None:
+        return
+    report.TABLE.write_text(table)
+    terminalreporter.write_sep("=", f"fault injection (also in {report.TABLE.relative_to(report.ROOT)})")
+    terminalreporter.write(table)

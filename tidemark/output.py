@@ -35,3 +35,13 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = Non
     lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]
     lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(lines)
+
+
+def metrics_text(metrics: Mapping[str, float]) -> str:
+    """A model's metrics on one line, sorted by name: `accuracy=0.9444 f1_macro=0.9430`."""
+    return " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+
+
+def pins_text(inputs: Sequence[Any]) -> str:
+    """The input snapshots a model version was trained on: `raw.wine@123, raw.extra@456`."""
+    return ", ".join(f"{i.table}@{i.snapshot_id}" for i in inputs)

@@ -1,8 +1,11 @@
 """Several processes landing into one table at once: all succeed, every row present exactly once.
 
 Real processes against a real catalog: the embedded SQLite one, and PostgreSQL at 127.0.0.1:5432
-(skipped with the reason when it does not answer). Each process waits for a common start time after
-its imports, so the landings really overlap.
+(skipped with the reason when it does not answer). Two barriers make the overlap certain rather
+than likely: the processes start landing together once all have imported, and each, once its gate
+passed and its audit snapshot is committed (the `on_audited` callback), waits until every other
+one got that far. All audit branches then share one base, so exactly one publish can move main
+from it and every other landing must find main moved and re-apply its validated files.
 """
 
 from __future__ import annotations
@@ -27,43 +30,78 @@ from lakehouse.tables import SOURCE_SHA256, ancestors, summary_properties
 PG_URI = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 CHILD = """
-import json, sys, time
+import json, os, sys, time
+from pathlib import Path
 from lakehouse.config import load_settings
 from lineage.transport import InMemoryTransport
 from ingest.land import land
+import great_expectations, pyiceberg.catalog.sql
+
+gates = Path(sys.argv[3])
+
+def barrier(name, *_):
+    (gates / f"{name}.{os.getpid()}").touch()
+    deadline = time.time() + 180
+    while not (gates / name).exists():
+        if time.time() > deadline:
+            sys.exit(f"no one opened barrier {name}")
+        time.sleep(0.01)
+
 settings = load_settings()
-import great_expectations, pyiceberg.catalog.sql  # imports before the common start
-time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
-r = land(settings, sys.argv[1], sys.argv[2], suite_file=sys.argv[4], transport=InMemoryTransport(), progress=lambda m: print(m, file=sys.stderr))
+barrier("start")
+r = land(settings, sys.argv[1], sys.argv[2], suite_file=sys.argv[4], transport=InMemoryTransport(),
+         progress=lambda m: print(m, file=sys.stderr), on_audited=lambda *a: barrier("publish"))
 print(json.dumps(r.to_json()))
 """
 
 SUITE = "- expect_column_values_to_be_unique: {column: id}\n- expect_column_values_to_not_be_null: {column: id}\n"
 
 
+def _open_when_all_arrive(gates: Path, name: str, procs: list[subprocess.Popen[str]]) -> None:
+    deadline = time.time() + 180
+    while len(list(gates.glob(f"{name}.*"))) < len(procs):
+        dead = [p for p in procs if p.poll() is not None]
+        if dead:
+            _, err = dead[0].communicate()
+            pytest.fail(f"a landing ended before barrier {name}:\n{err[-3000:]}")
+        assert time.time() < deadline, f"not every landing reached barrier {name}"
+        time.sleep(0.01)
+    (gates / name).touch()
+
+
 def _land_concurrently(tmp_path: Path, env: dict[str, str], n: int = 3, rows: int = 2000) -> list[dict[str, Any]]:
     suite = tmp_path / "suite.yaml"
     suite.write_text(SUITE)
+    gates = tmp_path / "gates"
+    gates.mkdir()
     files = []
     for i in range(n):
         f = tmp_path / f"part-{i}.parquet"
         pq.write_table(pa.table({"id": list(range(i * rows, (i + 1) * rows)), "part": [i] * rows}), f)
         files.append(f)
-    start = time.time() + 8  # after every child has imported pyiceberg and GX (a late one still lands, just overlaps less)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(f), "raw.events", str(start), str(suite)],
+            [sys.executable, "-c", CHILD, str(f), "raw.events", str(gates), str(suite)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
         )
         for f in files
     ]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=240)
-        assert p.returncode == 0, f"a landing failed:\n{err[-3000:]}"
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    # How often main moved under a landing (its validated files re-applied): shown with -s.
-    print(f"re-applied on a moved main: {[r['reapplied'] for r in results]}")
+    try:
+        _open_when_all_arrive(gates, "start", procs)
+        _open_when_all_arrive(gates, "publish", procs)
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, f"a landing failed:\n{err[-3000:]}"
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    # Every branch was made from the same main: one landing moved main from it, the others re-applied.
+    reapplied = [r["reapplied"] for r in results]
+    print(f"re-applied on a moved main: {reapplied}; seconds: {[r['seconds'] for r in results]}")
+    assert sum(x > 0 for x in reapplied) >= n - 1 and sum(x == 0 for x in reapplied) <= 1, reapplied
     return results
 
 

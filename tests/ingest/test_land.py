@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.exceptions import GateFailedError, SchemaMismatchError, SourceError, SuiteError
+from ingest.exceptions import GateFailedError, PublishError, SchemaMismatchError, SourceError, SuiteError
 from ingest.land import land
 from lakehouse.catalog import load_catalog
 from lakehouse.exceptions import InvalidTableNameError
@@ -329,26 +329,82 @@ def test_sha256_is_over_the_exact_bytes(local: Any, tmp_path: Path) -> None:
     assert result.sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
 
 
-def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no_rows_lost(local: Any, tmp_path: Path) -> None:
+def _three_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A first file, one landing under test (2 rows), and another landing's (moving main meanwhile)."""
     a, b, c = (tmp_path / f"{n}.csv" for n in "abc")
     a.write_text("id\n1\n")
     b.write_text("id\n2\n3\n")
     c.write_text("id\n4\n")
+    return a, b, c
+
+
+def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no_rows_lost(local: Any, tmp_path: Path) -> None:
+    a, b, c = _three_files(tmp_path)
     land(local, str(a), "raw.race", transport=InMemoryTransport())
     moved = []
 
-    def sneak_in(message: str) -> None:
-        # Another landing publishes right after ours committed its audit snapshot: main moves.
-        if "on branch audit-" in message and not moved:
-            moved.append(land(local, str(c), "raw.race", transport=InMemoryTransport()))
+    def sneak_in(branch: str, snapshot_id: int) -> None:
+        # Another landing publishes after ours committed its audit snapshot, before ours publishes: main moves.
+        assert branch.startswith("audit-") and not moved
+        moved.append(land(local, str(c), "raw.race", transport=InMemoryTransport()))
 
-    result = land(local, str(b), "raw.race", transport=InMemoryTransport(), progress=sneak_in)
+    told: list[str] = []
+    result = land(local, str(b), "raw.race", transport=InMemoryTransport(), on_audited=sneak_in, progress=told.append)
     assert moved and result.reapplied == 1
+    assert any("main moved during the landing" in m for m in told)
     t = load_catalog(local).load_table("raw.race")
     assert sorted(t.scan().to_arrow().column("id").to_pylist()) == [1, 2, 3, 4]
     assert set(t.metadata.refs) == {"main"}
     snap = t.current_snapshot()
     assert snap.snapshot_id == result.snapshot_id and snap.parent_snapshot_id == moved[0].snapshot_id
+
+
+def test_an_audited_landing_published_after_main_moved_gets_its_validated_files_reapplied(local: Any, tmp_path: Path) -> None:
+    from ingest.land import audit_verdict, publish_audited
+    from lakehouse.tables import RUN_ID, SOURCE_SHA256
+
+    a, b, c = _three_files(tmp_path)
+    land(local, str(a), "raw.later", transport=InMemoryTransport())
+    staged = land(local, str(b), "raw.later", transport=InMemoryTransport(), publish=False)
+    verdict = audit_verdict(local, "raw.later", staged.audit_branch)
+    assert verdict.success is None and verdict.rows == 2 and verdict.snapshot_id == staged.snapshot_id  # ungated
+    other = land(local, str(c), "raw.later", transport=InMemoryTransport())  # main moves meanwhile
+    tr = InMemoryTransport()
+    published = publish_audited(local, "raw.later", staged.audit_branch, transport=tr)
+    assert published.reapplied == 1 and published.run_id == staged.run_id and published.rows == 2
+    t = load_catalog(local).load_table("raw.later")
+    snap = t.current_snapshot()
+    assert snap.snapshot_id == published.snapshot_id != staged.snapshot_id and snap.parent_snapshot_id == other.snapshot_id
+    props = snap.summary.additional_properties
+    assert props[SOURCE_SHA256] == staged.sha256 and props[RUN_ID] == staged.run_id and props["added-records"] == "2"
+    assert sorted(t.scan().to_arrow().column("id").to_pylist()) == [1, 2, 3, 4] and set(t.metadata.refs) == {"main"}
+    complete = tr.events[-1]
+    assert complete["job"]["name"] == "publish.raw.later"
+    assert complete["inputs"][0]["facets"]["version"]["datasetVersion"] == str(staged.snapshot_id)
+    assert complete["outputs"][0]["facets"]["version"]["datasetVersion"] == str(published.snapshot_id)
+    with pytest.raises(PublishError, match=f"raw.later has no branch {staged.audit_branch}: it was published") as err:
+        publish_audited(local, "raw.later", staged.audit_branch)
+    assert err.value.parameter == "branch"
+
+
+def test_a_failed_audited_landing_is_refused_by_publish_and_kept_by_quarantine(local: Any, tmp_path: Path) -> None:
+    from ingest.land import audit_verdict, publish_audited, quarantine_audited
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("- expect_column_values_to_be_between: {column: x, min_value: 0, max_value: 9}\n")
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("x\n1\n")
+    bad.write_text("x\n50\n")
+    land(local, str(good), "raw.held", suite_file=str(suite), transport=InMemoryTransport())
+    before, _ = _state(local, "raw.held")
+    staged = land(local, str(bad), "raw.held", suite_file=str(suite), transport=InMemoryTransport(), publish=False)
+    verdict = audit_verdict(local, "raw.held", staged.audit_branch)
+    assert verdict.success is False and "expect_column_values_to_be_between" in (verdict.failures or "")
+    with pytest.raises(PublishError, match="the gate failed"):
+        publish_audited(local, "raw.held", staged.audit_branch)
+    kept = quarantine_audited(local, "raw.held", staged.audit_branch)
+    assert kept == "quarantine-" + staged.run_id
+    assert _state(local, "raw.held") == (before, {"main", kept})
 
 
 def test_a_python_suite_gates_like_a_yaml_one(local: Any, tmp_path: Path) -> None:
@@ -376,15 +432,15 @@ def test_a_file_that_changes_while_it_is_landed_is_refused(local: Any, tmp_path:
     f = tmp_path / "growing.csv"
     f.write_text("id\n1\n2\n")
 
-    def append_more(message: str) -> None:
-        if message.startswith("gate:") or "on every batch" in message:
-            with f.open("a") as fh:
-                fh.write("3\n")
+    def append_more(rows: int, done: float | None) -> None:
+        # The file grows after its checksum was taken, while its rows are being written.
+        with f.open("a") as fh:
+            fh.write("3\n")
 
     suite = tmp_path / "s.yaml"
     suite.write_text("- expect_column_values_to_not_be_null: {column: id}\n")
     with pytest.raises(SourceError, match="growing.csv: the file changed while it was being landed"):
-        land(local, str(f), "raw.growing", suite_file=str(suite), transport=InMemoryTransport(), progress=append_more)
+        land(local, str(f), "raw.growing", suite_file=str(suite), transport=InMemoryTransport(), advance=append_more)
     assert not load_catalog(local).table_exists(("raw", "growing"))
 
 

@@ -1,5 +1,5 @@
 """The SQL catalog's commit without a reload (lakehouse.sqlcatalog) and metadata updates without a
-deep copy (lakehouse.tables.apply_updates): the same metadata as pyiceberg's own path, and the same
+deep copy (lakehouse.pyiceberg_compat.apply_updates): the same metadata as pyiceberg's own path, and the same
 refusal of a commit that lost a race. On SQLite and on the real PostgreSQL."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pyiceberg.exceptions import CommitFailedException
 from lakehouse.catalog import load_catalog
 from lakehouse.config import load_settings
 from lakehouse.sqlcatalog import TidemarkSqlCatalog
-from lakehouse.tables import NO_REBASE, TableName, apply_updates, ensure_table, manage_snapshots, transaction
+from lakehouse.pyiceberg_compat import apply_updates, staged
+from lakehouse.tables import NO_REBASE, TableName, ensure_table, manage_snapshots, transaction
 
 
 def _rows(n: int, start: int = 0) -> pa.Table:
@@ -44,8 +45,10 @@ def test_apply_updates_gives_what_pyiceberg_gives(catalog: SqlCatalog) -> None:
     from pyiceberg.table.update.snapshot import ManageSnapshots
 
     ManageSnapshots(transaction=tx).create_tag(table.current_snapshot().snapshot_id, "model/m/1").commit()
-    ours = apply_updates(table.metadata, tx._updates, metadata_location=table.metadata_location)
-    theirs = update_table_metadata(table.metadata, tx._updates, metadata_location=table.metadata_location)
+    base, updates = staged(tx)
+    assert base is table.metadata
+    ours = apply_updates(base, updates, metadata_location=table.metadata_location)
+    theirs = update_table_metadata(base, updates, metadata_location=table.metadata_location)
     # last_updated_ms comes from the clock when no update sets it; everything else must match.
     assert ours.model_copy(update={"last_updated_ms": 0}) == theirs.model_copy(update={"last_updated_ms": 0})
     assert ours.metadata_log == theirs.metadata_log and ours.refs["model/m/1"] == theirs.refs["model/m/1"]

@@ -1,0 +1,49 @@
+"""The OpenLineage datasets of a landing: the source file it read and the table snapshot it wrote."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ingest import sources
+from ingest.result import LandingResult
+from lakehouse.config import Settings
+from lineage import events as ev
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
+
+
+def source_dataset(settings: Settings, src: sources.Source) -> dict[str, Any]:
+    """The source file, versioned by its content checksum."""
+    return ev.file_dataset(producer=settings.lineage.producer, path=src.uri, sha256=src.sha256, size=src.size, fmt=src.fmt)
+
+
+def output_dataset(settings: Settings, table: Table, name: str, snapshot: Snapshot, result: LandingResult) -> dict[str, Any]:
+    """The snapshot written, with the gate's assertions bound to it and the landing's row, file and byte counts."""
+    extra: dict[str, Any] = {}
+    if result.gate is not None:
+        extra["dataQualityAssertions"] = ev.facet(
+            settings.lineage.producer,
+            f"{ev.FACETS}/1-1-0/DataQualityAssertionsDatasetFacet.json#/$defs/DataQualityAssertionsDatasetFacet",
+            assertions=[
+                {"assertion": o.expectation, "success": o.success, **({"column": o.column} if o.column else {})}
+                for o in result.gate.outcomes
+            ],
+        )
+    dataset = ev.table_dataset(
+        settings,
+        name,
+        table,
+        snapshot.snapshot_id,
+        "output",
+        sequence_number=snapshot.sequence_number,
+        operation=str(snapshot.summary.operation.value) if snapshot.summary else None,
+        row_count=result.rows,
+        extra_facets=extra,
+    )
+    stats = dataset.get("outputFacets", {}).get("outputStatistics")
+    if stats is not None:
+        stats["size"] = result.bytes_written
+        stats["fileCount"] = result.data_files
+    return dataset

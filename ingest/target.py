@@ -1,0 +1,76 @@
+"""The table a landing writes into: made on the first landing, its schema evolved for each source.
+
+A new table gets an empty first snapshot on main, because Iceberg refuses branch writes to a table
+with no snapshot (write-audit-publish commits to a branch made from main). A landing that made
+the table and then failed drops it again, unless another landing has used it since.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ingest import schema as schemas
+from ingest.exceptions import SourceError
+from lakehouse.pyiceberg_compat import stale_is_conflict
+from lakehouse.tables import JOB_NAME, TableName, ensure_table, load_table, with_commit_retry
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+log = logging.getLogger(__name__)
+
+CREATE_JOB = "tidemark.ingest.create"
+
+
+def prepare(catalog: Catalog, name: TableName, source_schema: pa.Schema, source_name: str, warnings: list[str]) -> tuple[Table, bool]:
+    """Load or create the table and evolve its schema for this source; refuse before writing anything.
+
+    Returns the table (as of the schema change) and whether this landing created it. Warnings
+    (columns left out) are added to `warnings`.
+    """
+    import pyarrow as pa
+
+    empty = schemas.droppable_empty_columns(source_schema)
+    usable = pa.schema([f for f in source_schema if f.name not in empty])
+    created = False
+    if not catalog.table_exists(name.identifier):
+        if not len(usable):
+            raise SourceError(f"{source_name}: every column is empty; nothing to land")
+        ensure_table(catalog, name, usable)
+
+        def init() -> bool:
+            t = load_table(catalog, name)
+            if t.current_snapshot() is None:
+                with stale_is_conflict():
+                    t.append(usable.empty_table(), snapshot_properties={JOB_NAME: CREATE_JOB})
+                return True
+            return False
+
+        # "Created" means this landing gave the table its first snapshot; only then may a failure
+        # drop it again (a concurrent landing that raced to create it did not).
+        created = with_commit_retry(init, f"creating {name}")
+
+    def evolve() -> Table:
+        t = load_table(catalog, name)
+        change = schemas.plan(t.schema(), source_schema, str(name), source_name)
+        for col in change.ignored_empty:
+            msg = f"column {col} of {source_name} has no values in its first rows and is not added to {name}"
+            if msg not in warnings:
+                warnings.append(msg)
+        schemas.apply(t, change)  # commits, and updates `t` in place
+        return t
+
+    return with_commit_retry(evolve, f"evolving the schema of {name}"), created
+
+
+def drop_if_pristine(catalog: Catalog, name: TableName) -> None:
+    """Undo a table a failed landing created, if nobody else has used it since (only the empty first snapshot)."""
+    try:
+        t = load_table(catalog, name)
+        if set(t.metadata.refs) <= {"main"} and len(t.metadata.snapshots) <= 1:
+            catalog.drop_table(name.identifier)
+    except Exception:
+        log.warning("could not drop the empty table %s this failed landing created", name)

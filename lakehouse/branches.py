@@ -1,0 +1,229 @@
+"""Branches of an Iceberg table, and the write-audit-publish protocol on them.
+
+Write-audit-publish: new rows reach main only after they were checked, and only as checked.
+
+1. `write`: all the new data files are committed as one snapshot on a branch made from main's
+   current snapshot (the branch's base). Main does not change; readers of main never see them.
+2. The caller audits the branch's snapshot (ingest runs a validation gate on the very rows).
+3. `publish`: main moves to the audited snapshot, only if main is still the branch's base. The
+   commit itself asserts that main is unchanged, so a concurrent publish makes it fail and
+   never overwrites the other writer's snapshot. If main has moved, the audited snapshot's own data
+   files (nothing else) are appended again on the branch, re-made from the new main, and that
+   snapshot is published the same way: the rows published are exactly the rows audited, and the
+   other writer's rows stay. Conflicts back off with jitter, PUBLISH_ATTEMPTS times at most.
+   A published branch is removed in the same commit that moves main.
+
+`rename` keeps a branch under another name (ingest's `quarantine-<run>`), `drop` removes one,
+`added_data_files` lists the files a snapshot added (what a branch holds beyond its base).
+Errors: BranchError (a missing branch, a publish that gave up; main is unchanged then), and
+CommitConflictError from `with_commit_retry` when a branch commit kept conflicting.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lakehouse.datafiles import append_data_files
+from lakehouse.exceptions import BranchError
+from lakehouse.pyiceberg_compat import stale_is_conflict
+from lakehouse.tables import TableName, load_table, manage_snapshots, summary_properties, transaction, with_commit_retry
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
+
+MAIN = "main"
+PUBLISH_ATTEMPTS = 30
+# Summary properties a re-applied snapshot carries over from the audited one: Tidemark's own
+# (run, job, source, gate verdict). Iceberg's counts and totals are computed anew for the new parent.
+CARRIED_PREFIX = "tidemark."
+
+
+@dataclass(frozen=True)
+class Published:
+    """The snapshot now at the head of main, and how often main moved under the publish."""
+
+    snapshot: Snapshot
+    reapplied: int = 0  # times the audited files were appended again on a moved main
+
+
+def head(table: Table, branch: str) -> Snapshot:
+    """The snapshot at the head of `branch`; BranchError if the table has no such branch."""
+    snap = table.snapshot_by_name(branch)
+    if snap is None:
+        raise BranchError(f"{'.'.join(table.name())} has no branch {branch}: it was published or dropped already", parameter="branch")
+    return snap
+
+
+def create(catalog: Catalog, name: TableName, branch: str) -> int:
+    """Make `branch` at main's current snapshot; returns that snapshot's id (the branch's base)."""
+
+    def attempt() -> int:
+        table = load_table(catalog, name)
+        base = table.current_snapshot()
+        if base is None:
+            raise BranchError(f"{name} has no snapshot on main to branch from; commit one to main first")
+        with manage_snapshots(table) as ms:
+            ms.create_branch(base.snapshot_id, branch)
+        return int(base.snapshot_id)
+
+    return with_commit_retry(attempt, f"creating branch {branch} of {name}")
+
+
+def commit_files(catalog: Catalog, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str]) -> Snapshot:
+    """One snapshot adding `files` (written, not yet committed) to `branch`; returns it."""
+
+    def attempt() -> Snapshot:
+        table = load_table(catalog, name)
+        _append(table, branch, files, properties)
+        return head(table, branch)  # the commit updated `table` in place
+
+    return with_commit_retry(attempt, f"writing to branch {branch} of {name}")
+
+
+def write(catalog: Catalog, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str]) -> Snapshot:
+    """Step 1: `files` as one snapshot on a new `branch` made from main. Its parent is the base.
+
+    On failure no branch is left behind; the files are the caller's to delete.
+    """
+    create(catalog, name, branch)
+    try:
+        return commit_files(catalog, name, branch, files, properties)
+    except BaseException:
+        drop_quietly(catalog, name, branch)
+        raise
+
+
+def publish(
+    catalog: Catalog,
+    name: TableName,
+    branch: str,
+    *,
+    files: list[DataFile] | None = None,
+    properties: dict[str, str] | None = None,
+    on_reapply: Callable[[], None] | None = None,
+) -> Published:
+    """Step 3: move main to the head of `branch`, re-applying its files if main moved (module docstring).
+
+    `files`: the data files the audited snapshot added, when the caller has them (else read from it);
+    `properties`: the summary properties a re-applied snapshot gets (else the audited one's
+    `tidemark.*` properties); `on_reapply`: called each time main has moved and the files are
+    appended again. On BranchError main is unchanged and the branch is left as it was last made.
+    """
+    from pyiceberg.exceptions import CommitFailedException
+
+    table = load_table(catalog, name)
+    audited = head(table, branch)
+    if files is None:
+        files = added_data_files(table, audited)
+    if properties is None:
+        properties = {k: v for k, v in summary_properties(audited).items() if k.startswith(CARRIED_PREFIX)}
+    expected = {f.file_path for f in files}
+    reapplied = 0
+    for attempt in range(PUBLISH_ATTEMPTS):
+        main = table.current_snapshot()
+        try:
+            if main is not None and main.snapshot_id == audited.parent_snapshot_id:
+                # The commit asserts main is still the base: a concurrent publish makes it fail, never overwrite.
+                with manage_snapshots(table) as ms:
+                    ms.set_current_snapshot(snapshot_id=audited.snapshot_id)
+                    ms.remove_branch(branch)
+                return Published(audited, reapplied)
+            reapplied += 1
+            if on_reapply is not None:
+                on_reapply()
+            audited = _reapply(table, name, branch, files, properties)
+            if {f.file_path for f in added_data_files(table, audited)} != expected:
+                raise BranchError(
+                    f"re-applying branch {branch} on the new main of {name} made a snapshot with other files than the "
+                    "audited ones; nothing was published"
+                )
+            continue  # `table` is fresh as of the re-apply: try to move main right away
+        except CommitFailedException:
+            pass
+        time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        table = load_table(catalog, name)  # another writer committed: a fresh state
+        head(table, branch)  # still there? (a concurrent drop ends the publish)
+    raise BranchError(f"could not publish branch {branch} to {name}: main kept moving ({PUBLISH_ATTEMPTS} attempts); nothing was published")
+
+
+def rename(catalog: Catalog, name: TableName, old: str, new: str) -> None:
+    """Keep the head of branch `old` as branch `new` (one commit: `new` made, `old` removed)."""
+
+    def attempt() -> None:
+        table = load_table(catalog, name)
+        snap = head(table, old)
+        with manage_snapshots(table) as ms:
+            ms.create_branch(snap.snapshot_id, new)
+            ms.remove_branch(old)
+
+    with_commit_retry(attempt, f"keeping branch {old} of {name} as {new}")
+
+
+def drop(catalog: Catalog, name: TableName, branch: str) -> bool:
+    """Remove `branch` if the table has it (its snapshots go with expiry); True if it was there."""
+
+    def attempt() -> bool:
+        table = load_table(catalog, name)
+        if branch not in table.metadata.refs:
+            return False
+        with manage_snapshots(table) as ms:
+            ms.remove_branch(branch)
+        return True
+
+    return with_commit_retry(attempt, f"removing branch {branch} of {name}")
+
+
+def drop_quietly(catalog: Catalog, name: TableName, branch: str) -> None:
+    """`drop` while cleaning up after another failure: a branch left behind must not hide that failure."""
+    import logging
+
+    try:
+        drop(catalog, name, branch)
+    except Exception:
+        logging.getLogger(__name__).warning("could not remove branch %s of %s", branch, name)
+
+
+def added_data_files(table: Table, snapshot: Snapshot) -> list[DataFile]:
+    """The data files `snapshot` added, in order (its own manifests' entries ADDED by it): what an
+    audit branch holds beyond its base, or what a commit brought to a table."""
+    from pyiceberg.manifest import ManifestEntryStatus
+
+    out: list[DataFile] = []
+    for manifest in snapshot.manifests(table.io):
+        if manifest.added_snapshot_id != snapshot.snapshot_id:
+            continue  # a manifest an earlier snapshot wrote: nothing in it is new
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id:
+                out.append(entry.data_file)
+    return out
+
+
+def added_files(table: Table, snapshot: Snapshot) -> set[str]:
+    """Paths of the data files `snapshot` added."""
+    return {f.file_path for f in added_data_files(table, snapshot)}
+
+
+def _append(table: Table, branch: str, files: list[DataFile], properties: dict[str, str]) -> None:
+    with stale_is_conflict():
+        with transaction(table) as tx:
+            append_data_files(tx, files, properties, branch=branch)
+
+
+def _reapply(table: Table, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str]) -> Snapshot:
+    """Re-make `branch` at main's head and append `files` to it; the new head, whose parent is main's head."""
+    main = table.current_snapshot()
+    assert main is not None  # main moved, so it has a snapshot
+    with manage_snapshots(table) as ms:
+        ms.create_branch(main.snapshot_id, branch)  # moves the branch; asserts where it was
+    _append(table, branch, files, properties)
+    audited = head(table, branch)
+    if audited.parent_snapshot_id != main.snapshot_id:
+        raise BranchError(f"branch {branch} of {name} did not land on main's snapshot {main.snapshot_id}; nothing was published")
+    return audited

@@ -1,0 +1,153 @@
+"""`tidemark ingest FILE...` lands files through their gate; `tidemark ingest quarantine ...` looks
+at and drops the landings a gate refused."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lakehouse.exceptions import TidemarkError
+from tidemark.commands.arguments import Subcommands, add_command, current_settings
+from tidemark.output import emit_json, progress, table
+
+QUARANTINE_ACTIONS = ("list", "show", "drop")
+
+
+def register(sub: Subcommands) -> None:
+    sp = add_command(
+        sub, "ingest", cmd_ingest, "land source files into an Iceberg table through its validation gate",
+        parameters={"suite_file": "--suite", "fmt": "--format"},
+    )
+    sp.add_argument(
+        "source", nargs="+", metavar="SOURCE",
+        help="CSV, Parquet or JSON Lines file: a path, a glob or a URI (s3://...); each file is its own landing. "
+        "Or: `quarantine list [NS.TABLE]`, `quarantine show NS.TABLE BRANCH`, `quarantine drop NS.TABLE BRANCH`",
+    )
+    sp.add_argument("--table", help="target table as namespace.table, e.g. raw.wine (required to land)")
+    sp.add_argument("--suite", help="validation suite, YAML or Python (default: <suites>/<namespace>.<table>.yaml)")
+    sp.add_argument("--format", choices=("csv", "parquet", "jsonl"), help="source format (default: from the extension)")
+    sp.add_argument("--force", action="store_true", help="land again even if this file's sha256 is already in the table")
+    sp.add_argument("--strict", action="store_true", help="refuse to land into a table with no suite")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    # `tidemark ingest quarantine list|show|drop ...` shares the word `ingest` with
+    # `tidemark ingest FILE...`: a first positional `quarantine` followed by an action selects it
+    # (a file literally named `quarantine` lands as ./quarantine).
+    if len(args.source) >= 2 and args.source[0] == "quarantine" and args.source[1] in QUARANTINE_ACTIONS:
+        return _cmd_quarantine(args, args.source[1], args.source[2:])
+    from ingest.exceptions import GateFailedError
+    from ingest.land import land
+    from ingest.sources import expand
+    from lakehouse.tables import TableName
+    from tidemark.progressbar import Bar
+
+    if not args.table:
+        raise TidemarkError("tidemark ingest: --table NS.TABLE is required to land a file")
+    TableName.parse(args.table)
+    settings = current_settings()
+    results: list[Any] = []
+    try:
+        for source in args.source:
+            for location in expand(source, settings.catalog.properties):  # each file of a glob: its own landing
+                bar = Bar(f"landing {location}")
+
+                def say(message: str, bar: Bar = bar) -> None:
+                    bar.close()  # end the bar's line before a progress line
+                    progress(message)
+
+                try:
+                    results.append(
+                        land(
+                            settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
+                            strict=args.strict, progress=say, advance=bar,
+                        )
+                    )
+                except GateFailedError as exc:
+                    bar.close()
+                    # The error is one line; the failing rows it names are shown above it.
+                    for o in (exc.result.failures() if exc.result else []):
+                        for row in o.rows[:3]:
+                            print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {row}", file=sys.stderr)
+                    raise
+                finally:
+                    bar.close()
+    finally:
+        # Files landed before a failure stay landed: say so, then the error follows.
+        _print_landings(args, results)
+    return 0
+
+
+def _print_landings(args: argparse.Namespace, results: list[Any]) -> None:
+    if args.output == "json" and results:
+        # A list whenever the command names several files (a glob, several SOURCEs), whatever landed.
+        several = len(args.source) > 1 or any(set("*?[") & set(src) for src in args.source)
+        emit_json([r.to_json() for r in results] if several else results[0].to_json())
+    for result in results:
+        if args.output == "text":
+            print(_landing_text(result))
+        for w in result.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+
+
+def _landing_text(result: Any) -> str:
+    if result.skipped:
+        return f"{result.source} is already in {result.table} (snapshot {result.snapshot_id}); nothing landed (--force lands it again)"
+    gate = f", gate {result.gate.suite} passed ({len(result.gate.outcomes)} expectations)" if result.gate else ", no gate"
+    text = f"landed {result.rows:,} rows into {result.table}: snapshot {result.snapshot_id}, run {result.run_id}{gate}"
+    return text + (f"\n  validation report: {result.data_docs}" if result.data_docs else "")
+
+
+def _cmd_quarantine(args: argparse.Namespace, action: str, rest: list[str]) -> int:
+    from ingest import quarantine
+
+    settings = current_settings()
+    if action == "list":
+        if len(rest) > 1:
+            raise TidemarkError("usage: tidemark ingest quarantine list [NS.TABLE]")
+        items = quarantine.list_quarantined(settings, (rest[0] if rest else None) or args.table)
+        if args.output == "json":
+            emit_json([q.to_json() for q in items])
+        else:
+            rows = [
+                {
+                    "table": q.table, "branch": q.branch, "rows": q.rows, "source": q.source,
+                    "failed": ", ".join(f"{f.get('expectation')}{'(' + f['column'] + ')' if f.get('column') else ''}" for f in q.failures),
+                    "at": q.created_at,
+                }
+                for q in items
+            ]
+            print(table(rows, ["table", "branch", "rows", "source", "failed", "at"], max_width=70))
+        return 0
+    if len(rest) != 2:
+        raise TidemarkError(f"usage: tidemark ingest quarantine {action} NS.TABLE BRANCH (see `tidemark ingest quarantine list`)")
+    if action == "show":
+        q = quarantine.show(settings, rest[0], rest[1])
+        if args.output == "json":
+            emit_json(q.to_json())
+        else:
+            _print_quarantined(q)
+        return 0
+    q = quarantine.drop(settings, rest[0], rest[1])
+    if args.output == "json":
+        emit_json({"dropped": q.branch, "table": q.table})
+    else:
+        print(f"dropped {q.branch} of {q.table}")
+    return 0
+
+
+def _print_quarantined(q: Any) -> None:
+    print(f"{q.table} branch {q.branch}: snapshot {q.snapshot_id}, {q.rows} rows, at {q.created_at}")
+    print(f"  source  {q.source}")
+    print(f"  sha256  {q.sha256}")
+    print(f"  run     {q.run_id}")
+    print(f"  suite   {q.suite}")
+    for f in q.failures:
+        count = f" {f['unexpected_count']} rows" if f.get("unexpected_count") is not None else ""
+        col = f" on {f['column']}" if f.get("column") else ""
+        print(f"  failed  {f.get('expectation')}{col}:{count} e.g. {f.get('sample', [])[:3]}")
+    if q.data_docs:
+        print(f"  report  {q.data_docs}")
+    for r in q.sample_rows:
+        print(f"  row     {r}")

@@ -1,0 +1,254 @@
+"""`tidemark models ...`: the model registry, its aliases, renewal and drift."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lakehouse.exceptions import TidemarkError
+from tidemark.commands.arguments import Subcommands, add_command, add_group, current_settings, snapshot_ids
+from tidemark.output import emit_json, metrics_text, pins_text, progress, table
+
+
+def register(sub: Subcommands) -> None:
+    models = add_group(sub, "models", "the model registry")
+    sp = add_command(models, "list", cmd_models_list, "list registered model versions")
+    sp.add_argument("name", nargs="?", help="only this model")
+    sp = add_command(models, "show", cmd_models_show, "show one model version")
+    sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
+    sp = add_command(models, "promote", cmd_models_promote, "point an alias (e.g. production) at a model version")
+    sp.add_argument("name")
+    sp.add_argument("version", type=int)
+    sp.add_argument("--alias", required=True)
+    sp.add_argument("--reason", help="why; recorded in the alias history")
+    sp.add_argument("--force", action="store_true", help="promote although the gate refuses (needs --reason)")
+    sp = add_command(models, "archive", cmd_models_archive, "archive a version and release its snapshot pins")
+    sp.add_argument("name")
+    sp.add_argument("version", type=int)
+    sp.add_argument("--reason", help="why; recorded in the alias history")
+    sp = add_command(models, "status", cmd_models_status, "alias holders, last drift check, candidates, last automatic decision")
+    sp.add_argument("name")
+    sp = add_command(
+        models, "renew", cmd_models_renew,
+        "train a candidate on new snapshots, compare with the alias holder on one holdout, promote if better",
+        parameters={"snapshots": "--snapshot"},
+    )
+    sp.add_argument("ref", help="NAME@ALIAS, e.g. wine@production")
+    sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="new snapshot of an input (default: current main)")
+    sp = add_command(models, "history", cmd_models_history, "which version held which alias, from when to when")
+    sp.add_argument("name")
+    sp.add_argument("--alias", help="only this alias")
+    sp.add_argument("--at", metavar="TIME", help="with --alias: the version that held it at TIME and the snapshots that trained it")
+
+    sp = add_command(
+        models, "drift", cmd_models_drift, "drift of a model's input data: per feature, over time (or check now with --check)",
+        parameters={"snapshots": "--snapshot"},
+    )
+    sp.add_argument("ref", metavar="NAME[@ALIAS]", help="NAME, NAME@ALIAS or NAME:VERSION")
+    sp.add_argument("--check", action="store_true", help="compare each input table's current snapshot with the one the version was trained on, now")
+    sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="with --check: compare this snapshot instead of the current one (repeatable)")
+    sp.add_argument("--plot", metavar="FILE.svg", help="write an SVG of each feature's PSI across the checked snapshots, with the threshold")
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+
+    versions = Registry(current_settings()).versions(args.name)
+    if args.output == "json":
+        emit_json([v.to_json() for v in versions])
+    else:
+        rows = [
+            {
+                "model": v.model,
+                "version": v.version,
+                "aliases": ",".join(v.aliases) or ("(archived)" if v.archived else ""),
+                "metrics": metrics_text(v.metrics),
+                "inputs": pins_text(v.inputs),
+                "created": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            for v in versions
+        ]
+        print(table(rows, ["model", "version", "aliases", "metrics", "inputs", "created"], max_width=80))
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+
+    mv = Registry(current_settings()).resolve(args.ref)
+    if args.output == "json":
+        emit_json(mv.to_json())
+    else:
+        data = mv.to_json()
+        env = data.pop("environment") or {}
+        for k, v in data.items():
+            print(f"{k:15} {v}")
+        print(f"{'environment':15} python {env.get('python')}, {len(env.get('packages') or {})} packages (--output json lists them)")
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    from models.promotion import promote
+
+    move = promote(current_settings(), args.name, args.version, args.alias, reason=args.reason, force=args.force)
+    if args.output == "json":
+        emit_json(move)
+    else:
+        before = f" (was version {move['previous_version']})" if move["previous_version"] else ""
+        print(f"{args.name}@{args.alias} -> version {args.version}{before}")
+        if move.get("forced"):
+            print(f"  forced, reason recorded: {args.reason}; overridden: {move['overridden']}")
+        for note in move["checks"]["notes"]:
+            print(f"  {note}")
+    return 0
+
+
+def cmd_models_archive(args: argparse.Namespace) -> int:
+    from models.pinning import archive
+
+    record = archive(current_settings(), args.name, args.version, reason=args.reason)
+    if args.output == "json":
+        emit_json(record)
+    elif record.get("already"):
+        print(f"{args.name}:{args.version} was already archived")
+    else:
+        released = ", ".join(record["released"]) or "none"
+        print(f"archived {args.name}:{args.version}; released pins: {released} (snapshot expiry may now remove that data)")
+    return 0
+
+
+def cmd_models_history(args: argparse.Namespace) -> int:
+    from models import history
+    from models.retrain import parse_time
+
+    settings = current_settings()
+    if args.at:
+        if not args.alias:
+            raise TidemarkError("--at needs --alias, e.g. --alias production")
+        rows = history.holder_at(settings, args.name, args.alias, parse_time(args.at))
+        if args.output == "json":
+            emit_json(rows)
+        elif not rows:
+            print(f"no version of {args.name} held {args.alias} at {args.at}")
+        else:
+            r = rows[0]
+            print(f"{args.name}@{args.alias} at {args.at}: version {r['version']} (from {r['valid_from']} until {r['valid_to'] or 'now'}), run {r['run_id']}")
+            for r in rows:
+                print(f"  trained on {r['input_table']} at snapshot {r['snapshot_id']} ({r['rows']} rows)")
+        return 0
+    rows = history.history(settings, args.name, args.alias)
+    if args.output == "json":
+        emit_json(rows)
+    else:
+        shown = [{**r, "valid_to": r["valid_to"] or "(now)", "forced": "forced" if r["forced"] else ""} for r in rows]
+        print(table(shown, ["alias", "version", "valid_from", "valid_to", "reason", "forced"], max_width=60))
+    return 0
+
+
+def cmd_models_renew(args: argparse.Namespace) -> int:
+    from models.renewal import renew
+
+    d = renew(current_settings(), args.ref, snapshots=snapshot_ids(args.snapshot), trigger="manual", progress=progress)
+    if args.output == "json":
+        emit_json(d.to_json())
+    else:
+        verdict = f"promoted to {d.alias}" if d.promoted else "kept as a candidate"
+        print(f"{d.model}:{d.candidate_version} {verdict} (holder was version {d.holder_version}): {d.reason}")
+    return 0
+
+
+def cmd_models_status(args: argparse.Namespace) -> int:
+    from models.status import status
+
+    st = status(current_settings(), args.name)
+    if args.output == "json":
+        emit_json(st)
+        return 0
+    print(f"model {st['model']} (latest version {st['latest_version']})")
+    for alias, version in st["aliases"].items() or [("(none)", "-")]:
+        print(f"  {alias:12} version {version}")
+    drift = st["last_drift_check"]
+    if drift is None:
+        print("  last drift check: never")
+    else:
+        found = "; ".join(f"{t['table']}: {', '.join(t['drifted_features']) or 'no drift'}" for t in drift["tables"]) or "no tables"
+        print(f"  last drift check: {drift['time']} (run {drift['run_id']}): {'DRIFT' if drift['drifted'] else 'no drift'} — {found}")
+    if st["candidates"]:
+        for c in st["candidates"]:
+            print(f"  candidate version {c['version']} ({c['created_at']}): {metrics_text(c['metrics'])}")
+    else:
+        print("  candidates: none")
+    d = st["last_decision"]
+    if d is None:
+        print("  last automatic decision: none")
+    else:
+        verdict = "promoted" if d.get("promoted") else "not promoted"
+        print(f"  last automatic decision: {d['time']}: version {d.get('candidate_version')} {verdict} to {d.get('alias')}: {d.get('reason')}")
+    return 0
+
+
+def cmd_models_drift(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from models import drift
+
+    settings = current_settings()
+    if args.snapshot and not args.check:
+        raise TidemarkError("--snapshot chooses what a new check compares; add --check")
+    if args.plot and not args.plot.lower().endswith(".svg"):
+        raise TidemarkError(f"--plot {args.plot}: the chart is written as SVG; name the file FILE.svg")
+    if args.check:
+        check = drift.check_model(settings, args.ref, snapshot_ids(args.snapshot))
+        if args.output == "json":
+            emit_json(check.to_json())
+        else:
+            _print_check(check)
+    rows = drift.history(settings, args.ref) if (args.plot or not args.check) else []
+    if args.plot:
+        from models.drift_plot import write_svg
+        from models.registry import ModelRef
+
+        name = ModelRef.parse(args.ref).name
+        path = write_svg(rows, Path(args.plot), drift.thresholds_for(settings, name).psi, args.ref)
+        progress(f"wrote {path}")
+    if args.check:
+        return 0
+    if args.output == "json":
+        emit_json(rows)
+    else:
+        shown = [
+            {
+                "checked": r["event_time"].strftime("%Y-%m-%d %H:%M:%S"), "version": r["version"], "table": r["table_name"],
+                "snapshot": r["current_snapshot_id"], "column": r["column_name"], "psi": _num(r["psi"]), "ks": _num(r["ks_statistic"]),
+                "cat_shift": _num(r["category_shift"]), "drifted": "DRIFTED" if r["drifted"] else "",
+            }
+            for r in rows
+        ]
+        if not shown:
+            print(f"no drift checks of {args.ref} stored yet; run `tidemark models drift {args.ref} --check`")
+        else:
+            print(table(shown, ["checked", "version", "table", "snapshot", "column", "psi", "ks", "cat_shift", "drifted"]))
+    return 0
+
+
+def _print_check(check: Any) -> None:
+    verdict = "DRIFTED" if check.drifted else "no drift"
+    print(f"{check.model}:{check.version}{'@' + check.alias if check.alias else ''} drift check (run {check.run_id}): {verdict}")
+    for t in check.tables:
+        change = f"{t.row_count_change:+.0%}" if t.row_count_change is not None else "n/a"
+        print(f"  {t.table}: snapshot {t.baseline_snapshot_id} (trained on) -> {t.current_snapshot_id}, rows {t.rows_baseline} -> {t.rows_current} ({change})")
+        for reason in t.reasons:
+            print(f"    drift: {reason}")
+        rows = [
+            {
+                "column": f.column, "kind": f.kind, "psi": _num(f.psi), "ks": _num(f.ks_statistic), "ks_p": _num(f.ks_pvalue, "{:.2g}"),
+                "cat_shift": _num(f.category_shift), "missing": f"{f.missing_rate_baseline or 0:.1%} -> {f.missing_rate_current or 0:.1%}",
+                "drifted": "DRIFTED" if f.drifted else "",
+            }
+            for f in t.features
+        ]
+        print(table(rows, ["column", "kind", "psi", "ks", "ks_p", "cat_shift", "missing", "drifted"]))
+
+
+def _num(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "" if value is None else fmt.format(value)
