@@ -70,3 +70,7 @@ class InvalidTimeError(TidemarkError, ValueError):
     Also a `ValueError`: code reading times out of data (an event's `eventTime`) treats it as any
     other malformed value.
     """
+
+
+class SparkUnavailableError(TidemarkError):
+    """Spark cannot start here: pyspark, Java or a jar it needs is missing, or the catalog cannot be shared with it."""
