@@ -3,12 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := local-broker,s3,airflow,dev
+EXTRAS := local-broker,s3,airflow,celery,spark,dev
+# Debian packages the project needs beside .venv, installed by `make sysdeps` (apt, as root or via sudo;
+# only those `dpkg -s` does not already call installed). Spark: Java 17, jarjar (relocates Jackson
+# for the Iceberg runtime), the JDBC drivers of the SQLite and PostgreSQL catalogs. Pictures and
+# browser tests: graphviz (`dot` lays out `tidemark lineage graph` and the Airflow plugin's graphs, with
+# DejaVu fonts), chromium (the browser tests drive it headless).
+SYSDEPS := openjdk-17-jre-headless libjarjar-java libxerial-sqlite-jdbc-java libpostgresql-jdbc-java \
+	graphviz fonts-dejavu-core chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# pyspark's Jackson relocated for Spark's Iceberg runtime (see infra/spark/relocate_jackson.py).
+SPARK_JAR := $(VENV)/share/tidemark/spark/iceberg-shaded-jackson-2.15.2.jar
 # Two worker processes, each taking whole test files (their fixtures: a broker, an Airflow
 # database): 11 minutes instead of 16 on 2 cores. `make test PYTEST_ARGS=` runs in one process.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: demo test bench venv lock clean down airflow sysdeps
+.PHONY: demo test bench venv lock clean down airflow sysdeps spark
 
 venv: $(STAMP)
 
@@ -18,33 +28,43 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+sysdeps:
+	@missing="$$(for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -q -o DPkg::Lock::Timeout=600 && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+			-o DPkg::Lock::Timeout=600 $$missing; \
+	fi
+
+# Spark with Iceberg, offline: `.[spark]` (in EXTRAS), the Debian packages, and the relocated Jackson jar.
+spark: sysdeps $(SPARK_JAR)
+
+# Order-only on the venv: built when missing (a new .venv has none), never rebuilt on every install.
+$(SPARK_JAR): | $(STAMP) sysdeps
+	$(BIN)/python infra/spark/relocate_jackson.py $@
+
 demo: $(STAMP)
 	$(BIN)/tidemark demo
 
-test: $(STAMP) sysdeps
+test: $(STAMP) spark sysdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-# Debian packages the tests and pictures need: chromium (the browser tests drive it headless) and
-# graphviz (`dot` lays out the lineage graphs of `tidemark lineage graph` and the Airflow plugin).
-# Idempotent: installs only what `dpkg -s` says is missing. Elsewhere than Debian it says what to install.
-SYSDEPS := chromium graphviz fonts-dejavu-core
-sysdeps:
-	@if ! command -v dpkg >/dev/null 2>&1; then echo "not a Debian system: install $(SYSDEPS) (or your system's equivalents) yourself"; exit 0; fi; \
-	missing=$$(for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:" $$missing; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)
 
 # Airflow 3 with Tidemark's DAGs and plugin (/tidemark): AIRFLOW_HOME under TIDEMARK_HOME, dags/, examples off; prints URL and login.
+# EXECUTOR=celery: scheduler, API server, DAG processor, triggerer and two Celery workers, supervised by
+# tidemark/airflow_stack.py (Redis at AIRFLOW__CELERY__BROKER_URL, default 127.0.0.1:6379; metadata in
+# AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, a PostgreSQL database: SQLite cannot serve Celery workers).
+EXECUTOR ?= local
 airflow: $(STAMP) sysdeps
 	$(BIN)/tidemark up
+ifeq ($(EXECUTOR),celery)
+	$(BIN)/python -m tidemark.airflow_stack
+else
 	$(BIN)/tidemark airflow standalone
+endif
 
 down: $(STAMP)
 	$(BIN)/tidemark down

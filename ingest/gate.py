@@ -94,16 +94,20 @@ def suite_for(settings: Settings, table: TableName, suite_file: str | None = Non
     path = Path(suite_file) if suite_file else suite_path(settings, table)
     if path is None:
         if strict:
-            raise SuiteError(f"no validation suite for {table}; add {table}.yaml to the suites folder or pass --suite FILE (refused because of --strict)")
+            raise SuiteError(
+                f"no validation suite for {table}; add {table}.yaml to the suites folder or pass suite_file (refused because strict is set)",
+                parameter="suite_file",
+            )
         return None
-    return load_suite(path)
+    return load_suite(path, parameter="suite_file" if suite_file else "path")
 
 
-def load_suite(path: Path) -> Suite:
+def load_suite(path: Path, *, parameter: str = "path") -> Suite:
+    """The suite in `path` (YAML, or a Python file); errors name `parameter`, the caller's name for it."""
     import yaml
 
     if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist; check --suite")
+        raise SuiteError(f"suite file {path} does not exist; check {parameter}", parameter=parameter)
     if path.suffix == ".py":
         data = _python_suite(path)
     else:

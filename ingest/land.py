@@ -133,7 +133,7 @@ def land(
     if not force and catalog.table_exists(name.identifier):
         already = landed_snapshot(load_table(catalog, name), src.sha256)
         if already is not None:
-            progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (--force lands it again)")
+            progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (force lands it again)")
             result.skipped = True
             result.snapshot_id = already
             return result

@@ -112,12 +112,12 @@ def expand(location: str, catalog_properties: Mapping[str, str] | None = None) -
 def detect_format(location: str, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in set(FORMATS.values()):
-            raise SourceError(f"--format {fmt} is not supported; use csv, parquet or jsonl")
+            raise SourceError(f"fmt {fmt} is not supported; use csv, parquet or jsonl", parameter="fmt")
         return fmt
     suffix = Path(location.split("?", 1)[0]).suffix.lower()
     found = FORMATS.get(suffix)
     if found is None:
-        raise SourceError(f"{location}: cannot tell the format from the extension; pass --format csv|parquet|jsonl")
+        raise SourceError(f"{location}: cannot tell the format from the extension; pass fmt: csv, parquet or jsonl", parameter="fmt")
     return found
 
 

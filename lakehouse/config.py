@@ -107,6 +107,20 @@ class DriftSettings:
 
 
 @dataclass(frozen=True)
+class SparkSettings:
+    """The `spark` section: how `lakehouse.spark` builds a SparkSession over the same catalog.
+
+    `jars`: more jars for Spark's classpath (e.g. the AWS SDK bundle an `s3://` warehouse needs);
+    `conf`: any Spark setting, passed through unchanged (`spark.driver.memory: 4g`).
+    """
+
+    master: str = "local[2]"
+    app_name: str = "tidemark"
+    jars: tuple[str, ...] = ()
+    conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     catalog: CatalogSettings
@@ -116,6 +130,7 @@ class Settings:
     config_file: Path | None = None
     models: ModelsSettings = field(default_factory=ModelsSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
 
     @property
     def warehouse(self) -> str:
@@ -226,6 +241,7 @@ _KNOWN = {
     "ingest": {"suites_dir"},
     "models": {"promotion_threshold"},
     "drift": {*DRIFT_KEYS, "models"},
+    "spark": {"master", "app_name", "jars", "conf"},
     "home": None,
 }
 
@@ -260,6 +276,33 @@ def _drift(raw: Mapping[str, Any]) -> DriftSettings:
             raise ConfigError(f"drift.models.{name} must set only {', '.join(DRIFT_KEYS)}")
         models[str(name)] = replace(defaults, **{k: _as_float(f"drift.models.{name}", k, v) for k, v in keys.items()})
     return DriftSettings(defaults=defaults, models=MappingProxyType(models))
+
+
+def _spark(raw: Mapping[str, Any]) -> SparkSettings:
+    """The `spark` section. `jars` is a list or comma-separated text (from the environment); nested
+    `conf` keys join with dots, so TIDEMARK__SPARK__CONF__SPARK__DRIVER__MEMORY=4g sets spark.driver.memory."""
+    jars = raw.get("jars") or ()
+    if isinstance(jars, str):
+        jars = [j for j in (part.strip() for part in jars.split(",")) if j]
+    if not isinstance(jars, (list, tuple)):
+        raise ConfigError("spark.jars must be a list of jar paths (or comma-separated text)")
+    conf = raw.get("conf") or {}
+    if not isinstance(conf, Mapping):
+        raise ConfigError("spark.conf must be a mapping of Spark settings, e.g. spark: {conf: {spark.driver.memory: 4g}}")
+
+    def flat(node: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            out.update(flat(value, f"{name}.") if isinstance(value, Mapping) else {name: str(value)})
+        return out
+
+    return SparkSettings(
+        master=str(raw.get("master", SparkSettings.master)),
+        app_name=str(raw.get("app_name", SparkSettings.app_name)),
+        jars=tuple(str(Path(str(j)).expanduser()) for j in jars),
+        conf=MappingProxyType(flat(conf)),
+    )
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -323,6 +366,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
     return Settings(
         drift=_drift(raw.get("drift") or {}),
+        spark=_spark(raw.get("spark") or {}),
         home=home,
         catalog=CatalogSettings(name=name, properties=MappingProxyType(props)),
         kafka=kafka,

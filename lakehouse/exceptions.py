@@ -62,3 +62,15 @@ class QueryError(TidemarkError):
 
 class BranchError(TidemarkError):
     """A branch is missing, or its snapshot could not be published to main; main is unchanged."""
+
+
+class InvalidTimeError(TidemarkError, ValueError):
+    """A time that is not ISO 8601 with a time zone (see `lakehouse.times.parse_time`).
+
+    Also a `ValueError`: code reading times out of data (an event's `eventTime`) treats it as any
+    other malformed value.
+    """
+
+
+class SparkUnavailableError(TidemarkError):
+    """Spark cannot start here: pyspark, Java or a jar it needs is missing, or the catalog cannot be shared with it."""

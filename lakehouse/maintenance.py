@@ -44,11 +44,14 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def parse_age(text: str) -> timedelta:
-    """`90s`, `30m`, `6h`, `3d` -> a timedelta (the CLI's --older-than)."""
+def parse_age(text: str, *, parameter: str = "older_than") -> timedelta:
+    """`90s`, `30m`, `6h`, `3d` -> a timedelta (for `remove_orphan_files(older_than=...)`); an
+    error names `parameter`."""
     match = _DURATION.match(text.strip().lower())
     if not match:
-        raise TidemarkError(f"--older-than {text!r} is not a duration; use a number and a unit, e.g. 90s, 30m, 6h or 3d")
+        raise TidemarkError(
+            f"{parameter} {text!r} is not a duration; use a number and a unit, e.g. 90s, 30m, 6h or 3d", parameter=parameter
+        )
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 

@@ -123,7 +123,8 @@ def snapshot_sql(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -
     return _view_body(con, table, snapshot_id)
 
 
-def _quote_ident(name: str) -> str:
+def quote_ident(name: str) -> str:
+    """`name` as a DuckDB identifier, whatever it holds (double quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -164,14 +165,14 @@ def attach_tables(
     wanted = set(only) if only is not None else None
     names = list(namespaces) if namespaces is not None else [ns[0] for ns in catalog.list_namespaces()]
     for ns in names:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(ns)}")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ns)}")
         for ident in catalog.list_tables(ns):
             name = ident[-1]
             if wanted is not None and f"{ns}.{name}" not in wanted:
                 continue
             table = catalog.load_table(ident)
             # A view body cannot take bound parameters; the location comes from the catalog, quoted here.
-            target = f"{_quote_ident(ns)}.{_quote_ident(name)}"
+            target = f"{quote_ident(ns)}.{quote_ident(name)}"
             snap = table.current_snapshot() if as_of_ms is None else _snapshot_as_of(table, f"{ns}.{name}", as_of_ms)
             body = _view_body(con, table, snap.snapshot_id) if snap is not None else ""
             if not body:

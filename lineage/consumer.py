@@ -524,7 +524,8 @@ def _consume_partitions(
         if missing:
             raise ConsumerError(
                 f"partition(s) {', '.join(map(str, missing))} of topic {settings.kafka.topic!r} do not exist "
-                f"(it has {len(available)}: 0..{len(available) - 1}); fix --partitions"
+                f"(it has {len(available)}: 0..{len(available) - 1}); fix partitions",
+                parameter="partitions",
             )
         # Where the Iceberg tables say we are; Kafka's committed offsets only if they record nothing.
         start = writer.start_offsets()

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from lakehouse.exceptions import InvalidTimeError
+from lakehouse.times import parse_time
 from lineage import store
 
 if TYPE_CHECKING:
@@ -47,8 +49,8 @@ def _check(event: Any) -> tuple[str | None, datetime | None]:
             and (outputs is None or (type(outputs) is list and all([type(d) is dict for d in outputs])))
         ):
             try:
-                return None, store.parse_time(when)
-            except ValueError:
+                return None, parse_time(when, parameter="eventTime")
+            except InvalidTimeError:
                 pass
     return _explain(event), None
 
@@ -67,9 +69,9 @@ def _explain(event: Any) -> str:
     if not isinstance(event["eventTime"], str):
         return "eventTime is not a string"
     try:
-        store.parse_time(event["eventTime"])
-    except ValueError:
-        return f"eventTime {event['eventTime']!r} is not an ISO-8601 time"
+        parse_time(event["eventTime"], parameter="eventTime")
+    except InvalidTimeError as exc:
+        return str(exc)
     for key in ("inputs", "outputs"):
         value = event.get(key)
         if value is not None and (not isinstance(value, list) or not all(isinstance(d, dict) for d in value)):

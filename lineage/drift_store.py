@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
 from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table
+from lakehouse.times import parse_time
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -71,8 +72,6 @@ def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
     """`lineage.drift` rows carried by a COMPLETE event's inputs with a `tidemark_drift` facet."""
     if event.get("eventType") != "COMPLETE":
         return []
-    from lineage.store import parse_time
-
     rows = []
     for ds in event.get("inputs") or []:
         facet = (ds.get("inputFacets") or {}).get(DRIFT_FACET)
@@ -80,7 +79,7 @@ def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         try:
             base = {
-                "event_time": parse_time(str(event["eventTime"])),
+                "event_time": parse_time(str(event["eventTime"]), parameter="eventTime"),
                 "model": str(facet["model"]),
                 "version": int(facet["version"]) if facet.get("version") is not None else None,
                 "alias": facet.get("alias"),

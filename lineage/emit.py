@@ -40,7 +40,9 @@ def emit_file(settings: Settings, path: Path, strict: bool = False) -> EmitRepor
             else:
                 events.append(event)
     if strict and report.rejected:
-        raise EmitError(f"{report.rejected[0]}; nothing sent ({len(report.rejected)} bad lines; drop --strict to skip them)")
+        raise EmitError(
+            f"{report.rejected[0]}; nothing sent ({len(report.rejected)} bad lines; without strict they are skipped)", parameter="strict"
+        )
     transport = OutboxTransport(settings)
     try:
         for event in events:

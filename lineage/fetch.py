@@ -4,7 +4,7 @@ kafka-python decodes each record in Python (~45 µs, more than the whole budget 
 events/s target); librdkafka fetches and decodes in C threads, ~3 µs a record here. The producer
 side stays on kafka-python. Group membership (the consumer as a service on a real Kafka cluster)
 also stays on kafka-python, in `lineage.consumer`; this module serves the assignments that need no
-group coordinator: every partition, or the ones given with `--partitions`.
+group coordinator: every partition, or the ones it is given.
 """
 
 from __future__ import annotations

@@ -20,7 +20,11 @@ from lakehouse.sql import query
 from lineage.exceptions import NotFoundError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import duckdb
+
+    from lakehouse.config import Settings
 
 Direction = Literal["upstream", "downstream"]
 _TABLE = re.compile(r"^(?P<table>[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)(?:@(?P<version>\S+))?$")
@@ -85,8 +89,9 @@ def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
     return f"SELECT DISTINCT run_id FROM e WHERE direction = '{side}' AND {where}", params
 
 
-def connect_for_walk(settings: Any, as_of: Any = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection holding just what a walk reads: `run_datasets`, without extensions."""
+def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding just what a walk reads: `run_datasets`, without extensions;
+    as the store stood at `as_of` (see `lineage.query.connect`)."""
     from lineage.query import connect
 
     ns = settings.lineage.namespace
@@ -96,7 +101,7 @@ def connect_for_walk(settings: Any, as_of: Any = None) -> duckdb.DuckDBPyConnect
 def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth: int, ns: str = "lineage") -> list[dict[str, Any]]:
     """Every dataset edge of every run within `depth` runs of `node`, nearest first."""
     if depth < 1:
-        raise NotFoundError(f"--depth must be at least 1, got {depth}")
+        raise NotFoundError(f"depth must be at least 1, got {depth}", parameter="depth")
     seed_sql, params = _seed(node, direction)
     # Upstream: from a run's inputs to the runs that output them. Downstream: outputs to readers.
     here, there = ("input", "output") if direction == "upstream" else ("output", "input")

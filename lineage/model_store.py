@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
 from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table, with_commit_retry
+from lakehouse.times import parse_time
 from lineage import events as ev
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def version_row_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "metrics": _dumps(facet.get("metrics") or {}),
                     "inputs": _dumps(facet.get("inputs") or []),
                     "parameters": _dumps(facet.get("parameters") or {}),
-                    "created_at": _parse_time(facet.get("createdAt") or event["eventTime"]),
+                    "created_at": parse_time(str(facet.get("createdAt") or event["eventTime"]), parameter="createdAt"),
                     "code": _dumps(facet.get("code")),
                     "environment": _dumps(facet.get("environment")),
                     "primary_metric": facet.get("primaryMetric"),
@@ -197,7 +198,7 @@ def alias_rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
             prev = facet.get("previousVersion")
             rows.append(
                 {
-                    "event_time": _parse_time(event["eventTime"]),
+                    "event_time": parse_time(str(event["eventTime"]), parameter="eventTime"),
                     "model": str(ds["name"]),
                     "alias": str(facet.get("alias") or ""),
                     "version": int(ev.dataset_version(ds) or 0) or None,
@@ -212,12 +213,6 @@ def alias_rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         except (KeyError, TypeError, ValueError):
             continue
     return rows
-
-
-def _parse_time(value: str) -> datetime:
-    from lineage.store import parse_time
-
-    return parse_time(str(value))
 
 
 # -- the consumer's upsert ------------------------------------------------------------------------

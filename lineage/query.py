@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from lakehouse import sql
+from lakehouse import sql, times
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lineage import store
@@ -17,31 +17,23 @@ if TYPE_CHECKING:
 
 
 def connect(
-    settings: Settings, as_of: datetime | None = None, only: Iterable[str] | None = None, iceberg: bool = True
+    settings: Settings, as_of: str | datetime | None = None, only: Iterable[str] | None = None, iceberg: bool = True
 ) -> duckdb.DuckDBPyConnection:
     """DuckDB with the lineage tables (created if missing) and all other tables as views.
 
-    `as_of`: every view reads its table as it stood at that time (Iceberg time travel).
+    `as_of`: every view reads its table as it stood at that time (Iceberg time travel); ISO 8601
+    with a time zone or an aware datetime (`lakehouse.times.parse_time`).
     `only`: just these tables (`ns.table`); `iceberg=False`: skip loading the iceberg extension
     unless a table needs it — both make a one-question connection fast.
     """
+    when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     catalog = load_catalog(settings)
     store.ensure_tables(catalog, settings, missing_only=True)
     con = sql.connect(settings.catalog.properties, iceberg=iceberg)
-    sql.attach_tables(con, catalog, as_of_ms=int(as_of.timestamp() * 1000) if as_of else None, only=only)
+    sql.attach_tables(con, catalog, as_of_ms=int(when.timestamp() * 1000) if when else None, only=only)
     return con
 
 
-def run_sql(settings: Settings, text: str, params: Sequence[Any] | None = None, as_of: datetime | None = None) -> pa.Table:
+def run_sql(settings: Settings, text: str, params: Sequence[Any] | None = None, as_of: str | datetime | None = None) -> pa.Table:
+    """The answer to `text` (DuckDB SQL, `params` bound to its `?`s), with every table as of `as_of`."""
     return sql.query(connect(settings, as_of), text, params)
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 time from the command line; naive times are UTC."""
-    from lineage.exceptions import NotFoundError
-
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise NotFoundError(f"--as-of {text!r} is not an ISO-8601 time, e.g. 2026-11-26T18:00:00Z") from exc
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

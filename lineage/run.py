@@ -79,7 +79,7 @@ def run(
     """Emit START now, COMPLETE when the block ends, FAIL (with the error message facet) if it raises.
 
     Records the parameters, the code identity of `code` (a function or module: git commit, dirty
-    flag, source hash), the environment (Python and key package versions), and the parent run:
+    flag, source hash), the environment (Python and every installed distribution's version), and the parent run:
     `parent` if given (an OpenLineage parent facet), else the Airflow task when run under Airflow.
     """
     settings = settings or load_settings()
@@ -92,7 +92,7 @@ def run(
         "tidemark_environment", ev.facet(ctx.producer, f"{ev.TIDEMARK_FACETS}/EnvironmentRunFacet.json", **code_info.environment())
     )
     ctx.add_run_facet(
-        "tidemark_code", ev.facet(ctx.producer, f"{ev.TIDEMARK_FACETS}/CodeRunFacet.json", **code_info.code_identity(code))
+        "tidemark_code", ev.facet(ctx.producer, f"{ev.TIDEMARK_FACETS}/CodeRunFacet.json", **code_info.code_identity(code).facet_fields())
     )
     parent_facet = dict(parent) if parent else code_info.airflow_parent(ctx.producer)
     if parent_facet:

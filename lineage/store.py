@@ -11,6 +11,7 @@ import orjson
 
 from lakehouse.config import Settings
 from lakehouse.tables import NO_REBASE, TableName, ensure_table
+from lakehouse.times import parse_time
 from lineage import events as ev
 
 if TYPE_CHECKING:
@@ -152,14 +153,6 @@ def _field_types() -> dict[str, pa.DataType]:
     return {f.name: f.type for short in ROW_TABLES for f in arrow_schema(short)}
 
 
-def parse_time(value: str) -> datetime:
-    text = value.replace("Z", "+00:00")
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
 # Columns holding JSON text, kept as the bytes orjson writes until they become one Arrow array.
 JSON_COLUMNS = frozenset(("payload", "run_facets", "job_facets", "facets"))
 ROW_TABLES = (EVENTS, RUNS, JOBS, RUN_DATASETS)
@@ -240,7 +233,7 @@ class Columns:
         job_namespace, job_name = job.get("namespace"), job.get("name")
         values = (
             eid,
-            epoch_us(event_time or parse_time(str(event["eventTime"]))),
+            epoch_us(event_time or parse_time(str(event["eventTime"]), parameter="eventTime")),
             event.get("eventType"),
             str(run["runId"]),
             job_namespace,

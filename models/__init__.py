@@ -1,7 +1,7 @@
 """Models: reference training jobs, the model registry with aliases, and trace of a model version.
 
 Public surface: the modules in `__all__`, and in each of them every name that does not start with an
-underscore. `artifacts`, `fingerprint`, `identity` and `inputs` serve training and retraining;
+underscore. `artifacts`, `fingerprint` and `inputs` serve training and retraining;
 tests/test_architecture.py fails when another package imports them or an underscored name.
 """
 

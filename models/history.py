@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from lakehouse import times
 from lakehouse.config import Settings
 from lakehouse.sql import query
 from lineage import query as lineage_query
@@ -50,15 +51,19 @@ def _sql(text: str, settings: Settings) -> str:
     return text.replace("{ns}", f'"{settings.lineage.namespace}"')
 
 
-def history(settings: Settings, model: str, alias: str | None = None) -> list[dict[str, Any]]:
+def alias_tenures(settings: Settings, model: str, alias: str | None = None) -> list[dict[str, Any]]:
     """Every tenure of every alias of `model` (or of one alias), oldest first; valid_to None = holds it now."""
     Registry(settings).resolve(model)  # a clear error for an unknown model
     con = lineage_query.connect(settings)
     return query(con, _sql(HISTORY_SQL, settings), [model, alias, alias]).to_pylist()
 
 
-def holder_at(settings: Settings, model: str, alias: str, when: datetime) -> list[dict[str, Any]]:
-    """The version that held `model@alias` at `when`, one row per input table with its snapshot."""
+def holder_at(settings: Settings, model: str, alias: str, at: str | datetime) -> list[dict[str, Any]]:
+    """The version that held `model@alias` at time `at`, one row per input table with its snapshot.
+
+    `at`: ISO 8601 with a time zone, or an aware datetime (`lakehouse.times.parse_time`).
+    """
+    when = times.parse_time(at, parameter="at")
     con = lineage_query.connect(settings)
     t = when.isoformat()
     return query(con, _sql(AT_SQL, settings), [model, alias, t, t]).to_pylist()

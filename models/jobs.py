@@ -185,7 +185,7 @@ def resolve_job(
     """A reference job by name, or a user's job as `module:attr`.
 
     `attr` may be a `TrainingJob` (everything declared in code) or a plain training function, which
-    then needs `model` and `inputs` (the CLI's --model and --input). Either way the function is run,
+    then needs `model` and `inputs`. Either way the function is run,
     recorded and retrained exactly like a reference job.
     """
     if ":" not in spec:
@@ -197,8 +197,8 @@ def resolve_job(
         else:
             if not model or not inputs:
                 raise UnknownJobError(
-                    f"{spec} is a function: say which model it registers and which tables it reads, "
-                    "e.g. --model NAME --input raw.table"
+                    f"{spec} is a function: pass model (the name it registers) and inputs (the tables it reads)",
+                    parameter="inputs" if model else "model",
                 )
             job = TrainingJob(name=spec.replace(":", "."), model=model, inputs=tuple(inputs), entry_point=spec)
     overrides: dict[str, Any] = {}

@@ -146,14 +146,15 @@ def promote(
 ) -> dict[str, Any]:
     """Move `alias` to `version` if the gate allows it (or `force`, which needs a reason)."""
     if force and not (reason and reason.strip()):
-        raise PromotionRefusedError("--force needs --reason TEXT: the reason is recorded in the alias history")
+        raise PromotionRefusedError("force needs reason: a text recorded in the alias history", parameter="reason")
     registry = Registry(settings)
     mv = registry.get(model, version)
     report = check(settings, registry, mv, alias)
     if not report.ok and not force:
         raise PromotionRefusedError(
             f"refusing to promote {model}:{version} to {alias}: {'; '.join(report.problems)}. "
-            "Fix that, or override with --force --reason TEXT (the reason is recorded)"
+            "Fix that, or pass force with a reason (it is recorded)",
+            parameter="force",
         )
     overridden = "; ".join(report.problems) if report.problems else None
     move = registry.promote(

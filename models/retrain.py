@@ -18,18 +18,21 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import times
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
+from lineage.code import compare_code, compare_environment, environment
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, identity, pinning
+from models import artifacts, pinning
 from models import inputs as inputs_mod
 from models.exceptions import ReproduceError, SnapshotExpiredError, TableDroppedError, UnknownJobError
 from models.jobs import load_entry_point
 from models.registry import ModelVersion, Registry
+from models.train import recorded_identity
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -122,18 +125,6 @@ class RetrainReport:
         }
 
 
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 time (`2026-11-26T10:00:00Z`, a date, or epoch milliseconds); naive means UTC."""
-    t = text.strip()
-    try:
-        if t.isdigit():
-            return datetime.fromtimestamp(int(t) / 1000, tz=timezone.utc)
-        parsed = datetime.fromisoformat(t.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ReproduceError(f"--as-of {text!r} is not a time; write e.g. 2026-11-26T10:00:00Z") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def snapshot_at(table: Table, name: str, when: datetime) -> int:
     """The snapshot that was main's current at `when`, from the table's snapshot log."""
     ms = int(when.timestamp() * 1000)
@@ -191,13 +182,13 @@ def retrain(
     transport: Transport | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> RetrainReport:
-    """Retrain `ref` (NAME, NAME@ALIAS, NAME:VERSION) from its recorded snapshots (or those current `as_of`)."""
+    """Retrain `ref` (NAME, NAME@ALIAS, NAME:VERSION) from its recorded snapshots, or from the
+    snapshots that were main's at `as_of` (ISO 8601 with a time zone, or an aware datetime; see
+    `lakehouse.times.parse_time`)."""
+    when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
     mv = registry.resolve(ref)
-    when = parse_time(as_of) if isinstance(as_of, str) else as_of
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     if not mv.inputs:
         raise ReproduceError(f"{mv.model}:{mv.version} records no inputs; there is nothing to read back")
     chosen: dict[str, tuple[Table, int]] = {}
@@ -220,14 +211,14 @@ def retrain(
         commit = (mv.code or {}).get("git_commit")
         at = f" (it was trained from git commit {commit})" if commit else ""
         raise ReproduceError(f"cannot retrain {mv.model}:{mv.version}: {exc}{at}") from exc
-    env_same, env_diffs = identity.compare_environment(mv.environment, identity.environment())
+    env_same, env_diffs = compare_environment(mv.environment, environment())
     recorded = {i.table: i for i in mv.inputs}
     datasets = [inputs_mod.dataset(settings, n, t, sid) for n, (t, sid) in chosen.items()]
     job_name = f"retrain.{mv.job_name.removeprefix('train.') if mv.job_name else mv.model}"
     params = dict(mv.parameters)
     with lineage_run(job_name, inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
-        code_now = identity.code_identity(mv.entry_point, run.run_facets.get("tidemark_code"))
-        code_same, code_diffs = identity.compare_code(mv.code, code_now)
+        code_now, _ = recorded_identity(run, mv.entry_point)
+        code_same, code_diffs = compare_code(mv.code, code_now)
         run.add_run_facet(
             "tidemark_reproduces",
             ev.facet(

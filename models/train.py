@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
+from lineage.code import CodeIdentity, environment
+from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, identity, pinning
+from models import artifacts, pinning
 from models import inputs as inputs_mod
 from models.exceptions import TrainingInputError
 from models.jobs import TrainingJob, get_job
@@ -31,7 +33,7 @@ class TrainResult:
 
 
 def _coerce(value: str, like: Any) -> Any:
-    """A --param value as the type of the job's default."""
+    """A parameter's text value as the type of the job's default."""
     if isinstance(like, bool):
         return value.lower() in ("1", "true", "yes", "on")
     if isinstance(like, int):
@@ -46,7 +48,7 @@ def parse_params(job: TrainingJob, pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise TrainingInputError(f"--param {pair!r} must look like key=value")
+            raise TrainingInputError(f"pairs {pair!r} must look like key=value", parameter="pairs")
         if key not in job.params:
             # A parameter the job does not declare (a user's function job): a JSON value if it parses.
             try:
@@ -57,7 +59,7 @@ def parse_params(job: TrainingJob, pairs: list[str]) -> dict[str, Any]:
         try:
             params[key] = _coerce(value, job.params[key])
         except ValueError as exc:
-            raise TrainingInputError(f"--param {key}={value}: expected a {type(job.params[key]).__name__}") from exc
+            raise TrainingInputError(f"pairs {key}={value}: expected a {type(job.params[key]).__name__}", parameter="pairs") from exc
     return params
 
 
@@ -102,10 +104,8 @@ def train(
         tables[name] = table
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
-    env = identity.environment()
     with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
-        # The SDK recorded the code identity as the run's `tidemark_code` facet; the registry keeps the same.
-        code = identity.code_identity(job.entry_point, run.run_facets.get("tidemark_code"))
+        code, env = recorded_identity(run, job.entry_point)
         frames = {}
         recorded = []
         for name, sid in pinned.items():
@@ -132,7 +132,7 @@ def train(
             metrics=trained.metrics,
             inputs=recorded,
             parameters=params,
-            code=code,
+            code=code.record(),
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
@@ -144,6 +144,17 @@ def train(
         run.add_output(registry.model_dataset(mv, registration=True))
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
     return TrainResult(version=mv, card_uri=mv.card_uri)
+
+
+def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, dict[str, Any]]:
+    """The code identity and environment the SDK recorded in `run`'s facets, for the registry.
+
+    The same objects as the `tidemark_code` and `tidemark_environment` facets (git runs once per
+    run); the entry point is the one the registry loads the job by, in case the function was
+    re-exported from another module than the one defining it.
+    """
+    code = replace(CodeIdentity.read(run.run_facets["tidemark_code"]), entry_point=entry_point)
+    return code, environment()
 
 
 def train_on_snapshots(

@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,6 +185,34 @@ def shifted_wine(wine_csv: Path, shift: float, first_id: int = 1000, name: str |
     path = wine_csv.with_name(name or f"wine-shift-{shift}.csv")
     path.write_text("\n".join(out) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real local[2] Spark (a JVM: ~10 s to start) per test worker, shared by its tests; skips,
+    naming `make spark`, only where pyspark, Java or a jar is missing."""
+    from lakehouse import spark
+    from lakehouse.config import load_settings
+    from lakehouse.exceptions import SparkUnavailableError
+
+    settings = load_settings(environ={"TIDEMARK_HOME": str(tmp_path_factory.mktemp("spark-home"))})
+    try:
+        # Small tables: 2 shuffle partitions, not 200, keep each query's tasks few.
+        session = spark.session(settings, conf={"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "1g"})
+    except SparkUnavailableError as exc:
+        pytest.skip(str(exc))
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def spark(spark_session: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The worker's Spark, with a catalog name of this test's own in TIDEMARK__CATALOG__NAME (Spark keeps
+    a catalog once it has built it, so each test's catalog database needs its own name). Register it
+    with `lakehouse.spark.use_catalog(spark, load_settings())` once the test's settings are final."""
+    monkeypatch.setenv("TIDEMARK__CATALOG__NAME", f"tm_{uuid.uuid4().hex[:10]}")
+    return spark_session
 
 
 # -- the fault-injection table (tests/faults/report.py) -------------------------------------------

@@ -149,8 +149,9 @@ def test_bad_table_name_and_bad_suites(local: Any, wine_csv: Path, tmp_path: Pat
 def test_table_without_suite_lands_with_warning_or_is_refused_when_strict(local: Any, tmp_path: Path) -> None:
     f = tmp_path / "a.csv"
     f.write_text("id\n1\n")
-    with pytest.raises(SuiteError, match="--strict"):
+    with pytest.raises(SuiteError, match="pass suite_file \\(refused because strict is set\\)") as err:
         land(local, str(f), "raw.nosuite", strict=True, transport=InMemoryTransport())
+    assert err.value.parameter == "suite_file"
     result = land(local, str(f), "raw.nosuite", transport=InMemoryTransport())
     assert result.gate is None and "no validation suite for raw.nosuite" in result.warnings[0]
 

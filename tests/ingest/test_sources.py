@@ -54,10 +54,13 @@ def test_the_format_comes_from_the_extension_or_is_given(name: str, fmt: str | N
 
 
 def test_an_unknown_format_names_the_fix() -> None:
-    with pytest.raises(SourceError, match=r"a.txt: cannot tell the format from the extension; pass --format csv\|parquet\|jsonl"):
+    # The library names its parameter `fmt`; the CLI says --format (reword).
+    with pytest.raises(SourceError, match=r"a.txt: cannot tell the format from the extension; pass fmt: csv, parquet or jsonl") as err:
         sources.detect_format("a.txt", None)
-    with pytest.raises(SourceError, match="--format xml is not supported; use csv, parquet or jsonl"):
+    assert err.value.parameter == "fmt"
+    with pytest.raises(SourceError, match="fmt xml is not supported; use csv, parquet or jsonl") as err:
         sources.detect_format("a.csv", "xml")
+    assert err.value.parameter == "fmt"
 
 
 def test_missing_empty_and_non_regular_files_are_refused(tmp_path: Path) -> None:

@@ -111,7 +111,20 @@ def test_the_catalog_wide_sweeps_expire_and_remove_in_every_table_and_keep_tagge
 def test_remove_orphans_bad_age_is_one_line() -> None:
     proc = run_cli("maintenance", "remove-orphans", "raw.ticks", "--older-than", "soon", check=False)
     assert proc.returncode == 1
+    # The library names its parameter `older_than`; the CLI says it with the flag (reword).
     assert proc.stderr.strip().splitlines() == ["tidemark: error: --older-than 'soon' is not a duration; use a number and a unit, e.g. 90s, 30m, 6h or 3d"]
+
+
+def test_a_bad_age_names_the_parameter() -> None:
+    from lakehouse.exceptions import TidemarkError, reword
+    from lakehouse.maintenance import parse_age
+
+    assert parse_age("90s").total_seconds() == 90 and parse_age(" 1.5H ").total_seconds() == 5400
+    with pytest.raises(TidemarkError) as err:
+        parse_age("soon")
+    assert str(err.value) == "older_than 'soon' is not a duration; use a number and a unit, e.g. 90s, 30m, 6h or 3d"
+    assert err.value.parameter == "older_than"
+    assert reword(err.value, {"older_than": "--older-than"}).startswith("--older-than 'soon' is not a duration")
 
 
 WRITER = """

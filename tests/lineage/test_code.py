@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from lineage.code import code_identity, environment
+from lineage.code import CodeIdentity, canonicalize_name, code_identity, compare_code, compare_environment, environment
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -40,21 +40,21 @@ def test_code_identity_follows_commits_staged_edits_and_source_changes(tmp_path:
     module = _load(job)
 
     first = code_identity(module.fit)
-    assert (first["gitCommit"], first["gitDirty"]) == (_git(repo, "rev-parse", "HEAD"), False)
+    assert (first.git_commit, first.git_dirty) == (_git(repo, "rev-parse", "HEAD"), False)
     assert code_identity(module.fit) == first  # asked again: the same answer
 
     other.write_text("b\n")
     _git(repo, "add", "other.txt")  # a staged edit rewrites the index
-    assert code_identity(module.fit)["gitDirty"] is True
+    assert code_identity(module.fit).git_dirty is True
 
     _git(repo, "commit", "-qm", "two")  # a commit moves HEAD
     second = code_identity(module.fit)
-    assert (second["gitCommit"], second["gitDirty"]) == (_git(repo, "rev-parse", "HEAD"), False)
-    assert second["gitCommit"] != first["gitCommit"]
+    assert (second.git_commit, second.git_dirty) == (_git(repo, "rev-parse", "HEAD"), False)
+    assert second.git_commit != first.git_commit
 
     job.write_text("def fit():\n    return 2\n")  # the job's own source: a new hash, and dirty
     third = code_identity(module.fit)
-    assert third["sourceSha256"] != first["sourceSha256"] and third["gitDirty"] is True
+    assert third.source_sha256 != first.source_sha256 and third.git_dirty is True
 
 
 def test_code_identity_outside_a_repository_and_before_the_first_commit(tmp_path: Path) -> None:
@@ -62,16 +62,73 @@ def test_code_identity_outside_a_repository_and_before_the_first_commit(tmp_path
     plain.mkdir()
     (plain / "job.py").write_text("def fit():\n    return 1\n")
     ident = code_identity(_load(plain / "job.py").fit)
-    assert (ident["gitCommit"], ident["gitDirty"]) == (None, None) and len(ident["sourceSha256"]) == 64
+    assert (ident.git_commit, ident.git_dirty) == (None, None) and len(ident.source_sha256) == 64
 
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     _git(fresh, "init", "-q")
     (fresh / "job.py").write_text("def fit():\n    return 1\n")
-    assert code_identity(_load(fresh / "job.py").fit)["gitCommit"] is None
+    assert code_identity(_load(fresh / "job.py").fit).git_commit is None
 
 
 def test_environment_is_a_copy_callers_may_change() -> None:
     env = environment()
     env["packages"]["pyiceberg"] = "changed"
     assert environment()["packages"]["pyiceberg"] == "0.12.0"
+
+
+def test_environment_lists_what_importlib_metadata_finds() -> None:
+    """The folder-name scan gives every distribution importlib.metadata knows, with the same version."""
+    from importlib.metadata import distributions
+
+    expected: dict[str, str] = {}
+    for dist in distributions():
+        expected.setdefault(canonicalize_name(dist.metadata["Name"]), dist.version)
+    env = environment()
+    assert env["packages"] == dict(sorted(expected.items()))
+    assert {"python", "implementation", "platform", "packages"} == set(env)
+    assert env["packages"]["scikit-learn"] and env["packages"]["great-expectations"] == "1.24.1"
+
+
+# A registry row / model card written before identities had one home (models/identity.py spelled
+# them snake_case and keyed packages by `name.lower().replace("_", "-")`).
+_OLD_CODE = {"entry_point": "models.jobs:train_wine_classifier", "module": "models.jobs", "source_sha256": "ab" * 32,
+             "git_commit": "c" * 40, "git_dirty": False}
+
+
+def test_one_code_identity_in_two_spellings() -> None:
+    ident = CodeIdentity("models.jobs:train_wine_classifier", "ab" * 32, "c" * 40, False)
+    assert ident.record() == _OLD_CODE  # the stored format is unchanged
+    assert ident.facet_fields() == {"entryPoint": "models.jobs:train_wine_classifier", "gitCommit": "c" * 40,
+                                    "gitDirty": False, "sourceSha256": "ab" * 32}
+    facet = {"_producer": "p", "_schemaURL": "s", **ident.facet_fields()}
+    assert CodeIdentity.read(facet) == CodeIdentity.read(ident.record()) == CodeIdentity.read(_OLD_CODE) == ident
+
+
+def test_code_compared_with_an_old_record() -> None:
+    same = CodeIdentity("models.jobs:train_wine_classifier", "ab" * 32, "d" * 40, True)
+    ok, diffs = compare_code(_OLD_CODE, same)
+    assert ok and diffs == [f"git commit {'c' * 40} -> {'d' * 40}", "git dirty False -> True"]  # told, not decisive
+    changed = CodeIdentity("models.jobs:train_wine_classifier", "ef" * 32, "c" * 40, False)
+    ok, diffs = compare_code(_OLD_CODE, changed)
+    assert not ok and diffs == ["source of models.jobs changed (sha256 abababababab… -> efefefefefef…)"]
+    moved = CodeIdentity("jobs2:train", "ab" * 32, "c" * 40, False)
+    assert compare_code(_OLD_CODE, moved) == (False, ["entry point models.jobs:train_wine_classifier -> jobs2:train"])
+    assert compare_code(None, same) == (False, ["no code identity was recorded for this version"])
+
+
+def test_environment_compared_with_an_old_record() -> None:
+    now = environment()
+    old = {**now, "packages": {("ruamel.yaml" if k == "ruamel-yaml" else k): v for k, v in now["packages"].items()}}
+    old["packages"]["Scikit_Learn"] = old["packages"].pop("scikit-learn")
+    assert compare_environment(old, now) == (True, [])  # spelled differently, the same distributions
+    old["packages"]["scikit_learn"] = "0.1"
+    old["packages"].pop("Scikit_Learn")
+    old["packages"]["gone-package"] = "1.0"
+    ok, diffs = compare_environment({**old, "python": "3.10.1"}, now)
+    assert not ok and diffs == [
+        f"python 3.10.1 -> {now['python']}",
+        "gone-package 1.0 -> (absent)",
+        f"scikit-learn 0.1 -> {now['packages']['scikit-learn']}",
+    ]
+    assert compare_environment({}, now) == (False, ["no environment was recorded for this version"])

@@ -49,7 +49,10 @@ def test_each_malformed_shape_gets_its_own_reason() -> None:
         "run.runId is missing": {**ok, "run": {"runId": ""}},
         "job.name is missing": {**ok, "job": "j"},
         "eventTime is not a string": {**ok, "eventTime": None},
-        "eventTime '2026-13-45' is not an ISO-8601 time": {**ok, "eventTime": "2026-13-45"},
+        "eventTime '2026-13-45' is not an ISO-8601 time; write it like 2026-11-26T18:00:00Z": {**ok, "eventTime": "2026-13-45"},
+        # OpenLineage's eventTime is an RFC 3339 date-time: the zone is part of it.
+        "eventTime '2026-11-26T18:00:00' has no time zone; add one, e.g. 2026-11-26T18:00:00Z (UTC) or an offset such as +01:00":
+            {**ok, "eventTime": "2026-11-26T18:00:00"},
         "inputs is not a list of datasets": {**ok, "inputs": {}},
         "outputs is not a list of datasets": {**ok, "outputs": [{"name": "x"}, 3]},
     }

@@ -96,7 +96,7 @@ def test_unknown_node_and_bad_time(settings: Any) -> None:
     proc = run_cli("lineage", "upstream", "raw.nothing", check=False)
     assert proc.returncode == 1 and "nothing in the lineage store matches table raw.nothing" in proc.stderr
     proc = run_cli("sql", "SELECT 1", "--as-of", "last tuesday", check=False)
-    assert proc.returncode == 1 and "is not an ISO-8601 time" in proc.stderr
+    assert proc.returncode == 1 and "--as-of 'last tuesday' is not an ISO-8601 time" in proc.stderr
 
 
 def test_graph_drawn_as_svg_and_html(settings: Any, tmp_path: Any) -> None:

@@ -117,12 +117,19 @@ def test_bad_input_errors_name_the_fix(tmp_path: Path, local_settings: Any) -> N
         check_model(local_settings, "nosuch", transport=tr)
     with pytest.raises(ModelNotFoundError, match="no alias 'production'; set it with"):
         check_model(local_settings, "wine@production", transport=tr)
-    with pytest.raises(DriftError, match="raw.wine has no snapshot 123"):
+    # Errors about a value the caller passed name its parameter (the CLI says --snapshot instead).
+    with pytest.raises(DriftError, match="raw.wine has no snapshot 123") as err:
         check_model(local_settings, "wine", {"raw.wine": 123}, transport=tr)
-    with pytest.raises(DriftError, match="not an input of wine:1"):
+    assert err.value.parameter == "snapshots"
+    with pytest.raises(DriftError, match="snapshots raw.other: not an input of wine:1") as err:
         check_model(local_settings, "wine", {"raw.other": 1}, transport=tr)
-    with pytest.raises(DriftError, match="no column nope"):
+    assert err.value.parameter == "snapshots"
+    with pytest.raises(DriftError, match="no column nope") as err:
         compute_drift(local_settings, "raw.wine", baseline, baseline, columns=["nope"])
+    assert err.value.parameter == "columns"
+    with pytest.raises(DriftError, match="raw.wine has no snapshot 7 \\(the current snapshot\\)") as err:
+        compute_drift(local_settings, "raw.wine", baseline, 7)
+    assert err.value.parameter == "current_snapshot_id"
     # Version 2 takes the alias; version 1 is archived (its pin released) and its baseline expired.
     land(local_settings, wine_part(tmp_path / "more.csv", 0, 178, id_offset=178), "raw.wine", tr)
     from models.jobs import get_job

@@ -47,9 +47,10 @@ def test_gate_on_lineage_and_metric_with_a_recorded_override(tmp_path: Path, set
         with pytest.raises(PromotionRefusedError) as err:
             promote(settings, "wine", worse.version, "production", transport=tr)
         assert "accuracy" in str(err.value) and "more than the threshold 0.01" in str(err.value)
-        assert "--force --reason" in str(err.value)
-        with pytest.raises(PromotionRefusedError, match="--force needs --reason"):
+        assert "Fix that, or pass force with a reason" in str(err.value) and err.value.parameter == "force"
+        with pytest.raises(PromotionRefusedError, match="force needs reason") as err:
             promote(settings, "wine", worse.version, "production", force=True, transport=tr)
+        assert err.value.parameter == "reason"
         forced = promote(settings, "wine", worse.version, "production", force=True, reason="rollback drill", transport=tr)
         assert forced["forced"] is True and "accuracy" in forced["overridden"]
     finally:

@@ -50,6 +50,20 @@ def test_a_refused_flag_combination_is_one_line_and_exit_1(argv: list[str], says
     assert says in _one_line(capsys, argv)
 
 
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["models", "history", "wine", "--alias", "production", "--at", "noon"], "--at 'noon' is not an ISO-8601 time"),
+        (["sql", "SELECT 1", "--as-of", "2026-11-26"], "--as-of '2026-11-26' has no time zone; add one, e.g. 2026-11-26T00:00:00Z"),
+        (["lineage", "upstream", "raw.t", "--as-of", "yesterday"], "--as-of 'yesterday' is not an ISO-8601 time"),
+        (["retrain", "wine", "--as-of", "1795716000"], "(an epoch number is not accepted: its unit cannot be told; as seconds 2026-11-26T18:00:00Z"),
+    ],
+)
+def test_a_time_is_refused_in_the_words_of_its_flag(argv: list[str], says: str, capsys: Any) -> None:
+    """Every TIME flag is read by lakehouse.times.parse_time, before anything is opened."""
+    assert says in _one_line(capsys, argv)
+
+
 @pytest.mark.parametrize("argv", [["models", "nosuch"], ["status", "--output", "yaml"], ["train"], ["lineage", "consume", "--interval", "soon"]])
 def test_usage_errors_exit_2_as_argparse_does(argv: list[str], capsys: Any) -> None:
     with pytest.raises(SystemExit) as exit_:

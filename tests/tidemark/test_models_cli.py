@@ -85,13 +85,13 @@ def test_models_and_retrain_errors_are_one_line(kafka_env: str, wine_csv: Path, 
     run_cli("train", "wine_classifier")
     assert "model wine has no version 3; versions: 1" in _one_line_error(run_cli("retrain", "wine:3", check=False))
     assert "has no alias 'staging'" in _one_line_error(run_cli("retrain", "wine@staging", check=False))
-    assert "is not a time" in _one_line_error(run_cli("retrain", "wine", "--as-of", "yesterday-ish", check=False))
+    assert "--as-of 'yesterday-ish' is not an ISO-8601 time" in _one_line_error(run_cli("retrain", "wine", "--as-of", "yesterday-ish", check=False))
     line = _one_line_error(run_cli("models", "promote", "wine", "1", "--alias", "production", check=False))
     assert "refusing to promote wine:1 to production" in line and "tidemark lineage consume --once" in line
     line = _one_line_error(run_cli("train", "nosuchpkg.mod:fn", "--model", "x", "--input", "raw.wine", check=False))
     assert "entry point nosuchpkg.mod:fn does not import" in line
     line = _one_line_error(run_cli("train", "models.jobs:train_wine_classifier", check=False))
-    assert "--model NAME --input raw.table" in line
+    assert "models.jobs:train_wine_classifier is a function: pass --model (the name it registers) and inputs" in line
     archived = json.loads(run_cli("models", "archive", "wine", "1", "--reason", "gone", "--output", "json").stdout)
     assert archived["released"] == ["raw.wine:model/wine/1"]
     assert "archived" in run_cli("models", "list", "wine").stdout

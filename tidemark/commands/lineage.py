@@ -132,11 +132,9 @@ def cmd_lineage_consume(args: argparse.Namespace) -> int:
 
 def cmd_lineage_walk(args: argparse.Namespace) -> int:
     from lineage.graph import Node, connect_for_walk, walk
-    from lineage.query import parse_time
 
     settings = current_settings()
-    as_of = parse_time(args.as_of) if args.as_of else None
-    rows = walk(connect_for_walk(settings, as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
+    rows = walk(connect_for_walk(settings, args.as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
     if args.output == "json":
         emit_json(rows)
         return 0
@@ -156,11 +154,10 @@ def cmd_lineage_graph(args: argparse.Namespace) -> int:
     from lineage.draw import draw
     from lineage.exceptions import NotFoundError
     from lineage.graph import Node, connect_for_walk, walk
-    from lineage.query import parse_time
 
     settings = current_settings()
     node = Node.parse(args.node)
-    con = connect_for_walk(settings, parse_time(args.as_of) if args.as_of else None)
+    con = connect_for_walk(settings, args.as_of)
     rows: list[dict[str, Any]] = []
     for direction in ("upstream", "downstream"):
         try:

@@ -119,13 +119,12 @@ def cmd_models_archive(args: argparse.Namespace) -> int:
 
 def cmd_models_history(args: argparse.Namespace) -> int:
     from models import history
-    from models.retrain import parse_time
 
     settings = current_settings()
     if args.at:
         if not args.alias:
             raise TidemarkError("--at needs --alias, e.g. --alias production")
-        rows = history.holder_at(settings, args.name, args.alias, parse_time(args.at))
+        rows = history.holder_at(settings, args.name, args.alias, args.at)
         if args.output == "json":
             emit_json(rows)
         elif not rows:
@@ -136,7 +135,7 @@ def cmd_models_history(args: argparse.Namespace) -> int:
             for r in rows:
                 print(f"  trained on {r['input_table']} at snapshot {r['snapshot_id']} ({r['rows']} rows)")
         return 0
-    rows = history.history(settings, args.name, args.alias)
+    rows = history.alias_tenures(settings, args.name, args.alias)
     if args.output == "json":
         emit_json(rows)
     else:
@@ -203,7 +202,7 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
             emit_json(check.to_json())
         else:
             _print_check(check)
-    rows = drift.history(settings, args.ref) if (args.plot or not args.check) else []
+    rows = drift.stored_checks(settings, args.ref) if (args.plot or not args.check) else []
     if args.plot:
         from models.drift_plot import write_plot
         from models.registry import ModelRef

@@ -15,9 +15,9 @@ def register(sub: Subcommands) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from lineage.query import parse_time, run_sql
+    from lineage.query import run_sql
 
-    result = run_sql(current_settings(), args.query, as_of=parse_time(args.as_of) if args.as_of else None)
+    result = run_sql(current_settings(), args.query, as_of=args.as_of)
     rows = result.to_pylist()
     if args.output == "json":
         emit_json(rows)

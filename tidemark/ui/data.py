@@ -238,7 +238,7 @@ def drift(s: Settings, name: str) -> tuple[dict[str, Any], bytes | None]:
 
     if not _registry(s).versions(name):
         raise _unknown_model(s, name)
-    rows = _drift.history(s, name)
+    rows = _drift.stored_checks(s, name)
     thresholds = _drift.thresholds_for(s, name)
     features = drift_plot.series(rows)
     data = {
@@ -314,14 +314,14 @@ def table(s: Settings, name: str, snapshot: str | None = None) -> dict[str, Any]
 
 
 def _as_of(text: str | None) -> datetime | None:
-    from lineage.query import parse_time
+    from lakehouse.times import parse_time
 
     if not text:
         return None
     try:
-        return parse_time(text)
+        return parse_time(text, parameter="as_of")
     except TidemarkError as exc:
-        raise PageNotFoundError(f"as_of {text!r} is not an ISO-8601 time, e.g. 2026-11-26T18:00:00Z", ("lineage search", "/lineage")) from exc
+        raise PageNotFoundError(str(exc), ("lineage search", "/lineage")) from exc
 
 
 def lineage(
