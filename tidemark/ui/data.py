@@ -177,7 +177,7 @@ def model(s: Settings, name: str) -> dict[str, Any]:
     return {
         "model": name,
         "versions": list(reversed(rows)),
-        "alias_timeline": history.history(s, name),
+        "alias_timeline": history.alias_tenures(s, name),
         "status": st,
     }
 
