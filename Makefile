@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 EXTRAS := local-broker,s3,airflow,celery,spark,dev
 # Debian packages the project needs beside .venv, installed by `make sysdeps` (apt, as root or via sudo;
 # only those `dpkg -s` does not already call installed). Spark: Java 17, jarjar (relocates Jackson
-# for the Iceberg runtime), the JDBC drivers of the SQLite and PostgreSQL catalogs.
-SYSDEPS := openjdk-17-jre-headless libjarjar-java libxerial-sqlite-jdbc-java libpostgresql-jdbc-java
+# for the Iceberg runtime), the JDBC drivers of the SQLite and PostgreSQL catalogs. Pictures and
+# browser tests: graphviz (`dot` lays out `tidemark lineage graph` and the Airflow plugin's graphs, with
+# DejaVu fonts), chromium (the browser tests drive it headless).
+SYSDEPS := openjdk-17-jre-headless libjarjar-java libxerial-sqlite-jdbc-java libpostgresql-jdbc-java \
+	graphviz fonts-dejavu-core chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # pyspark's Jackson relocated for Spark's Iceberg runtime (see infra/spark/relocate_jackson.py).
 SPARK_JAR := $(VENV)/share/tidemark/spark/iceberg-shaded-jackson-2.15.2.jar
@@ -44,18 +47,18 @@ $(SPARK_JAR): | $(STAMP) sysdeps
 demo: $(STAMP)
 	$(BIN)/tidemark demo
 
-test: $(STAMP) spark
+test: $(STAMP) spark sysdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)
 
-# Airflow 3 with Tidemark's DAGs: AIRFLOW_HOME under TIDEMARK_HOME, dags/, examples off; prints URL and login.
+# Airflow 3 with Tidemark's DAGs and plugin (/tidemark): AIRFLOW_HOME under TIDEMARK_HOME, dags/, examples off; prints URL and login.
 # EXECUTOR=celery: scheduler, API server, DAG processor, triggerer and two Celery workers, supervised by
 # tidemark/airflow_stack.py (Redis at AIRFLOW__CELERY__BROKER_URL, default 127.0.0.1:6379; metadata in
 # AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, a PostgreSQL database: SQLite cannot serve Celery workers).
 EXECUTOR ?= local
-airflow: $(STAMP)
+airflow: $(STAMP) sysdeps
 	$(BIN)/tidemark up
 ifeq ($(EXECUTOR),celery)
 	$(BIN)/python -m tidemark.airflow_stack

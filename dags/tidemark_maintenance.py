@@ -9,7 +9,6 @@ events waiting in the topic or the outbox are being stored, and fails loudly whe
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +16,10 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from dag_support import settings
+# One definition of the retention (TIDEMARK_MAINTENANCE_RETENTION_S), which the plugin's table page shows too.
+from lakehouse.timeline import MAINTENANCE_RETENTION_S as RETENTION_S
 
 log = logging.getLogger(__name__)
-
-RETENTION_S = float(os.environ.get("TIDEMARK_MAINTENANCE_RETENTION_S", 7 * 24 * 3600))
 
 
 @dag(

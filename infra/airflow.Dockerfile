@@ -1,7 +1,12 @@
-# Airflow 3.3.2 with Tidemark installed, so DAG tasks call the packages directly. Built by
-# docker-compose for the api-server, scheduler, dag-processor, triggerer and the init job.
+# Airflow 3.3.2 with Tidemark installed, so DAG tasks call the packages directly, and the api-server
+# mounts Tidemark's plugin (pages and JSON under /tidemark; found through the `airflow.plugins` entry
+# point). Built by docker-compose for the api-server, scheduler, dag-processor, triggerer and the init job.
 # Configuration comes from the environment only (AIRFLOW__..., TIDEMARK__...); no secrets here.
 FROM apache/airflow:3.3.2-python3.11
+# Graphviz's `dot` lays out the plugin's lineage and trace graphs.
+USER root
+RUN apt-get update && apt-get install -y --no-install-recommends graphviz fonts-dejavu-core && rm -rf /var/lib/apt/lists/*
+USER airflow
 WORKDIR /opt/tidemark
 COPY --chown=airflow:0 pyproject.toml constraints.txt README.md ./
 COPY --chown=airflow:0 tidemark ./tidemark

@@ -22,5 +22,6 @@ __all__ = [
     "spark",
     "sql",
     "tables",
+    "timeline",
     "times",
 ]

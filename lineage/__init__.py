@@ -27,6 +27,7 @@ __all__ = [
     "model_store",
     "outbox",
     "query",
+    "search",
     "store",
     "trace",
     "transport",

@@ -27,3 +27,7 @@ class ConsumerError(TidemarkError):
 
 class LineageStalledError(TidemarkError):
     """Lineage events are waiting and the consumer is not storing them."""
+
+
+class RenderError(TidemarkError):
+    """A picture could not be drawn: the layout engine (Graphviz's dot) is missing or failed."""

@@ -19,5 +19,6 @@ __all__ = [
     "retrain",
     "status",
     "trace",
+    "trace_graph",
     "train",
 ]

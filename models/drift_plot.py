@@ -1,84 +1,191 @@
-"""An SVG chart of drift over time: each feature's PSI across the checked snapshots, and the threshold.
+"""Drift over time as small multiples: one panel per feature, drifted first (matplotlib).
 
-Hand-made SVG (no plotting library): one polyline per feature, checks in time order along x,
-a dashed line at the PSI threshold; features above it are named in the legend in red.
+Each numeric feature's panel draws both statistics the verdict uses, each with its threshold: the
+population stability index on the left axis, the Kolmogorov-Smirnov statistic on the right. A
+categorical feature's panel draws the category shift. Checks a stored verdict called drifted are
+ringed in red, and the panel's subtitle is that verdict's reason, so the picture cannot say
+something the check did not. `tidemark models drift --plot FILE.svg|FILE.png` and the Airflow
+plugin's drift page draw through `figure`.
 """
 
 from __future__ import annotations
 
+import io
+import math
+import textwrap
 from collections.abc import Mapping, Sequence
-from html import escape
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from models.exceptions import DriftError
 
-WIDTH, HEIGHT = 900, 460
-LEFT, RIGHT, TOP, BOTTOM = 60, 230, 40, 70
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+PSI_COLOUR, KS_COLOUR, SHIFT_COLOUR, DRIFT_COLOUR = "#1f77b4", "#e6750a", "#2e7d32", "#c62828"
+COLUMNS = 3
+PANEL_W, PANEL_H = 4.6, 2.5  # inches
 
 
-def psi_series(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, list[float | None]]]:
-    """Check labels (oldest first) and per `table.column` the PSI at each check (None: not scored)."""
-    checks: dict[str, str] = {}
-    for r in sorted(rows, key=lambda r: r["event_time"]):
-        checks.setdefault(r["run_id"], f"{str(r['current_snapshot_id'])[-6:]} v{r['version']}")
-    order = list(checks)
-    series: dict[str, list[float | None]] = {}
-    for r in rows:
-        if r.get("psi") is None:
-            continue
+@dataclass
+class FeatureSeries:
+    """One feature's scores across the checks, oldest first."""
+
+    table: str
+    column: str
+    kind: str
+    times: list[datetime] = field(default_factory=list)
+    psi: list[float | None] = field(default_factory=list)
+    ks: list[float | None] = field(default_factory=list)
+    ks_pvalue: list[float | None] = field(default_factory=list)
+    shift: list[float | None] = field(default_factory=list)
+    drifted: list[bool] = field(default_factory=list)
+    reasons: list[list[str]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.column}"
+
+    @property
+    def drifted_now(self) -> bool:
+        return bool(self.drifted and self.drifted[-1])
+
+
+def series(rows: Sequence[Mapping[str, Any]]) -> list[FeatureSeries]:
+    """Per feature, the stored checks in time order; drifted in the latest check first, then drifted
+    in any check, then by how close the latest scores came to their thresholds' side."""
+    out: dict[str, FeatureSeries] = {}
+    for r in sorted(rows, key=lambda r: (r["event_time"], r["run_id"])):
         key = f"{r['table_name']}.{r['column_name']}"
-        series.setdefault(key, [None] * len(order))[order.index(r["run_id"])] = float(r["psi"])
-    return [checks[k] for k in order], series
+        s = out.setdefault(key, FeatureSeries(r["table_name"], r["column_name"], r.get("kind") or "numeric"))
+        s.times.append(r["event_time"])
+        s.psi.append(r.get("psi"))
+        s.ks.append(r.get("ks_statistic"))
+        s.ks_pvalue.append(r.get("ks_pvalue"))
+        s.shift.append(r.get("category_shift"))
+        s.drifted.append(bool(r.get("drifted")))
+        s.reasons.append(list(r.get("reasons") or []))
+    return sorted(out.values(), key=lambda s: (not s.drifted_now, not any(s.drifted), s.name))
 
 
-def write_svg(rows: Sequence[Mapping[str, Any]], path: Path, threshold: float, title: str) -> Path:
-    labels, series = psi_series(rows)
-    if not series:
-        raise DriftError(f"no numeric drift scores to plot for {title}; run `tidemark models drift NAME --check` first")
-    top = max([threshold * 1.2] + [v for vals in series.values() for v in vals if v is not None])
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+def _values(xs: list[datetime], ys: list[float | None]) -> tuple[list[datetime], list[float]]:
+    pairs = [(x, y) for x, y in zip(xs, ys) if y is not None and not math.isnan(y)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
-    def x(i: int) -> float:
-        return LEFT + (plot_w * i / (len(labels) - 1) if len(labels) > 1 else plot_w / 2)
 
-    def y(v: float) -> float:
-        return TOP + plot_h * (1 - v / top)
+def figure(rows: Sequence[Mapping[str, Any]], thresholds: Any, title: str) -> Any:
+    """The small multiples as a matplotlib Figure (not yet saved). `thresholds`: a DriftThresholds."""
+    import matplotlib
 
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="11">',
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-        f'<text x="{LEFT}" y="22" font-size="14">{escape(title)}: population stability index per feature</text>',
-        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" stroke="black"/>',
-        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="black"/>',
-    ]
-    for k in range(5):
-        v = top * k / 4
-        out.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
-    for i, label in enumerate(labels):
-        out.append(
-            f'<text x="{x(i):.1f}" y="{TOP + plot_h + 16}" text-anchor="end" transform="rotate(-30 {x(i):.1f} {TOP + plot_h + 16})">'
-            f"{escape(label)}</text>"
-        )
-    out.append(
-        f'<line class="threshold" x1="{LEFT}" y1="{y(threshold):.1f}" x2="{LEFT + plot_w}" y2="{y(threshold):.1f}" '
-        'stroke="red" stroke-dasharray="6 4"/>'
+    matplotlib.use("Agg")  # no display; safe in the API server's threads
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    features = series(rows)
+    if not features:
+        raise DriftError(f"no drift checks of {title} stored yet; run `tidemark models drift {title} --check` first")
+    n = len(features)
+    cols = min(COLUMNS, n)
+    nrows = math.ceil(n / cols)
+    fig = Figure(figsize=(PANEL_W * cols, PANEL_H * nrows + 1.1), layout="constrained")
+    axes = fig.subplots(nrows, cols, squeeze=False, sharex=True)
+    checks = len({t for s in features for t in s.times})
+    drifted = [s.name for s in features if s.drifted_now]
+    fig.suptitle(
+        f"{title}: drift per feature over {checks} check{'s' if checks != 1 else ''} — "
+        + (f"DRIFTED now: {', '.join(s.split('.')[-1] for s in drifted)}" if drifted else "no drift in the latest check"),
+        fontsize=12, color=DRIFT_COLOUR if drifted else "#222222",
     )
-    out.append(f'<text x="{LEFT + plot_w}" y="{y(threshold) - 4:.1f}" text-anchor="end" fill="red">threshold {threshold}</text>')
-    for n, (name, values) in enumerate(sorted(series.items())):
-        color = COLORS[n % len(COLORS)]
-        pts = [(x(i), y(v)) for i, v in enumerate(values) if v is not None]
-        out.append(
-            f'<polyline class="feature" data-feature="{escape(name)}" fill="none" stroke="{color}" stroke-width="1.5" '
-            f'points="{" ".join(f"{px:.1f},{py:.1f}" for px, py in pts)}"/>'
-        )
-        out += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{color}"/>' for px, py in pts]
-        over = ' fill="red"' if any(v is not None and v > threshold for v in values) else ""
-        ly = TOP + 14 * n
-        out.append(f'<rect x="{WIDTH - RIGHT + 12}" y="{ly - 8}" width="10" height="10" fill="{color}"/>')
-        out.append(f'<text x="{WIDTH - RIGHT + 26}" y="{ly + 1}"{over}>{escape(name)}</text>')
-    out.append("</svg>")
+    for ax, s in zip(axes.flat, features):
+        _panel(ax, s, thresholds)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    locator = mdates.AutoDateLocator(minticks=2, maxticks=4)
+    for i, ax in enumerate(axes.flat[:n]):
+        # The lowest panel of each column carries the time axis (the one below may be empty).
+        if i + cols >= n:
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            ax.tick_params(axis="x", labelsize=8, labelbottom=True)
+    kinds = {s.kind for s in features}
+    handles = [
+        Line2D([], [], color=PSI_COLOUR, marker="o", markersize=4, label="PSI (left axis)"),
+        Line2D([], [], color=KS_COLOUR, marker="s", markersize=4, label="KS statistic (right axis)"),
+        Line2D([], [], color="#555555", linestyle="--",
+               label=f"threshold: PSI {thresholds.psi:g} | KS {thresholds.ks_statistic:g} (and p < {thresholds.ks_pvalue:g})"),
+        Line2D([], [], color=DRIFT_COLOUR, marker="o", markersize=10, markerfacecolor="none", linestyle="none", label="the statistic a check called drifted"),
+    ]
+    if "categorical" in kinds:
+        handles.insert(2, Line2D([], [], color=SHIFT_COLOUR, marker="^", markersize=4, label=f"category shift (threshold {thresholds.category_shift:g})"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if cols < 3 else 5), fontsize=8, frameon=False)
+    return fig
+
+
+def _panel(ax: Any, s: FeatureSeries, t: Any) -> None:
+    reason = "; ".join(s.reasons[-1]) if s.drifted_now else "no drift in the latest check"
+    colour = DRIFT_COLOUR if s.drifted_now else "#222222"
+    ax.set_title(
+        f"{s.name}{'  DRIFTED' if s.drifted_now else ''}\n{textwrap.shorten(reason, 72, placeholder='…')}",
+        fontsize=8.5, loc="left", color=colour, fontweight="bold" if s.drifted_now else "normal",
+    )
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(True, axis="y", color="#eeeeee")
+    # Which statistic a check's verdict named: its point gets the red ring.
+    named = [{r.split(" ")[0] for r in reasons} for reasons in s.reasons]
+    if s.kind == "categorical" or all(v is None for v in s.psi):
+        xs, ys = _values(s.times, s.shift)
+        ax.plot(xs, ys, color=SHIFT_COLOUR, marker="^", markersize=4, linewidth=1.3)
+        ax.axhline(t.category_shift, color="#555555", linestyle="--", linewidth=1)
+        ax.set_ylim(0, max([t.category_shift * 1.5, *ys]) * 1.1)
+        ax.set_ylabel("category shift", fontsize=7, color=SHIFT_COLOUR)
+        _rings(ax, s, xs, ys, named, ("category", "missing"))
+        return
+    # Both axes are scaled so their thresholds sit at the same height: one line is both thresholds,
+    # and a point above it is over the threshold of its own statistic.
+    px, py = _values(s.times, s.psi)
+    kx, ky = _values(s.times, s.ks)
+    k = max([1.5, *(v / t.psi * 1.1 for v in py), *(v / t.ks_statistic * 1.1 for v in ky)])
+    ax.axhline(t.psi, color="#555555", linestyle="--", linewidth=1)
+    ax.plot(px, py, color=PSI_COLOUR, marker="o", markersize=4, linewidth=1.3)
+    ax.set_ylim(0, t.psi * k)
+    ax.set_ylabel("PSI", fontsize=7, color=PSI_COLOUR)
+    _rings(ax, s, px, py, named, ("psi", "missing"))
+    ks_ax = ax.twinx()
+    ks_ax.plot(kx, ky, color=KS_COLOUR, marker="s", markersize=4, linewidth=1.3)
+    ks_ax.set_ylim(0, t.ks_statistic * k)
+    ks_ax.set_ylabel("KS", fontsize=7, color=KS_COLOUR)
+    ks_ax.tick_params(axis="y", labelsize=7)
+    _rings(ks_ax, s, kx, ky, named, ("ks",))
+
+
+def _rings(ax: Any, s: FeatureSeries, xs: list[datetime], ys: list[float], named: list[set[str]], words: tuple[str, ...]) -> None:
+    at = {x: n for x, n in zip(s.times, named)}
+    points = [(x, y) for x, y in zip(xs, ys) if at.get(x, set()) & set(words)]
+    if points:
+        ax.plot([p[0] for p in points], [p[1] for p in points], linestyle="none", marker="o", markersize=10,
+                markerfacecolor="none", markeredgecolor=DRIFT_COLOUR, markeredgewidth=1.5)
+
+
+def render(rows: Sequence[Mapping[str, Any]], thresholds: Any, title: str, fmt: str = "svg") -> bytes:
+    """The picture as SVG or PNG bytes."""
+    import matplotlib
+
+    fig = figure(rows, thresholds, title)
+    buf = io.BytesIO()
+    # SVG text stays text (not glyph outlines): searchable, selectable, and readable by tests.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format=fmt, dpi=110 if fmt == "png" else None, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
+
+
+def write_plot(rows: Sequence[Mapping[str, Any]], path: Path, thresholds: Any, title: str) -> Path:
+    """`--plot FILE.svg|FILE.png`: written whole or not at all."""
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("svg", "png"):
+        raise DriftError(f"{path}: the drift picture is written as SVG or PNG; name the file FILE.svg or FILE.png", parameter="path")
+    data = render(rows, thresholds, title, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
     return path

@@ -11,10 +11,12 @@ from typing import Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ancestors, summary_properties
+from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ancestors, summary_properties
 from lineage import query as lineage_query
 from lineage import trace as lt
 from models.registry import ModelRef, Registry
+
+GATE_PREFIX = "tidemark.gate."
 
 
 def trace(settings: Settings, ref: str) -> dict[str, Any]:
@@ -39,6 +41,10 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
             "table": table_name,
             "snapshot_id": inp.snapshot_id,
             "rows": inp.rows,
+            "fingerprint": inp.fingerprint,
+            # The gate's verdict as the landing recorded it in the snapshot summary (suite, success,
+            # failures, data docs): documented keys, read here without importing ingest.
+            "gate": {k.removeprefix(GATE_PREFIX): v for k, v in props.items() if k.startswith(GATE_PREFIX)},
             "in_lineage_events": event_input is not None and event_input.snapshot_id == str(inp.snapshot_id),
             "snapshot_exists": snap is not None,
         }
@@ -99,6 +105,7 @@ def _landings(table: Any, snapshot_id: int) -> list[dict[str, Any]]:
                 {
                     "snapshot_id": snap.snapshot_id,
                     "run_id": props.get(RUN_ID),
+                    "job": props.get(JOB_NAME),
                     "source_path": props.get(SOURCE_PATH),
                     "sha256": props[SOURCE_SHA256],
                 }

@@ -1,24 +1,21 @@
 """The Airflow UI in a real browser: Debian's chromium (headless) against `airflow api-server`.
 
-The test setup installs chromium with apt-get when it is missing; the test skips, saying why, only
-where that cannot be done. The screenshot is kept in test-artifacts/ (CI can upload it).
+`make test` installs chromium first (`make sysdeps`); run alone without it, the test skips and says
+so. The screenshot is kept in test-artifacts/ (CI can upload it).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
 import sqlite3
 import subprocess
-import time
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.airflow_api import api_server as airflow_api_server
 from tests.conftest import ROOT
 from tests.dags.test_dags import airflow_home, migrated_airflow_db  # noqa: F401  (fixtures)
 
@@ -27,21 +24,13 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def ensure_chromium() -> str:
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("Debian's chromium is not installed and cannot be (no apt-get, or not root): apt-get install -y chromium")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            pytest.skip(f"could not install chromium ({' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-200:]})")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed: run `make sysdeps` (make test does)")
     return CHROMIUM
 
 
 @pytest.fixture
-def api_server(settings: Any, airflow_home: Path) -> str:  # noqa: F811
-    from lineage.broker import free_port
+def api_server(settings: Any, airflow_home: Path) -> Iterator[str]:  # noqa: F811
     from tidemark import airflow_env
 
     env = airflow_env.environ(settings)
@@ -50,30 +39,8 @@ def api_server(settings: Any, airflow_home: Path) -> str:  # noqa: F811
     # DAG folder's helper module (not a DAG file, see dags/.airflowignore) included.
     with sqlite3.connect(airflow_home / "airflow.db") as db:
         assert db.execute("SELECT filename, stacktrace FROM import_error").fetchall() == []
-    port = free_port()
-    log = (settings.home / "api-server.log").open("w")
-    proc = subprocess.Popen(["airflow", "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as r:
-                    if json.load(r)["metadatabase"]["status"] == "healthy":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"airflow api-server did not come up: {(settings.home / 'api-server.log').read_text()[-2000:]}")
-            time.sleep(1)
+    with airflow_api_server(env, settings.home / "api-server.log") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.mark.integration

@@ -108,10 +108,10 @@ def test_graph_drawn_as_svg_and_html(settings: Any, tmp_path: Any) -> None:
     assert out == {"path": str(svg), "runs": 3}
     root = ET.fromstring(svg.read_text())  # well-formed SVG
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
-    assert "job 1 '\";" in texts and "@ v2" in texts and "v2" in texts  # run, dataset@version, edge label
+    assert "job 1 '\";" in texts and "@ v2" in texts and "d2" in texts  # run, dataset and its version
     page = tmp_path / "g.html"
     run_cli("lineage", "graph", f"run:{runs[1]}", "-o", str(page))
-    assert page.read_text().startswith("<!doctype html>") and "<svg" in page.read_text()
+    assert page.read_text().startswith("<!doctype html>") and "<svg" in page.read_text() and "svgPanZoom" in page.read_text()
     bad = run_cli("lineage", "graph", f"run:{runs[1]}", "-o", str(tmp_path / "g.png"), check=False)
     assert bad.returncode == 1 and "write the graph to a .svg or .html file" in bad.stderr
 

@@ -41,7 +41,7 @@ def _one_line(capsys: Any, argv: list[str]) -> str:
         (["train", "wine_classifier", "--snapshot", "raw.wine=latest"], "--snapshot raw.wine=latest: a snapshot id is a number"),
         (["models", "history", "wine", "--at", "2026-11-26T10:00:00Z"], "--at needs --alias, e.g. --alias production"),
         (["models", "drift", "wine", "--snapshot", "raw.wine=1"], "--snapshot chooses what a new check compares; add --check"),
-        (["models", "drift", "wine", "--plot", "psi.png"], "--plot psi.png: the chart is written as SVG; name the file FILE.svg"),
+        (["models", "drift", "wine", "--plot", "psi.pdf"], "--plot psi.pdf: the chart is written as SVG or PNG; name the file FILE.svg or FILE.png"),
         (["lineage", "consume", "--partitions", "one,two"], "--partitions 'one,two' is not a list of partition numbers"),
         (["airflow"], "give Airflow's arguments, e.g. `tidemark airflow standalone`"),
     ],

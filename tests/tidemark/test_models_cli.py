@@ -116,8 +116,12 @@ def test_models_drift_check_history_plot_and_errors(kafka_env: str, wine_csv: Pa
     [flagged] = [line for line in text.splitlines() if "DRIFTED" in line]
     assert " alcohol " in flagged and str(landed["snapshot_id"]) in flagged
     svg = plot.read_text()
-    assert svg.startswith("<svg") and 'class="threshold"' in svg and svg.count('class="feature"') == 14
-    assert 'data-feature="raw.wine.alcohol"' in svg
+    # One panel per feature, titled with its name; the drifted one first (panel order is text order).
+    assert "<svg" in svg and svg.count("raw.wine.") >= 14
+    assert svg.index("raw.wine.alcohol  DRIFTED") < min(svg.index(f"raw.wine.{c}") for c in ("ash", "hue", "proline"))
+    png = tmp_path / "drift.png"
+    run_cli("models", "drift", "wine@production", "--plot", str(png))
+    assert png.read_bytes()[:4] == b"\x89PNG"
     rows = json.loads(run_cli("models", "drift", "wine", "--output", "json").stdout)
     assert len(rows) == 14 and [r["column_name"] for r in rows if r["drifted"]] == ["alcohol"]
     assert {r["run_id"] for r in rows} == {check["run_id"]}
@@ -126,6 +130,6 @@ def test_models_drift_check_history_plot_and_errors(kafka_env: str, wine_csv: Pa
         (("models", "drift", "nosuch", "--check"), "model 'nosuch' is not registered"),
         (("models", "drift", "wine@staging"), "model wine has no alias 'staging'"),
         (("models", "drift", "wine", "--check", "--snapshot", "raw.wine=42"), "raw.wine has no snapshot 42"),
-        (("models", "drift", "wine", "--plot", "x.png"), "name the file FILE.svg"),
+        (("models", "drift", "wine", "--plot", "x.pdf"), "name the file FILE.svg or FILE.png"),
     ):
         assert expected in _one_line_error(run_cli(*argv, check=False))

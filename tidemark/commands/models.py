@@ -47,7 +47,7 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("ref", metavar="NAME[@ALIAS]", help="NAME, NAME@ALIAS or NAME:VERSION")
     sp.add_argument("--check", action="store_true", help="compare each input table's current snapshot with the one the version was trained on, now")
     sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="with --check: compare this snapshot instead of the current one (repeatable)")
-    sp.add_argument("--plot", metavar="FILE.svg", help="write an SVG of each feature's PSI across the checked snapshots, with the threshold")
+    sp.add_argument("--plot", metavar="FILE.svg|FILE.png", help="draw one panel per feature (drifted first): PSI and KS across the checks, with their thresholds")
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -194,8 +194,8 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
     settings = current_settings()
     if args.snapshot and not args.check:
         raise TidemarkError("--snapshot chooses what a new check compares; add --check")
-    if args.plot and not args.plot.lower().endswith(".svg"):
-        raise TidemarkError(f"--plot {args.plot}: the chart is written as SVG; name the file FILE.svg")
+    if args.plot and not args.plot.lower().endswith((".svg", ".png")):
+        raise TidemarkError(f"--plot {args.plot}: the chart is written as SVG or PNG; name the file FILE.svg or FILE.png")
     if args.check:
         check = drift.check_model(settings, args.ref, snapshot_ids(args.snapshot))
         if args.output == "json":
@@ -204,11 +204,11 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
             _print_check(check)
     rows = drift.stored_checks(settings, args.ref) if (args.plot or not args.check) else []
     if args.plot:
-        from models.drift_plot import write_svg
+        from models.drift_plot import write_plot
         from models.registry import ModelRef
 
         name = ModelRef.parse(args.ref).name
-        path = write_svg(rows, Path(args.plot), drift.thresholds_for(settings, name).psi, args.ref)
+        path = write_plot(rows, Path(args.plot), drift.thresholds_for(settings, name), args.ref)
         progress(f"wrote {path}")
     if args.check:
         return 0
