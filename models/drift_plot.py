@@ -24,6 +24,9 @@ from models.exceptions import DriftError
 PSI_COLOUR, KS_COLOUR, SHIFT_COLOUR, DRIFT_COLOUR = "#1f77b4", "#e6750a", "#2e7d32", "#c62828"
 COLUMNS = 3
 PANEL_W, PANEL_H = 4.6, 2.5  # inches
+# ConciseDateFormatter's tick formats (years, months, days, hours, minutes, seconds): whole clock times at
+# seconds resolution, where its default shows bare seconds ("30", "40") that read as values, not times.
+CLOCK = ["%Y", "%b", "%b %d", "%H:%M", "%H:%M", "%H:%M:%S"]
 
 
 @dataclass
@@ -105,7 +108,7 @@ def figure(rows: Sequence[Mapping[str, Any]], thresholds: Any, title: str) -> An
         # The lowest panel of each column carries the time axis (the one below may be empty).
         if i + cols >= n:
             ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, formats=CLOCK))
             ax.tick_params(axis="x", labelsize=8, labelbottom=True)
     kinds = {s.kind for s in features}
     handles = [

@@ -18,6 +18,9 @@ STYLE = {
     "audit": ("#ff8f00", "D", "audit branch (publishing)"),
     "off main": ("#9e9e9e", "o", "not on main"),
 }
+# ConciseDateFormatter's tick formats (years, months, days, hours, minutes, seconds): whole clock times at
+# seconds resolution, where its default shows bare seconds ("30", "40") that read as values, not times.
+CLOCK = ["%Y", "%b", "%b %d", "%H:%M", "%H:%M", "%H:%M:%S"]
 
 
 def _t(ms: int) -> datetime:
@@ -77,7 +80,7 @@ def table_svg(data: dict[str, Any]) -> str:
     ax.set_ylim(-0.7, len(lanes) - 0.3)
     locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, formats=CLOCK))
     ax.grid(True, axis="x", color="#eeeeee")
     ax.set_title(f"{data['table']}: {len(snaps)} snapshots (UTC)", fontsize=11, loc="left")
     fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)) or 1, fontsize=8, frameon=False)
