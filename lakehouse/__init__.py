@@ -17,6 +17,7 @@ __all__ = [
     "datafiles",
     "exceptions",
     "maintenance",
+    "names",
     "pyiceberg_compat",
     "redact",
     "spark",

@@ -12,10 +12,10 @@ parameter: names from events or the command line never become SQL text.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from lakehouse import names
 from lakehouse.sql import query
 from lineage.exceptions import NotFoundError
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from lakehouse.config import Settings
 
 Direction = Literal["upstream", "downstream"]
-_TABLE = re.compile(r"^(?P<table>[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)(?:@(?P<version>\S+))?$")
 
 
 @dataclass(frozen=True)
@@ -52,9 +51,9 @@ class Node:
             ns, sep2, name = body.rpartition(":")
             if sep2 and ns and name:
                 return cls("dataset", name, namespace=ns, version=version or None)
-        m = _TABLE.match(text)
-        if m:
-            return cls("table", m["table"], version=m["version"])
+        table, at, version = text.partition("@")
+        if names.is_table(table) and (not at or version) and not any(c.isspace() for c in version):
+            return cls("table", table, version=version or None)
         raise NotFoundError(
             f"{text!r} is not a lineage node; write NS.TABLE[@SNAPSHOT], dataset:NAMESPACE:NAME[@VERSION], "
             "model:NAME[:VERSION], job:NAME or run:RUN_ID"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import names
 from lakehouse.config import Settings
 from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table, with_commit_retry
 from lakehouse.times import parse_time
@@ -185,6 +186,8 @@ def version_row_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         facet = (ds.get("facets") or {}).get(VERSION_FACET)
         if ev.dataset_type(ds) != "MODEL" or not isinstance(facet, dict):
             continue
+        if not names.is_valid("model", facet.get("model")):
+            continue  # a name no Tidemark producer writes (a path, a quote): the event is stored, the row is not
         try:
             rows.append(
                 {
@@ -342,6 +345,9 @@ def vet_moves(
         holding = sorted(a for (mm, a), v in current.items() if mm == model and v == version)
         if signature is not None and not signed:
             why = "its signature does not verify with this installation's registry key (lineage.registry_key)"
+        elif not names.is_valid("model", model) or (alias and not names.is_valid("alias", alias)):
+            bad = ("model", model) if not names.is_valid("model", model) else ("alias", alias)
+            why = f"{bad[0]} name {names.shown(bad[1])} is not allowed: {names.RULES[bad[0]].text}"
         elif row is None:
             why = f"model {model} has no version {version} in the registry"
         elif m["action"] == ARCHIVE:

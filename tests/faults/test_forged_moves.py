@@ -114,6 +114,7 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
         ),
         "worse metric than the holder, forced=false": (_forge(real, version=worse.version, minutes=6), "more than the threshold"),
         "archive of the version holding production": (archive, "holds alias production"),
+        "alias ../../../etc": (_forge(real, version=good.version, minutes=7, alias="../../../etc", previousVersion=None), "alias name '../../../etc' is not allowed"),
     }
     # One honest move from another producer (no key): it passes the gate, so it is applied.
     honest = _forge(real, version=good.version, minutes=8, alias="staging", previousVersion=None)
@@ -152,6 +153,7 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
     text = run_cli("models", "status", "wine").stdout
     assert f"REJECTED moves from events ({len(forged)}, never applied)" in text
     assert "production -> version 99" in text and "claims forced" in text and "archive version 1" in text
+    assert "../../../etc" not in {a for (m, a) in Registry(settings).current_aliases()}
 
 
 def test_an_authorised_forced_move_is_applied_by_a_consumer_that_holds_the_key(tmp_path: Path, settings: Any) -> None:
