@@ -437,7 +437,10 @@ class Registry:
         """The version as an OpenLineage MODEL dataset; `registration`: with its whole registry row."""
         extra = {}
         if registration:
-            extra[model_store.VERSION_FACET] = model_store.version_facet(self.settings.lineage.producer, version_row(mv))
+            facet = model_store.version_facet(self.settings.lineage.producer, version_row(mv))
+            # Signed with the registry key: a consumer takes an unsigned registration as unverified.
+            facet["signature"] = signing.sign(self.settings, model_store.signed_registration(facet))
+            extra[model_store.VERSION_FACET] = facet
         return ev.model_dataset(
             producer=self.settings.lineage.producer,
             namespace=model_namespace(self.settings),
@@ -488,6 +491,8 @@ def version_row(mv: ModelVersion) -> dict[str, Any]:
         "primary_metric": mv.primary_metric,
         "metric_goal": mv.metric_goal,
         "card_uri": mv.card_uri,
+        # Written by this registry itself (not taken from an event): see lineage.model_store.
+        "verified": True,
     }
 
 

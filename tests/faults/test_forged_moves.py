@@ -116,9 +116,23 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
         "archive of the version holding production": (archive, "holds alias production"),
         "alias ../../../etc": (_forge(real, version=good.version, minutes=7, alias="../../../etc", previousVersion=None), "alias name '../../../etc' is not allowed"),
     }
+    # A forged registration (the real one's event, as version 4 with a perfect score and another
+    # artifact), then an unsigned move of it, which the gate alone would pass.
+    (reg_row,) = run_sql(
+        settings, "SELECT payload FROM lineage.events WHERE job_name = 'train.wine_classifier' AND event_type = 'COMPLETE' "
+        f"AND run_id = '{good.run_id}'"
+    ).to_pylist()
+    registration = json.loads(reg_row["payload"])
+    registration["run"]["runId"] = str(uuid.uuid4())
+    (model_ds,) = [d for d in registration["outputs"] if d["facets"].get(model_store.VERSION_FACET)]
+    model_ds["facets"]["version"]["datasetVersion"] = "4"
+    model_ds["facets"][model_store.VERSION_FACET].update(version=4, metrics={"accuracy": 1.0}, artifactUri="file:///tmp/evil.pkl")
+    forged["unsigned move of a forged registration (version 4)"] = (
+        _forge(real, version=4, minutes=9), "registered by an event without a valid signature"
+    )
     # One honest move from another producer (no key): it passes the gate, so it is applied.
     honest = _forge(real, version=good.version, minutes=8, alias="staging", previousVersion=None)
-    _emit(tmp_path, [e for e, _ in forged.values()] + [honest])
+    _emit(tmp_path, [registration] + [e for e, _ in forged.values()] + [honest])
     report = consume(settings, once=True)
     after = _state(settings)
 
@@ -133,14 +147,18 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
             f"forged promote event: {fault}",
             trials=1,
             held=held,
-            before={k: before[k] for k in ("production", "alias moves", "archived")},
-            after={k: after[k] for k in ("production", "alias moves", "archived")},
-            note=(row or {}).get("rejected_because", "APPLIED")[:90],
+            before={k: before[k] for k in ("production", "staging", "alias moves", "archived")},
+            after={k: after[k] for k in ("production", "staging", "alias moves", "archived")},
+            note=((row or {}).get("rejected_because", "APPLIED")[:90] + " (the +1 alias move: an honest staging move in the same batch)"),
         )
         assert held, (fault, row)
     assert after == {"production": good.version, "staging": good.version, "alias moves": 2, "archived": 0, "rejected": len(forged)}
     assert honest["run"]["runId"] in stored and honest["run"]["runId"] not in rejected
-    assert report.registry_rows == 1 + len(forged)
+    assert report.registry_rows == 1 + 1 + len(forged)  # the forged registration is stored, unverified
+    rows = load_catalog(settings).load_table(("lineage", model_store.VERSIONS)).scan().to_arrow().to_pylist()
+    (v4,) = [r for r in rows if r["version"] == 4]
+    assert v4["verified"] is False and v4["artifact_uri"] == "file:///tmp/evil.pkl"
+    assert all(r["verified"] for r in rows if r["version"] != 4)
 
     # A replay of the same events changes nothing: refusals are recorded once.
     model_store.upsert_from_events(load_catalog(settings), settings, [e for e, _ in forged.values()])
