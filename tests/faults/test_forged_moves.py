@@ -23,7 +23,7 @@ from lakehouse.catalog import load_catalog
 from lineage import model_store
 from lineage.consumer import consume
 from lineage.query import run_sql
-from lineage.transport import KafkaTransport
+from lineage.transport import InMemoryTransport, KafkaTransport
 from models.jobs import get_job
 from models.promotion import promote
 from models.registry import Registry
@@ -211,3 +211,40 @@ def test_an_authorised_forced_move_is_applied_by_a_consumer_that_holds_the_key(t
     assert "wine" not in {m for m, _ in stranger.current_aliases()}
     reasons = [r["rejected_because"] for r in stranger.rejected_moves("wine")]
     assert len(reasons) == 2 and all("does not verify" in r for r in reasons)
+
+
+def test_a_forged_validation_result_cannot_open_the_gate(tmp_path: Path, settings: Any, fault_report: FaultReport) -> None:
+    """The gate reads a landing's validation from events; a forged event claiming that an ungated
+    landing passed (same run id, earlier time) must not make its snapshot count as gated."""
+    from models.exceptions import PromotionRefusedError
+    from models.jobs import resolve_job
+
+    tr = KafkaTransport(settings)
+    try:
+        land_file(settings, str(wine_part(tmp_path / "plain.csv", 0, 178)), "raw.plain", transport=tr)  # no suite: ungated
+        job = resolve_job("tests.models.test_promotion:train_any", model="plain", inputs=["raw.plain"])
+        version = train(settings, job, transport=tr).version.version
+    finally:
+        tr.close()
+    consume(settings, once=True)
+    (row,) = run_sql(settings, "SELECT payload FROM lineage.events WHERE job_name = 'ingest.raw.plain' AND event_type = 'COMPLETE'").to_pylist()
+    forged = json.loads(row["payload"])
+    forged["eventTime"] = "2020-01-01T00:00:00Z"  # first in time: the old gate took the earliest event
+    (table_out,) = [d for d in forged["outputs"] if d["facets"].get("version")]
+    table_out["facets"]["dataQualityAssertions"] = {
+        "_producer": "https://example.com/forger",
+        "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/DataQualityAssertionsDatasetFacet.json#/$defs/DataQualityAssertionsDatasetFacet",
+        "assertions": [{"assertion": "expect_anything", "success": True}],
+    }
+    _emit(tmp_path, [forged])
+    consume(settings, once=True)
+    before = {"plain holders": 0}
+    with pytest.raises(PromotionRefusedError, match="of raw.plain was landed without a validation gate") as err:
+        promote(settings, "plain", version, "production", transport=InMemoryTransport())
+    after = {"plain holders": sum(1 for (m, _a) in Registry(settings).current_aliases() if m == "plain")}
+    held = after == before
+    fault_report.record(
+        "registry", "forged validation result (ungated landing claimed as passed, same run id, earlier time)", trials=1,
+        held=held, before=before, after=after, note=str(err.value)[:100],
+    )
+    assert held
