@@ -79,6 +79,9 @@ class ModelVersion:
     metric_goal: str | None = None
     card_uri: str | None = None
     archived: dict[str, Any] | None = None
+    # False: registered by an event without a valid signature (see lineage.model_store); None: a row
+    # from before Tidemark recorded it.
+    verified: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,7 @@ class ModelVersion:
             "metric_goal": self.metric_goal,
             "card_uri": self.card_uri,
             "archived": self.archived,
+            "verified": self.verified,
         }
 
 
@@ -230,6 +234,7 @@ class Registry:
                 primary_metric=primary_metric,
                 metric_goal=metric_goal,
                 card_uri=card_uri(self.settings, model, version),
+                verified=True,
             )
             row = version_row(mv)
             # The append asserts main is where we read it: a concurrent registration makes it fail and retry.
@@ -268,6 +273,7 @@ class Registry:
                 primary_metric=r.get("primary_metric"),
                 metric_goal=r.get("metric_goal"),
                 card_uri=r.get("card_uri"),
+                verified=r.get("verified"),
             )
             arch = archived.get((mv.model, mv.version))
             if arch is not None:
