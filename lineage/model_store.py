@@ -392,7 +392,8 @@ def vet_moves(
             origin = m.get(_ORIGIN) or {}
             refused.append(
                 {
-                    "received_time": received, "event_time": m["event_time"], "model": model, "alias": alias,
+                    # (A hostile name is kept cut short: the refusal says what it was.)
+                    "received_time": received, "event_time": m["event_time"], "model": model[:200], "alias": alias[:200],
                     "version": version, "action": m["action"], "run_id": m["run_id"], "job_name": origin.get("job_name"),
                     "producer": origin.get("producer"), "forced": m["forced"], "signed": signature is not None,
                     "reason": m["reason"], "rejected_because": why,
