@@ -103,6 +103,7 @@ def schemas() -> dict[str, Any]:
             s(11, "signed", BooleanType()),  # whether it carried a signature at all (valid ones are never refused for it)
             s(12, "reason"),  # the reason the event gave for the move
             s(13, "rejected_because", required=True),
+            s(14, "claim"),  # the move as the event claimed it (JSON), to judge it again when its version arrives
         ),
     }
 
@@ -248,13 +249,29 @@ def alias_rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         # Not columns: what `vet_moves` checks the claim with.
         row[_SIGNATURE] = facet.get("signature")
-        row[_SIGNED] = signed_move(row)
         row[_ORIGIN] = {"job_name": (event.get("job") or {}).get("name"), "producer": event.get("producer")}
         rows.append(row)
     return rows
 
 
-_SIGNATURE, _SIGNED, _ORIGIN = "_signature", "_signed", "_origin"
+_SIGNATURE, _ORIGIN = "_signature", "_origin"
+# Why a move waits for its version: its registration may come in a later batch (another partition).
+_NO_VERSION = "has no version"
+
+
+def _claim(move: Mapping[str, Any]) -> str:
+    """A refused move as JSON, everything needed to judge it again (`_reconsidered`)."""
+    return json.dumps({**{k: v for k, v in move.items() if not k.startswith("_")}, "signature": move.get(_SIGNATURE), "origin": move.get(_ORIGIN)}, default=str)
+
+
+def _from_claim(text: str) -> dict[str, Any]:
+    c = json.loads(text)
+    return {
+        **{k: c.get(k) for k in ("model", "alias", "version", "previous_version", "action", "reason", "run_id", "forced", "overridden")},
+        "event_time": parse_time(str(c["event_time"]).replace(" ", "T"), parameter="event_time"),
+        _SIGNATURE: c.get("signature"),
+        _ORIGIN: c.get("origin"),
+    }
 
 
 def signed_move(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,7 +368,7 @@ def vet_moves(
         recorded.add(key)
         why: str | None
         signature = m.get(_SIGNATURE)
-        signed = signing.verify(settings, m.get(_SIGNED) or signed_move(m), signature)
+        signed = signing.verify(settings, signed_move(m), signature)
         model, version, alias = m["model"], m["version"], m["alias"]
         row = versions.get((model, version)) if version is not None else None
         holding = sorted(a for (mm, a), v in current.items() if mm == model and v == version)
@@ -361,7 +378,7 @@ def vet_moves(
             bad = ("model", model) if not names.is_valid("model", model) else ("alias", alias)
             why = f"{bad[0]} name {names.shown(bad[1])} is not allowed: {names.RULES[bad[0]].text}"
         elif row is None:
-            why = f"model {model} has no version {version} in the registry"
+            why = f"model {model} {_NO_VERSION} {version} in the registry"
         elif m["action"] == ARCHIVE:
             why = f"version {version} holds alias {', '.join(holding)}; an archive needs a version without aliases" if holding else None
         elif m["action"] != "set":
@@ -396,7 +413,7 @@ def vet_moves(
                     "received_time": received, "event_time": m["event_time"], "model": model[:200], "alias": alias[:200],
                     "version": version, "action": m["action"], "run_id": m["run_id"], "job_name": origin.get("job_name"),
                     "producer": origin.get("producer"), "forced": m["forced"], "signed": signature is not None,
-                    "reason": m["reason"], "rejected_because": why,
+                    "reason": m["reason"], "rejected_because": why, "claim": _claim(m),
                 }
             )
             continue
@@ -430,6 +447,8 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
     if versions:
         # NO_REBASE tables: a concurrent registration makes the commit re-read, never duplicate a version.
         added[VERSIONS] = append_missing(catalog, (ns, VERSIONS), versions, ("model", "version"), arrow_schema(VERSIONS), job_name=SYNC_JOB)
+    if versions:
+        moves += _reconsidered(catalog, settings, {(r["model"], r["version"]) for r in versions})
     if moves:
         accepted, refused = vet_moves(catalog, settings, moves)
         for short, rows in ((ALIAS_EVENTS, accepted), (REJECTED, refused)):
@@ -438,7 +457,23 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
     return added
 
 
-def rejected_moves(catalog: Catalog, settings: Settings, model: str | None = None) -> list[dict[str, Any]]:
-    """The refused moves (of `model`, or all), oldest first."""
+def _reconsidered(catalog: Catalog, settings: Settings, versions: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Moves refused because their version was not registered yet, for versions registered now.
+
+    The registration and the move travel under different run ids, so in different partitions, and
+    a consumer may read the move first. Judged again, such a move is applied if it passes now (and
+    stays refused, recorded once, if not)."""
     table = ensure_tables(catalog, settings, only=(REJECTED,))[REJECTED]
-    return sorted((r for r in _scan(table) if model is None or r["model"] == model), key=lambda r: r["event_time"])
+    return [
+        _from_claim(r["claim"])
+        for r in _scan(table)
+        if r.get("claim") and _NO_VERSION in r["rejected_because"] and (r["model"], r["version"]) in versions
+    ]
+
+
+def rejected_moves(catalog: Catalog, settings: Settings, model: str | None = None) -> list[dict[str, Any]]:
+    """The refused moves (of `model`, or all), oldest first; not those applied later (`_reconsidered`)."""
+    tables = ensure_tables(catalog, settings, only=(REJECTED, ALIAS_EVENTS))
+    applied = {(r["run_id"], r["model"], r["alias"]) for r in _scan(tables[ALIAS_EVENTS])}
+    rows = (r for r in _scan(tables[REJECTED]) if (model is None or r["model"] == model) and (r["run_id"], r["model"], r["alias"]) not in applied)
+    return sorted(rows, key=lambda r: r["event_time"])

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from lakehouse.config import Settings
-from lineage.gate import GateReport, lineage_problems
 from lineage import gate
+from lineage.gate import GateReport, lineage_problems
 from lineage.transport import Transport
 from models.exceptions import PromotionRefusedError
 from models.registry import ModelVersion, Registry, check_name

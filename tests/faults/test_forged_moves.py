@@ -248,3 +248,38 @@ def test_a_forged_validation_result_cannot_open_the_gate(tmp_path: Path, setting
         held=held, before=before, after=after, note=str(err.value)[:100],
     )
     assert held
+
+
+def test_a_signed_move_read_before_its_registration_is_applied_when_the_registration_arrives(tmp_path: Path, settings: Any) -> None:
+    """A registration and a move travel under different run ids, so in different partitions: a
+    replica may read the move first. Refused then ("no version"), it is judged again and applied
+    when the registration arrives, and no longer listed as refused."""
+    import os
+    import shutil
+
+    from lakehouse.config import load_settings
+
+    tr = InMemoryTransport()
+    land(settings, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", tr)
+    train(settings, get_job("wine_classifier"), transport=tr)
+    Registry(settings).promote("wine", 1, "production", reason="first", transport=tr)
+    (registration,) = [e for e in tr.events if e["job"]["name"] == "train.wine_classifier" and e["eventType"] == "COMPLETE"]
+    (move,) = [e for e in tr.events if e["job"]["name"] == "models.promote"]
+
+    home = tmp_path / "replica"
+    home.mkdir()
+    shutil.copy(settings.home / "registry.key", home / "registry.key")
+    replica = load_settings(environ={**os.environ, "TIDEMARK_HOME": str(home), "TIDEMARK__LINEAGE__CONSUMER_GROUP": "replica"})
+    kafka = KafkaTransport(settings)
+    try:
+        kafka.emit(move)
+        consume(replica, once=True)
+        (refused,) = Registry(replica).rejected_moves("wine")
+        assert "has no version 1" in refused["rejected_because"]
+        kafka.emit(registration)
+    finally:
+        kafka.close()
+    consume(replica, once=True)
+    reg = Registry(replica)
+    assert reg.resolve("wine@production").version == 1
+    assert reg.rejected_moves("wine") == [] and len(reg.alias_history("wine")) == 1
