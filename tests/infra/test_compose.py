@@ -86,8 +86,8 @@ def _acls() -> list[dict[str, Any]]:
 
 def test_the_required_services_are_there_with_pinned_images(services: dict[str, Any]) -> None:
     expected = {
-        "kafka", "postgres", "minio", "minio-init", "init", "lineage-consumer",
-        "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+        "preflight", "kafka", "kafka-init", "postgres", "minio", "minio-init", "redis", "init", "lineage-consumer",
+        "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
     }
     assert expected <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
@@ -99,7 +99,7 @@ def test_the_required_services_are_there_with_pinned_images(services: dict[str, 
             dockerfile = ROOT / svc["build"].get("context", ".") / svc["build"]["dockerfile"]
             assert dockerfile.is_file(), f"{name} builds from {dockerfile}, which is missing"
     airflow = {n for n in services if n.startswith("airflow-")}
-    assert {services[n]["command"][0] for n in airflow} == {"api-server", "scheduler", "dag-processor", "triggerer"}
+    assert {services[n]["command"][0] for n in airflow} == {"api-server", "scheduler", "dag-processor", "triggerer", "celery"}
 
 
 def test_every_tidemark_variable_is_a_real_config_key(services: dict[str, Any]) -> None:
@@ -177,7 +177,7 @@ def test_addresses_point_at_the_services_that_serve_them(services: dict[str, Any
     # Airflow's DAG folder is where its image puts dags/.
     dockerfile = (ROOT / services["airflow-scheduler"]["build"]["dockerfile"]).read_text()
     dags_folder = _env(services["airflow-scheduler"])["AIRFLOW__CORE__DAGS_FOLDER"]
-    assert f"dags {dags_folder}" in dockerfile and _env(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert f"dags {dags_folder}" in dockerfile and _env(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert "apache-airflow==3.3.2" in dockerfile and "airflow:3.3.2" in dockerfile
 
 
@@ -418,3 +418,65 @@ def test_the_init_scripts_parse_and_refuse_missing_settings(script: str, shell: 
     result = subprocess.run([shell, str(path)], env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     # bash says "parameter null or not set", dash "parameter not set or null": either names the variable.
     assert result.returncode != 0 and re.search(r"(\w+): parameter (null or not set|not set or null)", result.stderr), result.stderr
+
+
+# -- Airflow on Celery workers (issue 23, item 2): the compose stack runs the CeleryExecutor.
+
+
+def test_airflow_runs_on_two_celery_workers_with_redis_and_postgres(services: dict[str, Any]) -> None:
+    airflow = {n: _env(s) for n, s in services.items() if n.startswith("airflow-")}
+    assert {env["AIRFLOW__CORE__EXECUTOR"] for env in airflow.values()} == {"CeleryExecutor"}
+    env = airflow["airflow-worker"]
+    broker = urlsplit(_interpolate(env["AIRFLOW__CELERY__BROKER_URL"]))
+    assert (broker.scheme, broker.hostname, broker.port, broker.password) == ("redis", "redis", 6379, "dummy-redis_password")
+    backend = urlsplit(_interpolate(env["AIRFLOW__CELERY__RESULT_BACKEND"]).removeprefix("db+"))
+    metadata = urlsplit(_interpolate(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]))
+    assert (backend.hostname, backend.path) == (metadata.hostname, metadata.path) == ("postgres", "/airflow")
+    worker = services["airflow-worker"]
+    assert worker["command"] == ["celery", "worker"] and worker["deploy"]["replicas"] == 2
+    assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+    for name in ("airflow-worker", "airflow-scheduler"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert ".[s3,airflow,celery]" in (ROOT / "infra" / "airflow.Dockerfile").read_text()
+    # The worker command is one Airflow knows, with the provider the image installs.
+    import shutil
+    import sys
+
+    airflow_bin = Path(sys.executable).with_name("airflow")
+    if not airflow_bin.exists():
+        pytest.skip("no airflow in this environment")
+    result = subprocess.run([str(airflow_bin), *worker["command"], "--help"], capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(Path(shutil.os.environ.get("TMPDIR", "/tmp")) / "tm-compose-airflow"),
+                                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CORE__LOAD_EXAMPLES": "false"})
+    assert result.returncode == 0 and "--concurrency" in result.stdout, result.stderr[-2000:]
+
+
+def test_redis_takes_its_password_from_stdin_and_the_health_check_uses_it(services: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+    import socket
+    import time
+
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        pytest.skip("redis-server/redis-cli are not installed here")
+    redis = services["redis"]
+    # What compose runs: `$$` is compose's escape for a literal `$`.
+    shell, flag, script = (part.replace("$$", "$") for part in redis["entrypoint"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PATH": "/usr/bin:/bin", "REDIS_PASSWORD": "s3cret-for-the-test-only"}
+    server = subprocess.Popen([shell, flag, f"{script} --port {port} --bind 127.0.0.1 --dir {tmp_path}"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        check = " ".join(redis["healthcheck"]["test"][1:]).replace("$$", "$").replace("redis-cli", f"redis-cli -p {port}")
+        deadline = time.monotonic() + 20
+        while subprocess.run(["sh", "-c", check], env=env).returncode != 0:
+            assert time.monotonic() < deadline, "the health check never passed"
+            time.sleep(0.2)
+        denied = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, timeout=10)
+        assert "NOAUTH" in denied.stdout + denied.stderr, "redis answers without the password"
+        # No process on the machine shows the password in its command line.
+        assert "s3cret-for-the-test-only" not in subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
