@@ -460,3 +460,76 @@ def test_a_csv_value_that_does_not_fit_the_inferred_type_further_down_is_named(l
     msg = str(err.value)
     assert "drift.csv: cannot read as csv" in msg and "not-a-number" in msg and "inferred from the start of the file" in msg
     assert not load_catalog(local).table_exists(("raw", "drift")) and _warehouse_files(local) == set()
+
+
+def _schema_of(settings: Any, table: str) -> list[tuple[str, str]]:
+    t = load_catalog(settings).load_table(table)
+    return [(f.name, str(f.field_type)) for f in t.schema().fields]
+
+
+def _duckdb_columns(settings: Any, table: str) -> list[str]:
+    """The columns DuckDB reads at main's snapshot (it reads a snapshot in that snapshot's schema)."""
+    from lakehouse.sql import connect, snapshot_sql
+
+    t = load_catalog(settings).load_table(table)
+    con = connect()
+    try:
+        sql = snapshot_sql(con, t, t.current_snapshot().snapshot_id)
+        return [d[0] for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
+    finally:
+        con.close()
+
+
+def test_a_refused_file_never_changes_the_schema_and_an_accepted_one_brings_its_column(local: Any, wine_csv: Path, tmp_path: Path) -> None:
+    land(local, str(wine_csv), "raw.wine", transport=InMemoryTransport())
+    schema_before, columns_before = _schema_of(local, "raw.wine"), _duckdb_columns(local, "raw.wine")
+    header, first, *rest = wine_csv.read_text().splitlines()
+    cells = first.split(",")
+    cells[1] = "99"  # alcohol out of range: the gate refuses the file
+    evil = tmp_path / "evil.csv"
+    evil.write_text(f"{header},evil_col\n{','.join(cells)},666\n")
+    with pytest.raises(GateFailedError):
+        land(local, str(evil), "raw.wine", transport=InMemoryTransport())
+    assert _schema_of(local, "raw.wine") == schema_before and _duckdb_columns(local, "raw.wine") == columns_before
+    # The refused rows keep their column on the quarantine branch.
+    t = load_catalog(local).load_table("raw.wine")
+    quarantine = next(r for r in t.metadata.refs if r.startswith("quarantine-"))
+    kept = t.scan(snapshot_id=t.snapshot_by_name(quarantine).snapshot_id).to_arrow()
+    assert "evil_col" in kept.column_names and 666 in kept.column("evil_col").to_pylist()
+
+    good = tmp_path / "good.csv"
+    good.write_text("\n".join([header, *[r.replace(r.split(",")[0], str(5000 + i), 1) for i, r in enumerate(rest[:3])]]) + "\n")
+    land(local, str(good), "raw.wine", transport=InMemoryTransport())
+    assert _schema_of(local, "raw.wine") == schema_before and "evil_col" not in _duckdb_columns(local, "raw.wine")
+
+    accepted = tmp_path / "accepted.csv"
+    accepted.write_text(f"{header},note\n{rest[5].replace(rest[5].split(',')[0], '9000', 1)},fine\n")
+    land(local, str(accepted), "raw.wine", transport=InMemoryTransport())
+    assert _schema_of(local, "raw.wine") == [*schema_before, ("note", "string")]
+    assert _duckdb_columns(local, "raw.wine") == [*columns_before, "note"]
+    notes = load_catalog(local).load_table("raw.wine").scan().to_arrow().column("note").to_pylist()
+    assert notes.count("fine") == 1 and len(notes) == 178 + 3 + 1
+
+
+def test_columns_added_by_two_landings_both_arrive_when_main_moved_before_a_publish(local: Any, tmp_path: Path) -> None:
+    base = tmp_path / "base.csv"
+    base.write_text("id,x\n1,10\n")
+    land(local, str(base), "raw.merge", transport=InMemoryTransport())
+    a = tmp_path / "a.csv"
+    a.write_text("id,x,a\n2,20,aa\n")
+    b = tmp_path / "b.csv"
+    b.write_text("id,x,b\n3,30,bb\n")
+
+    def other_landing_first(_branch: str, _snapshot: int) -> None:
+        land(local, str(b), "raw.merge", transport=InMemoryTransport())
+
+    result = land(local, str(a), "raw.merge", transport=InMemoryTransport(), on_audited=other_landing_first)
+    assert result.reapplied >= 1
+    assert _schema_of(local, "raw.merge") == [("id", "long"), ("x", "long"), ("b", "string"), ("a", "string")]
+    rows = load_catalog(local).load_table("raw.merge").scan().to_arrow().sort_by("id").to_pylist()
+    assert rows == [
+        {"id": 1, "x": 10, "b": None, "a": None},
+        {"id": 2, "x": 20, "b": None, "a": "aa"},
+        {"id": 3, "x": 30, "b": "bb", "a": None},
+    ]
+    assert "a" in _duckdb_columns(local, "raw.merge") and "b" in _duckdb_columns(local, "raw.merge")
