@@ -123,13 +123,13 @@ def data_file_statistics(parquet_metadata: pq.FileMetaData, plan: dict[int, Any]
     return stats.to_serialized_dict()
 
 
-def read_data_files(table: Table, files: list[DataFile], limit: int | None = None) -> pa.Table:
-    """The rows of these data files of `table` (in its current schema), at most `limit`."""
+def read_data_files(table: Table, files: list[DataFile], limit: int | None = None, schema: Schema | None = None) -> pa.Table:
+    """The rows of these data files of `table` in `schema` (default its current one), at most `limit`."""
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.io.pyarrow import ArrowScan
     from pyiceberg.table import FileScanTask
 
-    scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue(), case_sensitive=True, limit=limit)
+    scan = ArrowScan(table.metadata, table.io, schema or table.schema(), AlwaysTrue(), case_sensitive=True, limit=limit)
     return scan.to_table([FileScanTask(f) for f in files])
 
 

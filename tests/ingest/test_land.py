@@ -496,6 +496,9 @@ def test_a_refused_file_never_changes_the_schema_and_an_accepted_one_brings_its_
     quarantine = next(r for r in t.metadata.refs if r.startswith("quarantine-"))
     kept = t.scan(snapshot_id=t.snapshot_by_name(quarantine).snapshot_id).to_arrow()
     assert "evil_col" in kept.column_names and 666 in kept.column("evil_col").to_pylist()
+    from ingest.quarantine import show
+
+    assert show(local, "raw.wine", quarantine).sample_rows[0]["evil_col"] == 666
 
     good = tmp_path / "good.csv"
     good.write_text("\n".join([header, *[r.replace(r.split(",")[0], str(5000 + i), 1) for i, r in enumerate(rest[:3])]]) + "\n")
