@@ -140,7 +140,7 @@ def land(
 
     # Read up to the first rows before the run starts: an unreadable or empty file is refused
     # without a lineage run, a table, or a branch.
-    stream = Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000)), batch_rows)
+    stream = Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000), warnings=result.warnings), batch_rows)
     first = stream.peek()
     if first is None:
         raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
