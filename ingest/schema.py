@@ -64,7 +64,7 @@ def plan(table_schema: Schema, source: pa.Schema, table: str, source_name: str) 
         if tf is None:
             result.add.append((sf.name, sf.field_type))
             continue
-        if sf.field_type == tf.field_type:
+        if sf.field_type == tf.field_type or _same_nested(sf.field_type, tf.field_type):
             continue
         try:
             promote(sf.field_type, tf.field_type)  # source narrower: cast on write
@@ -92,6 +92,13 @@ def plan(table_schema: Schema, source: pa.Schema, table: str, source_name: str) 
             "Fix the file, or land it into a new table"
         )
     return result
+
+
+def _same_nested(a: Any, b: Any) -> bool:
+    """The same struct / list / map type but for field ids (a file's nested fields have none yet)."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    return not a.is_primitive and not b.is_primitive and bool(schema_to_pyarrow(a).equals(schema_to_pyarrow(b)))
 
 
 def apply(table: Table, changes: SchemaPlan) -> Schema:

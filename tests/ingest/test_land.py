@@ -591,3 +591,39 @@ def test_columns_added_by_two_landings_both_arrive_when_main_moved_before_a_publ
         {"id": 3, "x": 30, "b": "bb", "a": None},
     ]
     assert "a" in _duckdb_columns(local, "raw.merge") and "b" in _duckdb_columns(local, "raw.merge")
+
+
+def test_nested_parquet_columns_land_in_a_new_table_and_again_in_it(local: Any, tmp_path: Path) -> None:
+    def nested(path: Path, first_id: int) -> Path:
+        pq.write_table(
+            pa.table({
+                "id": [first_id, first_id + 1],
+                "p": [{"x": 1, "y": "a"}, {"x": 2, "y": None}],
+                "l": [[1, 2], []],
+                "m": pa.array([[("k", 1.5)], None], pa.map_(pa.string(), pa.float64())),
+            }),
+            path,
+        )
+        return path
+
+    land(local, str(nested(tmp_path / "n1.parquet", 1)), "raw.nested", transport=InMemoryTransport())
+    land(local, str(nested(tmp_path / "n2.parquet", 3)), "raw.nested", transport=InMemoryTransport())
+    rows = load_catalog(local).load_table("raw.nested").scan().to_arrow().sort_by("id").to_pylist()
+    assert [r["id"] for r in rows] == [1, 2, 3, 4]
+    assert rows[0] == {"id": 1, "p": {"x": 1, "y": "a"}, "l": [1, 2], "m": [("k", 1.5)]}
+    assert rows[3] == {"id": 4, "p": {"x": 2, "y": None}, "l": [], "m": None}
+    assert _duckdb_columns(local, "raw.nested") == ["id", "p", "l", "m"]
+
+
+def test_a_first_landing_refused_after_its_table_was_made_leaves_no_empty_table(local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest import schema as schemas
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise SchemaMismatchError("refused after the table was made")
+
+    monkeypatch.setattr(schemas, "plan", refuse)  # the schema check fails right after the table was created
+    f = tmp_path / "a.csv"
+    f.write_text("id\n1\n")
+    with pytest.raises(SchemaMismatchError):
+        land(local, str(f), "raw.refused", transport=InMemoryTransport())
+    assert not load_catalog(local).table_exists(("raw", "refused")) and _warehouse_files(local) == set()
