@@ -140,7 +140,7 @@ def land(
 
     # Read up to the first rows before the run starts: an unreadable or empty file is refused
     # without a lineage run, a table, or a branch.
-    stream = Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000)), batch_rows)
+    stream = Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000), warnings=result.warnings), batch_rows)
     first = stream.peek()
     if first is None:
         raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
@@ -155,11 +155,12 @@ def land(
         code=land,
     ) as run:
         result.run_id = run.run_id
-        tbl, created = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
+        prepared = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
+        tbl, created = prepared.table, prepared.created
         props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri}
         files: list[DataFile] = []  # filled as they are written, so a failure can delete them
         try:
-            written = writes.write_and_validate(tbl, stream, src, suite, ignored, files, progress=progress, advance=advance)
+            written = writes.write_and_validate(prepared, stream, src, suite, ignored, files, progress=progress, advance=advance)
             sources.check_unchanged(src)
         except BaseException:
             writes.delete_files(tbl, files)
@@ -178,7 +179,7 @@ def land(
         commit_started = time.perf_counter()
         branch = f"{AUDIT_PREFIX}{run.run_id}"
         try:
-            audited = branches.write(catalog, name, branch, files, props)
+            audited = branches.write(catalog, name, branch, files, props, schema_id=prepared.schema.schema_id)
         except BaseException:
             writes.delete_files(tbl, files)
             raise

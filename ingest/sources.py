@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 GLOB_CHARS = set("*?[")
-# Text formats are parsed in blocks of this size; column types are inferred from the first block,
-# so a larger block means fewer "type changed further down the file" surprises.
+# Text formats are parsed in blocks of this size. JSON Lines types are inferred from the first block
+# (a larger block: fewer "type changed further down" errors); a CSV file's are settled over the
+# whole file (`ingest.csvtypes`).
 TEXT_BLOCK_BYTES = 16 << 20
 HASH_BLOCK_BYTES = 8 << 20
 
@@ -173,13 +174,17 @@ def check_unchanged(source: Source) -> None:
         raise SourceError(f"{source.uri}: the file changed while it was being landed; land it again once it is complete")
 
 
-def batches(source: Source, batch_rows: int = 256_000) -> Iterator[pa.RecordBatch]:
-    """Stream the source as record batches. Errors (also those found deep into the file) are SourceError."""
+def batches(source: Source, batch_rows: int = 256_000, warnings: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream the source as record batches. Errors (also those found deep into the file) are SourceError.
+
+    A CSV file's column types are settled over the whole file first (`ingest.csvtypes`); what that
+    widened is added to `warnings`.
+    """
     import pyarrow as pa
 
     try:
         if source.fmt == "csv":
-            yield from _csv_batches(source)
+            yield from _csv_batches(source, [] if warnings is None else warnings)
         elif source.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -201,19 +206,29 @@ def batches(source: Source, batch_rows: int = 256_000) -> Iterator[pa.RecordBatc
         first = _first_line(exc)
         if "UTF8" in first or "UTF-8" in first:
             first = "the file is not valid UTF-8 text; re-encode it as UTF-8"
-        elif source.fmt == "csv" and "conversion error" in first:
-            first += " (column types are inferred from the start of the file; a later value does not fit)"
         elif source.fmt == "jsonl" and ("unexpected field" in first or "changed from" in first):
             first += " (fields and types are inferred from the start of the file; one appears or changes further down)"
         raise SourceError(f"{source.uri}: cannot read as {source.fmt}: {first}") from exc
 
 
-def _csv_batches(source: Source) -> Iterator[pa.RecordBatch]:
+def _csv_batches(source: Source, warnings: list[str]) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
     from pyarrow import csv
 
-    with source.filesystem.open_input_stream(source.path) as fh:
-        reader = csv.open_csv(fh, read_options=csv.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+    from ingest import csvtypes
+
+    opened: list[Any] = []
+
+    def open_reader(types: dict[str, pa.DataType] | None) -> Any:
+        for fh in opened:
+            fh.close()
+        opened[:] = [source.filesystem.open_input_stream(source.path)]
+        convert = csv.ConvertOptions(column_types=types or {})
+        return csv.open_csv(opened[0], read_options=csv.ReadOptions(block_size=TEXT_BLOCK_BYTES), convert_options=convert)
+
+    try:
+        types = csvtypes.settle(open_reader, source.uri, source.size, TEXT_BLOCK_BYTES, warnings)
+        reader = open_reader(types)
         # pyarrow reads a text column that is not valid UTF-8 as binary rather than failing.
         binary = [f.name for f in reader.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
         if binary:
@@ -221,6 +236,9 @@ def _csv_batches(source: Source) -> Iterator[pa.RecordBatch]:
                 f"{source.uri}: the file is not valid UTF-8 text (column {', '.join(binary)}); re-encode it as UTF-8"
             )
         yield from reader
+    finally:
+        for fh in opened:
+            fh.close()
 
 
 def _first_line(exc: BaseException) -> str:
