@@ -64,6 +64,11 @@ class LineageSettings:
     # cost under load (1,000: ~120 µs per event; 20,000: ~6 µs). Below ~10,000 events/s the commit
     # interval comes first. Peak memory grows with it: ~600 MB RSS at 20,000 events of 1.4 KB.
     batch_size: int = 20_000
+    # The secret that authenticates registry changes (alias moves, archives) carried by events: the
+    # consumer applies a move claiming `forced` only with a valid HMAC made with it
+    # (`lineage.signing`). Empty: a key file `registry.key` under TIDEMARK_HOME, made on first use.
+    # Every producer whose moves the consumer should accept, and the consumer, need the same key.
+    registry_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +242,7 @@ KAFKA_SECURITY_KEYS = frozenset(
 _KNOWN = {
     "catalog": None,  # any pyiceberg property is allowed
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
-    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size"},
+    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size", "registry_key"},
     "ingest": {"suites_dir"},
     "models": {"promotion_threshold"},
     "drift": {*DRIFT_KEYS, "models"},
@@ -361,7 +366,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     from lakehouse import redact
 
     # Whatever prints or logs later can mask these values (see lakehouse/redact.py).
-    redact.remember(redact.secrets_in(props) + redact.secrets_in(client))
+    redact.remember(redact.secrets_in(props) + redact.secrets_in(client) + ([lineage.registry_key] if lineage.registry_key else []))
     ing = raw.get("ingest") or {}
     suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
     return Settings(

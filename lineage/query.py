@@ -17,23 +17,41 @@ if TYPE_CHECKING:
 
 
 def connect(
-    settings: Settings, as_of: str | datetime | None = None, only: Iterable[str] | None = None, iceberg: bool = True
+    settings: Settings,
+    as_of: str | datetime | None = None,
+    only: Iterable[str] | None = None,
+    iceberg: bool = True,
+    read_only: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """DuckDB with the lineage tables (created if missing) and all other tables as views.
 
     `as_of`: every view reads its table as it stood at that time (Iceberg time travel); ISO 8601
     with a time zone or an aware datetime (`lakehouse.times.parse_time`).
     `only`: just these tables (`ns.table`); `iceberg=False`: skip loading the iceberg extension
-    unless a table needs it — both make a one-question connection fast.
+    unless a table needs it — both make a one-question connection fast. `read_only`: the connection
+    reads only the warehouse and the tables' locations and writes nothing (`lakehouse.sql.read_only`);
+    for SQL someone typed.
     """
     when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     catalog = load_catalog(settings)
     store.ensure_tables(catalog, settings, missing_only=True)
     con = sql.connect(settings.catalog.properties, iceberg=iceberg)
-    sql.attach_tables(con, catalog, as_of_ms=int(when.timestamp() * 1000) if when else None, only=only)
+    locations: list[str] = []
+    sql.attach_tables(con, catalog, as_of_ms=int(when.timestamp() * 1000) if when else None, only=only, locations=locations)
+    if read_only:
+        sql.read_only(con, [settings.warehouse, *locations])
     return con
 
 
-def run_sql(settings: Settings, text: str, params: Sequence[Any] | None = None, as_of: str | datetime | None = None) -> pa.Table:
-    """The answer to `text` (DuckDB SQL, `params` bound to its `?`s), with every table as of `as_of`."""
-    return sql.query(connect(settings, as_of), text, params)
+def run_sql(
+    settings: Settings, text: str, params: Sequence[Any] | None = None, as_of: str | datetime | None = None, read_only: bool = False
+) -> pa.Table:
+    """The answer to `text` (DuckDB SQL, `params` bound to its `?`s), with every table as of `as_of`.
+
+    `read_only`: refuse anything but queries, and files outside the warehouse (`tidemark sql`'s default).
+    """
+    sql.require_text(text)  # before any table is read
+    con = connect(settings, as_of, read_only=read_only)
+    if read_only:
+        sql.check_read_only(con, text)
+    return sql.query(con, text, params)

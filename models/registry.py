@@ -21,7 +21,7 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import JOB_NAME, RUN_ID, summary_properties, transaction, with_commit_retry
 from lineage import events as ev
-from lineage import model_store
+from lineage import model_store, signing
 from lineage.outbox import OutboxTransport
 from lineage.transport import Transport
 from models.exceptions import ModelNotFoundError
@@ -221,7 +221,7 @@ class Registry:
 
     def versions(self, model: str | None = None, include_archived: bool = True) -> list[ModelVersion]:
         history = self.alias_history()
-        aliases = _current_aliases(history)
+        aliases = model_store.current_aliases(history)
         archived = {(r["model"], int(r["version"])): r for r in history if r["action"] == model_store.ARCHIVE and r["version"] is not None}
         out = []
         for r in self._rows(VERSIONS):
@@ -289,7 +289,11 @@ class Registry:
         return sorted(rows, key=lambda r: r["event_time"])
 
     def current_aliases(self) -> dict[tuple[str, str], int]:
-        return _current_aliases(self.alias_history())
+        return model_store.current_aliases(self.alias_history())
+
+    def rejected_moves(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Alias moves and archives that events claimed and the lineage consumer refused (never applied)."""
+        return model_store.rejected_moves(self.catalog, self.settings, model)
 
     def promote(
         self,
@@ -382,6 +386,9 @@ class Registry:
             reason=reason,
             forced=forced,
             overridden=overridden,
+            # Made with this installation's registry key: a consumer applies a move without it only
+            # if the move passes the promotion gate, and never one that claims `forced`.
+            signature=signing.sign(self.settings, model_store.signed_move(move)),
         )
         event = ev.run_event(
             producer=producer,
@@ -456,16 +463,6 @@ def version_row(mv: ModelVersion) -> dict[str, Any]:
         "metric_goal": mv.metric_goal,
         "card_uri": mv.card_uri,
     }
-
-
-def _current_aliases(history: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
-    current: dict[tuple[str, str], int] = {}
-    for r in history:
-        if r["action"] == "set" and r["version"] is not None:
-            current[(r["model"], r["alias"])] = int(r["version"])
-        elif r["action"] == "remove":
-            current.pop((r["model"], r["alias"]), None)
-    return current
 
 
 def card_uri(settings: Settings, model: str, version: int) -> str:

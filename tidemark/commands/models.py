@@ -183,6 +183,13 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     else:
         verdict = "promoted" if d.get("promoted") else "not promoted"
         print(f"  last automatic decision: {d['time']}: version {d.get('candidate_version')} {verdict} to {d.get('alias')}: {d.get('reason')}")
+    rejected = st["rejected_moves"]
+    if rejected:
+        print(f"  REJECTED moves from events ({len(rejected)}, never applied):")
+        for r in rejected:
+            what = f"archive version {r['version']}" if r["action"] == "archive" else f"{r['alias']} -> version {r['version']}"
+            forced = " (claims forced)" if r["forced"] else ""
+            print(f"    {r['time']} {what}{forced} run {r['run_id']}: {r['rejected_because']}")
     return 0
 
 
