@@ -27,6 +27,7 @@ __all__ = [
     "model_store",
     "outbox",
     "query",
+    "recovery",
     "search",
     "store",
     "trace",
