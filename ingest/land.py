@@ -37,6 +37,7 @@ from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import BranchError
+from lakehouse.failpoints import step
 from lakehouse.tables import (
     JOB_NAME,
     RUN_ID,
@@ -68,6 +69,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# How recovery finishes a landing or publish whose process died (lineage.recovery).
+RESOLVER = "ingest.recovery:resolve"
 
 # Called with the audit branch and its snapshot id once a landing's gate passed, right before it
 # is published: a caller may record it, or (tests) move main in between to force the re-apply.
@@ -153,8 +157,10 @@ def land(
         settings=settings,
         transport=transport,
         code=land,
+        steps="ingest",
     ) as run:
         result.run_id = run.run_id
+        run.recoverable(RESOLVER, table=str(name), publish=publish)
         prepared = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
         tbl, created = prepared.table, prepared.created
         props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri}
@@ -162,12 +168,15 @@ def land(
         try:
             written = writes.write_and_validate(prepared, stream, src, suite, ignored, files, progress=progress, advance=advance)
             sources.check_unchanged(src)
+            step("ingest.written")
         except BaseException:
             writes.delete_files(tbl, files)
             if created:
                 target.drop_if_pristine(catalog, name)
             raise
         result.rows, result.gate, result.data_files, result.bytes_written = written.rows, written.verdict, len(files), written.bytes_written
+        # Before the first commit: what recovery needs to describe the snapshot if we die after it.
+        run.recoverable(RESOLVER, rows=result.rows, size=result.bytes_written, files=result.data_files, checks=datasets.assertions(result))
         result.seconds.update(written.seconds)
         if result.gate is not None:
             props.update(verdict.properties(result.gate))
@@ -184,6 +193,7 @@ def land(
             writes.delete_files(tbl, files)
             raise
         progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
+        step("ingest.audited")
         if not publish:
             result.audit_branch = branch
             result.snapshot_id = audited.snapshot_id
@@ -201,6 +211,7 @@ def land(
             catalog, name, branch, progress, files=files, properties=props,
             before=None if on_audited is None else lambda: on_audited(branch, audited.snapshot_id),
         )
+        step("ingest.published")
         result.reapplied = published.reapplied
         result.seconds["commit"] = time.perf_counter() - commit_started
         result.snapshot_id = published.snapshot.snapshot_id
@@ -240,7 +251,13 @@ def publish_audited(settings: Settings, table: str, branch: str, *, transport: T
         settings=settings,
         transport=transport,
         code=publish_audited,
+        steps="publish",
     ) as run:
+        # The published snapshot carries the landing's run id, not this one's; no assertions, as below.
+        run.recoverable(
+            RESOLVER, table=str(name), publish=True, landing_run=result.run_id,
+            rows=result.rows, size=result.bytes_written, files=result.data_files, checks=None,
+        )
         published = _publish(catalog, name, branch, progress, files=files)
         result.reapplied = published.reapplied
         result.snapshot_id = published.snapshot.snapshot_id

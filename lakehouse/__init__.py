@@ -16,6 +16,7 @@ __all__ = [
     "config",
     "datafiles",
     "exceptions",
+    "failpoints",
     "maintenance",
     "pyiceberg_compat",
     "redact",

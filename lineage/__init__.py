@@ -28,6 +28,7 @@ __all__ = [
     "model_store",
     "outbox",
     "query",
+    "recovery",
     "search",
     "signing",
     "store",

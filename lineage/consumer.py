@@ -37,9 +37,13 @@ from lakehouse.branches import added_data_files
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.datafiles import append_data_files, write_data_files
+from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, transaction, with_commit_retry
 from lineage import decode, store
 from lineage.broker import log_id as current_log_id
+from lineage.outbox import OUTBOX_FILE, Outbox
+from lineage.outbox import flush as flush_outbox
+from lineage.recovery import recover_once
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -490,6 +494,13 @@ def consume(
     writer = LineageWriter(settings, catalog)
     ensure_topic(settings)
     loop = _Batcher(writer, ConsumeReport(), batch_size or settings.lineage.batch_size, interval_s, compact_every if not once else 0, on_batch)
+    if (settings.home / OUTBOX_FILE).exists():
+        # Events this home's jobs left behind go out first: runs a killed process left in flight
+        # get their terminal event, and what waits in the outbox is sent, then drained here.
+        loop.outbox = Outbox(settings)
+        recover_once(settings)
+        if loop.outbox.pending():
+            flush_outbox(settings)
     with _collect_between_batches():
         if group and not once:
             _consume_in_group(settings, writer, loop, stop)
@@ -548,6 +559,18 @@ class _Batcher:
         self.last_flush = time.monotonic()
         self.since_compaction = 0
         self.batches = 0
+        # This home's outbox, if it has one: the events just stored leave it (end-to-end ack).
+        self.outbox: Outbox | None = None
+
+    def _acknowledge(self, values: list[bytes]) -> None:
+        """The store now holds these records (stored, duplicate or dead letter): the outbox may forget them."""
+        if self.outbox is None or not self.outbox.unacknowledged():
+            return
+        sha256 = hashlib.sha256
+        try:
+            self.outbox.acknowledge(sha256(v).hexdigest() for v in values)
+        except Exception as exc:  # the events stay; `tidemark lineage recover` acknowledges them later
+            log.warning("could not acknowledge stored events in %s: %s", self.outbox.path, exc)
 
     def add(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> None:
         self.partitions += partitions
@@ -565,6 +588,9 @@ class _Batcher:
     def flush(self, commit_group_offsets: Callable[[Mapping[int, int]], None]) -> None:
         if self.values:
             self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
+            step("consume.consumed-committed")
+            self._acknowledge(self.values)
+            step("consume.acknowledged")
             self.partitions, self.offsets, self.values = [], [], []
             self.since_compaction += 1
             self.batches += 1

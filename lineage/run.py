@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakehouse.config import Settings, load_settings
+from lakehouse.failpoints import step
 from lineage import code as code_info
 from lineage import events as ev
 from lineage.outbox import OutboxTransport
@@ -48,6 +49,14 @@ class RunContext:
     def add_run_facet(self, name: str, value: Mapping[str, Any]) -> None:
         self.run_facets[name] = dict(value)
 
+    def recoverable(self, resolver: str, **context: Any) -> None:
+        """Call before the commit this run describes: if the process dies from here on, recovery
+        (`lineage.recovery`) finishes the run with `resolver` ("module:function") reading `context`
+        (merged with what earlier calls gave), instead of a plain FAIL "interrupted"."""
+        note = getattr(self.transport, "note_run", None)
+        if note is not None:
+            note(self.run_id, resolver, context)
+
     def emit(self, event_type: ev.EventType, extra_run_facets: Mapping[str, Any] | None = None) -> dict[str, Any]:
         event = ev.run_event(
             producer=self.producer,
@@ -75,6 +84,7 @@ def run(
     run_id: str | None = None,
     code: Any = None,
     parent: Mapping[str, Any] | None = None,
+    steps: str | None = None,
 ) -> Iterator[RunContext]:
     """Emit START now, COMPLETE when the block ends, FAIL (with the error message facet) if it raises.
 
@@ -107,12 +117,16 @@ def run(
         )
     try:
         ctx.emit("START")
+        if steps:
+            step(f"{steps}.start")
         try:
             yield ctx
         except BaseException as exc:
             ctx.emit("FAIL", {"errorMessage": ev.error_facet(ctx.producer, exc)})
             raise
         ctx.emit("COMPLETE")
+        if steps:
+            step(f"{steps}.emitted")
     finally:
         if own_transport:
             tr.close()

@@ -11,6 +11,7 @@ from typing import Any
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
+from lakehouse.failpoints import step
 from lakehouse.tables import TableName, load_table
 from lineage.code import CodeIdentity, environment
 from lineage.run import RunContext
@@ -104,7 +105,7 @@ def train(
         tables[name] = table
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
-    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
+    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn, steps="train") as run:
         code, env = recorded_identity(run, job.entry_point)
         frames = {}
         recorded = []
@@ -122,6 +123,7 @@ def train(
         blob = pickle.dumps(trained.estimator, protocol=5)
         uri, digest = artifacts.put(settings, blob)
         progress(f"stored artifact {uri}")
+        step("train.written")
         mv = registry.register(
             model=job.model,
             run_id=run.run_id,
@@ -137,8 +139,10 @@ def train(
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
         )
+        step("train.registered")
         tags = pinning.pin(catalog, mv, loaded=tables)
         progress(f"pinned {', '.join(tags)} as {pinning.tag_name(mv.model, mv.version)}")
+        step("train.pinned")
         assert mv.card_uri is not None
         artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
         run.add_output(registry.model_dataset(mv, registration=True))
