@@ -19,9 +19,14 @@ def source_dataset(settings: Settings, src: sources.Source) -> dict[str, Any]:
     return ev.file_dataset(producer=settings.lineage.producer, path=src.uri, sha256=src.sha256, size=src.size, fmt=src.fmt)
 
 
-def output_dataset(settings: Settings, table: Table, name: str, snapshot: Snapshot, result: LandingResult) -> dict[str, Any]:
-    """The snapshot written, with the gate's assertions bound to it and the landing's row, file and byte counts."""
+def output_dataset(
+    settings: Settings, table: Table, name: str, snapshot: Snapshot, result: LandingResult, column_lineage: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The snapshot written, with the gate's assertions bound to it, the landing's row, file and byte
+    counts, and `column_lineage` (the `columnLineage` facet: which file column filled each table column)."""
     extra: dict[str, Any] = {}
+    if column_lineage is not None:
+        extra["columnLineage"] = column_lineage
     if result.gate is not None:
         extra["dataQualityAssertions"] = ev.facet(
             settings.lineage.producer,
