@@ -162,3 +162,36 @@ def walk(
             "or run `tidemark lineage consume --once`"
         )
     return rows
+
+
+def feature_sources(con: duckdb.DuckDBPyConnection, model: str, version: str, ns: str = "lineage") -> list[dict[str, Any]]:
+    """Each feature of a model version with the table columns (at their snapshots) it was trained
+    on (`columns`; `indirect`: those it depends on as a whole, such as the target), and the columns those were made from (the source file's, for a landed table): two steps
+    of the upstream walk, as nested dicts. Empty when the store holds no column lineage for it."""
+    try:
+        rows = walk(con, ColumnNode("model", model, version=version), "upstream", 2, ns)
+    except NotFoundError:
+        return []
+
+    def how(r: dict[str, Any]) -> dict[str, Any]:
+        return {k: r[f"transformation_{k}"] for k in ("type", "subtype", "description")}
+
+    def meets(up: dict[str, Any], down: dict[str, Any]) -> bool:
+        same = (up["output_namespace"], up["output_name"], up["output_field"]) == (down["input_namespace"], down["input_name"], down["input_field"])
+        return same and (up["output_version"] is None or down["input_version"] is None or up["output_version"] == down["input_version"])
+
+    first = [r for r in rows if r["depth"] == 1 and r["output_type"] == "MODEL" and r["output_version"] == version]
+    second = [r for r in rows if r["depth"] == 2]
+    out: dict[str, dict[str, Any]] = {}
+    for r in first:
+        feature = out.setdefault(r["output_field"], {"feature": r["output_field"], "columns": [], "indirect": []})
+        # DIRECT: the column the feature's values are; INDIRECT: columns the whole model depends on (its target).
+        feature["indirect" if r["transformation_type"] == "INDIRECT" else "columns"].append({
+            "dataset": r["input_dataset"], "column": r["input_field"], "version": r["input_version"], "transformation": how(r),
+            "from": [
+                {"dataset": s["input_dataset"], "column": s["input_field"], "version": s["input_version"], "transformation": how(s),
+                 "run_id": s["run_id"], "job_name": s["job_name"]}
+                for s in second if meets(s, r)
+            ],
+        })
+    return list(out.values())

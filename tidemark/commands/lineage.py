@@ -46,6 +46,9 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--from-beginning", action="store_true", help="start at the oldest event, not the newest")
     sp.add_argument("--limit", type=int, help="stop after this many events")
     add_command(lineage, "flush", cmd_lineage_flush, "deliver the lineage events waiting in the local outbox now")
+    from tidemark.commands import columns
+
+    columns.register(lineage)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -79,6 +82,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
             print(f"    validation {passed}/{len(inp['validation'])} expectations passed")
         if not inp["in_lineage_events"]:
             print("    (the training run's events are not in the lineage store yet: run `tidemark lineage consume --once`)")
+    from tidemark.commands.columns import features_text
+
+    for line in features_text(result.get("features") or []):
+        print(line)
     return 0
 
 
