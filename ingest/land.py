@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ingest import datasets, sources, target, verdict
+from ingest import columns, datasets, sources, target, verdict
 from ingest import gate as gates
 from ingest import schema as schemas
 from ingest import write as writes
@@ -112,6 +112,7 @@ def land(
     data_docs: bool = True,
     publish: bool = True,
     on_audited: Audited | None = None,
+    rename: Mapping[str, str] | None = None,
 ) -> LandingResult:
     """Land one source file into `namespace.table` through the table's gate. See the module docstring.
 
@@ -119,7 +120,11 @@ def land(
     with the gate's verdict in its summary, for a scheduler to decide in separate, visible steps
     (`publish_audited` or `quarantine_audited`), as the Airflow ingest DAGs do. `on_audited`: see
     `Audited`. `progress` gets one line per step, `advance` rows and the share of the file done.
+    `rename`: source column -> table column, for a file whose header names a column otherwise
+    (reported as a transformation in the run's column-level lineage, as every cast is).
     """
+    import pyarrow as pa
+
     started = time.perf_counter()
     name = TableName.parse(table)
     if sources.GLOB_CHARS & set(location):
@@ -144,16 +149,18 @@ def land(
 
     # Read up to the first rows before the run starts: an unreadable or empty file is refused
     # without a lineage run, a table, or a branch.
-    stream = Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000), warnings=result.warnings), batch_rows)
+    rename = dict(rename or {})
+    stream = Rebatcher(columns.renamed(sources.batches(src, batch_rows=min(batch_rows, 256_000), warnings=result.warnings), rename, src.uri), batch_rows)
     first = stream.peek()
     if first is None:
         raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
     ignored = schemas.droppable_empty_columns(first.schema)
 
+    source_ds = datasets.source_dataset(settings, src)
     with lineage_run(
         f"ingest.{name}",
-        inputs=[datasets.source_dataset(settings, src)],
-        parameters={"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force},
+        inputs=[source_ds],
+        parameters={"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force, **({"rename": rename} if rename else {})},
         settings=settings,
         transport=transport,
         code=land,
@@ -177,6 +184,8 @@ def land(
         result.rows, result.gate, result.data_files, result.bytes_written = written.rows, written.verdict, len(files), written.bytes_written
         # Before the first commit: what recovery needs to describe the snapshot if we die after it.
         run.recoverable(RESOLVER, rows=result.rows, size=result.bytes_written, files=result.data_files, checks=datasets.assertions(result))
+        landed = pa.schema([f for f in first.schema if f.name not in ignored])
+        column_lineage = columns.lineage_facet(settings, source_ds, landed, tbl.schema(), rename)
         result.seconds.update(written.seconds)
         if result.gate is not None:
             props.update(verdict.properties(result.gate))
@@ -198,14 +207,14 @@ def land(
             result.audit_branch = branch
             result.snapshot_id = audited.snapshot_id
             result.seconds["commit"] = time.perf_counter() - commit_started
-            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result))
+            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
             progress(f"gate {'passed' if result.gate is None or result.gate.success else 'FAILED'}; not published (publish=False)")
             result.seconds["total"] = time.perf_counter() - started
             return result
         if result.gate is not None and not result.gate.success:
             quarantine = f"{QUARANTINE_PREFIX}{run.run_id}"
             branches.rename(catalog, name, branch, quarantine)
-            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result))
+            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
             raise GateFailedError(verdict.failed_message(name, src.uri, quarantine, result.gate, result.data_docs), result=result.gate)
         published = _publish(
             catalog, name, branch, progress, files=files, properties=props,
@@ -215,7 +224,7 @@ def land(
         result.reapplied = published.reapplied
         result.seconds["commit"] = time.perf_counter() - commit_started
         result.snapshot_id = published.snapshot.snapshot_id
-        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result))
+        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, column_lineage))
         progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
     result.seconds["total"] = time.perf_counter() - started
     return result
@@ -244,9 +253,10 @@ def publish_audited(settings: Settings, table: str, branch: str, *, transport: T
     files = branches.added_data_files(tbl, audited)
     result = LandingResult(table=str(name), source=props.get(SOURCE_PATH, ""), sha256=props.get(SOURCE_SHA256, ""), run_id=props.get(RUN_ID), snapshot_id=None, rows=found.rows)
     result.data_files, result.bytes_written = len(files), sum(f.file_size_in_bytes for f in files)
+    audited_ds = ev.table_dataset(settings, str(name), tbl, audited.snapshot_id, "input")
     with lineage_run(
         f"publish.{name}",
-        inputs=[ev.table_dataset(settings, str(name), tbl, audited.snapshot_id, "input")],
+        inputs=[audited_ds],
         parameters={"table": str(name), "branch": branch, "landing_run": result.run_id},
         settings=settings,
         transport=transport,
@@ -261,7 +271,8 @@ def publish_audited(settings: Settings, table: str, branch: str, *, transport: T
         published = _publish(catalog, name, branch, progress, files=files)
         result.reapplied = published.reapplied
         result.snapshot_id = published.snapshot.snapshot_id
-        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result))
+        copied = columns.identity_facet(settings, audited_ds, tbl.schemas()[audited.schema_id] if audited.schema_id is not None else tbl.schema())
+        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, copied))
     progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
     return result
 

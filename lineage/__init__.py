@@ -15,6 +15,8 @@ __all__ = [
     "run",
     "broker",
     "code",
+    "column_graph",
+    "columns",
     "consumer",
     "draw",
     "drift_store",

@@ -76,6 +76,7 @@ class ConsumeReport:
     compactions: int = 0
     registry_rows: int = 0
     drift_rows: int = 0
+    column_rows: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
 
 
@@ -237,6 +238,7 @@ class LineageWriter:
             self._commit(store.DEAD_LETTERS, dead_rows, high)
             report.dead_letters += len(dead)
         self._sync_registry(batch.registry_events, report)
+        self._sync_columns(batch.column_events, report)
         stored = 0
         for short in ROW_TABLES:
             stored = self._commit_rows(short, batch, high)
@@ -277,6 +279,14 @@ class LineageWriter:
         report.registry_rows += sum(added.values())
         # Drift-check results (lineage.drift), idempotent the same way (keyed by run, table, column).
         report.drift_rows += drift_store.upsert_from_events(self.catalog, self.settings, events)
+
+    def _sync_columns(self, events: list[dict[str, Any]], report: ConsumeReport) -> None:
+        """Column-level lineage (`columnLineage` facets) into `lineage.column_lineage`, before the
+        offsets move past these events; idempotent (keyed by run and edge), like the registry sync."""
+        if events:
+            from lineage import columns
+
+            report.column_rows += columns.upsert_from_events(self.catalog, self.settings, events)
 
     def _fresh(self, short: str, table: Table, batch: decode.Decoded) -> list[int]:
         """Events of this batch that `table` does not hold yet: above its offsets, ids it never

@@ -13,6 +13,7 @@ from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.failpoints import step
 from lakehouse.tables import TableName, load_table
+from lineage import columns
 from lineage.code import CodeIdentity, environment
 from lineage.run import RunContext
 from lineage.run import run as lineage_run
@@ -145,9 +146,29 @@ def train(
         step("train.pinned")
         assert mv.card_uri is not None
         artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
-        run.add_output(registry.model_dataset(mv, registration=True))
+        model_ds = registry.model_dataset(mv, registration=True)
+        if job.features:
+            model_ds["facets"]["columnLineage"] = feature_lineage(settings, job, dict(zip(pinned, datasets)))
+        run.add_output(model_ds)
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
     return TrainResult(version=mv, card_uri=mv.card_uri)
+
+
+def feature_lineage(settings: Settings, job: TrainingJob, inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The model's `columnLineage` facet: each declared feature from its input table's column (at
+    the snapshot the run read), and the target as a dependency of the whole model (INDIRECT)."""
+    fields = {
+        feature: [columns.InputField.of(inputs[table], feature, description=f"feature {i} of the model, read as stored")]
+        for table, names in job.features.items()
+        if table in inputs  # a job run on other tables than it declares features for reports none of them
+        for i, feature in enumerate(names)
+    }
+    target = [
+        columns.InputField.of(inputs[t], job.target, type="INDIRECT", subtype="TARGET", description="the column the model learns to predict")
+        for t in job.features
+        if job.target and t in inputs
+    ]
+    return columns.facet(settings.lineage.producer, fields, target)
 
 
 def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, dict[str, Any]]:

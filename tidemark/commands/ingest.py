@@ -29,6 +29,10 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--format", choices=("csv", "parquet", "jsonl"), help="source format (default: from the extension)")
     sp.add_argument("--force", action="store_true", help="land again even if this file's sha256 is already in the table")
     sp.add_argument("--strict", action="store_true", help="refuse to land into a table with no suite")
+    sp.add_argument(
+        "--rename", action="append", metavar="SOURCE_COLUMN=TABLE_COLUMN",
+        help="store a file's column under another name (repeatable); lineage reports it as a rename",
+    )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -46,6 +50,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not args.table:
         raise TidemarkError("tidemark ingest: --table NS.TABLE is required to land a file")
     TableName.parse(args.table)
+    from ingest.columns import parse_renames
+
+    rename = parse_renames(args.rename)
     settings = current_settings()
     results: list[Any] = []
     try:
@@ -61,7 +68,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                     results.append(
                         land(
                             settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
-                            strict=args.strict, progress=say, advance=bar,
+                            strict=args.strict, progress=say, advance=bar, rename=rename,
                         )
                     )
                 except GateFailedError as exc:
