@@ -151,8 +151,11 @@ def cmd_models_renew(args: argparse.Namespace) -> int:
     if args.output == "json":
         emit_json(d.to_json())
     else:
-        verdict = f"promoted to {d.alias}" if d.promoted else "kept as a candidate"
-        print(f"{d.model}:{d.candidate_version} {verdict} (holder was version {d.holder_version}): {d.reason}")
+        if d.nothing_new:
+            print(f"{d.model}@{d.alias}: nothing to renew; {d.reason}")
+        else:
+            verdict = f"promoted to {d.alias}" if d.promoted else "kept as a candidate"
+            print(f"{d.model}:{d.candidate_version} {verdict} (holder was version {d.holder_version}): {d.reason}")
     return 0
 
 
