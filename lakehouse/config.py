@@ -92,6 +92,9 @@ class DriftThresholds:
     category_shift: float = 0.1
     missing_rate_change: float = 0.05
     row_count_change: float = 0.5
+    # Schema: how many columns may be added, removed or change type before the table counts as
+    # drifted (0: any change). A model that reads every numeric column sees a new one at once.
+    schema_changes: float = 0
 
     def to_json(self) -> dict[str, float]:
         return {f: getattr(self, f) for f in DRIFT_KEYS}
