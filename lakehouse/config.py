@@ -1,6 +1,8 @@
 """Configuration: one `tidemark.yaml` plus `TIDEMARK__SECTION__KEY` environment variables.
 
 Search order for the file: `$TIDEMARK_CONFIG`, then `./tidemark.yaml`, then `$TIDEMARK_HOME/tidemark.yaml`.
+TIDEMARK_HOME, when not set, is the nearest `.tidemark` folder in the working directory or above
+it (as git finds `.git`), else `./.tidemark`.
 Precedence, lowest first: built-in defaults, the file, environment variables, explicit arguments to
 `load_settings(overrides=...)`. The result is frozen: code never changes settings after load.
 """
@@ -95,6 +97,9 @@ class DriftThresholds:
     category_shift: float = 0.1
     missing_rate_change: float = 0.05
     row_count_change: float = 0.5
+    # Schema: how many columns may be added, removed or change type before the table counts as
+    # drifted (0: any change). A model that reads every numeric column sees a new one at once.
+    schema_changes: float = 0
 
     def to_json(self) -> dict[str, float]:
         return {f: getattr(self, f) for f in DRIFT_KEYS}
@@ -133,6 +138,9 @@ class Settings:
     lineage: LineageSettings
     ingest: IngestSettings
     config_file: Path | None = None
+    # Where `home` came from: "env" (TIDEMARK_HOME), "config" (the file's `home`), "found" (the
+    # nearest .tidemark at or above the working directory), "default" (./.tidemark).
+    home_source: str = "default"
     models: ModelsSettings = field(default_factory=ModelsSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -144,6 +152,28 @@ class Settings:
     @property
     def uses_local_broker(self) -> bool:
         return not self.kafka.bootstrap_servers
+
+
+def find_home(start: Path | None = None) -> Path | None:
+    """The nearest `.tidemark` folder in `start` (default: the working directory) or above it, as git
+    finds `.git`; None when there is none."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DEFAULT_HOME).is_dir():
+            return folder / DEFAULT_HOME
+    return None
+
+
+def _home(env: Mapping[str, str]) -> tuple[Path, str]:
+    """TIDEMARK_HOME if set ("env"), else the nearest `.tidemark` at or above the working directory
+    ("found"), else `./.tidemark`, made by the first command that writes ("default"). Walking up means
+    a command run from a subfolder uses the project's home instead of silently starting an empty one."""
+    if env.get("TIDEMARK_HOME"):
+        return Path(env["TIDEMARK_HOME"]).expanduser().resolve(), "env"
+    found = find_home()
+    if found is not None:
+        return found, "found"
+    return Path(DEFAULT_HOME).resolve(), "default"
 
 
 def _config_file(home: Path) -> Path | None:
@@ -313,7 +343,7 @@ def _spark(raw: Mapping[str, Any]) -> SparkSettings:
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Load settings from defaults, the config file, `TIDEMARK__...` variables and `overrides`."""
     env = os.environ if environ is None else environ
-    home = Path(env.get("TIDEMARK_HOME") or DEFAULT_HOME).expanduser().resolve()
+    home, home_source = _home(env)
     config_file = _config_file(home)
     raw: dict[str, Any] = _read_yaml(config_file) if config_file else {}
     raw = _merge(raw, _env_tree(env))
@@ -334,7 +364,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
                     f"unknown key(s) {', '.join(sorted(unknown))} in section {section!r}; known: {', '.join(sorted(keys))}"
                 )
     if "home" in raw:
-        home = Path(str(raw["home"])).expanduser().resolve()
+        home, home_source = Path(str(raw["home"])).expanduser().resolve(), "config"
 
     cat = _flatten_catalog(raw.get("catalog") or {})
     name = str(cat.pop("name", "tidemark"))
@@ -373,6 +403,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         drift=_drift(raw.get("drift") or {}),
         spark=_spark(raw.get("spark") or {}),
         home=home,
+        home_source=home_source,
         catalog=CatalogSettings(name=name, properties=MappingProxyType(props)),
         kafka=kafka,
         lineage=lineage,

@@ -135,7 +135,9 @@ def train(
             metrics=trained.metrics,
             inputs=recorded,
             parameters=params,
-            code=code.record(),
+            # The holdout scorer rides along with the code identity, so `models renew` can score a
+            # user's job's versions without the job object (extra keys are ignored by compare_code).
+            code={**code.record(), **({"holdout_entry_point": job.holdout_entry_point} if job.holdout_entry_point else {})},
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,

@@ -73,10 +73,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                     )
                 except GateFailedError as exc:
                     bar.close()
-                    # The error is one line; the failing rows it names are shown above it.
+                    # The error is one line; above it, per failing expectation, the first few failing
+                    # rows as their key and the failing column only (a whole row of a wide table is
+                    # ~900 characters); `ingest quarantine show` and `--output json` keep the full rows.
                     for o in (exc.result.failures() if exc.result else []):
                         for row in o.rows[:3]:
-                            print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {row}", file=sys.stderr)
+                            print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {_row_gist(row, o.column)}", file=sys.stderr)
                     raise
                 finally:
                     bar.close()
@@ -84,6 +86,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         # Files landed before a failure stay landed: say so, then the error follows.
         _print_landings(args, results)
     return 0
+
+
+def _row_gist(row: Any, column: str | None, width: int = 120) -> str:
+    """A failing row in one short line: its `id` and the failing column (every column if the
+    expectation names none), cut at `width` characters."""
+    if not isinstance(row, dict):
+        text = str(row)
+    else:
+        keep = [k for k in row if k == "id" or k == column] if column else list(row)
+        text = " ".join(f"{k}={row[k]!r}" for k in keep)
+        if column and len(keep) < len(row):
+            text += f" (+{len(row) - len(keep)} more columns: `tidemark ingest quarantine show`)"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _print_landings(args: argparse.Namespace, results: list[Any]) -> None:
