@@ -83,6 +83,16 @@ class IngestSettings:
 class ModelsSettings:
     # Promotion refuses a version whose primary metric is worse than the alias holder's by more than this.
     promotion_threshold: float = 0.01
+    # Retrain says `within_tolerance` when every metric is within this relative difference of the
+    # recorded one (0.01: 1%), the promise "within a few percent"; bit-identical is `reproduced`.
+    retrain_tolerance: float = 0.01
+    # Per model, per metric: {"wine": {"accuracy": 0.02, "*": 0.05}} ("*": the model's other metrics).
+    tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def tolerance(self, model: str, metric: str) -> float:
+        """The relative tolerance for `metric` of `model`: its own, else the model's "*", else the default."""
+        own = self.tolerances.get(model) or {}
+        return float(own.get(metric, own.get("*", self.retrain_tolerance)))
 
 
 @dataclass(frozen=True)
@@ -274,7 +284,7 @@ _KNOWN = {
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size", "registry_key"},
     "ingest": {"suites_dir"},
-    "models": {"promotion_threshold"},
+    "models": {"promotion_threshold", "retrain_tolerance", "tolerances"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "home": None,
@@ -409,9 +419,28 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         lineage=lineage,
         ingest=IngestSettings(suites_dir=suites_dir),
         config_file=config_file,
-        models=ModelsSettings(
-            promotion_threshold=_as_float(
-                "models", "promotion_threshold", (raw.get("models") or {}).get("promotion_threshold", ModelsSettings.promotion_threshold)
-            )
-        ),
+        models=_models(raw.get("models") or {}),
+    )
+
+
+def _models(raw: Mapping[str, Any]) -> ModelsSettings:
+    """The `models` section; `tolerances.<model>.<metric>` (or `*`) are relative tolerances >= 0."""
+
+    def tolerance(where: str, value: Any) -> float:
+        number = _as_float("models", where, value)
+        if number < 0:
+            raise ConfigError(f"models.{where} must be a relative tolerance of 0 or more (0.01 is 1%), got {value!r}")
+        return number
+
+    per_model = raw.get("tolerances") or {}
+    if not isinstance(per_model, Mapping) or not all(isinstance(v, Mapping) for v in per_model.values()):
+        raise ConfigError("models.tolerances must map model names to {metric: tolerance}, e.g. models: {tolerances: {wine: {accuracy: 0.02}}}")
+    tolerances = {
+        str(name): MappingProxyType({str(metric): tolerance(f"tolerances.{name}.{metric}", v) for metric, v in metrics.items()})
+        for name, metrics in per_model.items()
+    }
+    return ModelsSettings(
+        promotion_threshold=_as_float("models", "promotion_threshold", raw.get("promotion_threshold", ModelsSettings.promotion_threshold)),
+        retrain_tolerance=tolerance("retrain_tolerance", raw.get("retrain_tolerance", ModelsSettings.retrain_tolerance)),
+        tolerances=MappingProxyType(tolerances),
     )

@@ -14,12 +14,14 @@ from lakehouse.exceptions import TableNotFoundError
 from lakehouse.failpoints import step
 from lakehouse.tables import TableName, load_table
 from lineage import columns
-from lineage.code import CodeIdentity, environment
+from lineage import events as ev
+from lineage.code import CodeIdentity, environment, module_source
 from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import artifacts, pinning
 from models import inputs as inputs_mod
+from models.execution import Execution, run_job
 from models.exceptions import TrainingInputError
 from models.jobs import TrainingJob, get_job
 from models.registry import InputSnapshot, ModelVersion, Registry
@@ -116,7 +118,10 @@ def train(
             frames[name] = inp.data
             recorded.append(InputSnapshot(name, sid, inp.rows, inp.fingerprint))
         progress(f"training {job.name} ({job.entry_point}) with {json.dumps(params, sort_keys=True)}")
-        trained = fn(frames, params)
+        execution = run_job(fn, frames, params)
+        trained = execution.trained
+        env = {**env, **execution_record(execution)}
+        add_platform_facet(run, execution)
         if job.primary_metric and job.primary_metric not in trained.metrics:
             raise TrainingInputError(
                 f"job {job.name} declares primary metric {job.primary_metric!r} but returned only {', '.join(sorted(trained.metrics))}"
@@ -137,7 +142,7 @@ def train(
             parameters=params,
             # The holdout scorer rides along with the code identity, so `models renew` can score a
             # user's job's versions without the job object (extra keys are ignored by compare_code).
-            code={**code.record(), **({"holdout_entry_point": job.holdout_entry_point} if job.holdout_entry_point else {})},
+            code={**code_record(settings, code), **({"holdout_entry_point": job.holdout_entry_point} if job.holdout_entry_point else {})},
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
@@ -184,6 +189,39 @@ def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, 
     return code, environment()
 
 
+def execution_record(execution: Execution) -> dict[str, Any]:
+    """What the registry's environment column and the model card add to the package list: the
+    distributions the job imported, the platform it ran on, and the determinism settings applied."""
+    return {"imported": list(execution.imported), "host": dict(execution.platform), "determinism": dict(execution.determinism)}
+
+
+def add_platform_facet(run: RunContext, execution: Execution) -> None:
+    """The `tidemark_platform` run facet: platform, determinism settings and imported distributions."""
+    run.add_run_facet(
+        "tidemark_platform",
+        ev.facet(
+            run.producer,
+            f"{ev.TIDEMARK_FACETS}/PlatformRunFacet.json",
+            **execution.platform,
+            determinism=execution.determinism,
+            importedDistributions=execution.imported,
+        ),
+    )
+
+
+def code_record(settings: Settings, code: CodeIdentity) -> dict[str, Any]:
+    """The registry's code column: the identity, plus what `retrain --code recorded` needs to get the
+    code back: the repository root and the module's path in it, and the module's source itself,
+    stored content-addressed beside the artifacts (a dirty tree's commit does not hold it)."""
+    out = code.record()
+    found = module_source(code.entry_point) if code.entry_point else None
+    if found is not None:
+        _path, data, root, rel = found
+        uri, digest = artifacts.put(settings, data)
+        out.update(repository=root, path=rel, source_uri=uri, source_file_sha256=digest)
+    return out
+
+
 def train_on_snapshots(
     settings: Settings, job_name: str, snapshots: Mapping[str, int], *, progress: Callable[[str], None] = lambda _msg: None
 ) -> dict[str, Any]:
@@ -199,4 +237,9 @@ def card(mv: ModelVersion) -> dict[str, Any]:
     out.pop("aliases", None)
     out.pop("archived", None)
     out["pins"] = {i.table: pinning.tag_name(mv.model, mv.version) for i in mv.inputs}
+    env = mv.environment or {}
+    # Read at a glance in the card: where it ran and what was pinned to make it repeatable.
+    out["platform"] = env.get("host")
+    out["determinism"] = env.get("determinism")
+    out["imported_distributions"] = env.get("imported")
     return out

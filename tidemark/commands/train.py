@@ -4,6 +4,7 @@ from the snapshots it recorded and reports what is identical."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from tidemark.commands.arguments import Subcommands, add_command, current_settings, snapshot_ids
 from tidemark.output import emit_json, metrics_text, pins_text, progress
@@ -66,6 +67,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(f"retrained {report.model}:{report.version} (run {report.run_id}, reproducing run {report.reproduces_run_id})")
     if report.as_of:
         print(f"  on the snapshots current at {report.as_of}")
+    print(f"  ran in       {_ran_text(report.environment_ran, 'environment')}; {_ran_text(report.code_ran, 'code')}")
     print(f"  data         {yes(report.data_identical)}")
     for i in report.inputs:
         same = "same" if i.identical else "differs"
@@ -76,13 +78,33 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(f"  code         {yes(report.code_identical)}  {report.entry_point}")
     for d in report.code_differences:
         print(f"    {d}")
-    print(f"  environment  {yes(report.environment_identical)}")
-    for d in report.environment_differences[:20]:
+    imported = [c for c in report.package_changes if c.imported]
+    others = [c for c in report.package_changes if not c.imported]
+    print(f"  packages     {yes(report.imported_packages_identical)}  (the {len(report.imported)} the job imports)")
+    if report.python_difference:
+        print(f"    python {report.python_difference}")
+    for c in imported:
+        print(f"    {c}")
+    if others:
+        shown = ", ".join(str(c) for c in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        print(f"    not imported by the job (no cause): {shown}")
+    print(f"  platform     {yes(not report.platform_differences)}")
+    for d in report.platform_differences:
         print(f"    {d}")
     print(f"  metrics      {yes(report.metrics_identical)}")
     for name, m in report.metrics.items():
         delta = "n/a" if m["delta"] is None else f"{m['delta']:+.3g}"
-        print(f"    {name:12} old {m['old']!r:>22}  new {m['new']!r:>22}  delta {delta}")
+        within = "within" if m["within_tolerance"] else "OUTSIDE"
+        print(f"    {name:12} old {m['old']!r:>22}  new {m['new']!r:>22}  delta {delta} ({within} {m['tolerance']:.3g} relative)")
     print(f"  artifact     {yes(report.artifact_identical)}  sha256 {report.new_sha256} (recorded {report.old_sha256})")
+    causes = report.causes
+    print(f"verdict: {report.verdict}" + (f"; causes, most likely first: {', '.join(c['cause'] for c in causes)}" if causes else ""))
     print(f"identical: {'yes' if report.identical else 'no'}")
     return 0
+
+
+def _ran_text(ran: dict[str, Any], what: str) -> str:
+    if ran.get("kind") != "recorded":
+        return f"the current {what}"
+    detail = ran.get("path") or ran.get("commit") or ""
+    return f"the recorded {what}" + (f" ({detail})" if detail else "")
