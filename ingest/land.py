@@ -57,6 +57,10 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 __all__ = [
+    "FAILED",
+    "LANDED",
+    "NOT_TRIED",
+    "SKIPPED",
     "AuditVerdict",
     "FileOutcome",
     "LandingResult",

@@ -86,7 +86,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _print_outcomes(args: argparse.Namespace, outcomes: list[Any], several: bool) -> None:
-    from ingest.result import FAILED, NOT_TRIED
+    from ingest.land import FAILED, NOT_TRIED
 
     if args.output == "json":
         if several:  # a list whenever the command names several files (a glob, several SOURCEs), whatever landed
