@@ -224,7 +224,10 @@ def batches(source: Source, batch_rows: int = 256_000, warnings: list[str] | Non
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
         first = _first_line(exc)
-        if "UTF8" in first or "UTF-8" in first:
+        codec = source.content.compression
+        if codec and any(w in first.lower() for w in ("compress", "truncat", "zlib", "gzip", "bz2", "zstd")):
+            first = f"its {codec} data is cut short or corrupt ({first}); is the file complete?"
+        elif "UTF8" in first or "UTF-8" in first:
             first = "the file is not valid UTF-8 text; re-encode it as UTF-8"
         elif source.fmt == "jsonl" and ("unexpected field" in first or "changed from" in first):
             first += " (fields and types are inferred from the start of the file; one appears or changes further down)"
