@@ -29,7 +29,7 @@ TEXT_FORMATS = {"csv", "jsonl"}
 GLOB_CHARS = set("*?[")
 # Text formats are parsed in blocks of this size. JSON Lines types are inferred from the first block
 # (a larger block: fewer "type changed further down" errors); a CSV file's are settled over the
-# whole file (`ingest.csvtypes`).
+# whole file (`ingest.inference`).
 TEXT_BLOCK_BYTES = 16 << 20
 HASH_BLOCK_BYTES = 8 << 20
 
@@ -196,7 +196,7 @@ def check_unchanged(source: Source) -> None:
 def batches(source: Source, batch_rows: int = 256_000, warnings: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Stream the source as record batches. Errors (also those found deep into the file) are SourceError.
 
-    A CSV file's column types are settled over the whole file first (`ingest.csvtypes`); what that
+    A CSV file's column types are settled over the whole file first (`ingest.inference`); what that
     widened is added to `warnings`.
     """
     import pyarrow as pa
@@ -217,9 +217,7 @@ def batches(source: Source, batch_rows: int = 256_000, warnings: list[str] | Non
         else:
             from pyarrow import json as pajson
 
-            with source.open_text() as fh:
-                reader = pajson.open_json(fh, read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
-                yield from reader
+            yield from _json_batches(source)
     except SourceError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -234,11 +232,11 @@ def batches(source: Source, batch_rows: int = 256_000, warnings: list[str] | Non
         raise SourceError(f"{source.uri}: cannot read as {source.fmt}: {first}") from exc
 
 
-def _csv_batches(source: Source, warnings: list[str]) -> Iterator[pa.RecordBatch]:
+def _json_batches(source: Source) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
-    from pyarrow import csv
+    from pyarrow import json as pajson
 
-    from ingest import csvtypes
+    from ingest import inference
 
     opened: list[Any] = []
 
@@ -246,7 +244,33 @@ def _csv_batches(source: Source, warnings: list[str]) -> Iterator[pa.RecordBatch
         for fh in opened:
             fh.close()
         opened[:] = [source.open_text()]
-        convert = csv.ConvertOptions(column_types=types or {})
+        parse = pajson.ParseOptions(explicit_schema=pa.schema(types) if types else None)
+        return pajson.open_json(opened[0], read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES), parse_options=parse)
+
+    try:
+        exact = inference.settle_json(open_reader, source.uri)
+        reader = open_reader(None)
+        if exact:
+            reader = open_reader({**{f.name: f.type for f in reader.schema}, **exact})
+        yield from reader
+    finally:
+        for fh in opened:
+            fh.close()
+
+
+def _csv_batches(source: Source, warnings: list[str]) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+    from pyarrow import csv
+
+    from ingest import inference
+
+    opened: list[Any] = []
+
+    def open_reader(types: dict[str, pa.DataType] | None, strings_null: bool = False) -> Any:
+        for fh in opened:
+            fh.close()
+        opened[:] = [source.open_text()]
+        convert = csv.ConvertOptions(column_types=types or {}, strings_can_be_null=strings_null)
         reader = csv.open_csv(opened[0], read_options=csv.ReadOptions(block_size=TEXT_BLOCK_BYTES), convert_options=convert)
         unique_columns(reader.schema.names, source.uri)
         return reader
@@ -254,7 +278,7 @@ def _csv_batches(source: Source, warnings: list[str]) -> Iterator[pa.RecordBatch
     try:
         # A compressed or re-encoded file's size says nothing of its text's: always settle over it.
         size = source.size if source.content == Content() else TEXT_BLOCK_BYTES + 1
-        types = csvtypes.settle(open_reader, source.uri, size, TEXT_BLOCK_BYTES, warnings)
+        types = inference.settle(open_reader, source.uri, size, TEXT_BLOCK_BYTES, warnings)
         reader = open_reader(types)
         # pyarrow reads a text column that is not valid UTF-8 as binary rather than failing.
         binary = [f.name for f in reader.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
