@@ -663,3 +663,22 @@ def test_jsonl_whole_numbers_beyond_int64_land_as_decimal_and_beyond_38_digits_a
     with pytest.raises(SourceError, match="mixed.jsonl: field n holds fractions and whole numbers beyond 64 bits"):
         land(local, str(mixed), "raw.mixedjson", transport=InMemoryTransport())
     assert not load_catalog(local).table_exists(("raw", "hugejson")) and not load_catalog(local).table_exists(("raw", "mixedjson"))
+
+
+def test_land_all_stops_at_the_first_bad_file_naming_the_rest_or_keeps_going(local: Any, tmp_path: Path) -> None:
+    from ingest.exceptions import LandingsFailedError
+    from ingest.land import land_all
+
+    d = tmp_path / "drop"
+    d.mkdir()
+    (d / "a.csv").write_text("id\n1\n")
+    (d / "b.csv").write_bytes(b"")
+    (d / "c.csv").write_text("id\n3\n")
+    (d / "d.csv").write_bytes(b"id,id\n4,4\n")
+    with pytest.raises(LandingsFailedError, match=r"b.csv: the file is empty; nothing to land; 2 later file\(s\) not tried: .*c.csv, .*d.csv") as stopped:
+        land_all(local, str(d / "*.csv"), "raw.each", transport=InMemoryTransport())
+    assert [o.outcome for o in stopped.value.outcomes] == ["landed", "failed", "not tried", "not tried"]
+    with pytest.raises(LandingsFailedError, match=r"2 of 4 files failed to land into raw.each: .*b.csv, .*d.csv") as going:
+        land_all(local, str(d / "*.csv"), "raw.each", keep_going=True, transport=InMemoryTransport())
+    assert [o.outcome for o in going.value.outcomes] == ["skipped", "failed", "landed", "failed"]
+    assert sorted(load_catalog(local).load_table("raw.each").scan().to_arrow().column("id").to_pylist()) == [1, 3]
