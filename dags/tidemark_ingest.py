@@ -1,13 +1,14 @@
 """One ingest DAG per configured feed (dags/sources.yaml, see `ingest.feeds`): land -> validate -> publish | quarantine.
 
 - `land`: each new file is written to an audit branch of the table, its rows checked by the table's
-  Great Expectations suite as they stream (one read of the file); nothing is published yet.
+  Great Expectations suite as they stream (one read of the file); nothing is published yet. A file
+  that cannot be landed does not stop the others; it fails the run at `quarantine`, named.
 - `validate`: the gate's decision, read from the audited snapshots: which to publish, which to refuse.
 - `publish`: main moves to the audited snapshot(s); the table's Asset gets an event whose extra carries
   the published snapshot id, which is what the training DAGs train on. Skipped when nothing passed,
   so no asset event and no training.
 - `quarantine`: failed landings are kept on `quarantine-<run>` branches and the task fails, so the
-  DAG run is failed and main is untouched.
+  DAG run is failed and main is untouched by them; so does a file that could not be landed at all.
 
 Parsing this file reads only the small sources file: every heavy import happens inside a task.
 """
@@ -66,7 +67,7 @@ def ingest_dag(feed: Feed) -> DAG:
         def quarantine(decision: dict[str, Any]) -> list[str]:
             from ingest.feeds import quarantine_staged
 
-            if not decision["quarantine"]:
+            if not decision["quarantine"] and not decision.get("failed"):
                 raise AirflowSkipException("every landing passed its gate")
             return quarantine_staged(settings(), decision)
 

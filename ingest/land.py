@@ -29,14 +29,14 @@ from ingest import gate as gates
 from ingest import schema as schemas
 from ingest import write as writes
 from ingest.batches import BATCH_ROWS, Rebatcher
-from ingest.exceptions import GateFailedError, PublishError, SourceError
-from ingest.result import LandingResult
+from ingest.exceptions import GateFailedError, LandingsFailedError, PublishError, SourceError
+from ingest.result import FAILED, LANDED, NOT_TRIED, SKIPPED, FileOutcome, LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, QUARANTINE_PREFIX, AuditVerdict
 from ingest.write import Advance, Progress
 from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.exceptions import BranchError
+from lakehouse.exceptions import BranchError, TidemarkError
 from lakehouse.failpoints import step
 from lakehouse.tables import (
     JOB_NAME,
@@ -58,11 +58,18 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 __all__ = [
+    "FAILED",
+    "LANDED",
+    "NOT_TRIED",
+    "SKIPPED",
     "AuditVerdict",
+    "FileOutcome",
     "LandingResult",
     "audit_verdict",
     "land",
     "land_all",
+    "land_each",
+    "raise_failures",
     "landed_snapshot",
     "publish_audited",
     "quarantine_audited",
@@ -87,13 +94,60 @@ def landed_snapshot(table: Table, sha256: str) -> int | None:
     return None
 
 
-def land_all(settings: Settings, location: str, table: str, **kwargs: Any) -> list[LandingResult]:
+def land_all(settings: Settings, location: str, table: str, *, keep_going: bool = False, **kwargs: Any) -> list[LandingResult]:
     """Land every file a location names (a path, a URI, or a glob); each file is its own landing.
 
-    Files land one after the other; the first failure stops the rest (earlier ones stay landed).
+    Files land one after the other, in name order. Without `keep_going` the first failure stops
+    the rest and is raised, saying which files were not tried (earlier ones stay landed). With it
+    every file is tried and, if any failed, LandingsFailedError names them (`.outcomes`: each file's).
     """
     TableName.parse(table)
-    return [land(settings, loc, table, **kwargs) for loc in sources.expand(location, settings.catalog.properties)]
+    locations = sources.expand(location, settings.catalog.properties)
+    outcomes = land_each(locations, lambda loc: land(settings, loc, table, **kwargs), keep_going=keep_going)
+    raise_failures(outcomes, table)
+    return [o.result for o in outcomes if o.result is not None]
+
+
+def land_each(locations: list[str], land_one: Callable[[str], LandingResult], *, keep_going: bool = False) -> list[FileOutcome]:
+    """`land_one` for each location in turn; each file's outcome, never an exception of Tidemark's.
+
+    Without `keep_going` the first failure stops the rest (reported as not tried).
+    """
+    outcomes: list[FileOutcome] = []
+    for i, location in enumerate(locations):
+        try:
+            result = land_one(location)
+        except TidemarkError as exc:
+            outcomes.append(FileOutcome(location, FAILED, error=exc))
+            if not keep_going:
+                outcomes += [FileOutcome(rest, NOT_TRIED) for rest in locations[i + 1 :]]
+                break
+            continue
+        outcomes.append(FileOutcome(location, SKIPPED if result.skipped else LANDED, result=result))
+    return outcomes
+
+
+def raise_failures(outcomes: list[FileOutcome], table: str) -> None:
+    """Raise for the failed files, in one line: a lone failure as itself, several as LandingsFailedError."""
+    failed = [o for o in outcomes if o.outcome == FAILED]
+    if not failed:
+        return
+    untried = [o.source for o in outcomes if o.outcome == NOT_TRIED]
+    first = failed[0].error
+    assert first is not None
+    if untried:
+        names = ", ".join(untried[:3]) + (f" and {len(untried) - 3} more" if len(untried) > 3 else "")
+        raise LandingsFailedError(
+            f"{first}; {len(untried)} later file(s) not tried: {names} (--keep-going tries every file)", outcomes, parameter=first.parameter
+        ) from first
+    if len(failed) == 1:
+        raise first
+    landed = sum(1 for o in outcomes if o.outcome in (LANDED, SKIPPED))
+    raise LandingsFailedError(
+        f"{len(failed)} of {len(outcomes)} files failed to land into {table}: "
+        f"{', '.join(o.source for o in failed)} (each one's reason is listed above); the other {landed} landed or were already in",
+        outcomes,
+    )
 
 
 def land(
@@ -136,7 +190,8 @@ def land(
         msg = f"no validation suite for {name} (looked for {name}.yaml in the suites folder); landing ungated"
         result.warnings.append(msg)
         log.info(msg)  # callers show result.warnings (the CLI prints them); no second copy on stderr
-    progress(f"{src.uri}: {src.fmt}, {src.size:,} bytes, sha256 {src.sha256[:12]}…")
+    how = f" ({src.content.describe()}, read as UTF-8 text)" if src.content.describe() else ""
+    progress(f"{src.uri}: {src.fmt}{how}, {src.size:,} bytes, sha256 {src.sha256[:12]}…")
 
     catalog = load_catalog(settings)
     if not force and catalog.table_exists(name.identifier):

@@ -501,6 +501,23 @@ def test_whole_numbers_beyond_int64_land_exactly_as_decimal_never_as_a_float(loc
     assert _column(local, "raw.later", "f")[0] == "double"  # whole numbers, then a fraction: a float, as pyarrow would
     assert sum("lands as" in w for w in result.warnings) == 2
 
+    # A float column that also holds a whole number beyond int64 (first block, or further down): text, exactly.
+    first_mixed = tmp_path / "mixed.csv"
+    first_mixed.write_text("id,n\n1,1.5\n2,\n3,99999999999999999999999999\n")
+    result = land(local, str(first_mixed), "raw.mixed", transport=InMemoryTransport())
+    assert _column(local, "raw.mixed", "n") == ("string", ["1.5", "", "99999999999999999999999999"])
+    assert any("fractions and whole numbers beyond 64 bits" in w for w in result.warnings)
+    later_mixed = tmp_path / "later-mixed.csv"
+    later_mixed.write_text("id,n\n" + "".join(f"{i},{i}.5\n" for i in range(200_000)) + "200000,12345678901234567890123\n")
+    land(local, str(later_mixed), "raw.latermixed", batch_rows=50_000, transport=InMemoryTransport())
+    typ, values = _column(local, "raw.latermixed", "n")
+    assert typ == "string" and values[-1] == "12345678901234567890123" and values[1] == "1.5"
+    # Empty cells in a column of big whole numbers are nulls, not a reason for a float.
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("id,n\n1,99999999999999999999999999\n2,\n3,NA\n")
+    land(local, str(gaps), "raw.gaps", transport=InMemoryTransport())
+    assert _column(local, "raw.gaps", "n") == ("decimal(38, 0)", [Decimal("99999999999999999999999999"), None, None])
+
 
 @pytest.mark.parametrize("where", ["first block", "further down"])
 def test_a_whole_number_beyond_38_digits_is_refused_naming_the_column(local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
@@ -627,3 +644,41 @@ def test_a_first_landing_refused_after_its_table_was_made_leaves_no_empty_table(
     with pytest.raises(SchemaMismatchError):
         land(local, str(f), "raw.refused", transport=InMemoryTransport())
     assert not load_catalog(local).table_exists(("raw", "refused")) and _warehouse_files(local) == set()
+
+
+def test_jsonl_whole_numbers_beyond_int64_land_as_decimal_and_beyond_38_digits_are_refused(local: Any, tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    f = tmp_path / "big.jsonl"
+    f.write_text('{"id": 1, "n": 99999999999999999999999999, "f": 1.5}\n{"id": 2, "n": 3, "f": 2}\n')
+    land(local, str(f), "raw.bigjson", transport=InMemoryTransport())
+    assert _column(local, "raw.bigjson", "n") == ("decimal(38, 0)", [Decimal("99999999999999999999999999"), Decimal(3)])
+    assert _column(local, "raw.bigjson", "f") == ("double", [1.5, 2.0])  # fractions: a float field stays one
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text('{"id": 1, "n": 5}\n{"id": 2, "n": ' + "9" * 41 + "}\n")
+    with pytest.raises(SourceError, match="huge.jsonl: column n holds a whole number of more than 38 digits"):
+        land(local, str(huge), "raw.hugejson", transport=InMemoryTransport())
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"id": 1, "n": 1.5}\n{"id": 2, "n": 99999999999999999999999999}\n')
+    with pytest.raises(SourceError, match="mixed.jsonl: field n holds fractions and whole numbers beyond 64 bits"):
+        land(local, str(mixed), "raw.mixedjson", transport=InMemoryTransport())
+    assert not load_catalog(local).table_exists(("raw", "hugejson")) and not load_catalog(local).table_exists(("raw", "mixedjson"))
+
+
+def test_land_all_stops_at_the_first_bad_file_naming_the_rest_or_keeps_going(local: Any, tmp_path: Path) -> None:
+    from ingest.exceptions import LandingsFailedError
+    from ingest.land import land_all
+
+    d = tmp_path / "drop"
+    d.mkdir()
+    (d / "a.csv").write_text("id\n1\n")
+    (d / "b.csv").write_bytes(b"")
+    (d / "c.csv").write_text("id\n3\n")
+    (d / "d.csv").write_bytes(b"id,id\n4,4\n")
+    with pytest.raises(LandingsFailedError, match=r"b.csv: the file is empty; nothing to land; 2 later file\(s\) not tried: .*c.csv, .*d.csv") as stopped:
+        land_all(local, str(d / "*.csv"), "raw.each", transport=InMemoryTransport())
+    assert [o.outcome for o in stopped.value.outcomes] == ["landed", "failed", "not tried", "not tried"]
+    with pytest.raises(LandingsFailedError, match=r"2 of 4 files failed to land into raw.each: .*b.csv, .*d.csv") as going:
+        land_all(local, str(d / "*.csv"), "raw.each", keep_going=True, transport=InMemoryTransport())
+    assert [o.outcome for o in going.value.outcomes] == ["skipped", "failed", "landed", "failed"]
+    assert sorted(load_catalog(local).load_table("raw.each").scan().to_arrow().column("id").to_pylist()) == [1, 3]
