@@ -91,7 +91,8 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
     ),
     -- a dataset named by one of its symlinks is the dataset that declares that symlink
     alias AS (
-        SELECT symlink_namespace AS sns, symlink_name AS sname, min(ns) AS ns, min(name) AS name
+        SELECT symlink_namespace AS sns, symlink_name AS sname,
+               first(ns ORDER BY ns, name) AS ns, first(name ORDER BY ns, name) AS name
         FROM r WHERE symlink_name IS NOT NULL GROUP BY ALL
     ),
     g AS (
@@ -106,7 +107,8 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
         FROM g LEFT JOIN alias a ON a.sns = g.ns AND a.sname = g.name
     )
     SELECT *, CASE WHEN direction = 'output'
-                   THEN lead(done_at) OVER (PARTITION BY direction, kns, kname ORDER BY done_at, run_id) END AS next_at
+                   THEN lead(done_at) OVER (PARTITION BY direction, kns, kname
+                                             ORDER BY done_at, run_id, coalesce(version, '')) END AS next_at
     FROM k
     """
 
