@@ -4,7 +4,8 @@ Tidemark answers from the Iceberg lineage tables through DuckDB (`lineage.graph.
 baseline answers the same question with DuckDB scanning the raw JSON Lines of the same events, by
 the same rules (docs/events.md: a read without a version sees the latest write done before its
 run started; a versioned read, exactly that version). Cold = a new DuckDB connection (views made
-from the catalog, edges worked out) per query; warm = the same connection again.
+from the catalog, edges read from their on-disk cache) per query; warm = the same connection again;
+first walk after a commit = a new connection that must work the edges out (no cache yet).
 The store is shaped like other producers' events (issue 17): 90% of dataset references carry no
 version, and every dataset is rewritten each day, so the walk must pick the right write.
 Targets (issue 17): cold p95 <= 300 ms, warm <= 50 ms, >= 10x faster than the naive walk.
@@ -127,6 +128,14 @@ def run(quick: bool) -> None:
             rows = walk(c, node, "upstream", 5)
             return time.perf_counter() - start, rows
 
+        # The first walk after a commit works the edges out (window functions over the whole table)
+        # and keeps them on disk; every other new connection to the same state reads them.
+        import shutil
+
+        rebuild = []
+        for _ in range(3):
+            shutil.rmtree(settings.home / "cache" / "walk", ignore_errors=True)
+            rebuild.append(tidemark_once()[0])
         cold, rows = [], []
         for _ in range(repeats):
             t, rows = tidemark_once()
@@ -152,8 +161,9 @@ def run(quick: bool) -> None:
     # Each day's chain, 5 runs deep, and no other day's runs: the right write was picked each hop.
     assert depth == 5 and runs_found == 5 * DAYS == naive_runs, (depth, runs_found, naive_runs)
     c95, w95, nc95, nw95 = (percentile(x, 95) * 1000 for x in (cold, warm, naive_cold, naive_warm))
-    print(f"events={n_events} runs={n_runs} build_s={build_s:.0f} hops={depth} tidemark_cold_p95_ms={c95:.0f} "
+    rebuild_ms = max(rebuild) * 1000
+    print(f"events={n_events} runs={n_runs} build_s={build_s:.0f} hops={depth} first_walk_after_commit_ms={rebuild_ms:.0f} tidemark_cold_p95_ms={c95:.0f} "
           f"tidemark_warm_p95_ms={w95:.0f} naive_jsonl_cold_p95_ms={nc95:.0f} naive_jsonl_warm_p95_ms={nw95:.0f}")
-    result("lineage_trace", events=n_events, runs=n_runs, hops=depth, cold_p95_ms=c95, warm_p95_ms=w95,
+    result("lineage_trace", events=n_events, runs=n_runs, hops=depth, cold_p95_ms=c95, warm_p95_ms=w95, first_walk_after_commit_max_ms=rebuild_ms,
            naive_cold_p95_ms=nc95, naive_warm_p95_ms=nw95, speedup_cold=nc95 / c95, speedup_warm=nw95 / w95,
            unversioned_share=1 - 1 / VERSIONED_EVERY, target_cold_p95_ms=300, target_warm_p95_ms=50, target_speedup=10)
