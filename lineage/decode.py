@@ -78,8 +78,9 @@ def _explain(event: Any) -> str:
     """Why this event is not good."""
     if not isinstance(event, dict):
         return "not a JSON object"
-    kind = kind_of(event)
-    if kind != "RunEvent":
+    if not {"run", "job", "dataset"} & event.keys():
+        return "not an OpenLineage event: it has no run (RunEvent), job (JobEvent) or dataset (DatasetEvent)"
+    if kind_of(event) != "RunEvent":
         return "not a RunEvent"  # static events are checked by `static_event`
     missing = [k for k in ("eventTime", "run", "job") if k not in event]
     if missing:

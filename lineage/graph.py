@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -91,7 +92,8 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
     ),
     -- a dataset named by one of its symlinks is the dataset that declares that symlink
     alias AS (
-        SELECT symlink_namespace AS sns, symlink_name AS sname, min(ns) AS ns, min(name) AS name
+        SELECT symlink_namespace AS sns, symlink_name AS sname,
+               first(ns ORDER BY ns, name) AS ns, first(name ORDER BY ns, name) AS name
         FROM r WHERE symlink_name IS NOT NULL GROUP BY ALL
     ),
     g AS (
@@ -106,19 +108,73 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
         FROM g LEFT JOIN alias a ON a.sns = g.ns AND a.sname = g.name
     )
     SELECT *, CASE WHEN direction = 'output'
-                   THEN lead(done_at) OVER (PARTITION BY direction, kns, kname ORDER BY done_at, run_id) END AS next_at
+                   THEN lead(done_at) OVER (PARTITION BY direction, kns, kname
+                                             ORDER BY done_at, run_id, coalesce(version, '')) END AS next_at
     FROM k
     """
 
 
+_CACHE_VARIABLE = "tidemark_walk_cache"
+# Bump when _edges_sql changes: cached edge files of another shape are then never read.
+_EDGES_VERSION = "1"
+_CACHE_KEEP = 4  # edge files kept per cache folder (the newest); older states are rarely asked again
+
+
 def _edges(con: duckdb.DuckDBPyConnection, ns: str) -> str:
     """The name of this connection's edge table, built on first use: a connection reads one
-    state of the store (its views are pinned to snapshots), so the edges are worked out once
-    and every further walk on it (warm) only follows them."""
+    state of the store (its views are pinned to data files), so the edges are worked out once
+    and every further walk on it (warm) only follows them.
+
+    With a cache folder (`connect_for_walk` sets one, under TIDEMARK_HOME) the edges of a state
+    are also kept on disk as Parquet, keyed by the hash of the `run_datasets` view (its exact
+    data files): a new connection to an unchanged store (cold) reads them instead of working
+    them out again. The first walk after a consumer commit builds them; that is the only walk
+    that pays for the windows over the whole table.
+    """
     name = "walk_edges_" + hashlib.sha1(ns.encode()).hexdigest()[:12]
-    if not con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchall():
-        con.execute(f"CREATE TEMP TABLE {name} AS {_edges_sql(con, ns)}")
+    if con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchall():
+        return name
+    cache = _cache_file(con, ns)
+    if cache is not None and cache.is_file():
+        try:
+            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM read_parquet({_literal(str(cache))})")
+            return name
+        except Exception:  # a damaged or half-written file: work the edges out again below
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    con.execute(f"CREATE TEMP TABLE {name} AS {_edges_sql(con, ns)}")
+    if cache is not None:
+        _store_cache(con, name, cache)
     return name
+
+
+def _cache_file(con: duckdb.DuckDBPyConnection, ns: str) -> Path | None:
+    folder = con.execute(f"SELECT getvariable('{_CACHE_VARIABLE}')").fetchone()
+    view = con.execute("SELECT sql FROM duckdb_views() WHERE schema_name = ? AND view_name = 'run_datasets'", [ns]).fetchone()
+    if not folder or not folder[0] or not view or "read_parquet" not in (view[0] or ""):
+        return None  # no cache asked for, or a table without files / read through iceberg_scan
+    key = hashlib.sha256(f"{_EDGES_VERSION}\0{ns}\0{view[0]}".encode()).hexdigest()[:32]
+    return Path(folder[0]) / f"walk-edges-{key}.parquet"
+
+
+def _store_cache(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
+    """Write the edges beside the others, atomically (a reader never sees half a file), and
+    keep only the newest few."""
+    import os
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        con.execute(f"COPY {table} TO {_literal(str(tmp))} (FORMAT parquet)")
+        os.replace(tmp, path)
+        old = sorted(path.parent.glob("walk-edges-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)[_CACHE_KEEP:]
+        for stale in old:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next cold walk its edges
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
@@ -151,7 +207,9 @@ def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) ->
     from lineage.query import connect
 
     ns = settings.lineage.namespace
-    return connect(settings, as_of, only=[f"{ns}.run_datasets"], iceberg=False)
+    con = connect(settings, as_of, only=[f"{ns}.run_datasets"], iceberg=False)
+    con.execute(f"SET VARIABLE {_CACHE_VARIABLE} = {_literal(str(settings.home / 'cache' / 'walk'))}")
+    return con
 
 
 # How a run's dataset row `cur` leads to the next run's row `nxt` (upstream: cur is an input and

@@ -133,3 +133,19 @@ def test_declared_job_edges_and_as_of(settings: Any) -> None:
     assert {r["run_id"] for r in now} == {"job:dbt:orders_model", "00000000-0000-4000-8000-000000000022"}
     with pytest.raises(Exception, match="nothing in the lineage store"):
         walk(connect_for_walk(settings, then), Node.parse("dataset:pg:raw.orders"), "downstream", 3)
+
+
+def test_edges_cached_per_store_state_and_a_damaged_cache_is_rebuilt(settings: Any) -> None:
+    _store(settings, BQ[:2])
+    node = Node.parse("dataset:gs://bucket:copied.csv")
+    first = walk(connect_for_walk(settings), node, "downstream", 4)
+    cache = settings.home / "cache" / "walk"
+    (edges,) = cache.glob("walk-edges-*.parquet")
+    assert walk(connect_for_walk(settings), node, "downstream", 4) == first  # read from the file
+    edges.write_bytes(b"not parquet")
+    assert walk(connect_for_walk(settings), node, "downstream", 4) == first  # worked out again
+    # A new commit is a new state: new edges, which see the new runs.
+    _store(settings, BQ[2:])
+    later = walk(connect_for_walk(settings), node, "downstream", 4)
+    assert {r["job_name"] for r in later} == {"bq.upload", "bq.copy", "bq.download"}
+    assert len(list(cache.glob("walk-edges-*.parquet"))) == 2
