@@ -18,6 +18,7 @@ __all__ = [
     "exceptions",
     "failpoints",
     "maintenance",
+    "names",
     "pyiceberg_compat",
     "redact",
     "spark",

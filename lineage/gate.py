@@ -128,17 +128,21 @@ def lineage_problems(
                     f"snapshot {s.snapshot_id} of {inp.table} added rows outside a gated landing (operation {op})"
                 )
                 continue
-            producer = lt.snapshot_producer(con, ds_ns, ds_name, str(s.snapshot_id), ns)
-            if producer is None:
+            # The validation result comes from events, but only from the landing run that the
+            # snapshot's own summary (written with the commit, in the catalog) names, and every
+            # event claiming it must agree: a forged event can make the gate refuse, never pass.
+            claims = lt.snapshot_validations(con, ds_ns, ds_name, str(s.snapshot_id), props.get(RUN_ID), ns)
+            assertions = [a for claim in claims for a in claim]
+            if not claims:
                 problems.append(
                     f"the validation of snapshot {s.snapshot_id} of {inp.table} (landing run {props.get(RUN_ID)}) is not in "
                     "the lineage store; run `tidemark lineage consume --once`"
                 )
-            elif not producer.assertions:
+            elif not all(claims):
                 problems.append(f"snapshot {s.snapshot_id} of {inp.table} was landed without a validation gate")
-            elif not all(a.get("success") for a in producer.assertions):
-                failed = [a.get("assertion") for a in producer.assertions if not a.get("success")]
-                problems.append(f"snapshot {s.snapshot_id} of {inp.table} failed its gate ({', '.join(map(str, failed))})")
+            elif not all(a.get("success") for a in assertions):
+                failed = sorted({str(a.get("assertion")) for a in assertions if not a.get("success")})
+                problems.append(f"snapshot {s.snapshot_id} of {inp.table} failed its gate ({', '.join(failed)})")
     return problems
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import names
 from lakehouse.config import Settings
 from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table, with_commit_retry
 from lakehouse.times import parse_time
@@ -71,6 +72,9 @@ def schemas() -> dict[str, Any]:
             s(14, "primary_metric"),
             s(15, "metric_goal"),  # "max" or "min"
             s(16, "card_uri"),
+            # False: registered by an event without a valid signature (`lineage.signing`); such a
+            # version gets an alias only from `models promote` or a signed move, never an unsigned one.
+            s(17, "verified", BooleanType()),
         ),
         ALIAS_EVENTS: Schema(
             s(1, "event_time", TimestamptzType(), required=True),
@@ -176,8 +180,11 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
-def version_row_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """`model_versions` rows carried by a COMPLETE event's MODEL outputs (none for other events)."""
+def version_row_from_event(event: Mapping[str, Any], settings: Settings | None = None) -> list[dict[str, Any]]:
+    """`model_versions` rows carried by a COMPLETE event's MODEL outputs (none for other events).
+
+    `verified`: the facet's signature verifies with `settings`' registry key (never without settings).
+    """
     if event.get("eventType") != "COMPLETE":
         return []
     rows = []
@@ -185,6 +192,8 @@ def version_row_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         facet = (ds.get("facets") or {}).get(VERSION_FACET)
         if ev.dataset_type(ds) != "MODEL" or not isinstance(facet, dict):
             continue
+        if not names.is_valid("model", facet.get("model")):
+            continue  # a name no Tidemark producer writes (a path, a quote): the event is stored, the row is not
         try:
             rows.append(
                 {
@@ -204,6 +213,7 @@ def version_row_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "primary_metric": facet.get("primaryMetric"),
                     "metric_goal": facet.get("metricGoal"),
                     "card_uri": facet.get("cardUri"),
+                    "verified": settings is not None and signing.verify(settings, signed_registration(facet), facet.get("signature")),
                 }
             )
         except (KeyError, TypeError, ValueError):
@@ -251,15 +261,20 @@ def signed_move(row: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of an alias-events row that its signature covers, by their facet names."""
     return {
         "model": row["model"],
-        "version": row["version"],
+        "version": None if row["version"] is None else int(row["version"]),
         "alias": row["alias"],
         "action": row["action"],
         "previousVersion": row["previous_version"],
-        "forced": row["forced"],
+        "forced": bool(row["forced"]),
         "overridden": row["overridden"],
         "reason": row["reason"],
         "runId": row["run_id"],
     }
+
+
+def signed_registration(facet: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a `tidemark_modelVersion` facet that its signature covers: all of its own."""
+    return {k: v for k, v in facet.items() if not k.startswith("_") and k != "signature"}
 
 
 def current_aliases(history: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
@@ -342,6 +357,9 @@ def vet_moves(
         holding = sorted(a for (mm, a), v in current.items() if mm == model and v == version)
         if signature is not None and not signed:
             why = "its signature does not verify with this installation's registry key (lineage.registry_key)"
+        elif not names.is_valid("model", model) or (alias and not names.is_valid("alias", alias)):
+            bad = ("model", model) if not names.is_valid("model", model) else ("alias", alias)
+            why = f"{bad[0]} name {names.shown(bad[1])} is not allowed: {names.RULES[bad[0]].text}"
         elif row is None:
             why = f"model {model} has no version {version} in the registry"
         elif m["action"] == ARCHIVE:
@@ -356,6 +374,11 @@ def vet_moves(
             why = None
         elif m["forced"]:
             why = "it claims forced, but carries no signature of an authorised `models promote --force`"
+        elif row.get("verified") is False:
+            why = (
+                f"version {version} was registered by an event without a valid signature (its metrics and artifact "
+                "are unverified); only `tidemark models promote` or a signed move can give it an alias"
+            )
         else:
             if con is None:
                 from lineage import query as lineage_query
@@ -394,7 +417,7 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
     or an event whose row the producer already wrote directly, adds nothing.
     """
     events = list(events)
-    versions = [r for e in events for r in version_row_from_event(e)]
+    versions = [r for e in events for r in version_row_from_event(e, settings)]
     moves = [r for e in events for r in alias_rows_from_event(e)]
     added = {VERSIONS: 0, ALIAS_EVENTS: 0, REJECTED: 0}
     if not versions and not moves:

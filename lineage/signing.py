@@ -1,12 +1,15 @@
 """Which registry changes carried by events were made by an authorised `models promote` / `archive`.
 
-Anyone who can write to the lineage topic can send an event with a `tidemark_modelAlias` facet.
-The consumer re-checks such a move (the version exists, the promotion gate passes: see
-`lineage.model_store`), but a move `models promote --force` made on purpose fails the gate by
-definition. So an authorised producer signs each move it records: an HMAC-SHA256, with a key only
-Tidemark's own producers and the consumer hold, over every field of the move that decides what the
-registry becomes. A move claiming `forced` without that signature is refused; a signed move is
-applied as it stands (its producer applied the gate, or recorded why it was overridden).
+Anyone who can write to the lineage topic can send an event with a `tidemark_modelAlias` or a
+`tidemark_modelVersion` facet. The consumer re-checks such a move (the version exists, the
+promotion gate passes: see `lineage.model_store`), but a move `models promote --force` made on
+purpose fails the gate by definition, and a registration's metrics and artifact are claims the
+gate cannot re-derive. So an authorised producer signs each move and each registration it
+records: an HMAC-SHA256, with a key only Tidemark's own producers and the consumer hold, over every
+field that decides what the registry becomes. A move claiming `forced` without that signature is
+refused; a signed move is applied as it stands (its producer applied the gate, or recorded why it
+was overridden); an unsigned registration is stored as unverified, and no unsigned move can give
+it an alias.
 
 The key: `lineage.registry_key` (config or TIDEMARK__LINEAGE__REGISTRY_KEY), else the file
 `registry.key` under TIDEMARK_HOME, made (mode 0600) on first use. It never appears in an event, a
@@ -29,8 +32,6 @@ from lineage.exceptions import RegistryKeyError
 
 KEY_FILE = "registry.key"
 SCHEME = "hmac-sha256"
-# The fields of a move that the signature covers (the alias facet's names, plus the run and version).
-SIGNED_FIELDS = ("model", "version", "alias", "action", "previousVersion", "forced", "overridden", "reason", "runId")
 
 
 def key_path(settings: Settings) -> Path:
@@ -59,26 +60,25 @@ def _key(settings: Settings, create: bool) -> bytes | None:
     return path.read_text().strip().encode()
 
 
-def _message(move: Mapping[str, Any]) -> bytes:
-    fields = {k: move.get(k) for k in SIGNED_FIELDS}
-    fields["version"] = None if fields["version"] is None else int(fields["version"])
-    fields["forced"] = bool(fields["forced"])
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
+def _message(fields: Mapping[str, Any]) -> bytes:
+    # Canonical JSON: the same fields give the same bytes in the producer and in the consumer (which
+    # sees them after a JSON round trip: floats and strings come back exactly).
+    return json.dumps(dict(fields), sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def sign(settings: Settings, move: Mapping[str, Any]) -> str:
-    """The signature of a move (a mapping with `SIGNED_FIELDS`), as `hmac-sha256:<hex>`."""
+def sign(settings: Settings, fields: Mapping[str, Any]) -> str:
+    """The signature of these fields (JSON values), as `hmac-sha256:<hex>`."""
     key = _key(settings, create=True)
     assert key is not None
-    return f"{SCHEME}:{hmac.new(key, _message(move), hashlib.sha256).hexdigest()}"
+    return f"{SCHEME}:{hmac.new(key, _message(fields), hashlib.sha256).hexdigest()}"
 
 
-def verify(settings: Settings, move: Mapping[str, Any], signature: object) -> bool:
-    """Was this move signed with this installation's key? False for no, a bad or a foreign signature."""
+def verify(settings: Settings, fields: Mapping[str, Any], signature: object) -> bool:
+    """Were these fields signed with this installation's key? False for no, a bad or a foreign signature."""
     if not isinstance(signature, str) or not signature.startswith(f"{SCHEME}:"):
         return False
     key = _key(settings, create=False)
     if key is None:
         return False
-    expected = hmac.new(key, _message(move), hashlib.sha256).hexdigest()
+    expected = hmac.new(key, _message(fields), hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, signature.split(":", 1)[1])

@@ -16,7 +16,7 @@ from lineage.gate import GateReport, lineage_problems
 from lineage import gate
 from lineage.transport import Transport
 from models.exceptions import PromotionRefusedError
-from models.registry import ModelVersion, Registry
+from models.registry import ModelVersion, Registry, check_name
 
 # The gate's checks live in `lineage.gate` (the lineage consumer applies them to alias moves that
 # arrive as events); `lineage_problems` and `GateReport` are re-exported for this package's callers.
@@ -41,6 +41,9 @@ def promote(
     transport: Transport | None = None,
 ) -> dict[str, Any]:
     """Move `alias` to `version` if the gate allows it (or `force`, which needs a reason)."""
+    # Names first: an alias like `../../etc` or 5,000 characters is refused before any read or write.
+    check_name("model", model, "model")
+    check_name("alias", alias, "alias")
     if force and not (reason and reason.strip()):
         raise PromotionRefusedError("force needs reason: a text recorded in the alias history", parameter="reason")
     registry = Registry(settings)

@@ -24,7 +24,7 @@ from models import inputs as inputs_mod
 from models.execution import Execution, run_job
 from models.exceptions import TrainingInputError
 from models.jobs import TrainingJob, get_job
-from models.registry import InputSnapshot, ModelVersion, Registry
+from models.registry import InputSnapshot, ModelVersion, Registry, check_name
 
 
 @dataclass
@@ -83,6 +83,9 @@ def train(
     input snapshot so expiry keeps it, writes the model card, and emits the registration as the
     MODEL output of the run's COMPLETE event.
     """
+    check_name("model", job.model, "model")
+    for name in job.inputs:
+        TableName.parse(name, parameter="inputs")
     catalog = load_catalog(settings)
     params = dict(job.params if params is None else params)
     unknown = set(snapshots or {}) - set(job.inputs)

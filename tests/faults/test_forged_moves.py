@@ -23,7 +23,7 @@ from lakehouse.catalog import load_catalog
 from lineage import model_store
 from lineage.consumer import consume
 from lineage.query import run_sql
-from lineage.transport import KafkaTransport
+from lineage.transport import InMemoryTransport, KafkaTransport
 from models.jobs import get_job
 from models.promotion import promote
 from models.registry import Registry
@@ -114,10 +114,25 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
         ),
         "worse metric than the holder, forced=false": (_forge(real, version=worse.version, minutes=6), "more than the threshold"),
         "archive of the version holding production": (archive, "holds alias production"),
+        "alias ../../../etc": (_forge(real, version=good.version, minutes=7, alias="../../../etc", previousVersion=None), "alias name '../../../etc' is not allowed"),
     }
+    # A forged registration (the real one's event, as version 4 with a perfect score and another
+    # artifact), then an unsigned move of it, which the gate alone would pass.
+    (reg_row,) = run_sql(
+        settings, "SELECT payload FROM lineage.events WHERE job_name = 'train.wine_classifier' AND event_type = 'COMPLETE' "
+        f"AND run_id = '{good.run_id}'"
+    ).to_pylist()
+    registration = json.loads(reg_row["payload"])
+    registration["run"]["runId"] = str(uuid.uuid4())
+    (model_ds,) = [d for d in registration["outputs"] if d["facets"].get(model_store.VERSION_FACET)]
+    model_ds["facets"]["version"]["datasetVersion"] = "4"
+    model_ds["facets"][model_store.VERSION_FACET].update(version=4, metrics={"accuracy": 1.0}, artifactUri="file:///tmp/evil.pkl")
+    forged["unsigned move of a forged registration (version 4)"] = (
+        _forge(real, version=4, minutes=9), "registered by an event without a valid signature"
+    )
     # One honest move from another producer (no key): it passes the gate, so it is applied.
     honest = _forge(real, version=good.version, minutes=8, alias="staging", previousVersion=None)
-    _emit(tmp_path, [e for e, _ in forged.values()] + [honest])
+    _emit(tmp_path, [registration] + [e for e, _ in forged.values()] + [honest])
     report = consume(settings, once=True)
     after = _state(settings)
 
@@ -132,14 +147,18 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
             f"forged promote event: {fault}",
             trials=1,
             held=held,
-            before={k: before[k] for k in ("production", "alias moves", "archived")},
-            after={k: after[k] for k in ("production", "alias moves", "archived")},
-            note=(row or {}).get("rejected_because", "APPLIED")[:90],
+            before={k: before[k] for k in ("production", "staging", "alias moves", "archived")},
+            after={k: after[k] for k in ("production", "staging", "alias moves", "archived")},
+            note=((row or {}).get("rejected_because", "APPLIED")[:90] + " (the +1 alias move: an honest staging move in the same batch)"),
         )
         assert held, (fault, row)
     assert after == {"production": good.version, "staging": good.version, "alias moves": 2, "archived": 0, "rejected": len(forged)}
     assert honest["run"]["runId"] in stored and honest["run"]["runId"] not in rejected
-    assert report.registry_rows == 1 + len(forged)
+    assert report.registry_rows == 1 + 1 + len(forged)  # the forged registration is stored, unverified
+    rows = load_catalog(settings).load_table(("lineage", model_store.VERSIONS)).scan().to_arrow().to_pylist()
+    (v4,) = [r for r in rows if r["version"] == 4]
+    assert v4["verified"] is False and v4["artifact_uri"] == "file:///tmp/evil.pkl"
+    assert all(r["verified"] for r in rows if r["version"] != 4)
 
     # A replay of the same events changes nothing: refusals are recorded once.
     model_store.upsert_from_events(load_catalog(settings), settings, [e for e, _ in forged.values()])
@@ -152,6 +171,7 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
     text = run_cli("models", "status", "wine").stdout
     assert f"REJECTED moves from events ({len(forged)}, never applied)" in text
     assert "production -> version 99" in text and "claims forced" in text and "archive version 1" in text
+    assert "../../../etc" not in {a for (m, a) in Registry(settings).current_aliases()}
 
 
 def test_an_authorised_forced_move_is_applied_by_a_consumer_that_holds_the_key(tmp_path: Path, settings: Any) -> None:
@@ -191,3 +211,40 @@ def test_an_authorised_forced_move_is_applied_by_a_consumer_that_holds_the_key(t
     assert "wine" not in {m for m, _ in stranger.current_aliases()}
     reasons = [r["rejected_because"] for r in stranger.rejected_moves("wine")]
     assert len(reasons) == 2 and all("does not verify" in r for r in reasons)
+
+
+def test_a_forged_validation_result_cannot_open_the_gate(tmp_path: Path, settings: Any, fault_report: FaultReport) -> None:
+    """The gate reads a landing's validation from events; a forged event claiming that an ungated
+    landing passed (same run id, earlier time) must not make its snapshot count as gated."""
+    from models.exceptions import PromotionRefusedError
+    from models.jobs import resolve_job
+
+    tr = KafkaTransport(settings)
+    try:
+        land_file(settings, str(wine_part(tmp_path / "plain.csv", 0, 178)), "raw.plain", transport=tr)  # no suite: ungated
+        job = resolve_job("tests.models.test_promotion:train_any", model="plain", inputs=["raw.plain"])
+        version = train(settings, job, transport=tr).version.version
+    finally:
+        tr.close()
+    consume(settings, once=True)
+    (row,) = run_sql(settings, "SELECT payload FROM lineage.events WHERE job_name = 'ingest.raw.plain' AND event_type = 'COMPLETE'").to_pylist()
+    forged = json.loads(row["payload"])
+    forged["eventTime"] = "2020-01-01T00:00:00Z"  # first in time: the old gate took the earliest event
+    (table_out,) = [d for d in forged["outputs"] if d["facets"].get("version")]
+    table_out["facets"]["dataQualityAssertions"] = {
+        "_producer": "https://example.com/forger",
+        "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/DataQualityAssertionsDatasetFacet.json#/$defs/DataQualityAssertionsDatasetFacet",
+        "assertions": [{"assertion": "expect_anything", "success": True}],
+    }
+    _emit(tmp_path, [forged])
+    consume(settings, once=True)
+    before = {"plain holders": 0}
+    with pytest.raises(PromotionRefusedError, match="of raw.plain was landed without a validation gate") as err:
+        promote(settings, "plain", version, "production", transport=InMemoryTransport())
+    after = {"plain holders": sum(1 for (m, _a) in Registry(settings).current_aliases() if m == "plain")}
+    held = after == before
+    fault_report.record(
+        "registry", "forged validation result (ungated landing claimed as passed, same run id, earlier time)", trials=1,
+        held=held, before=before, after=after, note=str(err.value)[:100],
+    )
+    assert held

@@ -96,4 +96,4 @@ def test_a_registry_made_by_an_older_tidemark_gains_the_new_columns() -> None:
     )
     assert reg.get("m", mv.version).code == {"source_sha256": "c"} and reg.get("m", 1).metric_goal == "max"
     names = catalog.load_table(("lineage", model_store.VERSIONS)).schema().column_names
-    assert names[-5:] == ["code", "environment", "primary_metric", "metric_goal", "card_uri"]
+    assert names[-6:] == ["code", "environment", "primary_metric", "metric_goal", "card_uri", "verified"]
