@@ -77,6 +77,16 @@ def release_run_lock(home: Path, run_id: str, fd: int) -> None:
     os.close(fd)
 
 
+def _process_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True  # another user's process, or a claim we cannot read: leave it to the timeout
+    return True
+
+
 @contextlib.contextmanager
 def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("BEGIN IMMEDIATE")
@@ -250,6 +260,10 @@ class Outbox:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
+            # A claim of a process that is gone (killed mid-delivery) is void at once, not after the timeout.
+            for (owner,) in db.execute("SELECT DISTINCT claimed_by FROM outbox WHERE claimed_by IS NOT NULL").fetchall():
+                if not _process_alive(str(owner).split("-", 1)[0]):
+                    db.execute("UPDATE outbox SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?", (owner,))
             rows = db.execute(
                 "SELECT id, topic, key, value FROM outbox WHERE sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ?) ORDER BY id LIMIT ?",
                 (now - CLAIM_TIMEOUT_S, limit),
