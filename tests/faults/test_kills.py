@@ -117,6 +117,16 @@ def gate_problems(settings: Any) -> list[str]:
     return lineage_problems(settings, mv)
 
 
+def record(report: FaultReport, command: str, step: str, before: dict[str, int], after: dict[str, int], problems: list[str], held_note: str) -> None:
+    """One row of the fault table per step (area "kill"), and the test's verdict."""
+    held = not problems
+    report.record(
+        "kill", f"`{command}` SIGKILLed at step `{step}`", trials=TRIALS, held=held, before=before, after=after,
+        note="; ".join(problems[:3]) or held_note,
+    )
+    assert held, problems
+
+
 def test_kill_ingest_at_every_step(settings: Any, wine_csv: Path, fault_report: FaultReport) -> None:
     assert run_child(kill_jobs.land, str(shifted_wine(wine_csv, 0.0, first_id=1_000_000, name="base.csv")), TABLE) == 0
     finish(settings)
@@ -156,14 +166,8 @@ def test_kill_ingest_at_every_step(settings: Any, wine_csv: Path, fault_report: 
         after = counts(settings)
         if after["rows"] != before["rows"] + TRIALS * 178:
             problems.append(f"rows {before['rows']} -> {after['rows']}, expected +{TRIALS * 178}")
-        held = not problems
-        fault_report.record(
-            "kill", f"`tidemark ingest` SIGKILLed at step `{step}`", trials=TRIALS, held=held, before=before, after=after,
-            note="; ".join(problems[:3])
-            or (f"all {published} published, each recovered as COMPLETE with its snapshot; gate passes" if expected
-                else "none on main; each run FAIL interrupted, no stray branch; every file landed on retry"),
-        )
-        assert held, problems
+        record(fault_report, "tidemark ingest", step, before, after, problems, (f"all {published} published, each recovered as COMPLETE with its snapshot; gate passes" if expected
+                else "none on main; each run FAIL interrupted, no stray branch; every file landed on retry"))
 
 
 def _ids(path: Path) -> list[int]:
@@ -205,12 +209,7 @@ def test_kill_train_and_promote_at_every_step(settings: Any, wine_csv: Path, fau
                 problems.append(f"version {mv.version}: no card ({exc.__class__.__name__})")
         if after["in_flight"] or after["outbox"]:
             problems.append(f"left over: {after}")
-        held = not problems
-        fault_report.record(
-            "kill", f"`tidemark train` SIGKILLed at step `{step}`", trials=TRIALS, held=held, before=before, after=after,
-            note="; ".join(problems[:3]) or ("registered versions finished: card, pins, COMPLETE" if expected else "no version; FAIL interrupted"),
-        )
-        assert held, problems
+        record(fault_report, "tidemark train", step, before, after, problems, ("registered versions finished: card, pins, COMPLETE" if expected else "no version; FAIL interrupted"))
 
     # Promotions of version 1, each to an alias of its own, killed at each step.
     n = 0
@@ -231,12 +230,7 @@ def test_kill_train_and_promote_at_every_step(settings: Any, wine_csv: Path, fau
             problems.append(f"{len(moved)} aliases set, {after['aliases'] - before['aliases']} history rows; expected {expected}")
         if after["in_flight"] or after["outbox"]:
             problems.append(f"left over: {after}")
-        held = not problems
-        fault_report.record(
-            "kill", f"`tidemark models promote` SIGKILLed at step `{step}`", trials=TRIALS, held=held, before=before, after=after,
-            note="; ".join(problems[:3]) or ("committed moves sent as COMPLETE" if expected else "no move; FAIL interrupted, no model dataset"),
-        )
-        assert held, problems
+        record(fault_report, "tidemark models promote", step, before, after, problems, ("committed moves sent as COMPLETE" if expected else "no move; FAIL interrupted, no model dataset"))
 
 
 def test_kill_consume_at_every_step(settings: Any, fault_report: FaultReport) -> None:
@@ -259,9 +253,4 @@ def test_kill_consume_at_every_step(settings: Any, fault_report: FaultReport) ->
             problems.append(f"{after['events'] - before['events']} events stored, expected {TRIALS * 4}")
         if after["in_flight"] or after["outbox"]:
             problems.append(f"left over: {after}")
-        held = not problems
-        fault_report.record(
-            "kill", f"`tidemark lineage consume` SIGKILLed at step `{step}`", trials=TRIALS, held=held, before=before, after=after,
-            note="; ".join(problems[:3]) or "every event stored once; the outbox acknowledged by the next consume or reconcile",
-        )
-        assert held, problems
+        record(fault_report, "tidemark lineage consume", step, before, after, problems, "every event stored once; the outbox acknowledged by the next consume or reconcile")
