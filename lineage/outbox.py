@@ -20,6 +20,7 @@ run whose process died; `lineage.recovery` finishes it from what its commit left
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -28,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,27 @@ def release_run_lock(home: Path, run_id: str, fd: int) -> None:
     # the run no longer in flight.
     (home / RUN_LOCKS / f"{run_id}.lock").unlink(missing_ok=True)
     os.close(fd)
+
+
+def _process_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True  # another user's process, or a claim we cannot read: leave it to the timeout
+    return True
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _insert(db: sqlite3.Connection, topic: str, key: bytes, value: bytes) -> int:
@@ -191,9 +213,13 @@ class Outbox:
 
     # -- runs in flight ---------------------------------------------------------------------------
 
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One SQLite transaction (the connection autocommits each statement otherwise)."""
+        return _immediate(self._db())
+
     def begin_run(self, topic: str, run_id: str, job_name: str, start: bytes | None) -> None:
         """The run's START (if any) and its in-flight row, in one transaction."""
-        with self._db() as db:
+        with self._transaction() as db:
             if start is not None:
                 _insert(db, topic, run_id.encode(), start)
             db.execute(
@@ -203,7 +229,7 @@ class Outbox:
 
     def note_run(self, run_id: str, resolver: str, context: Mapping[str, Any]) -> None:
         """Say how recovery finishes this run if its process dies (before the commit it describes)."""
-        with self._db() as db:
+        with self._transaction() as db:
             row = db.execute("SELECT context FROM runs_in_flight WHERE run_id = ?", (run_id,)).fetchone()
             merged = {**json.loads(row[0] or "{}"), **dict(context)} if row else dict(context)
             db.execute("UPDATE runs_in_flight SET resolver = ?, context = ? WHERE run_id = ?", (resolver, json.dumps(merged, default=str), run_id))
@@ -211,7 +237,7 @@ class Outbox:
     def finish_run(self, topic: str, run_id: str, terminal: bytes) -> bool:
         """The run's terminal event and the removal of its in-flight row, in one transaction;
         True if the run was in flight (a run may also end without a START, e.g. an alias move)."""
-        with self._db() as db:
+        with self._transaction() as db:
             gone = db.execute("DELETE FROM runs_in_flight WHERE run_id = ?", (run_id,)).rowcount
             _insert(db, topic, run_id.encode(), terminal)
             return bool(gone)
@@ -234,6 +260,10 @@ class Outbox:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
+            # A claim of a process that is gone (killed mid-delivery) is void at once, not after the timeout.
+            for (owner,) in db.execute("SELECT DISTINCT claimed_by FROM outbox WHERE claimed_by IS NOT NULL").fetchall():
+                if not _process_alive(str(owner).split("-", 1)[0]):
+                    db.execute("UPDATE outbox SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?", (owner,))
             rows = db.execute(
                 "SELECT id, topic, key, value FROM outbox WHERE sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ?) ORDER BY id LIMIT ?",
                 (now - CLAIM_TIMEOUT_S, limit),

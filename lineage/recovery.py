@@ -43,6 +43,7 @@ class Resolution:
     inputs: list[dict[str, Any]] | None = None  # None: the START's inputs
     reason: str = INTERRUPTED  # for FAIL: the error message
     note: str = ""  # what recovery did besides the event (pins, card, dropped branch)
+    event_time: str | None = None  # None: now
 
 
 Resolver = Callable[[Settings, InFlight], Resolution]
@@ -99,6 +100,7 @@ def terminal_event(settings: Settings, run: InFlight, resolution: Resolution) ->
         outputs=resolution.outputs,
         run_facets=facets,
         job_facets=job.get("facets") or {},
+        event_time=resolution.event_time,
     )
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "monitor",
     "pinning",
     "promotion",
+    "recovery",
     "registry",
     "renewal",
     "retrain",

@@ -27,6 +27,10 @@ from models.jobs import TrainingJob, get_job
 from models.registry import InputSnapshot, ModelVersion, Registry, check_name
 
 
+# How recovery finishes a training whose process died (lineage.recovery).
+RESOLVER = "models.recovery:resolve_training"
+
+
 @dataclass
 class TrainResult:
     version: ModelVersion
@@ -112,6 +116,7 @@ def train(
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
     with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn, steps="train") as run:
+        run.recoverable(RESOLVER, model=job.model)
         code, env = recorded_identity(run, job.entry_point)
         frames = {}
         recorded = []
@@ -149,13 +154,13 @@ def train(
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
+            before_commit=lambda mv: write_card(settings, mv),
         )
         step("train.registered")
         tags = pinning.pin(catalog, mv, loaded=tables)
         progress(f"pinned {', '.join(tags)} as {pinning.tag_name(mv.model, mv.version)}")
         step("train.pinned")
         assert mv.card_uri is not None
-        artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
         model_ds = registry.model_dataset(mv, registration=True)
         if job.features:
             model_ds["facets"]["columnLineage"] = feature_lineage(settings, job, dict(zip(pinned, datasets)))
@@ -232,6 +237,12 @@ def train_on_snapshots(
     hands over, never "whatever main holds by now"); the new version in brief, JSON-ready."""
     mv = train(settings, get_job(job_name), snapshots=dict(snapshots), progress=progress).version
     return {"model": mv.model, "version": mv.version, "run_id": mv.run_id, "snapshots": dict(snapshots), "metrics": mv.metrics}
+
+
+def write_card(settings: Settings, mv: ModelVersion) -> None:
+    """Store the model card at `mv.card_uri` (before the registry row: a version is never seen without it)."""
+    assert mv.card_uri is not None
+    artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
 
 
 def card(mv: ModelVersion) -> dict[str, Any]:

@@ -135,3 +135,39 @@ def test_a_resolver_that_fails_keeps_the_run_in_flight(settings: Any) -> None:
     report = recover(settings)
     assert report.errors and "run-x" in report.errors[0]
     assert [r.run_id for r in Outbox(settings).runs_in_flight()] == ["run-x"]
+
+
+def test_killed_training_and_promotion_are_finished_with_card_pins_and_one_event(settings: Any, wine_csv: Path) -> None:
+    from lakehouse.catalog import load_catalog
+    from lineage.outbox import Outbox
+    from models import artifacts, pinning
+    from models.registry import Registry
+
+    run_cli("ingest", str(wine_csv), "--table", "raw.wine")
+    run_cli("lineage", "consume", "--once")  # the promotion gate needs the landing's validation
+    killed("train", "wine_classifier", at="registered")
+    registry = Registry(settings)
+    (mv,) = registry.versions("wine")
+    assert mv.card_uri and json.loads(artifacts.get(settings, mv.card_uri))["version"] == 1  # the card came first
+    assert pinning.pins(load_catalog(settings), "raw.wine") == {}  # died before pinning
+
+    # The next command that opens the outbox (this promotion) finishes the training first, and dies
+    # right after its own commit.
+    killed("models", "promote", "wine", "1", "--alias", "production", "--reason", "first", at="registered")
+    assert pinning.pins(load_catalog(settings), "raw.wine") == {"model/wine/1": mv.inputs[0].snapshot_id}
+    assert registry.current_aliases() == {("wine", "production"): 1}
+    assert [r.job_name for r in Outbox(settings).runs_in_flight()] == ["models.promote"]
+
+    out = json.loads(run_cli("lineage", "recover", "--output", "json").stdout)
+    assert [c["job"] for c in out["completed"]] == ["models.promote"] and out["failed"] == []
+
+    run_cli("lineage", "consume", "--once")
+    runs = events_by_run(settings)
+    assert sorted(runs.values()) == [["COMPLETE"], ["START", "COMPLETE"], ["START", "COMPLETE"]]
+    assert len(Registry(settings).versions("wine")) == 1 and Registry(settings).current_aliases() == {("wine", "production"): 1}
+
+    # A promotion killed before its commit: no move, FAIL "interrupted" carrying no model dataset.
+    killed("models", "promote", "wine", "1", "--alias", "staging", "--reason", "second", at="start")
+    out = json.loads(run_cli("lineage", "recover", "--output", "json").stdout)
+    assert [f["job"] for f in out["failed"]] == ["models.promote"] and out["failed"][0]["outputs"] == []
+    assert ("wine", "staging") not in Registry(settings).current_aliases()
