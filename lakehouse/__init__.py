@@ -16,6 +16,7 @@ __all__ = [
     "config",
     "datafiles",
     "exceptions",
+    "identity",
     "maintenance",
     "pyiceberg_compat",
     "redact",

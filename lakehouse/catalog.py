@@ -11,8 +11,13 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
 
-def load_catalog(settings: Settings) -> Catalog:
-    """Open the configured catalog, creating the local warehouse folder for the embedded default."""
+def load_catalog(settings: Settings, *, verify: bool = True) -> Catalog:
+    """Open the configured catalog, creating the local warehouse folder for the embedded default.
+
+    `verify` (the default) checks that catalog and warehouse belong together (`lakehouse.identity`):
+    an emptied, replaced or foreign catalog raises CatalogIdentityError naming `tidemark catalog
+    recover`. Only recovery itself opens a catalog without the check.
+    """
     from pyiceberg.catalog import load_catalog as _load
 
     props = dict(settings.catalog.properties)
@@ -48,14 +53,66 @@ def load_catalog(settings: Settings) -> Catalog:
                 break
         else:
             if uri.startswith("sqlite:///"):
+                _check_sqlite(settings.catalog.name, uri, catalog)
                 _use_wal(uri, catalog)
+            if verify:
+                from lakehouse.identity import verify as verify_identity
+
+                verify_identity(catalog)
             return catalog
+    raise open_error(settings.catalog.name, uri, error) from error
+
+
+# What SQLite says about a file whose pages are not a database any more, and about a full disk.
+_DAMAGED = ("file is not a database", "database disk image is malformed", "malformed database schema")
+_FULL = ("database or disk is full", "no space left on device")
+
+
+def open_error(name: str, uri: str, error: BaseException | None) -> CatalogError:
+    """The one line for a catalog that failed, with its cause: a damaged SQLite file, a full disk,
+    or (anything else) a catalog that cannot be reached as configured."""
     # One line: drivers add hints and links on further lines (the full text stays on __cause__).
-    reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0]
-    raise CatalogError(
-        f"cannot open Iceberg catalog {settings.catalog.name!r} at {_redact(uri)}: {reason}; "
+    reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0] if error else "unknown error"
+    lowered = reason.lower()
+    where = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else _redact(uri)
+    if uri.startswith("sqlite:///") and any(d in lowered for d in _DAMAGED):
+        return CatalogError(
+            f"catalog file {where} is damaged ({reason.removeprefix('(sqlite3.DatabaseError) ')}); restore it from a backup, "
+            "or move it aside and run `tidemark catalog recover` to rebuild it from the warehouse's metadata files"
+        )
+    if any(f in lowered for f in _FULL):
+        return CatalogError(
+            f"the disk holding catalog {where} is full ({reason}); free space there (nothing was committed), then run the command again"
+        )
+    return CatalogError(
+        f"cannot open Iceberg catalog {name!r} at {_redact(uri)}: {reason}; "
         "check catalog.uri in tidemark.yaml or TIDEMARK__CATALOG__URI"
-    ) from error
+    )
+
+
+# SQLite catalog files this process has checked for damage.
+_CHECKED: set[str] = set()
+
+
+def _check_sqlite(name: str, uri: str, catalog: Catalog) -> None:
+    """Refuse a damaged SQLite catalog file when it is opened (once per file and process), in words
+    that say so; otherwise the damage shows up later as a driver traceback from whichever query
+    meets the bad page first. `PRAGMA quick_check` reads the whole file: a catalog is a few pages."""
+    if uri in _CHECKED:
+        return
+    engine = getattr(catalog, "engine", None)
+    if engine is None:
+        return
+    try:
+        with engine.connect() as conn:
+            verdict = str(conn.exec_driver_sql("PRAGMA quick_check").scalar())
+    except Exception as exc:  # damaged, or locked by a writer right now (then the next load checks)
+        if any(d in str(exc).lower() for d in _DAMAGED):
+            raise open_error(name, uri, exc) from exc
+        return
+    if verdict != "ok":
+        raise open_error(name, uri, Exception(f"database disk image is malformed: {verdict.splitlines()[0]}"))
+    _CHECKED.add(uri)
 
 
 # SQLite catalog files this process has already switched to write-ahead logging.

@@ -74,3 +74,21 @@ class InvalidTimeError(TidemarkError, ValueError):
 
 class SparkUnavailableError(TidemarkError):
     """Spark cannot start here: pyspark, Java or a jar it needs is missing, or the catalog cannot be shared with it."""
+
+
+class CatalogIdentityError(CatalogError):
+    """A catalog and its warehouse do not belong together (an emptied, replaced or foreign catalog);
+    `tidemark catalog recover` re-registers the warehouse's tables."""
+
+
+class BrokenTableError(TidemarkError):
+    """One table's current metadata file is missing or unreadable. Only that table is affected:
+    code that goes over every table reports it and carries on with the others.
+
+    `table`: its `namespace.table`; `location`: the metadata file the catalog points at.
+    """
+
+    def __init__(self, message: str, *, table: str, location: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.location = location

@@ -6,11 +6,12 @@ version guessing can pick a stale metadata file, so we never rely on it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.exceptions import QueryError, TidemarkError
+from lakehouse.exceptions import BrokenTableError, QueryError, TidemarkError
 
 if TYPE_CHECKING:
     import duckdb
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
 DUCKDB_VERSION = "v1.5.5"
+log = logging.getLogger(__name__)
 
 
 def _extension_path(module_name: str, ext: str) -> str:
@@ -159,7 +161,9 @@ def attach_tables(
 
     With `as_of_ms` (epoch milliseconds), each view reads the snapshot that was current then:
     time travel, so a question is answered as the store stood at that moment. `only` limits the
-    views to these `ns.table` names (each view costs a metadata read).
+    views to these `ns.table` names (each view costs a metadata read). A broken table (its metadata
+    file missing or unreadable) is logged as a warning and its view raises that error when read;
+    every other table is attached as usual.
     """
     made: list[str] = []
     wanted = set(only) if only is not None else None
@@ -170,9 +174,19 @@ def attach_tables(
             name = ident[-1]
             if wanted is not None and f"{ns}.{name}" not in wanted:
                 continue
-            table = catalog.load_table(ident)
-            # A view body cannot take bound parameters; the location comes from the catalog, quoted here.
             target = f"{quote_ident(ns)}.{quote_ident(name)}"
+            try:
+                table = catalog.load_table(ident)
+            except BrokenTableError as exc:
+                # One broken table must not take every other one down: warn once, and leave a view
+                # that fails with the same words when a query reads it (not "no such table").
+                log.warning("%s", exc)
+                con.execute(f"DROP TABLE IF EXISTS {target}")
+                fail = f"error({_quote_literal(str(exc))})"
+                # In the filter too: `count(*)` never evaluates a column the query does not use.
+                con.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT {fail} AS broken FROM range(1) WHERE {fail} IS NULL")
+                continue
+            # A view body cannot take bound parameters; the location comes from the catalog, quoted here.
             snap = table.current_snapshot() if as_of_ms is None else _snapshot_as_of(table, f"{ns}.{name}", as_of_ms)
             body = _view_body(con, table, snap.snapshot_id) if snap is not None else ""
             if not body:

@@ -33,9 +33,11 @@ from pyiceberg.table.locations import load_location_provider
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from lakehouse.exceptions import BrokenTableError
 from lakehouse.pyiceberg_compat import SqlCatalogHooks, apply_updates
 
 if TYPE_CHECKING:
+    from pyiceberg.typedef import Properties
     from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.table.update import TableRequirement, TableUpdate
 
@@ -72,6 +74,22 @@ class _MetadataCache:
 _METADATA = _MetadataCache()
 
 
+def _read_metadata(properties: Properties, table: str, location: str) -> TableMetadata:
+    """The table's metadata file, parsed; a missing or unreadable one is this table's fault alone
+    (BrokenTableError names table, file and fix), never an error that stops work on other tables."""
+    try:
+        return FromInputFile.table_metadata(load_file_io(properties, location).new_input(location))
+    except Exception as exc:  # missing, truncated, not JSON, not Iceberg metadata, unreadable: one fault
+        missing = isinstance(exc, FileNotFoundError)
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        what = "is missing" if missing else f"cannot be read ({exc.__class__.__name__}: {first[:160]})"
+        raise BrokenTableError(
+            f"table {table} is broken: its current metadata file {location} {what}; restore the file from a backup, "
+            f"or run `tidemark catalog recover` to fall back to the table's newest readable metadata file (its later commits are lost)",
+            table=table, location=location,
+        ) from exc
+
+
 class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
     def table_from_row(self, location: str | None, namespace: str | None, name: str | None) -> Table | None:
         if not (location and namespace and name):
@@ -79,7 +97,7 @@ class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
         key = (self.name, namespace, name)
         metadata = _METADATA.get(key, location)
         if metadata is None:
-            metadata = FromInputFile.table_metadata(load_file_io(self.properties, location).new_input(location))
+            metadata = _read_metadata(self.properties, f"{namespace}.{name}", location)
             _METADATA.put(key, location, metadata)
         return Table(
             identifier=Catalog.identifier_to_tuple(namespace) + (name,),
@@ -126,3 +144,20 @@ class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
             session.commit()
         _METADATA.put((self.name, namespace, name), new_location, metadata)
         return CommitTableResponse(metadata=metadata, metadata_location=new_location)
+
+    def repoint(self, identifier: tuple[str, ...], old_location: str, new_location: str) -> bool:
+        """Point a table's row at another metadata file of its own (a repair: `identity.recover`),
+        only if it still points at `old_location`; whether it did."""
+        namespace = Catalog.namespace_to_string(Catalog.namespace_from(identifier))
+        name = Catalog.table_name_from(identifier)
+        with Session(self.engine) as session:
+            swapped = session.execute(
+                update(IcebergTables)
+                .where(
+                    IcebergTables.catalog_name == self.name, IcebergTables.table_namespace == namespace,
+                    IcebergTables.table_name == name, IcebergTables.metadata_location == old_location,
+                )
+                .values(metadata_location=new_location, previous_metadata_location=old_location)
+            )
+            session.commit()
+        return bool(swapped.rowcount)  # type: ignore[attr-defined]
