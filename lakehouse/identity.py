@@ -89,8 +89,12 @@ def catalog_identity(catalog: Catalog) -> Identity | None:
     return Identity(row.catalog_id, catalog.name, _uri(catalog), row.written)
 
 
-def _write_catalog_identity(catalog: Catalog, identity: Identity, warehouse: str) -> Identity:
-    """Store `identity` as this catalog's row, unless another process stored one first (then theirs)."""
+def _store_catalog_identity(catalog: Catalog, identity: Identity, warehouse: str, *, replace: bool) -> Identity:
+    """Store `identity` as this catalog's row and return the identity that holds afterwards.
+
+    `replace=False` (first use): only if the catalog has none yet; when two processes start at once
+    the first insert wins and both read it back. `replace=True` (recovery): whatever was there.
+    """
     import sqlalchemy as sa
 
     engine = _engine(catalog)
@@ -100,34 +104,13 @@ def _write_catalog_identity(catalog: Catalog, identity: Identity, warehouse: str
     except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
         pass  # two processes creating it at once; the insert below tells whether it exists
     values = {"catalog_name": catalog.name, "catalog_id": identity.catalog_id, "warehouse": warehouse, "written": identity.written}
-    with engine.begin() as conn:
-        updated = conn.execute(sa.update(table).where(table.c.catalog_name == catalog.name).values(**values)).rowcount
-        if not updated:
-            try:
-                with conn.begin_nested():
-                    conn.execute(sa.insert(table).values(**values))
-            except sa.exc.IntegrityError:
-                pass  # a concurrent first use inserted its own: read it back below
-    stored = catalog_identity(catalog)
-    return stored or identity
-
-
-def _claim_catalog_identity(catalog: Catalog, identity: Identity, warehouse: str) -> Identity:
-    """Insert `identity` only if the catalog has none yet; the identity that holds afterwards."""
-    import sqlalchemy as sa
-
-    engine = _engine(catalog)
-    table = _identity_table()
-    try:
-        table.metadata.create_all(engine, checkfirst=True)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
-        pass
-    values = {"catalog_name": catalog.name, "catalog_id": identity.catalog_id, "warehouse": warehouse, "written": identity.written}
     try:
         with engine.begin() as conn:
-            conn.execute(sa.insert(table).values(**values))
+            updated = replace and conn.execute(sa.update(table).where(table.c.catalog_name == catalog.name).values(**values)).rowcount
+            if not updated:
+                conn.execute(sa.insert(table).values(**values))
     except sa.exc.IntegrityError:
-        pass  # another process's first use won: its identity is the catalog's
+        pass  # a concurrent first use inserted its own: read it back
     return catalog_identity(catalog) or identity
 
 
@@ -289,7 +272,7 @@ def verify(catalog: Catalog) -> Identity | None:
             f"catalog.warehouse at a matching pair, or run `{RECOVER_COMMAND}`"
         )
     # A new pair, or one from before identities existed (tables registered, no marker): mark both.
-    identity = _claim_catalog_identity(catalog, _new_identity(), warehouse)
+    identity = _store_catalog_identity(catalog, _new_identity(), warehouse, replace=False)
     _write_warehouse_identity(catalog, warehouse, identity)
     return identity
 
@@ -413,6 +396,6 @@ def recover(catalog: Catalog, dry_run: bool = False) -> RecoveryReport:
             continue
         report.tables.append(RecoveredTable(name, chosen.location, "registered", "; ".join(notes)))
     if not dry_run:
-        stored = _write_catalog_identity(catalog, identity, warehouse)
+        stored = _store_catalog_identity(catalog, identity, warehouse, replace=True)
         _write_warehouse_identity(catalog, warehouse, stored)
     return report

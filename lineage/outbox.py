@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.exceptions import TidemarkError
+from lakehouse.exceptions import TidemarkError, no_space, storage_full
 from lineage.transport import serialize
 
 if TYPE_CHECKING:
@@ -75,11 +75,16 @@ class Outbox:
         return conn
 
     def put(self, topic: str, key: bytes, value: bytes) -> int:
-        with self._db() as db:
-            cur = db.execute(
-                "INSERT INTO outbox (topic, key, value, created) VALUES (?, ?, ?, ?)", (topic, key, value, time.time())
-            )
-            return int(cur.lastrowid or 0)
+        try:
+            with self._db() as db:
+                cur = db.execute(
+                    "INSERT INTO outbox (topic, key, value, created) VALUES (?, ?, ?, ?)", (topic, key, value, time.time())
+                )
+                return int(cur.lastrowid or 0)
+        except sqlite3.OperationalError as exc:
+            if no_space(exc):
+                raise storage_full(str(self.path), "recording a lineage event in the outbox") from exc
+            raise
 
     def pending(self) -> int:
         return int(self._db().execute("SELECT count(*) FROM outbox").fetchone()[0])
