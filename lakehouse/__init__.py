@@ -17,6 +17,7 @@ __all__ = [
     "datafiles",
     "exceptions",
     "failpoints",
+    "identity",
     "maintenance",
     "names",
     "pyiceberg_compat",
