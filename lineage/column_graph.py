@@ -11,8 +11,8 @@ fields computed from it. `depth` counts edges. Where two runs meet (the input fi
 output field of the other), the versions must agree when both are known (exact snapshot
 matching); when either side has no version, the writing run must have happened no later than
 the reading run (a run cannot read what was written after it). A dependency of a whole dataset
-(the facet's `dataset` list: filters, joins) counts as an INDIRECT edge into every field that run
-wrote to that dataset. `as_of`: the store as it stood then (Iceberg time travel). Every value is
+(the facet's `dataset` list: filters, joins) is an edge into every field the facet names (the
+consumer stores it so). `as_of`: the store as it stood then (Iceberg time travel). Every value is
 a bound parameter.
 """
 
@@ -70,26 +70,19 @@ class ColumnNode:
         return f"{self.kind} {what}{' at ' + self.version if self.version else ''}"
 
 
-# Field-level edges as they are stored, plus each whole-dataset dependency spread over the fields
-# the same run wrote to that dataset.
+# What a step carries: an edge's ends and how (dataset-level dependencies are stored once per
+# field they apply to, so every edge is one row and each step is one hash join built on the walk's
+# few rows and probed by a scan of these columns).
+_COLS = (
+    "run_id", "job_name", "event_time", "o_ns", "o_name", "o_label", "o_type", "o_ver", "o_field",
+    "i_ns", "i_name", "i_label", "i_ver", "i_field", "t_type", "t_subtype", "t_desc",
+)
 _EDGES = """
-    WITH cl AS (SELECT * FROM {t})
-    SELECT run_id, job_name, event_time, output_namespace AS o_ns, output_name AS o_name,
-           coalesce(output_table, output_name) AS o_label, output_type AS o_type, output_version AS o_ver,
-           output_field AS o_field, input_namespace AS i_ns, input_name AS i_name,
+    SELECT run_id, job_name, event_time, output_namespace AS o_ns, output_name AS o_name, coalesce(output_table, output_name) AS o_label,
+           output_type AS o_type, output_version AS o_ver, output_field AS o_field, input_namespace AS i_ns, input_name AS i_name,
            coalesce(input_table, input_name) AS i_label, input_version AS i_ver, input_field AS i_field,
-           transformation_type AS t_type, transformation_subtype AS t_subtype,
-           transformation_description AS t_desc
-    FROM cl WHERE output_field IS NOT NULL
-    UNION ALL
-    SELECT d.run_id, d.job_name, d.event_time, d.output_namespace, d.output_name,
-           coalesce(d.output_table, d.output_name), d.output_type, d.output_version, f.output_field,
-           d.input_namespace, d.input_name, coalesce(d.input_table, d.input_name), d.input_version,
-           d.input_field, d.transformation_type, d.transformation_subtype, d.transformation_description
-    FROM cl d
-    JOIN (SELECT DISTINCT run_id, output_namespace, output_name, output_field FROM cl WHERE output_field IS NOT NULL) f
-      ON f.run_id = d.run_id AND f.output_namespace = d.output_namespace AND f.output_name = d.output_name
-    WHERE d.output_field IS NULL
+           transformation_type AS t_type, transformation_subtype AS t_subtype, transformation_description AS t_desc
+    FROM {t} WHERE output_field IS NOT NULL
 """
 
 
@@ -111,13 +104,22 @@ def _seed(node: ColumnNode, side: str) -> tuple[str, list[Any]]:
 
 
 def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) -> duckdb.DuckDBPyConnection:
-    """DuckDB with just `column_lineage` (created if missing), as the store stood at `as_of`."""
+    """DuckDB with just `column_lineage` (created if missing), as the store stood at `as_of`.
+
+    Lean on purpose (a cold walk's budget is a few hundred ms): one catalog, one namespace listed,
+    no extensions (the view reads the snapshot's Parquet files).
+    """
+    from lakehouse import sql, times
     from lakehouse.catalog import load_catalog
     from lineage import columns
-    from lineage.query import connect
 
-    columns.ensure(load_catalog(settings), settings)
-    return connect(settings, as_of, only=[f"{settings.lineage.namespace}.{columns.COLUMN_LINEAGE}"], iceberg=False)
+    when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
+    catalog = load_catalog(settings)
+    columns.ensure(catalog, settings)
+    con = sql.connect(settings.catalog.properties, iceberg=False)
+    ns = settings.lineage.namespace
+    sql.attach_tables(con, catalog, namespaces=[ns], as_of_ms=int(when.timestamp() * 1000) if when else None, only=[f"{ns}.{columns.COLUMN_LINEAGE}"])
+    return con
 
 
 def walk(
@@ -129,13 +131,14 @@ def walk(
     # Upstream: from an edge's input field to the edges that output it; downstream the other way.
     near, far = ("i", "o") if direction == "upstream" else ("o", "i")
     seed_where, params = _seed(node, "o" if direction == "upstream" else "i")
-    cols = "run_id, job_name, event_time, o_ns, o_name, o_label, o_type, o_ver, o_field, i_ns, i_name, i_label, i_ver, i_field, t_type, t_subtype, t_desc"
-    nxt_cols = ", ".join(f"nxt.{c.strip()}" for c in cols.split(","))
+    cols = ", ".join(_COLS)
+    nxt_cols = ", ".join(f"nxt.{c}" for c in _COLS)
     # Upstream, the next edge wrote what the current one read, so it must not be later; downstream
     # the next edge read what the current one wrote, so it must not be earlier.
     later, earlier = ("w", "nxt") if direction == "upstream" else ("nxt", "w")
+    t = f'"{ns}"."column_lineage"'
     sql = f"""
-    WITH RECURSIVE e AS MATERIALIZED ({_EDGES.format(t=f'"{ns}"."column_lineage"')}),
+    WITH RECURSIVE e AS NOT MATERIALIZED ({_EDGES.format(t=t)}),
     walk(depth, {cols}) AS (
         SELECT 1, {cols} FROM e WHERE {seed_where}
         UNION

@@ -9,7 +9,8 @@ operators, Tidemark's own ingest and training runs). Both forms of the facet are
   mapping), MASKED also sets `masking`, and an empty string is no value;
 - 1.1+: `fields.F.inputFields[].transformations[]` (type DIRECT|INDIRECT, subtype, description,
   masking), one row per transformation; and `dataset[]`, dependencies of the whole dataset
-  (filters, joins, sorts): stored with no output field.
+  (filters, joins, sorts): stored once for every field the facet names, with `whole_dataset`
+  set (so a walk needs no second pass to apply them), or with no output field when it names none.
 
 Versions: the output dataset's own `version` facet; an input field's version is that of the
 event's input dataset with the same namespace and name (the facet names inputs without versions).
@@ -48,7 +49,7 @@ SYNC_JOB = "tidemark.lineage.column-sync"
 KEY = (
     "run_id", "output_namespace", "output_name", "output_version", "output_field",
     "input_namespace", "input_name", "input_version", "input_field",
-    "transformation_type", "transformation_subtype", "transformation_description",
+    "transformation_type", "transformation_subtype", "transformation_description", "whole_dataset",
 )
 
 
@@ -68,7 +69,7 @@ def schema() -> Any:
         s(7, "output_table"),  # NS.TABLE from the symlinks facet
         s(8, "output_type"),  # datasetType: TABLE, MODEL, ...
         s(9, "output_version"),
-        s(10, "output_field"),  # empty: a dependency of the whole dataset (the facet's `dataset`)
+        s(10, "output_field"),  # empty: a dependency of the whole dataset, which names no fields
         s(11, "input_namespace", required=True),
         s(12, "input_name", required=True),
         s(13, "input_table"),
@@ -78,6 +79,7 @@ def schema() -> Any:
         s(17, "transformation_subtype"),  # IDENTITY, TRANSFORMATION, AGGREGATION, JOIN, FILTER, ...
         s(18, "transformation_description"),
         s(19, "masking", BooleanType()),
+        s(20, "whole_dataset", BooleanType()),  # from the facet's `dataset`: every field depends on it
     )
 
 
@@ -201,12 +203,12 @@ def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         except (KeyError, TypeError, AttributeError):
             continue
         fields = cl.get("fields") if isinstance(cl.get("fields"), dict) else {}
-        targets: list[tuple[str | None, Mapping[str, Any], Any]] = [
-            (str(name), spec, spec.get("inputFields")) for name, spec in fields.items() if isinstance(spec, dict)
+        targets: list[tuple[str | None, Mapping[str, Any], Any, bool]] = [
+            (str(name), spec, spec.get("inputFields"), False) for name, spec in fields.items() if isinstance(spec, dict)
         ]
         if isinstance(cl.get("dataset"), list):
-            targets.append((None, {}, cl["dataset"]))
-        for out_field, legacy, entries in targets:
+            targets += [(str(name), {}, cl["dataset"], True) for name in fields] or [(None, {}, cl["dataset"], True)]
+        for out_field, legacy, entries, whole in targets:
             for entry in entries if isinstance(entries, list) else ():
                 if not isinstance(entry, dict) or entry.get("name") is None or entry.get("field") is None:
                     continue
@@ -225,6 +227,7 @@ def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
                         "transformation_subtype": subtype,
                         "transformation_description": description,
                         "masking": masking,
+                        "whole_dataset": whole,
                     })
     return rows
 

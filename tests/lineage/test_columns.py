@@ -71,7 +71,8 @@ def expected_edges(events: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
     """Every (run, output ns, name, field, input ns, name, field, type, subtype) the raw events state.
 
     Both forms of the facet: the 1.0 field-level transformationType (IDENTITY/MASKED) is type
-    DIRECT with that subtype, "" meaning none; dataset-level dependencies have no output field.
+    DIRECT with that subtype, "" meaning none; a dataset-level dependency applies to every field
+    the facet names (no output field when it names none).
     """
     out = set()
     for e in events:
@@ -80,7 +81,7 @@ def expected_edges(events: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
             if not cl:
                 continue
             targets = [(f, spec, spec["inputFields"]) for f, spec in cl.get("fields", {}).items()]
-            targets += [(None, {}, cl.get("dataset") or [])]
+            targets += [(f, {}, cl.get("dataset") or []) for f in cl.get("fields", {})] or [(None, {}, cl.get("dataset") or [])]
             for field, spec, inputs in targets:
                 for inp in inputs:
                     hows = [(t.get("type"), t.get("subtype") or None) for t in inp.get("transformations") or []]
@@ -126,18 +127,16 @@ def test_corpus_edges_are_stored_exactly_once(settings: Any) -> None:
     legacy = [r for r in rows if r["job_name"] == "postgres_orders_popular_day_of_week.postgres_insert"]
     assert len(legacy) == 2 and {(r["transformation_type"], r["transformation_description"]) for r in legacy} == {(None, None)}
     assert any(r["masking"] is False for r in rows if r["job_name"] == "spec_facet_dataset_level")
-    # Dataset-level dependencies (the facet's `dataset`) have no output field.
-    assert any(r["output_field"] is None and r["transformation_subtype"] == "SORT" for r in rows)
+    # Dataset-level dependencies (the facet's `dataset`) go to every field, marked as such.
+    sort = [r for r in rows if r["transformation_subtype"] == "SORT"]
+    assert sort and all(r["whole_dataset"] and r["output_field"] is not None for r in sort)
 
 
 def _closure(events: list[dict[str, Any]], start: tuple[str, str, str], direction: str, depth: int) -> set[tuple[Any, ...]]:
-    """The walk's answer computed from the raw edges: breadth first, dataset-level dependencies
-    spread over the fields the same run wrote, unversioned runs meeting only forwards in time."""
-    raw = expected_edges(events)
+    """The walk's answer computed from the raw edges: breadth first, unversioned runs meeting only
+    forwards in time (no version is in this corpus)."""
     times = {e["run"]["runId"]: e["eventTime"] for e in reversed(events) if "columnLineage" in json.dumps(e)}
-    written = {(r[0], r[1], r[2], r[3]) for r in raw if r[3] is not None}
-    edges = {r for r in raw if r[3] is not None}
-    edges |= {(r[0], r[1], r[2], w[3], *r[4:]) for r in raw if r[3] is None for w in written if w[:3] == r[:3]}
+    edges = {r for r in expected_edges(events) if r[3] is not None}
     found: dict[tuple[Any, ...], int] = {}
     if direction == "upstream":
         frontier = deque((e, 1) for e in edges if (e[1], e[2], e[3]) == start)
