@@ -78,6 +78,9 @@ class IngestSettings:
 class ModelsSettings:
     # Promotion refuses a version whose primary metric is worse than the alias holder's by more than this.
     promotion_threshold: float = 0.01
+    # How long automatic renewal waits for the lineage consumer to store the validation its promotion
+    # gate needs (a landing's events can still be in Kafka when its asset event starts the renewal).
+    lineage_wait_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -269,7 +272,7 @@ _KNOWN = {
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size"},
     "ingest": {"suites_dir"},
-    "models": {"promotion_threshold"},
+    "models": {"promotion_threshold", "lineage_wait_s"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "home": None,
@@ -407,6 +410,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         models=ModelsSettings(
             promotion_threshold=_as_float(
                 "models", "promotion_threshold", (raw.get("models") or {}).get("promotion_threshold", ModelsSettings.promotion_threshold)
-            )
+            ),
+            lineage_wait_s=_as_float("models", "lineage_wait_s", (raw.get("models") or {}).get("lineage_wait_s", ModelsSettings.lineage_wait_s)),
         ),
     )

@@ -52,6 +52,11 @@ def _on_main(table: Table, snapshot_id: int) -> bool:
     return any(e.snapshot_id == snapshot_id for e in table.metadata.snapshot_log)
 
 
+# The words of the one lineage problem that time can fix: the consumer has not stored the landing's
+# events yet (automatic renewal waits for it, `models.renewal`).
+NOT_IN_STORE = "is not in the lineage store"
+
+
 def lineage_problems(settings: Settings, mv: ModelVersion, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
     """Why the lineage of `mv` is incomplete; empty when every input is a gated snapshot of main."""
     problems: list[str] = []
@@ -93,8 +98,8 @@ def lineage_problems(settings: Settings, mv: ModelVersion, con: duckdb.DuckDBPyC
             producer = lt.snapshot_producer(con, ds_ns, ds_name, str(s.snapshot_id), ns)
             if producer is None:
                 problems.append(
-                    f"the validation of snapshot {s.snapshot_id} of {inp.table} (landing run {props.get(RUN_ID)}) is not in "
-                    "the lineage store; run `tidemark lineage consume --once`"
+                    f"the validation of snapshot {s.snapshot_id} of {inp.table} (landing run {props.get(RUN_ID)}) {NOT_IN_STORE}; "
+                    "run `tidemark lineage consume --once`"
                 )
             elif not producer.assertions:
                 problems.append(f"snapshot {s.snapshot_id} of {inp.table} was landed without a validation gate")
