@@ -83,6 +83,9 @@ class IngestSettings:
 class ModelsSettings:
     # Promotion refuses a version whose primary metric is worse than the alias holder's by more than this.
     promotion_threshold: float = 0.01
+    # How long automatic renewal waits for the lineage consumer to store the validation its promotion
+    # gate needs (a landing's events can still be in Kafka when its asset event starts the renewal).
+    lineage_wait_s: float = 120.0
     # Retrain says `within_tolerance` when every metric is within this relative difference of the
     # recorded one (0.01: 1%), the promise "within a few percent"; bit-identical is `reproduced`.
     retrain_tolerance: float = 0.01
@@ -284,7 +287,7 @@ _KNOWN = {
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size", "registry_key"},
     "ingest": {"suites_dir"},
-    "models": {"promotion_threshold", "retrain_tolerance", "tolerances"},
+    "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "home": None,
@@ -443,4 +446,5 @@ def _models(raw: Mapping[str, Any]) -> ModelsSettings:
         promotion_threshold=_as_float("models", "promotion_threshold", raw.get("promotion_threshold", ModelsSettings.promotion_threshold)),
         retrain_tolerance=tolerance("retrain_tolerance", raw.get("retrain_tolerance", ModelsSettings.retrain_tolerance)),
         tolerances=MappingProxyType(tolerances),
+        lineage_wait_s=_as_float("models", "lineage_wait_s", raw.get("lineage_wait_s", ModelsSettings.lineage_wait_s)),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from models import artifacts
 from models import inputs as inputs_mod
 from models.exceptions import TrainingInputError
 from models.jobs import JOBS, TrainingJob, load_entry_point
-from models.promotion import lineage_problems
+from models.promotion import NOT_IN_STORE, lineage_problems
 from models.registry import ModelRef, ModelVersion, Registry
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,27 @@ def job_for(mv: ModelVersion) -> TrainingJob:
         metric_goal=mv.metric_goal or "max",
         holdout_entry_point=holdout,
     )
+
+
+def _lineage_problems_after_wait(
+    settings: Settings, candidate: ModelVersion, wait_s: float, progress: Callable[[str], None], poll_s: float = 2.0
+) -> list[str]:
+    """The promotion gate's lineage problems, waiting up to `wait_s` while the only ones are lineage
+    the consumer has not stored yet. A renewal started by a landing's asset event can run before the
+    lineage consumer has read that landing's events from Kafka: a race, not a fault, so the gate
+    waits for it (bounded) instead of refusing; past the bound the problem is the reason, naming the
+    command that stores it."""
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        problems = lineage_problems(settings, candidate)
+        pending = [p for p in problems if NOT_IN_STORE in p]
+        if not pending or len(pending) < len(problems) or time.monotonic() >= deadline:
+            return problems
+        if not said:
+            progress(f"waiting up to {wait_s:g} s for the lineage consumer to store: {pending[0]}")
+            said = True
+        time.sleep(poll_s)
 
 
 def _reusable(registry: Registry, holder: ModelVersion, snapshots: Mapping[str, int]) -> ModelVersion | None:
@@ -170,7 +192,7 @@ def renew(
     new, old = candidate_metrics[metric], holder_metrics[metric]
     worse_by = (old - new) if goal == "max" else (new - old)
     threshold = settings.models.promotion_threshold
-    problems = lineage_problems(settings, candidate)
+    problems = _lineage_problems_after_wait(settings, candidate, settings.models.lineage_wait_s, progress)
     comparison = f"{metric} on the shared holdout {new:.6g} vs {old:.6g} of version {holder.version}"
     if worse_by > threshold:
         problems.append(f"{comparison}: worse by {worse_by:.6g}, more than the threshold {threshold:g}")

@@ -150,3 +150,28 @@ def test_a_users_function_without_a_holdout_scorer_is_refused_naming_the_flag(se
     assert bad.returncode == 1 and "no holdout scorer recorded" in bad.stderr and "--holdout module:function" in bad.stderr
     missing = run_cli("train", "userjobs_r18:train", "--model", "x", "--input", "raw.wine", "--holdout", "userjobs_r18:nope", check=False, env=env)
     assert missing.returncode == 1 and "entry point userjobs_r18:nope does not import" in missing.stderr
+
+
+def test_the_gate_waits_bounded_for_the_consumer_instead_of_failing_on_a_race(production: Any, wine_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from lakehouse.config import load_settings
+    from models.renewal import renew
+
+    _land(production, shifted_wine(wine_csv, 1.5))  # its validation is still in Kafka: not consumed
+    monkeypatch.setenv("TIDEMARK__MODELS__LINEAGE_WAIT_S", "1")
+    short = renew(load_settings(), "wine@production")  # nobody consumes within 1 s: refused, naming the fix
+    assert not short.promoted and "is not in the lineage store; run `tidemark lineage consume --once`" in short.reason
+
+    monkeypatch.setenv("TIDEMARK__MODELS__LINEAGE_WAIT_S", "120")
+    said: list[str] = []
+    late = threading.Thread(target=lambda: (time.sleep(4), _consume(production)))
+    late.start()
+    try:
+        d = renew(load_settings(), "wine@production", progress=said.append)
+    finally:
+        late.join()
+    assert any(m.startswith("waiting up to 120 s for the lineage consumer") for m in said)
+    assert not any("lineage store" in p for p in d.problems), d.problems
+    assert d.reused_candidate and d.candidate_version == 2
