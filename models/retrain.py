@@ -32,7 +32,7 @@ from lineage import code as code_info
 from lineage.code import CodeIdentity, canonicalize_name, compare_code, compare_environment, compare_platform
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, environments, pinning, runner, sourcecode
+from models import artifacts, environments, pinning, reproducibility, runner, sourcecode
 from models import inputs as inputs_mod
 from models.exceptions import ReproduceError, SnapshotExpiredError, TableDroppedError, UnknownJobError
 from models.execution import run_job
@@ -436,6 +436,7 @@ def retrain(
                 codeRan=report.code_ran,
             ),
         )
+        reproducibility.record_retrain(settings, report)
         progress(f"retrained {mv.model}:{mv.version}: {report.verdict}")
     return report
 
