@@ -22,10 +22,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from lineage.code import distributions_of_modules, platform_identity
+from lineage.code import CodeIdentity, distributions_of_modules, platform_identity
 
 # One thread per BLAS/OpenMP pool: the order of floating-point sums then never depends on how many
 # cores the machine has or how busy it is.
@@ -47,6 +47,23 @@ class Execution:
     imported: list[str]
     platform: dict[str, Any]
     determinism: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What one run of a job gave and where it ran, in this process or another: the artifact's
+    bytes, metrics, imported distributions, platform, determinism settings, the environment
+    (Python and packages) and code identity, and which environment and code ran it."""
+
+    blob: bytes
+    metrics: dict[str, float]
+    imported: list[str]
+    platform: dict[str, Any]
+    determinism: dict[str, Any]
+    environment: dict[str, Any]
+    code: CodeIdentity
+    environment_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
+    code_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
 
 
 def seeds(params: Mapping[str, Any]) -> dict[str, Any]:

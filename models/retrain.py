@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,13 +29,13 @@ from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
 from lineage import code as code_info
-from lineage.code import CodeIdentity, canonicalize_name, compare_code, compare_environment, compare_platform
+from lineage.code import canonicalize_name, compare_code, compare_environment, compare_platform
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import artifacts, environments, pinning, reproducibility, runner, sourcecode
 from models import inputs as inputs_mod
 from models.exceptions import ReproduceError, SnapshotExpiredError, TableDroppedError, UnknownJobError
-from models.execution import run_job
+from models.execution import Outcome, run_job
 from models.jobs import load_entry_point
 from models.registry import ModelVersion, Registry
 from models.train import add_platform_facet, recorded_identity
@@ -401,20 +401,11 @@ def retrain(
                 code=code_now,
             )
         else:
-            child = runner.run_in(
+            outcome = runner.run_in(
                 built.python if built else sys.executable, mv.entry_point, frames, params, code=code_request, progress=progress
             )
-            outcome = Outcome(
-                blob=child.blob,
-                metrics=child.metrics,
-                imported=child.imported,
-                platform=child.platform,
-                determinism=child.determinism,
-                environment=child.environment,
-                code=replace(CodeIdentity.read(child.code), entry_point=mv.entry_point),
-                environment_ran=built.to_json() if built else {"kind": "current", "python": sys.executable},
-                code_ran=code_ran,
-            )
+            outcome.environment_ran = built.to_json() if built else {"kind": "current", "python": sys.executable}
+            outcome.code_ran = code_ran
         add_platform_facet(run, outcome.platform, outcome.determinism, outcome.imported)
         report = _report(settings, mv, run.run_id, when, checks, params, outcome)
         run.add_run_facet(
@@ -439,22 +430,6 @@ def retrain(
         reproducibility.record_retrain(settings, report)
         progress(f"retrained {mv.model}:{mv.version}: {report.verdict}")
     return report
-
-
-@dataclass
-class Outcome:
-    """What one run of the job gave and where it ran: the artifact's bytes, metrics, the
-    distributions it imported, platform, determinism settings, environment and code identity."""
-
-    blob: bytes
-    metrics: dict[str, float]
-    imported: list[str]
-    platform: dict[str, Any]
-    determinism: dict[str, Any]
-    environment: dict[str, Any]
-    code: CodeIdentity
-    environment_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
-    code_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
 
 
 def _report(

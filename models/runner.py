@@ -24,25 +24,16 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lineage.code import CodeIdentity
 from models.exceptions import ReproduceError
+from models.execution import Outcome
 
 # The folder holding the `models` package this runner belongs to: on the child's PYTHONPATH.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class ChildResult:
-    blob: bytes
-    metrics: dict[str, float]
-    imported: list[str]
-    platform: dict[str, Any]
-    determinism: dict[str, Any]
-    environment: dict[str, Any]
-    code: dict[str, Any]
 
 
 def run_in(
@@ -53,8 +44,9 @@ def run_in(
     *,
     code: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
-) -> ChildResult:
-    """Run `entry_point(frames, params)` with the interpreter `python`; the child's result."""
+) -> Outcome:
+    """Run `entry_point(frames, params)` with the interpreter `python`; what it gave and ran under
+    (the caller fills in which environment and code ran)."""
     import pyarrow as pa
 
     with tempfile.TemporaryDirectory(prefix="tidemark-run-") as tmp:
@@ -77,7 +69,8 @@ def run_in(
             raise ReproduceError(f"the job failed in {python}: {' | '.join(lines[-3:]) or f'exit code {done.returncode}'}")
         result = json.loads((work / "result.json").read_text())
         blob = (work / "artifact.pkl").read_bytes()
-    return ChildResult(blob=blob, **result)
+    identity = CodeIdentity.read(result.pop("code"))
+    return Outcome(blob=blob, code=replace(identity, entry_point=entry_point), **result)
 
 
 def _use_recorded_code(code: Mapping[str, Any]) -> None:
