@@ -227,10 +227,34 @@ def ensure(
     nearest: bool = False,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> RecordedEnvironment:
-    """The recorded environment of a model version, built once and reused while it is intact."""
+    """The recorded environment of a model version, built once and reused while it is intact.
+    Two retrains needing the same environment at once: the second waits for the first's build."""
+    import fcntl
+
     env = recorded or {}
     pins = requirements(env, what)
     python, python_version = find_python(str(env.get("python") or ""))
+    root = settings.home / "environments"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{environment_key(python_version, pins, nearest)[:24]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure(settings, env, pins, python, python_version, what=what, find_links=find_links, no_index=no_index,
+                       nearest=nearest, progress=progress)
+
+
+def _ensure(
+    settings: Settings,
+    env: Mapping[str, Any],
+    pins: list[str],
+    python: Path,
+    python_version: str,
+    *,
+    what: str = "this version",
+    find_links: Sequence[str] = (),
+    no_index: bool = False,
+    nearest: bool = False,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> RecordedEnvironment:
     key = environment_key(python_version, pins, nearest)
     root = settings.home / "environments"
     venv = root / key[:24]
