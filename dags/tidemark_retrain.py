@@ -45,7 +45,7 @@ def retrain_model() -> None:
         with one_line_failure(), params_named(PARAMS):
             ref = str(ModelRef.of(p.get("model"), version=p.get("version"), alias=p.get("alias") or None))
             report = run(settings(), ref, as_of=p.get("as_of") or None, progress=log.info).to_json()
-        log.info("retrained %s: identical=%s", ref, report["identical"])
+        log.info("retrained %s: %s (identical=%s)", ref, report["verdict"], report["identical"])
         return report
 
     retrain()

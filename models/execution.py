@@ -16,21 +16,27 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import importlib.util
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from lineage.code import distributions_of_modules, platform_identity
+from lineage.code import CodeIdentity, distributions_of_modules, platform_identity
 
 # One thread per BLAS/OpenMP pool: the order of floating-point sums then never depends on how many
 # cores the machine has or how busy it is.
 BLAS_THREADS = 1
 # Distributions every job uses whether or not its code names them: its inputs arrive as Arrow tables.
 ALWAYS_IMPORTED = ("pyarrow",)
+# Read by OpenMP and the BLAS libraries when they load: one thread for those a job loads only later.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+# Loaded before the limits are applied (threadpoolctl limits only libraries already loaded): numpy's
+# and scipy's BLAS, which nearly every job uses. Not counted as imported unless the job imports them.
+PRELOAD = ("numpy", "scipy.linalg")
 
 
 @dataclass
@@ -41,6 +47,23 @@ class Execution:
     imported: list[str]
     platform: dict[str, Any]
     determinism: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What one run of a job gave and where it ran, in this process or another: the artifact's
+    bytes, metrics, imported distributions, platform, determinism settings, the environment
+    (Python and packages) and code identity, and which environment and code ran it."""
+
+    blob: bytes
+    metrics: dict[str, float]
+    imported: list[str]
+    platform: dict[str, Any]
+    determinism: dict[str, Any]
+    environment: dict[str, Any]
+    code: CodeIdentity
+    environment_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
+    code_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
 
 
 def seeds(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,6 +117,14 @@ def run_job(
     except ImportError:  # without threadpoolctl nothing can be pinned; the record says so
         threadpool_limits = None
     own = getattr(fn, "__module__", "") or ""
+    for var in THREAD_VARIABLES:
+        os.environ.setdefault(var, str(BLAS_THREADS))
+    for name in PRELOAD:
+        try:
+            if importlib.util.find_spec(name.partition(".")[0]) is not None:
+                importlib.import_module(name)
+        except ImportError:
+            pass
     with _track_imports() as modules:
         if threadpool_limits is not None:
             with threadpool_limits(limits=BLAS_THREADS):
@@ -109,5 +140,6 @@ def run_job(
         "seeds": seeds(params),
         "blas_threads": BLAS_THREADS if threadpool_limits is not None else None,
         "pythonhashseed": os.environ.get("PYTHONHASHSEED"),
+        "thread_variables": {var: os.environ.get(var) for var in THREAD_VARIABLES},
     }
     return Execution(trained=trained, imported=imported, platform=plat, determinism=determinism)

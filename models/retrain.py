@@ -13,9 +13,13 @@ the run it reproduces in its `tidemark_reproduces` run facet.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Mapping
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import times
@@ -24,13 +28,14 @@ from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
-from lineage.code import CodeIdentity, canonicalize_name, compare_code, compare_environment, compare_platform, environment
+from lineage import code as code_info
+from lineage.code import canonicalize_name, compare_code, compare_environment, compare_platform
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, pinning
+from models import artifacts, environments, pinning, reproducibility, runner, sourcecode
 from models import inputs as inputs_mod
 from models.exceptions import ReproduceError, SnapshotExpiredError, TableDroppedError, UnknownJobError
-from models.execution import run_job
+from models.execution import Outcome, run_job
 from models.jobs import load_entry_point
 from models.registry import ModelVersion, Registry
 from models.train import add_platform_facet, recorded_identity
@@ -294,10 +299,25 @@ def retrain(
     as_of: str | datetime | None = None,
     transport: Transport | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
+    environment: str = "current",
+    code: str = "current",
+    nearest: bool = False,
+    find_links: Sequence[str] = (),
+    no_index: bool = False,
 ) -> RetrainReport:
     """Retrain `ref` (NAME, NAME@ALIAS, NAME:VERSION) from its recorded snapshots, or from the
     snapshots that were main's at `as_of` (ISO 8601 with a time zone, or an aware datetime; see
-    `lakehouse.times.parse_time`)."""
+    `lakehouse.times.parse_time`).
+
+    `environment="recorded"` runs the job in a virtualenv with the recorded versions of the
+    distributions it imports (built once under TIDEMARK_HOME/environments by pip; `find_links`
+    and `no_index` for offline wheel directories, `nearest` to accept the nearest installable
+    version of one that is gone); `code="recorded"` runs the job's module from the recorded git
+    commit (or its stored source). Either runs the job in a child interpreter (`models.runner`).
+    """
+    for name, value in (("environment", environment), ("code", code)):
+        if value not in ("current", "recorded"):
+            raise ReproduceError(f"{name} must be current or recorded, got {value!r}", parameter=name)
     when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
@@ -321,14 +341,31 @@ def retrain(
     try:
         fn = load_entry_point(mv.entry_point)
     except UnknownJobError as exc:
-        commit = (mv.code or {}).get("git_commit")
-        at = f" (it was trained from git commit {commit}: retrain --code recorded runs it)" if commit else ""
-        raise ReproduceError(f"cannot retrain {mv.model}:{mv.version}: {exc}{at}") from exc
+        if code != "recorded":
+            commit = (mv.code or {}).get("git_commit")
+            at = f" (it was trained from git commit {commit}: retrain --code recorded runs it)" if commit else ""
+            raise ReproduceError(f"cannot retrain {mv.model}:{mv.version}: {exc}{at}") from exc
+        fn = None  # the recorded code has it; the child loads it from there
+    built = None
+    if environment == "recorded":
+        # Before the run starts: a version that cannot be installed stops here, with no event emitted.
+        built = environments.ensure(
+            settings, mv.environment, what=f"{mv.model}:{mv.version}", find_links=find_links, no_index=no_index,
+            nearest=nearest, progress=progress,
+        )
     recorded = {i.table: i for i in mv.inputs}
     datasets = [inputs_mod.dataset(settings, n, t, sid) for n, (t, sid) in chosen.items()]
     job_name = f"retrain.{mv.job_name.removeprefix('train.') if mv.job_name else mv.model}"
     params = dict(mv.parameters)
-    with lineage_run(job_name, inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
+    with ExitStack() as stack:
+        code_request: dict[str, Any] = {}
+        code_ran: dict[str, Any] = {"kind": "current"}
+        if code == "recorded":
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tidemark-code-")))
+            code_request, code_ran = stack.enter_context(sourcecode.checkout(settings, mv, tmp))
+        run = stack.enter_context(
+            lineage_run(job_name, inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn)
+        )
         run.add_run_facet(
             "tidemark_reproduces",
             ev.facet(
@@ -351,18 +388,25 @@ def retrain(
                 InputCheck(name, rec.snapshot_id, sid, rec.rows, got.rows, rec.fingerprint, got.fingerprint)
             )
         progress(f"running {mv.entry_point} with the recorded parameters")
-        code_now, _ = recorded_identity(run, mv.entry_point)
-        execution = run_job(fn, frames, params)
-        outcome = Outcome(
-            blob=pickle.dumps(execution.trained.estimator, protocol=5),
-            metrics=dict(execution.trained.metrics),
-            imported=execution.imported,
-            platform=execution.platform,
-            determinism=execution.determinism,
-            environment=environment(),
-            code=code_now,
-        )
-        add_platform_facet(run, execution)
+        if built is None and code == "current":
+            code_now, _ = recorded_identity(run, mv.entry_point)
+            execution = run_job(fn, frames, params)  # type: ignore[arg-type]
+            outcome = Outcome(
+                blob=pickle.dumps(execution.trained.estimator, protocol=5),
+                metrics=dict(execution.trained.metrics),
+                imported=execution.imported,
+                platform=execution.platform,
+                determinism=execution.determinism,
+                environment=code_info.environment(),
+                code=code_now,
+            )
+        else:
+            outcome = runner.run_in(
+                built.python if built else sys.executable, mv.entry_point, frames, params, code=code_request, progress=progress
+            )
+            outcome.environment_ran = built.to_json() if built else {"kind": "current", "python": sys.executable}
+            outcome.code_ran = code_ran
+        add_platform_facet(run, outcome.platform, outcome.determinism, outcome.imported)
         report = _report(settings, mv, run.run_id, when, checks, params, outcome)
         run.add_run_facet(
             "tidemark_retrainResult",
@@ -383,24 +427,9 @@ def retrain(
                 codeRan=report.code_ran,
             ),
         )
+        reproducibility.record_retrain(settings, report)
         progress(f"retrained {mv.model}:{mv.version}: {report.verdict}")
     return report
-
-
-@dataclass
-class Outcome:
-    """What one run of the job gave and where it ran: the artifact's bytes, metrics, the
-    distributions it imported, platform, determinism settings, environment and code identity."""
-
-    blob: bytes
-    metrics: dict[str, float]
-    imported: list[str]
-    platform: dict[str, Any]
-    determinism: dict[str, Any]
-    environment: dict[str, Any]
-    code: CodeIdentity
-    environment_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
-    code_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
 
 
 def _report(

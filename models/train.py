@@ -129,7 +129,7 @@ def train(
         execution = run_job(fn, frames, params)
         trained = execution.trained
         env = {**env, **execution_record(execution)}
-        add_platform_facet(run, execution)
+        add_platform_facet(run, execution.platform, execution.determinism, execution.imported)
         if job.primary_metric and job.primary_metric not in trained.metrics:
             raise TrainingInputError(
                 f"job {job.name} declares primary metric {job.primary_metric!r} but returned only {', '.join(sorted(trained.metrics))}"
@@ -203,16 +203,16 @@ def execution_record(execution: Execution) -> dict[str, Any]:
     return {"imported": list(execution.imported), "host": dict(execution.platform), "determinism": dict(execution.determinism)}
 
 
-def add_platform_facet(run: RunContext, execution: Execution) -> None:
+def add_platform_facet(run: RunContext, platform: Mapping[str, Any], determinism: Mapping[str, Any], imported: list[str]) -> None:
     """The `tidemark_platform` run facet: platform, determinism settings and imported distributions."""
     run.add_run_facet(
         "tidemark_platform",
         ev.facet(
             run.producer,
             f"{ev.TIDEMARK_FACETS}/PlatformRunFacet.json",
-            **execution.platform,
-            determinism=execution.determinism,
-            importedDistributions=execution.imported,
+            **platform,
+            determinism=dict(determinism),
+            importedDistributions=list(imported),
         ),
     )
 

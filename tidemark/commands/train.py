@@ -32,6 +32,14 @@ def register(sub: Subcommands) -> None:
     sp = add_command(sub, "retrain", cmd_retrain, "retrain a model version from its recorded snapshots and report what is identical")
     sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
     sp.add_argument("--as-of", metavar="TIME", help="train on the snapshots that were current at this time (ISO-8601)")
+    sp.add_argument(
+        "--environment", choices=("current", "recorded"), default="current",
+        help="recorded: run in a virtualenv with the recorded versions of the packages the job imports (built once, cached)",
+    )
+    sp.add_argument("--code", choices=("current", "recorded"), default="current", help="recorded: run the job's module from the recorded git commit")
+    sp.add_argument("--nearest", action="store_true", help="with --environment recorded: install the nearest version of one that cannot be installed")
+    sp.add_argument("--find-links", action="append", metavar="DIR", help="a directory of wheels for pip (repeatable; pre-fill it with pip download)")
+    sp.add_argument("--no-index", action="store_true", help="with --find-links: install from those directories only (offline)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -56,7 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from models.retrain import retrain
 
-    report = retrain(current_settings(), args.ref, as_of=args.as_of, progress=progress)
+    report = retrain(
+        current_settings(), args.ref, as_of=args.as_of, progress=progress, environment=args.environment, code=args.code,
+        nearest=args.nearest, find_links=args.find_links or (), no_index=args.no_index,
+    )
     if args.output == "json":
         emit_json(report.to_json())
         return 0
