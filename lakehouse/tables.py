@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse import names
-from lakehouse.exceptions import CommitConflictError, InvalidTableNameError, MissingDataFileError, TableNotFoundError
+from lakehouse.exceptions import CommitConflictError, MissingDataFileError, TableNotFoundError
 
 if TYPE_CHECKING:
     import pyarrow as pa
