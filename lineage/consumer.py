@@ -40,6 +40,7 @@ from lakehouse.datafiles import append_data_files, write_data_files
 from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, transaction, with_commit_retry
 from lineage import decode, store
+from lineage import events as ev
 from lineage.broker import log_id as current_log_id
 from lineage.outbox import OUTBOX_FILE, Outbox
 from lineage.outbox import flush as flush_outbox
@@ -199,9 +200,20 @@ class LineageWriter:
         parts = set().union(*per_table)
         return {p: min(t.get(p, 0) for t in per_table) for p in parts}
 
-    def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
-        """Store one batch of records, given as parallel lists (what the record source hands over)."""
-        self.store(self.decode(partitions, offsets, values), partitions, offsets, values, report)
+    def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> list[str]:
+        """Store one batch of records, given as parallel lists (what the record source hands over).
+
+        Returns the event ids of the records now in the store (events and dead letters whose bytes
+        parse as an event): what a producer's outbox is acknowledged by."""
+        batch = self.decode(partitions, offsets, values)
+        self.store(batch, partitions, offsets, values, report)
+        ids = list(batch.ids)
+        for i, _ in batch.dead:
+            try:
+                ids.append(ev.event_id(values[i]))
+            except Exception:  # not JSON at all: no outbox holds it under an event id
+                continue
+        return ids
 
     def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> decode.Decoded:
         """The rows every table would get from these records, and the dead letters among them."""
@@ -572,13 +584,12 @@ class _Batcher:
         # This home's outbox, if it has one: the events just stored leave it (end-to-end ack).
         self.outbox: Outbox | None = None
 
-    def _acknowledge(self, values: list[bytes]) -> None:
-        """The store now holds these records (stored, duplicate or dead letter): the outbox may forget them."""
+    def _acknowledge(self, event_ids: list[str]) -> None:
+        """The store now holds these events (stored, duplicate or dead letter): the outbox may forget them."""
         if self.outbox is None or not self.outbox.unacknowledged():
             return
-        sha256 = hashlib.sha256
         try:
-            self.outbox.acknowledge(sha256(v).hexdigest() for v in values)
+            self.outbox.acknowledge(event_ids)
         except Exception as exc:  # the events stay; `tidemark lineage recover` acknowledges them later
             log.warning("could not acknowledge stored events in %s: %s", self.outbox.path, exc)
 
@@ -597,9 +608,9 @@ class _Batcher:
 
     def flush(self, commit_group_offsets: Callable[[Mapping[int, int]], None]) -> None:
         if self.values:
-            self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
+            stored = self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
             step("consume.consumed-committed")
-            self._acknowledge(self.values)
+            self._acknowledge(stored)
             step("consume.acknowledged")
             self.partitions, self.offsets, self.values = [], [], []
             self.since_compaction += 1

@@ -187,6 +187,8 @@ class Decoded:
     # Events whose bytes name a `columnLineage` facet (the column-lineage sync reads only these).
     column_events: list[dict[str, Any]] = field(default_factory=list)
     dead: list[tuple[int, str]] = field(default_factory=list)  # (record index, reason)
+    # The full event id (hex) of each stored event, in `keys` order: what the outbox is acknowledged by.
+    ids: list[str] = field(default_factory=list)
     # (event index, job, event time in microseconds, job facets) of the events that carry job facets.
     job_facets: list[tuple[int, tuple[str, str], int, dict[str, Any]]] = field(default_factory=list)
 
@@ -236,6 +238,7 @@ def decode(partitions: Sequence[int], offsets: Sequence[int], values: Sequence[b
             out.dead.append((i, f"event cannot be stored: {exc.__class__.__name__}: {exc}"))
             continue
         out.keys.append(digest[:KEY_BYTES])
+        out.ids.append(digest.hex())
         out.partitions.append(partitions[i])
         out.offsets.append(offsets[i])
         out.job_keys.append(job_key)
