@@ -13,7 +13,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from dag_support import params_named, settings
+from dag_support import one_line_failure, params_named, settings
 from lakehouse import names
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,10 @@ def retrain_model() -> None:
         from models.retrain import retrain as run
 
         p = context["params"]
-        with params_named(PARAMS):
+        with one_line_failure(), params_named(PARAMS):
             ref = str(ModelRef.of(p.get("model"), version=p.get("version"), alias=p.get("alias") or None))
             report = run(settings(), ref, as_of=p.get("as_of") or None, progress=log.info).to_json()
-        log.info("retrained %s: identical=%s", ref, report["identical"])
+        log.info("retrained %s: %s (identical=%s)", ref, report["verdict"], report["identical"])
         return report
 
     retrain()

@@ -16,6 +16,8 @@ __all__ = [
     "config",
     "datafiles",
     "exceptions",
+    "failpoints",
+    "identity",
     "maintenance",
     "names",
     "pyiceberg_compat",

@@ -6,11 +6,12 @@ version guessing can pick a stale metadata file, so we never rely on it.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.exceptions import QueryError, TidemarkError
+from lakehouse.exceptions import BrokenTableError, QueryError, TidemarkError
 
 if TYPE_CHECKING:
     import duckdb
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
 DUCKDB_VERSION = "v1.5.5"
+log = logging.getLogger(__name__)
 
 
 def _extension_path(module_name: str, ext: str) -> str:
@@ -118,6 +120,34 @@ def _view_body(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -> 
     return f"SELECT * FROM iceberg_scan({_quote_literal(table.metadata_location)}, snapshot_from_id => {int(snapshot_id)})"
 
 
+def snapshot_view(con: duckdb.DuckDBPyConnection, target: str, table: Any, snapshot_id: int | None) -> None:
+    """Make `target` (a quoted name) read one snapshot of `table`: a view over its data files, or,
+    for no snapshot or a snapshot without data files, an empty table of its schema (so the name
+    stays usable). A data file the snapshot needs that is gone is MissingDataFileError naming the
+    table, the snapshot and the file (DuckDB checks the files when the view is made)."""
+    import duckdb
+
+    from lakehouse.tables import missing_data_file
+
+    body = _view_body(con, table, snapshot_id) if snapshot_id is not None else ""
+    if not body:
+        snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+        schema = table.schemas().get(snap.schema_id) if snap is not None and snap.schema_id is not None else None
+        con.register("__tidemark_empty", (schema or table.schema()).as_arrow().empty_table())
+        con.execute(f"DROP VIEW IF EXISTS {target}")
+        con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __tidemark_empty")
+        con.unregister("__tidemark_empty")
+        return
+    con.execute(f"DROP TABLE IF EXISTS {target}")
+    try:
+        con.execute(f"CREATE OR REPLACE VIEW {target} AS {body}")
+    except duckdb.IOException as exc:
+        missing = missing_data_file(".".join(table.name()), int(snapshot_id or 0), exc)
+        if missing is None:
+            raise
+        raise missing from exc
+
+
 def snapshot_sql(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -> str:
     """A SELECT reading one snapshot of a pyiceberg table (time travel), or "" if it holds no data files."""
     return _view_body(con, table, snapshot_id)
@@ -155,6 +185,7 @@ def attach_tables(
     as_of_ms: int | None = None,
     only: Iterable[str] | None = None,
     locations: list[str] | None = None,
+    on_broken: Callable[[BrokenTableError], None] | None = None,
 ) -> list[str]:
     """Create a schema per namespace and a view per table; returns the `ns.table` names made.
 
@@ -162,7 +193,10 @@ def attach_tables(
 
     With `as_of_ms` (epoch milliseconds), each view reads the snapshot that was current then:
     time travel, so a question is answered as the store stood at that moment. `only` limits the
-    views to these `ns.table` names (each view costs a metadata read).
+    views to these `ns.table` names (each view costs a metadata read). A broken table (its metadata
+    file missing or unreadable, or a data file of the snapshot read missing) goes to `on_broken`
+    (default: logged as a warning) and its view raises that error when read; every other table is
+    attached as usual.
     """
     made: list[str] = []
     wanted = set(only) if only is not None else None
@@ -173,24 +207,28 @@ def attach_tables(
             name = ident[-1]
             if wanted is not None and f"{ns}.{name}" not in wanted:
                 continue
-            table = catalog.load_table(ident)
-            if locations is not None:
-                locations.append(table.location())
-            # A view body cannot take bound parameters; the location comes from the catalog, quoted here.
             target = f"{quote_ident(ns)}.{quote_ident(name)}"
-            snap = table.current_snapshot() if as_of_ms is None else _snapshot_as_of(table, f"{ns}.{name}", as_of_ms)
-            body = _view_body(con, table, snap.snapshot_id) if snap is not None else ""
-            if not body:
-                # No snapshot, or no data files: an empty table of the same schema keeps the name usable.
-                con.register("__tidemark_empty", table.schema().as_arrow().empty_table())
-                con.execute(f"DROP VIEW IF EXISTS {target}")
-                con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __tidemark_empty")
-                con.unregister("__tidemark_empty")
-            else:
+            try:
+                table = catalog.load_table(ident)
+                if locations is not None:
+                    locations.append(table.location())
+                snap = table.current_snapshot() if as_of_ms is None else _snapshot_as_of(table, f"{ns}.{name}", as_of_ms)
+                snapshot_view(con, target, table, snap.snapshot_id if snap is not None else None)
+            except BrokenTableError as exc:
+                # One broken table must not take every other one down: warn once, and leave a view
+                # that fails with the same words when a query reads it (not "no such table").
+                (on_broken or _warn)(exc)
                 con.execute(f"DROP TABLE IF EXISTS {target}")
-                con.execute(f"CREATE OR REPLACE VIEW {target} AS {body}")
+                fail = f"error({_quote_literal(str(exc))})"
+                # In the filter too: `count(*)` never evaluates a column the query does not use.
+                con.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT {fail} AS broken FROM range(1) WHERE {fail} IS NULL")
+                continue
             made.append(f"{ns}.{name}")
     return made
+
+
+def _warn(exc: BrokenTableError) -> None:
+    log.warning("%s", exc)
 
 
 # What a read-only connection runs: queries, and plans of queries. (`SHOW`, `DESCRIBE`, `SUMMARIZE`,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse import names
-from lakehouse.exceptions import CommitConflictError, TableNotFoundError
+from lakehouse.exceptions import CommitConflictError, MissingDataFileError, TableNotFoundError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -264,3 +265,35 @@ def expire_snapshots(table: Table, older_than_ms: int, keep_last: int = 0) -> in
         if int(table.properties.get(EXPIRED_BEFORE, "0")) < reach_ms:
             tx.set_properties({EXPIRED_BEFORE: str(reach_ms)})
     return len(doomed)
+
+
+# How pyarrow and DuckDB say a file is not there, and where they quote its path.
+_MISSING = ("no such file", "failed to open local file", "no files found that match the pattern", "path does not exist", "not found")
+_QUOTED_PATH = re.compile(r"""['"]([^'"]+)['"]""")
+
+
+def missing_data_file(table: str, snapshot_id: int, exc: BaseException) -> MissingDataFileError | None:
+    """The error naming table, snapshot and file, when `exc` (from pyarrow or DuckDB reading a
+    snapshot) says a data file is missing; None when it says something else."""
+    text = str(exc)
+    if not (isinstance(exc, FileNotFoundError) or any(words in text.lower() for words in _MISSING)):
+        return None
+    quoted = _QUOTED_PATH.search(text)
+    path = quoted.group(1) if quoted else getattr(exc, "filename", None) or "(not named by the reader)"
+    return MissingDataFileError(
+        f"table {table} snapshot {snapshot_id} cannot be read: its data file {path} is missing (deleted outside "
+        "Tidemark?); restore the file from a backup: without it the rows of this snapshot are gone",
+        table=table, location=str(path), snapshot_id=snapshot_id,
+    )
+
+
+def read_snapshot(table: Table, snapshot_id: int) -> pa.Table:
+    """The rows of `table` as of `snapshot_id` (time travel, in the snapshot's schema); a missing
+    data file is MissingDataFileError naming table, snapshot and file."""
+    try:
+        return table.scan(snapshot_id=snapshot_id).to_arrow()
+    except OSError as exc:  # FileNotFoundError, and pyarrow's OSError for object stores
+        missing = missing_data_file(".".join(table.name()), snapshot_id, exc)
+        if missing is None:
+            raise
+        raise missing from exc

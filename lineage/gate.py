@@ -88,6 +88,11 @@ def _on_main(table: Table, snapshot_id: int) -> bool:
     return any(e.snapshot_id == snapshot_id for e in table.metadata.snapshot_log)
 
 
+# The words of the one lineage problem that time can fix: the consumer has not stored the landing's
+# events yet (automatic renewal waits for it, `models.renewal`).
+NOT_IN_STORE = "is not in the lineage store"
+
+
 def lineage_problems(
     settings: Settings, mv: GateVersion, con: duckdb.DuckDBPyConnection | None = None, catalog: Catalog | None = None
 ) -> list[str]:
@@ -135,8 +140,8 @@ def lineage_problems(
             assertions = [a for claim in claims for a in claim]
             if not claims:
                 problems.append(
-                    f"the validation of snapshot {s.snapshot_id} of {inp.table} (landing run {props.get(RUN_ID)}) is not in "
-                    "the lineage store; run `tidemark lineage consume --once`"
+                    f"the validation of snapshot {s.snapshot_id} of {inp.table} (landing run {props.get(RUN_ID)}) {NOT_IN_STORE}; "
+                    "run `tidemark lineage consume --once`"
                 )
             elif not all(claims):
                 problems.append(f"snapshot {s.snapshot_id} of {inp.table} was landed without a validation gate")

@@ -39,3 +39,12 @@ class TableDroppedError(ReproduceError):
 
 class DriftError(TidemarkError):
     """A drift check that cannot run: unknown column or snapshot, a table without a baseline."""
+
+
+class EnvironmentBuildError(ReproduceError):
+    """A recorded environment cannot be rebuilt: no list of its packages, a version that cannot be
+    installed, no interpreter of its Python version."""
+
+
+class RecordedCodeError(ReproduceError):
+    """The recorded code cannot be got back: not in git, the commit unreachable, the module not in it."""

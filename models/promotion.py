@@ -13,14 +13,14 @@ from typing import Any
 
 from lakehouse.config import Settings
 from lineage import gate
-from lineage.gate import GateReport, lineage_problems
+from lineage.gate import NOT_IN_STORE, GateReport, lineage_problems
 from lineage.transport import Transport
 from models.exceptions import PromotionRefusedError
 from models.registry import ModelVersion, Registry, check_name
 
 # The gate's checks live in `lineage.gate` (the lineage consumer applies them to alias moves that
-# arrive as events); `lineage_problems` and `GateReport` are re-exported for this package's callers.
-__all__ = ["GateReport", "check", "lineage_problems", "promote"]
+# arrive as events); `lineage_problems`, `GateReport` and `NOT_IN_STORE` are re-exported for this package's callers.
+__all__ = ["NOT_IN_STORE", "GateReport", "check", "lineage_problems", "promote"]
 
 
 def check(settings: Settings, registry: Registry, mv: ModelVersion, alias: str) -> GateReport:

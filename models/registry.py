@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from lakehouse import names
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import InvalidNameError
+from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, RUN_ID, summary_properties, transaction, with_commit_retry
 from lineage import events as ev
 from lineage import model_store, signing
@@ -39,6 +40,8 @@ ARCHIVE_JOB = "models.archive"
 # Snapshot summary of a registration commit: JSON {model: highest version} in the table as of that snapshot.
 VERSION_MAX = "tidemark.registry.version-max"
 _VERSION = re.compile(r"[0-9]{1,9}")
+# How recovery finishes an alias move or archive whose process died (lineage.recovery).
+ALIAS_RESOLVER = "models.recovery:resolve_alias_move"
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,13 @@ class Registry:
         environment: Mapping[str, Any] | None = None,
         primary_metric: str | None = None,
         metric_goal: str | None = None,
+        before_commit: Callable[[ModelVersion], None] | None = None,
     ) -> ModelVersion:
-        """Allocate the next version number of `model` and record it; safe with concurrent trainings."""
+        """Allocate the next version number of `model` and record it; safe with concurrent trainings.
+
+        `before_commit(mv)` runs once the version number is known and before the row is committed
+        (training writes the model card there, so a registered version always has its card).
+        """
         import pyarrow as pa
 
         created: list[ModelVersion] = []
@@ -233,9 +241,11 @@ class Registry:
                 environment=dict(environment) if environment is not None else None,
                 primary_metric=primary_metric,
                 metric_goal=metric_goal,
-                card_uri=card_uri(self.settings, model, version),
+                card_uri=card_uri(self.settings, model, version, run_id),
                 verified=True,
             )
+            if before_commit is not None:
+                before_commit(mv)
             row = version_row(mv)
             # The append asserts main is where we read it: a concurrent registration makes it fail and retry.
             with transaction(table) as tx:
@@ -406,38 +416,49 @@ class Registry:
                 snapshot_properties={RUN_ID: run_id, JOB_NAME: job},
             )
 
-        with_commit_retry(attempt, f"recording {action} {alias} of model {mv.model}".replace("  ", " "))
+        tr = transport or OutboxTransport(self.settings)
+        try:
+            # In flight before the commit: if this process dies after it, recovery finds the row by
+            # its run id and sends the move's event (models.recovery.resolve_alias_move).
+            expect = getattr(tr, "expect", None)
+            if expect is not None:
+                expect(run_id, job, ALIAS_RESOLVER, {"model": mv.model, "version": mv.version})
+            step("promote.start")
+            with_commit_retry(attempt, f"recording {action} {alias} of model {mv.model}".replace("  ", " "))
+            step("promote.registered")
+            tr.emit(self.alias_event(mv, move, job))
+            step("promote.emitted")
+        finally:
+            if transport is None:
+                tr.close()
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in move.items()}
+
+    def alias_event(self, mv: ModelVersion, move: Mapping[str, Any], job: str) -> dict[str, Any]:
+        """The COMPLETE event of an alias move or archive: the version as input, with the move's facet."""
         producer = self.settings.lineage.producer
         dataset = self.model_dataset(mv)
         dataset["facets"][model_store.ALIAS_FACET] = ev.facet(
             producer,
             f"{ev.TIDEMARK_FACETS}/ModelAliasDatasetFacet.json",
-            alias=alias,
-            action=action,
+            alias=move["alias"],
+            action=move["action"],
             previousVersion=move["previous_version"],
-            reason=reason,
-            forced=forced,
-            overridden=overridden,
+            reason=move["reason"],
+            forced=bool(move["forced"]),
+            overridden=move["overridden"],
             # Made with this installation's registry key: a consumer applies a move without it only
             # if the move passes the promotion gate, and never one that claims `forced`.
             signature=signing.sign(self.settings, model_store.signed_move(move)),
         )
-        event = ev.run_event(
+        return ev.run_event(
             producer=producer,
             event_type="COMPLETE",
-            run_id=run_id,
+            run_id=str(move["run_id"]),
             job_namespace=self.settings.lineage.job_namespace,
             job_name=job,
             inputs=[dataset],
             event_time=move["event_time"].isoformat().replace("+00:00", "Z"),
         )
-        tr = transport or OutboxTransport(self.settings)
-        try:
-            tr.emit(event)
-        finally:
-            if transport is None:
-                tr.close()
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in move.items()}
 
     def model_dataset(self, mv: ModelVersion, registration: bool = False) -> dict[str, Any]:
         """The version as an OpenLineage MODEL dataset; `registration`: with its whole registry row."""
@@ -502,8 +523,10 @@ def version_row(mv: ModelVersion) -> dict[str, Any]:
     }
 
 
-def card_uri(settings: Settings, model: str, version: int) -> str:
-    return f"{settings.warehouse.rstrip('/')}/models/{model}/{version}/card.json"
+def card_uri(settings: Settings, model: str, version: int, run_id: str) -> str:
+    """Where the card of a version goes; written before its registry row commits, so a training that
+    loses the race for number N (and retries as N+1) never overwrites the winner's card."""
+    return f"{settings.warehouse.rstrip('/')}/models/{model}/{version}/{run_id}/card.json"
 
 
 def model_namespace(settings: Settings) -> str:
