@@ -682,3 +682,22 @@ def test_land_all_stops_at_the_first_bad_file_naming_the_rest_or_keeps_going(loc
         land_all(local, str(d / "*.csv"), "raw.each", keep_going=True, transport=InMemoryTransport())
     assert [o.outcome for o in going.value.outcomes] == ["skipped", "failed", "landed", "failed"]
     assert sorted(load_catalog(local).load_table("raw.each").scan().to_arrow().column("id").to_pylist()) == [1, 3]
+
+
+def test_two_landings_bringing_the_same_new_column_both_publish_it_under_one_id(local: Any, tmp_path: Path) -> None:
+    base = tmp_path / "base.csv"
+    base.write_text("id\n1\n")
+    land(local, str(base), "raw.same", transport=InMemoryTransport())
+    a = tmp_path / "a.csv"
+    a.write_text("id,extra\n2,aa\n")
+    b = tmp_path / "b.csv"
+    b.write_text("id,extra\n3,bb\n")
+
+    def other_landing_first(_branch: str, _snapshot: int) -> None:
+        land(local, str(b), "raw.same", transport=InMemoryTransport())  # while a's landing is audited, unpublished
+
+    land(local, str(a), "raw.same", transport=InMemoryTransport(), on_audited=other_landing_first)
+    t = load_catalog(local).load_table("raw.same")
+    assert [(f.name, str(f.field_type)) for f in t.schema().fields] == [("id", "long"), ("extra", "string")]
+    rows = t.scan().to_arrow().sort_by("id").to_pylist()
+    assert rows == [{"id": 1, "extra": None}, {"id": 2, "extra": "aa"}, {"id": 3, "extra": "bb"}]
