@@ -132,7 +132,7 @@ def conform(data: pa.Table, table_schema: Schema, source_name: str) -> pa.Table:
     for f, tf in zip(target, table_schema.fields):
         if f.name in data.column_names:
             col = data.column(f.name)
-            if col.type != f.type and not _same_family(col.type, f.type):
+            if needs_cast(col.type, f.type):
                 col = col.cast(f.type)
             if tf.required and col.null_count:
                 raise SchemaMismatchError(
@@ -145,6 +145,11 @@ def conform(data: pa.Table, table_schema: Schema, source_name: str) -> pa.Table:
             columns.append(pa.nulls(data.num_rows, f.type))
             fields.append(f)
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def needs_cast(read: pa.DataType, stored: pa.DataType) -> bool:
+    """Whether a column read as `read` is cast to be stored as `stored` (what `conform` does)."""
+    return read != stored and not _same_family(read, stored)
 
 
 def _same_family(a: pa.DataType, b: pa.DataType) -> bool:

@@ -79,10 +79,18 @@ def write_data_files(
     write_uuid: uuid.UUID | None = None,
     counter: itertools.count[int] | None = None,
 ) -> Iterable[DataFile]:
-    """pyiceberg's own writer: `data` (in the table's schema) as Parquet data files, not committed."""
+    """pyiceberg's own writer: `data` (in the table's schema) as Parquet data files, not committed
+    (written as the result is iterated). A full device is StorageFullError naming the table's data folder."""
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
-    return _dataframe_to_data_files(metadata, data, io, write_uuid, counter)
+    from lakehouse.exceptions import no_space, storage_full
+
+    try:
+        yield from _dataframe_to_data_files(metadata, data, io, write_uuid, counter)
+    except OSError as exc:
+        if no_space(exc):
+            raise storage_full(f"{metadata.location}/data", "writing a data file") from exc
+        raise
 
 
 def check_schema_compatible(table_schema: Schema, arrow_schema: pa.Schema, format_version: int) -> None:

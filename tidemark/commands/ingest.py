@@ -30,6 +30,10 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--force", action="store_true", help="land again even if this file's sha256 is already in the table")
     sp.add_argument("--strict", action="store_true", help="refuse to land into a table with no suite")
     sp.add_argument(
+        "--rename", action="append", metavar="SOURCE_COLUMN=TABLE_COLUMN",
+        help="store a file's column under another name (repeatable); lineage reports it as a rename",
+    )
+    sp.add_argument(
         "--keep-going", action="store_true",
         help="with several files: try every file even after one fails, report each file's outcome, exit 1 if any failed "
         "(default: stop at the first failure; the files after it are reported as not tried)",
@@ -51,6 +55,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not args.table:
         raise TidemarkError("tidemark ingest: --table NS.TABLE is required to land a file")
     TableName.parse(args.table)
+    from ingest.columns import parse_renames
+
+    rename = parse_renames(args.rename)
     settings = current_settings()
     # Each file of a glob is its own landing.
     locations = [loc for source in args.source for loc in expand(source, settings.catalog.properties)]
@@ -65,14 +72,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         try:
             return land(
                 settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
-                strict=args.strict, progress=say, advance=bar,
+                strict=args.strict, progress=say, advance=bar, rename=rename,
             )
         except GateFailedError as exc:
             bar.close()
-            # The error is one line; the failing rows it names are shown above it.
+            # The error is one line; above it, per failing expectation, the first few failing
+            # rows as their key and the failing column only (a whole row of a wide table is
+            # ~900 characters); `ingest quarantine show` and `--output json` keep the full rows.
             for o in (exc.result.failures() if exc.result else []):
                 for row in o.rows[:3]:
-                    print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {row}", file=sys.stderr)
+                    print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {_row_gist(row, o.column)}", file=sys.stderr)
             raise
         finally:
             bar.close()
@@ -83,6 +92,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     _print_outcomes(args, outcomes, several)
     raise_failures(outcomes, args.table)
     return 0
+
+
+def _row_gist(row: Any, column: str | None, width: int = 120) -> str:
+    """A failing row in one short line: its `id` and the failing column (every column if the
+    expectation names none), cut at `width` characters."""
+    if not isinstance(row, dict):
+        text = str(row)
+    else:
+        keep = [k for k in row if k == "id" or k == column] if column else list(row)
+        text = " ".join(f"{k}={row[k]!r}" for k in keep)
+        if column and len(keep) < len(row):
+            text += f" (+{len(row) - len(keep)} more columns: `tidemark ingest quarantine show`)"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _print_outcomes(args: argparse.Namespace, outcomes: list[Any], several: bool) -> None:
