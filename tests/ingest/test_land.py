@@ -579,8 +579,10 @@ def test_a_refused_file_never_changes_the_schema_and_an_accepted_one_brings_its_
 
     accepted = tmp_path / "accepted.csv"
     accepted.write_text(f"{header},note\n{rest[5].replace(rest[5].split(',')[0], '9000', 1)},fine\n")
-    land(local, str(accepted), "raw.wine", transport=InMemoryTransport())
+    tr = InMemoryTransport()
+    land(local, str(accepted), "raw.wine", transport=tr)
     assert _schema_of(local, "raw.wine") == [*schema_before, ("note", "string")]
+    assert "note" in tr.events[-1]["outputs"][0]["facets"]["columnLineage"]["fields"]  # lineage names the new column too
     assert _duckdb_columns(local, "raw.wine") == [*columns_before, "note"]
     notes = load_catalog(local).load_table("raw.wine").scan().to_arrow().column("note").to_pylist()
     assert notes.count("fine") == 1 and len(notes) == 178 + 3 + 1
