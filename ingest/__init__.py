@@ -4,7 +4,9 @@ Public surface: the modules in `__all__`, and in each of them every name that do
 underscore. The modules that serve `land`, one step of a landing each, are this package's own:
 `batches` (rebatching the stream), `target` and `schema` (the table and its columns), `write` (data
 files written while `gate` validates them), `verdict` (the gate's verdict in the snapshot summary and
-its messages), `datasets` (lineage), `result` (what a landing reports; `land` re-exports it).
+its messages), `datasets` (lineage), `result` (what a landing reports; `land` re-exports it),
+`content` (a text file's compression and encoding, or why it is not text) and `inference` (column
+types settled over the whole file).
 tests/test_architecture.py fails when another package imports them or an underscored name.
 """
 

@@ -240,7 +240,7 @@ def land(
         # Before the first commit: what recovery needs to describe the snapshot if we die after it.
         run.recoverable(RESOLVER, rows=result.rows, size=result.bytes_written, files=result.data_files, checks=datasets.assertions(result))
         landed = pa.schema([f for f in first.schema if f.name not in ignored])
-        column_lineage = columns.lineage_facet(settings, source_ds, landed, tbl.schema(), rename)
+        column_lineage = columns.lineage_facet(settings, source_ds, landed, prepared.schema, rename)  # the schema the files are in
         result.seconds.update(written.seconds)
         if result.gate is not None:
             props.update(verdict.properties(result.gate))

@@ -39,7 +39,7 @@ from lakehouse import pyiceberg_compat as compat
 from lakehouse.datafiles import append_data_files
 from lakehouse.exceptions import BranchError
 from lakehouse.pyiceberg_compat import stale_is_conflict
-from lakehouse.tables import TableName, load_table, manage_snapshots, summary_properties, transaction, with_commit_retry
+from lakehouse.tables import TableName, ancestors, load_table, manage_snapshots, summary_properties, transaction, with_commit_retry
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -102,7 +102,7 @@ def add_schema(table: Table, change: Callable[[UpdateSchema], None]) -> Schema:
     probe = transaction(table)  # never committed: pyiceberg's own schema builder, for the new schema
     with probe.update_schema() as update:
         change(update)
-    new = probe.table_metadata.schema()
+    new = _reuse_pending_ids(table, probe.table_metadata.schema())
     if new == current:
         return current
     existing = next((s for s in table.metadata.schemas if s == new), None)
@@ -120,6 +120,34 @@ def add_schema(table: Table, change: Callable[[UpdateSchema], None]) -> Schema:
     )
     tx.commit_transaction()
     return new
+
+
+def _reuse_pending_ids(table: Table, new: Schema) -> Schema:
+    """`new` with each added column given the id another unpublished landing already gave a column of
+    that name and type (in a schema added, never main's), so two landings bringing the same new
+    column write it under one id and both can be published. Others keep pyiceberg's fresh ids."""
+    from pyiceberg.schema import Schema
+
+    current = table.schema()
+    main = table.current_snapshot()
+    published = {sid for s in ancestors(table, main.snapshot_id if main else None) if (sid := s.schema_id) is not None}
+    used_on_main = {f.field_id for s in table.metadata.schemas if s.schema_id in published | {current.schema_id} for f in s.fields}
+    pending: dict[tuple[str, str], int] = {}
+    for schema in sorted(table.metadata.schemas, key=lambda s: s.schema_id):
+        for f in schema.fields:
+            if f.field_id not in used_on_main and f.field_type.is_primitive:
+                pending.setdefault((f.name, str(f.field_type)), f.field_id)
+    known = {f.field_id for f in current.fields}
+    fields, changed = [], False
+    for f in new.fields:
+        reuse = pending.get((f.name, str(f.field_type))) if f.field_id not in known and f.field_type.is_primitive else None
+        if reuse is not None and reuse != f.field_id:
+            f = f.model_copy(update={"field_id": reuse})
+            changed = True
+        fields.append(f)
+    if not changed:
+        return new
+    return Schema(*fields, schema_id=new.schema_id, identifier_field_ids=new.identifier_field_ids)
 
 
 def commit_files(
@@ -294,14 +322,14 @@ def merged_schema(table: Table, snapshot: Snapshot, name: TableName | str) -> Sc
             fields.append(f)
         except ResolveError as exc:
             raise BranchError(
-                f"column {f.name} of {name} is {f.field_type} on main but {o.field_type} on the branch; land the file again"
+                f"column {f.name} of {name} is {f.field_type} on main but {o.field_type} on the branch"
             ) from exc
     known_ids, names = {f.field_id for f in current.fields}, {f.name for f in current.fields}
     for o in ours.fields:
         if o.field_id in known_ids:
             continue
         if o.name in names:
-            raise BranchError(f"column {o.name} was added to {name} by another landing meanwhile; land the file again")
+            raise BranchError(f"column {o.name} was added to {name} by another landing at the same time, as another column (another type, or both at once)")
         fields.append(o)
     merged = Schema(*fields, schema_id=ours.schema_id, identifier_field_ids=current.identifier_field_ids)
     if merged == ours:

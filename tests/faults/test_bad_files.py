@@ -35,14 +35,14 @@ def _state(table: str = TABLE) -> dict[str, Any]:
     snap = t.current_snapshot()
     return {
         "rows": t.scan().to_arrow().num_rows,
-        "columns": " ".join(f"{f.name}:{f.field_type}" for f in t.schema().fields),
+        "columns": "; ".join(f"{f.name}:{f.field_type}" for f in t.schema().fields),
         "snapshot": snap.snapshot_id if snap else None,
         "refs": " ".join(sorted(t.metadata.refs)),
     }
 
 
 def _counts(state: dict[str, Any]) -> dict[str, Any]:
-    return {"rows": state["rows"], "columns": len(state["columns"].split())}
+    return {"rows": state["rows"], "columns": len(state["columns"].split("; ")) if state["columns"] else 0}
 
 
 def _error_line(stderr: str) -> str:
@@ -196,3 +196,64 @@ def test_several_files_with_bad_ones_report_each_outcome_and_keep_going_lands_th
         held=True, before=_counts(stopped), after=_counts(after),
         note="default stops at b.csv naming the 3 not tried; --keep-going lands c, e and reports each file",
     )
+
+
+def _column_values(table: str, column: str) -> tuple[str, list[Any]]:
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+
+    t = load_catalog(load_settings()).load_table(table)
+    return str(t.schema().find_field(column).field_type), t.scan().to_arrow().sort_by("id").column(column).to_pylist()
+
+
+@pytest.mark.integration
+def test_values_types_cannot_hold_are_never_rounded_or_silently_retyped(
+    kafka_env: str, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch, fault_report: FaultReport
+) -> None:
+    from decimal import Decimal
+
+    from ingest import sources
+
+    monkeypatch.setattr(sources, "TEXT_BLOCK_BYTES", 1 << 20)  # "further down" = past the first block, in a small file
+    rows = "".join(f"{i},{i}\n" for i in range(1, 150_001))
+
+    big = tmp_path / "big.csv"
+    big.write_text("id,n\n" + rows + "150001,99999999999999999999999999\n")
+    code, _, err = _ingest(capsys, str(big), "--table", "raw.types")
+    typ, values = _column_values("raw.types", "n")
+    held = code == 0 and typ == "decimal(38, 0)" and values[-1] == Decimal("99999999999999999999999999")
+    fault_report.record("files", "whole number beyond int64 at row 150,001", trials=1, held=held, before={"rows": 0}, after={"rows": len(values)}, note=f"landed as {typ}, exactly")
+    assert held, err
+
+    before = _state("raw.types")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("id,n\n" + rows + "150001," + "9" * 40 + "\n")
+    code, _, err = _ingest(capsys, str(huge), "--table", "raw.types")
+    line = _error_line(err)
+    held = code == 1 and "column n holds a whole number of more than 38 digits" in line and _state("raw.types") == before
+    fault_report.record("files", "whole number of 40 digits at row 150,001", trials=1, held=held, before=_counts(before), after=_counts(_state("raw.types")), note="refused, column named")
+    assert held, err
+
+    text = tmp_path / "text.csv"
+    text.write_text("id,n\n" + rows + "150001,unknown\n")
+    code, _, err = _ingest(capsys, str(text), "--table", "raw.types")  # into the decimal column: refused
+    line = _error_line(err)
+    refused = code == 1 and "n (decimal(38, 0) in the table, string in the file)" in line and _state("raw.types") == before
+    code_new, _, err_new = _ingest(capsys, str(text), "--table", "raw.newtext")  # a new table: text, with a warning
+    typ, values = _column_values("raw.newtext", "n")
+    warned = "warning: column n of" in err_new and "'unknown' further down the file" in err_new
+    held = refused and code_new == 0 and typ == "string" and values[0] == "1" and values[-1] == "unknown" and warned
+    fault_report.record(
+        "files", "numbers turn to text at row 150,001", trials=2, held=held, before=_counts(before), after=_counts(_state("raw.types")),
+        note="existing numeric column: refused naming it; new table: string, every value as written, warning",
+    )
+    assert held, err + err_new
+
+    nested = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "p": [{"x": 1, "y": "a"}, None], "l": [[1], []]}), nested)
+    code, _, err = _ingest(capsys, str(nested), "--table", "raw.nested")
+    again = _ingest(capsys, str(nested), "--table", "raw.nested", "--force")[0]
+    after = _state("raw.nested")
+    held = code == 0 and again == 0 and after["rows"] == 4 and "p:struct" in after["columns"]
+    fault_report.record("files", "Parquet with struct and list columns, new table", trials=2, held=held, before={"rows": 0}, after=_counts(after), note="landed twice")
+    assert held, err

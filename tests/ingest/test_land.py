@@ -579,26 +579,31 @@ def test_a_refused_file_never_changes_the_schema_and_an_accepted_one_brings_its_
 
     accepted = tmp_path / "accepted.csv"
     accepted.write_text(f"{header},note\n{rest[5].replace(rest[5].split(',')[0], '9000', 1)},fine\n")
-    land(local, str(accepted), "raw.wine", transport=InMemoryTransport())
+    tr = InMemoryTransport()
+    land(local, str(accepted), "raw.wine", transport=tr)
     assert _schema_of(local, "raw.wine") == [*schema_before, ("note", "string")]
+    assert "note" in tr.events[-1]["outputs"][0]["facets"]["columnLineage"]["fields"]  # lineage names the new column too
     assert _duckdb_columns(local, "raw.wine") == [*columns_before, "note"]
     notes = load_catalog(local).load_table("raw.wine").scan().to_arrow().column("note").to_pylist()
     assert notes.count("fine") == 1 and len(notes) == 178 + 3 + 1
 
 
-def test_columns_added_by_two_landings_both_arrive_when_main_moved_before_a_publish(local: Any, tmp_path: Path) -> None:
-    base = tmp_path / "base.csv"
-    base.write_text("id,x\n1,10\n")
-    land(local, str(base), "raw.merge", transport=InMemoryTransport())
-    a = tmp_path / "a.csv"
-    a.write_text("id,x,a\n2,20,aa\n")
-    b = tmp_path / "b.csv"
-    b.write_text("id,x,b\n3,30,bb\n")
+def _land_b_while_a_is_audited(settings: Any, tmp_path: Path, table: str, base: str, a: str, b: str) -> Any:
+    """Land `base`, then `a`; while `a` is audited (unpublished), land `b` all the way. `a`'s result."""
+    files = {}
+    for name, text in (("base", base), ("a", a), ("b", b)):
+        files[name] = tmp_path / f"{table}-{name}.csv"
+        files[name].write_text(text)
+    land(settings, str(files["base"]), table, transport=InMemoryTransport())
 
     def other_landing_first(_branch: str, _snapshot: int) -> None:
-        land(local, str(b), "raw.merge", transport=InMemoryTransport())
+        land(settings, str(files["b"]), table, transport=InMemoryTransport())
 
-    result = land(local, str(a), "raw.merge", transport=InMemoryTransport(), on_audited=other_landing_first)
+    return land(settings, str(files["a"]), table, transport=InMemoryTransport(), on_audited=other_landing_first)
+
+
+def test_columns_added_by_two_landings_both_arrive_when_main_moved_before_a_publish(local: Any, tmp_path: Path) -> None:
+    result = _land_b_while_a_is_audited(local, tmp_path, "raw.merge", "id,x\n1,10\n", "id,x,a\n2,20,aa\n", "id,x,b\n3,30,bb\n")
     assert result.reapplied >= 1
     assert _schema_of(local, "raw.merge") == [("id", "long"), ("x", "long"), ("b", "string"), ("a", "string")]
     rows = load_catalog(local).load_table("raw.merge").scan().to_arrow().sort_by("id").to_pylist()
@@ -682,3 +687,11 @@ def test_land_all_stops_at_the_first_bad_file_naming_the_rest_or_keeps_going(loc
         land_all(local, str(d / "*.csv"), "raw.each", keep_going=True, transport=InMemoryTransport())
     assert [o.outcome for o in going.value.outcomes] == ["skipped", "failed", "landed", "failed"]
     assert sorted(load_catalog(local).load_table("raw.each").scan().to_arrow().column("id").to_pylist()) == [1, 3]
+
+
+def test_two_landings_bringing_the_same_new_column_both_publish_it_under_one_id(local: Any, tmp_path: Path) -> None:
+    _land_b_while_a_is_audited(local, tmp_path, "raw.same", "id\n1\n", "id,extra\n2,aa\n", "id,extra\n3,bb\n")
+    t = load_catalog(local).load_table("raw.same")
+    assert [(f.name, str(f.field_type)) for f in t.schema().fields] == [("id", "long"), ("extra", "string")]
+    rows = t.scan().to_arrow().sort_by("id").to_pylist()
+    assert rows == [{"id": 1, "extra": None}, {"id": 2, "extra": "aa"}, {"id": 3, "extra": "bb"}]
