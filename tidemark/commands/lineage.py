@@ -92,8 +92,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def _parent_text(parent: dict[str, Any]) -> str:
     airflow = parent.get("airflow")
     if airflow:
-        return f"in Airflow DAG {airflow['dag_id']}, run {airflow['dag_run_id']}, task {airflow['task_id']} (try {airflow['try_number']})"
-    return f"started by {parent['job']} (run {parent['run_id']})"
+        text = f"in Airflow DAG {airflow['dag_id']}, run {airflow['dag_run_id']}, task {airflow['task_id']} (try {airflow['try_number']})"
+    else:
+        text = f"started by {parent['job']} (run {parent['run_id']})"
+    # The task and DAG runs' own events (Airflow's OpenLineage provider), when stored.
+    for key, what in (("task_run", "task run"), ("dag_run", "DAG run")):
+        run = parent.get(key)
+        if run:
+            text += f"; {what} {run['job_name']} {run['run_id']} {run['state']}"
+    return text
 
 
 def _partition_list(text: str) -> list[int]:
