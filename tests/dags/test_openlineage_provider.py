@@ -51,5 +51,11 @@ def test_dag_run_and_task_events_are_stored_and_trace_names_them(settings: Any, 
     snapshot_parent = trace["inputs"][0]["ingest_run"]["parent"]
     assert snapshot_parent["task_run"]["run_id"] == land_task["run_id"] and snapshot_parent["task_run"]["job_name"] == "ingest_wine.land"
     assert snapshot_parent["dag_run"] == {**snapshot_parent["dag_run"], "run_id": dag_run["run_id"], "job_name": "ingest_wine"}
+    # The walks name them too, run by run.
+    up = json.loads(run_cli("lineage", "upstream", "model:wine", "--depth", "2", "--output", "json").stdout)
+    landing = next(r for r in up if r["job_name"] == "ingest.raw.wine")
+    assert landing["parent"]["task_run"]["job_name"] == "ingest_wine.land" and landing["parent"]["dag_run"]["run_id"] == dag_run["run_id"]
+    walk_text = run_cli("lineage", "upstream", "model:wine", "--depth", "2").stdout
+    assert f"DAG run ingest_wine {dag_run['run_id']} COMPLETE" in walk_text
     text = run_cli("trace", "wine").stdout
     assert f"DAG run ingest_wine {dag_run['run_id']} COMPLETE" in text and "task run train_wine_classifier.train" in text
