@@ -1,7 +1,9 @@
 """Reference training jobs on data sets that ship inside scikit-learn, and how jobs are found.
 
 A job is a plain function `fn(inputs: dict[str, pyarrow.Table], params: dict) -> Trained`, fed
-its input tables already read at pinned snapshots. Deterministic: every seed is a parameter,
+its input tables already read at pinned snapshots. Its holdout scorer, if it has one, is
+`score(estimator, inputs, params) -> dict[str, float]`: the job's metrics of any estimator on the
+holdout `params` cut from `inputs` (automatic renewal scores the holder and a candidate with it). Deterministic: every seed is a parameter,
 and rows are put in a defined order before use (a table scan promises no order).
 """
 
@@ -207,6 +209,7 @@ def resolve_job(
     inputs: Sequence[str] = (),
     primary_metric: str | None = None,
     metric_goal: str | None = None,
+    holdout_entry_point: str | None = None,
 ) -> TrainingJob:
     """A reference job by name, or a user's job as `module:attr`.
 
@@ -228,6 +231,9 @@ def resolve_job(
                 )
             job = TrainingJob(name=spec.replace(":", "."), model=model, inputs=tuple(inputs), entry_point=spec)
     overrides: dict[str, Any] = {}
+    if holdout_entry_point:
+        load_entry_point(holdout_entry_point)  # refuse a scorer that does not import now, not at the first renewal
+        overrides["holdout_entry_point"] = holdout_entry_point
     if model and model != job.model:
         overrides["model"] = model
     if inputs and tuple(inputs) != job.inputs:
