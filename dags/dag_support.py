@@ -10,6 +10,7 @@ Airflow task context is a mapping here, so all of it is testable without a sched
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -30,10 +31,36 @@ class DagConfigError(TidemarkError):
 
 
 def settings() -> Settings:
-    """Tidemark's settings for a task (loaded when the task runs, never at parse time)."""
+    """Tidemark's settings for a task (loaded when the task runs, never at parse time); every task
+    calls it first, so it also hands the task's OpenLineage identity to the runs it makes."""
     from lakehouse.config import load_settings
 
+    link_openlineage_parent()
     return load_settings()
+
+
+def link_openlineage_parent(environ: dict[str, str] | None = None) -> None:
+    """Name this task's run, as Airflow's OpenLineage provider identifies it, as the parent of the
+    lineage runs it starts: `OPENLINEAGE_PARENT_ID` and `OPENLINEAGE_ROOT_PARENT_ID`
+    (`namespace/job/runId`, the convention OpenLineage integrations read), from the provider's
+    own macros. Then a trace follows a snapshot's or model's parent facet to the task and DAG run
+    events the provider stored. Nothing is set when the provider is absent or disabled (the runs
+    then name a parent derived from the task's names: `lineage.code.airflow_parent`)."""
+    env = os.environ if environ is None else environ
+    try:
+        from airflow.providers.openlineage.conf import is_disabled
+        from airflow.providers.openlineage.plugins.macros import lineage_parent_id, lineage_root_parent_id
+        from airflow.sdk import get_current_context
+    except ImportError:
+        return
+    try:
+        if is_disabled():
+            return
+        ti = get_current_context()["ti"]
+        env["OPENLINEAGE_PARENT_ID"] = lineage_parent_id(ti)
+        env["OPENLINEAGE_ROOT_PARENT_ID"] = lineage_root_parent_id(ti)
+    except Exception as exc:  # outside a running task, or a provider that changed: keep the derived parent
+        log.info("no OpenLineage parent from the provider: %s", exc)
 
 
 @contextmanager

@@ -284,6 +284,18 @@ def airflow_parent(producer: str, environ: Any = None) -> dict[str, Any] | None:
     dag_id, task_id, dag_run = env.get("AIRFLOW_CTX_DAG_ID"), env.get("AIRFLOW_CTX_TASK_ID"), env.get("AIRFLOW_CTX_DAG_RUN_ID")
     if not (dag_id and task_id and dag_run):
         return None
+    given = _parent_id(env.get("OPENLINEAGE_PARENT_ID"))
+    if given:
+        # Airflow's OpenLineage provider names this task's run (dags/dag_support.py hands it over):
+        # the parent is then a run the provider's own events put in the store.
+        root = _parent_id(env.get("OPENLINEAGE_ROOT_PARENT_ID")) or given
+        return ev.facet(
+            producer,
+            f"{ev.FACETS}/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet",
+            run={"runId": given[2]},
+            job={"namespace": given[0], "name": given[1]},
+            root={"run": {"runId": root[2]}, "job": {"namespace": root[0], "name": root[1]}},
+        )
     namespace = env.get("OPENLINEAGE_NAMESPACE", "airflow")
     try_number = env.get("AIRFLOW_CTX_TRY_NUMBER", "1")
     task_run = str(uuid.uuid5(uuid.NAMESPACE_URL, f"airflow/{dag_id}/{task_id}/{dag_run}/{try_number}"))
@@ -295,6 +307,19 @@ def airflow_parent(producer: str, environ: Any = None) -> dict[str, Any] | None:
         job={"namespace": namespace, "name": f"{dag_id}.{task_id}"},
         root={"run": {"runId": root_run}, "job": {"namespace": namespace, "name": dag_id}},
     )
+
+
+def _parent_id(text: str | None) -> tuple[str, str, str] | None:
+    """`namespace/job/runId` (OpenLineage's parent id convention) as its parts; None if malformed.
+    The namespace may hold slashes (a URI), the job name and run id do not."""
+    parts = (text or "").rsplit("/", 2)
+    if len(parts) != 3 or not all(parts):
+        return None
+    try:
+        uuid.UUID(parts[2])
+    except ValueError:
+        return None
+    return parts[0], parts[1], parts[2]
 
 
 def airflow_run(producer: str, environ: Any = None) -> dict[str, Any] | None:

@@ -403,7 +403,28 @@ class LineageWriter:
         for short in (*ROW_TABLES, store.DEAD_LETTERS):
             rewritten += self._compact_table(short, min_files)
             self._expire(short, keep)
+        rewritten += self._compact_column_lineage(min_files, keep)
         return rewritten
+
+    def _compact_column_lineage(self, min_files: int, keep_s: float) -> int:
+        """`column_lineage` gets a file per batch that carried column lineage, and a column walk
+        reads them all: rewrite them as one when there are many (the table is not partitioned),
+        then expire old snapshots. Returns 1 if it rewrote."""
+        from lineage import columns
+
+        if not self.catalog.table_exists((self.ns, columns.COLUMN_LINEAGE)):
+            return 0
+        done = 0
+        if len(list(self._table(columns.COLUMN_LINEAGE).scan().plan_files())) >= min_files:
+
+            def attempt() -> None:
+                t = self._table(columns.COLUMN_LINEAGE)
+                t.overwrite(t.scan().to_arrow(), snapshot_properties={JOB_NAME: MAINTENANCE_JOB})
+
+            with_commit_retry(attempt, f"compacting {self.ns}.{columns.COLUMN_LINEAGE}")
+            done = 1
+        self._expire(columns.COLUMN_LINEAGE, keep_s)
+        return done
 
     def _compact_table(self, short: str, min_files: int) -> int:
         table = self._table(short)

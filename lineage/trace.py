@@ -155,4 +155,33 @@ def run_parent(con: duckdb.DuckDBPyConnection, run_id: str, ns: str = "lineage")
     out: dict[str, Any] = {"job": r["parent_job_name"], "run_id": r["parent_run_id"], "root_run_id": r["root_run_id"]}
     if airflow:
         out["airflow"] = {"dag_id": airflow.get("dagId"), "dag_run_id": airflow.get("dagRunId"), "task_id": airflow.get("taskId"), "try_number": airflow.get("tryNumber")}
+    # The parent and root runs themselves, when their own events are stored (Airflow's OpenLineage
+    # provider emits one for every task and DAG run): followed by id, whoever emitted them.
+    task_run = stored_run(con, r["parent_run_id"], ns)
+    if task_run:
+        out["task_run"] = task_run
+    root = stored_run(con, r["root_run_id"], ns) if r["root_run_id"] and r["root_run_id"] != r["parent_run_id"] else None
+    if root:
+        out["dag_run"] = root
     return out
+
+
+def stored_run(con: duckdb.DuckDBPyConnection, run_id: str | None, ns: str = "lineage") -> dict[str, Any] | None:
+    """A run as its own events recorded it: job, producer, when it started and ended, its last state."""
+    if not run_id:
+        return None
+    rows = _rows(
+        con,
+        """
+        SELECT job_namespace, job_name, arg_max(event_type, event_time) AS state,
+               CAST(min(event_time) FILTER (WHERE event_type = 'START') AS VARCHAR) AS started,
+               CAST(max(event_time) FILTER (WHERE event_type IN ('COMPLETE', 'FAIL', 'ABORT')) AS VARCHAR) AS ended
+        FROM {ns}.runs WHERE run_id = ?
+        GROUP BY job_namespace, job_name
+        """,
+        [run_id],
+        ns,
+    )
+    if not rows:
+        return None
+    return {"run_id": run_id, **rows[0]}

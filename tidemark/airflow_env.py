@@ -17,6 +17,8 @@ from pathlib import Path
 from lakehouse.config import Settings
 
 ADMIN = "admin"
+OPENLINEAGE_TRANSPORT = "lineage.openlineage_transport.OutboxTransport"
+OPENLINEAGE_NAMESPACE = "airflow"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 
 
@@ -50,6 +52,11 @@ def environ(settings: Settings, base: Mapping[str, str] | None = None) -> dict[s
         # demo needs a few. A deployment sets its own.
         "AIRFLOW__CORE__PARALLELISM": "4",
         "GX_ANALYTICS_ENABLED": "false",
+        # Airflow's OpenLineage provider: an event for every DAG run and task, into the lineage
+        # topic through Tidemark's outbox (lineage/openlineage_transport.py says why not its Kafka
+        # transport), under the namespace Tidemark's own runs name as their Airflow parent.
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": OPENLINEAGE_TRANSPORT}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": OPENLINEAGE_NAMESPACE,
     }
     for k, v in defaults.items():
         env.setdefault(k, v)

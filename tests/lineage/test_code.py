@@ -132,3 +132,17 @@ def test_environment_compared_with_an_old_record() -> None:
         f"scikit-learn 0.1 -> {now['packages']['scikit-learn']}",
     ]
     assert compare_environment({}, now) == (False, ["no environment was recorded for this version"])
+
+
+def test_the_providers_parent_id_wins_over_the_derived_one() -> None:
+    from lineage.code import airflow_parent
+
+    env = {"AIRFLOW_CTX_DAG_ID": "d", "AIRFLOW_CTX_TASK_ID": "t", "AIRFLOW_CTX_DAG_RUN_ID": "manual__1"}
+    derived = airflow_parent("p", env)
+    assert derived is not None and derived["job"] == {"namespace": "airflow", "name": "d.t"}
+    task, root = "01a22a8c-12d6-7f4f-8554-81673c86ad63", "01a22a8c-12d6-7afb-8654-e211c57453b1"
+    given = airflow_parent("p", {**env, "OPENLINEAGE_PARENT_ID": f"airflow/d.t/{task}", "OPENLINEAGE_ROOT_PARENT_ID": f"airflow/d/{root}"})
+    assert given is not None and given["run"] == {"runId": task} and given["root"]["run"] == {"runId": root}
+    assert given["root"]["job"] == {"namespace": "airflow", "name": "d"}
+    # A malformed id (not namespace/job/uuid) is ignored: the derived parent stays.
+    assert airflow_parent("p", {**env, "OPENLINEAGE_PARENT_ID": "airflow/d.t/not-a-uuid"}) == derived

@@ -217,3 +217,20 @@ def test_the_1_0_form_maps_to_direct_with_its_subtype() -> None:
     rows = {r["output_field"]: r for r in columns.rows_from_event(event)}
     assert (rows["id"]["transformation_type"], rows["id"]["transformation_subtype"], rows["id"]["transformation_description"]) == ("DIRECT", "IDENTITY", "copied")
     assert (rows["email"]["transformation_subtype"], rows["email"]["masking"]) == ("MASKED", True)
+
+
+def test_compaction_merges_the_column_table_and_keeps_every_edge(settings: Any) -> None:
+    from lakehouse.catalog import load_catalog as catalog_of
+    from lineage.consumer import LineageWriter
+
+    events = corpus()
+    for part in (events[:4], events[4:8], events[8:]):  # three batches: three files
+        _send(settings, part)
+        consume(settings, once=True)
+    table = catalog_of(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
+    before = sorted(map(_edge, table.scan().to_arrow().to_pylist()), key=str)
+    assert len(list(table.scan().plan_files())) == 3
+    LineageWriter(settings, catalog_of(settings)).compact(min_files=2, keep_snapshots_s=0)
+    table = catalog_of(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
+    assert len(list(table.scan().plan_files())) == 1 and len(table.snapshots()) == 1
+    assert sorted(map(_edge, table.scan().to_arrow().to_pylist()), key=str) == before == sorted(expected_edges(events), key=str)

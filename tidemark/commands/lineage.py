@@ -97,8 +97,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def _parent_text(parent: dict[str, Any]) -> str:
     airflow = parent.get("airflow")
     if airflow:
-        return f"in Airflow DAG {airflow['dag_id']}, run {airflow['dag_run_id']}, task {airflow['task_id']} (try {airflow['try_number']})"
-    return f"started by {parent['job']} (run {parent['run_id']})"
+        text = f"in Airflow DAG {airflow['dag_id']}, run {airflow['dag_run_id']}, task {airflow['task_id']} (try {airflow['try_number']})"
+    else:
+        text = f"started by {parent['job']} (run {parent['run_id']})"
+    # The task and DAG runs' own events (Airflow's OpenLineage provider), when stored.
+    for key, what in (("task_run", "task run"), ("dag_run", "DAG run")):
+        run = parent.get(key)
+        if run:
+            text += f"; {what} {run['job_name']} {run['run_id']} {run['state']}"
+    return text
 
 
 def _partition_list(text: str) -> list[int]:
@@ -147,6 +154,9 @@ def cmd_lineage_walk(args: argparse.Namespace) -> int:
 
     settings = current_settings()
     rows = walk(connect_for_walk(settings, args.as_of), Node.parse(args.node), args.lineage_command, args.depth, settings.lineage.namespace)
+    parents = _parents(settings, args.as_of, {r["run_id"] for r in rows})
+    for r in rows:
+        r["parent"] = parents.get(r["run_id"])
     if args.output == "json":
         emit_json(rows)
         return 0
@@ -155,9 +165,22 @@ def cmd_lineage_walk(args: argparse.Namespace) -> int:
         if r["run_id"] != current:
             current = r["run_id"]
             print(f"[{r['depth']}] run {r['run_id']} ({r['job_name']})")
+            if r["parent"]:
+                print(f"      {_parent_text(r['parent'])}")
         at = f" @ {r['version']}" if r["version"] else ""
         print(f"      {'<-' if r['direction'] == 'input' else '->'} {r['dataset']}{at}")
     return 0
+
+
+def _parents(settings: Any, as_of: str | None, run_ids: set[str]) -> dict[str, Any]:
+    """Who started each run (the Airflow task and DAG run, followed through the parent facets)."""
+    from lineage import trace
+    from lineage.query import connect
+
+    ns = settings.lineage.namespace
+    con = connect(settings, as_of, only=[f"{ns}.runs"], iceberg=False)
+    found = {run_id: trace.run_parent(con, run_id, ns) for run_id in sorted(run_ids)}
+    return {k: v for k, v in found.items() if v}
 
 
 def cmd_lineage_graph(args: argparse.Namespace) -> int:
