@@ -19,9 +19,15 @@ def source_dataset(settings: Settings, src: sources.Source) -> dict[str, Any]:
     return ev.file_dataset(producer=settings.lineage.producer, path=src.uri, sha256=src.sha256, size=src.size, fmt=src.fmt)
 
 
-def output_dataset(settings: Settings, table: Table, name: str, snapshot: Snapshot, result: LandingResult) -> dict[str, Any]:
-    """The snapshot written, with the gate's assertions bound to it and the landing's row, file and byte counts."""
-    return snapshot_dataset(settings, table, name, snapshot, rows=result.rows, size=result.bytes_written, files=result.data_files, checks=assertions(result))
+def output_dataset(
+    settings: Settings, table: Table, name: str, snapshot: Snapshot, result: LandingResult, column_lineage: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The snapshot written, with the gate's assertions bound to it, the landing's row, file and byte
+    counts, and `column_lineage` (the `columnLineage` facet: which file column filled each table column)."""
+    return snapshot_dataset(
+        settings, table, name, snapshot, rows=result.rows, size=result.bytes_written, files=result.data_files,
+        checks=assertions(result), column_lineage=column_lineage,
+    )
 
 
 def assertions(result: LandingResult) -> list[dict[str, Any]] | None:
@@ -32,10 +38,13 @@ def assertions(result: LandingResult) -> list[dict[str, Any]] | None:
 
 
 def snapshot_dataset(
-    settings: Settings, table: Table, name: str, snapshot: Snapshot, *, rows: int, size: int, files: int, checks: list[dict[str, Any]] | None
+    settings: Settings, table: Table, name: str, snapshot: Snapshot, *, rows: int, size: int, files: int,
+    checks: list[dict[str, Any]] | None, column_lineage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`output_dataset` from plain values: what recovery rebuilds for a landing whose process died."""
     extra: dict[str, Any] = {}
+    if column_lineage is not None:
+        extra["columnLineage"] = column_lineage
     if checks is not None:
         extra["dataQualityAssertions"] = ev.facet(
             settings.lineage.producer,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -35,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.exceptions import TidemarkError
+from lakehouse.exceptions import TidemarkError, no_space, storage_full
+from lineage.events import event_id
 from lineage.transport import serialize
 
 if TYPE_CHECKING:
@@ -101,7 +101,9 @@ def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def _insert(db: sqlite3.Connection, topic: str, key: bytes, value: bytes) -> int:
     cur = db.execute(
         "INSERT INTO outbox (topic, key, value, created, event_id) VALUES (?, ?, ?, ?, ?)",
-        (topic, key, value, time.time(), hashlib.sha256(value).hexdigest()),  # = lineage.events.event_id
+        # The id the lineage store gives the event (the hash of its canonical form), so the consumer's
+        # commit can acknowledge it here.
+        (topic, key, value, time.time(), event_id(value)),
     )
     return int(cur.lastrowid or 0)
 
@@ -170,8 +172,13 @@ class Outbox:
         return conn
 
     def put(self, topic: str, key: bytes, value: bytes) -> int:
-        with self._db() as db:
-            return _insert(db, topic, key, value)
+        try:
+            with self._db() as db:
+                return _insert(db, topic, key, value)
+        except sqlite3.OperationalError as exc:
+            if no_space(exc):
+                raise storage_full(str(self.path), "recording a lineage event in the outbox") from exc
+            raise
 
     def pending(self) -> int:
         """Events not yet acknowledged by the broker."""

@@ -10,17 +10,21 @@ Nothing in here knows about ingest or models: callers hand over OpenLineage data
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from lakehouse.config import Settings, load_settings
+from lakehouse.exceptions import TidemarkError
 from lakehouse.failpoints import step
 from lineage import code as code_info
 from lineage import events as ev
 from lineage.outbox import OutboxTransport
 from lineage.transport import Transport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,7 +126,12 @@ def run(
         try:
             yield ctx
         except BaseException as exc:
-            ctx.emit("FAIL", {"errorMessage": ev.error_facet(ctx.producer, exc)})
+            try:
+                ctx.emit("FAIL", {"errorMessage": ev.error_facet(ctx.producer, exc)})
+            except TidemarkError as emit_error:
+                # The run's own error is the one to report (a full disk fails both, and the first
+                # names the cause); the lost FAIL event is said once, as a warning.
+                log.warning("the FAIL event of run %s was not recorded: %s", ctx.run_id, emit_error)
             raise
         ctx.emit("COMPLETE")
         if steps:

@@ -13,15 +13,18 @@ from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.failpoints import step
 from lakehouse.tables import TableName, load_table
-from lineage.code import CodeIdentity, environment
+from lineage import columns
+from lineage import events as ev
+from lineage.code import CodeIdentity, environment, module_source
 from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import artifacts, pinning
 from models import inputs as inputs_mod
+from models.execution import Execution, run_job
 from models.exceptions import TrainingInputError
 from models.jobs import TrainingJob, get_job
-from models.registry import InputSnapshot, ModelVersion, Registry
+from models.registry import InputSnapshot, ModelVersion, Registry, check_name
 
 
 # How recovery finishes a training whose process died (lineage.recovery).
@@ -84,6 +87,9 @@ def train(
     input snapshot so expiry keeps it, writes the model card, and emits the registration as the
     MODEL output of the run's COMPLETE event.
     """
+    check_name("model", job.model, "model")
+    for name in job.inputs:
+        TableName.parse(name, parameter="inputs")
     catalog = load_catalog(settings)
     params = dict(job.params if params is None else params)
     unknown = set(snapshots or {}) - set(job.inputs)
@@ -120,7 +126,10 @@ def train(
             frames[name] = inp.data
             recorded.append(InputSnapshot(name, sid, inp.rows, inp.fingerprint))
         progress(f"training {job.name} ({job.entry_point}) with {json.dumps(params, sort_keys=True)}")
-        trained = fn(frames, params)
+        execution = run_job(fn, frames, params)
+        trained = execution.trained
+        env = {**env, **execution_record(execution)}
+        add_platform_facet(run, execution.platform, execution.determinism, execution.imported)
         if job.primary_metric and job.primary_metric not in trained.metrics:
             raise TrainingInputError(
                 f"job {job.name} declares primary metric {job.primary_metric!r} but returned only {', '.join(sorted(trained.metrics))}"
@@ -139,7 +148,9 @@ def train(
             metrics=trained.metrics,
             inputs=recorded,
             parameters=params,
-            code=code.record(),
+            # The holdout scorer rides along with the code identity, so `models renew` can score a
+            # user's job's versions without the job object (extra keys are ignored by compare_code).
+            code={**code_record(settings, code), **({"holdout_entry_point": job.holdout_entry_point} if job.holdout_entry_point else {})},
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
@@ -150,9 +161,29 @@ def train(
         progress(f"pinned {', '.join(tags)} as {pinning.tag_name(mv.model, mv.version)}")
         step("train.pinned")
         assert mv.card_uri is not None
-        run.add_output(registry.model_dataset(mv, registration=True))
+        model_ds = registry.model_dataset(mv, registration=True)
+        if job.features:
+            model_ds["facets"]["columnLineage"] = feature_lineage(settings, job, dict(zip(pinned, datasets)))
+        run.add_output(model_ds)
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
     return TrainResult(version=mv, card_uri=mv.card_uri)
+
+
+def feature_lineage(settings: Settings, job: TrainingJob, inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The model's `columnLineage` facet: each declared feature from its input table's column (at
+    the snapshot the run read), and the target as a dependency of the whole model (INDIRECT)."""
+    fields = {
+        feature: [columns.InputField.of(inputs[table], feature, description=f"feature {i} of the model, read as stored")]
+        for table, names in job.features.items()
+        if table in inputs  # a job run on other tables than it declares features for reports none of them
+        for i, feature in enumerate(names)
+    }
+    target = [
+        columns.InputField.of(inputs[t], job.target, type="INDIRECT", subtype="TARGET", description="the column the model learns to predict")
+        for t in job.features
+        if job.target and t in inputs
+    ]
+    return columns.facet(settings.lineage.producer, fields, target)
 
 
 def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, dict[str, Any]]:
@@ -164,6 +195,39 @@ def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, 
     """
     code = replace(CodeIdentity.read(run.run_facets["tidemark_code"]), entry_point=entry_point)
     return code, environment()
+
+
+def execution_record(execution: Execution) -> dict[str, Any]:
+    """What the registry's environment column and the model card add to the package list: the
+    distributions the job imported, the platform it ran on, and the determinism settings applied."""
+    return {"imported": list(execution.imported), "host": dict(execution.platform), "determinism": dict(execution.determinism)}
+
+
+def add_platform_facet(run: RunContext, platform: Mapping[str, Any], determinism: Mapping[str, Any], imported: list[str]) -> None:
+    """The `tidemark_platform` run facet: platform, determinism settings and imported distributions."""
+    run.add_run_facet(
+        "tidemark_platform",
+        ev.facet(
+            run.producer,
+            f"{ev.TIDEMARK_FACETS}/PlatformRunFacet.json",
+            **platform,
+            determinism=dict(determinism),
+            importedDistributions=list(imported),
+        ),
+    )
+
+
+def code_record(settings: Settings, code: CodeIdentity) -> dict[str, Any]:
+    """The registry's code column: the identity, plus what `retrain --code recorded` needs to get the
+    code back: the repository root and the module's path in it, and the module's source itself,
+    stored content-addressed beside the artifacts (a dirty tree's commit does not hold it)."""
+    out = code.record()
+    found = module_source(code.entry_point) if code.entry_point else None
+    if found is not None:
+        _path, data, root, rel = found
+        uri, digest = artifacts.put(settings, data)
+        out.update(repository=root, path=rel, source_uri=uri, source_file_sha256=digest)
+    return out
 
 
 def train_on_snapshots(
@@ -187,4 +251,9 @@ def card(mv: ModelVersion) -> dict[str, Any]:
     out.pop("aliases", None)
     out.pop("archived", None)
     out["pins"] = {i.table: pinning.tag_name(mv.model, mv.version) for i in mv.inputs}
+    env = mv.environment or {}
+    # Read at a glance in the card: where it ran and what was pinned to make it repeatable.
+    out["platform"] = env.get("host")
+    out["determinism"] = env.get("determinism")
+    out["imported_distributions"] = env.get("imported")
     return out

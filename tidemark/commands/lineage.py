@@ -51,6 +51,9 @@ def register(sub: Subcommands) -> None:
         "finish runs a killed process left without COMPLETE or FAIL, from what their commits left in the tables; "
         "acknowledge sent events the lineage store holds and send again the ones it lacks",
     )
+    from tidemark.commands import columns
+
+    columns.register(lineage)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -84,6 +87,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
             print(f"    validation {passed}/{len(inp['validation'])} expectations passed")
         if not inp["in_lineage_events"]:
             print("    (the training run's events are not in the lineage store yet: run `tidemark lineage consume --once`)")
+    from tidemark.commands.columns import features_text
+
+    for line in features_text(result.get("features") or []):
+        print(line)
     return 0
 
 
