@@ -150,7 +150,7 @@ class Outbox:
                 # Events waiting from before: their ids, so the store's acknowledgement finds them.
                 db.executemany(
                     "UPDATE outbox SET event_id = ? WHERE id = ?",
-                    [(hashlib.sha256(bytes(v)).hexdigest(), i) for i, v in db.execute("SELECT id, value FROM outbox").fetchall()],
+                    [(event_id(bytes(v)), i) for i, v in db.execute("SELECT id, value FROM outbox").fetchall()],
                 )
             if "sent_at" not in columns:
                 db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
