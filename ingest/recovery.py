@@ -6,7 +6,8 @@ the snapshot summary (`tidemark.run-id`), so the table says how far the run got:
 
 - a main snapshot of this run: it was published; COMPLETE with that snapshot (the real id, after a
   re-apply too) and the gate's assertions, so the promotion gate accepts models trained on it;
-- a `quarantine-<run>` branch: the gate refused it; FAIL with the assertions, main untouched;
+- a `quarantine-<run>` branch, or an `audit-<run>` branch whose gate failed (then renamed as the
+  landing would have): the gate refused it; FAIL with the assertions, main untouched;
 - an `audit-<run>` branch of `land(publish=False)`: its run ends at the audit; COMPLETE with it;
 - an `audit-<run>` branch of a landing that was to publish: main never saw it; the branch is
   dropped (no stray branch), FAIL "interrupted": land the file again;
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ingest import datasets
-from ingest.verdict import AUDIT_PREFIX, QUARANTINE_PREFIX
+from ingest.verdict import AUDIT_PREFIX, GATE_SUCCESS, QUARANTINE_PREFIX
 from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
@@ -57,6 +58,13 @@ def resolve(settings: Settings, run: InFlight) -> Resolution:
             note=f"rows kept on branch {QUARANTINE_PREFIX}{run.run_id}",
         )
     audited = table.snapshot_by_name(AUDIT_PREFIX + run.run_id)
+    if audited is not None and summary_properties(audited).get(GATE_SUCCESS) == "false" and ctx.get("publish", True):
+        # Died between the audit and the quarantine: finish the quarantine, as the landing would have.
+        branches.rename(catalog, name, AUDIT_PREFIX + run.run_id, QUARANTINE_PREFIX + run.run_id)
+        return Resolution(
+            "FAIL", [_dataset(settings, table, name, audited, ctx)], reason=f"the validation gate of {name} failed",
+            note=f"rows kept on branch {QUARANTINE_PREFIX}{run.run_id}",
+        )
     if audited is not None and not ctx.get("publish", True):
         return Resolution("COMPLETE", [_dataset(settings, table, name, audited, ctx)], note=f"audited snapshot {audited.snapshot_id} left for publishing")
     if audited is not None:

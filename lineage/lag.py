@@ -69,6 +69,9 @@ def consumer_lag(settings: Settings, max_age_s: float) -> dict[str, Any]:
         "lag": sum(lag.values()),
         "lag_by_partition": lag,
         "outbox_pending": outbox.pending(),
+        # Sent, not yet acknowledged by the lineage store; runs whose terminal event is not written yet.
+        "outbox_unacknowledged": outbox.unacknowledged(),
+        "runs_in_flight": len(outbox.runs_in_flight()),
         "oldest_waiting_s": round(age, 1),
     }
     if waiting_since and age > max_age_s:

@@ -147,6 +147,11 @@ class Outbox:
             # An outbox made before events were kept until the store acknowledged them.
             if "event_id" not in columns:
                 db.execute("ALTER TABLE outbox ADD COLUMN event_id TEXT")
+                # Events waiting from before: their ids, so the store's acknowledgement finds them.
+                db.executemany(
+                    "UPDATE outbox SET event_id = ? WHERE id = ?",
+                    [(event_id(bytes(v)), i) for i, v in db.execute("SELECT id, value FROM outbox").fetchall()],
+                )
             if "sent_at" not in columns:
                 db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
             db.execute("CREATE INDEX IF NOT EXISTS outbox_event_id ON outbox (event_id)")

@@ -94,3 +94,24 @@ def test_reconcile_sends_again_what_the_store_lacks(settings: Any) -> None:
     assert reconcile(settings, resend_after_s=3600) == (0, 0)  # sent just now: the consumer may not have run yet
     assert reconcile(settings, resend_after_s=0) == (0, 1)  # long enough: sent again
     assert (box.pending(), box.unacknowledged()) == (1, 0)
+
+
+def test_an_outbox_from_before_keeps_its_waiting_events_and_gets_their_ids(isolated_env: Path) -> None:
+    import sqlite3
+
+    from lakehouse.config import load_settings
+    from lineage.events import event_id
+    from lineage.outbox import Outbox
+
+    isolated_env.mkdir(parents=True)
+    db = sqlite3.connect(isolated_env / "outbox.db")
+    db.execute(
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL, "
+        "created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, claimed_by TEXT, claimed_at REAL, last_error TEXT)"
+    )
+    db.execute("INSERT INTO outbox (topic, key, value, created) VALUES ('t', x'00', ?, 1)", (b'{"eventType":"START"}',))
+    db.commit()
+    db.close()
+    box = Outbox(load_settings())
+    assert box.pending() == 1
+    assert box.acknowledge([event_id(b'{"eventType":"START"}')]) == 1  # the id the store gives it

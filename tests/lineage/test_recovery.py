@@ -171,3 +171,17 @@ def test_killed_training_and_promotion_are_finished_with_card_pins_and_one_event
     out = json.loads(run_cli("lineage", "recover", "--output", "json").stdout)
     assert [f["job"] for f in out["failed"]] == ["models.promote"] and out["failed"][0]["outputs"] == []
     assert ("wine", "staging") not in Registry(settings).current_aliases()
+
+
+def test_a_landing_killed_between_a_failed_gate_and_its_quarantine_is_quarantined(settings: Any, wine_csv: Path) -> None:
+    from lineage.recovery import recover
+
+    run_cli("ingest", str(wine_csv), "--table", "raw.wine")
+    before = main_state(settings, "raw.wine")
+    bad = shifted_wine(wine_csv, 50.0, first_id=5000, name="bad.csv")  # alcohol beyond the suite's 8-20
+    killed("ingest", str(bad), "--table", "raw.wine", at="audited")
+    report = recover(settings)
+    assert [f["reason"] for f in report.failed] == ["the validation gate of raw.wine failed"]
+    snapshot, rows, refs = main_state(settings, "raw.wine")
+    assert (snapshot, rows) == before[:2]
+    assert [r for r in refs if r != "main"] == [f"quarantine-{report.failed[0]['run_id']}"]
