@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -239,6 +240,16 @@ def verify(catalog: Catalog) -> Identity | None:
     warehouse = str(catalog.properties.get("warehouse", ""))
     if _engine(catalog) is None or not warehouse:
         return None
+    try:
+        return _verify(catalog, warehouse)
+    except CatalogIdentityError:
+        # Two processes on a new pair at once: the other may have marked the catalog, written half
+        # of the marker file or created a table between our reads. Look once more, after it is done.
+        time.sleep(0.2)
+        return _verify(catalog, warehouse)
+
+
+def _verify(catalog: Catalog, warehouse: str) -> Identity:
     mine = catalog_identity(catalog)
     theirs = warehouse_identity(catalog, warehouse)
     where = f"catalog {catalog.name!r} at {_uri(catalog)}"
