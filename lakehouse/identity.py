@@ -83,8 +83,12 @@ def catalog_identity(catalog: Catalog) -> Identity | None:
     try:
         with engine.connect() as conn:
             row = conn.execute(sa.select(table).where(table.c.catalog_name == catalog.name)).first()
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-        return None  # no identity table: a catalog database Tidemark never marked
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+        text = str(exc).lower()
+        if "no such table" in text or "undefinedtable" in text or "does not exist" in text:
+            return None  # no identity table: a catalog database Tidemark never marked
+        # Anything else (a dropped connection, a lock) must not pass for "no identity".
+        raise CatalogError(f"cannot read the identity of catalog {catalog.name!r} at {_uri(catalog)}: {str(exc).splitlines()[0]}") from exc
     if row is None:
         return None
     return Identity(row.catalog_id, catalog.name, _uri(catalog), row.written)
