@@ -340,7 +340,7 @@ def _readable(catalog: Catalog, location: str) -> str | None:
 
 def recover(catalog: Catalog, dry_run: bool = False) -> RecoveryReport:
     """Re-register every table of the catalog's warehouse from its newest readable metadata file,
-    then mark catalog and warehouse with one identity (the catalog's, else the warehouse's, else new).
+    then mark catalog and warehouse with one identity (the catalog's, else a new one).
 
     A table the catalog already has is kept as the catalog has it (its row is the record of which
     commit won; a newer file may belong to a commit that lost), unless its current metadata file is
@@ -356,8 +356,10 @@ def recover(catalog: Catalog, dry_run: bool = False) -> RecoveryReport:
             f"`{RECOVER_COMMAND}` works on a SQL catalog (SQLite, PostgreSQL) with catalog.warehouse set; "
             f"catalog {catalog.name!r} is not one"
         )
-    mine, theirs = catalog_identity(catalog), warehouse_identity(catalog, warehouse)
-    identity = mine or (theirs if theirs and theirs.catalog_id else None) or _new_identity()
+    mine = catalog_identity(catalog)
+    # A catalog that had no identity gets a new one, not the warehouse's: the lost catalog, should
+    # it come back (restored from a backup), is then refused instead of silently sharing the warehouse.
+    identity = mine or _new_identity()
     report = RecoveryReport(catalog.name, _uri(catalog), warehouse, identity.catalog_id, dry_run)
     for ident, files in warehouse_tables(catalog, warehouse):
         name = ".".join(ident)
