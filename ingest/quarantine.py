@@ -119,9 +119,12 @@ def show(settings: Settings, table: str, branch: str, rows: int = 5) -> Quaranti
     tbl = load_table(load_catalog(settings), name)
     _check(tbl, name, branch)
     entry = _entry(str(name), tbl, branch)
-    added = branches.added_data_files(tbl, branches.head(tbl, branch))
+    snap = branches.head(tbl, branch)
+    added = branches.added_data_files(tbl, snap)
     if added and rows > 0:
-        sample = read_data_files(tbl, added[:1], limit=rows)
+        # In the snapshot's own schema: a refused file's new columns never became the table's.
+        schema = tbl.metadata.schema_by_id(snap.schema_id) if snap.schema_id is not None else None
+        sample = read_data_files(tbl, added[:1], limit=rows, schema=schema)
         entry.sample_rows = [{k: _plain(v) for k, v in r.items()} for r in sample.to_pylist()]
     return entry
 

@@ -48,7 +48,11 @@ class TableNotFoundError(TidemarkError):
     """A table that was asked for does not exist."""
 
 
-class InvalidTableNameError(TidemarkError):
+class InvalidNameError(TidemarkError, ValueError):
+    """A namespace, table, model or alias name breaks its rule (`lakehouse.names`)."""
+
+
+class InvalidTableNameError(InvalidNameError):
     """A table name is not of the form namespace.table."""
 
 

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lakehouse.exceptions import CommitConflictError, InvalidTableNameError, MissingDataFileError, TableNotFoundError
+from lakehouse import names
+from lakehouse.exceptions import CommitConflictError, MissingDataFileError, TableNotFoundError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
     from pyiceberg.table.update.snapshot import ManageSnapshots
 
 T = TypeVar("T")
-
-_PART = r"[A-Za-z_][A-Za-z0-9_]*"
-_NAME = re.compile(rf"^({_PART})\.({_PART})$")
 
 # Snapshot summary keys Tidemark writes on every commit it makes, so a snapshot leads back to its run.
 RUN_ID = "tidemark.run-id"
@@ -46,13 +44,8 @@ class TableName:
     table: str
 
     @classmethod
-    def parse(cls, text: str) -> TableName:
-        match = _NAME.match(text or "")
-        if not match:
-            raise InvalidTableNameError(
-                f"table name {text!r} is not of the form namespace.table (letters, digits, underscores), e.g. raw.wine"
-            )
-        return cls(match.group(1), match.group(2))
+    def parse(cls, text: str, parameter: str | None = None) -> TableName:
+        return cls(*names.check_table(text, parameter))
 
     def __str__(self) -> str:
         return f"{self.namespace}.{self.table}"
