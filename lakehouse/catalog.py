@@ -59,14 +59,14 @@ def load_catalog(settings: Settings, *, verify: bool = True) -> Catalog:
 
                 verify_identity(catalog)
             return catalog
-    raise open_error(settings.catalog.name, uri, error) from error
+    raise _open_error(settings.catalog.name, uri, error) from error
 
 
 # What SQLite says about a file whose pages are not a database any more.
 _DAMAGED = ("file is not a database", "database disk image is malformed", "malformed database schema")
 
 
-def open_error(name: str, uri: str, error: BaseException | None) -> TidemarkError:
+def _open_error(name: str, uri: str, error: BaseException | None) -> TidemarkError:
     """The one line for a catalog that failed, with its cause: a damaged SQLite file, a full disk,
     or (anything else) a catalog that cannot be reached as configured."""
     # One line: drivers add hints and links on further lines (the full text stays on __cause__).
@@ -112,10 +112,10 @@ def _prepare_sqlite(name: str, uri: str, catalog: Catalog) -> None:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     except Exception as exc:  # damaged, or locked by another process right now (the next load tries again)
         if any(d in str(exc).lower() for d in _DAMAGED):
-            raise open_error(name, uri, exc) from exc
+            raise _open_error(name, uri, exc) from exc
         return
     if verdict != "ok":
-        raise open_error(name, uri, Exception(f"database disk image is malformed: {verdict.splitlines()[0]}"))
+        raise _open_error(name, uri, Exception(f"database disk image is malformed: {verdict.splitlines()[0]}"))
     _PREPARED.add(uri)
 
 

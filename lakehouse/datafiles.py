@@ -104,6 +104,7 @@ def _write_one(table: Table, data: pa.Table, pkey: object, dictionary: Collectio
     from pyiceberg.utils.properties import property_as_int
 
     from lakehouse import pyiceberg_compat as compat
+    from lakehouse.exceptions import no_space, storage_full
 
     metadata, schema = table.metadata, table.schema()
     plan = compat.statistics_plan(schema, metadata.properties)
@@ -115,11 +116,16 @@ def _write_one(table: Table, data: pa.Table, pkey: object, dictionary: Collectio
     provider = load_location_provider(table_location=metadata.location, table_properties=metadata.properties)
     path = provider.new_data_location(f"00000-0-{uuid.uuid4()}.parquet", partition_key=pkey)  # type: ignore[arg-type]
     out = table.io.new_output(path)
-    with out.create(overwrite=True) as stream:  # a fresh uuid name: no existence check (an S3 HEAD)
-        with pq.ParquetWriter(stream, schema=data.schema, store_decimal_as_integer=True, **options) as writer:
-            rows = property_as_int(metadata.properties, TableProperties.PARQUET_ROW_GROUP_LIMIT, TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT)
-            writer.write_table(data, row_group_size=rows)
-        parquet_metadata = writer.writer.metadata
+    try:
+        with out.create(overwrite=True) as stream:  # a fresh uuid name: no existence check (an S3 HEAD)
+            with pq.ParquetWriter(stream, schema=data.schema, store_decimal_as_integer=True, **options) as writer:
+                rows = property_as_int(metadata.properties, TableProperties.PARQUET_ROW_GROUP_LIMIT, TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT)
+                writer.write_table(data, row_group_size=rows)
+            parquet_metadata = writer.writer.metadata
+    except OSError as exc:
+        if no_space(exc):
+            raise storage_full(path.rsplit("/", 1)[0], f"writing a data file of {'.'.join(table.name())}") from exc
+        raise
     stats = compat.data_file_statistics(parquet_metadata, plan, schema)
     return DataFile.from_args(
         content=DataFileContent.DATA,

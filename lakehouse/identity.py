@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,8 +83,12 @@ def catalog_identity(catalog: Catalog) -> Identity | None:
     try:
         with engine.connect() as conn:
             row = conn.execute(sa.select(table).where(table.c.catalog_name == catalog.name)).first()
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-        return None  # no identity table: a catalog database Tidemark never marked
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+        text = str(exc).lower()
+        if "no such table" in text or "undefinedtable" in text or "does not exist" in text:
+            return None  # no identity table: a catalog database Tidemark never marked
+        # Anything else (a dropped connection, a lock) must not pass for "no identity".
+        raise CatalogError(f"cannot read the identity of catalog {catalog.name!r} at {_uri(catalog)}: {str(exc).splitlines()[0]}") from exc
     if row is None:
         return None
     return Identity(row.catalog_id, catalog.name, _uri(catalog), row.written)
@@ -239,6 +244,16 @@ def verify(catalog: Catalog) -> Identity | None:
     warehouse = str(catalog.properties.get("warehouse", ""))
     if _engine(catalog) is None or not warehouse:
         return None
+    try:
+        return _verify(catalog, warehouse)
+    except CatalogIdentityError:
+        # Two processes on a new pair at once: the other may have marked the catalog, written half
+        # of the marker file or created a table between our reads. Look once more, after it is done.
+        time.sleep(0.2)
+        return _verify(catalog, warehouse)
+
+
+def _verify(catalog: Catalog, warehouse: str) -> Identity:
     mine = catalog_identity(catalog)
     theirs = warehouse_identity(catalog, warehouse)
     where = f"catalog {catalog.name!r} at {_uri(catalog)}"
@@ -325,7 +340,7 @@ def _readable(catalog: Catalog, location: str) -> str | None:
 
 def recover(catalog: Catalog, dry_run: bool = False) -> RecoveryReport:
     """Re-register every table of the catalog's warehouse from its newest readable metadata file,
-    then mark catalog and warehouse with one identity (the catalog's, else the warehouse's, else new).
+    then mark catalog and warehouse with one identity (the catalog's, else a new one).
 
     A table the catalog already has is kept as the catalog has it (its row is the record of which
     commit won; a newer file may belong to a commit that lost), unless its current metadata file is
@@ -341,8 +356,10 @@ def recover(catalog: Catalog, dry_run: bool = False) -> RecoveryReport:
             f"`{RECOVER_COMMAND}` works on a SQL catalog (SQLite, PostgreSQL) with catalog.warehouse set; "
             f"catalog {catalog.name!r} is not one"
         )
-    mine, theirs = catalog_identity(catalog), warehouse_identity(catalog, warehouse)
-    identity = mine or (theirs if theirs and theirs.catalog_id else None) or _new_identity()
+    mine = catalog_identity(catalog)
+    # A catalog that had no identity gets a new one, not the warehouse's: the lost catalog, should
+    # it come back (restored from a backup), is then refused instead of silently sharing the warehouse.
+    identity = mine or _new_identity()
     report = RecoveryReport(catalog.name, _uri(catalog), warehouse, identity.catalog_id, dry_run)
     for ident, files in warehouse_tables(catalog, warehouse):
         name = ".".join(ident)

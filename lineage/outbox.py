@@ -225,9 +225,21 @@ class Outbox:
 
     # -- runs in flight ---------------------------------------------------------------------------
 
-    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One SQLite transaction (the connection autocommits each statement otherwise)."""
-        return _immediate(self._db())
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite transaction (the connection autocommits each statement otherwise). A full
+        device is StorageFullError naming this outbox, not a driver traceback."""
+        db = self._db()
+        try:
+            with _immediate(db) as conn:
+                yield conn
+        except sqlite3.OperationalError as exc:
+            if db.in_transaction:  # a COMMIT that failed leaves it open
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if no_space(exc):
+                raise storage_full(str(self.path), "recording a lineage event in the outbox") from exc
+            raise
 
     def begin_run(self, topic: str, run_id: str, job_name: str, start: bytes | None) -> None:
         """The run's START (if any) and its in-flight row, in one transaction."""

@@ -116,3 +116,38 @@ def test_a_lost_catalog_is_refused_then_recovered_with_every_row(lost: tuple[str
         note="ingest, remove-orphans and sql refused in one line naming `tidemark catalog recover`; warehouse untouched; recovered",
     )
     assert held, (before, after)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_processes_starting_a_new_pair_at_once_agree_on_one_identity(
+    backend: str, request: pytest.FixtureRequest, isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_report: FaultReport
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from lakehouse import identity
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+
+    if backend == "postgres":
+        monkeypatch.setenv("TIDEMARK__CATALOG__URI", request.getfixturevalue("postgres_catalog_uri"))
+    part = tmp_path / "part.csv"
+    part.write_text("id,v\n1,a\n2,b\n")
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "tidemark", "ingest", str(part), "--table", f"raw.t{i}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        for i in range(4)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
+    catalog = load_catalog(load_settings())
+    mine = identity.catalog_identity(catalog)
+    theirs = identity.warehouse_identity(catalog, load_settings().warehouse)
+    landed = sum(1 for code, _ in results if code == 0)
+    held = landed == 4 and mine is not None and theirs is not None and mine.catalog_id == theirs.catalog_id
+    fault_report.record(
+        "catalog", f"4 processes open a new {backend} catalog and warehouse at once", trials=4, held=held,
+        before={"tables": 0}, after={"landed": landed, "identities": len({mine.catalog_id if mine else None, theirs.catalog_id if theirs else None})},
+        note="first use marks both sides once; no process refused",
+    )
+    assert held, [err for code, err in results if code]

@@ -152,3 +152,23 @@ def test_disk_full_during_an_ingest_names_the_full_path(small_disk: Path, tmp_pa
         note="one line naming the table's data folder on the full device; main unchanged",
     )
     assert held, (proc.stderr, after)
+
+
+def test_disk_full_while_the_consumer_writes_lineage_files_names_the_path(small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The consumer's own writer (lakehouse.datafiles) says the same as a landing."""
+    import pyarrow as pa
+
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+    from lakehouse.datafiles import write_data_files
+    from lakehouse.exceptions import StorageFullError
+    from lakehouse.tables import TableName, ensure_table
+
+    monkeypatch.setenv("TIDEMARK_HOME", str(small_disk / "home"))
+    rng = random.Random(5)
+    # 19 MB of random hex: at 4 bits per character it stays above 9 MB compressed, more than the disk.
+    data = pa.table({"payload": [f"{rng.getrandbits(256):064x}" for _ in range(300_000)]})
+    table = ensure_table(load_catalog(load_settings()), TableName.parse("lineage.events_x"), data.schema)
+    with pytest.raises(StorageFullError) as full:
+        write_data_files(table, data.cast(table.schema().as_arrow()), dictionary=())
+    assert full.value.path.startswith(f"{table.location()}/data") and "no space left on the device holding" in str(full.value)

@@ -54,7 +54,7 @@ def test_an_emptied_catalog_is_refused_and_recovered_with_every_row(isolated_env
     assert not catalog.table_exists(("raw", "t"))  # a dry run changes nothing
     report = identity.recover(catalog)
     assert sorted((t.table, t.action) for t in report.tables) == [("raw.t", "registered"), ("raw.u", "registered")]
-    assert report.catalog_id == before.catalog_id  # the warehouse's identity is kept
+    assert report.catalog_id != before.catalog_id  # a new owner: the lost catalog, restored, would be refused
     catalog = load_catalog(load_settings())
     assert catalog.load_table(("raw", "t")).scan().to_arrow().num_rows == 3
     # Nothing of the recovered tables is an orphan.
@@ -113,3 +113,27 @@ def test_recovery_skips_an_unreadable_newest_metadata_file(isolated_env: Path) -
     [row] = report.tables
     assert row.action == "registered" and row.metadata_location == good and "00099-" in row.note and "unreadable" in row.note
     assert catalog.load_table(("raw", "t")).scan().to_arrow().num_rows == 3
+
+
+def test_an_s3_warehouse_is_marked_and_recovered_the_same_way(s3_server: str, s3_bucket: str, tmp_path: Path) -> None:
+    s3 = {
+        "warehouse": f"s3://{s3_bucket}/warehouse", "s3.endpoint": s3_server, "s3.region": "us-east-1",
+        "s3.access-key-id": "test", "s3.secret-access-key": "test",
+    }
+    first = load_settings(overrides={"catalog": {**s3, "uri": f"sqlite:///{tmp_path / 'first.db'}"}})
+    catalog = load_catalog(first)
+    data = pa.table({"id": [1, 2, 3, 4]})
+    ensure_table(catalog, TableName.parse("raw.s"), data.schema).append(data)
+    marker = identity.warehouse_identity(catalog, first.warehouse)
+    assert marker is not None and marker == identity.catalog_identity(catalog)
+    # The catalog is lost: a new, empty one on the same bucket.
+    lost = load_settings(overrides={"catalog": {**s3, "uri": f"sqlite:///{tmp_path / 'second.db'}"}})
+    with pytest.raises(CatalogIdentityError, match=r"is empty, but its warehouse s3://.* holds Iceberg tables \(e.g. raw.s\)"):
+        load_catalog(lost)
+    report = identity.recover(load_catalog(lost, verify=False))
+    assert [(t.table, t.action) for t in report.tables] == [("raw.s", "registered")]
+    assert report.tables[0].metadata_location.startswith(f"s3://{s3_bucket}/warehouse/raw/s/metadata/")
+    assert load_catalog(lost).load_table(("raw", "s")).scan().to_arrow().num_rows == 4
+    # The first catalog, back again, no longer owns the warehouse: it would write beside the recovered one.
+    with pytest.raises(CatalogIdentityError, match="does not belong to warehouse"):
+        load_catalog(first)
