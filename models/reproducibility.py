@@ -28,11 +28,12 @@ from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from models import artifacts, environments
 from models.exceptions import EnvironmentBuildError, ModelNotFoundError
-from models.registry import ModelVersion, Registry, card_uri
+from models.registry import ModelVersion, Registry
 
 
 def last_retrain_uri(settings: Settings, model: str, version: int) -> str:
-    return card_uri(settings, model, version).rsplit("/", 1)[0] + "/last-retrain.json"
+    # The version's folder: cards sit one level down, keyed by the run that registered it.
+    return f"{settings.warehouse.rstrip('/')}/models/{model}/{version}/last-retrain.json"
 
 
 def record_retrain(settings: Settings, report: Any) -> None:
