@@ -81,6 +81,10 @@ class ModelsSettings:
     # How long automatic renewal waits for the lineage consumer to store the validation its promotion
     # gate needs (a landing's events can still be in Kafka when its asset event starts the renewal).
     lineage_wait_s: float = 120.0
+    # The training DAG promotes a model's first version to `production` through the gate when no
+    # version holds it yet, so the continuous loop (monitor -> renew) has a holder to watch. Off: the
+    # first holder is promoted by hand.
+    promote_first_version: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,11 @@ def _as_count(section: str, key: str, value: Any) -> int:
     return number
 
 
+def _as_bool(value: Any) -> bool:
+    """A boolean setting: YAML gives a bool, the environment text (`text_to_bool`)."""
+    return value if isinstance(value, bool) else text_to_bool(str(value))
+
+
 def text_to_bool(text: str) -> bool:
     """A yes/no setting given as text (environment variables are text)."""
     return text.strip().lower() not in ("false", "0", "no")
@@ -272,7 +281,7 @@ _KNOWN = {
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size"},
     "ingest": {"suites_dir"},
-    "models": {"promotion_threshold", "lineage_wait_s"},
+    "models": {"promotion_threshold", "lineage_wait_s", "promote_first_version"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "home": None,
@@ -412,5 +421,6 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
                 "models", "promotion_threshold", (raw.get("models") or {}).get("promotion_threshold", ModelsSettings.promotion_threshold)
             ),
             lineage_wait_s=_as_float("models", "lineage_wait_s", (raw.get("models") or {}).get("lineage_wait_s", ModelsSettings.lineage_wait_s)),
+            promote_first_version=_as_bool((raw.get("models") or {}).get("promote_first_version", False)),
         ),
     )
