@@ -1,7 +1,8 @@
 """One ingest DAG per configured feed (dags/sources.yaml, see `ingest.feeds`): land -> validate -> publish | quarantine.
 
 - `land`: each new file is written to an audit branch of the table, its rows checked by the table's
-  Great Expectations suite as they stream (one read of the file); nothing is published yet. No new
+  Great Expectations suite as they stream (one read of the file); nothing is published yet. A file
+  that cannot be landed does not stop the others; it fails the run at `quarantine`, named. No new
   file (none matches, or each is already landed): the task is skipped with that reason, and so is
   the rest of the run.
 - `validate`: the gate's decision, read from the audited snapshots: which to publish, which to refuse.
@@ -9,7 +10,7 @@
   the published snapshot id, which is what the training DAGs train on. Skipped when nothing passed,
   so no asset event and no training.
 - `quarantine`: failed landings are kept on `quarantine-<run>` branches and the task fails, so the
-  DAG run is failed and main is untouched.
+  DAG run is failed and main is untouched by them; so does a file that could not be landed at all.
 
 Parsing this file reads only the small sources file: every heavy import happens inside a task.
 """
@@ -79,7 +80,7 @@ def ingest_dag(feed: Feed) -> DAG:
         def quarantine(decision: dict[str, Any]) -> list[str]:
             from ingest.feeds import quarantine_staged
 
-            if not decision["quarantine"]:
+            if not decision["quarantine"] and not decision.get("failed"):
                 raise AirflowSkipException("every landing passed its gate")
             return quarantine_staged(settings(), decision)
 

@@ -66,6 +66,11 @@ class LineageSettings:
     # cost under load (1,000: ~120 µs per event; 20,000: ~6 µs). Below ~10,000 events/s the commit
     # interval comes first. Peak memory grows with it: ~600 MB RSS at 20,000 events of 1.4 KB.
     batch_size: int = 20_000
+    # The secret that authenticates registry changes (alias moves, archives) carried by events: the
+    # consumer applies a move claiming `forced` only with a valid HMAC made with it
+    # (`lineage.signing`). Empty: a key file `registry.key` under TIDEMARK_HOME, made on first use.
+    # Every producer whose moves the consumer should accept, and the consumer, need the same key.
+    registry_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,20 @@ class ModelsSettings:
     # How long automatic renewal waits for the lineage consumer to store the validation its promotion
     # gate needs (a landing's events can still be in Kafka when its asset event starts the renewal).
     lineage_wait_s: float = 120.0
+    # Retrain says `within_tolerance` when every metric is within this relative difference of the
+    # recorded one (0.01: 1%), the promise "within a few percent"; bit-identical is `reproduced`.
     # The training DAG promotes a model's first version to `production` through the gate when no
     # version holds it yet, so the continuous loop (monitor -> renew) has a holder to watch. Off: the
     # first holder is promoted by hand.
     promote_first_version: bool = False
+    retrain_tolerance: float = 0.01
+    # Per model, per metric: {"wine": {"accuracy": 0.02, "*": 0.05}} ("*": the model's other metrics).
+    tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def tolerance(self, model: str, metric: str) -> float:
+        """The relative tolerance for `metric` of `model`: its own, else the model's "*", else the default."""
+        own = self.tolerances.get(model) or {}
+        return float(own.get(metric, own.get("*", self.retrain_tolerance)))
 
 
 @dataclass(frozen=True)
@@ -279,9 +294,9 @@ KAFKA_SECURITY_KEYS = frozenset(
 _KNOWN = {
     "catalog": None,  # any pyiceberg property is allowed
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
-    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size"},
+    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size", "registry_key"},
     "ingest": {"suites_dir"},
-    "models": {"promotion_threshold", "lineage_wait_s", "promote_first_version"},
+    "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s", "promote_first_version"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "home": None,
@@ -403,7 +418,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     from lakehouse import redact
 
     # Whatever prints or logs later can mask these values (see lakehouse/redact.py).
-    redact.remember(redact.secrets_in(props) + redact.secrets_in(client))
+    redact.remember(redact.secrets_in(props) + redact.secrets_in(client) + ([lineage.registry_key] if lineage.registry_key else []))
     ing = raw.get("ingest") or {}
     suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
     return Settings(
@@ -416,11 +431,30 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         lineage=lineage,
         ingest=IngestSettings(suites_dir=suites_dir),
         config_file=config_file,
-        models=ModelsSettings(
-            promotion_threshold=_as_float(
-                "models", "promotion_threshold", (raw.get("models") or {}).get("promotion_threshold", ModelsSettings.promotion_threshold)
-            ),
-            lineage_wait_s=_as_float("models", "lineage_wait_s", (raw.get("models") or {}).get("lineage_wait_s", ModelsSettings.lineage_wait_s)),
-            promote_first_version=_as_bool((raw.get("models") or {}).get("promote_first_version", False)),
-        ),
+        models=_models(raw.get("models") or {}),
+    )
+
+
+def _models(raw: Mapping[str, Any]) -> ModelsSettings:
+    """The `models` section; `tolerances.<model>.<metric>` (or `*`) are relative tolerances >= 0."""
+
+    def tolerance(where: str, value: Any) -> float:
+        number = _as_float("models", where, value)
+        if number < 0:
+            raise ConfigError(f"models.{where} must be a relative tolerance of 0 or more (0.01 is 1%), got {value!r}")
+        return number
+
+    per_model = raw.get("tolerances") or {}
+    if not isinstance(per_model, Mapping) or not all(isinstance(v, Mapping) for v in per_model.values()):
+        raise ConfigError("models.tolerances must map model names to {metric: tolerance}, e.g. models: {tolerances: {wine: {accuracy: 0.02}}}")
+    tolerances = {
+        str(name): MappingProxyType({str(metric): tolerance(f"tolerances.{name}.{metric}", v) for metric, v in metrics.items()})
+        for name, metrics in per_model.items()
+    }
+    return ModelsSettings(
+        promotion_threshold=_as_float("models", "promotion_threshold", raw.get("promotion_threshold", ModelsSettings.promotion_threshold)),
+        retrain_tolerance=tolerance("retrain_tolerance", raw.get("retrain_tolerance", ModelsSettings.retrain_tolerance)),
+        tolerances=MappingProxyType(tolerances),
+        lineage_wait_s=_as_float("models", "lineage_wait_s", raw.get("lineage_wait_s", ModelsSettings.lineage_wait_s)),
+        promote_first_version=_as_bool(raw.get("promote_first_version", False)),
     )

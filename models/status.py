@@ -98,9 +98,25 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
     if decision is not None:
         facet = ((json.loads(decision["payload"]).get("run") or {}).get("facets") or {}).get(DECISION_FACET) or {}
         last_decision = {"run_id": decision["run_id"], "time": decision["event_time"], **{k: v for k, v in facet.items() if not k.startswith("_")}}
+    # Moves that events claimed and the consumer refused: someone tried to change this registry.
+    rejected = [
+        {
+            "time": r["event_time"].isoformat(),
+            "action": r["action"],
+            "alias": r["alias"] or None,
+            "version": r["version"],
+            "run_id": r["run_id"],
+            "job_name": r["job_name"],
+            "producer": r["producer"],
+            "forced": r["forced"],
+            "rejected_because": r["rejected_because"],
+        }
+        for r in registry.rejected_moves(model)
+    ]
     return {
         "model": model,
         "aliases": dict(sorted(holders.items())),
+        "rejected_moves": rejected,
         "latest_version": versions[-1].version,
         "last_drift_check": last_drift,
         "candidates": candidates,

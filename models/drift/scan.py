@@ -104,14 +104,7 @@ class TableDrift:
 
 
 def _attach(con: duckdb.DuckDBPyConnection, view: str, table: Table, snapshot_id: int) -> None:
-    body = sql.snapshot_sql(con, table, snapshot_id)
-    if body:
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
-    else:  # a snapshot without data files: an empty table of its schema
-        schema = table.schemas()[table.snapshot_by_id(snapshot_id).schema_id]
-        con.register("__drift_empty", schema.as_arrow().empty_table())
-        con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM __drift_empty")
-        con.unregister("__drift_empty")
+    sql.snapshot_view(con, view, table, snapshot_id)
 
 
 def _columns(table: Table, name: str, baseline: int, current: int, wanted: Sequence[str] | None) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def test_up_status_down_with_the_local_broker(isolated_env: Path) -> None:
         assert status["lineage_topic"] == "tidemark.lineage"
         assert json.loads(run_cli("up", "--output", "json").stdout)["kafka"] == status["kafka"]  # idempotent
     finally:
-        assert json.loads(run_cli("down", "--output", "json").stdout) == {"stopped": True}
+        assert json.loads(run_cli("down", "--output", "json").stdout) == {"stopped": True, "kept_events": 0}
     status = json.loads(run_cli("status", "--output", "json").stdout)
     assert status["kafka"]["local_broker"] == "stopped"
     line = _one_line_error(run_cli("lineage", "consume", "--once", check=False))

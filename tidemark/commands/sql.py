@@ -19,37 +19,22 @@ def register(sub: Subcommands) -> None:
         "--snapshot", action="append", metavar="NS.TABLE=ID",
         help="time travel on one table: its view reads this snapshot (ids from `tidemark tables`); repeatable",
     )
+    sp.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="lift the read-only default: any statement, any file, extension installs (for the owner of this machine)",
+    )
     sp = add_command(sub, "tables", cmd_tables, "list the catalog's tables: current snapshot id, snapshots kept, metadata file")
     sp.add_argument("namespace", nargs="?", help="only this namespace, e.g. raw")
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from lakehouse import sql
-    from lakehouse.catalog import load_catalog
-    from lakehouse.exceptions import TidemarkError
-    from lakehouse.tables import load_table
-    from lineage.query import connect
+    from lineage.query import run_sql
     from tidemark.commands.arguments import snapshot_ids
 
-    settings = current_settings()
-    con = connect(settings, args.as_of)
-    catalog = load_catalog(settings)
-    for name, sid in snapshot_ids(args.snapshot).items():
-        t = load_table(catalog, name)
-        if t.snapshot_by_id(sid) is None:
-            raise TidemarkError(f"--snapshot {name}={sid}: {name} has no snapshot {sid}; `tidemark tables` and `tidemark sql \"SELECT ...\"` show the ids")
-        ns, _, short = name.rpartition(".")
-        body = sql.snapshot_sql(con, t, sid)
-        target = f"{sql.quote_ident(ns)}.{sql.quote_ident(short)}"
-        con.execute(f"DROP VIEW IF EXISTS {target}")
-        con.execute(f"DROP TABLE IF EXISTS {target}")
-        if body:
-            con.execute(f"CREATE VIEW {target} AS {body}")
-        else:  # a snapshot without data files: an empty table of its schema
-            con.register("__tidemark_empty", t.schema().as_arrow().empty_table())
-            con.execute(f"CREATE TABLE {target} AS SELECT * FROM __tidemark_empty")
-            con.unregister("__tidemark_empty")
-    result = sql.query(con, args.query)
+    # Read-only unless the owner says otherwise: a query typed or pasted here must not write files,
+    # read outside the warehouse, install extensions or print the S3 keys.
+    result = run_sql(current_settings(), args.query, as_of=args.as_of, read_only=not args.unsafe, snapshots=snapshot_ids(args.snapshot))
     rows = result.to_pylist()
     if args.output == "json":
         emit_json(rows)
