@@ -18,7 +18,7 @@ SPARK_JAR := $(VENV)/share/tidemark/spark/iceberg-shaded-jackson-2.15.2.jar
 # database): 11 minutes instead of 16 on 2 cores. `make test PYTEST_ARGS=` runs in one process.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: demo test bench venv lock clean down airflow sysdeps spark
+.PHONY: demo test bench venv lock clean down airflow airflow-demo sysdeps spark
 
 venv: $(STAMP)
 
@@ -54,6 +54,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)
 
 # Airflow 3 with Tidemark's DAGs and plugin (/tidemark): AIRFLOW_HOME under TIDEMARK_HOME, dags/, examples off; prints URL and login.
+# Its parts (scheduler, API server, DAG processor, triggerer) and the lineage consumer run supervised by
+# tidemark/airflow_stack.py (restarted when they exit; Ctrl-C stops all within ~10 s).
 # EXECUTOR=celery: scheduler, API server, DAG processor, triggerer and two Celery workers, supervised by
 # tidemark/airflow_stack.py (Redis at AIRFLOW__CELERY__BROKER_URL, default 127.0.0.1:6379; metadata in
 # AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, a PostgreSQL database: SQLite cannot serve Celery workers).
@@ -61,10 +63,15 @@ EXECUTOR ?= local
 airflow: $(STAMP) sysdeps
 	$(BIN)/tidemark up
 ifeq ($(EXECUTOR),celery)
-	$(BIN)/python -m tidemark.airflow_stack
+	$(BIN)/python -m tidemark.airflow_stack --executor celery
 else
-	$(BIN)/tidemark airflow standalone
+	$(BIN)/python -m tidemark.airflow_stack --executor local
 endif
+
+# The continuous loop in Airflow, end to end: Airflow (LocalExecutor) and the lineage consumer, two
+# landings, then train -> promote -> drift -> renew by the scheduler alone; ends with the trace.
+airflow-demo: $(STAMP)
+	$(BIN)/tidemark demo --airflow
 
 down: $(STAMP)
 	$(BIN)/tidemark down

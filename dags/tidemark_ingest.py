@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pendulum
 from airflow.sdk import DAG, Asset, task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -36,7 +35,9 @@ def ingest_dag(feed: Feed) -> DAG:
     with DAG(
         dag_id=f"ingest_{feed.name}",
         schedule=feed.schedule,
-        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        # No start_date: a time schedule then first fires at its next time, never "the latest
+        # interval" on first start (with a start_date and catchup off, Airflow replays that one, which
+        # only finds nothing new: the red runs of a fresh `make airflow`).
         catchup=False,
         max_active_runs=1,  # landings of one feed publish in order
         tags=["tidemark", "ingest"],

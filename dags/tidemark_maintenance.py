@@ -12,7 +12,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from dag_support import settings
@@ -24,7 +23,9 @@ log = logging.getLogger(__name__)
 
 @dag(
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date: a time schedule then first fires at its next time, never "the latest
+    # interval" on first start (with a start_date and catchup off, Airflow replays that one, which
+    # only finds nothing new: the red runs of a fresh `make airflow`).
     catchup=False,
     max_active_runs=1,
     tags=["tidemark", "maintenance"],
@@ -80,7 +81,9 @@ def lakehouse_maintenance() -> None:
 
 @dag(
     schedule="*/10 * * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date: a time schedule then first fires at its next time, never "the latest
+    # interval" on first start (with a start_date and catchup off, Airflow replays that one, which
+    # only finds nothing new: the red runs of a fresh `make airflow`).
     catchup=False,
     max_active_runs=1,
     tags=["tidemark", "maintenance"],

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pendulum
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from dag_support import (
@@ -47,11 +46,9 @@ def _snapshot_id(table: Any, value: Any) -> int:
 def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
     inputs = [Asset(asset_uri(t), extra={"table": t}) for t in job.inputs]
     drift = Asset(drift_asset_uri(job.model), extra={"model": job.model})
-    start = pendulum.datetime(2026, 1, 1, tz="UTC")
     with DAG(
         dag_id=f"monitor_{job.model}",
         schedule=inputs[0] if len(inputs) == 1 else inputs,
-        start_date=start,
         catchup=False,
         max_active_runs=1,
         tags=["tidemark", "monitoring"],
@@ -75,7 +72,9 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
     with DAG(
         dag_id=f"renew_{job.model}",
         schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=drift),
-        start_date=start,
+        # No start_date: a time schedule then first fires at its next time, never "the latest
+        # interval" on first start (with a start_date and catchup off, Airflow replays that one, which
+        # only finds nothing new: the red runs of a fresh `make airflow`).
         catchup=False,
         max_active_runs=1,
         tags=["tidemark", "monitoring"],

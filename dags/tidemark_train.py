@@ -4,6 +4,10 @@
 exactly the snapshot ids those events carry (never on whatever main holds by then). Run by hand
 (or by `airflow dags test`), it uses the newest asset event of each input, so the data is still the
 snapshot an ingest DAG published and validated.
+
+`promote_first` promotes the new version to `production` when no version holds it yet and
+`models.promote_first_version` is on (the continuous loop then has a holder to monitor and renew);
+otherwise it is skipped, saying why.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, task
 
-from dag_support import asset_event_extras, asset_uri, one_line_failure, settings, snapshots_from_asset_events
+from dag_support import asset_event_extras, asset_uri, nothing_new, one_line_failure, settings, snapshots_from_asset_events
 from models.jobs import JOBS, TrainingJob
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,20 @@ def train_dag(job: TrainingJob) -> DAG:
             with one_line_failure():
                 return train_on_snapshots(settings(), job.name, snapshots, progress=log.info)
 
-        train(pick_snapshots())
+        @task
+        def promote_first(trained: dict[str, Any]) -> dict[str, Any]:
+            from models.renewal import promote_first_version
+
+            s = settings()
+            if not s.models.promote_first_version:
+                raise nothing_new(f"models.promote_first_version is off: promote a first {job.model} version by hand (`tidemark models promote`)")
+            with one_line_failure():
+                move = promote_first_version(s, trained["model"], trained["version"], progress=log.info)
+            if move is None:
+                raise nothing_new(f"{job.model}@production has a holder; replacing it is renewal's job (renew_{job.model})")
+            return move
+
+        promote_first(train(pick_snapshots()))
     return dag
 
 

@@ -88,6 +88,10 @@ class ModelsSettings:
     lineage_wait_s: float = 120.0
     # Retrain says `within_tolerance` when every metric is within this relative difference of the
     # recorded one (0.01: 1%), the promise "within a few percent"; bit-identical is `reproduced`.
+    # The training DAG promotes a model's first version to `production` through the gate when no
+    # version holds it yet, so the continuous loop (monitor -> renew) has a holder to watch. Off: the
+    # first holder is promoted by hand.
+    promote_first_version: bool = False
     retrain_tolerance: float = 0.01
     # Per model, per metric: {"wine": {"accuracy": 0.02, "*": 0.05}} ("*": the model's other metrics).
     tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
@@ -253,6 +257,11 @@ def _as_count(section: str, key: str, value: Any) -> int:
     return number
 
 
+def _as_bool(value: Any) -> bool:
+    """A boolean setting: YAML gives a bool, the environment text (`text_to_bool`)."""
+    return value if isinstance(value, bool) else text_to_bool(str(value))
+
+
 def text_to_bool(text: str) -> bool:
     """A yes/no setting given as text (environment variables are text)."""
     return text.strip().lower() not in ("false", "0", "no")
@@ -287,7 +296,7 @@ _KNOWN = {
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size", "registry_key"},
     "ingest": {"suites_dir"},
-    "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s"},
+    "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s", "promote_first_version"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "home": None,
@@ -447,4 +456,5 @@ def _models(raw: Mapping[str, Any]) -> ModelsSettings:
         retrain_tolerance=tolerance("retrain_tolerance", raw.get("retrain_tolerance", ModelsSettings.retrain_tolerance)),
         tolerances=MappingProxyType(tolerances),
         lineage_wait_s=_as_float("models", "lineage_wait_s", raw.get("lineage_wait_s", ModelsSettings.lineage_wait_s)),
+        promote_first_version=_as_bool(raw.get("promote_first_version", False)),
     )

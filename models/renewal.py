@@ -255,3 +255,22 @@ def renew_alias(
         return None
     decision = renew(settings, f"{model}@{alias}", snapshots=snapshots, trigger=trigger, drift_run_id=drift_run_id, progress=progress)
     return decision.to_json()
+
+
+def promote_first_version(
+    settings: Settings, model: str, version: int, alias: str = "production", *, progress: Callable[[str], None] = lambda _msg: None
+) -> dict[str, Any] | None:
+    """Promote `model:version` to `alias` when no version holds it yet (`models.promote_first_version`,
+    what the training DAG does so the continuous loop has a holder to watch), through the promotion
+    gate, after waiting (bounded) for the lineage it needs. None when `alias` already has a holder:
+    replacing a holder is renewal's job. A refusal raises the gate's error."""
+    from models.promotion import promote
+
+    registry = Registry(settings)
+    if (model, alias) in registry.current_aliases():
+        return None
+    mv = registry.get(model, version)
+    _lineage_problems_after_wait(settings, mv, settings.models.lineage_wait_s, progress)
+    move = promote(settings, model, version, alias, reason="first version (models.promote_first_version: no holder yet)")
+    progress(f"promoted {model}:{version} to {alias}: the first holder")
+    return move

@@ -175,16 +175,9 @@ def postgres_catalog_uri() -> Iterator[str]:
 def shifted_wine(wine_csv: Path, shift: float, first_id: int = 1000, name: str | None = None) -> Path:
     """The same wines with new ids and `alcohol` shifted by `shift`: new data a model never saw
     (+1.5 to +1.6 is about two standard deviations, still inside the gate's range)."""
-    header, *rows = wine_csv.read_text().splitlines()
-    col = header.split(",").index("alcohol")
-    out = [header]
-    for i, row in enumerate(rows):
-        cells = row.split(",")
-        cells[0], cells[col] = str(first_id + i), f"{float(cells[col]) + shift:.4f}"
-        out.append(",".join(cells))
-    path = wine_csv.with_name(name or f"wine-shift-{shift}.csv")
-    path.write_text("\n".join(out) + "\n")
-    return path
+    from tidemark.demo import write_drifted_wine_csv
+
+    return write_drifted_wine_csv(wine_csv, wine_csv.with_name(name or f"wine-shift-{shift}.csv"), shift, first_id)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,9 @@
-"""Airflow on Celery workers, supervised: `make airflow EXECUTOR=celery` (`python -m tidemark.airflow_stack`).
+"""Airflow and the lineage consumer, supervised: `make airflow` (`python -m tidemark.airflow_stack --executor local`)
+and `make airflow EXECUTOR=celery`.
+
+The lineage consumer (`tidemark lineage consume`) is one of the supervised parts: the promotion gate of
+every renewal the DAGs run reads the landings' validation from the lineage store, so a stack that runs
+the DAGs runs the consumer too (the compose deployment has its own `lineage-consumer` service).
 
 `airflow standalone` runs only the Local and Sequential executors, so with the CeleryExecutor the parts
 run as processes of their own, started and watched here: the scheduler, the API server, the DAG
@@ -146,12 +151,39 @@ class Part:
             self._log_file = None
 
 
-class CeleryStack:
-    """The parts of Airflow with the CeleryExecutor, each a supervised process; logs under AIRFLOW_HOME/stack/."""
+CONSUMER = "lineage-consumer"
 
-    def __init__(self, env: Mapping[str, str], workers: int = 2, concurrency: int = 1) -> None:
-        if workers < 1:
-            raise AirflowStackError(f"a Celery stack needs at least one worker, got {workers}")
+
+def local_environ(settings: Settings, base: Mapping[str, str] | None = None, api_port: int = 8080) -> dict[str, str]:
+    """Tidemark's Airflow environment for the LocalExecutor stack (`make airflow`): Airflow's parts
+    as separate supervised processes beside the lineage consumer. Values already set win."""
+    env = airflow_env.environ(settings, base)
+    defaults = {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        # Tokens the API server issues to tasks must verify on every part: one secret for the stack.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    return env
+
+
+def consumer_argv() -> list[str]:
+    """The lineage consumer as a service: `tidemark lineage consume` (no --once) from this venv."""
+    return [sys.executable, "-m", "tidemark", "lineage", "consume"]
+
+
+class AirflowStack:
+    """Airflow's parts (scheduler, API server, DAG processor, triggerer), optionally Celery workers,
+    and the lineage consumer, each a supervised process; logs under AIRFLOW_HOME/stack/.
+
+    The consumer runs beside the DAGs because the promotion gate of their renewals reads the
+    landings' validation from the lineage store: with no consumer, no renewal can pass.
+    """
+
+    def __init__(self, env: Mapping[str, str], workers: int = 0, concurrency: int = 1, consumer: bool = True) -> None:
         self.env = dict(env)
         self.port = int(self.env["AIRFLOW__API__PORT"])
         logs = Path(self.env["AIRFLOW_HOME"]) / "stack"
@@ -162,6 +194,12 @@ class CeleryStack:
             name = f"worker{i}@{host}"
             argv = ["airflow", "celery", "worker", "--celery-hostname", name, "--concurrency", str(concurrency), "--queues", queue, "--without-mingle", "--without-gossip"]
             self.parts.append(Part(f"worker{i}", argv, {**self.env, WORKER_ENV: name}, logs / f"worker{i}.log"))
+        if consumer:
+            self.parts.append(Part(CONSUMER, consumer_argv(), self.env, logs / f"{CONSUMER}.log"))
+
+    @staticmethod
+    def _what(p: Part) -> str:
+        return "the lineage consumer" if p.name == CONSUMER else f"Airflow's {p.name}"
 
     def _argv(self, name: str) -> list[str]:
         return ["api-server", "--port", str(self.port)] if name == "api-server" else [name]
@@ -179,16 +217,30 @@ class CeleryStack:
             last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
             raise AirflowStackError(f"`airflow db migrate` failed: {last}")
 
-    def start(self, timeout_s: float = 120) -> None:
-        """Start every part and wait until the API server answers (tasks report to it)."""
-        for p in self.parts:
+    def start(self, timeout_s: float = 180) -> None:
+        """Start the API server, wait until it answers, then every other part. Tasks report to the
+        API server's execution API from their first second: a task started before it answers is
+        killed by its supervisor and its run fails (seen on a loaded 2-core machine)."""
+        api = [p for p in self.parts if p.name == "api-server"]
+        for p in api:
             p.start()
         deadline = time.monotonic() + timeout_s
+        if api:
+            self._wait_healthy(deadline, api)
+        for p in self.parts:
+            if p not in api:
+                p.start()
+        # Every part must have survived its start (a bad setting makes one exit at once).
+        time.sleep(1)
+        self._wait_healthy(deadline, self.parts)
+
+    def _wait_healthy(self, deadline: float, started: list[Part]) -> None:
+        timeout_s = max(0.0, deadline - time.monotonic())
         while time.monotonic() < deadline:
-            dead = [p for p in self.parts if not p.running()]
+            dead = [p for p in started if not p.running()]
             if dead:
                 self.stop()
-                raise AirflowStackError(f"Airflow's {dead[0].name} exited at start; see {dead[0].log}")
+                raise AirflowStackError(f"{self._what(dead[0])} exited at start; see {dead[0].log}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=2):
                     return
@@ -203,7 +255,7 @@ class CeleryStack:
         for p in self.parts:
             if p.process is not None and not p.running():
                 if p.restarts >= max_restarts:
-                    raise AirflowStackError(f"Airflow's {p.name} keeps exiting ({p.restarts} restarts); see {p.log}")
+                    raise AirflowStackError(f"{self._what(p)} keeps exiting ({p.restarts} restarts); see {p.log}")
                 p.stop(grace_s=0)
                 p.restarts += 1
                 p.start()
@@ -211,23 +263,45 @@ class CeleryStack:
         return restarted
 
     def stop(self, grace_s: float = 20) -> None:
-        for p in reversed(self.parts):  # workers first: the scheduler sees their tasks end
-            p.signal(signal.SIGTERM)
+        """SIGTERM to every part at once (the consumer and workers first: the scheduler sees their
+        tasks end), then wait for each, SIGKILL after `grace_s` in all (not per part: Ctrl-C must
+        not take minutes)."""
         for p in reversed(self.parts):
-            p.stop(grace_s)
+            p.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for p in reversed(self.parts):
+            p.stop(max(0.5, deadline - time.monotonic()))
+
+
+class CeleryStack(AirflowStack):
+    """The parts of Airflow with the CeleryExecutor and N workers (and, by default here, no consumer:
+    `python -m tidemark.airflow_stack` asks for one)."""
+
+    def __init__(self, env: Mapping[str, str], workers: int = 2, concurrency: int = 1, consumer: bool = False) -> None:
+        if workers < 1:
+            raise AirflowStackError(f"a Celery stack needs at least one worker, got {workers}")
+        super().__init__(env, workers=workers, concurrency=concurrency, consumer=consumer)
 
 
 def main(argv: list[str] | None = None) -> int:
     from lakehouse.config import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m tidemark.airflow_stack", description=__doc__.splitlines()[0])
+    parser.add_argument("--executor", choices=("local", "celery"), default="celery", help="local: LocalExecutor; celery: Celery workers (default)")
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
     parser.add_argument("--concurrency", type=int, default=2, help="task slots per worker (default 2)")
+    parser.add_argument("--no-consumer", action="store_true", help="do not run the lineage consumer beside Airflow")
     args = parser.parse_args(argv)
+    port = int(os.environ.get("AIRFLOW__API__PORT", "8080"))
     try:
-        env = celery_environ(load_settings(), api_port=int(os.environ.get("AIRFLOW__API__PORT", "8080")))
-        check_services(env)
-        stack = CeleryStack(env, workers=args.workers, concurrency=args.concurrency)
+        settings = load_settings()
+        if args.executor == "celery":
+            env = celery_environ(settings, api_port=port)
+            check_services(env)
+            stack: AirflowStack = CeleryStack(env, workers=args.workers, concurrency=args.concurrency, consumer=not args.no_consumer)
+        else:
+            env = local_environ(settings, api_port=port)
+            stack = AirflowStack(env, consumer=not args.no_consumer)
         stack.migrate()
         stack.start()
     except TidemarkError as exc:
@@ -235,7 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     password = airflow_env.admin_password(env)
     print(f"Airflow UI: http://localhost:{stack.port}  login: {airflow_env.ADMIN} / {password}", file=sys.stderr)
-    print(f"CeleryExecutor, {args.workers} workers; logs in {Path(env['AIRFLOW_HOME']) / 'stack'}; Ctrl-C stops all", file=sys.stderr)
+    what = f"CeleryExecutor, {args.workers} workers" if args.executor == "celery" else "LocalExecutor"
+    consumer = "" if args.no_consumer else " and the lineage consumer"
+    print(f"{what}{consumer}; logs in {Path(env['AIRFLOW_HOME']) / 'stack'}; Ctrl-C stops all", file=sys.stderr)
+    return supervise(stack)
+
+
+def supervise(stack: AirflowStack) -> int:
+    """Restart parts that exit until Ctrl-C or SIGTERM, then stop every part."""
 
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt  # SIGTERM (a service manager stopping us) ends like Ctrl-C: every part stopped
@@ -245,14 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             time.sleep(2)
             for name in stack.restart_dead():
-                print(f"Airflow's {name} exited; started it again", file=sys.stderr)
+                print(f"{name} exited; started it again", file=sys.stderr)
     except KeyboardInterrupt:
-        pass
+        print("stopping Airflow and the lineage consumer ...", file=sys.stderr)
     except TidemarkError as exc:
         print(f"tidemark: error: {exc}", file=sys.stderr)
-        stack.stop()
+        stack.stop(grace_s=10)
         return 1
-    stack.stop()
+    stack.stop(grace_s=10)
     return 0
 
 

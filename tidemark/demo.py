@@ -37,6 +37,21 @@ def write_diabetes_csv(path: Path) -> Path:
     return _write_csv(load_diabetes(as_frame=True).frame, path, "%.8g")
 
 
+def write_drifted_wine_csv(wine_csv: Path, path: Path, shift: float = 1.6, first_id: int = 2000) -> Path:
+    """The same wines with new ids and `alcohol` moved by `shift` (about two standard deviations,
+    still inside the gate's range): new data the production model never saw."""
+    header, *rows = wine_csv.read_text().splitlines()
+    col = header.split(",").index("alcohol")
+    out = [header]
+    for i, row in enumerate(rows):
+        cells = row.split(",")
+        cells[0], cells[col] = str(first_id + i), f"{float(cells[col]) + shift:.4f}"
+        out.append(",".join(cells))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
 def write_landing_files(home: Path) -> list[Path]:
     """The demo's files where dags/sources.yaml looks for them: the ingest DAGs land them from there."""
     return [

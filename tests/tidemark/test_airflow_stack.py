@@ -266,3 +266,31 @@ def test_make_airflow_executor_celery_says_what_is_missing_in_one_line(settings:
     assert no_broker.stderr.strip().splitlines() == [
         f"tidemark: error: Celery's broker redis://127.0.0.1:{dead}/0 does not answer (ConnectionError): start Redis or set AIRFLOW__CELERY__BROKER_URL"
     ]
+
+
+def test_the_local_stack_runs_the_lineage_consumer_beside_airflow_and_stops_it_quickly(settings: Any) -> None:
+    import signal
+    import time as _time
+
+    from tidemark.airflow_stack import CONSUMER, AirflowStack, CeleryStack, Part, celery_environ, local_environ
+
+    env = local_environ(settings, api_port=8123)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor" and env["AIRFLOW__API_AUTH__JWT_SECRET"]
+    stack = AirflowStack(env)
+    assert [p.name for p in stack.parts] == ["scheduler", "api-server", "dag-processor", "triggerer", CONSUMER]
+    assert stack.part(CONSUMER).argv[-3:] == ["tidemark", "lineage", "consume"]  # a service: no --once
+    assert CONSUMER not in [p.name for p in AirflowStack(env, consumer=False).parts]
+    celery = CeleryStack(celery_environ(settings, base={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://x@h/db"}), workers=1, consumer=True)
+    assert celery.parts[-1].name == CONSUMER
+    # Stopping is bounded for the whole stack, not per part: parts that ignore SIGTERM are killed.
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    log = settings.home / "stubborn.log"
+    stack.parts = [Part(f"p{i}", [sys.executable, "-c", stubborn], dict(env), log) for i in range(3)]
+    for p in stack.parts:
+        p.start()
+    while log.read_text().count("up") < 3 if log.exists() else True:
+        _time.sleep(0.2)
+    began = _time.monotonic()
+    stack.stop(grace_s=2)
+    assert _time.monotonic() - began < 10
+    assert all(p.process is not None and p.process.returncode == -signal.SIGKILL for p in stack.parts)

@@ -17,6 +17,11 @@ def register(sub: Subcommands) -> None:
 
     sp = add_command(sub, "demo", cmd_demo, "run the walking-skeleton scenario end to end on the embedded stack")
     sp.add_argument("--landing-files", action="store_true", help="only write the demo's data files where the ingest DAGs look (dags/sources.yaml)")
+    sp.add_argument(
+        "--airflow", action="store_true",
+        help="the continuous loop in Airflow: start Airflow and the lineage consumer, land two batches, watch train, promote, drift, renew",
+    )
+    sp.add_argument("--keep-running", action="store_true", help="with --airflow: keep Airflow and the consumer running afterwards (Ctrl-C stops them)")
 
     sp = add_command(sub, "airflow", cmd_airflow, "run an Airflow command with Tidemark's DAGs and AIRFLOW_HOME under TIDEMARK_HOME")
     sp.add_argument("airflow_args", nargs=argparse.REMAINDER, metavar="ARGS", help="e.g. standalone, dags list, dags test ingest_wine")
@@ -123,6 +128,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.landing_files:
         for path in write_landing_files(current_settings().home):
             print(path)
+        return 0
+    if args.airflow:
+        import os
+
+        from tidemark.airflow_demo import run_airflow_demo
+
+        port = int(os.environ.get("AIRFLOW__API__PORT", "8080"))
+        result = run_airflow_demo(current_settings(), main, api_port=port, keep_running=args.keep_running, say=lambda m: print(m, flush=True))
+        if args.output == "json":
+            emit_json(result)
         return 0
     return run_demo(main)
 
