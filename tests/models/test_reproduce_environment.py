@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -24,31 +25,10 @@ from models.exceptions import EnvironmentBuildError
 from models.jobs import get_job
 from models.retrain import retrain
 from models.train import train
-from tests.models.conftest import land, wine_part
+from tests.faults.report import FaultReport
+from tests.models.conftest import OTHER_SKLEARN, fill, land, pip, wine_part
 
 ROOT = Path(__file__).resolve().parents[2]
-OTHER_SKLEARN = "scikit-learn==1.8.0"
-
-
-def _pip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True, text=True)
-
-
-@pytest.fixture(scope="session")
-def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A --find-links directory with the wine job's wheels at the installed versions, and one
-    other scikit-learn; filled through pip (the registry client), or the tests skip saying why."""
-    from lineage.code import installed_distributions
-
-    installed = installed_distributions()
-    wanted = [f"{n}=={installed[n]}" for n in
-              ("cloudpickle", "joblib", "narwhals", "numpy", "pandas", "pyarrow", "python-dateutil", "scikit-learn", "scipy", "six", "threadpoolctl")]
-    target = tmp_path_factory.mktemp("wheels")
-    for batch in (wanted, [OTHER_SKLEARN]):  # one version of a name per pip call
-        done = _pip("download", "-q", "--no-deps", "-d", str(target), *batch)
-        if done.returncode != 0:
-            pytest.skip(f"cannot fill a local wheel directory with pip download: {done.stderr.strip().splitlines()[-1:]}")
-    return target
 
 
 def _copy_of_the_environment(where: Path, wheels: Path) -> Path:
@@ -57,7 +37,7 @@ def _copy_of_the_environment(where: Path, wheels: Path) -> Path:
     site = next(where.glob("lib/python*/site-packages"))
     (site / "shared.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     # --ignore-installed: pip never uninstalls the shared scikit-learn it can see through the .pth.
-    done = _pip("--python", str(where / "bin" / "python"), "install", "-q", "--no-deps", "--ignore-installed", "--no-compile",
+    done = pip("--python", str(where / "bin" / "python"), "install", "-q", "--no-deps", "--ignore-installed", "--no-compile",
                 "--no-index", "--find-links", str(wheels), OTHER_SKLEARN)
     assert done.returncode == 0, done.stderr
     return where / "bin" / "python"
@@ -71,11 +51,12 @@ def _cli(python: Path, *args: str) -> dict[str, Any]:
 
 
 def test_changed_package_is_the_cause_and_the_recorded_environment_reproduces(
-    tmp_path: Path, local_settings: Any, transport: Any, wheel_dir: Path
+    tmp_path: Path, local_settings: Any, transport: Any, wheel_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     land(local_settings, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", transport)
     mv = train(local_settings, get_job("wine_classifier"), transport=transport).version
     sklearn_then = (mv.environment or {})["packages"]["scikit-learn"]
+    fill(wheel_dir, environments.requirements(mv.environment))
     python = _copy_of_the_environment(tmp_path / "project-env", wheel_dir)
 
     # Retrained in the project's environment after scikit-learn changed: not reproduced, and the cause is named.
@@ -107,10 +88,16 @@ def test_changed_package_is_the_cause_and_the_recorded_environment_reproduces(
     assert rebuilt.environment_ran["reused"] is False
     assert "sklearn/linear_model/_logistic.py" in rebuilt.environment_ran["rebuilt_because"]
     assert rebuilt.verdict == "reproduced" and victim.exists()
+    FaultReport(request.node.nodeid).record(
+        "retrain", "a file of the cached recorded environment deleted (sklearn/linear_model/_logistic.py)", trials=1,
+        held=rebuilt.verdict == "reproduced" and not rebuilt.environment_ran["reused"],
+        before={"verdict": reused.verdict}, after={"verdict": rebuilt.verdict, "rebuilt": True},
+        note="RECORD check before reuse: rebuilt, not trusted",
+    )
 
 
 def test_a_version_that_cannot_be_installed_stops_or_takes_the_nearest(
-    tmp_path: Path, local_settings: Any, wheel_dir: Path
+    tmp_path: Path, local_settings: Any, wheel_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     recorded = {"python": sys.version.split()[0], "packages": {"six": "1.16.99"}, "imported": ["six"]}
     with pytest.raises(EnvironmentBuildError, match=r"six==1.16.99, recorded by wine:9, cannot be installed from .*--nearest"):
@@ -125,6 +112,10 @@ def test_a_version_that_cannot_be_installed_stops_or_takes_the_nearest(
     (again.path / environments.MARKER).unlink()
     third = environments.ensure(local_settings, recorded, what="wine:9", find_links=[str(wheel_dir)], no_index=True, nearest=True)
     assert not third.reused and "no marker" in str(third.rebuilt_because)
+    FaultReport(request.node.nodeid).record(
+        "retrain", "recorded environment's marker removed (an interrupted build)", trials=1, held=not third.reused,
+        after={"rebuilt": not third.reused}, note="an environment without its marker is never trusted",
+    )
 
 
 def test_python_of_the_record_is_found_or_named(tmp_path: Path) -> None:
@@ -132,6 +123,11 @@ def test_python_of_the_record_is_found_or_named(tmp_path: Path) -> None:
     assert version == sys.version.split()[0] and exe.exists()
     with pytest.raises(EnvironmentBuildError, match=r"trained with Python 2.9.1; no python2.9 was found .*put python2.9 on PATH"):
         environments.find_python("2.9.1", path=str(tmp_path))
+    other = "3.12" if not sys.version.startswith("3.12") else "3.11"
+    runs = shutil.which(f"python{other}")
+    if runs and subprocess.run([runs, "-c", "pass"], capture_output=True).returncode == 0:  # another Python that runs
+        exe, found = environments.find_python(f"{other}.0")
+        assert found.startswith(f"{other}.") and exe.name.startswith("python")
     with pytest.raises(EnvironmentBuildError, match="recorded no list of the distributions its job imports"):
         environments.requirements({"python": "3.11.7", "packages": {"numpy": "2.0.0"}}, "wine:1")
     assert environments.requirements({"packages": {"NumPy": "2.0.0", "x": "1"}, "imported": ["numpy"]}) == ["numpy==2.0.0"]
