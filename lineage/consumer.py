@@ -21,6 +21,7 @@ so a racing writer re-reads and retries instead of storing an event twice.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
 import signal
@@ -36,9 +37,14 @@ from lakehouse.branches import added_data_files
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.datafiles import append_data_files, write_data_files
+from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, transaction, with_commit_retry
 from lineage import decode, store
+from lineage import events as ev
 from lineage.broker import log_id as current_log_id
+from lineage.outbox import OUTBOX_FILE, Outbox
+from lineage.outbox import flush as flush_outbox
+from lineage.recovery import recover_once
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,7 +59,7 @@ _KEY_COLUMNS = {
     store.EVENTS: ("event_id",),
     store.RUNS: ("event_id",),
     store.RUN_DATASETS: ("event_id",),
-    store.JOBS: ("job_namespace", "job_name"),
+    store.JOBS: ("job_namespace", "job_name", "facet_name", "facet_value", "facet_time"),
 }
 CONSUMER_JOB = "tidemark.lineage.consumer"
 MAINTENANCE_JOB = "tidemark.lineage.maintenance"
@@ -71,6 +77,7 @@ class ConsumeReport:
     compactions: int = 0
     registry_rows: int = 0
     drift_rows: int = 0
+    column_rows: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
 
 
@@ -111,6 +118,11 @@ class LineageWriter:
         # the table's first commit (`_sync`), so a writer that only compacts never scans them.
         self._known: dict[str, set[Any]] = {}
         self._known_at: dict[str, int | None] = {}
+        # The latest value (canonical JSON) of each job facet stored, and its event time (us).
+        self._job_facets: dict[tuple[tuple[str, str], str], tuple[int, bytes]] = {}
+        self._dead_ids: set[str] | None = None
+        self._dead_ids_at: Any = None
+        self._pending_facets: dict[Any, tuple[int, bytes]] = {}
 
     def _table(self, short: str) -> Table:
         return self.catalog.load_table((self.ns, short))
@@ -124,9 +136,48 @@ class LineageWriter:
 
     def _add_known(self, short: str, data: pa.Table) -> None:
         if short == store.JOBS:
-            self._known[short].update(zip(data.column("job_namespace").to_pylist(), data.column("job_name").to_pylist()))
+            keys = list(zip(data.column("job_namespace").to_pylist(), data.column("job_name").to_pylist()))
+            self._known[short].update(keys)
+            if "facet_name" in data.column_names:
+                self._note_job_facets(keys, data)
         else:
             self._known[short].update(bytes.fromhex(i[: decode.KEY_BYTES * 2]) for i in data.column("event_id").to_pylist())
+
+    def _note_job_facets(self, keys: list[tuple[str, str]], data: pa.Table) -> None:
+        """Take in stored job facet changes: the latest per job and facet wins."""
+        import pyarrow.compute as pc
+
+        names, values = data.column("facet_name").to_pylist(), data.column("facet_value").to_pylist()
+        times = pc.cast(data.column("facet_time"), "int64").to_pylist()
+        for key, name, value, when in zip(keys, names, values, times):
+            if name is None or when is None:
+                continue
+            have = self._job_facets.get((key, name))
+            if have is None or when > have[0]:
+                self._job_facets[(key, name)] = (when, value.encode())
+
+    def _job_facet_changes(self, batch: decode.Decoded, fresh: list[int]) -> tuple[list[Any], dict[Any, tuple[int, bytes]]]:
+        """The job facets of these events that differ from the latest stored value, newer than it.
+
+        "Latest" is by event time, so an older event arriving late (another partition, another
+        producer) never replaces a newer value. Returns the `jobs` rows to add and the new state.
+        """
+        import orjson
+
+        wanted = set(fresh) if len(fresh) != len(batch.keys) else None
+        latest: dict[Any, tuple[int, bytes]] = {}
+        rows: list[Any] = []
+        run_ids = batch.tables[store.EVENTS].column("run_id") if batch.job_facets else None
+        for j, key, when, facets in sorted(batch.job_facets, key=lambda f: f[2]):
+            if wanted is not None and j not in wanted:
+                continue
+            for name, value in facets.items():
+                text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+                have = latest.get((key, name)) or self._job_facets.get((key, name))
+                if have is None or (when > have[0] and text != have[1]):
+                    latest[(key, name)] = (when, text)
+                    rows.append((key, when, name, text, run_ids[j].as_py() if run_ids is not None else None))
+        return rows, latest
 
     def _sync(self, short: str, table: Table) -> None:
         """Bring the set of `short` up to this state of it: other consumers commit to the same
@@ -149,9 +200,20 @@ class LineageWriter:
         parts = set().union(*per_table)
         return {p: min(t.get(p, 0) for t in per_table) for p in parts}
 
-    def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
-        """Store one batch of records, given as parallel lists (what the record source hands over)."""
-        self.store(self.decode(partitions, offsets, values), partitions, offsets, values, report)
+    def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> list[str]:
+        """Store one batch of records, given as parallel lists (what the record source hands over).
+
+        Returns the event ids of the records now in the store (events and dead letters whose bytes
+        parse as an event): what a producer's outbox is acknowledged by."""
+        batch = self.decode(partitions, offsets, values)
+        self.store(batch, partitions, offsets, values, report)
+        ids = list(batch.ids)
+        for i, _ in batch.dead:
+            try:
+                ids.append(ev.event_id(values[i]))
+            except Exception:  # not JSON at all: no outbox holds it under an event id
+                continue
+        return ids
 
     def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> decode.Decoded:
         """The rows every table would get from these records, and the dead letters among them."""
@@ -163,7 +225,8 @@ class LineageWriter:
 
         now = datetime.now(timezone.utc)
         dead = [
-            {"received_time": now, "topic": self.topic, "kafka_partition": partitions[i], "kafka_offset": offsets[i], "reason": reason, "raw": values[i]}
+            {"received_time": now, "topic": self.topic, "kafka_partition": partitions[i], "kafka_offset": offsets[i], "reason": reason,
+             "raw": values[i], "dead_letter_id": hashlib.sha256(values[i]).hexdigest()}
             for i, reason in batch.dead
         ]
         high: dict[int, int] = {}
@@ -175,12 +238,19 @@ class LineageWriter:
             def dead_rows(table: Table) -> pa.Table:
                 # A replayed batch (crash after this commit) must not store its dead letters again.
                 have = stored_offsets(table, self.topic, self.log)
-                fresh = [d for d in dead if d["kafka_offset"] >= have.get(d["kafka_partition"], 0)]
+                # The same bytes sent again (another offset, another producer) are the same dead letter.
+                known = self._dead_letter_ids(table)
+                fresh = []
+                for d in dead:
+                    if d["kafka_offset"] >= have.get(d["kafka_partition"], 0) and d["dead_letter_id"] not in known:
+                        known.add(d["dead_letter_id"])
+                        fresh.append(d)
                 return pa.Table.from_pylist(fresh, schema=store.arrow_schema(store.DEAD_LETTERS))
 
             self._commit(store.DEAD_LETTERS, dead_rows, high)
             report.dead_letters += len(dead)
         self._sync_registry(batch.registry_events, report)
+        self._sync_columns(batch.column_events, report)
         stored = 0
         for short in ROW_TABLES:
             stored = self._commit_rows(short, batch, high)
@@ -192,6 +262,20 @@ class LineageWriter:
         report.commits += 1
         for p, o in high.items():
             report.offsets[p] = max(report.offsets.get(p, 0), o)
+
+    def _dead_letter_ids(self, table: Table) -> set[str]:
+        """Ids of the dead letters stored (read once per writer; a racing writer's new ones are
+        re-read when the table moved, as the commit is then refused and retried)."""
+        snap = table.current_snapshot()
+        at = snap.snapshot_id if snap else None
+        if self._dead_ids is None or self._dead_ids_at != at:
+            ids: set[str] = set()
+            if table.current_snapshot() is not None:
+                data = table.scan(selected_fields=("dead_letter_id", "raw")).to_arrow()
+                for i, raw in zip(data.column("dead_letter_id").to_pylist(), data.column("raw").to_pylist()):
+                    ids.add(i or hashlib.sha256(raw or b"").hexdigest())  # rows from before the id column
+            self._dead_ids, self._dead_ids_at = ids, at
+        return self._dead_ids
 
     def _sync_registry(self, events: list[dict[str, Any]], report: ConsumeReport) -> None:
         """Registrations, alias moves and drift checks into the registry and drift tables, before the offsets move past them.
@@ -207,6 +291,14 @@ class LineageWriter:
         report.registry_rows += sum(added.values())
         # Drift-check results (lineage.drift), idempotent the same way (keyed by run, table, column).
         report.drift_rows += drift_store.upsert_from_events(self.catalog, self.settings, events)
+
+    def _sync_columns(self, events: list[dict[str, Any]], report: ConsumeReport) -> None:
+        """Column-level lineage (`columnLineage` facets) into `lineage.column_lineage`, before the
+        offsets move past these events; idempotent (keyed by run and edge), like the registry sync."""
+        if events:
+            from lineage import columns
+
+            report.column_rows += columns.upsert_from_events(self.catalog, self.settings, events)
 
     def _fresh(self, short: str, table: Table, batch: decode.Decoded) -> list[int]:
         """Events of this batch that `table` does not hold yet: above its offsets, ids it never
@@ -233,6 +325,7 @@ class LineageWriter:
         import pyarrow.compute as pc
 
         table = batch.tables[short]
+        self._pending_facets = {}
         if short != store.JOBS and len(fresh) == len(batch.keys):
             return table, set()  # the usual batch: every event is new (a take would copy every payload)
         if short == store.RUN_DATASETS:
@@ -245,7 +338,11 @@ class LineageWriter:
             key = batch.job_keys[j]
             if key not in self._known[store.JOBS] and key not in new:
                 new[key] = j
-        return table.take(pa.array(list(new.values()), pa.int64())), set(new)
+        out = table.take(pa.array(list(new.values()), pa.int64()))
+        changes, self._pending_facets = self._job_facet_changes(batch, fresh)
+        if changes:
+            out = pa.concat_tables([out, store.job_facet_rows(changes)])
+        return out, set(new)
 
     def _commit_rows(self, short: str, batch: decode.Decoded, offsets: Mapping[int, int]) -> int:
         """Append the rows of the events this table lacks; returns how many events were new to it."""
@@ -262,6 +359,8 @@ class LineageWriter:
         self._commit(short, rows, offsets)
         if jobs:
             self._known[store.JOBS] |= jobs
+        if short == store.JOBS:
+            self._job_facets.update(self._pending_facets)
         return count
 
     def _commit(self, short: str, rows: Callable[[Table], pa.Table], offsets: Mapping[int, int]) -> None:
@@ -358,7 +457,9 @@ def _read_columns(table: Table, files: list[Any], columns: tuple[str, ...]) -> I
 
     for f in files:
         with table.io.new_input(f.file_path).open() as stream:
-            yield pq.read_table(stream, columns=list(columns))
+            pf = pq.ParquetFile(stream)
+            names = set(pf.schema_arrow.names)  # files written before a column was added lack it
+            yield pf.read(columns=[c for c in columns if c in names])
 
 
 def _partition_filter(table: Table, day: Any) -> Any:
@@ -415,6 +516,13 @@ def consume(
     writer = LineageWriter(settings, catalog)
     ensure_topic(settings)
     loop = _Batcher(writer, ConsumeReport(), batch_size or settings.lineage.batch_size, interval_s, compact_every if not once else 0, on_batch)
+    if (settings.home / OUTBOX_FILE).exists():
+        # Events this home's jobs left behind go out first: runs a killed process left in flight
+        # get their terminal event, and what waits in the outbox is sent, then drained here.
+        loop.outbox = Outbox(settings)
+        recover_once(settings)
+        if loop.outbox.pending():
+            flush_outbox(settings)
     with _collect_between_batches():
         if group and not once:
             _consume_in_group(settings, writer, loop, stop)
@@ -473,6 +581,17 @@ class _Batcher:
         self.last_flush = time.monotonic()
         self.since_compaction = 0
         self.batches = 0
+        # This home's outbox, if it has one: the events just stored leave it (end-to-end ack).
+        self.outbox: Outbox | None = None
+
+    def _acknowledge(self, event_ids: list[str]) -> None:
+        """The store now holds these events (stored, duplicate or dead letter): the outbox may forget them."""
+        if self.outbox is None or not self.outbox.unacknowledged():
+            return
+        try:
+            self.outbox.acknowledge(event_ids)
+        except Exception as exc:  # the events stay; `tidemark lineage recover` acknowledges them later
+            log.warning("could not acknowledge stored events in %s: %s", self.outbox.path, exc)
 
     def add(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> None:
         self.partitions += partitions
@@ -489,7 +608,10 @@ class _Batcher:
 
     def flush(self, commit_group_offsets: Callable[[Mapping[int, int]], None]) -> None:
         if self.values:
-            self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
+            stored = self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
+            step("consume.consumed-committed")
+            self._acknowledge(stored)
+            step("consume.acknowledged")
             self.partitions, self.offsets, self.values = [], [], []
             self.since_compaction += 1
             self.batches += 1

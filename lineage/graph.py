@@ -1,18 +1,27 @@
 """Up- and downstream lineage: a recursive DuckDB query over `run_datasets`.
 
 A node is one of:
-- `NS.TABLE` or `NS.TABLE@SNAPSHOT` (an Iceberg table, optionally at one snapshot),
+- `NS.TABLE` or `NS.TABLE@SNAPSHOT` (an Iceberg table, optionally at one snapshot; any dotted
+  name, so a symlink name such as Spark's `default.x` or `project.dataset.table` works too),
 - `dataset:NAMESPACE:NAME[@VERSION]` (any dataset, e.g. a source file),
 - `model:NAME[:VERSION]` (a model, optionally one version),
 - `job:NAME` (every run of a job), `run:RUN_ID` (one run).
 The walk goes run by run: upstream, from a run to the runs that produced its inputs; downstream,
 from a run to the runs that read its outputs. `depth` counts runs. Every value is a bound
 parameter: names from events or the command line never become SQL text.
+
+Which write a read saw (docs/events.md, "How walks join runs"): a read with a version matches the
+write of exactly that version; a read without one matches the latest write of that dataset
+completed before the reading run started (by event time), as Marquez links a run to the dataset
+version current when it ran. A dataset is one node under its own name and its symlink names.
+JobEvents' declared inputs and outputs (run id `job:NAMESPACE:NAME`) take part the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +36,7 @@ if TYPE_CHECKING:
     from lakehouse.config import Settings
 
 Direction = Literal["upstream", "downstream"]
-_TABLE = re.compile(r"^(?P<table>[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)(?:@(?P<version>\S+))?$")
+_TABLE = re.compile(r"^(?P<table>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+)(?:@(?P<version>\S+))?$")
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class Node:
             ns, sep2, name = body.rpartition(":")
             if sep2 and ns and name:
                 return cls("dataset", name, namespace=ns, version=version or None)
+        # Looked up, not created: other producers' names (`db.schema.table`, hyphens) are found too;
+        # what Tidemark itself creates is checked by lakehouse.names.
         m = _TABLE.match(text)
         if m:
             return cls("table", m["table"], version=m["version"])
@@ -61,12 +72,111 @@ class Node:
         )
 
 
-_EDGES = """
-    SELECT DISTINCT run_id, job_name, direction, dataset_namespace AS ns, dataset_name AS name,
-           coalesce(table_name, dataset_name) AS label, dataset_type, version
-    FROM {ns}.run_datasets
-    WHERE event_type IN ('COMPLETE', 'START', 'RUNNING')
-"""
+# Event types whose datasets are edges: a run's START/RUNNING/COMPLETE, a JobEvent's declaration.
+_EDGE_TYPES = "('COMPLETE', 'START', 'RUNNING', 'JOB')"
+# Columns added to run_datasets by issue 17; a store written before has files without them.
+_NEWER_COLUMNS = ("symlink_namespace", "symlink_name")
+
+
+def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
+    """One row per run and dataset it read or wrote, with the times the walk joins on:
+    `done_at` (the run's last event naming it: when a write was done), `started` (the run's first
+    event), `next_at` (for a write: when the next write of that dataset was done, else NULL), and
+    the dataset's identity `kns`/`kname` with symlinks resolved."""
+    table = f'"{ns}".run_datasets'
+    have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    sym = ", ".join(c if c in have else f"NULL::VARCHAR AS {c}" for c in _NEWER_COLUMNS)
+    return f"""
+    WITH r AS (
+        SELECT run_id, job_name, direction, dataset_namespace AS ns, dataset_name AS name,
+               coalesce(table_name, dataset_name) AS label, dataset_type, version, event_time, {sym}
+        FROM {table} WHERE event_type IN {_EDGE_TYPES} AND direction IN ('input', 'output')
+    ),
+    -- a dataset named by one of its symlinks is the dataset that declares that symlink
+    alias AS (
+        SELECT symlink_namespace AS sns, symlink_name AS sname,
+               first(ns ORDER BY ns, name) AS ns, first(name ORDER BY ns, name) AS name
+        FROM r WHERE symlink_name IS NOT NULL GROUP BY ALL
+    ),
+    g AS (
+        SELECT run_id, direction, ns, name, version, any_value(job_name) AS job_name, any_value(label) AS label,
+               any_value(dataset_type) AS dataset_type, any_value(symlink_namespace) AS sym_ns,
+               any_value(symlink_name) AS sym, max(event_time) AS done_at, min(event_time) AS first_at
+        FROM r GROUP BY run_id, direction, ns, name, version
+    ),
+    k AS (
+        SELECT g.*, coalesce(a.ns, g.ns) AS kns, coalesce(a.name, g.name) AS kname,
+               min(first_at) OVER (PARTITION BY run_id) AS started
+        FROM g LEFT JOIN alias a ON a.sns = g.ns AND a.sname = g.name
+    )
+    SELECT *, CASE WHEN direction = 'output'
+                   THEN lead(done_at) OVER (PARTITION BY direction, kns, kname
+                                             ORDER BY done_at, run_id, coalesce(version, '')) END AS next_at
+    FROM k
+    """
+
+
+_CACHE_VARIABLE = "tidemark_walk_cache"
+# Bump when _edges_sql changes: cached edge files of another shape are then never read.
+_EDGES_VERSION = "1"
+_CACHE_KEEP = 4  # edge files kept per cache folder (the newest); older states are rarely asked again
+
+
+def _edges(con: duckdb.DuckDBPyConnection, ns: str) -> str:
+    """The name of this connection's edge table, built on first use: a connection reads one
+    state of the store (its views are pinned to data files), so the edges are worked out once
+    and every further walk on it (warm) only follows them.
+
+    With a cache folder (`connect_for_walk` sets one, under TIDEMARK_HOME) the edges of a state
+    are also kept on disk as Parquet, keyed by the hash of the `run_datasets` view (its exact
+    data files): a new connection to an unchanged store (cold) reads them instead of working
+    them out again. The first walk after a consumer commit builds them; that is the only walk
+    that pays for the windows over the whole table.
+    """
+    name = "walk_edges_" + hashlib.sha1(ns.encode()).hexdigest()[:12]
+    if con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchall():
+        return name
+    cache = _cache_file(con, ns)
+    if cache is not None and cache.is_file():
+        try:
+            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM read_parquet({_literal(str(cache))})")
+            return name
+        except Exception:  # a damaged or half-written file: work the edges out again below
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    con.execute(f"CREATE TEMP TABLE {name} AS {_edges_sql(con, ns)}")
+    if cache is not None:
+        _store_cache(con, name, cache)
+    return name
+
+
+def _cache_file(con: duckdb.DuckDBPyConnection, ns: str) -> Path | None:
+    folder = con.execute(f"SELECT getvariable('{_CACHE_VARIABLE}')").fetchone()
+    view = con.execute("SELECT sql FROM duckdb_views() WHERE schema_name = ? AND view_name = 'run_datasets'", [ns]).fetchone()
+    if not folder or not folder[0] or not view or "read_parquet" not in (view[0] or ""):
+        return None  # no cache asked for, or a table without files / read through iceberg_scan
+    key = hashlib.sha256(f"{_EDGES_VERSION}\0{ns}\0{view[0]}".encode()).hexdigest()[:32]
+    return Path(folder[0]) / f"walk-edges-{key}.parquet"
+
+
+def _store_cache(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
+    """Write the edges beside the others, atomically (a reader never sees half a file), and
+    keep only the newest few."""
+    import os
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        con.execute(f"COPY {table} TO {_literal(str(tmp))} (FORMAT parquet)")
+        os.replace(tmp, path)
+        old = sorted(path.parent.glob("walk-edges-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)[_CACHE_KEEP:]
+        for stale in old:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next cold walk its edges
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
@@ -78,15 +188,19 @@ def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
     # A dataset: upstream starts at the runs that wrote it, downstream at the runs that read it.
     side = "output" if direction == "upstream" else "input"
     if node.kind == "table":
-        where, params = "label = ?", [node.name]
+        # NS.TABLE (Tidemark's table name), a symlink name, or a dataset named like that
+        where, params = "label = ? OR sym = ? OR name = ?", [node.name] * 3
     elif node.kind == "model":
         where, params = "dataset_type = 'MODEL' AND name = ?", [node.name]
     else:
-        where, params = "ns = ? AND name = ?", [node.namespace, node.name]
+        where, params = "(ns = ? AND name = ?) OR (sym_ns = ? AND sym = ?)", [node.namespace, node.name] * 2
+    version = ""
     if node.version is not None:
-        where += " AND version = ?"
-        params.append(node.version)
-    return f"SELECT DISTINCT run_id FROM e WHERE direction = '{side}' AND {where}", params
+        version = " AND version = ?"
+    # Every name of the dataset leads to the same node (its identity with symlinks resolved).
+    sql = (f"SELECT DISTINCT run_id FROM e WHERE direction = '{side}'{version} "
+           f"AND (kns, kname) IN (SELECT (kns, kname) FROM e WHERE {where})")
+    return sql, ([node.version] if node.version is not None else []) + params
 
 
 def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) -> duckdb.DuckDBPyConnection:
@@ -95,7 +209,19 @@ def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) ->
     from lineage.query import connect
 
     ns = settings.lineage.namespace
-    return connect(settings, as_of, only=[f"{ns}.run_datasets"], iceberg=False)
+    con = connect(settings, as_of, only=[f"{ns}.run_datasets"], iceberg=False)
+    con.execute(f"SET VARIABLE {_CACHE_VARIABLE} = {_literal(str(settings.home / 'cache' / 'walk'))}")
+    return con
+
+
+# How a run's dataset row `cur` leads to the next run's row `nxt` (upstream: cur is an input and
+# nxt the write it saw; downstream: cur is a write and nxt a read that saw it).
+_SAW = {
+    "upstream": """CASE WHEN cur.version IS NOT NULL THEN nxt.version = cur.version
+                       ELSE nxt.done_at < cur.started AND (nxt.next_at IS NULL OR nxt.next_at >= cur.started) END""",
+    "downstream": """CASE WHEN nxt.version IS NOT NULL THEN nxt.version = cur.version
+                         ELSE cur.done_at < nxt.started AND (cur.next_at IS NULL OR cur.next_at >= nxt.started) END""",
+}
 
 
 def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth: int, ns: str = "lineage") -> list[dict[str, Any]]:
@@ -106,18 +232,16 @@ def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth
     # Upstream: from a run's inputs to the runs that output them. Downstream: outputs to readers.
     here, there = ("input", "output") if direction == "upstream" else ("output", "input")
     sql = f"""
-    WITH RECURSIVE e AS MATERIALIZED ({_EDGES.format(ns=f'"{ns}"')}),
+    WITH RECURSIVE e AS (SELECT * FROM {_edges(con, ns)}),
     walk(depth, run_id) AS (
         SELECT 1, run_id FROM ({seed_sql})
         UNION
         SELECT w.depth + 1, nxt.run_id
         FROM walk w
         JOIN e cur ON cur.run_id = w.run_id AND cur.direction = '{here}'
-        JOIN e nxt ON nxt.direction = '{there}' AND nxt.ns = cur.ns AND nxt.name = cur.name
-                  -- an input read without a version matches any version of it; an equality (not
-                  -- an OR) keeps this a hash join
-                  AND nxt.version = coalesce(cur.version, nxt.version)
-        WHERE w.depth < ?
+        -- same dataset (an equality: a hash join), then which write the read saw
+        JOIN e nxt ON nxt.direction = '{there}' AND nxt.kns = cur.kns AND nxt.kname = cur.kname
+        WHERE w.depth < ? AND {_SAW[direction]}
     ),
     runs AS (SELECT run_id, min(depth) AS depth FROM walk GROUP BY run_id)
     SELECT r.depth, e.run_id, e.job_name, e.direction, e.label AS dataset, e.ns AS dataset_namespace,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,8 @@ def _schemas() -> dict[str, Any]:
             s(9, "payload", required=True),
             s(10, "kafka_partition", IntegerType()),
             s(11, "kafka_offset", LongType()),
+            # RunEvent, JobEvent or DatasetEvent (OpenLineage 2.x static lineage; see docs/events.md)
+            s(12, "event_kind"),
         ),
         RUN_DATASETS: Schema(
             s(1, "event_id", required=True),
@@ -67,6 +69,13 @@ def _schemas() -> dict[str, Any]:
             s(11, "dataset_type"),
             s(12, "version"),
             s(13, "facets"),
+            # The dataset's symlink identity (Spark's TABLE `default.x` for `file:/.../x`): walks
+            # and node names resolve it (lineage.graph).
+            s(14, "symlink_namespace"),
+            s(15, "symlink_name"),
+            # inputFacets / outputFacets, apart from the dataset facets in `facets`.
+            s(16, "input_facets"),
+            s(17, "output_facets"),
         ),
         RUNS: Schema(
             s(1, "event_id", required=True),
@@ -80,6 +89,9 @@ def _schemas() -> dict[str, Any]:
             s(9, "root_run_id"),
             s(10, "error_message"),
             s(11, "run_facets"),
+            s(12, "parent_job_namespace"),
+            s(13, "root_job_namespace"),
+            s(14, "root_job_name"),
         ),
         JOBS: Schema(
             s(1, "job_namespace", required=True),
@@ -87,6 +99,11 @@ def _schemas() -> dict[str, Any]:
             s(3, "first_seen", TimestamptzType(), required=True),
             s(4, "first_run_id"),
             s(5, "job_facets"),
+            # A row per job facet whose value changed (facet_name set; see `job_facet_changes`);
+            # the job's first row has none.
+            s(6, "facet_name"),
+            s(7, "facet_value"),
+            s(8, "facet_time", TimestamptzType()),
         ),
         DEAD_LETTERS: Schema(
             s(1, "received_time", TimestamptzType(), required=True),
@@ -95,6 +112,8 @@ def _schemas() -> dict[str, Any]:
             s(4, "kafka_offset", LongType()),
             s(5, "reason", required=True),
             s(6, "raw", BinaryType()),
+            # sha256 of `raw`: the same bytes are one dead letter, however often they are sent.
+            s(7, "dead_letter_id"),
         ),
     }
 
@@ -133,7 +152,27 @@ def ensure_tables(catalog: Catalog, settings: Settings, missing_only: bool = Fal
             partition_spec=_partition_by_day(schema, time_col),
             properties={"format-version": "2", "write.parquet.compression-codec": "zstd", **NO_REBASE, **_no_metrics(schema)},
         )
+    if not missing_only:
+        for short, table in out.items():
+            out[short] = _evolve(table, _schemas()[short])
     return out
+
+
+def _evolve(table: Table, schema: Any) -> Table:
+    """Add the columns this version of Tidemark writes to a table an older one created (new
+    columns are optional and appended with the next field ids, so old files read them as null)."""
+    have = {f.name for f in table.schema().fields}
+    if all(f.name in have for f in schema.fields):
+        return table
+    from lakehouse.tables import with_commit_retry
+
+    def attempt() -> Table:
+        table.refresh()  # a racing consumer may have added them already: then this is a no-op
+        with table.update_schema() as update:
+            update.union_by_name(schema)
+        return table
+
+    return with_commit_retry(attempt, f"adding the new columns of {'.'.join(table.name())}")
 
 
 def _no_metrics(schema: Any) -> dict[str, str]:
@@ -154,13 +193,14 @@ def _field_types() -> dict[str, pa.DataType]:
 
 
 # Columns holding JSON text, kept as the bytes orjson writes until they become one Arrow array.
-JSON_COLUMNS = frozenset(("payload", "run_facets", "job_facets", "facets"))
+JSON_COLUMNS = frozenset(("payload", "run_facets", "job_facets", "facets", "input_facets", "output_facets", "facet_value"))
 ROW_TABLES = (EVENTS, RUNS, JOBS, RUN_DATASETS)
 # Columns whose values repeat across a batch: dictionary-encoded in Parquet. Elsewhere (ids, times,
 # JSON) pyarrow's attempt at a dictionary is wasted work before it falls back to plain.
 DICTIONARY_COLUMNS = frozenset((
     "event_type", "job_namespace", "job_name", "producer", "kafka_partition", "parent_job_name",
     "direction", "dataset_namespace", "dataset_name", "table_name", "dataset_type",
+    "event_kind", "parent_job_namespace", "root_job_namespace", "root_job_name", "symlink_namespace",
 ))
 
 
@@ -173,7 +213,11 @@ def epoch_us(when: datetime) -> int:
     return (when - _EPOCH) // _MICROSECOND
 
 
-_DIRECTIONS = (("input", "inputs"), ("output", "outputs"))
+# A DatasetEvent's dataset is stored with direction "dataset": described, neither read nor written.
+_RUN_DIRECTIONS = (("input", "inputs"), ("output", "outputs"))
+_DIRECTIONS = (*_RUN_DIRECTIONS, ("dataset", "datasets"))
+# The key `decode` marks a normalised static event with (JobEvent, DatasetEvent).
+KIND_KEY = "__tidemark_kind"
 # Dataset facets the model registry and drift tables are built from (model_store.VERSION_FACET,
 # ALIAS_FACET, drift_store.DRIFT_FACET): events carrying one also go to those syncs.
 REGISTRY_FACETS = frozenset(("tidemark_modelVersion", "tidemark_modelAlias", "tidemark_drift"))
@@ -182,6 +226,24 @@ REGISTRY_FACETS = frozenset(("tidemark_modelVersion", "tidemark_modelAlias", "ti
 def _dumps(value: Any) -> bytes:
     # Most facet groups are empty: skip the call.
     return orjson.dumps(value) if value else b"{}"
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else empty: a malformed facet (a string, a list where an
+    object belongs) is kept as sent in the JSON columns, but never breaks the rest of the event."""
+    return value if type(value) is dict else {}
+
+
+def _symlink(facets: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The dataset's first TABLE symlink (else its first symlink): namespace and name."""
+    idents = _obj(facets.get("symlinks")).get("identifiers")
+    if type(idents) is not list:
+        return None, None
+    found = [i for i in idents if type(i) is dict and i.get("name")]
+    for ident in sorted(found, key=lambda i: i.get("type") != "TABLE"):
+        ns, name = ident.get("namespace"), ident.get("name")
+        return (str(ns) if ns is not None else None), str(name)
+    return None, None
 
 
 class Columns:
@@ -194,20 +256,26 @@ class Columns:
     events, transposing row tuples and converting the same values four times (timezone-aware
     datetimes at ~0.5 us each) cost more than parsing the JSON.
     `jobs` gets every event's job (the consumer keeps the rows of jobs it has not stored yet);
-    each `run_datasets` row names its event (0, 1, ... in the order added) in `dataset_event`.
+    each `run_datasets` row names its event (0, 1, ... in the order added) in `dataset_event`;
+    `job_facets` holds (event index, job, event time in microseconds, facets) of each event that
+    carries job facets, from which the consumer writes the facet changes to `jobs`.
     """
 
     _BASE = ("event_id", "event_time", "event_type", "run_id", "job_namespace", "job_name")
-    _EVENT = ("parent_run_id", "producer", "payload", "kafka_partition", "kafka_offset")
-    _RUN = ("parent_job_name", "root_run_id", "error_message", "run_facets", "job_facets")
-    _DATASET = ("direction", "dataset_namespace", "dataset_name", "table_name", "dataset_type", "version", "facets")
+    _EVENT = ("parent_run_id", "producer", "payload", "kafka_partition", "kafka_offset", "event_kind")
+    _RUN = ("parent_job_name", "root_run_id", "error_message", "run_facets", "job_facets",
+            "parent_job_namespace", "root_job_namespace", "root_job_name")
+    _DATASET = ("direction", "dataset_namespace", "dataset_name", "table_name", "dataset_type", "version", "facets",
+                "symlink_namespace", "symlink_name", "input_facets", "output_facets")
     _PER_EVENT = _BASE + _EVENT + _RUN  # the order of an event's tuple
+    _JOB_FACET = ("facet_name", "facet_value", "facet_time")  # null on the per-event job rows
 
     def __init__(self) -> None:
         # One tuple per event (in the order of _PER_EVENT) and one per dataset (of _DATASET).
         self.events: list[tuple[Any, ...]] = []
         self.datasets: list[tuple[Any, ...]] = []
         self.dataset_event: list[int] = []
+        self.job_facets: list[tuple[int, tuple[str, str], int, dict[str, Any]]] = []
         self.count = 0
 
     def add(
@@ -224,47 +292,62 @@ class Columns:
         carries a model registry or drift facet (`REGISTRY_FACETS`).
 
         Every value is worked out before anything is appended, so an event that fails half way
-        (a facet group that is not an object...) leaves the columns aligned.
+        leaves the columns aligned. Facets that are not objects are stored as sent and ignored
+        for identity, version and type.
         """
         run = event["run"]
-        job = event.get("job") or {}
-        run_facets = run.get("facets") or {}
-        parent = run_facets.get("parent") or {}
+        job = _obj(event.get("job"))
+        run_facets = _obj(run.get("facets"))
+        parent = _obj(run_facets.get("parent"))
+        parent_job, root = _obj(parent.get("job")), _obj(parent.get("root"))
+        root_job = _obj(root.get("job"))
         job_namespace, job_name = job.get("namespace"), job.get("name")
+        when = epoch_us(event_time or parse_time(str(event["eventTime"]), parameter="eventTime"))
+        job_facets = job.get("facets")
         values = (
             eid,
-            epoch_us(event_time or parse_time(str(event["eventTime"]), parameter="eventTime")),
+            when,
             event.get("eventType"),
             str(run["runId"]),
             job_namespace,
             job_name,
-            (parent.get("run") or {}).get("runId"),
+            _obj(parent.get("run")).get("runId"),
             event.get("producer"),
             payload if payload is not None else _dumps(event),
             partition,
             offset,
-            (parent.get("job") or {}).get("name"),
-            ((parent.get("root") or {}).get("run") or {}).get("runId"),
-            (run_facets.get("errorMessage") or {}).get("message"),
-            _dumps(run_facets),
-            _dumps(job.get("facets")),
+            event.get(KIND_KEY, "RunEvent"),
+            parent_job.get("name"),
+            _obj(root.get("run")).get("runId"),
+            _obj(run_facets.get("errorMessage")).get("message"),
+            _dumps(run.get("facets")),
+            _dumps(job_facets),
+            parent_job.get("namespace"),
+            root_job.get("namespace"),
+            root_job.get("name"),
         )
         datasets = []
         registry = False
-        for direction, key in _DIRECTIONS:
+        for direction, key in _DIRECTIONS if KIND_KEY in event else _RUN_DIRECTIONS:
             for ds in event.get(key) or ():
-                own = ds.get("facets") or {}
+                raw = ds.get("facets")
+                own = _obj(raw)
                 more_in, more_out = ds.get("inputFacets"), ds.get("outputFacets")
-                facets = {**own, **(more_in or {}), **(more_out or {})} if more_in or more_out else own
-                registry = registry or not REGISTRY_FACETS.isdisjoint(facets)
-                datasets.append((direction, ds.get("namespace"), ds.get("name"), ev.table_in(own),
-                                 ev.type_in(own), ev.version_in(own), _dumps(facets)))
+                registry = registry or not REGISTRY_FACETS.isdisjoint(own) or (
+                    type(more_in) is dict and not REGISTRY_FACETS.isdisjoint(more_in))
+                sym_ns, sym_name = _symlink(own) if "symlinks" in own else (None, None)
+                datasets.append((direction, ds.get("namespace"), ds.get("name"), _table_in(own),
+                                 _type_in(own), _version_in(own), _dumps(raw), sym_ns, sym_name,
+                                 _dumps(more_in) if more_in else None, _dumps(more_out) if more_out else None))
         self.events.append(values)
         if datasets:
             self.datasets += datasets
             self.dataset_event += [self.count] * len(datasets)
+        key = (job_namespace or "", job_name or "")
+        if job_facets and type(job_facets) is dict:
+            self.job_facets.append((self.count, key, when, job_facets))
         self.count += 1
-        return (job_namespace or "", job_name or ""), registry
+        return key, registry
 
     def tables(self) -> dict[str, pa.Table]:
         """Each table's rows as Arrow, in the table's schema."""
@@ -278,6 +361,7 @@ class Columns:
         # jobs: the job identity is required there (an event without one names the job "").
         arrays["first_seen"], arrays["first_run_id"] = base["event_time"], base["run_id"]
         jobs = {"job_namespace": pc.fill_null(base["job_namespace"], ""), "job_name": pc.fill_null(base["job_name"], "")}
+        jobs.update({name: pa.nulls(self.count, types[name]) for name in self._JOB_FACET})
         at = pa.array(self.dataset_event, pa.int32())
         datasets = {name: base[name].take(at) for name in self._BASE}
         datasets.update({name: _array(name, cols[name], types[name]) for name in self._DATASET})
@@ -286,6 +370,43 @@ class Columns:
             schema = arrow_schema(short)
             out[short] = pa.Table.from_arrays([source[f.name] for f in schema], schema=schema)
         return out
+
+
+def job_facet_rows(changes: Sequence[tuple[tuple[str, str], int, str, bytes, str]]) -> pa.Table:
+    """`jobs` rows for job facet changes: (job, event time in microseconds, facet name, its JSON, run id)."""
+    import pyarrow as pa
+
+    types = _field_types()
+    schema = arrow_schema(JOBS)
+    times = pa.array([c[1] for c in changes], pa.int64()).cast(types["first_seen"])
+    cols = {
+        "job_namespace": pa.array([c[0][0] for c in changes], pa.string()),
+        "job_name": pa.array([c[0][1] for c in changes], pa.string()),
+        "first_seen": times,
+        "first_run_id": pa.array([c[4] for c in changes], pa.string()),
+        "job_facets": pa.nulls(len(changes), pa.string()),
+        "facet_name": pa.array([c[2] for c in changes], pa.string()),
+        "facet_value": _utf8_array([c[3] for c in changes]),
+        "facet_time": times,
+    }
+    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+def _version_in(facets: Mapping[str, Any]) -> str | None:
+    value = _obj(facets.get("version")).get("datasetVersion")
+    return str(value) if value is not None else None
+
+
+def _table_in(facets: Mapping[str, Any]) -> str | None:
+    try:
+        return ev.table_in(facets)
+    except (AttributeError, TypeError):  # a symlinks facet of the wrong shape
+        return None
+
+
+def _type_in(facets: Mapping[str, Any]) -> str | None:
+    value = _obj(facets.get("datasetType")).get("datasetType")
+    return str(value) if value else None
 
 
 def _transpose(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Sequence[Any]]:
@@ -298,6 +419,11 @@ def _array(name: str, values: Sequence[Any], typ: pa.DataType) -> pa.Array:
     import pyarrow as pa
 
     if name in JSON_COLUMNS:
+        if None in values:  # the optional ones (input_facets, output_facets): nulls where absent
+            import pyarrow.compute as pc
+
+            absent = pa.array([v is None for v in values], pa.bool_())
+            return pc.if_else(absent, pa.scalar(None, pa.string()), _utf8_array([v or b"" for v in values]))
         return _utf8_array(values)
     if pa.types.is_timestamp(typ):  # epoch microseconds
         return pa.array(values, pa.int64()).cast(typ)
@@ -323,3 +449,27 @@ def _utf8_array(values: Sequence[bytes]) -> pa.Array:
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
     return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def stored_event_ids(settings: Settings, event_ids: Iterable[str]) -> set[str]:
+    """Which of `event_ids` the lineage store holds (`events` is written last of the row tables,
+    so an id there means the event is stored everywhere); empty when there is no store yet."""
+    from pyiceberg.exceptions import NoSuchTableError
+    from pyiceberg.expressions import In
+
+    from lakehouse.catalog import load_catalog
+
+    wanted = list(event_ids)
+    if not wanted:
+        return set()
+    try:
+        table = load_catalog(settings).load_table((settings.lineage.namespace, EVENTS))
+    except NoSuchTableError:
+        return set()
+    if table.current_snapshot() is None:
+        return set()
+    found: set[str] = set()
+    for i in range(0, len(wanted), 1000):
+        rows = table.scan(row_filter=In("event_id", wanted[i : i + 1000]), selected_fields=("event_id",)).to_arrow()
+        found.update(rows.column("event_id").to_pylist())
+    return found

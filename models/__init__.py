@@ -16,6 +16,7 @@ __all__ = [
     "monitor",
     "pinning",
     "promotion",
+    "recovery",
     "registry",
     "renewal",
     "reproducibility",

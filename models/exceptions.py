@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lakehouse.exceptions import TidemarkError
+from lakehouse.exceptions import InvalidNameError, TidemarkError
 
 
 class UnknownJobError(TidemarkError):
@@ -11,6 +11,10 @@ class UnknownJobError(TidemarkError):
 
 class ModelNotFoundError(TidemarkError):
     """A model, version or alias that the registry does not hold."""
+
+
+class InvalidModelNameError(ModelNotFoundError, InvalidNameError):
+    """A model or alias name that breaks its rule (`lakehouse.names`): no such model can exist."""
 
 
 class TrainingInputError(TidemarkError):

@@ -11,7 +11,9 @@ from typing import Any
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
+from lakehouse.failpoints import step
 from lakehouse.tables import TableName, load_table
+from lineage import columns
 from lineage import events as ev
 from lineage.code import CodeIdentity, environment, module_source
 from lineage.run import RunContext
@@ -22,7 +24,11 @@ from models import inputs as inputs_mod
 from models.execution import Execution, run_job
 from models.exceptions import TrainingInputError
 from models.jobs import TrainingJob, get_job
-from models.registry import InputSnapshot, ModelVersion, Registry
+from models.registry import InputSnapshot, ModelVersion, Registry, check_name
+
+
+# How recovery finishes a training whose process died (lineage.recovery).
+RESOLVER = "models.recovery:resolve_training"
 
 
 @dataclass
@@ -81,6 +87,9 @@ def train(
     input snapshot so expiry keeps it, writes the model card, and emits the registration as the
     MODEL output of the run's COMPLETE event.
     """
+    check_name("model", job.model, "model")
+    for name in job.inputs:
+        TableName.parse(name, parameter="inputs")
     catalog = load_catalog(settings)
     params = dict(job.params if params is None else params)
     unknown = set(snapshots or {}) - set(job.inputs)
@@ -106,7 +115,8 @@ def train(
         tables[name] = table
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
-    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
+    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn, steps="train") as run:
+        run.recoverable(RESOLVER, model=job.model)
         code, env = recorded_identity(run, job.entry_point)
         frames = {}
         recorded = []
@@ -127,6 +137,7 @@ def train(
         blob = pickle.dumps(trained.estimator, protocol=5)
         uri, digest = artifacts.put(settings, blob)
         progress(f"stored artifact {uri}")
+        step("train.written")
         mv = registry.register(
             model=job.model,
             run_id=run.run_id,
@@ -137,18 +148,42 @@ def train(
             metrics=trained.metrics,
             inputs=recorded,
             parameters=params,
-            code=code_record(settings, code),
+            # The holdout scorer rides along with the code identity, so `models renew` can score a
+            # user's job's versions without the job object (extra keys are ignored by compare_code).
+            code={**code_record(settings, code), **({"holdout_entry_point": job.holdout_entry_point} if job.holdout_entry_point else {})},
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
+            before_commit=lambda mv: write_card(settings, mv),
         )
+        step("train.registered")
         tags = pinning.pin(catalog, mv, loaded=tables)
         progress(f"pinned {', '.join(tags)} as {pinning.tag_name(mv.model, mv.version)}")
+        step("train.pinned")
         assert mv.card_uri is not None
-        artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
-        run.add_output(registry.model_dataset(mv, registration=True))
+        model_ds = registry.model_dataset(mv, registration=True)
+        if job.features:
+            model_ds["facets"]["columnLineage"] = feature_lineage(settings, job, dict(zip(pinned, datasets)))
+        run.add_output(model_ds)
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
     return TrainResult(version=mv, card_uri=mv.card_uri)
+
+
+def feature_lineage(settings: Settings, job: TrainingJob, inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The model's `columnLineage` facet: each declared feature from its input table's column (at
+    the snapshot the run read), and the target as a dependency of the whole model (INDIRECT)."""
+    fields = {
+        feature: [columns.InputField.of(inputs[table], feature, description=f"feature {i} of the model, read as stored")]
+        for table, names in job.features.items()
+        if table in inputs  # a job run on other tables than it declares features for reports none of them
+        for i, feature in enumerate(names)
+    }
+    target = [
+        columns.InputField.of(inputs[t], job.target, type="INDIRECT", subtype="TARGET", description="the column the model learns to predict")
+        for t in job.features
+        if job.target and t in inputs
+    ]
+    return columns.facet(settings.lineage.producer, fields, target)
 
 
 def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, dict[str, Any]]:
@@ -202,6 +237,12 @@ def train_on_snapshots(
     hands over, never "whatever main holds by now"); the new version in brief, JSON-ready."""
     mv = train(settings, get_job(job_name), snapshots=dict(snapshots), progress=progress).version
     return {"model": mv.model, "version": mv.version, "run_id": mv.run_id, "snapshots": dict(snapshots), "metrics": mv.metrics}
+
+
+def write_card(settings: Settings, mv: ModelVersion) -> None:
+    """Store the model card at `mv.card_uri` (before the registry row: a version is never seen without it)."""
+    assert mv.card_uri is not None
+    artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
 
 
 def card(mv: ModelVersion) -> dict[str, Any]:

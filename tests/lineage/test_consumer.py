@@ -156,7 +156,11 @@ def test_run_datasets_rows_carry_identity_and_snapshot(settings: Any) -> None:
     assert (row["direction"], row["dataset_namespace"], row["dataset_name"], row["table_name"], row["version"]) == (
         "output", "file", "/w/raw/x", "raw.x", "42",
     )
-    assert json.loads(row["facets"])["outputStatistics"]["rowCount"] == 5
+    # Output facets stay apart from the dataset facets (issue 17): which side a facet came from is kept.
+    assert json.loads(row["output_facets"])["outputStatistics"]["rowCount"] == 5
+    assert "outputStatistics" not in json.loads(row["facets"]) and "symlinks" in json.loads(row["facets"])
+    assert row["input_facets"] is None
+    assert (row["symlink_namespace"], row["symlink_name"]) == (settings.catalog.name, f"{settings.catalog.name}.raw.x")
 
 
 def test_compaction_and_expiry_keep_rows_and_the_offsets_record(settings: Any) -> None:

@@ -44,11 +44,15 @@ def test_each_malformed_shape_gets_its_own_reason() -> None:
     assert decode.check_event(ok) is None
     cases = {
         "not a JSON object": [ok],
-        "missing required field(s): eventType": {k: v for k, v in ok.items() if k != "eventType"},
-        "missing required field(s): eventTime, job": {k: v for k, v in ok.items() if k not in ("eventTime", "job")},
+        "missing required field(s) of a RunEvent: eventTime, job": {k: v for k, v in ok.items() if k not in ("eventTime", "job")},
+        "job.name is missing (JobEvent)": {"eventTime": ok["eventTime"], "job": {"namespace": "n"}},
+        "dataset.name is missing (DatasetEvent)": {"eventTime": ok["eventTime"], "dataset": {"namespace": "n"}},
+        "eventTime is missing or not a string (JobEvent)": {"job": {"namespace": "n", "name": "j"}},
+        "run.runId is a test template's placeholder ('{{ any(result) }}'), not a value: send the event as the producer emitted it":
+            {**ok, "run": {"runId": "{{ any(result) }}"}},
         "run.runId is missing": {**ok, "run": {"runId": ""}},
         "job.name is missing": {**ok, "job": "j"},
-        "eventTime is not a string": {**ok, "eventTime": None},
+        "eventTime is missing or not a string": {**ok, "eventTime": None},
         "eventTime '2026-13-45' is not an ISO-8601 time; write it like 2026-11-26T18:00:00Z": {**ok, "eventTime": "2026-13-45"},
         # OpenLineage's eventTime is an RFC 3339 date-time: the zone is part of it.
         "eventTime '2026-11-26T18:00:00' has no time zone; add one, e.g. 2026-11-26T18:00:00Z (UTC) or an offset such as +01:00":
@@ -58,6 +62,8 @@ def test_each_malformed_shape_gets_its_own_reason() -> None:
     }
     for reason, event in cases.items():
         assert decode.check_event(event) == reason, reason
+    # eventType is optional in OpenLineage 2 (a RunEvent without one is stored, and walks skip it).
+    assert decode.check_event({k: v for k, v in ok.items() if k != "eventType"}) is None
 
 
 def test_events_with_registry_or_drift_facets_reach_the_registry_sync() -> None:

@@ -85,7 +85,7 @@ def test_as_of_answers_as_the_store_stood_then(settings: Any) -> None:
     assert counts == [{"n": 2}]
 
 
-@pytest.mark.parametrize("bad", ["", "nonsense", "model:", "dataset:onlyname", "a.b.c"])
+@pytest.mark.parametrize("bad", ["", "nonsense", "model:", "dataset:onlyname", "a..b", "1a.b"])
 def test_bad_nodes_are_clear_errors(bad: str) -> None:
     with pytest.raises(NotFoundError, match="is not a lineage node"):
         Node.parse(bad)

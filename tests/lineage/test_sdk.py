@@ -62,7 +62,7 @@ def test_emit_file_skips_bad_lines_naming_them(settings: Any, tmp_path: Path) ->
     f = tmp_path / "backfill.jsonl"
     f.write_text("\n".join([json.dumps(good[0]), "{broken", json.dumps(good[1]), '{"eventType": "START"}', json.dumps(good[2])]) + "\n")
     strict = run_cli("lineage", "emit", str(f), "--strict", check=False)
-    assert strict.returncode == 1 and f"{f}:2: not a JSON object" in strict.stderr and "nothing sent" in strict.stderr
+    assert strict.returncode == 1 and f"{f}:2: invalid JSON" in strict.stderr and "nothing sent" in strict.stderr
     out = json.loads(run_cli("lineage", "emit", str(f), "--output", "json").stdout)
     assert out["sent"] == 3 and out["pending"] == 0
     assert [r.split(": ", 1)[0] for r in out["rejected"]] == [f"{f}:2", f"{f}:4"]

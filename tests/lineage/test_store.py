@@ -116,8 +116,12 @@ def test_an_event_becomes_a_row_in_every_table() -> None:
         ("input", "/w/raw/a", "raw.a", "11"),
         ("output", "/w/raw/b", None, "12"),
     ]
-    # A dataset's own facets and its input/output facets are stored together.
-    assert set(orjson.loads(datasets[1]["facets"])) == {"version", "outputStatistics"}
+    # A dataset's own facets and its input/output facets are stored apart (issue 17).
+    assert set(orjson.loads(datasets[1]["facets"])) == {"version"}
+    assert set(orjson.loads(datasets[1]["output_facets"])) == {"outputStatistics"}
+    assert (datasets[0]["symlink_namespace"], datasets[0]["symlink_name"]) == ("tidemark", "raw.a")
+    assert (run["parent_job_namespace"], run["root_job_namespace"], run["root_job_name"]) == ("airflow", "airflow", "dag")
+    assert row["event_kind"] == "RunEvent"
     assert {d["event_id"] for d in datasets} == {"e1"} and all(d["run_id"] == "r1" for d in datasets)
 
 
@@ -169,15 +173,24 @@ def test_a_bad_event_is_refused_whole_and_the_columns_stay_aligned() -> None:
     for bad in (
         _event(eventTime="2026-11-26T18:00:00"),  # no zone: refused as everywhere else
         _event(eventTime="yesterday"),
-        _event(inputs=[{"name": "x", "facets": "not an object"}]),
     ):
-        with pytest.raises((InvalidTimeError, AttributeError)):
+        with pytest.raises(InvalidTimeError):
             cols.add(bad, "bad", None, None)
     cols.add(_event(run_id="good2", outputs=[_ds("/w/b")]), "g2", None, None)
+    # A malformed facet never drops the rest of the event (issue 17): it is kept as sent, and
+    # identity, version and type come from what is well-formed.
+    odd = _event(run_id="odd", inputs=[{"namespace": "n", "name": "x", "facets": "not an object"},
+                                       {"namespace": "n", "name": "y", "facets": {"version": "v", "symlinks": [1], "datasetType": 3}}])
+    odd["run"]["facets"] = {"parent": "not an object"}
+    odd["job"]["facets"] = []
+    cols.add(odd, "o1", None, None)
     out = cols.tables()
-    assert out[store.EVENTS].column("event_id").to_pylist() == ["g1", "g2"]
-    assert out[store.RUN_DATASETS].column("event_id").to_pylist() == ["g1", "g2"]
-    assert cols.count == 2
+    assert out[store.EVENTS].column("event_id").to_pylist() == ["g1", "g2", "o1"]
+    assert out[store.RUN_DATASETS].column("event_id").to_pylist() == ["g1", "g2", "o1", "o1"]
+    odd_rows = out[store.RUN_DATASETS].to_pylist()[2:]
+    assert [(r["dataset_name"], r["version"], r["table_name"], r["facets"]) for r in odd_rows] == [
+        ("x", None, None, '"not an object"'), ("y", None, None, '{"version":"v","symlinks":[1],"datasetType":3}')]
+    assert cols.count == 3
 
 
 def test_no_events_make_empty_tables_of_each_schema() -> None:

@@ -195,8 +195,11 @@ def cmd_models_renew(args: argparse.Namespace) -> int:
     if args.output == "json":
         emit_json(d.to_json())
     else:
-        verdict = f"promoted to {d.alias}" if d.promoted else "kept as a candidate"
-        print(f"{d.model}:{d.candidate_version} {verdict} (holder was version {d.holder_version}): {d.reason}")
+        if d.nothing_new:
+            print(f"{d.model}@{d.alias}: nothing to renew; {d.reason}")
+        else:
+            verdict = f"promoted to {d.alias}" if d.promoted else "kept as a candidate"
+            print(f"{d.model}:{d.candidate_version} {verdict} (holder was version {d.holder_version}): {d.reason}")
     return 0
 
 
@@ -214,8 +217,10 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     if drift is None:
         print("  last drift check: never")
     else:
-        found = "; ".join(f"{t['table']}: {', '.join(t['drifted_features']) or 'no drift'}" for t in drift["tables"]) or "no tables"
-        print(f"  last drift check: {drift['time']} (run {drift['run_id']}): {'DRIFT' if drift['drifted'] else 'no drift'} — {found}")
+        print(f"  last drift check: {drift['time']} (run {drift['run_id']}): {'DRIFT' if drift['drifted'] else 'no drift'}")
+        for t in drift["tables"]:
+            rows = f"rows {t['rows_baseline']} -> {t['rows_current']}"
+            print(f"    {t['table']}: snapshot {t['baseline_snapshot_id']} -> {t['snapshot_id']}, {rows}: {'; '.join(t['reasons']) or 'no drift'}")
     if st["candidates"]:
         for c in st["candidates"]:
             print(f"  candidate version {c['version']} ({c['created_at']}): {metrics_text(c['metrics'])}")
@@ -227,6 +232,13 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     else:
         verdict = "promoted" if d.get("promoted") else "not promoted"
         print(f"  last automatic decision: {d['time']}: version {d.get('candidate_version')} {verdict} to {d.get('alias')}: {d.get('reason')}")
+    rejected = st["rejected_moves"]
+    if rejected:
+        print(f"  REJECTED moves from events ({len(rejected)}, never applied):")
+        for r in rejected:
+            what = f"archive version {r['version']}" if r["action"] == "archive" else f"{r['alias']} -> version {r['version']}"
+            forced = " (claims forced)" if r["forced"] else ""
+            print(f"    {r['time']} {what}{forced} run {r['run_id']}: {r['rejected_because']}")
     return 0
 
 

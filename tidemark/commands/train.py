@@ -15,7 +15,7 @@ def register(sub: Subcommands) -> None:
     # what the repeatable --input, --param and --snapshot collect.
     sp = add_command(
         sub, "train", cmd_train, "run a training job on pinned snapshots and register the model",
-        parameters={"inputs": "--input", "pairs": "--param", "params": "--param", "snapshots": "--snapshot"},
+        parameters={"inputs": "--input", "pairs": "--param", "params": "--param", "snapshots": "--snapshot", "holdout_entry_point": "--holdout"},
     )
     sp.add_argument("job", help="a job name (wine_classifier, diabetes_regressor) or your own module:function")
     sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a job parameter (repeatable)")
@@ -24,6 +24,10 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--input", action="append", metavar="NS.TABLE", help="input table (repeatable; required for a module:function job)")
     sp.add_argument("--primary-metric", help="the metric promotion compares (default: the job's)")
     sp.add_argument("--metric-goal", choices=("max", "min"), help="max: higher is better; min: lower is better")
+    sp.add_argument(
+        "--holdout", metavar="MODULE:FUNCTION",
+        help="the job's holdout scorer, score(estimator, inputs, params) -> metrics: lets `models renew` compare versions",
+    )
 
     sp = add_command(sub, "retrain", cmd_retrain, "retrain a model version from its recorded snapshots and report what is identical")
     sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
@@ -44,7 +48,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = current_settings()
     job = resolve_job(
-        args.job, model=args.model, inputs=args.input or (), primary_metric=args.primary_metric, metric_goal=args.metric_goal
+        args.job, model=args.model, inputs=args.input or (), primary_metric=args.primary_metric, metric_goal=args.metric_goal,
+        holdout_entry_point=args.holdout,
     )
     snapshots = snapshot_ids(args.snapshot)
     result = train(settings, job, params=parse_params(job, args.param or []), snapshots=snapshots, progress=progress)
