@@ -1,8 +1,10 @@
 """`retrain_model`: retrain a registered model from its recorded snapshots, by hand from the UI.
 
 Params: `model` (required), `version` or `alias` (neither: the latest version), `as_of` (train on the
-snapshots current at that time instead). The report (data / code / environment / metrics / artifact
-identical?) is the task's return value and log.
+snapshots current at that time instead), `environment` and `code` (`recorded`: the rebuilt recorded
+environment, the recorded git commit; see the README's "Reproducing a model months later"). The
+report (verdict, causes; data / code / packages / platform / metrics / artifact identical?) is the
+task's return value and log.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from lakehouse import names
 
 log = logging.getLogger(__name__)
 # The library's parameter -> this DAG's param, for errors about a value given here.
-PARAMS = {"model": "model", "version": "version", "alias": "alias", "as_of": "as_of"}
+PARAMS = {"model": "model", "version": "version", "alias": "alias", "as_of": "as_of", "environment": "environment", "code": "code"}
 
 
 @dag(
@@ -33,6 +35,8 @@ PARAMS = {"model": "model", "version": "version", "alias": "alias", "as_of": "as
         "version": Param(None, type=["null", "integer"], minimum=1, description="a version number, or empty"),
         "alias": Param(None, type=["null", "string"], pattern=names.json_pattern("alias", optional=True), description="an alias such as production, or empty"),
         "as_of": Param(None, type=["null", "string"], description="ISO time: train on the snapshots current then"),
+        "environment": Param("current", enum=["current", "recorded"], description="recorded: rebuild the recorded package versions"),
+        "code": Param("current", enum=["current", "recorded"], description="recorded: run the job from the recorded git commit"),
     },
 )
 def retrain_model() -> None:
@@ -44,7 +48,10 @@ def retrain_model() -> None:
         p = context["params"]
         with one_line_failure(), params_named(PARAMS):
             ref = str(ModelRef.of(p.get("model"), version=p.get("version"), alias=p.get("alias") or None))
-            report = run(settings(), ref, as_of=p.get("as_of") or None, progress=log.info).to_json()
+            report = run(
+                settings(), ref, as_of=p.get("as_of") or None, progress=log.info,
+                environment=p.get("environment") or "current", code=p.get("code") or "current",
+            ).to_json()
         log.info("retrained %s: %s (identical=%s)", ref, report["verdict"], report["identical"])
         return report
 

@@ -1,7 +1,7 @@
 """Which versions of a model can still be reproduced, and which cannot, before anyone needs one.
 
 Per version: the last retrain's verdict and causes (each retrain writes them beside the model
-card, `<warehouse>/models/NAME/VERSION/last-retrain.json`), and what would block a reproduction
+card, `<warehouse>/models/NAME/VERSION/RUN/last-retrain.json`), and what would block a reproduction
 now: an input snapshot expired or its table dropped, the code neither importable as recorded
 nor recoverable (commit unreachable, no stored source), the environment not rebuildable (no list
 of imported distributions, no interpreter of its Python, and with `check_install` a version pip
@@ -28,12 +28,12 @@ from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from models import artifacts, environments
 from models.exceptions import EnvironmentBuildError, ModelNotFoundError
-from models.registry import ModelVersion, Registry
+from models.registry import ModelVersion, Registry, card_uri
 
 
-def last_retrain_uri(settings: Settings, model: str, version: int) -> str:
-    # The version's folder: cards sit one level down, keyed by the run that registered it.
-    return f"{settings.warehouse.rstrip('/')}/models/{model}/{version}/last-retrain.json"
+def last_retrain_uri(settings: Settings, model: str, version: int, run_id: str) -> str:
+    """Beside the version's card (whose folder names the training run that registered it)."""
+    return card_uri(settings, model, version, run_id).rsplit("/", 1)[0] + "/last-retrain.json"
 
 
 def record_retrain(settings: Settings, report: Any) -> None:
@@ -48,12 +48,13 @@ def record_retrain(settings: Settings, report: Any) -> None:
         "code": report.code_ran.get("kind"),
         "as_of": report.as_of,
     }
-    artifacts.put_text(settings, last_retrain_uri(settings, report.model, report.version), json.dumps(data, indent=2, sort_keys=True))
+    uri = last_retrain_uri(settings, report.model, report.version, report.reproduces_run_id)
+    artifacts.put_text(settings, uri, json.dumps(data, indent=2, sort_keys=True))
 
 
-def last_retrain(settings: Settings, model: str, version: int) -> dict[str, Any] | None:
+def last_retrain(settings: Settings, mv: ModelVersion) -> dict[str, Any] | None:
     try:
-        return json.loads(artifacts.get(settings, last_retrain_uri(settings, model, version)))  # type: ignore[no-any-return]
+        return json.loads(artifacts.get(settings, last_retrain_uri(settings, mv.model, mv.version, mv.run_id)))  # type: ignore[no-any-return]
     except (FileNotFoundError, OSError, ValueError):
         return None
 
@@ -197,7 +198,7 @@ def status(
             VersionReproducibility(
                 model=mv.model,
                 version=mv.version,
-                last_retrain=last_retrain(settings, mv.model, mv.version),
+                last_retrain=last_retrain(settings, mv),
                 blockers=blockers + code_blockers + env_blockers,
                 data="unavailable" if blockers else "available",
                 code=code,

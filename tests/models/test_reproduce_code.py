@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from models import environments
 from models.exceptions import RecordedCodeError
 from models.jobs import resolve_job
 from models.registry import Registry
 from models.retrain import retrain
 from models.train import train
-from tests.models.conftest import land, wine_part
+from tests.models.conftest import fill, land, wine_part
 
 _JOB = '''
 from models.jobs import Trained, _features
@@ -43,7 +44,7 @@ def _write(module: Path, depth: str) -> None:
 
 
 def test_recorded_commit_and_recorded_dirty_source_reproduce(
-    tmp_path: Path, local_settings: Any, transport: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, local_settings: Any, transport: Any, monkeypatch: pytest.MonkeyPatch, wheel_dir: Path
 ) -> None:
     repo = tmp_path / "repo"
     pkg = repo / "userjobs_c1"
@@ -72,6 +73,12 @@ def test_recorded_commit_and_recorded_dirty_source_reproduce(
     assert back.verdict == "reproduced" and back.identical and back.code_identical, back.to_json()
     assert back.code_ran == {"kind": "recorded", "from": "git worktree", "commit": first, "repository": v1.code["repository"]}
     assert _git(repo, "worktree", "list").count("\n") == 0  # the temporary worktree is gone
+    # The full reproduction: the recorded commit in the recorded environment.
+    fill(wheel_dir, environments.requirements(v1.environment))
+    full = retrain(local_settings, "tree:1", transport=transport, code="recorded", environment="recorded",
+                   find_links=[str(wheel_dir)], no_index=True)
+    assert full.verdict == "reproduced" and full.identical, full.to_json()
+    assert full.environment_ran["kind"] == "recorded" and full.code_ran["commit"] == first
 
     # Trained from a dirty tree: the commit alone does not hold the module; its stored source does.
     _write(module, "2")

@@ -31,7 +31,9 @@
       var head = document.createElement("p");
       head.className = r.identical ? "tm-good" : "tm-bad";
       head.id = "tm-retrain-verdict";
-      head.textContent = (r.identical ? "identical" : "different") + " — retrain run " + r.run_id;
+      var causes = (r.causes || []).map(function (c) { return c.cause; }).join(", ");
+      head.textContent = (r.identical ? "identical" : "different") + " — " + r.verdict +
+        (causes ? " (causes, most likely first: " + causes + ")" : "") + " — retrain run " + r.run_id;
       out.appendChild(head);
       var table = document.createElement("table");
       table.className = "tm-table";
@@ -44,7 +46,11 @@
       }).join("; ");
       var artifact = "sha256 " + r.artifact.new_sha256 + (r.artifact.identical ? "" : " (recorded " + r.artifact.old_sha256 + ")");
       [["data", r.data, data], ["code", r.code, (r.code.differences || []).join("; ") || r.entry_point],
-       ["environment", r.environment, (r.environment.differences || []).join("; ") || "same Python and packages"],
+       ["packages", {identical: r.environment.imported_identical},
+        (r.environment.packages || []).filter(function (c) { return c.imported; }).map(function (c) {
+          return c.name + " " + c.recorded + " → " + c.current;
+        }).join("; ") || "the packages the job imports are as recorded"],
+       ["platform", r.platform, (r.platform.differences || []).join("; ") || "same CPU, BLAS and OS"],
        ["metrics", r.metrics, metrics], ["artifact", r.artifact, artifact]].forEach(function (p) {
         var tr = document.createElement("tr");
         cell(tr, p[0]);
