@@ -66,7 +66,7 @@ def _check(event: Any) -> tuple[str | None, datetime | None]:
 
 def kind_of(event: Mapping[str, Any]) -> str:
     """RunEvent, JobEvent or DatasetEvent, by the fields the OpenLineage 2 schema requires of each."""
-    if "run" in event:
+    if "run" in event or "eventType" in event:  # a run state without a run is a broken RunEvent
         return "RunEvent"
     if "dataset" in event and "job" not in event:
         return "DatasetEvent"
