@@ -50,6 +50,30 @@ def params_named(params: Mapping[str, str]) -> Iterator[None]:
         raise DagConfigError(reword(exc, words), parameter=params[exc.parameter]) from exc
 
 
+@contextmanager
+def one_line_failure() -> Iterator[None]:
+    """Within: a TidemarkError (bad input: a param, a snapshot id, an unknown model, a job module that
+    does not import) fails the task with its one line, logged as such, and no retry (retrying cannot
+    fix the input). Anything else (a bug, a service down) passes through for Airflow's retries."""
+    try:
+        yield
+    except TidemarkError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        log.error("%s", message)
+        raise AirflowFailException(message) from None
+
+
+def nothing_new(reason: str) -> Exception:
+    """The exception that ends a task whose schedule found nothing new: the task is skipped (not
+    failed) and `reason` is its log line."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.info("%s", reason)
+    return AirflowSkipException(reason)
+
+
 def asset_uri(table: str) -> str:
     """The Airflow Asset URI of an Iceberg table (the same string in the ingest, training and monitor DAGs)."""
     return ASSET_SCHEME + str(TableName.parse(table))

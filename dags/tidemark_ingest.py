@@ -1,13 +1,16 @@
 """One ingest DAG per configured feed (dags/sources.yaml, see `ingest.feeds`): land -> validate -> publish | quarantine.
 
 - `land`: each new file is written to an audit branch of the table, its rows checked by the table's
-  Great Expectations suite as they stream (one read of the file); nothing is published yet.
+  Great Expectations suite as they stream (one read of the file); nothing is published yet. A file
+  that cannot be landed does not stop the others; it fails the run at `quarantine`, named. No new
+  file (none matches, or each is already landed): the task is skipped with that reason, and so is
+  the rest of the run.
 - `validate`: the gate's decision, read from the audited snapshots: which to publish, which to refuse.
 - `publish`: main moves to the audited snapshot(s); the table's Asset gets an event whose extra carries
   the published snapshot id, which is what the training DAGs train on. Skipped when nothing passed,
   so no asset event and no training.
 - `quarantine`: failed landings are kept on `quarantine-<run>` branches and the task fails, so the
-  DAG run is failed and main is untouched.
+  DAG run is failed and main is untouched by them; so does a file that could not be landed at all.
 
 Parsing this file reads only the small sources file: every heavy import happens inside a task.
 """
@@ -22,7 +25,7 @@ import pendulum
 from airflow.sdk import DAG, Asset, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from dag_support import asset_uri, settings
+from dag_support import asset_uri, nothing_new, one_line_failure, settings
 from ingest.feeds import Feed, load_feeds
 
 SOURCES = Path(os.environ.get("TIDEMARK_AIRFLOW_SOURCES") or Path(__file__).with_name("sources.yaml"))
@@ -44,7 +47,17 @@ def ingest_dag(feed: Feed) -> DAG:
         def land() -> list[dict[str, Any]]:
             from ingest.feeds import land_feed
 
-            return land_feed(settings(), feed)
+            with one_line_failure():
+                staged = land_feed(settings(), feed)
+            if not any(not s.get("skipped") for s in staged):
+                # A schedule that finds nothing new is a skipped run, not a green one that did nothing
+                # silently nor a red one: say why, and what lands a file again.
+                seen = ", ".join(str(s["file"]) for s in staged)
+                raise nothing_new(
+                    f"nothing new in {feed.location}: "
+                    + (f"already landed in {feed.table}: {seen} (`tidemark ingest FILE --table {feed.table} --force` lands one again)" if staged else "no file matches")
+                )
+            return staged
 
         @task
         def validate(staged: list[dict[str, Any]]) -> dict[str, Any]:
@@ -66,7 +79,7 @@ def ingest_dag(feed: Feed) -> DAG:
         def quarantine(decision: dict[str, Any]) -> list[str]:
             from ingest.feeds import quarantine_staged
 
-            if not decision["quarantine"]:
+            if not decision["quarantine"] and not decision.get("failed"):
                 raise AirflowSkipException("every landing passed its gate")
             return quarantine_staged(settings(), decision)
 

@@ -8,6 +8,8 @@
 - `renew_<model>` runs on that drift Asset, or weekly: it trains a candidate on the new snapshots,
   scores it and the alias holder on the same holdout, and promotes it only if it passes the promotion
   gate; otherwise it stays a candidate and the reason is recorded (`tidemark models status <model>`).
+  A run that finds nothing to do (no published snapshot yet, no alias holder, the holder already
+  trained on exactly that data) is skipped with the reason; a bad `snapshots` param fails in one line.
 """
 
 from __future__ import annotations
@@ -16,13 +18,30 @@ import logging
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
-from dag_support import asset_event_extras, asset_uri, drift_asset_uri, settings, snapshots_from_asset_events
+from dag_support import (
+    DagConfigError,
+    asset_event_extras,
+    asset_uri,
+    drift_asset_uri,
+    nothing_new,
+    one_line_failure,
+    params_named,
+    settings,
+    snapshots_from_asset_events,
+)
 from models.jobs import JOBS, TrainingJob
 
 log = logging.getLogger(__name__)
+
+
+def _snapshot_id(table: Any, value: Any) -> int:
+    """A snapshot id from the `snapshots` param: a whole number (JSON may bring it as text)."""
+    try:
+        return int(str(value))
+    except ValueError:
+        raise DagConfigError(f"param `snapshots`: {table}={value!r} is not a snapshot id (a whole number; `tidemark tables` lists them)", parameter="snapshots") from None
 
 
 def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
@@ -43,10 +62,11 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
         def check_drift(**context: Any) -> dict[str, Any]:
             from models.monitor import check_alias_holders
 
-            snapshots = snapshots_from_asset_events(job.inputs, asset_event_extras(context, inputs))
-            found = check_alias_holders(settings(), job.model, snapshots)
+            with one_line_failure():
+                snapshots = snapshots_from_asset_events(job.inputs, asset_event_extras(context, inputs))
+                found = check_alias_holders(settings(), job.model, snapshots)
             if found is None:
-                raise AirflowSkipException(f"no drift for {job.model} on {snapshots}; nothing to renew")
+                raise nothing_new(f"no drift for {job.model} on {snapshots} (or no alias holder to watch); nothing to renew")
             context["outlet_events"][drift].extra = found
             return found
 
@@ -60,25 +80,44 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
         max_active_runs=1,
         tags=["tidemark", "monitoring"],
         doc_md=__doc__,
+        params={
+            "snapshots": Param(
+                {}, type="object", description="by hand: the snapshot per input table to renew on, e.g. {\"raw.wine\": 123}; empty: the newest published"
+            ),
+        },
     ) as renew:
 
         @task(inlets=[drift, *inputs])
         def renew_on_new_data(**context: Any) -> dict[str, Any]:
             from models.renewal import renew_alias
 
-            newest = snapshots_from_asset_events(job.inputs, asset_event_extras(context, inputs))
-            drift_events = asset_event_extras(context, [drift])[drift.uri]  # triggering ones, else the newest
-            found = drift_events[-1] if drift_events else None
-            triggered = drift in (context.get("triggering_asset_events") or {})
-            # Renew because of drift when a drift event triggered the run, or when a hand/weekly run finds
-            # that the newest data is the data that drifted; else a plain scheduled renewal on the newest data.
-            if found and (triggered or {k: int(v) for k, v in found["snapshots"].items()} == newest):
-                snapshots = {k: int(v) for k, v in found["snapshots"].items()}
-                decision = renew_alias(settings(), job.model, found["alias"], snapshots, "drift", found.get("drift_run_id"), progress=log.info)
-            else:
-                decision = renew_alias(settings(), job.model, "production", newest, "schedule", progress=log.info)
+            p = context.get("params") or {}
+            with one_line_failure():
+                given = {str(k): _snapshot_id(k, v) for k, v in (p.get("snapshots") or {}).items()}
+                unknown = sorted(set(given) - set(job.inputs))
+                if unknown:
+                    raise DagConfigError(f"param `snapshots`: {', '.join(unknown)} is not an input of {job.model} (inputs: {', '.join(job.inputs)})", parameter="snapshots")
+                extras = asset_event_extras(context, inputs)
+                published = {t for t in job.inputs if any(e.get("snapshot_id") is not None for e in extras.get(asset_uri(t), []))}
+                if not given and published != set(job.inputs):
+                    missing = ", ".join(sorted(set(job.inputs) - published))
+                    raise nothing_new(f"nothing to renew {job.model} on: no published snapshot of {missing} yet (its ingest DAG publishes one)")
+                newest = given or snapshots_from_asset_events(job.inputs, extras)
+                drift_events = asset_event_extras(context, [drift])[drift.uri]  # triggering ones, else the newest
+                found = drift_events[-1] if drift_events else None
+                triggered = drift in (context.get("triggering_asset_events") or {})
+                # Renew because of drift when a drift event triggered the run, or when a hand/weekly run finds
+                # that the newest data is the data that drifted; else a plain scheduled renewal on the newest data.
+                with params_named({"snapshots": "snapshots"}):
+                    if found and not given and (triggered or {k: int(v) for k, v in found["snapshots"].items()} == newest):
+                        snapshots = {k: int(v) for k, v in found["snapshots"].items()}
+                        decision = renew_alias(settings(), job.model, found["alias"], snapshots, "drift", found.get("drift_run_id"), progress=log.info)
+                    else:
+                        decision = renew_alias(settings(), job.model, "production", newest, "schedule" if not given else "manual", progress=log.info)
             if decision is None:
-                raise AirflowSkipException(f"no version of {job.model} holds the alias yet; nothing to renew")
+                raise nothing_new(f"no version of {job.model} holds the alias yet; nothing to renew (promote a first version)")
+            if decision.get("nothing_new"):
+                raise nothing_new(decision["reason"])
             return decision
 
         renew_on_new_data()

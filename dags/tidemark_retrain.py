@@ -13,7 +13,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from dag_support import params_named, settings
+from dag_support import one_line_failure, params_named, settings
+from lakehouse import names
 
 log = logging.getLogger(__name__)
 # The library's parameter -> this DAG's param, for errors about a value given here.
@@ -27,9 +28,10 @@ PARAMS = {"model": "model", "version": "version", "alias": "alias", "as_of": "as
     tags=["tidemark", "training"],
     doc_md=__doc__,
     params={
-        "model": Param("wine", type="string", minLength=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="registered model name"),
+        # The trigger form checks the names by the same rule the library does (lakehouse.names).
+        "model": Param("wine", type="string", pattern=names.json_pattern("model"), description="registered model name"),
         "version": Param(None, type=["null", "integer"], minimum=1, description="a version number, or empty"),
-        "alias": Param(None, type=["null", "string"], description="an alias such as production, or empty"),
+        "alias": Param(None, type=["null", "string"], pattern=names.json_pattern("alias", optional=True), description="an alias such as production, or empty"),
         "as_of": Param(None, type=["null", "string"], description="ISO time: train on the snapshots current then"),
     },
 )
@@ -40,10 +42,10 @@ def retrain_model() -> None:
         from models.retrain import retrain as run
 
         p = context["params"]
-        with params_named(PARAMS):
+        with one_line_failure(), params_named(PARAMS):
             ref = str(ModelRef.of(p.get("model"), version=p.get("version"), alias=p.get("alias") or None))
             report = run(settings(), ref, as_of=p.get("as_of") or None, progress=log.info).to_json()
-        log.info("retrained %s: identical=%s", ref, report["identical"])
+        log.info("retrained %s: %s (identical=%s)", ref, report["verdict"], report["identical"])
         return report
 
     retrain()

@@ -14,7 +14,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, task
 
-from dag_support import asset_event_extras, asset_uri, settings, snapshots_from_asset_events
+from dag_support import asset_event_extras, asset_uri, one_line_failure, settings, snapshots_from_asset_events
 from models.jobs import JOBS, TrainingJob
 
 log = logging.getLogger(__name__)
@@ -35,13 +35,15 @@ def train_dag(job: TrainingJob) -> DAG:
 
         @task(inlets=assets)
         def pick_snapshots(**context: Any) -> dict[str, int]:
-            return snapshots_from_asset_events(job.inputs, asset_event_extras(context, assets))
+            with one_line_failure():
+                return snapshots_from_asset_events(job.inputs, asset_event_extras(context, assets))
 
         @task
         def train(snapshots: dict[str, int]) -> dict[str, Any]:
             from models.train import train_on_snapshots
 
-            return train_on_snapshots(settings(), job.name, snapshots, progress=log.info)
+            with one_line_failure():
+                return train_on_snapshots(settings(), job.name, snapshots, progress=log.info)
 
         train(pick_snapshots())
     return dag

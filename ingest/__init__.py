@@ -8,4 +8,4 @@ its messages), `datasets` (lineage), `result` (what a landing reports; `land` re
 tests/test_architecture.py fails when another package imports them or an underscored name.
 """
 
-__all__ = ["exceptions", "feeds", "land", "quarantine", "sources"]
+__all__ = ["columns", "exceptions", "feeds", "land", "quarantine", "recovery", "sources"]

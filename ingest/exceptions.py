@@ -11,6 +11,14 @@ class SourceError(TidemarkError):
     """A source file is missing, empty or unreadable."""
 
 
+class LandingsFailedError(TidemarkError):
+    """Some files of a multi-file ingest failed (each file's outcome is in `outcomes`); the others landed."""
+
+    def __init__(self, message: str, outcomes: list[Any] | None = None, *, parameter: str | None = None) -> None:
+        super().__init__(message, parameter=parameter)
+        self.outcomes = outcomes or []
+
+
 class SuiteError(TidemarkError):
     """A validation suite file does not parse or names an unknown expectation."""
 

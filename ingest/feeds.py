@@ -10,7 +10,9 @@ Landing a feed is write-audit-publish cut into steps that pass only JSON between
 tasks hand them over as XCom): `land_feed` writes each new file to its own audit branch (nothing
 published), `validate_staged` reads the gate's verdict of each, `publish_staged` moves main to the
 ones that passed, in landing order, and `quarantine_staged` keeps the failed ones on quarantine
-branches and raises `GateFailedError`, leaving main untouched by them.
+branches and raises `GateFailedError`, leaving main untouched by them. A file that cannot be landed
+at all (unreadable, a schema it cannot join) does not stop the others: it is staged as failed,
+the good files are published, and `quarantine_staged` fails the run naming it.
 """
 
 from __future__ import annotations
@@ -90,10 +92,12 @@ def load_feeds(path: Path) -> list[Feed]:
 def land_feed(settings: Settings, feed: Feed) -> list[dict[str, Any]]:
     """Land every file of the feed not yet in the table onto its own audit branch (nothing published).
 
-    A glob that matches no file is not an error for a scheduled run: there is nothing new.
+    A glob that matches no file is not an error for a scheduled run: there is nothing new. A file
+    that fails is staged as `{"file", "error"}` and the others still land (`quarantine_staged` fails
+    the run naming it).
     """
     from ingest import sources
-    from ingest.land import land
+    from ingest.land import FAILED, land, land_each
 
     location = feed.resolved_location(settings)
     try:
@@ -103,11 +107,20 @@ def land_feed(settings: Settings, feed: Feed) -> list[dict[str, Any]]:
             log.info("%s: no file matches; nothing to land", location)
             return []
         raise
-    staged = []
-    for f in files:
-        r = land(settings, f, feed.table, suite_file=feed.suite, fmt=feed.format, publish=False, progress=log.info)
-        staged.append({"file": f, "skipped": r.skipped, "branch": r.audit_branch, "snapshot_id": r.snapshot_id, "run_id": r.run_id, "rows": r.rows})
-        log.info("%s: %s", f, "already landed" if r.skipped else f"audited snapshot {r.snapshot_id} on branch {r.audit_branch}")
+    staged: list[dict[str, Any]] = []
+    outcomes = land_each(
+        files,
+        lambda f: land(settings, f, feed.table, suite_file=feed.suite, fmt=feed.format, publish=False, progress=log.info),
+        keep_going=True,
+    )
+    for o in outcomes:
+        if o.outcome == FAILED:
+            log.error("%s: %s", o.source, o.error)
+            staged.append({"file": o.source, "error": str(o.error)})
+            continue
+        r = o.result
+        staged.append({"file": o.source, "skipped": r.skipped, "branch": r.audit_branch, "snapshot_id": r.snapshot_id, "run_id": r.run_id, "rows": r.rows})
+        log.info("%s: %s", o.source, "already landed" if r.skipped else f"audited snapshot {r.snapshot_id} on branch {r.audit_branch}")
     return staged
 
 
@@ -115,8 +128,11 @@ def validate_staged(settings: Settings, table: str, staged: Sequence[Mapping[str
     """The gate's decision for each audited landing: which branches to publish, which to quarantine."""
     from ingest.land import audit_verdict
 
-    decision: dict[str, Any] = {"table": table, "publish": [], "quarantine": [], "verdicts": []}
+    decision: dict[str, Any] = {"table": table, "publish": [], "quarantine": [], "verdicts": [], "failed": []}
     for s in staged:
+        if s.get("error"):
+            decision["failed"].append({"file": s["file"], "error": s["error"]})
+            continue
         if s.get("skipped") or not s.get("branch"):
             continue
         v = audit_verdict(settings, table, s["branch"])
@@ -149,15 +165,21 @@ def publish_staged(settings: Settings, decision: Mapping[str, Any]) -> dict[str,
 
 
 def quarantine_staged(settings: Settings, decision: Mapping[str, Any]) -> list[str]:
-    """Move the failed landings to quarantine branches, then fail: main is untouched by them."""
+    """Move the failed landings to quarantine branches, then fail: main is untouched by them. Files
+    that could not be landed at all fail the run too, named with their reasons."""
     from ingest.land import quarantine_audited
 
     table = decision["table"]
     kept = [quarantine_audited(settings, table, b) for b in decision["quarantine"]]
+    failed = decision.get("failed") or []
+    unlanded = "; ".join(f"{f['error']}" for f in failed)
     if kept:
         reasons = "; ".join(f"{v['file']}: {v['failures']}" for v in decision["verdicts"] if v["success"] is False)
         raise GateFailedError(
             f"validation gate failed for {table}: {reasons}. main is unchanged; the rows are on "
             f"{', '.join(kept)} (`tidemark ingest quarantine show {table} {kept[0]}`)"
+            + (f". Not landed: {unlanded}" if failed else "")
         )
+    if failed:
+        raise SourceError(f"{len(failed)} file(s) could not be landed into {table} (the others were): {unlanded}")
     return kept

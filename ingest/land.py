@@ -21,22 +21,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ingest import datasets, sources, target, verdict
+from ingest import columns, datasets, sources, target, verdict
 from ingest import gate as gates
 from ingest import schema as schemas
 from ingest import write as writes
 from ingest.batches import BATCH_ROWS, Rebatcher
-from ingest.exceptions import GateFailedError, PublishError, SourceError
-from ingest.result import LandingResult
+from ingest.exceptions import GateFailedError, LandingsFailedError, PublishError, SourceError
+from ingest.result import FAILED, LANDED, NOT_TRIED, SKIPPED, FileOutcome, LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, QUARANTINE_PREFIX, AuditVerdict
 from ingest.write import Advance, Progress
 from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.exceptions import BranchError
+from lakehouse.exceptions import BranchError, TidemarkError
+from lakehouse.failpoints import step
 from lakehouse.tables import (
     JOB_NAME,
     RUN_ID,
@@ -57,17 +58,27 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 __all__ = [
+    "FAILED",
+    "LANDED",
+    "NOT_TRIED",
+    "SKIPPED",
     "AuditVerdict",
+    "FileOutcome",
     "LandingResult",
     "audit_verdict",
     "land",
     "land_all",
+    "land_each",
+    "raise_failures",
     "landed_snapshot",
     "publish_audited",
     "quarantine_audited",
 ]
 
 log = logging.getLogger(__name__)
+
+# How recovery finishes a landing or publish whose process died (lineage.recovery).
+RESOLVER = "ingest.recovery:resolve"
 
 # Called with the audit branch and its snapshot id once a landing's gate passed, right before it
 # is published: a caller may record it, or (tests) move main in between to force the re-apply.
@@ -83,13 +94,60 @@ def landed_snapshot(table: Table, sha256: str) -> int | None:
     return None
 
 
-def land_all(settings: Settings, location: str, table: str, **kwargs: Any) -> list[LandingResult]:
+def land_all(settings: Settings, location: str, table: str, *, keep_going: bool = False, **kwargs: Any) -> list[LandingResult]:
     """Land every file a location names (a path, a URI, or a glob); each file is its own landing.
 
-    Files land one after the other; the first failure stops the rest (earlier ones stay landed).
+    Files land one after the other, in name order. Without `keep_going` the first failure stops
+    the rest and is raised, saying which files were not tried (earlier ones stay landed). With it
+    every file is tried and, if any failed, LandingsFailedError names them (`.outcomes`: each file's).
     """
     TableName.parse(table)
-    return [land(settings, loc, table, **kwargs) for loc in sources.expand(location, settings.catalog.properties)]
+    locations = sources.expand(location, settings.catalog.properties)
+    outcomes = land_each(locations, lambda loc: land(settings, loc, table, **kwargs), keep_going=keep_going)
+    raise_failures(outcomes, table)
+    return [o.result for o in outcomes if o.result is not None]
+
+
+def land_each(locations: list[str], land_one: Callable[[str], LandingResult], *, keep_going: bool = False) -> list[FileOutcome]:
+    """`land_one` for each location in turn; each file's outcome, never an exception of Tidemark's.
+
+    Without `keep_going` the first failure stops the rest (reported as not tried).
+    """
+    outcomes: list[FileOutcome] = []
+    for i, location in enumerate(locations):
+        try:
+            result = land_one(location)
+        except TidemarkError as exc:
+            outcomes.append(FileOutcome(location, FAILED, error=exc))
+            if not keep_going:
+                outcomes += [FileOutcome(rest, NOT_TRIED) for rest in locations[i + 1 :]]
+                break
+            continue
+        outcomes.append(FileOutcome(location, SKIPPED if result.skipped else LANDED, result=result))
+    return outcomes
+
+
+def raise_failures(outcomes: list[FileOutcome], table: str) -> None:
+    """Raise for the failed files, in one line: a lone failure as itself, several as LandingsFailedError."""
+    failed = [o for o in outcomes if o.outcome == FAILED]
+    if not failed:
+        return
+    untried = [o.source for o in outcomes if o.outcome == NOT_TRIED]
+    first = failed[0].error
+    assert first is not None
+    if untried:
+        names = ", ".join(untried[:3]) + (f" and {len(untried) - 3} more" if len(untried) > 3 else "")
+        raise LandingsFailedError(
+            f"{first}; {len(untried)} later file(s) not tried: {names} (--keep-going tries every file)", outcomes, parameter=first.parameter
+        ) from first
+    if len(failed) == 1:
+        raise first
+    landed = sum(1 for o in outcomes if o.outcome in (LANDED, SKIPPED))
+    raise LandingsFailedError(
+        f"{len(failed)} of {len(outcomes)} files failed to land into {table}: "
+        f"{', '.join(o.source for o in failed)} (each one's reason is listed above); the other {landed} landed or were already in",
+        outcomes,
+    )
 
 
 def land(
@@ -108,6 +166,7 @@ def land(
     data_docs: bool = True,
     publish: bool = True,
     on_audited: Audited | None = None,
+    rename: Mapping[str, str] | None = None,
 ) -> LandingResult:
     """Land one source file into `namespace.table` through the table's gate. See the module docstring.
 
@@ -115,7 +174,11 @@ def land(
     with the gate's verdict in its summary, for a scheduler to decide in separate, visible steps
     (`publish_audited` or `quarantine_audited`), as the Airflow ingest DAGs do. `on_audited`: see
     `Audited`. `progress` gets one line per step, `advance` rows and the share of the file done.
+    `rename`: source column -> table column, for a file whose header names a column otherwise
+    (reported as a transformation in the run's column-level lineage, as every cast is).
     """
+    import pyarrow as pa
+
     started = time.perf_counter()
     name = TableName.parse(table)
     if sources.GLOB_CHARS & set(location):
@@ -127,7 +190,8 @@ def land(
         msg = f"no validation suite for {name} (looked for {name}.yaml in the suites folder); landing ungated"
         result.warnings.append(msg)
         log.info(msg)  # callers show result.warnings (the CLI prints them); no second copy on stderr
-    progress(f"{src.uri}: {src.fmt}, {src.size:,} bytes, sha256 {src.sha256[:12]}…")
+    how = f" ({src.content.describe()}, read as UTF-8 text)" if src.content.describe() else ""
+    progress(f"{src.uri}: {src.fmt}{how}, {src.size:,} bytes, sha256 {src.sha256[:12]}…")
 
     catalog = load_catalog(settings)
     if not force and catalog.table_exists(name.identifier):
@@ -140,33 +204,43 @@ def land(
 
     # Read up to the first rows before the run starts: an unreadable or empty file is refused
     # without a lineage run, a table, or a branch.
-    stream = Rebatcher(sources.batches(src, batch_rows=min(batch_rows, 256_000)), batch_rows)
+    rename = dict(rename or {})
+    stream = Rebatcher(columns.renamed(sources.batches(src, batch_rows=min(batch_rows, 256_000), warnings=result.warnings), rename, src.uri), batch_rows)
     first = stream.peek()
     if first is None:
         raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
     ignored = schemas.droppable_empty_columns(first.schema)
 
+    source_ds = datasets.source_dataset(settings, src)
     with lineage_run(
         f"ingest.{name}",
-        inputs=[datasets.source_dataset(settings, src)],
-        parameters={"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force},
+        inputs=[source_ds],
+        parameters={"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force, **({"rename": rename} if rename else {})},
         settings=settings,
         transport=transport,
         code=land,
+        steps="ingest",
     ) as run:
         result.run_id = run.run_id
-        tbl, created = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
+        run.recoverable(RESOLVER, table=str(name), publish=publish)
+        prepared = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
+        tbl, created = prepared.table, prepared.created
         props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri}
         files: list[DataFile] = []  # filled as they are written, so a failure can delete them
         try:
-            written = writes.write_and_validate(tbl, stream, src, suite, ignored, files, progress=progress, advance=advance)
+            written = writes.write_and_validate(prepared, stream, src, suite, ignored, files, progress=progress, advance=advance)
             sources.check_unchanged(src)
+            step("ingest.written")
         except BaseException:
             writes.delete_files(tbl, files)
             if created:
                 target.drop_if_pristine(catalog, name)
             raise
         result.rows, result.gate, result.data_files, result.bytes_written = written.rows, written.verdict, len(files), written.bytes_written
+        # Before the first commit: what recovery needs to describe the snapshot if we die after it.
+        run.recoverable(RESOLVER, rows=result.rows, size=result.bytes_written, files=result.data_files, checks=datasets.assertions(result))
+        landed = pa.schema([f for f in first.schema if f.name not in ignored])
+        column_lineage = columns.lineage_facet(settings, source_ds, landed, tbl.schema(), rename)
         result.seconds.update(written.seconds)
         if result.gate is not None:
             props.update(verdict.properties(result.gate))
@@ -178,32 +252,34 @@ def land(
         commit_started = time.perf_counter()
         branch = f"{AUDIT_PREFIX}{run.run_id}"
         try:
-            audited = branches.write(catalog, name, branch, files, props)
+            audited = branches.write(catalog, name, branch, files, props, schema_id=prepared.schema.schema_id)
         except BaseException:
             writes.delete_files(tbl, files)
             raise
         progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
+        step("ingest.audited")
         if not publish:
             result.audit_branch = branch
             result.snapshot_id = audited.snapshot_id
             result.seconds["commit"] = time.perf_counter() - commit_started
-            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result))
+            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
             progress(f"gate {'passed' if result.gate is None or result.gate.success else 'FAILED'}; not published (publish=False)")
             result.seconds["total"] = time.perf_counter() - started
             return result
         if result.gate is not None and not result.gate.success:
             quarantine = f"{QUARANTINE_PREFIX}{run.run_id}"
             branches.rename(catalog, name, branch, quarantine)
-            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result))
+            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
             raise GateFailedError(verdict.failed_message(name, src.uri, quarantine, result.gate, result.data_docs), result=result.gate)
         published = _publish(
             catalog, name, branch, progress, files=files, properties=props,
             before=None if on_audited is None else lambda: on_audited(branch, audited.snapshot_id),
         )
+        step("ingest.published")
         result.reapplied = published.reapplied
         result.seconds["commit"] = time.perf_counter() - commit_started
         result.snapshot_id = published.snapshot.snapshot_id
-        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result))
+        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, column_lineage))
         progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
     result.seconds["total"] = time.perf_counter() - started
     return result
@@ -232,18 +308,26 @@ def publish_audited(settings: Settings, table: str, branch: str, *, transport: T
     files = branches.added_data_files(tbl, audited)
     result = LandingResult(table=str(name), source=props.get(SOURCE_PATH, ""), sha256=props.get(SOURCE_SHA256, ""), run_id=props.get(RUN_ID), snapshot_id=None, rows=found.rows)
     result.data_files, result.bytes_written = len(files), sum(f.file_size_in_bytes for f in files)
+    audited_ds = ev.table_dataset(settings, str(name), tbl, audited.snapshot_id, "input")
     with lineage_run(
         f"publish.{name}",
-        inputs=[ev.table_dataset(settings, str(name), tbl, audited.snapshot_id, "input")],
+        inputs=[audited_ds],
         parameters={"table": str(name), "branch": branch, "landing_run": result.run_id},
         settings=settings,
         transport=transport,
         code=publish_audited,
+        steps="publish",
     ) as run:
+        # The published snapshot carries the landing's run id, not this one's; no assertions, as below.
+        run.recoverable(
+            RESOLVER, table=str(name), publish=True, landing_run=result.run_id,
+            rows=result.rows, size=result.bytes_written, files=result.data_files, checks=None,
+        )
         published = _publish(catalog, name, branch, progress, files=files)
         result.reapplied = published.reapplied
         result.snapshot_id = published.snapshot.snapshot_id
-        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result))
+        copied = columns.identity_facet(settings, audited_ds, tbl.schemas()[audited.schema_id] if audited.schema_id is not None else tbl.schema())
+        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, copied))
     progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
     return result
 

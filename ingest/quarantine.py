@@ -12,6 +12,7 @@ ABANDONED_AFTER_S belongs to a landing that was killed mid-publish. Those are li
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,10 @@ from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUITE, Q
 from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
+from lakehouse.exceptions import BrokenTableError
 from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, summary_properties
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -94,7 +98,13 @@ def list_quarantined(settings: Settings, table: str | None = None) -> list[Quara
         names = [TableName(ns[0] if isinstance(ns, tuple) else str(ns), t) for ns in catalog.list_namespaces() for _, t in catalog.list_tables(ns)]
     out = []
     for name in names:
-        tbl = load_table(catalog, name)
+        try:
+            tbl = load_table(catalog, name)
+        except BrokenTableError as exc:
+            if table is not None:
+                raise
+            log.warning("%s", exc)  # one broken table: report it, list the others' quarantines
+            continue
         for ref in sorted(tbl.metadata.refs):
             if ref.startswith(QUARANTINE_PREFIX) or _abandoned(tbl, ref):
                 out.append(_entry(str(name), tbl, ref))
@@ -109,9 +119,12 @@ def show(settings: Settings, table: str, branch: str, rows: int = 5) -> Quaranti
     tbl = load_table(load_catalog(settings), name)
     _check(tbl, name, branch)
     entry = _entry(str(name), tbl, branch)
-    added = branches.added_data_files(tbl, branches.head(tbl, branch))
+    snap = branches.head(tbl, branch)
+    added = branches.added_data_files(tbl, snap)
     if added and rows > 0:
-        sample = read_data_files(tbl, added[:1], limit=rows)
+        # In the snapshot's own schema: a refused file's new columns never became the table's.
+        schema = tbl.metadata.schema_by_id(snap.schema_id) if snap.schema_id is not None else None
+        sample = read_data_files(tbl, added[:1], limit=rows, schema=schema)
         entry.sample_rows = [{k: _plain(v) for k, v in r.items()} for r in sample.to_pylist()]
     return entry
 

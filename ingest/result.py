@@ -1,4 +1,5 @@
-"""What a landing (or a publish of an audited landing) reports back: rows, snapshot, verdict, timings."""
+"""What a landing (or a publish of an audited landing) reports back: rows, snapshot, verdict, timings;
+and for an ingest of several files, each file's outcome."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest import gate as gates
+from lakehouse.exceptions import TidemarkError
+
+# A file's outcome in an ingest of several files.
+LANDED, SKIPPED, FAILED, NOT_TRIED = "landed", "skipped", "failed", "not tried"
 
 
 @dataclass
@@ -50,3 +55,17 @@ class LandingResult:
             "warnings": self.warnings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
+
+
+@dataclass
+class FileOutcome:
+    """One file of a multi-file ingest: landed, skipped (already in the table), failed, or not tried."""
+
+    source: str
+    outcome: str
+    result: LandingResult | None = None
+    error: TidemarkError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.result.to_json() if self.result is not None else {"source": self.source}
+        return {**out, "outcome": self.outcome, "error": None if self.error is None else str(self.error)}

@@ -1,6 +1,7 @@
 """Reconciling a source's columns with a table's schema, before anything is written.
 
-- A new column is added to the table (always optional: older rows have no value for it).
+- A new column is added to the table (always optional: older rows have no value for it), but only
+  with the data it came with: the evolved schema becomes current when the landing is published.
 - A column narrower in the source than in the table (int -> long, float -> double) is widened on write.
 - A column wider in the source, where Iceberg allows the promotion (int -> long, float -> double,
   decimal precision), widens the table's column.
@@ -63,7 +64,7 @@ def plan(table_schema: Schema, source: pa.Schema, table: str, source_name: str) 
         if tf is None:
             result.add.append((sf.name, sf.field_type))
             continue
-        if sf.field_type == tf.field_type:
+        if sf.field_type == tf.field_type or _same_nested(sf.field_type, tf.field_type):
             continue
         try:
             promote(sf.field_type, tf.field_type)  # source narrower: cast on write
@@ -93,15 +94,32 @@ def plan(table_schema: Schema, source: pa.Schema, table: str, source_name: str) 
     return result
 
 
-def apply(table: Table, changes: SchemaPlan) -> None:
-    """Evolve the table's schema (one metadata commit). New columns are optional."""
+def _same_nested(a: Any, b: Any) -> bool:
+    """The same struct / list / map type but for field ids (a file's nested fields have none yet)."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    return not a.is_primitive and not b.is_primitive and bool(schema_to_pyarrow(a).equals(schema_to_pyarrow(b)))
+
+
+def apply(table: Table, changes: SchemaPlan) -> Schema:
+    """The schema a landing writes in: the table's, evolved by `changes` (new columns optional).
+
+    A changed schema is added to the table without becoming current (one metadata commit,
+    `lakehouse.branches.add_schema`): the landing's audit snapshot is written in it, and main's
+    readers get it only when that snapshot is published. A refused landing leaves the schema as it was.
+    """
+    from lakehouse import branches
+
     if not changes.changes:
-        return
-    with table.update_schema() as update:
+        return table.schema()
+
+    def change(update: Any) -> None:
         for name, typ in changes.add:
             update.add_column(name, typ, required=False)
         for name, typ in changes.widen:
             update.update_column(name, field_type=typ)
+
+    return branches.add_schema(table, change)
 
 
 def conform(data: pa.Table, table_schema: Schema, source_name: str) -> pa.Table:
@@ -114,7 +132,7 @@ def conform(data: pa.Table, table_schema: Schema, source_name: str) -> pa.Table:
     for f, tf in zip(target, table_schema.fields):
         if f.name in data.column_names:
             col = data.column(f.name)
-            if col.type != f.type and not _same_family(col.type, f.type):
+            if needs_cast(col.type, f.type):
                 col = col.cast(f.type)
             if tf.required and col.null_count:
                 raise SchemaMismatchError(
@@ -127,6 +145,11 @@ def conform(data: pa.Table, table_schema: Schema, source_name: str) -> pa.Table:
             columns.append(pa.nulls(data.num_rows, f.type))
             fields.append(f)
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def needs_cast(read: pa.DataType, stored: pa.DataType) -> bool:
+    """Whether a column read as `read` is cast to be stored as `stored` (what `conform` does)."""
+    return read != stored and not _same_family(read, stored)
 
 
 def _same_family(a: pa.DataType, b: pa.DataType) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.content import Content, open_text, sniff
 from ingest.exceptions import SourceError
 
 if TYPE_CHECKING:
@@ -22,9 +23,13 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# A compressed text file's format is its name's suffix before these (`a.csv.gz`); the content says the codec.
+COMPRESSED_SUFFIXES = {".gz", ".gzip", ".bz2", ".zst"}
+TEXT_FORMATS = {"csv", "jsonl"}
 GLOB_CHARS = set("*?[")
-# Text formats are parsed in blocks of this size; column types are inferred from the first block,
-# so a larger block means fewer "type changed further down the file" surprises.
+# Text formats are parsed in blocks of this size. JSON Lines types are inferred from the first block
+# (a larger block: fewer "type changed further down" errors); a CSV file's are settled over the
+# whole file (`ingest.inference`).
 TEXT_BLOCK_BYTES = 16 << 20
 HASH_BLOCK_BYTES = 8 << 20
 
@@ -40,6 +45,11 @@ class Source:
     size: int
     mtime_ns: int | None
     filesystem: Any  # pyarrow.fs.FileSystem
+    content: Content = Content()  # a text format's compression and encoding, from its first bytes
+
+    def open_text(self) -> Any:
+        """The file as UTF-8 bytes (decompressed, decoded): what the CSV and JSON readers read."""
+        return open_text(self.filesystem, self.path, self.content)
 
     @property
     def name(self) -> str:
@@ -57,7 +67,10 @@ def filesystem_for(location: str, catalog_properties: Mapping[str, str] | None =
 
     props = dict(catalog_properties or {})
     if not _has_scheme(location):
-        return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+        try:
+            return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+        except RuntimeError as exc:  # Python 3.11 raises RuntimeError("Symlink loop from ...")
+            raise SourceError(f"{location}: a symbolic link loop ({exc}); point the link at a file") from exc
     scheme, _, rest = location.partition("://")
     if scheme in ("s3", "s3a", "s3n"):
         # The warehouse's own credentials (pyiceberg's property names), so one config serves both.
@@ -114,7 +127,10 @@ def detect_format(location: str, fmt: str | None) -> str:
         if fmt not in set(FORMATS.values()):
             raise SourceError(f"fmt {fmt} is not supported; use csv, parquet or jsonl", parameter="fmt")
         return fmt
-    suffix = Path(location.split("?", 1)[0]).suffix.lower()
+    name = Path(location.split("?", 1)[0])
+    suffix = name.suffix.lower()
+    if suffix in COMPRESSED_SUFFIXES:
+        suffix = name.with_suffix("").suffix.lower()
     found = FORMATS.get(suffix)
     if found is None:
         raise SourceError(f"{location}: cannot tell the format from the extension; pass fmt: csv, parquet or jsonl", parameter="fmt")
@@ -132,12 +148,15 @@ def open_source(location: str, fmt: str | None = None, catalog_properties: Mappi
         raise SourceError(f"{location}: cannot reach the file: {_first_line(exc)}") from exc
     if info.type == pafs.FileType.NotFound:
         raise SourceError(f"{location}: no such file; check the path")
+    if info.type == pafs.FileType.Directory:
+        raise SourceError(f"{location}: is a directory; name a file in it, or all of them with a pattern such as {location.rstrip('/')}/*.csv")
     if info.type != pafs.FileType.File:
         raise SourceError(f"{location}: not a regular file")
     fmt = detect_format(location, fmt)
     size = int(info.size or 0)
     if size == 0:
         raise SourceError(f"{location}: the file is empty; nothing to land")
+    content = sniff(fs, path, location, fmt) if fmt in TEXT_FORMATS else Content()
     return Source(
         uri=location if _has_scheme(location) else path,
         path=path,
@@ -146,6 +165,7 @@ def open_source(location: str, fmt: str | None = None, catalog_properties: Mappi
         size=size,
         mtime_ns=info.mtime_ns,
         filesystem=fs,
+        content=content,
     )
 
 
@@ -173,18 +193,23 @@ def check_unchanged(source: Source) -> None:
         raise SourceError(f"{source.uri}: the file changed while it was being landed; land it again once it is complete")
 
 
-def batches(source: Source, batch_rows: int = 256_000) -> Iterator[pa.RecordBatch]:
-    """Stream the source as record batches. Errors (also those found deep into the file) are SourceError."""
+def batches(source: Source, batch_rows: int = 256_000, warnings: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream the source as record batches. Errors (also those found deep into the file) are SourceError.
+
+    A CSV file's column types are settled over the whole file first (`ingest.inference`); what that
+    widened is added to `warnings`.
+    """
     import pyarrow as pa
 
     try:
         if source.fmt == "csv":
-            yield from _csv_batches(source)
+            yield from _csv_batches(source, [] if warnings is None else warnings)
         elif source.fmt == "parquet":
             import pyarrow.parquet as pq
 
             with source.filesystem.open_input_file(source.path) as fh:
                 pf = pq.ParquetFile(fh)
+                unique_columns(pf.schema_arrow.names, source.uri)
                 # One reader per row group: a single iter_batches over the whole file keeps every
                 # pre-buffered row group cached until the end (the whole compressed file in memory).
                 for group in range(pf.num_row_groups):
@@ -192,28 +217,69 @@ def batches(source: Source, batch_rows: int = 256_000) -> Iterator[pa.RecordBatc
         else:
             from pyarrow import json as pajson
 
-            with source.filesystem.open_input_stream(source.path) as fh:
-                reader = pajson.open_json(fh, read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
-                yield from reader
+            yield from _json_batches(source)
     except SourceError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
         first = _first_line(exc)
-        if "UTF8" in first or "UTF-8" in first:
+        codec = source.content.compression
+        if codec and any(w in first.lower() for w in ("compress", "truncat", "zlib", "gzip", "bz2", "zstd")):
+            first = f"its {codec} data is cut short or corrupt ({first}); is the file complete?"
+        elif "UTF8" in first or "UTF-8" in first:
             first = "the file is not valid UTF-8 text; re-encode it as UTF-8"
-        elif source.fmt == "csv" and "conversion error" in first:
-            first += " (column types are inferred from the start of the file; a later value does not fit)"
         elif source.fmt == "jsonl" and ("unexpected field" in first or "changed from" in first):
             first += " (fields and types are inferred from the start of the file; one appears or changes further down)"
         raise SourceError(f"{source.uri}: cannot read as {source.fmt}: {first}") from exc
 
 
-def _csv_batches(source: Source) -> Iterator[pa.RecordBatch]:
+def _json_batches(source: Source) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+    from pyarrow import json as pajson
+
+    from ingest import inference
+
+    opened: list[Any] = []
+
+    def open_reader(types: dict[str, pa.DataType] | None) -> Any:
+        for fh in opened:
+            fh.close()
+        opened[:] = [source.open_text()]
+        parse = pajson.ParseOptions(explicit_schema=pa.schema(types) if types else None)
+        return pajson.open_json(opened[0], read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES), parse_options=parse)
+
+    try:
+        exact = inference.settle_json(open_reader, source.uri)
+        reader = open_reader(None)
+        if exact:
+            reader = open_reader({**{f.name: f.type for f in reader.schema}, **exact})
+        yield from reader
+    finally:
+        for fh in opened:
+            fh.close()
+
+
+def _csv_batches(source: Source, warnings: list[str]) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
     from pyarrow import csv
 
-    with source.filesystem.open_input_stream(source.path) as fh:
-        reader = csv.open_csv(fh, read_options=csv.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+    from ingest import inference
+
+    opened: list[Any] = []
+
+    def open_reader(types: dict[str, pa.DataType] | None, strings_null: bool = False) -> Any:
+        for fh in opened:
+            fh.close()
+        opened[:] = [source.open_text()]
+        convert = csv.ConvertOptions(column_types=types or {}, strings_can_be_null=strings_null)
+        reader = csv.open_csv(opened[0], read_options=csv.ReadOptions(block_size=TEXT_BLOCK_BYTES), convert_options=convert)
+        unique_columns(reader.schema.names, source.uri)
+        return reader
+
+    try:
+        # A compressed or re-encoded file's size says nothing of its text's: always settle over it.
+        size = source.size if source.content == Content() else TEXT_BLOCK_BYTES + 1
+        types = inference.settle(open_reader, source.uri, size, TEXT_BLOCK_BYTES, warnings)
+        reader = open_reader(types)
         # pyarrow reads a text column that is not valid UTF-8 as binary rather than failing.
         binary = [f.name for f in reader.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
         if binary:
@@ -221,6 +287,19 @@ def _csv_batches(source: Source) -> Iterator[pa.RecordBatch]:
                 f"{source.uri}: the file is not valid UTF-8 text (column {', '.join(binary)}); re-encode it as UTF-8"
             )
         yield from reader
+    finally:
+        for fh in opened:
+            fh.close()
+
+
+def unique_columns(names: list[str], label: str) -> None:
+    """A table cannot have two columns of one name: refuse a header that repeats one, naming it."""
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    twice = [f"{n!r} ({count} times)" for n, count in seen.items() if count > 1]
+    if twice:
+        raise SourceError(f"{label}: the header repeats column name {', '.join(twice)}; give each column its own name")
 
 
 def _first_line(exc: BaseException) -> str:

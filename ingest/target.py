@@ -8,6 +8,7 @@ the table and then failed drops it again, unless another landing has used it sin
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ingest import schema as schemas
@@ -18,18 +19,37 @@ from lakehouse.tables import JOB_NAME, TableName, ensure_table, load_table, with
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
+    from pyiceberg.schema import Schema
     from pyiceberg.table import Table
+    from pyiceberg.table.metadata import TableMetadata
 
 log = logging.getLogger(__name__)
 
 CREATE_JOB = "tidemark.ingest.create"
 
 
-def prepare(catalog: Catalog, name: TableName, source_schema: pa.Schema, source_name: str, warnings: list[str]) -> tuple[Table, bool]:
-    """Load or create the table and evolve its schema for this source; refuse before writing anything.
+@dataclass(frozen=True)
+class Target:
+    """The table a landing writes into, the schema its files are written in, and whether it made the table."""
 
-    Returns the table (as of the schema change) and whether this landing created it. Warnings
-    (columns left out) are added to `warnings`.
+    table: Table
+    schema: Schema  # the table's current schema, or one evolved for this source (not current until published)
+    created: bool
+
+    @property
+    def metadata(self) -> TableMetadata:
+        """The table's metadata as the files' writer must see it: with `schema` as its schema."""
+        if self.schema.schema_id == self.table.metadata.current_schema_id:
+            return self.table.metadata
+        return self.table.metadata.model_copy(update={"current_schema_id": self.schema.schema_id})
+
+
+def prepare(catalog: Catalog, name: TableName, source_schema: pa.Schema, source_name: str, warnings: list[str]) -> Target:
+    """Load or create the table and the schema this source is written in; refuse before writing anything.
+
+    A new column or a widened type makes a new schema that becomes current only when the landing
+    is published (`ingest.schema.apply`). Warnings (columns left out) are added to `warnings`.
+    A failure after this landing created the table drops it again.
     """
     import pyarrow as pa
 
@@ -53,17 +73,22 @@ def prepare(catalog: Catalog, name: TableName, source_schema: pa.Schema, source_
         # drop it again (a concurrent landing that raced to create it did not).
         created = with_commit_retry(init, f"creating {name}")
 
-    def evolve() -> Table:
+    def evolve() -> Target:
         t = load_table(catalog, name)
         change = schemas.plan(t.schema(), source_schema, str(name), source_name)
         for col in change.ignored_empty:
             msg = f"column {col} of {source_name} has no values in its first rows and is not added to {name}"
             if msg not in warnings:
                 warnings.append(msg)
-        schemas.apply(t, change)  # commits, and updates `t` in place
-        return t
+        schema = schemas.apply(t, change)  # may commit (a schema added, not current); updates `t` in place
+        return Target(t, schema, created)
 
-    return with_commit_retry(evolve, f"evolving the schema of {name}"), created
+    try:
+        return with_commit_retry(evolve, f"evolving the schema of {name}")
+    except BaseException:
+        if created:
+            drop_if_pristine(catalog, name)
+        raise
 
 
 def drop_if_pristine(catalog: Catalog, name: TableName) -> None:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
 
+    from ingest.target import Target
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
@@ -48,7 +50,7 @@ class Written:
 
 
 def write_and_validate(
-    table: Table,
+    target: Target,
     stream: rebatch.Rebatcher,
     src: sources.Source,
     suite: gates.Suite | None,
@@ -58,13 +60,14 @@ def write_and_validate(
     progress: Progress,
     advance: Advance | None = None,
 ) -> Written:
-    """Write every batch of `stream` as data files of `table` (appended to `files` as they are
-    written) while `suite` checks the same batch. `ignored`: all-empty columns left out."""
+    """Write every batch of `stream` as data files of the target table, in the target's schema
+    (appended to `files` as they are written) while `suite` checks the same batch. `ignored`:
+    all-empty columns left out."""
     started = time.perf_counter()
     out = Written(gate=gates.StreamingGate(suite) if suite is not None else None)
     if suite is not None:
         progress(f"gate: suite {suite.name} ({len(suite.expectations)} expectations) on every batch written")
-    table_schema, metadata = table.schema(), table.metadata
+    table, table_schema, metadata = target.table, target.schema, target.metadata
     write_uuid, counter = uuid.uuid4(), itertools.count(0)
     pending: Future[list[DataFile]] | None = None
     total = rebatch.total_rows(src)

@@ -13,6 +13,13 @@ Write-audit-publish: new rows reach main only after they were checked, and only 
    other writer's rows stay. Conflicts back off with jitter, PUBLISH_ATTEMPTS times at most.
    A published branch is removed in the same commit that moves main.
 
+Schemas go with the data: a writer whose files have new columns or wider types adds their schema
+with `add_schema` (not made current) and writes the branch's snapshot in it (`write(schema_id=)`).
+Main's readers keep the current schema; `publish` makes the snapshot's schema current in the
+same commit that moves main (merged with columns other landings published meanwhile), so a
+landing that is never published (a refused one) never changes the table's schema: its schema is
+only its quarantined snapshot's.
+
 `rename` keeps a branch under another name (ingest's `quarantine-<run>`), `drop` removes one,
 `added_data_files` lists the files a snapshot added (what a branch holds beyond its base).
 Errors: BranchError (a missing branch, a publish that gave up; main is unchanged then), and
@@ -23,10 +30,12 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lakehouse import pyiceberg_compat as compat
 from lakehouse.datafiles import append_data_files
 from lakehouse.exceptions import BranchError
 from lakehouse.pyiceberg_compat import stale_is_conflict
@@ -35,8 +44,10 @@ from lakehouse.tables import TableName, load_table, manage_snapshots, summary_pr
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.manifest import DataFile
-    from pyiceberg.table import Table
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table, Transaction
     from pyiceberg.table.snapshots import Snapshot
+    from pyiceberg.table.update.schema import UpdateSchema
 
 MAIN = "main"
 PUBLISH_ATTEMPTS = 30
@@ -76,25 +87,67 @@ def create(catalog: Catalog, name: TableName, branch: str) -> int:
     return with_commit_retry(attempt, f"creating branch {branch} of {name}")
 
 
-def commit_files(catalog: Catalog, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str]) -> Snapshot:
-    """One snapshot adding `files` (written, not yet committed) to `branch`; returns it."""
+def add_schema(table: Table, change: Callable[[UpdateSchema], None]) -> Schema:
+    """The schema `change` makes of the current one (columns added, types widened), added to the
+    table *without* making it current; returns it with its id (the current schema if nothing changed).
+
+    One metadata commit, which reserves the new columns' ids (data files can be written with them)
+    and asserts that nobody changed the schemas meanwhile (CommitFailedException: reload and try
+    again, e.g. under `with_commit_retry`). Main's readers see no change; see `write` and `publish`.
+    `table` is updated in place.
+    """
+    from pyiceberg.table.update import AddSchemaUpdate, AssertCurrentSchemaId, AssertLastAssignedFieldId
+
+    current = table.schema()
+    probe = transaction(table)  # never committed: pyiceberg's own schema builder, for the new schema
+    with probe.update_schema() as update:
+        change(update)
+    new = probe.table_metadata.schema()
+    if new == current:
+        return current
+    existing = next((s for s in table.metadata.schemas if s == new), None)
+    if existing is not None:
+        return existing
+    tx = transaction(table)
+    compat.stage_updates(
+        tx,
+        (AddSchemaUpdate(schema=new),),
+        (
+            AssertCurrentSchemaId(current_schema_id=current.schema_id),
+            AssertLastAssignedFieldId(last_assigned_field_id=table.metadata.last_column_id),
+            compat.no_schema_added_since(max(s.schema_id for s in table.metadata.schemas)),
+        ),
+    )
+    tx.commit_transaction()
+    return new
+
+
+def commit_files(
+    catalog: Catalog, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str], schema_id: int | None = None
+) -> Snapshot:
+    """One snapshot adding `files` (written, not yet committed) to `branch`; returns it.
+    `schema_id`: the schema the files were written in (see `add_schema`); default the current one."""
 
     def attempt() -> Snapshot:
         table = load_table(catalog, name)
-        _append(table, branch, files, properties)
+        _append(table, branch, files, properties, schema_id)
         return head(table, branch)  # the commit updated `table` in place
 
     return with_commit_retry(attempt, f"writing to branch {branch} of {name}")
 
 
-def write(catalog: Catalog, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str]) -> Snapshot:
+def write(
+    catalog: Catalog, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str], schema_id: int | None = None
+) -> Snapshot:
     """Step 1: `files` as one snapshot on a new `branch` made from main. Its parent is the base.
 
-    On failure no branch is left behind; the files are the caller's to delete.
+    `schema_id`: the schema the files were written in, when `add_schema` made one for them: the
+    branch's snapshot is in that schema, the table's current schema stays as it is. On failure no
+    branch is left behind; the files are the caller's to delete.
     """
     create(catalog, name, branch)
     try:
-        return commit_files(catalog, name, branch, files, properties)
+        return commit_files(catalog, name, branch, files, properties, schema_id)
     except BaseException:
         drop_quietly(catalog, name, branch)
         raise
@@ -129,16 +182,16 @@ def publish(
     for attempt in range(PUBLISH_ATTEMPTS):
         main = table.current_snapshot()
         try:
-            if main is not None and main.snapshot_id == audited.parent_snapshot_id:
-                # The commit asserts main is still the base: a concurrent publish makes it fail, never overwrite.
-                with manage_snapshots(table) as ms:
-                    ms.set_current_snapshot(snapshot_id=audited.snapshot_id)
-                    ms.remove_branch(branch)
+            schema = merged_schema(table, audited, name)
+            if main is not None and main.snapshot_id == audited.parent_snapshot_id and schema.schema_id == _schema_id(table, audited):
+                # The commit asserts main is still the base: a concurrent publish makes it fail, never
+                # overwrite. The snapshot's schema becomes current in the same commit, and only then.
+                _move_main(table, audited, branch)
                 return Published(audited, reapplied)
             reapplied += 1
             if on_reapply is not None:
                 on_reapply()
-            audited = _reapply(table, name, branch, files, properties)
+            audited = _reapply(table, name, branch, files, properties, schema)
             if {f.file_path for f in added_data_files(table, audited)} != expected:
                 raise BranchError(
                     f"re-applying branch {branch} on the new main of {name} made a snapshot with other files than the "
@@ -210,19 +263,120 @@ def added_files(table: Table, snapshot: Snapshot) -> set[str]:
     return {f.file_path for f in added_data_files(table, snapshot)}
 
 
-def _append(table: Table, branch: str, files: list[DataFile], properties: dict[str, str]) -> None:
+def merged_schema(table: Table, snapshot: Snapshot, name: TableName | str) -> Schema:
+    """The schema main gets when `snapshot` (a branch's head) is published: the current schema with
+    the columns the snapshot's schema added and the types it widened. It is the snapshot's own
+    schema unless other columns were published meanwhile; then a new one (not yet in the table,
+    schema id one above the highest). BranchError when both added a column of the same name.
+    """
+    from pyiceberg.exceptions import ResolveError
+    from pyiceberg.schema import Schema, promote
+
+    current = table.schema()
+    ours = table.metadata.schema_by_id(_schema_id(table, snapshot)) or current
+    if ours.schema_id == current.schema_id:
+        return current
+    by_id = {f.field_id: f for f in ours.fields}
+    fields = []
+    for f in current.fields:
+        o = by_id.get(f.field_id)
+        if o is None or o.field_type == f.field_type:
+            fields.append(f)
+            continue
+        try:
+            promote(f.field_type, o.field_type)  # the snapshot widened it
+            fields.append(o)
+            continue
+        except ResolveError:
+            pass
+        try:
+            promote(o.field_type, f.field_type)  # main's is wider already: the snapshot's files read as it
+            fields.append(f)
+        except ResolveError as exc:
+            raise BranchError(
+                f"column {f.name} of {name} is {f.field_type} on main but {o.field_type} on the branch; land the file again"
+            ) from exc
+    known_ids, names = {f.field_id for f in current.fields}, {f.name for f in current.fields}
+    for o in ours.fields:
+        if o.field_id in known_ids:
+            continue
+        if o.name in names:
+            raise BranchError(f"column {o.name} was added to {name} by another landing meanwhile; land the file again")
+        fields.append(o)
+    merged = Schema(*fields, schema_id=ours.schema_id, identifier_field_ids=current.identifier_field_ids)
+    if merged == ours:
+        return ours
+    existing = next((s for s in table.metadata.schemas if s == merged), None)
+    if existing is not None:
+        return existing
+    highest = max(s.schema_id for s in table.metadata.schemas)
+    return Schema(*fields, schema_id=highest + 1, identifier_field_ids=current.identifier_field_ids)
+
+
+def _schema_id(table: Table, snapshot: Snapshot) -> int:
+    return table.metadata.current_schema_id if snapshot.schema_id is None else int(snapshot.schema_id)
+
+
+def _move_main(table: Table, snapshot: Snapshot, branch: str) -> None:
+    """One commit: main to `snapshot`, its schema current, `branch` removed (asserting main and the current schema)."""
+    from pyiceberg.table.update import AssertCurrentSchemaId, SetCurrentSchemaUpdate
+    from pyiceberg.table.update.snapshot import ManageSnapshots
+
+    tx = transaction(table)
+    with ManageSnapshots(transaction=tx) as ms:
+        ms.set_current_snapshot(snapshot_id=snapshot.snapshot_id)
+        ms.remove_branch(branch)
+    current, target = table.metadata.current_schema_id, _schema_id(table, snapshot)
+    if target != current:
+        compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=target),), (AssertCurrentSchemaId(current_schema_id=current),))
+    tx.commit_transaction()
+
+
+@contextmanager
+def _in_schema(tx: Transaction, schema_id: int | None) -> Iterator[None]:
+    """A snapshot staged in the block records schema `schema_id`; the commit leaves the current schema as it was."""
+    from pyiceberg.table.update import AssertCurrentSchemaId, SetCurrentSchemaUpdate
+
+    current = tx.table_metadata.current_schema_id
+    if schema_id is None or schema_id == current:
+        yield
+        return
+    compat.refuse_rebase(tx)
+    compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=schema_id),), (AssertCurrentSchemaId(current_schema_id=current),))
+    yield
+    compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=current),))
+
+
+def _append(table: Table, branch: str, files: list[DataFile], properties: dict[str, str], schema_id: int | None = None) -> None:
     with stale_is_conflict():
         with transaction(table) as tx:
-            append_data_files(tx, files, properties, branch=branch)
+            with _in_schema(tx, schema_id):
+                append_data_files(tx, files, properties, branch=branch)
 
 
-def _reapply(table: Table, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str]) -> Snapshot:
-    """Re-make `branch` at main's head and append `files` to it; the new head, whose parent is main's head."""
+def _add_merged(table: Table, schema: Schema) -> None:
+    """Add a merged schema (`merged_schema`) the table does not have yet, not made current."""
+    from pyiceberg.table.update import AddSchemaUpdate, AssertCurrentSchemaId
+
+    if table.metadata.schema_by_id(schema.schema_id) is not None:
+        return
+    tx = transaction(table)
+    compat.stage_updates(
+        tx,
+        (AddSchemaUpdate(schema=schema),),
+        (AssertCurrentSchemaId(current_schema_id=table.metadata.current_schema_id), compat.no_schema_added_since(schema.schema_id - 1)),
+    )
+    tx.commit_transaction()
+
+
+def _reapply(table: Table, name: TableName, branch: str, files: list[DataFile], properties: dict[str, str], schema: Schema) -> Snapshot:
+    """Re-make `branch` at main's head and append `files` to it, in `schema`; the new head, whose parent is main's head."""
     main = table.current_snapshot()
     assert main is not None  # main moved, so it has a snapshot
+    _add_merged(table, schema)
     with manage_snapshots(table) as ms:
         ms.create_branch(main.snapshot_id, branch)  # moves the branch; asserts where it was
-    _append(table, branch, files, properties)
+    _append(table, branch, files, properties, schema.schema_id)
     audited = head(table, branch)
     if audited.parent_snapshot_id != main.snapshot_id:
         raise BranchError(f"branch {branch} of {name} did not land on main's snapshot {main.snapshot_id}; nothing was published")

@@ -1,6 +1,8 @@
 """Configuration: one `tidemark.yaml` plus `TIDEMARK__SECTION__KEY` environment variables.
 
 Search order for the file: `$TIDEMARK_CONFIG`, then `./tidemark.yaml`, then `$TIDEMARK_HOME/tidemark.yaml`.
+TIDEMARK_HOME, when not set, is the nearest `.tidemark` folder in the working directory or above
+it (as git finds `.git`), else `./.tidemark`.
 Precedence, lowest first: built-in defaults, the file, environment variables, explicit arguments to
 `load_settings(overrides=...)`. The result is frozen: code never changes settings after load.
 """
@@ -64,6 +66,11 @@ class LineageSettings:
     # cost under load (1,000: ~120 µs per event; 20,000: ~6 µs). Below ~10,000 events/s the commit
     # interval comes first. Peak memory grows with it: ~600 MB RSS at 20,000 events of 1.4 KB.
     batch_size: int = 20_000
+    # The secret that authenticates registry changes (alias moves, archives) carried by events: the
+    # consumer applies a move claiming `forced` only with a valid HMAC made with it
+    # (`lineage.signing`). Empty: a key file `registry.key` under TIDEMARK_HOME, made on first use.
+    # Every producer whose moves the consumer should accept, and the consumer, need the same key.
+    registry_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,19 @@ class IngestSettings:
 class ModelsSettings:
     # Promotion refuses a version whose primary metric is worse than the alias holder's by more than this.
     promotion_threshold: float = 0.01
+    # How long automatic renewal waits for the lineage consumer to store the validation its promotion
+    # gate needs (a landing's events can still be in Kafka when its asset event starts the renewal).
+    lineage_wait_s: float = 120.0
+    # Retrain says `within_tolerance` when every metric is within this relative difference of the
+    # recorded one (0.01: 1%), the promise "within a few percent"; bit-identical is `reproduced`.
+    retrain_tolerance: float = 0.01
+    # Per model, per metric: {"wine": {"accuracy": 0.02, "*": 0.05}} ("*": the model's other metrics).
+    tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def tolerance(self, model: str, metric: str) -> float:
+        """The relative tolerance for `metric` of `model`: its own, else the model's "*", else the default."""
+        own = self.tolerances.get(model) or {}
+        return float(own.get(metric, own.get("*", self.retrain_tolerance)))
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,9 @@ class DriftThresholds:
     category_shift: float = 0.1
     missing_rate_change: float = 0.05
     row_count_change: float = 0.5
+    # Schema: how many columns may be added, removed or change type before the table counts as
+    # drifted (0: any change). A model that reads every numeric column sees a new one at once.
+    schema_changes: float = 0
 
     def to_json(self) -> dict[str, float]:
         return {f: getattr(self, f) for f in DRIFT_KEYS}
@@ -128,6 +151,9 @@ class Settings:
     lineage: LineageSettings
     ingest: IngestSettings
     config_file: Path | None = None
+    # Where `home` came from: "env" (TIDEMARK_HOME), "config" (the file's `home`), "found" (the
+    # nearest .tidemark at or above the working directory), "default" (./.tidemark).
+    home_source: str = "default"
     models: ModelsSettings = field(default_factory=ModelsSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -139,6 +165,28 @@ class Settings:
     @property
     def uses_local_broker(self) -> bool:
         return not self.kafka.bootstrap_servers
+
+
+def find_home(start: Path | None = None) -> Path | None:
+    """The nearest `.tidemark` folder in `start` (default: the working directory) or above it, as git
+    finds `.git`; None when there is none."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DEFAULT_HOME).is_dir():
+            return folder / DEFAULT_HOME
+    return None
+
+
+def _home(env: Mapping[str, str]) -> tuple[Path, str]:
+    """TIDEMARK_HOME if set ("env"), else the nearest `.tidemark` at or above the working directory
+    ("found"), else `./.tidemark`, made by the first command that writes ("default"). Walking up means
+    a command run from a subfolder uses the project's home instead of silently starting an empty one."""
+    if env.get("TIDEMARK_HOME"):
+        return Path(env["TIDEMARK_HOME"]).expanduser().resolve(), "env"
+    found = find_home()
+    if found is not None:
+        return found, "found"
+    return Path(DEFAULT_HOME).resolve(), "default"
 
 
 def _config_file(home: Path) -> Path | None:
@@ -237,9 +285,9 @@ KAFKA_SECURITY_KEYS = frozenset(
 _KNOWN = {
     "catalog": None,  # any pyiceberg property is allowed
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
-    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size"},
+    "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size", "registry_key"},
     "ingest": {"suites_dir"},
-    "models": {"promotion_threshold"},
+    "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "home": None,
@@ -308,7 +356,7 @@ def _spark(raw: Mapping[str, Any]) -> SparkSettings:
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Load settings from defaults, the config file, `TIDEMARK__...` variables and `overrides`."""
     env = os.environ if environ is None else environ
-    home = Path(env.get("TIDEMARK_HOME") or DEFAULT_HOME).expanduser().resolve()
+    home, home_source = _home(env)
     config_file = _config_file(home)
     raw: dict[str, Any] = _read_yaml(config_file) if config_file else {}
     raw = _merge(raw, _env_tree(env))
@@ -329,7 +377,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
                     f"unknown key(s) {', '.join(sorted(unknown))} in section {section!r}; known: {', '.join(sorted(keys))}"
                 )
     if "home" in raw:
-        home = Path(str(raw["home"])).expanduser().resolve()
+        home, home_source = Path(str(raw["home"])).expanduser().resolve(), "config"
 
     cat = _flatten_catalog(raw.get("catalog") or {})
     name = str(cat.pop("name", "tidemark"))
@@ -361,21 +409,42 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     from lakehouse import redact
 
     # Whatever prints or logs later can mask these values (see lakehouse/redact.py).
-    redact.remember(redact.secrets_in(props) + redact.secrets_in(client))
+    redact.remember(redact.secrets_in(props) + redact.secrets_in(client) + ([lineage.registry_key] if lineage.registry_key else []))
     ing = raw.get("ingest") or {}
     suites_dir = Path(str(ing["suites_dir"])).expanduser().resolve() if ing.get("suites_dir") else None
     return Settings(
         drift=_drift(raw.get("drift") or {}),
         spark=_spark(raw.get("spark") or {}),
         home=home,
+        home_source=home_source,
         catalog=CatalogSettings(name=name, properties=MappingProxyType(props)),
         kafka=kafka,
         lineage=lineage,
         ingest=IngestSettings(suites_dir=suites_dir),
         config_file=config_file,
-        models=ModelsSettings(
-            promotion_threshold=_as_float(
-                "models", "promotion_threshold", (raw.get("models") or {}).get("promotion_threshold", ModelsSettings.promotion_threshold)
-            )
-        ),
+        models=_models(raw.get("models") or {}),
+    )
+
+
+def _models(raw: Mapping[str, Any]) -> ModelsSettings:
+    """The `models` section; `tolerances.<model>.<metric>` (or `*`) are relative tolerances >= 0."""
+
+    def tolerance(where: str, value: Any) -> float:
+        number = _as_float("models", where, value)
+        if number < 0:
+            raise ConfigError(f"models.{where} must be a relative tolerance of 0 or more (0.01 is 1%), got {value!r}")
+        return number
+
+    per_model = raw.get("tolerances") or {}
+    if not isinstance(per_model, Mapping) or not all(isinstance(v, Mapping) for v in per_model.values()):
+        raise ConfigError("models.tolerances must map model names to {metric: tolerance}, e.g. models: {tolerances: {wine: {accuracy: 0.02}}}")
+    tolerances = {
+        str(name): MappingProxyType({str(metric): tolerance(f"tolerances.{name}.{metric}", v) for metric, v in metrics.items()})
+        for name, metrics in per_model.items()
+    }
+    return ModelsSettings(
+        promotion_threshold=_as_float("models", "promotion_threshold", raw.get("promotion_threshold", ModelsSettings.promotion_threshold)),
+        retrain_tolerance=tolerance("retrain_tolerance", raw.get("retrain_tolerance", ModelsSettings.retrain_tolerance)),
+        tolerances=MappingProxyType(tolerances),
+        lineage_wait_s=_as_float("models", "lineage_wait_s", raw.get("lineage_wait_s", ModelsSettings.lineage_wait_s)),
     )

@@ -48,7 +48,11 @@ class TableNotFoundError(TidemarkError):
     """A table that was asked for does not exist."""
 
 
-class InvalidTableNameError(TidemarkError):
+class InvalidNameError(TidemarkError, ValueError):
+    """A namespace, table, model or alias name breaks its rule (`lakehouse.names`)."""
+
+
+class InvalidTableNameError(InvalidNameError):
     """A table name is not of the form namespace.table."""
 
 
@@ -74,3 +78,57 @@ class InvalidTimeError(TidemarkError, ValueError):
 
 class SparkUnavailableError(TidemarkError):
     """Spark cannot start here: pyspark, Java or a jar it needs is missing, or the catalog cannot be shared with it."""
+
+
+class CatalogIdentityError(CatalogError):
+    """A catalog and its warehouse do not belong together (an emptied, replaced or foreign catalog);
+    `tidemark catalog recover` re-registers the warehouse's tables."""
+
+
+class BrokenTableError(TidemarkError):
+    """One table's current metadata file is missing or unreadable. Only that table is affected:
+    code that goes over every table reports it and carries on with the others.
+
+    `table`: its `namespace.table`; `location`: the metadata file the catalog points at.
+    """
+
+    def __init__(self, message: str, *, table: str, location: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.location = location
+
+
+class MissingDataFileError(BrokenTableError):
+    """A data file a snapshot needs is gone; `snapshot_id` cannot be read (`location`: the file)."""
+
+    def __init__(self, message: str, *, table: str, location: str, snapshot_id: int) -> None:
+        super().__init__(message, table=table, location=location)
+        self.snapshot_id = snapshot_id
+
+
+class StorageFullError(TidemarkError):
+    """The device under `path` ran out of space while Tidemark wrote there; nothing was committed."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+# errno 28; SQLite says it in words.
+_NO_SPACE = ("no space left on device", "database or disk is full", "errno 28")
+
+
+def no_space(exc: BaseException) -> bool:
+    """Whether `exc` says the device ran out of space (ENOSPC, from the OS, pyarrow or SQLite)."""
+    import errno
+
+    return getattr(exc, "errno", None) == errno.ENOSPC or any(words in str(exc).lower() for words in _NO_SPACE)
+
+
+def storage_full(path: str, what: str) -> StorageFullError:
+    """The one line for a full device: which path is full, what was being written, what to do."""
+    return StorageFullError(
+        f"no space left on the device holding {path} ({what}); free space there, or move it to a larger disk, "
+        "then run the command again (nothing was committed)",
+        path=path,
+    )

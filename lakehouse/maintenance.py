@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from lakehouse.exceptions import TidemarkError
+from lakehouse.exceptions import BrokenTableError, TidemarkError
 from lakehouse.tables import JOB_NAME, expire_snapshots, with_commit_retry
 
 if TYPE_CHECKING:
@@ -143,8 +143,13 @@ def remove_orphan_files(table: Table, older_than: timedelta = DEFAULT_GRACE, dry
 
     The grace period protects commits in flight: a writer writes its files before it commits them.
     The listing is taken before the metadata is re-read, so a file committed meanwhile counts as
-    referenced. `dry_run` reports what would be deleted and deletes nothing.
+    referenced. `dry_run` reports what would be deleted and deletes nothing. Refused
+    (CatalogIdentityError) when the table's catalog and its warehouse do not belong together.
     """
+    from lakehouse.identity import verify
+
+    # Never against a catalog that lost or never had this warehouse: its "orphans" are another's tables.
+    verify(table.catalog)
     cutoff = datetime.now(timezone.utc) - older_than
     listed = list(_list_files(table))
     table = table.refresh()
@@ -171,33 +176,55 @@ def remove_orphan_files(table: Table, older_than: timedelta = DEFAULT_GRACE, dry
 # -- catalog-wide sweeps ----------------------------------------------------------------------------
 
 
-def _every_table(catalog: Catalog) -> Iterator[tuple[str, ...]]:
+def _every_table(catalog: Catalog, broken: list[str]) -> Iterator[Table]:
+    """Every table of the catalog, loaded; a broken one is logged, its name added to `broken`, and skipped."""
     for ns in catalog.list_namespaces():
-        yield from catalog.list_tables(ns)
+        for ident in catalog.list_tables(ns):
+            try:
+                yield catalog.load_table(ident)
+            except BrokenTableError as exc:
+                log.warning("%s", exc)
+                broken.append(exc.table)
 
 
 def expire_all_snapshots(catalog: Catalog, older_than: timedelta) -> dict[str, int]:
     """Expire the snapshots older than `older_than` in every table (tagged snapshots and branch
-    heads stay); per table, how many were expired."""
+    heads stay); per table, how many were expired. A broken table is skipped and, once the others
+    are done, the sweep fails naming it."""
     cutoff = int((time.time() - older_than.total_seconds()) * 1000)
     report: dict[str, int] = {}
-    for ident in _every_table(catalog):
-        name = ".".join(ident)
+    broken: list[str] = []
+    for table in _every_table(catalog, broken):
+        name, ident = ".".join(table.name()), table.name()
         report[name] = with_commit_retry(lambda i=ident: expire_snapshots(catalog.load_table(i), cutoff), f"expiring snapshots of {name}")
+    _fail_if_broken(broken, f"expired snapshots in {len(report)} table(s)")
     return report
 
 
 def remove_all_orphan_files(catalog: Catalog, older_than: timedelta = DEFAULT_GRACE) -> dict[str, Any]:
     """`remove_orphan_files` under every table's location: files removed, their bytes, and per table
-    (only those that had any) how many."""
+    (only those that had any) how many. A broken table is skipped (never cleaned: its files are not
+    known) and, once the others are done, the sweep fails naming it."""
     removed, size, by_table = 0, 0, {}
-    for ident in _every_table(catalog):
-        report = remove_orphan_files(catalog.load_table(ident), older_than=older_than)
+    broken: list[str] = []
+    for table in _every_table(catalog, broken):
+        report = remove_orphan_files(table, older_than=older_than)
         removed, size = removed + len(report.orphans), size + report.bytes
         if report.orphans:
             by_table[report.table] = len(report.orphans)
             log.info("%s: removed %d orphan file(s), %d bytes", report.table, len(report.orphans), report.bytes)
+    _fail_if_broken(broken, f"removed {removed} orphan file(s) ({size} bytes) in the healthy tables")
     return {"removed": removed, "bytes": size, "by_table": by_table}
+
+
+def _fail_if_broken(broken: list[str], done: str) -> None:
+    """After a sweep did every healthy table: fail it, naming the broken ones, so a scheduler shows
+    the fault instead of a green run (each one's file and fix were logged as it was skipped)."""
+    if broken:
+        raise BrokenTableError(
+            f"{done}; skipped {len(broken)} broken table(s): {', '.join(broken)} (their files and fixes are logged above)",
+            table=broken[0], location="",
+        )
 
 
 # -- small files ------------------------------------------------------------------------------------

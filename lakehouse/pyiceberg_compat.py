@@ -32,6 +32,13 @@ The internals and why each is needed:
 - `SqlCatalog._convert_orm_to_iceberg`, `Catalog._load_file_io`,
   `MetastoreCatalog._parse_metadata_version`, `MetastoreCatalog._write_metadata`: the steps of the
   SQL catalog's load and commit that `lakehouse.sqlcatalog` reuses (`SqlCatalogHooks`).
+- `Transaction._apply`: stages table updates pyiceberg has no public call for (setting the current
+  schema, adding a schema that is not made current), so a landing's new columns live only on its
+  audit branch's snapshot until the publish (`lakehouse.branches`, `staged_in_schema`).
+- `Transaction._rebuild_snapshot_updates`: pyiceberg re-runs a conflicting transaction's snapshot
+  producers on the fresh table (a rebase) and keeps the other staged updates in front of them; a
+  snapshot staged inside `staged_in_schema` would then record the wrong schema, so such a
+  transaction refuses the rebase (`refuse_rebase`) and its caller starts over.
 - A behaviour, not a name: pyiceberg 0.12's SQL catalog checks only a branch's own ref when
   committing a snapshot to that branch, then fails applying it onto metadata another writer has
   moved with `ValueError("Cannot add snapshot with sequence number ...")`, not a
@@ -40,6 +47,7 @@ The internals and why each is needed:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator
@@ -71,10 +79,18 @@ def write_data_files(
     write_uuid: uuid.UUID | None = None,
     counter: itertools.count[int] | None = None,
 ) -> Iterable[DataFile]:
-    """pyiceberg's own writer: `data` (in the table's schema) as Parquet data files, not committed."""
+    """pyiceberg's own writer: `data` (in the table's schema) as Parquet data files, not committed
+    (written as the result is iterated). A full device is StorageFullError naming the table's data folder."""
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
-    return _dataframe_to_data_files(metadata, data, io, write_uuid, counter)
+    from lakehouse.exceptions import no_space, storage_full
+
+    try:
+        yield from _dataframe_to_data_files(metadata, data, io, write_uuid, counter)
+    except OSError as exc:
+        if no_space(exc):
+            raise storage_full(f"{metadata.location}/data", "writing a data file") from exc
+        raise
 
 
 def check_schema_compatible(table_schema: Schema, arrow_schema: pa.Schema, format_version: int) -> None:
@@ -115,13 +131,13 @@ def data_file_statistics(parquet_metadata: pq.FileMetaData, plan: dict[int, Any]
     return stats.to_serialized_dict()
 
 
-def read_data_files(table: Table, files: list[DataFile], limit: int | None = None) -> pa.Table:
-    """The rows of these data files of `table` (in its current schema), at most `limit`."""
+def read_data_files(table: Table, files: list[DataFile], limit: int | None = None, schema: Schema | None = None) -> pa.Table:
+    """The rows of these data files of `table` in `schema` (default its current one), at most `limit`."""
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.io.pyarrow import ArrowScan
     from pyiceberg.table import FileScanTask
 
-    scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue(), case_sensitive=True, limit=limit)
+    scan = ArrowScan(table.metadata, table.io, schema or table.schema(), AlwaysTrue(), case_sensitive=True, limit=limit)
     return scan.to_table([FileScanTask(f) for f in files])
 
 
@@ -188,6 +204,60 @@ def stale_is_conflict() -> Iterator[None]:
         if "sequence number" in str(exc):
             raise CommitFailedException(str(exc)) from exc
         raise
+
+
+# -- schemas a branch's snapshot is written in ----------------------------------------------------
+
+
+def stage_updates(tx: Transaction, updates: tuple[TableUpdate, ...], requirements: tuple[Any, ...] = ()) -> None:
+    """Stage table updates (and the requirements the commit asserts) in a transaction, unchecked by any builder."""
+    tx._apply(updates, requirements)
+
+
+def refuse_rebase(tx: Transaction) -> Transaction:
+    """A conflicting commit of this transaction raises CommitFailedException instead of being rebased.
+
+    See the module docstring: with schema updates staged around a snapshot, pyiceberg's rebase
+    would rebuild the snapshot after them. The caller retries on a fresh table state
+    (`lakehouse.tables.with_commit_retry`); nothing was committed.
+    """
+    from pyiceberg.exceptions import CommitFailedException
+
+    def refuse() -> None:
+        raise CommitFailedException("the table changed during the commit; not rebased (its schema updates are ordered)")
+
+    tx._rebuild_snapshot_updates = refuse  # type: ignore[method-assign]
+    return tx
+
+
+def no_schema_added_since(highest_schema_id: int) -> Any:
+    """A commit requirement pyiceberg lacks: no schema was added to the table since (checked by the SQL catalog).
+
+    pyiceberg's AddSchemaUpdate carries its schema id, and nothing else asserts that another writer
+    has not added a schema with that same id meanwhile (adding one does not change the current
+    schema, and a widening adds no column id). Two schemas with one id would corrupt the table.
+    """
+    return _assert_highest_schema_id()(highest_schema_id=highest_schema_id)
+
+
+@functools.cache
+def _assert_highest_schema_id() -> type:
+    from typing import Literal
+
+    from pydantic import Field
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.table.update import ValidatableTableRequirement
+
+    class AssertHighestSchemaId(ValidatableTableRequirement):
+        type: Literal["assert-highest-schema-id"] = Field(default="assert-highest-schema-id")
+        highest_schema_id: int
+
+        def validate(self, base_metadata: TableMetadata | None) -> None:
+            found = max((s.schema_id for s in base_metadata.schemas), default=-1) if base_metadata else None
+            if found != self.highest_schema_id:
+                raise CommitFailedException(f"Requirement failed: a schema was added meanwhile (highest schema id {found}, expected {self.highest_schema_id})")
+
+    return AssertHighestSchemaId
 
 
 # -- the SQL catalog's private steps ----------------------------------------------------------------

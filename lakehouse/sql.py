@@ -6,11 +6,12 @@ version guessing can pick a stale metadata file, so we never rely on it.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.exceptions import QueryError, TidemarkError
+from lakehouse.exceptions import BrokenTableError, QueryError, TidemarkError
 
 if TYPE_CHECKING:
     import duckdb
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
 DUCKDB_VERSION = "v1.5.5"
+log = logging.getLogger(__name__)
 
 
 def _extension_path(module_name: str, ext: str) -> str:
@@ -118,6 +120,34 @@ def _view_body(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -> 
     return f"SELECT * FROM iceberg_scan({_quote_literal(table.metadata_location)}, snapshot_from_id => {int(snapshot_id)})"
 
 
+def snapshot_view(con: duckdb.DuckDBPyConnection, target: str, table: Any, snapshot_id: int | None) -> None:
+    """Make `target` (a quoted name) read one snapshot of `table`: a view over its data files, or,
+    for no snapshot or a snapshot without data files, an empty table of its schema (so the name
+    stays usable). A data file the snapshot needs that is gone is MissingDataFileError naming the
+    table, the snapshot and the file (DuckDB checks the files when the view is made)."""
+    import duckdb
+
+    from lakehouse.tables import missing_data_file
+
+    body = _view_body(con, table, snapshot_id) if snapshot_id is not None else ""
+    if not body:
+        snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+        schema = table.schemas().get(snap.schema_id) if snap is not None and snap.schema_id is not None else None
+        con.register("__tidemark_empty", (schema or table.schema()).as_arrow().empty_table())
+        con.execute(f"DROP VIEW IF EXISTS {target}")
+        con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __tidemark_empty")
+        con.unregister("__tidemark_empty")
+        return
+    con.execute(f"DROP TABLE IF EXISTS {target}")
+    try:
+        con.execute(f"CREATE OR REPLACE VIEW {target} AS {body}")
+    except duckdb.IOException as exc:
+        missing = missing_data_file(".".join(table.name()), int(snapshot_id or 0), exc)
+        if missing is None:
+            raise
+        raise missing from exc
+
+
 def snapshot_sql(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -> str:
     """A SELECT reading one snapshot of a pyiceberg table (time travel), or "" if it holds no data files."""
     return _view_body(con, table, snapshot_id)
@@ -154,12 +184,19 @@ def attach_tables(
     namespaces: Iterable[str] | None = None,
     as_of_ms: int | None = None,
     only: Iterable[str] | None = None,
+    locations: list[str] | None = None,
+    on_broken: Callable[[BrokenTableError], None] | None = None,
 ) -> list[str]:
     """Create a schema per namespace and a view per table; returns the `ns.table` names made.
 
+    `locations`: a list each viewed table's location is added to (what `read_only` must allow).
+
     With `as_of_ms` (epoch milliseconds), each view reads the snapshot that was current then:
     time travel, so a question is answered as the store stood at that moment. `only` limits the
-    views to these `ns.table` names (each view costs a metadata read).
+    views to these `ns.table` names (each view costs a metadata read). A broken table (its metadata
+    file missing or unreadable, or a data file of the snapshot read missing) goes to `on_broken`
+    (default: logged as a warning) and its view raises that error when read; every other table is
+    attached as usual.
     """
     made: list[str] = []
     wanted = set(only) if only is not None else None
@@ -170,29 +207,118 @@ def attach_tables(
             name = ident[-1]
             if wanted is not None and f"{ns}.{name}" not in wanted:
                 continue
-            table = catalog.load_table(ident)
-            # A view body cannot take bound parameters; the location comes from the catalog, quoted here.
             target = f"{quote_ident(ns)}.{quote_ident(name)}"
-            snap = table.current_snapshot() if as_of_ms is None else _snapshot_as_of(table, f"{ns}.{name}", as_of_ms)
-            body = _view_body(con, table, snap.snapshot_id) if snap is not None else ""
-            if not body:
-                # No snapshot, or no data files: an empty table of the same schema keeps the name usable.
-                con.register("__tidemark_empty", table.schema().as_arrow().empty_table())
-                con.execute(f"DROP VIEW IF EXISTS {target}")
-                con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __tidemark_empty")
-                con.unregister("__tidemark_empty")
-            else:
+            try:
+                table = catalog.load_table(ident)
+                if locations is not None:
+                    locations.append(table.location())
+                snap = table.current_snapshot() if as_of_ms is None else _snapshot_as_of(table, f"{ns}.{name}", as_of_ms)
+                snapshot_view(con, target, table, snap.snapshot_id if snap is not None else None)
+            except BrokenTableError as exc:
+                # One broken table must not take every other one down: warn once, and leave a view
+                # that fails with the same words when a query reads it (not "no such table").
+                (on_broken or _warn)(exc)
                 con.execute(f"DROP TABLE IF EXISTS {target}")
-                con.execute(f"CREATE OR REPLACE VIEW {target} AS {body}")
+                fail = f"error({_quote_literal(str(exc))})"
+                # In the filter too: `count(*)` never evaluates a column the query does not use.
+                con.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT {fail} AS broken FROM range(1) WHERE {fail} IS NULL")
+                continue
             made.append(f"{ns}.{name}")
     return made
+
+
+def _warn(exc: BrokenTableError) -> None:
+    log.warning("%s", exc)
+
+
+# What a read-only connection runs: queries, and plans of queries. (`SHOW`, `DESCRIBE`, `SUMMARIZE`,
+# `FROM t`, `VALUES` and `PRAGMA version` parse as SELECT.) `COPY`, `EXPORT`, `ATTACH`, `INSTALL`,
+# `LOAD`, `SET`, `PRAGMA`s that change settings, `CALL` and DDL do not.
+_READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
+_UNSAFE_HINT = "tidemark sql is read-only; the owner may pass --unsafe to lift this"
+# httpfs's legacy S3 settings: filled from AWS_* variables, and readable by current_setting(). The
+# tables are read through the `tidemark_s3` secret instead, so a read-only connection empties them.
+_S3_SETTINGS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token")
+
+
+def _local_path(location: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(location).path) if location.startswith("file:") else location
+
+
+def read_only(con: duckdb.DuckDBPyConnection, roots: Iterable[str]) -> None:
+    """Lock `con` down to reading files under `roots` (the warehouse, the tables' locations).
+
+    DuckDB's own switches: `enable_external_access=false` with `allowed_directories` (no file,
+    network or extension access elsewhere: no `read_text('/etc/hostname')`, `COPY ... TO '/tmp/x'`,
+    `INSTALL`, `ATTACH`), no extension auto-install or auto-load, no unredacted secrets, then
+    `lock_configuration=true` so no `SET` undoes any of it. Writes inside the roots are stopped by
+    `check_read_only` (DuckDB allows them there). Call after every extension is loaded and every
+    view made: loading needs the access this takes away.
+    """
+    dirs: set[str] = set()
+    for root in roots:
+        if not root:
+            continue
+        for form in {root, _local_path(root)}:
+            dirs.add(form.rstrip("/") + "/")
+    loaded = {r[0] for r in con.execute("SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall()}
+    if "httpfs" in loaded:
+        for name in _S3_SETTINGS:
+            con.execute(f"SET {name} = ''")
+    con.execute("SET allowed_directories = ?", [sorted(dirs)])
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions", "allow_unredacted_secrets", "allow_community_extensions"):
+        con.execute(f"SET {setting} = false")
+    con.execute("SET lock_configuration = true")
+
+
+def require_text(sql: str) -> None:
+    """Refuse empty SQL with one line (DuckDB would answer it with nothing to convert)."""
+    if not sql.strip():
+        raise QueryError("the query is empty; give SQL text, e.g. \"SELECT * FROM lineage.events LIMIT 5\"", parameter="query")
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse, with one line, SQL that is empty or is more than queries (`read_only`'s other half)."""
+    import duckdb
+
+    require_text(sql)
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"query failed: {str(exc).splitlines()[0]}", parameter="query") from exc
+    if not statements:
+        raise QueryError("the query holds no statement (only comments or semicolons); give SQL text", parameter="query")
+    for st in statements:
+        text = " ".join(st.query.split())
+        words = text.split(" ", 2)
+        allowed = st.type.name in _READ_ONLY_STATEMENTS
+        if st.type.name == "EXPLAIN":
+            # EXPLAIN ANALYZE runs its statement: it must be a query as well.
+            inner = " ".join(words[2:] if len(words) > 1 and words[1].upper() in ("ANALYZE", "ANALYSE") else words[1:])
+            allowed = bool(inner) and all(s.type.name in _READ_ONLY_STATEMENTS for s in con.extract_statements(inner))
+        if not allowed:
+            raise QueryError(f"{words[0].upper()} is not allowed ({text[:60]!r}): {_UNSAFE_HINT}", parameter="query")
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
     """Run SQL with bound parameters; a DuckDB error becomes a QueryError naming the problem."""
     import duckdb
 
+    require_text(sql)
     try:
-        return con.execute(sql, list(params or [])).to_arrow_table()
+        result = con.execute(sql, list(params or []))
+    except duckdb.PermissionException as exc:
+        raise QueryError(f"query failed: {str(exc).splitlines()[0]} ({_UNSAFE_HINT})") from exc
+    except duckdb.Error as exc:
+        raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+    if result.description is None:
+        # A statement with no result (SET, CREATE ... in unsafe mode): an empty answer, not a crash.
+        import pyarrow as pa
+
+        return pa.table({})
+    try:
+        return result.to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
@@ -30,9 +32,12 @@ from pyiceberg.io import load_file_io
 from pyiceberg.serializers import FromInputFile
 from pyiceberg.table import CommitTableResponse, Table
 from pyiceberg.table.locations import load_location_provider
+from pyiceberg.typedef import EMPTY_DICT, Properties
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from lakehouse.exceptions import BrokenTableError, no_space, storage_full
 from lakehouse.pyiceberg_compat import SqlCatalogHooks, apply_updates
 
 if TYPE_CHECKING:
@@ -72,14 +77,60 @@ class _MetadataCache:
 _METADATA = _MetadataCache()
 
 
+def _read_metadata(properties: Properties, table: str, location: str) -> TableMetadata:
+    """The table's metadata file, parsed; a missing or unreadable one is this table's fault alone
+    (BrokenTableError names table, file and fix), never an error that stops work on other tables."""
+    try:
+        return FromInputFile.table_metadata(load_file_io(properties, location).new_input(location))
+    except Exception as exc:  # missing, truncated, not JSON, not Iceberg metadata, unreadable: one fault
+        missing = isinstance(exc, FileNotFoundError)
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        what = "is missing" if missing else f"cannot be read ({exc.__class__.__name__}: {first[:160]})"
+        raise BrokenTableError(
+            f"table {table} is broken: its current metadata file {location} {what}; restore the file from a backup, "
+            f"or run `tidemark catalog recover` to fall back to the table's newest readable metadata file (its later commits are lost)",
+            table=table, location=location,
+        ) from exc
+
+
 class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """A full device under the catalog database is StorageFullError naming it, not a driver traceback."""
+        try:
+            yield
+        except DBAPIError as exc:
+            if no_space(exc):
+                from lakehouse.redact import redact
+
+                uri = str(self.properties.get("uri", ""))
+                where = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else f"the catalog database at {redact(uri)}"
+                raise storage_full(where, what) from exc
+            raise
+
+    def create_namespace(self, namespace: str | tuple[str, ...], properties: Properties = EMPTY_DICT) -> None:
+        with self._writing(f"creating namespace {namespace}"):
+            super().create_namespace(namespace, properties)
+
+    def create_table(self, identifier: str | tuple[str, ...], *args: Any, **kwargs: Any) -> Table:
+        with self._writing(f"creating table {identifier}"):
+            return super().create_table(identifier, *args, **kwargs)
+
+    def register_table(self, identifier: str | tuple[str, ...], metadata_location: str, overwrite: bool = False) -> Table:
+        with self._writing(f"registering table {identifier}"):
+            return super().register_table(identifier, metadata_location, overwrite)
+
+    def drop_table(self, identifier: str | tuple[str, ...]) -> None:
+        with self._writing(f"dropping table {identifier}"):
+            super().drop_table(identifier)
+
     def table_from_row(self, location: str | None, namespace: str | None, name: str | None) -> Table | None:
         if not (location and namespace and name):
             return None  # pyiceberg's own conversion names what is missing
         key = (self.name, namespace, name)
         metadata = _METADATA.get(key, location)
         if metadata is None:
-            metadata = FromInputFile.table_metadata(load_file_io(self.properties, location).new_input(location))
+            metadata = _read_metadata(self.properties, f"{namespace}.{name}", location)
             _METADATA.put(key, location, metadata)
         return Table(
             identifier=Catalog.identifier_to_tuple(namespace) + (name,),
@@ -90,6 +141,12 @@ class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
         )
 
     def commit_table(
+        self, table: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...]
+    ) -> CommitTableResponse:
+        with self._writing(f"committing to {'.'.join(table.name())}"):
+            return self._commit_table(table, requirements, updates)
+
+    def _commit_table(
         self, table: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...]
     ) -> CommitTableResponse:
         if not self.engine.dialect.supports_sane_rowcount:
@@ -114,7 +171,12 @@ class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
             return CommitTableResponse(metadata=current.metadata, metadata_location=current.metadata_location)
         version = self.metadata_version(current.metadata_location) + 1
         new_location = load_location_provider(metadata.location, metadata.properties).new_table_metadata_file_location(version)
-        self.write_metadata(metadata, self.file_io(metadata.properties, new_location), new_location)
+        try:
+            self.write_metadata(metadata, self.file_io(metadata.properties, new_location), new_location)
+        except OSError as exc:
+            if no_space(exc):
+                raise storage_full(new_location.rsplit("/", 1)[0], f"writing the metadata of {namespace}.{name}") from exc
+            raise
         with Session(self.engine) as session:
             swapped = session.execute(
                 update(IcebergTables)
@@ -126,3 +188,20 @@ class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
             session.commit()
         _METADATA.put((self.name, namespace, name), new_location, metadata)
         return CommitTableResponse(metadata=metadata, metadata_location=new_location)
+
+    def repoint(self, identifier: tuple[str, ...], old_location: str, new_location: str) -> bool:
+        """Point a table's row at another metadata file of its own (a repair: `identity.recover`),
+        only if it still points at `old_location`; whether it did."""
+        namespace = Catalog.namespace_to_string(Catalog.namespace_from(identifier))
+        name = Catalog.table_name_from(identifier)
+        with Session(self.engine) as session:
+            swapped = session.execute(
+                update(IcebergTables)
+                .where(
+                    IcebergTables.catalog_name == self.name, IcebergTables.table_namespace == namespace,
+                    IcebergTables.table_name == name, IcebergTables.metadata_location == old_location,
+                )
+                .values(metadata_location=new_location, previous_metadata_location=old_location)
+            )
+            session.commit()
+        return bool(swapped.rowcount)  # type: ignore[attr-defined]

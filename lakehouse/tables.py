@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lakehouse.exceptions import CommitConflictError, InvalidTableNameError, TableNotFoundError
+from lakehouse import names
+from lakehouse.exceptions import CommitConflictError, MissingDataFileError, TableNotFoundError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
     from pyiceberg.table.update.snapshot import ManageSnapshots
 
 T = TypeVar("T")
-
-_PART = r"[A-Za-z_][A-Za-z0-9_]*"
-_NAME = re.compile(rf"^({_PART})\.({_PART})$")
 
 # Snapshot summary keys Tidemark writes on every commit it makes, so a snapshot leads back to its run.
 RUN_ID = "tidemark.run-id"
@@ -46,13 +44,8 @@ class TableName:
     table: str
 
     @classmethod
-    def parse(cls, text: str) -> TableName:
-        match = _NAME.match(text or "")
-        if not match:
-            raise InvalidTableNameError(
-                f"table name {text!r} is not of the form namespace.table (letters, digits, underscores), e.g. raw.wine"
-            )
-        return cls(match.group(1), match.group(2))
+    def parse(cls, text: str, parameter: str | None = None) -> TableName:
+        return cls(*names.check_table(text, parameter))
 
     def __str__(self) -> str:
         return f"{self.namespace}.{self.table}"
@@ -272,3 +265,35 @@ def expire_snapshots(table: Table, older_than_ms: int, keep_last: int = 0) -> in
         if int(table.properties.get(EXPIRED_BEFORE, "0")) < reach_ms:
             tx.set_properties({EXPIRED_BEFORE: str(reach_ms)})
     return len(doomed)
+
+
+# How pyarrow and DuckDB say a file is not there, and where they quote its path.
+_MISSING = ("no such file", "failed to open local file", "no files found that match the pattern", "path does not exist", "not found")
+_QUOTED_PATH = re.compile(r"""['"]([^'"]+)['"]""")
+
+
+def missing_data_file(table: str, snapshot_id: int, exc: BaseException) -> MissingDataFileError | None:
+    """The error naming table, snapshot and file, when `exc` (from pyarrow or DuckDB reading a
+    snapshot) says a data file is missing; None when it says something else."""
+    text = str(exc)
+    if not (isinstance(exc, FileNotFoundError) or any(words in text.lower() for words in _MISSING)):
+        return None
+    quoted = _QUOTED_PATH.search(text)
+    path = quoted.group(1) if quoted else getattr(exc, "filename", None) or "(not named by the reader)"
+    return MissingDataFileError(
+        f"table {table} snapshot {snapshot_id} cannot be read: its data file {path} is missing (deleted outside "
+        "Tidemark?); restore the file from a backup: without it the rows of this snapshot are gone",
+        table=table, location=str(path), snapshot_id=snapshot_id,
+    )
+
+
+def read_snapshot(table: Table, snapshot_id: int) -> pa.Table:
+    """The rows of `table` as of `snapshot_id` (time travel, in the snapshot's schema); a missing
+    data file is MissingDataFileError naming table, snapshot and file."""
+    try:
+        return table.scan(snapshot_id=snapshot_id).to_arrow()
+    except OSError as exc:  # FileNotFoundError, and pyarrow's OSError for object stores
+        missing = missing_data_file(".".join(table.name()), snapshot_id, exc)
+        if missing is None:
+            raise
+        raise missing from exc

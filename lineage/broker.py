@@ -3,7 +3,7 @@
 `tidemark up` starts it on 127.0.0.1 on a free port and records pid and port in
 `$TIDEMARK_HOME/broker.json`; `tidemark down` stops it. It keeps its log in memory only, so each
 start is a new log: `log_id` in broker.json tells the consumer that stored offsets belong to an
-earlier log. With `kafka.bootstrap_servers` configured, none of this runs.
+earlier log, and the outbox sends again what the old log held but the lineage store does not. With `kafka.bootstrap_servers` configured, none of this runs.
 """
 
 from __future__ import annotations
@@ -130,7 +130,18 @@ def start(settings: Settings, timeout_s: float = 10.0) -> BrokerState:
     tmp = _state_path(settings).with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state)))
     tmp.replace(_state_path(settings))
+    _resend_to_new_log(settings)
     return state
+
+
+def _resend_to_new_log(settings: Settings) -> int:
+    """A new local broker starts with an empty log: every event an earlier one acknowledged but the
+    lineage store does not hold yet is sent again (the consumer stores each event id once)."""
+    from lineage.outbox import OUTBOX_FILE, Outbox
+
+    if not (settings.home / OUTBOX_FILE).exists():
+        return 0
+    return Outbox(settings).requeue_sent()
 
 
 def stop(settings: Settings, timeout_s: float = 10.0) -> bool:

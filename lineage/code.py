@@ -148,6 +148,23 @@ def code_identity(obj: Any = None) -> CodeIdentity:
     return CodeIdentity(entry_point=entry, source_sha256=source_hash, git_commit=commit, git_dirty=dirty)
 
 
+def module_source(entry_point: str) -> tuple[Path, bytes, str | None, str | None] | None:
+    """Where an imported job module lives: (its file, its source bytes, the root of the git
+    repository holding it or None, its path inside that repository or None); None when the
+    module has no source file (a built-in, a zip import)."""
+    import importlib
+
+    module = importlib.import_module(entry_point.partition(":")[0])
+    try:
+        path = Path(inspect.getfile(module)).resolve()
+        data = path.read_bytes()
+    except (OSError, TypeError):
+        return None
+    root = _git(path.parent, "rev-parse", "--show-toplevel")
+    rel = path.relative_to(Path(root).resolve()).as_posix() if root else None
+    return path, data, root, rel
+
+
 def compare_code(recorded: Mapping[str, Any] | None, current: CodeIdentity) -> tuple[bool, list[str]]:
     """(same code?, the differences in words) between a stored identity (either spelling) and `current`.
 
@@ -299,3 +316,164 @@ def airflow_run(producer: str, environ: Any = None) -> dict[str, Any] | None:
         tryNumber=int(env.get("AIRFLOW_CTX_TRY_NUMBER", "1") or 1),
         logicalDate=env.get("AIRFLOW_CTX_LOGICAL_DATE"),
     )
+
+
+# -- the platform and the job's own distributions -----------------------------------------------------
+
+
+def platform_identity() -> dict[str, Any]:
+    """The machine a job ran on, as far as it can change a trained artifact's bytes: CPU
+    architecture, model and instruction-set flags (a BLAS picks its kernels by them), the OS, and
+    each BLAS/LAPACK/OpenMP library loaded in this process with its vendor, version and thread
+    count as threadpoolctl reports them. Call it right after the job, inside the thread limits it
+    ran under: threadpoolctl sees only the libraries already loaded, with their current limits."""
+    cpu_model, flags = _cpu()
+    return {
+        "machine": platform.machine(),
+        "cpu": cpu_model,
+        "cpu_flags": flags,
+        "os": platform.platform(),
+        "python_build": " ".join(platform.python_build()),
+        "libraries": _thread_libraries(),
+        # Variables that choose a BLAS's kernels or its numerics (OPENBLAS_CORETYPE picks the kernel set).
+        "blas_environment": {k: os.environ[k] for k in sorted(_BLAS_VARIABLES) if k in os.environ},
+    }
+
+
+_BLAS_VARIABLES = frozenset(
+    {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "NPY_DISABLE_CPU_FEATURES"}
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu() -> tuple[str | None, list[str]]:
+    # /proc/cpuinfo on Linux; elsewhere the processor string alone (no flags to compare).
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or None, []
+    model = flags = None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "cpu model") and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and flags is None:
+            flags = value.split()
+        if model is not None and flags is not None:
+            break
+    return model or platform.processor() or None, sorted(flags or [])
+
+
+def _thread_libraries() -> list[dict[str, Any]]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # not installed where the job ran: nothing to report, nothing to compare
+        return []
+    found = []
+    for lib in threadpool_info():
+        found.append(
+            {
+                "user_api": lib.get("user_api"),
+                "internal_api": lib.get("internal_api"),
+                "version": lib.get("version"),
+                "num_threads": lib.get("num_threads"),
+                "architecture": lib.get("architecture"),
+                "threading_layer": lib.get("threading_layer"),
+                # The file name, not the path: the same library in another venv is the same library.
+                "library": Path(str(lib.get("filepath") or "")).name or None,
+            }
+        )
+    return sorted(found, key=lambda d: (str(d["user_api"]), str(d["internal_api"]), str(d["library"])))
+
+
+def compare_platform(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The platform differences in words (empty: the same platform, or none was recorded)."""
+    if not recorded:
+        return []
+    diffs = []
+    for key in ("machine", "cpu", "os", "python_build"):
+        if recorded.get(key) != current.get(key):
+            diffs.append(f"{key} {recorded.get(key)} -> {current.get(key)}")
+    old_flags, new_flags = set(recorded.get("cpu_flags") or []), set(current.get("cpu_flags") or [])
+    if old_flags != new_flags:
+        lost, gained = sorted(old_flags - new_flags), sorted(new_flags - old_flags)
+        diffs.append(f"cpu flags: lost {', '.join(lost) or 'none'}; gained {', '.join(gained) or 'none'}")
+
+    if (recorded.get("blas_environment") or {}) != (current.get("blas_environment") or {}):
+        diffs.append(f"BLAS variables {recorded.get('blas_environment') or {}} -> {current.get('blas_environment') or {}}")
+
+    def libs(p: Mapping[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+        # Keyed by the library's name without the build hash a wheel appends (libscipy_openblas-6cdc3b4a.so):
+        # numpy and scipy may each load their own OpenBLAS.
+        return {
+            (str(lib.get("user_api")), str(lib.get("internal_api")), str(lib.get("library") or "").split("-")[0].split(".")[0]): lib
+            for lib in p.get("libraries") or []
+        }
+
+    old_libs, new_libs = libs(recorded), libs(current)
+    for key in sorted(set(old_libs) | set(new_libs)):
+        o, n = old_libs.get(key), new_libs.get(key)
+        label = f"{key[0]} {key[1]} ({key[2]})"
+        if o is None or n is None:
+            diffs.append(f"{label} {'absent' if o is None else 'present'} -> {'absent' if n is None else 'present'}")
+            continue
+        for field_name in ("version", "num_threads", "architecture", "threading_layer"):
+            if o.get(field_name) != n.get(field_name):
+                diffs.append(f"{label} {field_name} {o.get(field_name)} -> {n.get(field_name)}")
+    return diffs
+
+
+def distributions_of_modules(modules: Any, *, exclude_modules: Any = ()) -> list[str]:
+    """The installed distributions (normalised names) that provide `modules` (dotted names), plus
+    every distribution those require (not their extras), as installed: what a job that imported
+    `modules` depends on. A module no distribution provides (the standard library, code on
+    PYTHONPATH) adds nothing; the distributions providing `exclude_modules` (the project holding
+    the job's own code, whose identity is the code's business) are left out with their requirements."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, requires
+
+    top = packages_distributions()
+
+    def providers(names: Any) -> set[str]:
+        return {canonicalize_name(d) for n in names for d in top.get(str(n).partition(".")[0], ())}
+
+    found = providers(modules)
+    skip = providers(exclude_modules)
+    todo = sorted(found - skip)
+    seen: set[str] = set()
+    while todo:
+        dist = todo.pop()
+        if dist in seen:
+            continue
+        seen.add(dist)
+        try:
+            reqs = requires(dist) or []
+        except PackageNotFoundError:
+            continue
+        for req in reqs:
+            dep = _required_name(req)
+            if dep and dep not in seen and dep not in skip:
+                todo.append(dep)
+    installed = installed_distributions()
+    return sorted(d for d in seen if d in installed)
+
+
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _required_name(req: str) -> str | None:
+    """The distribution a requirement line names, or None when its marker does not hold here
+    (`extra == ...`, `sys_platform == "win32"`)."""
+    text, _, marker = req.partition(";")
+    if marker.strip():
+        if "extra" in marker:
+            return None
+        try:
+            from packaging.markers import Marker
+
+            if not Marker(marker).evaluate():
+                return None
+        except Exception:  # no packaging, or a marker it cannot read: count the requirement
+            pass
+    m = _REQ_NAME.match(text)
+    return canonicalize_name(m.group(1)) if m else None

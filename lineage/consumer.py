@@ -37,9 +37,14 @@ from lakehouse.branches import added_data_files
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.datafiles import append_data_files, write_data_files
+from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, transaction, with_commit_retry
 from lineage import decode, store
+from lineage import events as ev
 from lineage.broker import log_id as current_log_id
+from lineage.outbox import OUTBOX_FILE, Outbox
+from lineage.outbox import flush as flush_outbox
+from lineage.recovery import recover_once
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -72,6 +77,7 @@ class ConsumeReport:
     compactions: int = 0
     registry_rows: int = 0
     drift_rows: int = 0
+    column_rows: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
 
 
@@ -194,9 +200,20 @@ class LineageWriter:
         parts = set().union(*per_table)
         return {p: min(t.get(p, 0) for t in per_table) for p in parts}
 
-    def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
-        """Store one batch of records, given as parallel lists (what the record source hands over)."""
-        self.store(self.decode(partitions, offsets, values), partitions, offsets, values, report)
+    def write_columns(self, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> list[str]:
+        """Store one batch of records, given as parallel lists (what the record source hands over).
+
+        Returns the event ids of the records now in the store (events and dead letters whose bytes
+        parse as an event): what a producer's outbox is acknowledged by."""
+        batch = self.decode(partitions, offsets, values)
+        self.store(batch, partitions, offsets, values, report)
+        ids = list(batch.ids)
+        for i, _ in batch.dead:
+            try:
+                ids.append(ev.event_id(values[i]))
+            except Exception:  # not JSON at all: no outbox holds it under an event id
+                continue
+        return ids
 
     def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> decode.Decoded:
         """The rows every table would get from these records, and the dead letters among them."""
@@ -233,6 +250,7 @@ class LineageWriter:
             self._commit(store.DEAD_LETTERS, dead_rows, high)
             report.dead_letters += len(dead)
         self._sync_registry(batch.registry_events, report)
+        self._sync_columns(batch.column_events, report)
         stored = 0
         for short in ROW_TABLES:
             stored = self._commit_rows(short, batch, high)
@@ -273,6 +291,14 @@ class LineageWriter:
         report.registry_rows += sum(added.values())
         # Drift-check results (lineage.drift), idempotent the same way (keyed by run, table, column).
         report.drift_rows += drift_store.upsert_from_events(self.catalog, self.settings, events)
+
+    def _sync_columns(self, events: list[dict[str, Any]], report: ConsumeReport) -> None:
+        """Column-level lineage (`columnLineage` facets) into `lineage.column_lineage`, before the
+        offsets move past these events; idempotent (keyed by run and edge), like the registry sync."""
+        if events:
+            from lineage import columns
+
+            report.column_rows += columns.upsert_from_events(self.catalog, self.settings, events)
 
     def _fresh(self, short: str, table: Table, batch: decode.Decoded) -> list[int]:
         """Events of this batch that `table` does not hold yet: above its offsets, ids it never
@@ -490,6 +516,13 @@ def consume(
     writer = LineageWriter(settings, catalog)
     ensure_topic(settings)
     loop = _Batcher(writer, ConsumeReport(), batch_size or settings.lineage.batch_size, interval_s, compact_every if not once else 0, on_batch)
+    if (settings.home / OUTBOX_FILE).exists():
+        # Events this home's jobs left behind go out first: runs a killed process left in flight
+        # get their terminal event, and what waits in the outbox is sent, then drained here.
+        loop.outbox = Outbox(settings)
+        recover_once(settings)
+        if loop.outbox.pending():
+            flush_outbox(settings)
     with _collect_between_batches():
         if group and not once:
             _consume_in_group(settings, writer, loop, stop)
@@ -548,6 +581,17 @@ class _Batcher:
         self.last_flush = time.monotonic()
         self.since_compaction = 0
         self.batches = 0
+        # This home's outbox, if it has one: the events just stored leave it (end-to-end ack).
+        self.outbox: Outbox | None = None
+
+    def _acknowledge(self, event_ids: list[str]) -> None:
+        """The store now holds these events (stored, duplicate or dead letter): the outbox may forget them."""
+        if self.outbox is None or not self.outbox.unacknowledged():
+            return
+        try:
+            self.outbox.acknowledge(event_ids)
+        except Exception as exc:  # the events stay; `tidemark lineage recover` acknowledges them later
+            log.warning("could not acknowledge stored events in %s: %s", self.outbox.path, exc)
 
     def add(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> None:
         self.partitions += partitions
@@ -564,7 +608,10 @@ class _Batcher:
 
     def flush(self, commit_group_offsets: Callable[[Mapping[int, int]], None]) -> None:
         if self.values:
-            self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
+            stored = self.writer.write_columns(self.partitions, self.offsets, self.values, self.report)
+            step("consume.consumed-committed")
+            self._acknowledge(stored)
+            step("consume.acknowledged")
             self.partitions, self.offsets, self.values = [], [], []
             self.since_compaction += 1
             self.batches += 1

@@ -21,6 +21,7 @@ import orjson
 from lakehouse.exceptions import InvalidTimeError
 from lakehouse.times import parse_time
 from lineage import store
+from lineage.columns import FACET_BYTES as _COLUMN_LINEAGE
 from lineage.events import canonical
 
 if TYPE_CHECKING:
@@ -183,7 +184,11 @@ class Decoded:
     job_keys: list[tuple[str, str]] = field(default_factory=list)
     # Events that may carry model registry or drift facets (the registry and drift sync read only these).
     registry_events: list[dict[str, Any]] = field(default_factory=list)
+    # Events whose bytes name a `columnLineage` facet (the column-lineage sync reads only these).
+    column_events: list[dict[str, Any]] = field(default_factory=list)
     dead: list[tuple[int, str]] = field(default_factory=list)  # (record index, reason)
+    # The full event id (hex) of each stored event, in `keys` order: what the outbox is acknowledged by.
+    ids: list[str] = field(default_factory=list)
     # (event index, job, event time in microseconds, job facets) of the events that carry job facets.
     job_facets: list[tuple[int, tuple[str, str], int, dict[str, Any]]] = field(default_factory=list)
 
@@ -233,11 +238,14 @@ def decode(partitions: Sequence[int], offsets: Sequence[int], values: Sequence[b
             out.dead.append((i, f"event cannot be stored: {exc.__class__.__name__}: {exc}"))
             continue
         out.keys.append(digest[:KEY_BYTES])
+        out.ids.append(digest.hex())
         out.partitions.append(partitions[i])
         out.offsets.append(offsets[i])
         out.job_keys.append(job_key)
         if registry:
             out.registry_events.append(event)
+        if _COLUMN_LINEAGE in value:  # a substring search in C: costs the usual event nothing
+            out.column_events.append(event)
         if columns.count >= _CHUNK:
             to_arrow()
             columns = store.Columns()

@@ -14,12 +14,14 @@ binding writes the DOT source (quoting every name) and runs `dot`.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lakehouse.exceptions import no_space, storage_full
 from lakehouse.sql import query
 from lineage.exceptions import NotFoundError, RenderError
 
@@ -241,10 +243,17 @@ def write(graph: Graph, path: Path) -> Path:
         text = to_html(graph)
     else:
         raise NotFoundError(f"{path}: write the graph to a .svg or .html file", parameter="path")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # a half-written .part file; none if the folder was the problem
+            tmp.unlink(missing_ok=True)
+        if no_space(exc):
+            raise storage_full(str(path.parent), f"writing the graph {path.name}") from exc
+        raise RenderError(f"cannot write the graph to {path}: {exc.strerror or exc}; choose a file in a folder you can write to", parameter="path") from exc
     return path
 
 

@@ -31,3 +31,7 @@ class LineageStalledError(TidemarkError):
 
 class RenderError(TidemarkError):
     """A picture could not be drawn: the layout engine (Graphviz's dot) is missing or failed."""
+
+
+class RegistryKeyError(TidemarkError):
+    """The key that signs registry changes (`lineage.registry_key` or TIDEMARK_HOME/registry.key) cannot be read."""

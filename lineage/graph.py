@@ -61,6 +61,8 @@ class Node:
             ns, sep2, name = body.rpartition(":")
             if sep2 and ns and name:
                 return cls("dataset", name, namespace=ns, version=version or None)
+        # Looked up, not created: other producers' names (`db.schema.table`, hyphens) are found too;
+        # what Tidemark itself creates is checked by lakehouse.names.
         m = _TABLE.match(text)
         if m:
             return cls("table", m["table"], version=m["version"])

@@ -3,7 +3,14 @@
 `lineage.model_versions` (one row per registered version) and `lineage.model_alias_events` (one
 row per alias move or archive: the history, never updated in place). The `models` package writes
 them directly (version allocation needs read-your-writes), and the lineage consumer upserts the
-same rows from the events, so a registry fed only through Kafka, by any producer, is complete too.
+same rows from the events, so a registry fed only through Kafka is complete too.
+
+An alias move or archive from an event is a claim, not a fact: the consumer applies it only if the
+version is in the registry and the move passes the promotion gate (`lineage.gate`), or it carries
+the signature of an authorised `models promote` / `models archive` (`lineage.signing`: how a move
+forced past the gate on purpose is told from a forged one). Any other move is kept, with the
+reason, in `lineage.rejected_moves` and never applied (`vet_moves`). docs/events.md has the whole
+trust model.
 
 This module is generic on purpose: it knows the two Tidemark facets (`tidemark_modelVersion` on a
 MODEL output of a COMPLETE event, `tidemark_modelAlias` on a MODEL dataset of an alias move), never
@@ -14,14 +21,17 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import names
 from lakehouse.config import Settings
 from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table, with_commit_retry
 from lakehouse.times import parse_time
 from lineage import events as ev
+from lineage import gate, signing
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,6 +40,7 @@ if TYPE_CHECKING:
 
 VERSIONS = "model_versions"
 ALIAS_EVENTS = "model_alias_events"
+REJECTED = "rejected_moves"
 VERSION_FACET = "tidemark_modelVersion"
 ALIAS_FACET = "tidemark_modelAlias"
 SYNC_JOB = "tidemark.lineage.registry-sync"
@@ -61,6 +72,9 @@ def schemas() -> dict[str, Any]:
             s(14, "primary_metric"),
             s(15, "metric_goal"),  # "max" or "min"
             s(16, "card_uri"),
+            # False: registered by an event without a valid signature (`lineage.signing`); such a
+            # version gets an alias only from `models promote` or a signed move, never an unsigned one.
+            s(17, "verified", BooleanType()),
         ),
         ALIAS_EVENTS: Schema(
             s(1, "event_time", TimestamptzType(), required=True),
@@ -73,6 +87,22 @@ def schemas() -> dict[str, Any]:
             s(8, "run_id"),
             s(9, "forced", BooleanType()),
             s(10, "overridden"),  # why promotion was refused, when --force overrode it
+        ),
+        # Alias moves and archives that events claimed and the consumer refused to apply.
+        REJECTED: Schema(
+            s(1, "received_time", TimestamptzType(), required=True),
+            s(2, "event_time", TimestamptzType(), required=True),
+            s(3, "model", required=True),
+            s(4, "alias", required=True),
+            s(5, "version", IntegerType()),
+            s(6, "action", required=True),
+            s(7, "run_id", required=True),
+            s(8, "job_name"),
+            s(9, "producer"),
+            s(10, "forced", BooleanType()),
+            s(11, "signed", BooleanType()),  # whether it carried a signature at all (valid ones are never refused for it)
+            s(12, "reason"),  # the reason the event gave for the move
+            s(13, "rejected_because", required=True),
         ),
     }
 
@@ -150,8 +180,11 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
-def version_row_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """`model_versions` rows carried by a COMPLETE event's MODEL outputs (none for other events)."""
+def version_row_from_event(event: Mapping[str, Any], settings: Settings | None = None) -> list[dict[str, Any]]:
+    """`model_versions` rows carried by a COMPLETE event's MODEL outputs (none for other events).
+
+    `verified`: the facet's signature verifies with `settings`' registry key (never without settings).
+    """
     if event.get("eventType") != "COMPLETE":
         return []
     rows = []
@@ -159,6 +192,8 @@ def version_row_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         facet = (ds.get("facets") or {}).get(VERSION_FACET)
         if ev.dataset_type(ds) != "MODEL" or not isinstance(facet, dict):
             continue
+        if not names.is_valid("model", facet.get("model")):
+            continue  # a name no Tidemark producer writes (a path, a quote): the event is stored, the row is not
         try:
             rows.append(
                 {
@@ -178,6 +213,7 @@ def version_row_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "primary_metric": facet.get("primaryMetric"),
                     "metric_goal": facet.get("metricGoal"),
                     "card_uri": facet.get("cardUri"),
+                    "verified": settings is not None and signing.verify(settings, signed_registration(facet), facet.get("signature")),
                 }
             )
         except (KeyError, TypeError, ValueError):
@@ -196,23 +232,179 @@ def alias_rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         try:
             prev = facet.get("previousVersion")
-            rows.append(
-                {
-                    "event_time": parse_time(str(event["eventTime"]), parameter="eventTime"),
-                    "model": str(ds["name"]),
-                    "alias": str(facet.get("alias") or ""),
-                    "version": int(ev.dataset_version(ds) or 0) or None,
-                    "previous_version": int(prev) if prev is not None else None,
-                    "action": str(facet.get("action") or "set"),
-                    "reason": facet.get("reason"),
-                    "run_id": str(event["run"]["runId"]),
-                    "forced": bool(facet.get("forced", False)),
-                    "overridden": facet.get("overridden"),
-                }
-            )
+            row = {
+                "event_time": parse_time(str(event["eventTime"]), parameter="eventTime"),
+                "model": str(ds["name"]),
+                "alias": str(facet.get("alias") or ""),
+                "version": int(ev.dataset_version(ds) or 0) or None,
+                "previous_version": int(prev) if prev is not None else None,
+                "action": str(facet.get("action") or "set"),
+                "reason": facet.get("reason"),
+                "run_id": str(event["run"]["runId"]),
+                "forced": bool(facet.get("forced", False)),
+                "overridden": facet.get("overridden"),
+            }
         except (KeyError, TypeError, ValueError):
             continue
+        # Not columns: what `vet_moves` checks the claim with.
+        row[_SIGNATURE] = facet.get("signature")
+        row[_SIGNED] = signed_move(row)
+        row[_ORIGIN] = {"job_name": (event.get("job") or {}).get("name"), "producer": event.get("producer")}
+        rows.append(row)
     return rows
+
+
+_SIGNATURE, _SIGNED, _ORIGIN = "_signature", "_signed", "_origin"
+
+
+def signed_move(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an alias-events row that its signature covers, by their facet names."""
+    return {
+        "model": row["model"],
+        "version": None if row["version"] is None else int(row["version"]),
+        "alias": row["alias"],
+        "action": row["action"],
+        "previousVersion": row["previous_version"],
+        "forced": bool(row["forced"]),
+        "overridden": row["overridden"],
+        "reason": row["reason"],
+        "runId": row["run_id"],
+    }
+
+
+def signed_registration(facet: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a `tidemark_modelVersion` facet that its signature covers: all of its own."""
+    return {k: v for k, v in facet.items() if not k.startswith("_") and k != "signature"}
+
+
+def current_aliases(history: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+    """(model, alias) -> version, from alias-events rows in time order."""
+    current: dict[tuple[str, str], int] = {}
+    for r in history:
+        if r["action"] == "set" and r["version"] is not None:
+            current[(r["model"], r["alias"])] = int(r["version"])
+        elif r["action"] == "remove":
+            current.pop((r["model"], r["alias"]), None)
+    return current
+
+
+@dataclass(frozen=True)
+class _Input:
+    table: str
+    snapshot_id: int | None
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A `model_versions` row as the promotion gate reads it (`lineage.gate.GateVersion`)."""
+
+    model: str
+    version: int
+    inputs: tuple[_Input, ...]
+    metrics: Mapping[str, float]
+    primary_metric: str | None
+    metric_goal: str | None
+
+    @classmethod
+    def from_row(cls, r: Mapping[str, Any]) -> StoredVersion:
+        inputs = []
+        for i in json.loads(r.get("inputs") or "[]"):
+            sid = i.get("snapshot_id")
+            inputs.append(_Input(str(i.get("table")), int(sid) if sid not in (None, "") else None))
+        return cls(
+            str(r["model"]), int(r["version"]), tuple(inputs), json.loads(r.get("metrics") or "{}"),
+            r.get("primary_metric"), r.get("metric_goal"),
+        )
+
+
+def _scan(table: Table) -> list[dict[str, Any]]:
+    return table.scan().to_arrow().to_pylist() if table.current_snapshot() is not None else []
+
+
+def vet_moves(
+    catalog: Catalog, settings: Settings, moves: Sequence[Mapping[str, Any]], now: datetime | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split alias-events rows claimed by events into (to apply, refused): `rejected_moves` rows.
+
+    A move already recorded (the producer's direct write, a replay) is neither. In event-time order,
+    each move is judged against the registry as the moves before it left it:
+    - its version must be registered, and for a move not be archived;
+    - an archive: the version holds no alias (what `models archive` requires);
+    - a move with a valid signature (an authorised `models promote`, forced or not) is applied;
+    - a move claiming `forced` without one, or with a signature that does not verify, is refused;
+    - any other move must pass the promotion gate now, against the alias's current holder.
+    """
+    tables = ensure_tables(catalog, settings)
+    history = sorted(_scan(tables[ALIAS_EVENTS]), key=lambda r: r["event_time"])
+    recorded = {(r["run_id"], r["model"], r["alias"]) for r in history}
+    versions = {(r["model"], int(r["version"])): r for r in _scan(tables[VERSIONS])}
+    current = current_aliases(history)
+    archived = {(r["model"], int(r["version"])) for r in history if r["action"] == ARCHIVE and r["version"] is not None}
+    con: Any = None
+    received = now or datetime.now(timezone.utc)
+    accepted: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    for m in sorted(moves, key=lambda r: r["event_time"]):
+        key = (m["run_id"], m["model"], m["alias"])
+        if key in recorded:
+            continue
+        recorded.add(key)
+        why: str | None
+        signature = m.get(_SIGNATURE)
+        signed = signing.verify(settings, m.get(_SIGNED) or signed_move(m), signature)
+        model, version, alias = m["model"], m["version"], m["alias"]
+        row = versions.get((model, version)) if version is not None else None
+        holding = sorted(a for (mm, a), v in current.items() if mm == model and v == version)
+        if signature is not None and not signed:
+            why = "its signature does not verify with this installation's registry key (lineage.registry_key)"
+        elif not names.is_valid("model", model) or (alias and not names.is_valid("alias", alias)):
+            bad = ("model", model) if not names.is_valid("model", model) else ("alias", alias)
+            why = f"{bad[0]} name {names.shown(bad[1])} is not allowed: {names.RULES[bad[0]].text}"
+        elif row is None:
+            why = f"model {model} has no version {version} in the registry"
+        elif m["action"] == ARCHIVE:
+            why = f"version {version} holds alias {', '.join(holding)}; an archive needs a version without aliases" if holding else None
+        elif m["action"] != "set":
+            why = f"unknown action {m['action']!r}"
+        elif not alias:
+            why = "the move names no alias"
+        elif (model, version) in archived:
+            why = f"version {version} is archived"
+        elif signed:
+            why = None
+        elif m["forced"]:
+            why = "it claims forced, but carries no signature of an authorised `models promote --force`"
+        elif row.get("verified") is False:
+            why = (
+                f"version {version} was registered by an event without a valid signature (its metrics and artifact "
+                "are unverified); only `tidemark models promote` or a signed move can give it an alias"
+            )
+        else:
+            if con is None:
+                from lineage import query as lineage_query
+
+                con = lineage_query.connect(settings)
+            holder_version = current.get((model, alias))
+            holder = StoredVersion.from_row(versions[(model, holder_version)]) if (model, holder_version) in versions else None
+            report = gate.check(settings, StoredVersion.from_row(row), holder, alias, con, catalog)
+            why = None if report.ok else "the promotion gate refuses it: " + "; ".join(report.problems)
+        if why is not None:
+            origin = m.get(_ORIGIN) or {}
+            refused.append(
+                {
+                    "received_time": received, "event_time": m["event_time"], "model": model, "alias": alias,
+                    "version": version, "action": m["action"], "run_id": m["run_id"], "job_name": origin.get("job_name"),
+                    "producer": origin.get("producer"), "forced": m["forced"], "signed": signature is not None,
+                    "reason": m["reason"], "rejected_because": why,
+                }
+            )
+            continue
+        accepted.append({k: v for k, v in m.items() if not k.startswith("_")})
+        if m["action"] == ARCHIVE:
+            archived.add((model, version))
+        else:
+            current[(model, alias)] = int(version)
+    return accepted, refused
 
 
 # -- the consumer's upsert ------------------------------------------------------------------------
@@ -225,16 +417,27 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
     or an event whose row the producer already wrote directly, adds nothing.
     """
     events = list(events)
-    versions = [r for e in events for r in version_row_from_event(e)]
-    aliases = [r for e in events for r in alias_rows_from_event(e)]
-    added = {VERSIONS: 0, ALIAS_EVENTS: 0}
-    if not versions and not aliases:
+    versions = [r for e in events for r in version_row_from_event(e, settings)]
+    moves = [r for e in events for r in alias_rows_from_event(e)]
+    added = {VERSIONS: 0, ALIAS_EVENTS: 0, REJECTED: 0}
+    if not versions and not moves:
         return added
     ensure_tables(catalog, settings)
-    for short, rows, key_columns in ((VERSIONS, versions, ("model", "version")), (ALIAS_EVENTS, aliases, ("run_id", "model", "alias"))):
-        if rows:
-            # NO_REBASE tables: a concurrent registration makes the commit re-read, never duplicate a version.
-            added[short] = append_missing(
-                catalog, (settings.lineage.namespace, short), rows, key_columns, arrow_schema(short), job_name=SYNC_JOB
-            )
+    key = ("run_id", "model", "alias")
+    ns = settings.lineage.namespace
+    # Versions first: a move in the same batch may name a version registered by an earlier event of it.
+    if versions:
+        # NO_REBASE tables: a concurrent registration makes the commit re-read, never duplicate a version.
+        added[VERSIONS] = append_missing(catalog, (ns, VERSIONS), versions, ("model", "version"), arrow_schema(VERSIONS), job_name=SYNC_JOB)
+    if moves:
+        accepted, refused = vet_moves(catalog, settings, moves)
+        for short, rows in ((ALIAS_EVENTS, accepted), (REJECTED, refused)):
+            if rows:
+                added[short] = append_missing(catalog, (ns, short), rows, key, arrow_schema(short), job_name=SYNC_JOB)
     return added
+
+
+def rejected_moves(catalog: Catalog, settings: Settings, model: str | None = None) -> list[dict[str, Any]]:
+    """The refused moves (of `model`, or all), oldest first."""
+    table = ensure_tables(catalog, settings, only=(REJECTED,))[REJECTED]
+    return sorted((r for r in _scan(table) if model is None or r["model"] == model), key=lambda r: r["event_time"])

@@ -1,31 +1,41 @@
-"""A durable outbox for lineage events (SQLite under TIDEMARK_HOME).
+"""A durable outbox for lineage events (SQLite under TIDEMARK_HOME), and the runs in flight.
 
-An event is written here first and leaves only after the broker acknowledged it (acks=all), so a
-job never loses its lineage because Kafka was down or slow: the job goes on after a bounded wait
-and a warning, and the events go out later — on the next emit of any job on this machine, at
-process exit, or with `tidemark lineage flush`.
+An event is written here first and stays until the lineage store holds it: sending it to Kafka
+(acks=all) only marks it *sent*; the lineage consumer's commit is the acknowledgement that removes
+it (`acknowledge`, by event id, and `reconcile` against the lineage tables for a consumer that runs
+elsewhere). So a job never loses its lineage because Kafka was down or slow, and a broker that
+lost its log (the local broker keeps it in memory: `tidemark down`, a crash) gets the events again:
+a new local broker log re-queues every sent, unacknowledged event (`requeue_sent`), and the
+consumer stores each event id once, so the re-sent copies are harmless.
 
 `emit` returns once the event is durably in the outbox; a background thread of the transport
 delivers it to Kafka meanwhile, so a job does not wait for the broker's acknowledgement. `close`
 (and process exit) waits, bounded, for that delivery to finish.
+
+Runs in flight: a run's START is written together with a row of `runs_in_flight` (one SQLite
+transaction), and its COMPLETE or FAIL together with that row's removal. A row left behind is a
+run whose process died; `lineage.recovery` finishes it from what its commit left in the tables.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.exceptions import TidemarkError
+from lakehouse.exceptions import TidemarkError, no_space, storage_full
+from lineage.events import event_id
 from lineage.transport import serialize
 
 if TYPE_CHECKING:
@@ -41,6 +51,75 @@ CLAIM_TIMEOUT_S = 60.0
 RETRY_AFTER_S = 30.0
 # Shared by every transport in the process (each job run makes its own), keyed by outbox file.
 _NEXT_TRY: dict[str, float] = {}
+# Lock files of the runs in flight: the process running one holds an flock on its file, which the
+# kernel releases when the process dies however it dies, so recovery can tell dead runs from live ones.
+RUN_LOCKS = "runs"
+TERMINAL = ("COMPLETE", "FAIL", "ABORT")
+
+
+def hold_run_lock(home: Path, run_id: str) -> int | None:
+    """An exclusive lock on the run's lock file (its descriptor), or None if a live process holds it."""
+    path = home / RUN_LOCKS / f"{run_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def release_run_lock(home: Path, run_id: str, fd: int) -> None:
+    # Unlinked while still locked: whoever opens the path afterwards gets a new file, and finds
+    # the run no longer in flight.
+    (home / RUN_LOCKS / f"{run_id}.lock").unlink(missing_ok=True)
+    os.close(fd)
+
+
+def _process_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True  # another user's process, or a claim we cannot read: leave it to the timeout
+    return True
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _insert(db: sqlite3.Connection, topic: str, key: bytes, value: bytes) -> int:
+    cur = db.execute(
+        "INSERT INTO outbox (topic, key, value, created, event_id) VALUES (?, ?, ?, ?, ?)",
+        # The id the lineage store gives the event (the hash of its canonical form), so the consumer's
+        # commit can acknowledge it here.
+        (topic, key, value, time.time(), event_id(value)),
+    )
+    return int(cur.lastrowid or 0)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A run whose START is in the outbox and whose terminal event is not (yet)."""
+
+    run_id: str
+    job_name: str
+    topic: str
+    start_event: dict[str, Any] | None
+    resolver: str | None  # "module:function" that finishes it from its commit; None: FAIL if interrupted
+    context: dict[str, Any]
+    created: float
+    pid: int | None
 
 
 @dataclass
@@ -64,6 +143,19 @@ class Outbox:
                     created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
                     claimed_by TEXT, claimed_at REAL, last_error TEXT)"""
             )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            # An outbox made before events were kept until the store acknowledged them.
+            if "event_id" not in columns:
+                db.execute("ALTER TABLE outbox ADD COLUMN event_id TEXT")
+            if "sent_at" not in columns:
+                db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
+            db.execute("CREATE INDEX IF NOT EXISTS outbox_event_id ON outbox (event_id)")
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS runs_in_flight (
+                    run_id TEXT PRIMARY KEY, job_name TEXT NOT NULL, topic TEXT NOT NULL,
+                    start_event BLOB, resolver TEXT, context TEXT NOT NULL DEFAULT '{}',
+                    created REAL NOT NULL, pid INTEGER)"""
+            )
 
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -75,19 +167,99 @@ class Outbox:
         return conn
 
     def put(self, topic: str, key: bytes, value: bytes) -> int:
-        with self._db() as db:
-            cur = db.execute(
-                "INSERT INTO outbox (topic, key, value, created) VALUES (?, ?, ?, ?)", (topic, key, value, time.time())
-            )
-            return int(cur.lastrowid or 0)
+        try:
+            with self._db() as db:
+                return _insert(db, topic, key, value)
+        except sqlite3.OperationalError as exc:
+            if no_space(exc):
+                raise storage_full(str(self.path), "recording a lineage event in the outbox") from exc
+            raise
 
     def pending(self) -> int:
-        return int(self._db().execute("SELECT count(*) FROM outbox").fetchone()[0])
+        """Events not yet acknowledged by the broker."""
+        return int(self._db().execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+    def unacknowledged(self) -> int:
+        """Events the broker acknowledged that the lineage store has not acknowledged yet."""
+        return int(self._db().execute("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()[0])
 
     def oldest_created(self) -> float | None:
         """When the oldest undelivered event was put here (epoch seconds), or None if none waits."""
-        row = self._db().execute("SELECT min(created) FROM outbox").fetchone()
+        row = self._db().execute("SELECT min(created) FROM outbox WHERE sent_at IS NULL").fetchone()
         return float(row[0]) if row and row[0] is not None else None
+
+    def acknowledge(self, event_ids: Iterable[str]) -> int:
+        """Forget the events the lineage store now holds (the consumer's commit is the acknowledgement)."""
+        ids = list(event_ids)
+        if not ids:
+            return 0
+        with self._db() as db:
+            done = 0
+            for i in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+                chunk = ids[i : i + 500]
+                done += db.execute(f"DELETE FROM outbox WHERE event_id IN ({','.join('?' * len(chunk))})", chunk).rowcount
+            return done
+
+    def sent_unacknowledged(self, older_than_s: float = 0.0) -> list[str]:
+        """Event ids sent at least `older_than_s` ago that the lineage store has not acknowledged."""
+        rows = self._db().execute(
+            "SELECT event_id FROM outbox WHERE sent_at IS NOT NULL AND sent_at <= ? AND event_id IS NOT NULL",
+            (time.time() - older_than_s,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def requeue_sent(self, event_ids: Iterable[str] | None = None) -> int:
+        """Send again events the broker acknowledged but may have lost (a new broker log, or these ids)."""
+        with self._db() as db:
+            if event_ids is None:
+                return db.execute("UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL").rowcount
+            ids = list(event_ids)
+            return sum(
+                db.execute("UPDATE outbox SET sent_at = NULL WHERE event_id = ? AND sent_at IS NOT NULL", (i,)).rowcount for i in ids
+            )
+
+    # -- runs in flight ---------------------------------------------------------------------------
+
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One SQLite transaction (the connection autocommits each statement otherwise)."""
+        return _immediate(self._db())
+
+    def begin_run(self, topic: str, run_id: str, job_name: str, start: bytes | None) -> None:
+        """The run's START (if any) and its in-flight row, in one transaction."""
+        with self._transaction() as db:
+            if start is not None:
+                _insert(db, topic, run_id.encode(), start)
+            db.execute(
+                "INSERT OR IGNORE INTO runs_in_flight (run_id, job_name, topic, start_event, created, pid) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, job_name, topic, start, time.time(), os.getpid()),
+            )
+
+    def note_run(self, run_id: str, resolver: str, context: Mapping[str, Any]) -> None:
+        """Say how recovery finishes this run if its process dies (before the commit it describes)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT context FROM runs_in_flight WHERE run_id = ?", (run_id,)).fetchone()
+            merged = {**json.loads(row[0] or "{}"), **dict(context)} if row else dict(context)
+            db.execute("UPDATE runs_in_flight SET resolver = ?, context = ? WHERE run_id = ?", (resolver, json.dumps(merged, default=str), run_id))
+
+    def finish_run(self, topic: str, run_id: str, terminal: bytes) -> bool:
+        """The run's terminal event and the removal of its in-flight row, in one transaction;
+        True if the run was in flight (a run may also end without a START, e.g. an alias move)."""
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM runs_in_flight WHERE run_id = ?", (run_id,)).rowcount
+            _insert(db, topic, run_id.encode(), terminal)
+            return bool(gone)
+
+    def runs_in_flight(self) -> list[InFlight]:
+        rows = self._db().execute(
+            "SELECT run_id, job_name, topic, start_event, resolver, context, created, pid FROM runs_in_flight ORDER BY created"
+        ).fetchall()
+        return [
+            InFlight(str(r[0]), str(r[1]), str(r[2]), None if r[3] is None else json.loads(r[3]), r[4], json.loads(r[5] or "{}"), float(r[6]), r[7])
+            for r in rows
+        ]
+
+    def in_flight(self, run_id: str) -> bool:
+        return self._db().execute("SELECT 1 FROM runs_in_flight WHERE run_id = ?", (run_id,)).fetchone() is not None
 
     def _claim(self, limit: int) -> list[tuple[int, str, bytes, bytes]]:
         me = f"{os.getpid()}-{threading.get_ident()}"
@@ -95,8 +267,12 @@ class Outbox:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
+            # A claim of a process that is gone (killed mid-delivery) is void at once, not after the timeout.
+            for (owner,) in db.execute("SELECT DISTINCT claimed_by FROM outbox WHERE claimed_by IS NOT NULL").fetchall():
+                if not _process_alive(str(owner).split("-", 1)[0]):
+                    db.execute("UPDATE outbox SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?", (owner,))
             rows = db.execute(
-                "SELECT id, topic, key, value FROM outbox WHERE claimed_by IS NULL OR claimed_at < ? ORDER BY id LIMIT ?",
+                "SELECT id, topic, key, value FROM outbox WHERE sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ?) ORDER BY id LIMIT ?",
                 (now - CLAIM_TIMEOUT_S, limit),
             ).fetchall()
             if rows:
@@ -111,15 +287,20 @@ class Outbox:
         return [(int(r[0]), str(r[1]), bytes(r[2] or b""), bytes(r[3])) for r in rows]
 
     def _finish(self, delivered: list[int], failed: list[int], error: str | None) -> None:
+        now = time.time()
         with self._db() as db:
-            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in delivered])
+            # Kept, marked sent: only the lineage store's acknowledgement removes an event.
+            db.executemany(
+                "UPDATE outbox SET sent_at = ?, claimed_by = NULL, claimed_at = NULL, last_error = NULL WHERE id = ?",
+                [(now, i) for i in delivered],
+            )
             db.executemany(
                 "UPDATE outbox SET claimed_by = NULL, claimed_at = NULL, last_error = ? WHERE id = ?",
                 [(error, i) for i in failed],
             )
 
     def deliver(self, producer: KafkaProducer, timeout_s: float, batch: int = 5000) -> FlushReport:
-        """Send everything pending; delete what the broker acknowledged. Stops at the first failed batch."""
+        """Send everything pending; mark sent what the broker acknowledged. Stops at the first failed batch."""
         from kafka.errors import KafkaError
 
         delivered_total = 0
@@ -176,11 +357,47 @@ class OutboxTransport:
         self._progress = threading.Condition()
         # One delivery at a time: the worker and a caller's flush() share the producer.
         self._lock = threading.Lock()
+        # Lock descriptors of this transport's runs in flight, by run id.
+        self._run_locks: dict[str, int] = {}
         atexit.register(self._final_flush)
+        from lineage.recovery import recover_once
+
+        recover_once(settings)  # runs a dead process left in flight: finished before new ones start
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        key = str((event.get("run") or {}).get("runId", "")).encode()
-        self.outbox.put(self.settings.kafka.topic, key, serialize(event))
+        run_id = str((event.get("run") or {}).get("runId", ""))
+        kind = event.get("eventType")
+        topic = self.settings.kafka.topic
+        if kind == "START":
+            self._hold(run_id)
+            self.outbox.begin_run(topic, run_id, str((event.get("job") or {}).get("name", "")), serialize(event))
+        elif kind in TERMINAL:
+            self.outbox.finish_run(topic, run_id, serialize(event))
+            fd = self._run_locks.pop(run_id, None)
+            if fd is not None:
+                release_run_lock(self.settings.home, run_id, fd)
+        else:
+            self.outbox.put(topic, run_id.encode(), serialize(event))
+        self._wake_delivery()
+
+    def expect(self, run_id: str, job_name: str, resolver: str, context: Mapping[str, Any]) -> None:
+        """A run without a START (an alias move) is in flight from here: recovery finishes it with
+        `resolver` if this process dies before its terminal event is in the outbox."""
+        self._hold(run_id)
+        self.outbox.begin_run(self.settings.kafka.topic, run_id, job_name, None)
+        self.outbox.note_run(run_id, resolver, context)
+
+    def note_run(self, run_id: str, resolver: str, context: Mapping[str, Any]) -> None:
+        """How recovery finishes run `run_id` (started here) if this process dies before it ends."""
+        self.outbox.note_run(run_id, resolver, context)
+
+    def _hold(self, run_id: str) -> None:
+        if run_id not in self._run_locks:
+            fd = hold_run_lock(self.settings.home, run_id)
+            if fd is not None:
+                self._run_locks[run_id] = fd
+
+    def _wake_delivery(self) -> None:
         if not self.background:
             self.flush()
             return
@@ -284,6 +501,9 @@ class OutboxTransport:
         if self._stop_worker():
             with self._lock:
                 self._drop_producer()
+        for run_id, fd in list(self._run_locks.items()):
+            os.close(fd)  # still in flight (no terminal event): recovery may finish it from now on
+        self._run_locks.clear()
         # Every job run makes a transport: a closed one must not stay alive in the atexit list.
         atexit.unregister(self._final_flush)
 

@@ -10,16 +10,21 @@ Nothing in here knows about ingest or models: callers hand over OpenLineage data
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from lakehouse.config import Settings, load_settings
+from lakehouse.exceptions import TidemarkError
+from lakehouse.failpoints import step
 from lineage import code as code_info
 from lineage import events as ev
 from lineage.outbox import OutboxTransport
 from lineage.transport import Transport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,6 +53,14 @@ class RunContext:
     def add_run_facet(self, name: str, value: Mapping[str, Any]) -> None:
         self.run_facets[name] = dict(value)
 
+    def recoverable(self, resolver: str, **context: Any) -> None:
+        """Call before the commit this run describes: if the process dies from here on, recovery
+        (`lineage.recovery`) finishes the run with `resolver` ("module:function") reading `context`
+        (merged with what earlier calls gave), instead of a plain FAIL "interrupted"."""
+        note = getattr(self.transport, "note_run", None)
+        if note is not None:
+            note(self.run_id, resolver, context)
+
     def emit(self, event_type: ev.EventType, extra_run_facets: Mapping[str, Any] | None = None) -> dict[str, Any]:
         event = ev.run_event(
             producer=self.producer,
@@ -75,6 +88,7 @@ def run(
     run_id: str | None = None,
     code: Any = None,
     parent: Mapping[str, Any] | None = None,
+    steps: str | None = None,
 ) -> Iterator[RunContext]:
     """Emit START now, COMPLETE when the block ends, FAIL (with the error message facet) if it raises.
 
@@ -107,12 +121,21 @@ def run(
         )
     try:
         ctx.emit("START")
+        if steps:
+            step(f"{steps}.start")
         try:
             yield ctx
         except BaseException as exc:
-            ctx.emit("FAIL", {"errorMessage": ev.error_facet(ctx.producer, exc)})
+            try:
+                ctx.emit("FAIL", {"errorMessage": ev.error_facet(ctx.producer, exc)})
+            except TidemarkError as emit_error:
+                # The run's own error is the one to report (a full disk fails both, and the first
+                # names the cause); the lost FAIL event is said once, as a warning.
+                log.warning("the FAIL event of run %s was not recorded: %s", ctx.run_id, emit_error)
             raise
         ctx.emit("COMPLETE")
+        if steps:
+            step(f"{steps}.emitted")
     finally:
         if own_transport:
             tr.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -455,3 +455,27 @@ def _utf8_array(values: Sequence[bytes]) -> pa.Array:
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
     return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def stored_event_ids(settings: Settings, event_ids: Iterable[str]) -> set[str]:
+    """Which of `event_ids` the lineage store holds (`events` is written last of the row tables,
+    so an id there means the event is stored everywhere); empty when there is no store yet."""
+    from pyiceberg.exceptions import NoSuchTableError
+    from pyiceberg.expressions import In
+
+    from lakehouse.catalog import load_catalog
+
+    wanted = list(event_ids)
+    if not wanted:
+        return set()
+    try:
+        table = load_catalog(settings).load_table((settings.lineage.namespace, EVENTS))
+    except NoSuchTableError:
+        return set()
+    if table.current_snapshot() is None:
+        return set()
+    found: set[str] = set()
+    for i in range(0, len(wanted), 1000):
+        rows = table.scan(row_filter=In("event_id", wanted[i : i + 1000]), selected_fields=("event_id",)).to_arrow()
+        found.update(rows.column("event_id").to_pylist())
+    return found

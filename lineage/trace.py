@@ -113,6 +113,27 @@ def snapshot_producer(
     )
 
 
+def snapshot_validations(
+    con: duckdb.DuckDBPyConnection, dataset_namespace: str, dataset_name: str, snapshot_id: str, run_id: str | None, ns: str = "lineage"
+) -> list[list[dict[str, Any]]]:
+    """The `dataQualityAssertions` of every COMPLETE event whose output was this snapshot, from the
+    run `run_id` (the landing run the snapshot's own summary names; any run when None): one list
+    per event, empty for an event that carries none. More than one means someone else sent an
+    event claiming this landing too; the promotion gate then requires all of them to pass."""
+    rows = _rows(
+        con,
+        """
+        SELECT facets
+        FROM {ns}.run_datasets
+        WHERE direction = 'output' AND event_type = 'COMPLETE'
+          AND dataset_namespace = ? AND dataset_name = ? AND version = ? AND (? IS NULL OR run_id = ?)
+        """,
+        [dataset_namespace, dataset_name, snapshot_id, run_id, run_id],
+        ns,
+    )
+    return [list((json.loads(r["facets"] or "{}").get("dataQualityAssertions") or {}).get("assertions") or []) for r in rows]
+
+
 def run_parent(con: duckdb.DuckDBPyConnection, run_id: str, ns: str = "lineage") -> dict[str, Any] | None:
     """Who started a run: the parent job and run, and the Airflow DAG run and task when there was one."""
     rows = _rows(

@@ -1,21 +1,25 @@
 """Models: reference training jobs, the model registry with aliases, and trace of a model version.
 
 Public surface: the modules in `__all__`, and in each of them every name that does not start with an
-underscore. `artifacts`, `fingerprint` and `inputs` serve training and retraining;
+underscore. `artifacts`, `fingerprint`, `inputs`, `execution`, `runner` and `sourcecode` serve
+training and retraining;
 tests/test_architecture.py fails when another package imports them or an underscored name.
 """
 
 __all__ = [
     "drift",
     "drift_plot",
+    "environments",
     "exceptions",
     "history",
     "jobs",
     "monitor",
     "pinning",
     "promotion",
+    "recovery",
     "registry",
     "renewal",
+    "reproducibility",
     "retrain",
     "status",
     "trace",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lakehouse.exceptions import TidemarkError
+from lakehouse.exceptions import InvalidNameError, TidemarkError
 
 
 class UnknownJobError(TidemarkError):
@@ -11,6 +11,10 @@ class UnknownJobError(TidemarkError):
 
 class ModelNotFoundError(TidemarkError):
     """A model, version or alias that the registry does not hold."""
+
+
+class InvalidModelNameError(ModelNotFoundError, InvalidNameError):
+    """A model or alias name that breaks its rule (`lakehouse.names`): no such model can exist."""
 
 
 class TrainingInputError(TidemarkError):
@@ -35,3 +39,12 @@ class TableDroppedError(ReproduceError):
 
 class DriftError(TidemarkError):
     """A drift check that cannot run: unknown column or snapshot, a table without a baseline."""
+
+
+class EnvironmentBuildError(ReproduceError):
+    """A recorded environment cannot be rebuilt: no list of its packages, a version that cannot be
+    installed, no interpreter of its Python version."""
+
+
+class RecordedCodeError(ReproduceError):
+    """The recorded code cannot be got back: not in git, the commit unreachable, the module not in it."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
+from lakehouse.tables import read_snapshot
 from lineage import events as ev
 from models.fingerprint import fingerprint
 
@@ -34,7 +35,7 @@ class Input:
 
 def read_at(table: Table, snapshot_id: int) -> pa.Table:
     """The rows of `table` as of `snapshot_id` (time travel; the snapshot's schema)."""
-    return table.scan(snapshot_id=snapshot_id).to_arrow()
+    return read_snapshot(table, snapshot_id)
 
 
 def assemble(name: str, table: Table, snapshot_id: int) -> Input:

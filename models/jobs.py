@@ -1,7 +1,9 @@
 """Reference training jobs on data sets that ship inside scikit-learn, and how jobs are found.
 
 A job is a plain function `fn(inputs: dict[str, pyarrow.Table], params: dict) -> Trained`, fed
-its input tables already read at pinned snapshots. Deterministic: every seed is a parameter,
+its input tables already read at pinned snapshots. Its holdout scorer, if it has one, is
+`score(estimator, inputs, params) -> dict[str, float]`: the job's metrics of any estimator on the
+holdout `params` cut from `inputs` (automatic renewal scores the holder and a candidate with it). Deterministic: every seed is a parameter,
 and rows are put in a defined order before use (a table scan promises no order).
 """
 
@@ -12,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from models.exceptions import UnknownJobError
+from models.exceptions import TrainingInputError, UnknownJobError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,6 +44,11 @@ class TrainingJob:
     # (estimator, inputs, params) -> metrics on the holdout `params` cut from `inputs`: how automatic
     # renewal scores the production model and a candidate on the same rows.
     holdout_entry_point: str | None = None
+    # The input columns the model is trained on, per input table in the order the model sees them,
+    # and the column it learns to predict. Training reports them as the
+    # model's column-level lineage (feature <- table column at the pinned snapshot).
+    features: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    target: str | None = None
 
     def function(self) -> Callable[[dict[str, pa.Table], dict[str, Any]], Trained]:
         return load_entry_point(self.entry_point)
@@ -63,19 +70,36 @@ def load_entry_point(entry_point: str, allow_job: bool = False) -> Any:
     return fn  # type: ignore[no-any-return]
 
 
-def _features(table: pa.Table, target: str) -> tuple[Any, Any]:
-    df = table.to_pandas().sort_values("id", kind="stable").reset_index(drop=True)
-    # Numeric columns only: a later schema may add e.g. a text column that the model never used.
-    from pandas.api.types import is_numeric_dtype
+# The reference jobs' declared features: exactly the columns they train on (a later schema may add
+# columns the model never used), in the tables' own column order.
+WINE_FEATURES = (
+    "alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols", "flavanoids",
+    "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue", "od280_od315_of_diluted_wines", "proline",
+)
+DIABETES_FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
-    features = [c for c in df.columns if c not in ("id", target) and is_numeric_dtype(df[c])]
-    return df[features].to_numpy(dtype="float64"), df[target].to_numpy()
+
+def _features(table: pa.Table, target: str, features: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """The feature matrix (the declared `features`, or every numeric column but id and target) and
+    the target, in id order."""
+    missing = [c for c in (*(features or ()), target) if c not in table.column_names]
+    if missing:
+        raise TrainingInputError(
+            f"the input has no column(s) {', '.join(missing)}, which the job trains on; land a file that has them"
+        )
+    df = table.to_pandas().sort_values("id", kind="stable").reset_index(drop=True)
+    if features is None:
+        # Numeric columns only: a later schema may add e.g. a text column that the model never used.
+        from pandas.api.types import is_numeric_dtype
+
+        features = [c for c in df.columns if c not in ("id", target) and is_numeric_dtype(df[c])]
+    return df[list(features)].to_numpy(dtype="float64"), df[target].to_numpy()
 
 
 def _wine_split(inputs: dict[str, pa.Table], params: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
     from sklearn.model_selection import train_test_split
 
-    X, y = _features(inputs["raw.wine"], "target")
+    X, y = _features(inputs["raw.wine"], "target", WINE_FEATURES)
     return train_test_split(X, y, test_size=float(params["test_size"]), random_state=int(params["seed"]), stratify=y)  # type: ignore[no-any-return]
 
 
@@ -108,7 +132,7 @@ def holdout_wine_classifier(estimator: Any, inputs: dict[str, pa.Table], params:
 def _diabetes_split(inputs: dict[str, pa.Table], params: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
     from sklearn.model_selection import train_test_split
 
-    X, y = _features(inputs["raw.diabetes"], "target")
+    X, y = _features(inputs["raw.diabetes"], "target", DIABETES_FEATURES)
     return train_test_split(X, y.astype("float64"), test_size=float(params["test_size"]), random_state=int(params["seed"]))  # type: ignore[no-any-return]
 
 
@@ -152,6 +176,8 @@ JOBS: dict[str, TrainingJob] = {
             primary_metric="accuracy",
             metric_goal="max",
             holdout_entry_point="models.jobs:holdout_wine_classifier",
+            features={"raw.wine": WINE_FEATURES},
+            target="target",
         ),
         TrainingJob(
             name="diabetes_regressor",
@@ -162,6 +188,8 @@ JOBS: dict[str, TrainingJob] = {
             primary_metric="rmse",
             metric_goal="min",
             holdout_entry_point="models.jobs:holdout_diabetes_regressor",
+            features={"raw.diabetes": DIABETES_FEATURES},
+            target="target",
         ),
     )
 }
@@ -181,6 +209,7 @@ def resolve_job(
     inputs: Sequence[str] = (),
     primary_metric: str | None = None,
     metric_goal: str | None = None,
+    holdout_entry_point: str | None = None,
 ) -> TrainingJob:
     """A reference job by name, or a user's job as `module:attr`.
 
@@ -202,6 +231,9 @@ def resolve_job(
                 )
             job = TrainingJob(name=spec.replace(":", "."), model=model, inputs=tuple(inputs), entry_point=spec)
     overrides: dict[str, Any] = {}
+    if holdout_entry_point:
+        load_entry_point(holdout_entry_point)  # refuse a scorer that does not import now, not at the first renewal
+        overrides["holdout_entry_point"] = holdout_entry_point
     if model and model != job.model:
         overrides["model"] = model
     if inputs and tuple(inputs) != job.inputs:

@@ -9,129 +9,25 @@ overridden are recorded in the alias event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.exceptions import TableNotFoundError
-from lakehouse.tables import SOURCE_SHA256, RUN_ID, TableName, ancestors, load_table, summary_properties
-from lineage import events as ev
-from lineage import query as lineage_query
-from lineage import trace as lt
+from lineage.gate import NOT_IN_STORE, GateReport, lineage_problems
+from lineage import gate
 from lineage.transport import Transport
 from models.exceptions import PromotionRefusedError
-from models.registry import ModelVersion, Registry
+from models.registry import ModelVersion, Registry, check_name
 
-if TYPE_CHECKING:
-    import duckdb
-    from pyiceberg.table import Table
-
-# Snapshot operations that add no new data: they need no gate of their own.
-_NO_NEW_DATA = {"replace", "delete"}
-
-
-@dataclass
-class GateReport:
-    model: str
-    version: int
-    alias: str
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def _on_main(table: Table, snapshot_id: int) -> bool:
-    """Was this snapshot ever main's state (its history or its snapshot log)?"""
-    current = table.current_snapshot()
-    if current is not None and any(s.snapshot_id == snapshot_id for s in ancestors(table, current.snapshot_id)):
-        return True
-    return any(e.snapshot_id == snapshot_id for e in table.metadata.snapshot_log)
-
-
-def lineage_problems(settings: Settings, mv: ModelVersion, con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
-    """Why the lineage of `mv` is incomplete; empty when every input is a gated snapshot of main."""
-    problems: list[str] = []
-    if not mv.inputs:
-        return [f"{mv.model}:{mv.version} records no input tables"]
-    catalog = load_catalog(settings)
-    con = con or lineage_query.connect(settings)
-    ns = settings.lineage.namespace
-    for inp in mv.inputs:
-        if inp.snapshot_id is None:
-            problems.append(f"input {inp.table} has no snapshot id")
-            continue
-        try:
-            table = load_table(catalog, TableName.parse(inp.table))
-        except TableNotFoundError:
-            problems.append(f"input table {inp.table} no longer exists")
-            continue
-        snap = table.snapshot_by_id(inp.snapshot_id)
-        if snap is None:
-            problems.append(f"snapshot {inp.snapshot_id} of {inp.table} no longer exists (expired)")
-            continue
-        if not _on_main(table, inp.snapshot_id):
-            problems.append(
-                f"snapshot {inp.snapshot_id} of {inp.table} never passed its gate (it was never published to main; "
-                "a quarantined or audit-branch snapshot)"
-            )
-            continue
-        ds_ns, ds_name = ev.warehouse_namespace(table.location()), ev.location_path(table.location())
-        for s in ancestors(table, inp.snapshot_id):
-            props = summary_properties(s)
-            op = str(s.summary.operation.value) if s.summary else "append"
-            if op in _NO_NEW_DATA or int(props.get("added-records", "0") or 0) == 0:
-                continue
-            if not props.get(SOURCE_SHA256):
-                problems.append(
-                    f"snapshot {s.snapshot_id} of {inp.table} added rows outside a gated landing (operation {op})"
-                )
-                continue
-            producer = lt.snapshot_producer(con, ds_ns, ds_name, str(s.snapshot_id), ns)
-            if producer is None:
-                problems.append(
-                    f"the validation of snapshot {s.snapshot_id} of {inp.table} (landing run {props.get(RUN_ID)}) is not in "
-                    "the lineage store; run `tidemark lineage consume --once`"
-                )
-            elif not producer.assertions:
-                problems.append(f"snapshot {s.snapshot_id} of {inp.table} was landed without a validation gate")
-            elif not all(a.get("success") for a in producer.assertions):
-                failed = [a.get("assertion") for a in producer.assertions if not a.get("success")]
-                problems.append(f"snapshot {s.snapshot_id} of {inp.table} failed its gate ({', '.join(map(str, failed))})")
-    return problems
-
-
-def metric_problems(settings: Settings, registry: Registry, mv: ModelVersion, alias: str) -> tuple[list[str], list[str]]:
-    """(problems, notes) of comparing `mv`'s primary metric with the alias holder's."""
-    holder_version = registry.current_aliases().get((mv.model, alias))
-    if holder_version is None or holder_version == mv.version:
-        return [], [f"{mv.model}@{alias} has no other holder to compare with"]
-    holder = registry.get(mv.model, holder_version)
-    metric = mv.primary_metric or holder.primary_metric
-    if not metric:
-        return [], [f"no primary metric declared for {mv.model}; metrics not compared"]
-    if metric not in mv.metrics or metric not in holder.metrics:
-        return [], [f"{metric} is missing from version {mv.version} or {holder.version}; not compared"]
-    goal = mv.metric_goal or holder.metric_goal or "max"
-    new, old = float(mv.metrics[metric]), float(holder.metrics[metric])
-    worse_by = (old - new) if goal == "max" else (new - old)
-    threshold = settings.models.promotion_threshold
-    what = f"{metric} {new:.6g} vs {old:.6g} of version {holder.version}, the current {alias} ({'higher' if goal == 'max' else 'lower'} is better)"
-    if worse_by > threshold:
-        return [f"{what}: worse by {worse_by:.6g}, more than the threshold {threshold:g} (models.promotion_threshold)"], []
-    return [], [what]
+# The gate's checks live in `lineage.gate` (the lineage consumer applies them to alias moves that
+# arrive as events); `lineage_problems`, `GateReport` and `NOT_IN_STORE` are re-exported for this package's callers.
+__all__ = ["NOT_IN_STORE", "GateReport", "check", "lineage_problems", "promote"]
 
 
 def check(settings: Settings, registry: Registry, mv: ModelVersion, alias: str) -> GateReport:
-    report = GateReport(mv.model, mv.version, alias)
-    report.problems += lineage_problems(settings, mv)
-    problems, notes = metric_problems(settings, registry, mv, alias)
-    report.problems += problems
-    report.notes += notes
-    return report
+    """The promotion gate for moving `alias` to `mv`, compared with the alias's current holder."""
+    holder_version = registry.current_aliases().get((mv.model, alias))
+    holder = registry.get(mv.model, holder_version) if holder_version is not None else None
+    return gate.check(settings, mv, holder, alias)
 
 
 def promote(
@@ -145,6 +41,9 @@ def promote(
     transport: Transport | None = None,
 ) -> dict[str, Any]:
     """Move `alias` to `version` if the gate allows it (or `force`, which needs a reason)."""
+    # Names first: an alias like `../../etc` or 5,000 characters is refused before any read or write.
+    check_name("model", model, "model")
+    check_name("alias", alias, "alias")
     if force and not (reason and reason.strip()):
         raise PromotionRefusedError("force needs reason: a text recorded in the alias history", parameter="reason")
     registry = Registry(settings)

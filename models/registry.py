@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import names
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
+from lakehouse.exceptions import InvalidNameError
+from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, RUN_ID, summary_properties, transaction, with_commit_retry
 from lineage import events as ev
-from lineage import model_store
+from lineage import model_store, signing
 from lineage.outbox import OutboxTransport
 from lineage.transport import Transport
-from models.exceptions import ModelNotFoundError
+from models.exceptions import InvalidModelNameError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -36,7 +39,9 @@ PROMOTE_JOB = "models.promote"
 ARCHIVE_JOB = "models.archive"
 # Snapshot summary of a registration commit: JSON {model: highest version} in the table as of that snapshot.
 VERSION_MAX = "tidemark.registry.version-max"
-_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)(?:@(?P<alias>[A-Za-z0-9_.-]+)|:(?P<version>\d+))?$")
+_VERSION = re.compile(r"[0-9]{1,9}")
+# How recovery finishes an alias move or archive whose process died (lineage.recovery).
+ALIAS_RESOLVER = "models.recovery:resolve_alias_move"
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,14 @@ class ModelVersion:
         }
 
 
+def check_name(kind: names.Kind, value: str, parameter: str | None = None) -> str:
+    """`value` if it is an allowed model or alias name (`lakehouse.names`); else InvalidModelNameError."""
+    try:
+        return names.check(kind, value, parameter)
+    except InvalidNameError as exc:
+        raise InvalidModelNameError(str(exc), parameter=parameter) from None
+
+
 @dataclass(frozen=True)
 class ModelRef:
     name: str
@@ -108,11 +121,22 @@ class ModelRef:
     version: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> ModelRef:
-        m = _REF.match(text or "")
-        if not m:
-            raise ModelNotFoundError(f"{text!r} is not a model reference; write NAME, NAME@ALIAS or NAME:VERSION")
-        return cls(m["name"], m["alias"], int(m["version"]) if m["version"] else None)
+    def parse(cls, text: str, parameter: str | None = None) -> ModelRef:
+        """NAME, NAME@ALIAS or NAME:VERSION, each name by its rule (`lakehouse.names`)."""
+        text = text or ""
+        name, alias, version = text, None, None
+        if "@" in text:
+            name, alias = text.split("@", 1)
+        elif ":" in text:
+            name, version = text.rsplit(":", 1)
+        if version is not None and not _VERSION.fullmatch(version):
+            raise ModelNotFoundError(
+                f"{names.shown(text)} is not a model reference: write NAME, NAME@ALIAS or NAME:VERSION (a number)", parameter=parameter
+            )
+        check_name("model", name, parameter)
+        if alias is not None:
+            check_name("alias", alias, parameter)
+        return cls(name, alias, int(version) if version is not None else None)
 
     @classmethod
     def of(cls, model: str | None, *, version: int | str | None = None, alias: str | None = None) -> ModelRef:
@@ -121,6 +145,9 @@ class ModelRef:
         name = (model or "").strip()
         if not name:
             raise ModelNotFoundError("model is required: a registered name, e.g. wine", parameter="model")
+        check_name("model", name, "model")
+        if alias:
+            check_name("alias", alias, "alias")
         if version is None or version == "":
             return cls.parse(f"{name}@{alias}" if alias else name)
         if alias:
@@ -178,8 +205,13 @@ class Registry:
         environment: Mapping[str, Any] | None = None,
         primary_metric: str | None = None,
         metric_goal: str | None = None,
+        before_commit: Callable[[ModelVersion], None] | None = None,
     ) -> ModelVersion:
-        """Allocate the next version number of `model` and record it; safe with concurrent trainings."""
+        """Allocate the next version number of `model` and record it; safe with concurrent trainings.
+
+        `before_commit(mv)` runs once the version number is known and before the row is committed
+        (training writes the model card there, so a registered version always has its card).
+        """
         import pyarrow as pa
 
         created: list[ModelVersion] = []
@@ -205,8 +237,10 @@ class Registry:
                 environment=dict(environment) if environment is not None else None,
                 primary_metric=primary_metric,
                 metric_goal=metric_goal,
-                card_uri=card_uri(self.settings, model, version),
+                card_uri=card_uri(self.settings, model, version, run_id),
             )
+            if before_commit is not None:
+                before_commit(mv)
             row = version_row(mv)
             # The append asserts main is where we read it: a concurrent registration makes it fail and retry.
             with transaction(table) as tx:
@@ -221,7 +255,7 @@ class Registry:
 
     def versions(self, model: str | None = None, include_archived: bool = True) -> list[ModelVersion]:
         history = self.alias_history()
-        aliases = _current_aliases(history)
+        aliases = model_store.current_aliases(history)
         archived = {(r["model"], int(r["version"])): r for r in history if r["action"] == model_store.ARCHIVE and r["version"] is not None}
         out = []
         for r in self._rows(VERSIONS):
@@ -255,6 +289,7 @@ class Registry:
         return sorted(out, key=lambda m: (m.model, m.version))
 
     def get(self, model: str, version: int) -> ModelVersion:
+        check_name("model", model, "model")
         for mv in self.versions(model):
             if mv.version == version:
                 return mv
@@ -289,7 +324,11 @@ class Registry:
         return sorted(rows, key=lambda r: r["event_time"])
 
     def current_aliases(self) -> dict[tuple[str, str], int]:
-        return _current_aliases(self.alias_history())
+        return model_store.current_aliases(self.alias_history())
+
+    def rejected_moves(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Alias moves and archives that events claimed and the lineage consumer refused (never applied)."""
+        return model_store.rejected_moves(self.catalog, self.settings, model)
 
     def promote(
         self,
@@ -306,6 +345,7 @@ class Registry:
 
         This records the move; `models.promotion.promote` decides whether it may happen.
         """
+        check_name("alias", alias, "alias")
         mv = self.get(model, version)
         if mv.archived:
             raise ModelNotFoundError(f"model {model} version {version} is archived; promote a version that is not")
@@ -370,41 +410,58 @@ class Registry:
                 snapshot_properties={RUN_ID: run_id, JOB_NAME: job},
             )
 
-        with_commit_retry(attempt, f"recording {action} {alias} of model {mv.model}".replace("  ", " "))
-        producer = self.settings.lineage.producer
-        dataset = self.model_dataset(mv)
-        dataset["facets"][model_store.ALIAS_FACET] = ev.facet(
-            producer,
-            f"{ev.TIDEMARK_FACETS}/ModelAliasDatasetFacet.json",
-            alias=alias,
-            action=action,
-            previousVersion=move["previous_version"],
-            reason=reason,
-            forced=forced,
-            overridden=overridden,
-        )
-        event = ev.run_event(
-            producer=producer,
-            event_type="COMPLETE",
-            run_id=run_id,
-            job_namespace=self.settings.lineage.job_namespace,
-            job_name=job,
-            inputs=[dataset],
-            event_time=move["event_time"].isoformat().replace("+00:00", "Z"),
-        )
         tr = transport or OutboxTransport(self.settings)
         try:
-            tr.emit(event)
+            # In flight before the commit: if this process dies after it, recovery finds the row by
+            # its run id and sends the move's event (models.recovery.resolve_alias_move).
+            expect = getattr(tr, "expect", None)
+            if expect is not None:
+                expect(run_id, job, ALIAS_RESOLVER, {"model": mv.model, "version": mv.version})
+            step("promote.start")
+            with_commit_retry(attempt, f"recording {action} {alias} of model {mv.model}".replace("  ", " "))
+            step("promote.registered")
+            tr.emit(self.alias_event(mv, move, job))
+            step("promote.emitted")
         finally:
             if transport is None:
                 tr.close()
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in move.items()}
 
+    def alias_event(self, mv: ModelVersion, move: Mapping[str, Any], job: str) -> dict[str, Any]:
+        """The COMPLETE event of an alias move or archive: the version as input, with the move's facet."""
+        producer = self.settings.lineage.producer
+        dataset = self.model_dataset(mv)
+        dataset["facets"][model_store.ALIAS_FACET] = ev.facet(
+            producer,
+            f"{ev.TIDEMARK_FACETS}/ModelAliasDatasetFacet.json",
+            alias=move["alias"],
+            action=move["action"],
+            previousVersion=move["previous_version"],
+            reason=move["reason"],
+            forced=bool(move["forced"]),
+            overridden=move["overridden"],
+            # Made with this installation's registry key: a consumer applies a move without it only
+            # if the move passes the promotion gate, and never one that claims `forced`.
+            signature=signing.sign(self.settings, model_store.signed_move(move)),
+        )
+        return ev.run_event(
+            producer=producer,
+            event_type="COMPLETE",
+            run_id=str(move["run_id"]),
+            job_namespace=self.settings.lineage.job_namespace,
+            job_name=job,
+            inputs=[dataset],
+            event_time=move["event_time"].isoformat().replace("+00:00", "Z"),
+        )
+
     def model_dataset(self, mv: ModelVersion, registration: bool = False) -> dict[str, Any]:
         """The version as an OpenLineage MODEL dataset; `registration`: with its whole registry row."""
         extra = {}
         if registration:
-            extra[model_store.VERSION_FACET] = model_store.version_facet(self.settings.lineage.producer, version_row(mv))
+            facet = model_store.version_facet(self.settings.lineage.producer, version_row(mv))
+            # Signed with the registry key: a consumer takes an unsigned registration as unverified.
+            facet["signature"] = signing.sign(self.settings, model_store.signed_registration(facet))
+            extra[model_store.VERSION_FACET] = facet
         return ev.model_dataset(
             producer=self.settings.lineage.producer,
             namespace=model_namespace(self.settings),
@@ -455,21 +512,15 @@ def version_row(mv: ModelVersion) -> dict[str, Any]:
         "primary_metric": mv.primary_metric,
         "metric_goal": mv.metric_goal,
         "card_uri": mv.card_uri,
+        # Written by this registry itself (not taken from an event): see lineage.model_store.
+        "verified": True,
     }
 
 
-def _current_aliases(history: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
-    current: dict[tuple[str, str], int] = {}
-    for r in history:
-        if r["action"] == "set" and r["version"] is not None:
-            current[(r["model"], r["alias"])] = int(r["version"])
-        elif r["action"] == "remove":
-            current.pop((r["model"], r["alias"]), None)
-    return current
-
-
-def card_uri(settings: Settings, model: str, version: int) -> str:
-    return f"{settings.warehouse.rstrip('/')}/models/{model}/{version}/card.json"
+def card_uri(settings: Settings, model: str, version: int, run_id: str) -> str:
+    """Where the card of a version goes; written before its registry row commits, so a training that
+    loses the race for number N (and retries as N+1) never overwrites the winner's card."""
+    return f"{settings.warehouse.rstrip('/')}/models/{model}/{version}/{run_id}/card.json"
 
 
 def model_namespace(settings: Settings) -> str:

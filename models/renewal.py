@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from models import artifacts
 from models import inputs as inputs_mod
 from models.exceptions import TrainingInputError
 from models.jobs import JOBS, TrainingJob, load_entry_point
-from models.promotion import lineage_problems
+from models.promotion import NOT_IN_STORE, lineage_problems
 from models.registry import ModelRef, ModelVersion, Registry
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class RenewalDecision:
     model: str
     alias: str
     holder_version: int
-    candidate_version: int
+    candidate_version: int | None  # None: nothing new to train on, nothing done
     trigger: str  # drift | schedule | manual
     snapshots: dict[str, int]
     primary_metric: str
@@ -55,20 +56,62 @@ class RenewalDecision:
     drift_run_id: str | None = None
     run_id: str | None = None
     problems: list[str] = field(default_factory=list)
+    nothing_new: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def job_for(mv: ModelVersion) -> TrainingJob:
-    """The reference job that trained `mv` (matched by entry point), with its holdout scorer."""
+    """The job that trained `mv`, with its holdout scorer: a reference job (matched by entry point and
+    model), else the version's own record (a user's `module:JOB_OBJECT` or `module:function --holdout`
+    job stores its holdout scorer beside its code identity)."""
     for job in JOBS.values():
         if job.entry_point == mv.entry_point and job.model == mv.model:
             return job
-    raise TrainingInputError(
-        f"{mv.model}:{mv.version} was trained by {mv.entry_point}, which is not a reference job with a holdout scorer; "
-        "automatic renewal needs a TrainingJob with holdout_entry_point (see models/jobs.py)"
+    holdout = (mv.code or {}).get("holdout_entry_point")
+    if not holdout:
+        raise TrainingInputError(
+            f"{mv.model}:{mv.version} was trained by {mv.entry_point} with no holdout scorer recorded; automatic renewal "
+            "scores the holder and a candidate on one holdout: train it again with `--holdout module:function` "
+            "(or as a TrainingJob with holdout_entry_point), promote that version, then renew"
+        )
+    if not mv.primary_metric:
+        raise TrainingInputError(
+            f"{mv.model}:{mv.version} declares no primary metric; train it with `--primary-metric M --metric-goal max|min` to renew it"
+        )
+    job_name = mv.job_name.removeprefix("train.")
+    return TrainingJob(
+        name=job_name,
+        model=mv.model,
+        inputs=tuple(i.table for i in mv.inputs),
+        entry_point=mv.entry_point,
+        params=dict(mv.parameters),
+        primary_metric=mv.primary_metric,
+        metric_goal=mv.metric_goal or "max",
+        holdout_entry_point=holdout,
     )
+
+
+def _lineage_problems_after_wait(
+    settings: Settings, candidate: ModelVersion, wait_s: float, progress: Callable[[str], None], poll_s: float = 2.0
+) -> list[str]:
+    """The promotion gate's lineage problems, waiting up to `wait_s` while the only ones are lineage
+    the consumer has not stored yet. A renewal started by a landing's asset event can run before the
+    lineage consumer has read that landing's events from Kafka: a race, not a fault, so the gate
+    waits for it (bounded) instead of refusing; past the bound the problem is the reason, naming the
+    command that stores it."""
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        problems = lineage_problems(settings, candidate)
+        pending = [p for p in problems if NOT_IN_STORE in p]
+        if not pending or len(pending) < len(problems) or time.monotonic() >= deadline:
+            return problems
+        if not said:
+            progress(f"waiting up to {wait_s:g} s for the lineage consumer to store: {pending[0]}")
+            said = True
+        time.sleep(poll_s)
 
 
 def _reusable(registry: Registry, holder: ModelVersion, snapshots: Mapping[str, int]) -> ModelVersion | None:
@@ -116,6 +159,18 @@ def renew(
             raise TrainingInputError(f"{name} has no snapshot {sid}; give a snapshot id from `tidemark sql` or the asset event")
         chosen[name] = int(sid)
 
+    trained_on = {i.table: i.snapshot_id for i in holder.inputs}
+    if trained_on == chosen:
+        # The holder was trained on exactly this data: a candidate would be the same model again
+        # (training is deterministic), and moving the alias to it would say something changed.
+        reason = f"{trigger}: nothing new: {ref} (version {holder.version}) was trained on exactly {chosen}; nothing trained, alias unchanged"
+        progress(reason)
+        return RenewalDecision(
+            model=holder.model, alias=parsed.alias, holder_version=holder.version, candidate_version=None, trigger=trigger,
+            snapshots=chosen, primary_metric=job.primary_metric, metric_goal=job.metric_goal, holder_metrics={},
+            candidate_metrics={}, threshold=settings.models.promotion_threshold, promoted=False, reason=reason,
+            drift_run_id=drift_run_id, nothing_new=True,
+        )
     candidate = _reusable(registry, holder, chosen)
     reused = candidate is not None
     if candidate is None:
@@ -137,7 +192,7 @@ def renew(
     new, old = candidate_metrics[metric], holder_metrics[metric]
     worse_by = (old - new) if goal == "max" else (new - old)
     threshold = settings.models.promotion_threshold
-    problems = lineage_problems(settings, candidate)
+    problems = _lineage_problems_after_wait(settings, candidate, settings.models.lineage_wait_s, progress)
     comparison = f"{metric} on the shared holdout {new:.6g} vs {old:.6g} of version {holder.version}"
     if worse_by > threshold:
         problems.append(f"{comparison}: worse by {worse_by:.6g}, more than the threshold {threshold:g}")
@@ -192,8 +247,9 @@ def renew_alias(
     *,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any] | None:
-    """`renew` for a scheduler: the decision as JSON, or None when no version holds `model@alias`
-    yet (the first holder is promoted by hand, so there is nothing to renew)."""
+    """`renew` for a scheduler: the decision as JSON (`nothing_new` true when the holder was trained on
+    exactly these snapshots: nothing done), or None when no version holds `model@alias` yet (the first
+    holder is promoted by hand, so there is nothing to renew)."""
     if (model, alias) not in Registry(settings).current_aliases():
         log.info("%s@%s: no holder; nothing to renew (promote a first version by hand)", model, alias)
         return None

@@ -13,9 +13,13 @@ the run it reproduces in its `tidemark_reproduces` run facet.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import times
@@ -24,15 +28,17 @@ from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
-from lineage.code import compare_code, compare_environment, environment
+from lineage import code as code_info
+from lineage.code import canonicalize_name, compare_code, compare_environment, compare_platform
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, pinning
+from models import artifacts, environments, pinning, reproducibility, runner, sourcecode
 from models import inputs as inputs_mod
 from models.exceptions import ReproduceError, SnapshotExpiredError, TableDroppedError, UnknownJobError
+from models.execution import Outcome, run_job
 from models.jobs import load_entry_point
 from models.registry import ModelVersion, Registry
-from models.train import recorded_identity
+from models.train import add_platform_facet, recorded_identity
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -61,6 +67,27 @@ class InputCheck:
         return {**asdict(self), "identical": self.identical}
 
 
+VERDICTS = ("reproduced", "within_tolerance", "different")
+# The order causes are named in: what most often explains a different result first.
+CAUSE_ORDER = ("data", "code", "packages", "platform")
+
+
+@dataclass
+class PackageChange:
+    """A distribution whose version differs from the recorded one; only those the job imports count."""
+
+    name: str
+    recorded: str | None
+    current: str | None
+    imported: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.recorded or '(absent)'} -> {self.current or '(absent)'}"
+
+
 @dataclass
 class RetrainReport:
     model: str
@@ -74,11 +101,20 @@ class RetrainReport:
     code_differences: list[str]
     environment_identical: bool
     environment_differences: list[str]
-    metrics: dict[str, dict[str, float | None]]
+    metrics: dict[str, dict[str, Any]]
     old_sha256: str
     new_sha256: str
     artifact_uri: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    package_changes: list[PackageChange] = field(default_factory=list)
+    python_difference: str | None = None
+    platform_differences: list[str] = field(default_factory=list)
+    platform: dict[str, Any] = field(default_factory=dict)
+    determinism: dict[str, Any] = field(default_factory=dict)
+    imported: list[str] = field(default_factory=list)
+    # Which environment and which code ran the job: {"kind": "current"} or what was rebuilt.
+    environment_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
+    code_ran: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
 
     @property
     def data_identical(self) -> bool:
@@ -89,15 +125,57 @@ class RetrainReport:
         return all(m["old"] == m["new"] for m in self.metrics.values())
 
     @property
+    def metrics_within_tolerance(self) -> bool:
+        return all(m["within_tolerance"] for m in self.metrics.values())
+
+    @property
     def artifact_identical(self) -> bool:
         return self.old_sha256 == self.new_sha256
 
     @property
+    def imported_packages_identical(self) -> bool:
+        """Python and every distribution the job imports at their recorded versions."""
+        return self.python_difference is None and not any(c.imported for c in self.package_changes)
+
+    @property
+    def verdict(self) -> str:
+        """`reproduced`: the artifact is bit-identical; `within_tolerance`: every metric is within its
+        relative tolerance (models.retrain_tolerance, models.tolerances); else `different`."""
+        if self.artifact_identical:
+            return "reproduced"
+        if self.metrics and self.metrics_within_tolerance:
+            return "within_tolerance"
+        return "different"
+
+    @property
+    def causes(self) -> list[dict[str, Any]]:
+        """What differs between the recorded run and this one, ranked (data, code, packages the
+        job imports, platform). A package the job never imports is no cause."""
+        found: list[dict[str, Any]] = []
+        if not self.data_identical:
+            found.append({"cause": "data", "details": [
+                f"{i.table}: snapshot {i.snapshot_id} (recorded {i.recorded_snapshot_id}), {i.rows} rows (recorded {i.recorded_rows}), "
+                f"fingerprint {'same' if i.fingerprint == i.recorded_fingerprint else 'differs'}"
+                for i in self.inputs if not i.identical
+            ]})
+        if not self.code_identical:
+            found.append({"cause": "code", "details": list(self.code_differences)})
+        if not self.imported_packages_identical:
+            details = [f"python {self.python_difference}"] if self.python_difference else []
+            found.append({"cause": "packages", "details": details + [str(c) for c in self.package_changes if c.imported],
+                          "packages": [c.to_json() for c in self.package_changes if c.imported]})
+        if self.platform_differences:
+            found.append({"cause": "platform", "details": list(self.platform_differences)})
+        return found
+
+    @property
     def identical(self) -> bool:
+        """Data, code, the job's packages, metrics and artifact all as recorded. Packages the job
+        never imports and the platform are reported, not counted."""
         return (
             self.data_identical
             and self.code_identical
-            and self.environment_identical
+            and self.imported_packages_identical
             and self.metrics_identical
             and self.artifact_identical
         )
@@ -105,6 +183,8 @@ class RetrainReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "identical": self.identical,
+            "verdict": self.verdict,
+            "causes": self.causes,
             "model": self.model,
             "version": self.version,
             "run_id": self.run_id,
@@ -113,9 +193,23 @@ class RetrainReport:
             "as_of": self.as_of,
             "parameters": self.parameters,
             "data": {"identical": self.data_identical, "inputs": [i.to_json() for i in self.inputs]},
-            "code": {"identical": self.code_identical, "differences": self.code_differences},
-            "environment": {"identical": self.environment_identical, "differences": self.environment_differences},
-            "metrics": {"identical": self.metrics_identical, "values": self.metrics},
+            "code": {"identical": self.code_identical, "differences": self.code_differences, "ran": self.code_ran},
+            "environment": {
+                "identical": self.environment_identical,
+                "imported_identical": self.imported_packages_identical,
+                "differences": self.environment_differences,
+                "python": self.python_difference,
+                "packages": [c.to_json() for c in self.package_changes],
+                "imported": self.imported,
+                "ran": self.environment_ran,
+            },
+            "platform": {
+                "identical": not self.platform_differences,
+                "differences": self.platform_differences,
+                "current": self.platform,
+                "determinism": self.determinism,
+            },
+            "metrics": {"identical": self.metrics_identical, "within_tolerance": self.metrics_within_tolerance, "values": self.metrics},
             "artifact": {
                 "identical": self.artifact_identical,
                 "old_sha256": self.old_sha256,
@@ -123,6 +217,30 @@ class RetrainReport:
                 "uri": self.artifact_uri,
             },
         }
+
+
+def compare_metrics(settings: Settings, model: str, old: Mapping[str, float], new: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """Each metric old and new, the difference, and whether it is within its relative tolerance
+    (|new - old| <= tolerance * |old|; a metric missing on either side never is)."""
+    out: dict[str, dict[str, Any]] = {}
+    for n in sorted(set(old) | set(new)):
+        o, nw = old.get(n), new.get(n)
+        tol = settings.models.tolerance(model, n)
+        delta = None if o is None or nw is None else float(nw) - float(o)
+        within = delta is not None and (delta == 0 or abs(delta) <= tol * abs(float(o)))
+        out[n] = {"old": o, "new": None if nw is None else float(nw), "delta": delta, "tolerance": tol, "within_tolerance": within}
+    return out
+
+
+def package_changes(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], imported: set[str]) -> list[PackageChange]:
+    """Every distribution whose version differs, each marked by whether the job imports it."""
+    old = {canonicalize_name(k): v for k, v in ((recorded or {}).get("packages") or {}).items()}
+    new = {canonicalize_name(k): v for k, v in (current.get("packages") or {}).items()}
+    return [
+        PackageChange(name, old.get(name), new.get(name), name in imported)
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    ]
 
 
 def snapshot_at(table: Table, name: str, when: datetime) -> int:
@@ -181,10 +299,25 @@ def retrain(
     as_of: str | datetime | None = None,
     transport: Transport | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
+    environment: str = "current",
+    code: str = "current",
+    nearest: bool = False,
+    find_links: Sequence[str] = (),
+    no_index: bool = False,
 ) -> RetrainReport:
     """Retrain `ref` (NAME, NAME@ALIAS, NAME:VERSION) from its recorded snapshots, or from the
     snapshots that were main's at `as_of` (ISO 8601 with a time zone, or an aware datetime; see
-    `lakehouse.times.parse_time`)."""
+    `lakehouse.times.parse_time`).
+
+    `environment="recorded"` runs the job in a virtualenv with the recorded versions of the
+    distributions it imports (built once under TIDEMARK_HOME/environments by pip; `find_links`
+    and `no_index` for offline wheel directories, `nearest` to accept the nearest installable
+    version of one that is gone); `code="recorded"` runs the job's module from the recorded git
+    commit (or its stored source). Either runs the job in a child interpreter (`models.runner`).
+    """
+    for name, value in (("environment", environment), ("code", code)):
+        if value not in ("current", "recorded"):
+            raise ReproduceError(f"{name} must be current or recorded, got {value!r}", parameter=name)
     when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
@@ -208,17 +341,31 @@ def retrain(
     try:
         fn = load_entry_point(mv.entry_point)
     except UnknownJobError as exc:
-        commit = (mv.code or {}).get("git_commit")
-        at = f" (it was trained from git commit {commit})" if commit else ""
-        raise ReproduceError(f"cannot retrain {mv.model}:{mv.version}: {exc}{at}") from exc
-    env_same, env_diffs = compare_environment(mv.environment, environment())
+        if code != "recorded":
+            commit = (mv.code or {}).get("git_commit")
+            at = f" (it was trained from git commit {commit}: retrain --code recorded runs it)" if commit else ""
+            raise ReproduceError(f"cannot retrain {mv.model}:{mv.version}: {exc}{at}") from exc
+        fn = None  # the recorded code has it; the child loads it from there
+    built = None
+    if environment == "recorded":
+        # Before the run starts: a version that cannot be installed stops here, with no event emitted.
+        built = environments.ensure(
+            settings, mv.environment, what=f"{mv.model}:{mv.version}", find_links=find_links, no_index=no_index,
+            nearest=nearest, progress=progress,
+        )
     recorded = {i.table: i for i in mv.inputs}
     datasets = [inputs_mod.dataset(settings, n, t, sid) for n, (t, sid) in chosen.items()]
     job_name = f"retrain.{mv.job_name.removeprefix('train.') if mv.job_name else mv.model}"
     params = dict(mv.parameters)
-    with lineage_run(job_name, inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
-        code_now, _ = recorded_identity(run, mv.entry_point)
-        code_same, code_diffs = compare_code(mv.code, code_now)
+    with ExitStack() as stack:
+        code_request: dict[str, Any] = {}
+        code_ran: dict[str, Any] = {"kind": "current"}
+        if code == "recorded":
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tidemark-code-")))
+            code_request, code_ran = stack.enter_context(sourcecode.checkout(settings, mv, tmp))
+        run = stack.enter_context(
+            lineage_run(job_name, inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn)
+        )
         run.add_run_facet(
             "tidemark_reproduces",
             ev.facet(
@@ -241,48 +388,89 @@ def retrain(
                 InputCheck(name, rec.snapshot_id, sid, rec.rows, got.rows, rec.fingerprint, got.fingerprint)
             )
         progress(f"running {mv.entry_point} with the recorded parameters")
-        trained = fn(frames, params)
-        uri, digest = artifacts.put(settings, pickle.dumps(trained.estimator, protocol=5))
-        names = sorted(set(mv.metrics) | set(trained.metrics))
-        metrics: dict[str, dict[str, float | None]] = {}
-        for n in names:
-            old, new = mv.metrics.get(n), trained.metrics.get(n)
-            metrics[n] = {
-                "old": old,
-                "new": None if new is None else float(new),
-                "delta": None if old is None or new is None else float(new) - float(old),
-            }
-        report = RetrainReport(
-            model=mv.model,
-            version=mv.version,
-            run_id=run.run_id,
-            reproduces_run_id=mv.run_id,
-            entry_point=mv.entry_point,
-            as_of=when.isoformat() if when else None,
-            inputs=checks,
-            code_identical=code_same,
-            code_differences=code_diffs,
-            environment_identical=env_same,
-            environment_differences=env_diffs,
-            metrics=metrics,
-            old_sha256=mv.sha256,
-            new_sha256=digest,
-            artifact_uri=uri,
-            parameters=params,
-        )
+        if built is None and code == "current":
+            code_now, _ = recorded_identity(run, mv.entry_point)
+            execution = run_job(fn, frames, params)  # type: ignore[arg-type]
+            outcome = Outcome(
+                blob=pickle.dumps(execution.trained.estimator, protocol=5),
+                metrics=dict(execution.trained.metrics),
+                imported=execution.imported,
+                platform=execution.platform,
+                determinism=execution.determinism,
+                environment=code_info.environment(),
+                code=code_now,
+            )
+        else:
+            outcome = runner.run_in(
+                built.python if built else sys.executable, mv.entry_point, frames, params, code=code_request, progress=progress
+            )
+            outcome.environment_ran = built.to_json() if built else {"kind": "current", "python": sys.executable}
+            outcome.code_ran = code_ran
+        add_platform_facet(run, outcome.platform, outcome.determinism, outcome.imported)
+        report = _report(settings, mv, run.run_id, when, checks, params, outcome)
         run.add_run_facet(
             "tidemark_retrainResult",
             ev.facet(
                 run.producer,
                 f"{ev.TIDEMARK_FACETS}/RetrainResultRunFacet.json",
                 identical=report.identical,
+                verdict=report.verdict,
+                causes=[c["cause"] for c in report.causes],
                 dataIdentical=report.data_identical,
-                codeIdentical=code_same,
-                environmentIdentical=env_same,
+                codeIdentical=report.code_identical,
+                environmentIdentical=report.environment_identical,
+                importedPackagesIdentical=report.imported_packages_identical,
                 metricsIdentical=report.metrics_identical,
-                artifactSha256=digest,
-                artifactUri=uri,
+                artifactSha256=report.new_sha256,
+                artifactUri=report.artifact_uri,
+                environmentRan=report.environment_ran,
+                codeRan=report.code_ran,
             ),
         )
-        progress(f"retrained {mv.model}:{mv.version}: {'identical' if report.identical else 'NOT identical'}")
+        reproducibility.record_retrain(settings, report)
+        progress(f"retrained {mv.model}:{mv.version}: {report.verdict}")
     return report
+
+
+def _report(
+    settings: Settings,
+    mv: ModelVersion,
+    run_id: str,
+    when: datetime | None,
+    checks: list[InputCheck],
+    params: dict[str, Any],
+    outcome: Outcome,
+) -> RetrainReport:
+    uri, digest = artifacts.put(settings, outcome.blob)
+    recorded_env = mv.environment or {}
+    # Imported by the job then or now: an old version recorded no list, and a changed job may import more.
+    imported = set(recorded_env.get("imported") or []) | set(outcome.imported)
+    env_same, env_diffs = compare_environment(mv.environment, outcome.environment)
+    code_same, code_diffs = compare_code(mv.code, outcome.code)
+    python_then, python_now = recorded_env.get("python"), outcome.environment.get("python")
+    return RetrainReport(
+        model=mv.model,
+        version=mv.version,
+        run_id=run_id,
+        reproduces_run_id=mv.run_id,
+        entry_point=mv.entry_point,
+        as_of=when.isoformat() if when else None,
+        inputs=checks,
+        code_identical=code_same,
+        code_differences=code_diffs,
+        environment_identical=env_same,
+        environment_differences=env_diffs,
+        metrics=compare_metrics(settings, mv.model, mv.metrics, outcome.metrics),
+        old_sha256=mv.sha256,
+        new_sha256=digest,
+        artifact_uri=uri,
+        parameters=params,
+        package_changes=package_changes(mv.environment, outcome.environment, imported),
+        python_difference=None if not python_then or python_then == python_now else f"{python_then} -> {python_now}",
+        platform_differences=compare_platform(recorded_env.get("host"), outcome.platform),
+        platform=outcome.platform,
+        determinism=outcome.determinism,
+        imported=sorted(imported),
+        environment_ran=outcome.environment_ran,
+        code_ran=outcome.code_ran,
+    )

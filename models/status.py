@@ -1,6 +1,7 @@
 """`tidemark models status NAME`: who holds each alias, the last drift check, the candidates, and the
 last automatic decision with its reason — one screen to see whether a production model is being watched
-and renewed. The registry answers the first and third; the lineage store (events) the others.
+and renewed. The registry answers the first and third, `lineage.drift` the second (written by the
+check itself, so it is current as soon as a check returns), the lineage events the last.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from lakehouse.config import Settings
 from lakehouse.sql import query
 from lineage import query as lineage_query
 from models.registry import Registry
-from lineage.drift_store import DRIFT_FACET
-from models.drift import DRIFT_JOB
+from models.drift import stored_checks, thresholds_for
 from models.renewal import DECISION_FACET, RENEW_JOB
 
 
@@ -32,22 +32,50 @@ def _last_complete(con: Any, ns: str, job_name: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def _drift_summary(event: dict[str, Any]) -> dict[str, Any]:
-    """What the drift run found, from its inputs' `tidemark_drift` facets."""
-    tables = []
-    for ds in event.get("inputs") or []:
-        facet = (ds.get("inputFacets") or {}).get(DRIFT_FACET)
-        if facet:
-            tables.append(
-                {
-                    "table": facet.get("table"),
-                    "baseline_snapshot_id": facet.get("baselineSnapshotId"),
-                    "snapshot_id": facet.get("currentSnapshotId"),
-                    "drifted": bool(facet.get("drifted")),
-                    "drifted_features": [f["column"] for f in facet.get("features") or [] if f.get("drifted")],
-                }
-            )
-    return {"drifted": any(t.get("drifted") for t in tables), "tables": tables}
+def last_drift_check(settings: Settings, model: str) -> dict[str, Any] | None:
+    """The newest drift check of `model`, from `lineage.drift`: the checker writes its rows there
+    itself, so a check shows here as soon as it returns (the lineage consumer is not needed).
+
+    Per table: whether it drifted (by any measure: a feature, the row count, the schema), the
+    drifted features, the row counts, and every reason (the row-count one from the thresholds).
+    """
+    rows = stored_checks(settings, model)
+    if not rows:
+        return None
+    run_id = rows[0]["run_id"]
+    t = thresholds_for(settings, model)
+    tables: dict[str, dict[str, Any]] = {}
+    for r in (r for r in rows if r["run_id"] == run_id):
+        entry = tables.setdefault(
+            r["table_name"],
+            {
+                "table": r["table_name"],
+                "baseline_snapshot_id": r["baseline_snapshot_id"],
+                "snapshot_id": r["current_snapshot_id"],
+                "rows_baseline": r["rows_baseline"],
+                "rows_current": r["rows_current"],
+                "drifted": bool(r["table_drifted"]),
+                "drifted_features": [],
+                "schema_changes": [],
+                "reasons": [],
+            },
+        )
+        if r["kind"] == "schema":
+            entry["schema_changes"].append(r["column_name"])
+        if r["drifted"]:
+            entry["drifted_features"].append(r["column_name"])
+            entry["reasons"].append(f"{r['column_name']}: {'; '.join(r['reasons'])}")
+    for entry in tables.values():
+        nb, nc = entry["rows_baseline"], entry["rows_current"]
+        if nb and nc is not None and abs(nc - nb) / nb > t.row_count_change:
+            entry["reasons"].insert(0, f"row count {nb} -> {nc} ({(nc - nb) / nb:+.0%}, threshold {t.row_count_change:.0%})")
+    found = list(tables.values())
+    return {
+        "run_id": run_id,
+        "time": rows[0]["event_time"].isoformat(),
+        "drifted": any(e["drifted"] for e in found),
+        "tables": found,
+    }
 
 
 def status(settings: Settings, model: str) -> dict[str, Any]:
@@ -64,18 +92,31 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
     ]
     ns = settings.lineage.namespace
     con = lineage_query.connect(settings, only=[f"{ns}.events"], iceberg=False)
-    drift = _last_complete(con, ns, f"{DRIFT_JOB}.{model}")
     decision = _last_complete(con, ns, f"{RENEW_JOB}.{model}")
-    last_drift = None
-    if drift is not None:
-        last_drift = {"run_id": drift["run_id"], "time": drift["event_time"], **_drift_summary(json.loads(drift["payload"]))}
+    last_drift = last_drift_check(settings, model)
     last_decision = None
     if decision is not None:
         facet = ((json.loads(decision["payload"]).get("run") or {}).get("facets") or {}).get(DECISION_FACET) or {}
         last_decision = {"run_id": decision["run_id"], "time": decision["event_time"], **{k: v for k, v in facet.items() if not k.startswith("_")}}
+    # Moves that events claimed and the consumer refused: someone tried to change this registry.
+    rejected = [
+        {
+            "time": r["event_time"].isoformat(),
+            "action": r["action"],
+            "alias": r["alias"] or None,
+            "version": r["version"],
+            "run_id": r["run_id"],
+            "job_name": r["job_name"],
+            "producer": r["producer"],
+            "forced": r["forced"],
+            "rejected_because": r["rejected_because"],
+        }
+        for r in registry.rejected_moves(model)
+    ]
     return {
         "model": model,
         "aliases": dict(sorted(holders.items())),
+        "rejected_moves": rejected,
         "latest_version": versions[-1].version,
         "last_drift_check": last_drift,
         "candidates": candidates,

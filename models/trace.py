@@ -12,7 +12,9 @@ from typing import Any
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ancestors, summary_properties
+from lineage import columns
 from lineage import query as lineage_query
+from lineage.column_graph import feature_sources
 from lineage import trace as lt
 from models.registry import ModelRef, Registry
 
@@ -26,7 +28,8 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
     parsed = ModelRef.parse(ref)
     mv = registry.resolve(parsed)
     ns = settings.lineage.namespace
-    con = lineage_query.connect(settings, only=[f"{ns}.run_datasets", f"{ns}.runs"], iceberg=False)
+    columns.ensure(catalog, settings)
+    con = lineage_query.connect(settings, only=[f"{ns}.run_datasets", f"{ns}.runs", f"{ns}.{columns.COLUMN_LINEAGE}"], iceberg=False)
     recorded = {i.table: i for i in mv.inputs}
     from_events = {i.table: i for i in lt.run_inputs(con, mv.run_id, ns)}
     inputs = []
@@ -80,6 +83,8 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
         "parameters": mv.parameters,
         "trained_at": mv.created_at.isoformat(),
         "inputs": inputs,
+        # Column-level lineage: each feature <- the table column at its snapshot <- the file column.
+        "features": feature_sources(con, mv.model, str(mv.version), ns),
     }
 
 

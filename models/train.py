@@ -11,16 +11,24 @@ from typing import Any
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
+from lakehouse.failpoints import step
 from lakehouse.tables import TableName, load_table
-from lineage.code import CodeIdentity, environment
+from lineage import columns
+from lineage import events as ev
+from lineage.code import CodeIdentity, environment, module_source
 from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import artifacts, pinning
 from models import inputs as inputs_mod
+from models.execution import Execution, run_job
 from models.exceptions import TrainingInputError
 from models.jobs import TrainingJob, get_job
-from models.registry import InputSnapshot, ModelVersion, Registry
+from models.registry import InputSnapshot, ModelVersion, Registry, check_name
+
+
+# How recovery finishes a training whose process died (lineage.recovery).
+RESOLVER = "models.recovery:resolve_training"
 
 
 @dataclass
@@ -79,6 +87,9 @@ def train(
     input snapshot so expiry keeps it, writes the model card, and emits the registration as the
     MODEL output of the run's COMPLETE event.
     """
+    check_name("model", job.model, "model")
+    for name in job.inputs:
+        TableName.parse(name, parameter="inputs")
     catalog = load_catalog(settings)
     params = dict(job.params if params is None else params)
     unknown = set(snapshots or {}) - set(job.inputs)
@@ -104,7 +115,8 @@ def train(
         tables[name] = table
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
-    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn) as run:
+    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn, steps="train") as run:
+        run.recoverable(RESOLVER, model=job.model)
         code, env = recorded_identity(run, job.entry_point)
         frames = {}
         recorded = []
@@ -114,7 +126,10 @@ def train(
             frames[name] = inp.data
             recorded.append(InputSnapshot(name, sid, inp.rows, inp.fingerprint))
         progress(f"training {job.name} ({job.entry_point}) with {json.dumps(params, sort_keys=True)}")
-        trained = fn(frames, params)
+        execution = run_job(fn, frames, params)
+        trained = execution.trained
+        env = {**env, **execution_record(execution)}
+        add_platform_facet(run, execution.platform, execution.determinism, execution.imported)
         if job.primary_metric and job.primary_metric not in trained.metrics:
             raise TrainingInputError(
                 f"job {job.name} declares primary metric {job.primary_metric!r} but returned only {', '.join(sorted(trained.metrics))}"
@@ -122,6 +137,7 @@ def train(
         blob = pickle.dumps(trained.estimator, protocol=5)
         uri, digest = artifacts.put(settings, blob)
         progress(f"stored artifact {uri}")
+        step("train.written")
         mv = registry.register(
             model=job.model,
             run_id=run.run_id,
@@ -132,18 +148,42 @@ def train(
             metrics=trained.metrics,
             inputs=recorded,
             parameters=params,
-            code=code.record(),
+            # The holdout scorer rides along with the code identity, so `models renew` can score a
+            # user's job's versions without the job object (extra keys are ignored by compare_code).
+            code={**code_record(settings, code), **({"holdout_entry_point": job.holdout_entry_point} if job.holdout_entry_point else {})},
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
+            before_commit=lambda mv: write_card(settings, mv),
         )
+        step("train.registered")
         tags = pinning.pin(catalog, mv, loaded=tables)
         progress(f"pinned {', '.join(tags)} as {pinning.tag_name(mv.model, mv.version)}")
+        step("train.pinned")
         assert mv.card_uri is not None
-        artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
-        run.add_output(registry.model_dataset(mv, registration=True))
+        model_ds = registry.model_dataset(mv, registration=True)
+        if job.features:
+            model_ds["facets"]["columnLineage"] = feature_lineage(settings, job, dict(zip(pinned, datasets)))
+        run.add_output(model_ds)
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
     return TrainResult(version=mv, card_uri=mv.card_uri)
+
+
+def feature_lineage(settings: Settings, job: TrainingJob, inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The model's `columnLineage` facet: each declared feature from its input table's column (at
+    the snapshot the run read), and the target as a dependency of the whole model (INDIRECT)."""
+    fields = {
+        feature: [columns.InputField.of(inputs[table], feature, description=f"feature {i} of the model, read as stored")]
+        for table, names in job.features.items()
+        if table in inputs  # a job run on other tables than it declares features for reports none of them
+        for i, feature in enumerate(names)
+    }
+    target = [
+        columns.InputField.of(inputs[t], job.target, type="INDIRECT", subtype="TARGET", description="the column the model learns to predict")
+        for t in job.features
+        if job.target and t in inputs
+    ]
+    return columns.facet(settings.lineage.producer, fields, target)
 
 
 def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, dict[str, Any]]:
@@ -157,6 +197,39 @@ def recorded_identity(run: RunContext, entry_point: str) -> tuple[CodeIdentity, 
     return code, environment()
 
 
+def execution_record(execution: Execution) -> dict[str, Any]:
+    """What the registry's environment column and the model card add to the package list: the
+    distributions the job imported, the platform it ran on, and the determinism settings applied."""
+    return {"imported": list(execution.imported), "host": dict(execution.platform), "determinism": dict(execution.determinism)}
+
+
+def add_platform_facet(run: RunContext, platform: Mapping[str, Any], determinism: Mapping[str, Any], imported: list[str]) -> None:
+    """The `tidemark_platform` run facet: platform, determinism settings and imported distributions."""
+    run.add_run_facet(
+        "tidemark_platform",
+        ev.facet(
+            run.producer,
+            f"{ev.TIDEMARK_FACETS}/PlatformRunFacet.json",
+            **platform,
+            determinism=dict(determinism),
+            importedDistributions=list(imported),
+        ),
+    )
+
+
+def code_record(settings: Settings, code: CodeIdentity) -> dict[str, Any]:
+    """The registry's code column: the identity, plus what `retrain --code recorded` needs to get the
+    code back: the repository root and the module's path in it, and the module's source itself,
+    stored content-addressed beside the artifacts (a dirty tree's commit does not hold it)."""
+    out = code.record()
+    found = module_source(code.entry_point) if code.entry_point else None
+    if found is not None:
+        _path, data, root, rel = found
+        uri, digest = artifacts.put(settings, data)
+        out.update(repository=root, path=rel, source_uri=uri, source_file_sha256=digest)
+    return out
+
+
 def train_on_snapshots(
     settings: Settings, job_name: str, snapshots: Mapping[str, int], *, progress: Callable[[str], None] = lambda _msg: None
 ) -> dict[str, Any]:
@@ -166,10 +239,21 @@ def train_on_snapshots(
     return {"model": mv.model, "version": mv.version, "run_id": mv.run_id, "snapshots": dict(snapshots), "metrics": mv.metrics}
 
 
+def write_card(settings: Settings, mv: ModelVersion) -> None:
+    """Store the model card at `mv.card_uri` (before the registry row: a version is never seen without it)."""
+    assert mv.card_uri is not None
+    artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
+
+
 def card(mv: ModelVersion) -> dict[str, Any]:
     """The model card: parameters, metrics, input snapshots, code identity and environment."""
     out = mv.to_json()
     out.pop("aliases", None)
     out.pop("archived", None)
     out["pins"] = {i.table: pinning.tag_name(mv.model, mv.version) for i in mv.inputs}
+    env = mv.environment or {}
+    # Read at a glance in the card: where it ran and what was pinned to make it repeatable.
+    out["platform"] = env.get("host")
+    out["determinism"] = env.get("determinism")
+    out["imported_distributions"] = env.get("imported")
     return out

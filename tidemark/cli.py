@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from tidemark.commands import ingest, lineage, maintenance, models, sql, stack, train
+from tidemark.commands import catalog, ingest, lineage, maintenance, models, sql, stack, train
 from tidemark.commands.arguments import flags
 
 # The order of `tidemark --help`.
-COMMANDS = (stack, ingest, train, lineage, sql, models, maintenance)
+COMMANDS = (stack, ingest, train, lineage, sql, models, maintenance, catalog)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       combination a command refuses): exactly one line `tidemark: error: MESSAGE` on stderr, exit 1.
       A library error about a parameter it took names it as this command's flag (`as_of` -> `--as-of`,
       see `tidemark.commands.arguments.flags`); credentials are masked;
+    - a reader that closed stdout early (`... | head -2`): nothing more is printed, exit 0;
     - Ctrl-C (KeyboardInterrupt): `tidemark: interrupted` on stderr, exit 130 (128 + SIGINT, as shells
       report it). `lineage watch` ends on Ctrl-C with exit 0, and `lineage consume` without --once
       stops at the end of its batch and reports, exit 0: for them it is the normal way to stop;
@@ -71,7 +73,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lakehouse.redact import redact
 
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # inside the handler below: a reader that left early is seen here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader closed our stdout (`tidemark trace ... | head -2`): it has what it wanted. End
+        # quietly with 0 as other Unix tools do; stdout goes to /dev/null so the interpreter's own
+        # flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except TidemarkError as exc:
         print(f"tidemark: error: {redact(reword(exc, flags(args)))}", file=sys.stderr)
         return 1

@@ -40,7 +40,7 @@ _NUMERIC = ("int", "long", "float", "double", "decimal")
 @dataclass
 class FeatureDrift:
     column: str
-    kind: str  # numeric | categorical
+    kind: str  # numeric | categorical | schema (a column added, removed or retyped between the snapshots)
     psi: float | None = None
     ks_statistic: float | None = None
     ks_pvalue: float | None = None
@@ -104,14 +104,7 @@ class TableDrift:
 
 
 def _attach(con: duckdb.DuckDBPyConnection, view: str, table: Table, snapshot_id: int) -> None:
-    body = sql.snapshot_sql(con, table, snapshot_id)
-    if body:
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
-    else:  # a snapshot without data files: an empty table of its schema
-        schema = table.schemas()[table.snapshot_by_id(snapshot_id).schema_id]
-        con.register("__drift_empty", schema.as_arrow().empty_table())
-        con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM __drift_empty")
-        con.unregister("__drift_empty")
+    sql.snapshot_view(con, view, table, snapshot_id)
 
 
 def _columns(table: Table, name: str, baseline: int, current: int, wanted: Sequence[str] | None) -> dict[str, Any]:
@@ -165,13 +158,29 @@ def compute_drift(
     check_snapshot(tbl, table, baseline_snapshot_id, "the baseline", parameter="baseline_snapshot_id")
     check_snapshot(tbl, table, current_snapshot_id, "the current snapshot", parameter="current_snapshot_id")
     cols = _columns(tbl, table, baseline_snapshot_id, current_snapshot_id, columns)
+    changes = schema_changes(tbl, baseline_snapshot_id, current_snapshot_id) if columns is None else {}
     con = sql.connect(iceberg=False)
     con.execute("SET enable_progress_bar = false")
     _attach(con, "base", tbl, baseline_snapshot_id)
     _attach(con, "cur", tbl, current_snapshot_id)
     numeric = {c: f for c, f in cols.items() if _kind(f) == "numeric"}
     bounds = _bounds(con, tbl, {"base": baseline_snapshot_id, "cur": current_snapshot_id}, numeric)
-    return _compare(con, table, baseline_snapshot_id, current_snapshot_id, cols, bounds, t)
+    return _compare(con, table, baseline_snapshot_id, current_snapshot_id, cols, bounds, t, changes)
+
+
+def schema_changes(table: Table, baseline: int, current: int) -> dict[str, str]:
+    """column -> what changed between the two snapshots' schemas: `added`, `removed`, `type T -> U`
+    (row keys left out, as everywhere in drift)."""
+    schemas = table.schemas()
+    sides = []
+    for sid in (baseline, current):
+        snap = table.snapshot_by_id(sid)
+        sides.append({f.name: str(f.field_type) for f in schemas[snap.schema_id].fields if f.name not in KEY_COLUMNS})  # type: ignore[union-attr]
+    old, new = sides
+    out = {c: "column added" for c in new if c not in old}
+    out.update({c: "column removed" for c in old if c not in new})
+    out.update({c: f"type {old[c]} -> {new[c]}" for c in old if c in new and old[c] != new[c]})
+    return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True)
@@ -264,6 +273,7 @@ def _compare(
     cols: Mapping[str, Any],
     bounds: Bounds,
     t: DriftThresholds,
+    changes: Mapping[str, str] | None = None,
 ) -> TableDrift:
     rows = {}
     for side in ("base", "cur"):
@@ -298,6 +308,13 @@ def _compare(
         _verdict(f, t)
         features.append(f)
 
+    # A schema change is drift of its own: the table drifted once more columns changed than
+    # `schema_changes` allows; each changed column is a feature of kind "schema" with what changed.
+    changes = dict(changes or {})
+    for c, what in changes.items():
+        f = FeatureDrift(column=c, kind="schema", reasons=[f"{what} ({len(changes)} schema change(s), threshold {t.schema_changes:g})"])
+        f.drifted = len(changes) > t.schema_changes
+        features.append(f)
     reasons = []
     change = stats.relative_change(nb_rows, nc_rows)
     if change is not None and abs(change) > t.row_count_change:

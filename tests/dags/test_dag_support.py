@@ -56,3 +56,17 @@ def test_a_library_error_about_a_param_names_the_dag_param_and_others_pass_uncha
         raise unrelated
     assert err.value is unrelated
 
+
+
+def test_bad_input_fails_the_task_in_one_line_for_good_and_other_errors_pass_through() -> None:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from dag_support import nothing_new, one_line_failure
+
+    with pytest.raises(AirflowFailException) as err, one_line_failure():
+        raise DagConfigError("param `model`: 'x' is not registered; see `tidemark models list`\nmore detail")
+    assert str(err.value) == "param `model`: 'x' is not registered; see `tidemark models list`"
+    with pytest.raises(OSError), one_line_failure():  # a service down: Airflow's retries may help
+        raise OSError("connection refused")
+    skip = nothing_new("nothing new in /landing/*.csv")
+    assert isinstance(skip, AirflowSkipException) and str(skip) == "nothing new in /landing/*.csv"

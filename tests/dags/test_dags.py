@@ -210,3 +210,43 @@ def test_maintenance_dag_expires_rewrites_removes_orphans_and_keeps_pinned_snaps
     assert table.snapshot_by_id(pinned) is not None  # tagged by the model version: expiry keeps it
     retrain = json.loads(run_cli("retrain", "wine:1", "--output", "json").stdout)
     assert retrain["identical"] is True
+
+
+@pytest.mark.integration
+def test_runs_that_find_nothing_new_skip_with_the_reason_and_bad_params_fail_in_one_line(settings: Any, airflow_home: Path) -> None:
+    """No red run without a fault: a renewal before any landing, a landing of files already landed,
+    a renewal with nothing new are skipped, saying why; a bad param fails naming the fix, no retry."""
+    from tidemark.demo import write_landing_files
+
+    early = dags_test("renew_wine")  # the weekly schedule, before any landing
+    assert early.returncode == 0, early.stdout[-3000:]
+    assert task_states(airflow_home, "renew_wine") == {"renew_on_new_data": "skipped"}
+    assert "nothing to renew wine on: no published snapshot of raw.wine yet" in early.stdout + early.stderr
+
+    write_landing_files(settings.home)
+    assert dags_test("ingest_wine").returncode == 0
+    again = dags_test("ingest_wine")  # the hourly schedule: the same file is already in the table
+    assert again.returncode == 0
+    assert task_states(airflow_home, "ingest_wine") == {"land": "skipped", "validate": "skipped", "publish": "skipped", "quarantine": "skipped"}
+    assert "nothing new in " in again.stdout + again.stderr and "already landed in raw.wine" in again.stdout + again.stderr
+    assert len(asset_events(airflow_home)) == 1
+
+    bad = dags_test("renew_wine", {"snapshots": {"raw.wine": "abc"}})
+    assert task_states(airflow_home, "renew_wine") == {"renew_on_new_data": "failed"}
+    out = bad.stdout + bad.stderr
+    assert "param `snapshots`: raw.wine='abc' is not a snapshot id (a whole number; `tidemark tables` lists them)" in out
+    assert "AirflowFailException" in out  # failed for good: a retry cannot fix a param
+    unknown = dags_test("renew_wine", {"snapshots": {"raw.nope": 1}})
+    assert task_states(airflow_home, "renew_wine") == {"renew_on_new_data": "failed"}
+    assert "param `snapshots`: raw.nope is not an input of wine (inputs: raw.wine)" in unknown.stdout + unknown.stderr
+
+    # Nothing holds production yet: skipped, saying so; then with a holder trained on this very data: nothing new.
+    run_cli("train", "wine_classifier")
+    run_cli("lineage", "consume", "--once")
+    assert dags_test("renew_wine").returncode == 0
+    assert task_states(airflow_home, "renew_wine") == {"renew_on_new_data": "skipped"}
+    run_cli("models", "promote", "wine", "1", "--alias", "production")
+    same = dags_test("renew_wine")
+    assert task_states(airflow_home, "renew_wine") == {"renew_on_new_data": "skipped"}
+    assert "nothing new: wine@production (version 1) was trained on exactly" in same.stdout + same.stderr
+    assert [v["version"] for v in json.loads(run_cli("models", "list", "wine", "--output", "json").stdout)] == [1]

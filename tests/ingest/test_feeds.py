@@ -75,3 +75,25 @@ def test_a_failed_gate_cannot_be_published_and_quarantine_keeps_main(settings: A
     assert table.current_snapshot().snapshot_id == main
     assert staged[0]["branch"] not in table.metadata.refs
     assert "quarantine-" + staged[0]["branch"].removeprefix("audit-") in table.metadata.refs
+
+
+@pytest.mark.integration
+def test_a_bad_file_in_a_feed_does_not_stop_the_good_ones_and_fails_the_run_named(settings: Any, tmp_path: Path) -> None:
+    from ingest.exceptions import SourceError
+    from lakehouse.catalog import load_catalog
+
+    d = tmp_path / "landing"
+    d.mkdir()
+    (d / "a.csv").write_text("id,x\n1,10\n")
+    (d / "b.csv").write_bytes(b"id,x,x\n2,20,21\n")  # a header that repeats a column
+    (d / "c.csv").write_text("id,x\n3,30\n")
+    staged = feeds.land_feed(settings, feeds.Feed(name="m", table="raw.feedmix", location=str(d / "*.csv")))
+    assert [s["file"].rsplit("/", 1)[1] for s in staged] == ["a.csv", "b.csv", "c.csv"]
+    assert "repeats column name 'x'" in staged[1]["error"] and staged[0]["branch"] and staged[2]["branch"]
+    decision = feeds.validate_staged(settings, "raw.feedmix", staged)
+    assert len(decision["publish"]) == 2 and decision["failed"][0]["file"].endswith("b.csv")
+    assert feeds.publish_staged(settings, decision)["rows"] == 2
+    with pytest.raises(SourceError, match=r"1 file\(s\) could not be landed into raw.feedmix \(the others were\): .*b.csv: the header repeats"):
+        feeds.quarantine_staged(settings, decision)
+    ids = load_catalog(settings).load_table(("raw", "feedmix")).scan().to_arrow().column("id").to_pylist()
+    assert sorted(ids) == [1, 3]

@@ -251,16 +251,16 @@ def test_type_change_that_cannot_widen_or_missing_required_column_is_refused_and
 def test_an_error_deep_in_the_file_leaves_no_table_branch_commit_or_file(local: Any, tmp_path: Path) -> None:
     from ingest import sources
 
-    bad = tmp_path / "late.csv"
-    # The ragged row sits after the first parse block, so batches were already written when it shows.
-    body = "".join(f"{i},{i * 2}\n" for i in range(400_000))
-    bad.write_text("id,x\n" + body + "1,2,3\n")
+    bad = tmp_path / "late.jsonl"
+    # The broken line sits after the first parse block, so batches were already written when it shows.
+    body = "".join(f'{{"id": {i}, "x": {i * 2}}}\n' for i in range(200_000))
+    bad.write_text(body + '{"id": 1, "x": \n')
     assert bad.stat().st_size > sources.TEXT_BLOCK_BYTES // 4
     old = sources.TEXT_BLOCK_BYTES
     sources.TEXT_BLOCK_BYTES = 1 << 20
     try:
         tr = InMemoryTransport()
-        with pytest.raises(SourceError, match=r"late.csv: cannot read as csv: CSV parse error"):
+        with pytest.raises(SourceError, match=r"late.jsonl: cannot read as jsonl"):
             land(local, str(bad), "raw.late", batch_rows=50_000, transport=tr)
     finally:
         sources.TEXT_BLOCK_BYTES = old
@@ -269,8 +269,8 @@ def test_an_error_deep_in_the_file_leaves_no_table_branch_commit_or_file(local: 
     assert _warehouse_files(local) == set()
 
     # Same into an existing table: main, refs and files unchanged.
-    ok = tmp_path / "ok.csv"
-    ok.write_text("id,x\n1,2\n")
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text('{"id": 1, "x": 2}\n')
     land(local, str(ok), "raw.late", transport=InMemoryTransport())
     before, files = _state(local, "raw.late"), _warehouse_files(local)
     sources.TEXT_BLOCK_BYTES = 1 << 20
@@ -280,6 +280,19 @@ def test_an_error_deep_in_the_file_leaves_no_table_branch_commit_or_file(local: 
     finally:
         sources.TEXT_BLOCK_BYTES = old
     assert _state(local, "raw.late") == before and _warehouse_files(local) == files
+
+
+def test_a_ragged_csv_row_deep_in_the_file_is_refused_before_anything_is_written(local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest import sources
+
+    bad = tmp_path / "late.csv"
+    bad.write_text("id,x\n" + "".join(f"{i},{i * 2}\n" for i in range(200_000)) + "1,2,3\n")
+    monkeypatch.setattr(sources, "TEXT_BLOCK_BYTES", 1 << 20)
+    tr = InMemoryTransport()
+    with pytest.raises(SourceError, match=r"late.csv: cannot read as csv: CSV parse error"):
+        land(local, str(bad), "raw.late", batch_rows=50_000, transport=tr)
+    # The whole-file type pass reads every row before the landing starts: no run, no table, no file.
+    assert tr.events == [] and not load_catalog(local).table_exists(("raw", "late")) and _warehouse_files(local) == set()
 
 
 def test_parquet_and_jsonl_land_and_a_glob_lands_each_file_once(local: Any, tmp_path: Path) -> None:
@@ -445,18 +458,227 @@ def test_a_file_that_changes_while_it_is_landed_is_refused(local: Any, tmp_path:
     assert not load_catalog(local).table_exists(("raw", "growing"))
 
 
-def test_a_csv_value_that_does_not_fit_the_inferred_type_further_down_is_named(local: Any, tmp_path: Path) -> None:
+def _column(settings: Any, table: str, column: str) -> tuple[str, list[Any]]:
+    t = load_catalog(settings).load_table(table)
+    return str(t.schema().find_field(column).field_type), t.scan().to_arrow().sort_by("id").column(column).to_pylist()
+
+
+def test_a_csv_column_that_turns_to_text_further_down_lands_as_text_with_a_warning(local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ingest import sources
 
     f = tmp_path / "drift.csv"
     f.write_text("id,n\n" + "".join(f"{i},{i}\n" for i in range(200_000)) + "200000,not-a-number\n")
-    old = sources.TEXT_BLOCK_BYTES
-    sources.TEXT_BLOCK_BYTES = 1 << 20
+    monkeypatch.setattr(sources, "TEXT_BLOCK_BYTES", 1 << 20)  # the text is 1.3 MB in: past the first block
+    result = land(local, str(f), "raw.drift", batch_rows=50_000, transport=InMemoryTransport())
+    assert result.rows == 200_001
+    typ, values = _column(local, "raw.drift", "n")
+    assert typ == "string" and values[:2] == ["0", "1"] and values[-1] == "not-a-number"  # every value, exactly
+    assert any("column n of" in w and "'not-a-number'" in w and "lands as string" in w for w in result.warnings)
+    # The same rows with the text in the first block give the same type: where it is does not matter.
+    g = tmp_path / "early.csv"
+    g.write_text("id,n\n0,not-a-number\n" + "".join(f"{i},{i}\n" for i in range(1, 1000)))
+    land(local, str(g), "raw.early", transport=InMemoryTransport())
+    assert _column(local, "raw.early", "n")[0] == "string"
+
+
+def test_whole_numbers_beyond_int64_land_exactly_as_decimal_never_as_a_float(local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from decimal import Decimal
+
+    from ingest import sources
+
+    first = tmp_path / "big.csv"
+    first.write_text("id,n\n1,99999999999999999999999999\n2,5\n")
+    land(local, str(first), "raw.big", transport=InMemoryTransport())
+    assert _column(local, "raw.big", "n") == ("decimal(38, 0)", [Decimal("99999999999999999999999999"), Decimal(5)])
+
+    # Beyond int64 only further down, past the first block: the pass over the whole file widens the column.
+    monkeypatch.setattr(sources, "TEXT_BLOCK_BYTES", 1 << 20)
+    later = tmp_path / "later.csv"
+    later.write_text("id,n,f\n" + "".join(f"{i},{i},{i}\n" for i in range(200_000)) + "200000,12345678901234567890123,2.5\n")
+    result = land(local, str(later), "raw.later", batch_rows=50_000, transport=InMemoryTransport())
+    typ, values = _column(local, "raw.later", "n")
+    assert typ == "decimal(38, 0)" and values[-1] == Decimal("12345678901234567890123") and values[7] == Decimal(7)
+    assert _column(local, "raw.later", "f")[0] == "double"  # whole numbers, then a fraction: a float, as pyarrow would
+    assert sum("lands as" in w for w in result.warnings) == 2
+
+    # A float column that also holds a whole number beyond int64 (first block, or further down): text, exactly.
+    first_mixed = tmp_path / "mixed.csv"
+    first_mixed.write_text("id,n\n1,1.5\n2,\n3,99999999999999999999999999\n")
+    result = land(local, str(first_mixed), "raw.mixed", transport=InMemoryTransport())
+    assert _column(local, "raw.mixed", "n") == ("string", ["1.5", "", "99999999999999999999999999"])
+    assert any("fractions and whole numbers beyond 64 bits" in w for w in result.warnings)
+    later_mixed = tmp_path / "later-mixed.csv"
+    later_mixed.write_text("id,n\n" + "".join(f"{i},{i}.5\n" for i in range(200_000)) + "200000,12345678901234567890123\n")
+    land(local, str(later_mixed), "raw.latermixed", batch_rows=50_000, transport=InMemoryTransport())
+    typ, values = _column(local, "raw.latermixed", "n")
+    assert typ == "string" and values[-1] == "12345678901234567890123" and values[1] == "1.5"
+    # Empty cells in a column of big whole numbers are nulls, not a reason for a float.
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("id,n\n1,99999999999999999999999999\n2,\n3,NA\n")
+    land(local, str(gaps), "raw.gaps", transport=InMemoryTransport())
+    assert _column(local, "raw.gaps", "n") == ("decimal(38, 0)", [Decimal("99999999999999999999999999"), None, None])
+
+
+@pytest.mark.parametrize("where", ["first block", "further down"])
+def test_a_whole_number_beyond_38_digits_is_refused_naming_the_column(local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    from ingest import sources
+
+    huge = "9" * 40
+    f = tmp_path / "huge.csv"
+    rows = [f"{i},{i}" for i in range(200_000 if where == "further down" else 3)]
+    f.write_text("id,n\n" + (f"0,{huge}\n" if where == "first block" else "") + "\n".join(rows) + (f"\n9,{huge}\n" if where != "first block" else "\n"))
+    monkeypatch.setattr(sources, "TEXT_BLOCK_BYTES", 1 << 20)
+    tr = InMemoryTransport()
+    with pytest.raises(SourceError, match=r"huge.csv: column n holds a whole number of more than 38 digits"):
+        land(local, str(f), "raw.huge", transport=tr)
+    assert tr.events == [] and not load_catalog(local).table_exists(("raw", "huge"))
+
+
+def _schema_of(settings: Any, table: str) -> list[tuple[str, str]]:
+    t = load_catalog(settings).load_table(table)
+    return [(f.name, str(f.field_type)) for f in t.schema().fields]
+
+
+def _duckdb_columns(settings: Any, table: str) -> list[str]:
+    """The columns DuckDB reads at main's snapshot (it reads a snapshot in that snapshot's schema)."""
+    from lakehouse.sql import connect, snapshot_sql
+
+    t = load_catalog(settings).load_table(table)
+    con = connect()
     try:
-        with pytest.raises(SourceError) as err:
-            land(local, str(f), "raw.drift", batch_rows=50_000, transport=InMemoryTransport())
+        sql = snapshot_sql(con, t, t.current_snapshot().snapshot_id)
+        return [d[0] for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
     finally:
-        sources.TEXT_BLOCK_BYTES = old
-    msg = str(err.value)
-    assert "drift.csv: cannot read as csv" in msg and "not-a-number" in msg and "inferred from the start of the file" in msg
-    assert not load_catalog(local).table_exists(("raw", "drift")) and _warehouse_files(local) == set()
+        con.close()
+
+
+def test_a_refused_file_never_changes_the_schema_and_an_accepted_one_brings_its_column(local: Any, wine_csv: Path, tmp_path: Path) -> None:
+    land(local, str(wine_csv), "raw.wine", transport=InMemoryTransport())
+    schema_before, columns_before = _schema_of(local, "raw.wine"), _duckdb_columns(local, "raw.wine")
+    header, first, *rest = wine_csv.read_text().splitlines()
+    cells = first.split(",")
+    cells[1] = "99"  # alcohol out of range: the gate refuses the file
+    evil = tmp_path / "evil.csv"
+    evil.write_text(f"{header},evil_col\n{','.join(cells)},666\n")
+    with pytest.raises(GateFailedError):
+        land(local, str(evil), "raw.wine", transport=InMemoryTransport())
+    assert _schema_of(local, "raw.wine") == schema_before and _duckdb_columns(local, "raw.wine") == columns_before
+    # The refused rows keep their column on the quarantine branch.
+    t = load_catalog(local).load_table("raw.wine")
+    quarantine = next(r for r in t.metadata.refs if r.startswith("quarantine-"))
+    kept = t.scan(snapshot_id=t.snapshot_by_name(quarantine).snapshot_id).to_arrow()
+    assert "evil_col" in kept.column_names and 666 in kept.column("evil_col").to_pylist()
+    from ingest.quarantine import show
+
+    assert show(local, "raw.wine", quarantine).sample_rows[0]["evil_col"] == 666
+
+    good = tmp_path / "good.csv"
+    good.write_text("\n".join([header, *[r.replace(r.split(",")[0], str(5000 + i), 1) for i, r in enumerate(rest[:3])]]) + "\n")
+    land(local, str(good), "raw.wine", transport=InMemoryTransport())
+    assert _schema_of(local, "raw.wine") == schema_before and "evil_col" not in _duckdb_columns(local, "raw.wine")
+
+    accepted = tmp_path / "accepted.csv"
+    accepted.write_text(f"{header},note\n{rest[5].replace(rest[5].split(',')[0], '9000', 1)},fine\n")
+    land(local, str(accepted), "raw.wine", transport=InMemoryTransport())
+    assert _schema_of(local, "raw.wine") == [*schema_before, ("note", "string")]
+    assert _duckdb_columns(local, "raw.wine") == [*columns_before, "note"]
+    notes = load_catalog(local).load_table("raw.wine").scan().to_arrow().column("note").to_pylist()
+    assert notes.count("fine") == 1 and len(notes) == 178 + 3 + 1
+
+
+def test_columns_added_by_two_landings_both_arrive_when_main_moved_before_a_publish(local: Any, tmp_path: Path) -> None:
+    base = tmp_path / "base.csv"
+    base.write_text("id,x\n1,10\n")
+    land(local, str(base), "raw.merge", transport=InMemoryTransport())
+    a = tmp_path / "a.csv"
+    a.write_text("id,x,a\n2,20,aa\n")
+    b = tmp_path / "b.csv"
+    b.write_text("id,x,b\n3,30,bb\n")
+
+    def other_landing_first(_branch: str, _snapshot: int) -> None:
+        land(local, str(b), "raw.merge", transport=InMemoryTransport())
+
+    result = land(local, str(a), "raw.merge", transport=InMemoryTransport(), on_audited=other_landing_first)
+    assert result.reapplied >= 1
+    assert _schema_of(local, "raw.merge") == [("id", "long"), ("x", "long"), ("b", "string"), ("a", "string")]
+    rows = load_catalog(local).load_table("raw.merge").scan().to_arrow().sort_by("id").to_pylist()
+    assert rows == [
+        {"id": 1, "x": 10, "b": None, "a": None},
+        {"id": 2, "x": 20, "b": None, "a": "aa"},
+        {"id": 3, "x": 30, "b": "bb", "a": None},
+    ]
+    assert "a" in _duckdb_columns(local, "raw.merge") and "b" in _duckdb_columns(local, "raw.merge")
+
+
+def test_nested_parquet_columns_land_in_a_new_table_and_again_in_it(local: Any, tmp_path: Path) -> None:
+    def nested(path: Path, first_id: int) -> Path:
+        pq.write_table(
+            pa.table({
+                "id": [first_id, first_id + 1],
+                "p": [{"x": 1, "y": "a"}, {"x": 2, "y": None}],
+                "l": [[1, 2], []],
+                "m": pa.array([[("k", 1.5)], None], pa.map_(pa.string(), pa.float64())),
+            }),
+            path,
+        )
+        return path
+
+    land(local, str(nested(tmp_path / "n1.parquet", 1)), "raw.nested", transport=InMemoryTransport())
+    land(local, str(nested(tmp_path / "n2.parquet", 3)), "raw.nested", transport=InMemoryTransport())
+    rows = load_catalog(local).load_table("raw.nested").scan().to_arrow().sort_by("id").to_pylist()
+    assert [r["id"] for r in rows] == [1, 2, 3, 4]
+    assert rows[0] == {"id": 1, "p": {"x": 1, "y": "a"}, "l": [1, 2], "m": [("k", 1.5)]}
+    assert rows[3] == {"id": 4, "p": {"x": 2, "y": None}, "l": [], "m": None}
+    assert _duckdb_columns(local, "raw.nested") == ["id", "p", "l", "m"]
+
+
+def test_a_first_landing_refused_after_its_table_was_made_leaves_no_empty_table(local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest import schema as schemas
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise SchemaMismatchError("refused after the table was made")
+
+    monkeypatch.setattr(schemas, "plan", refuse)  # the schema check fails right after the table was created
+    f = tmp_path / "a.csv"
+    f.write_text("id\n1\n")
+    with pytest.raises(SchemaMismatchError):
+        land(local, str(f), "raw.refused", transport=InMemoryTransport())
+    assert not load_catalog(local).table_exists(("raw", "refused")) and _warehouse_files(local) == set()
+
+
+def test_jsonl_whole_numbers_beyond_int64_land_as_decimal_and_beyond_38_digits_are_refused(local: Any, tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    f = tmp_path / "big.jsonl"
+    f.write_text('{"id": 1, "n": 99999999999999999999999999, "f": 1.5}\n{"id": 2, "n": 3, "f": 2}\n')
+    land(local, str(f), "raw.bigjson", transport=InMemoryTransport())
+    assert _column(local, "raw.bigjson", "n") == ("decimal(38, 0)", [Decimal("99999999999999999999999999"), Decimal(3)])
+    assert _column(local, "raw.bigjson", "f") == ("double", [1.5, 2.0])  # fractions: a float field stays one
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text('{"id": 1, "n": 5}\n{"id": 2, "n": ' + "9" * 41 + "}\n")
+    with pytest.raises(SourceError, match="huge.jsonl: column n holds a whole number of more than 38 digits"):
+        land(local, str(huge), "raw.hugejson", transport=InMemoryTransport())
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"id": 1, "n": 1.5}\n{"id": 2, "n": 99999999999999999999999999}\n')
+    with pytest.raises(SourceError, match="mixed.jsonl: field n holds fractions and whole numbers beyond 64 bits"):
+        land(local, str(mixed), "raw.mixedjson", transport=InMemoryTransport())
+    assert not load_catalog(local).table_exists(("raw", "hugejson")) and not load_catalog(local).table_exists(("raw", "mixedjson"))
+
+
+def test_land_all_stops_at_the_first_bad_file_naming_the_rest_or_keeps_going(local: Any, tmp_path: Path) -> None:
+    from ingest.exceptions import LandingsFailedError
+    from ingest.land import land_all
+
+    d = tmp_path / "drop"
+    d.mkdir()
+    (d / "a.csv").write_text("id\n1\n")
+    (d / "b.csv").write_bytes(b"")
+    (d / "c.csv").write_text("id\n3\n")
+    (d / "d.csv").write_bytes(b"id,id\n4,4\n")
+    with pytest.raises(LandingsFailedError, match=r"b.csv: the file is empty; nothing to land; 2 later file\(s\) not tried: .*c.csv, .*d.csv") as stopped:
+        land_all(local, str(d / "*.csv"), "raw.each", transport=InMemoryTransport())
+    assert [o.outcome for o in stopped.value.outcomes] == ["landed", "failed", "not tried", "not tried"]
+    with pytest.raises(LandingsFailedError, match=r"2 of 4 files failed to land into raw.each: .*b.csv, .*d.csv") as going:
+        land_all(local, str(d / "*.csv"), "raw.each", keep_going=True, transport=InMemoryTransport())
+    assert [o.outcome for o in going.value.outcomes] == ["skipped", "failed", "landed", "failed"]
+    assert sorted(load_catalog(local).load_table("raw.each").scan().to_arrow().column("id").to_pylist()) == [1, 3]

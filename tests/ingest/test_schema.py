@@ -78,17 +78,20 @@ def test_conform_refuses_empty_values_in_a_required_column() -> None:
         schemas.conform(pa.table({"id": pa.array([1, None], pa.int64())}), table, "a.csv")
 
 
-def test_apply_evolves_a_real_table_in_one_commit_and_new_columns_are_optional() -> None:
+def test_apply_adds_the_evolved_schema_in_one_commit_without_making_it_current() -> None:
     catalog = load_catalog(load_settings())
     name = TableName("raw", "evolving")
     ensure_table(catalog, name, pa.schema([("id", pa.int32())]))
     table = load_table(catalog, name)
     before = len(table.metadata.metadata_log)
-    schemas.apply(table, schemas.plan(table.schema(), pa.schema([("id", pa.int64()), ("tag", pa.string())]), "raw.evolving", "a.csv"))
+    new = schemas.apply(table, schemas.plan(table.schema(), pa.schema([("id", pa.int64()), ("tag", pa.string())]), "raw.evolving", "a.csv"))
+    assert [(f.name, str(f.field_type), f.required) for f in new.fields] == [("id", "long", False), ("tag", "string", False)]
     fresh = load_table(catalog, name)
-    assert [(f.name, str(f.field_type), f.required) for f in fresh.schema().fields] == [("id", "long", False), ("tag", "string", False)]
+    assert fresh.schema().schema_id != new.schema_id  # current until a landing in it is published: unchanged
+    assert [(f.name, str(f.field_type)) for f in fresh.schema().fields] == [("id", "int")]
+    assert fresh.metadata.schema_by_id(new.schema_id) == new and fresh.metadata.last_column_id == 2  # the new column's id is reserved
     assert len(fresh.metadata.metadata_log) == before + 1
-    schemas.apply(fresh, schemas.SchemaPlan())  # nothing to change: no commit
+    assert schemas.apply(fresh, schemas.SchemaPlan()) == fresh.schema()  # nothing to change: no commit
     assert load_table(catalog, name).metadata_location == fresh.metadata_location
 
 

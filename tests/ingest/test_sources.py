@@ -3,6 +3,8 @@ as record batches, and every problem named in one line with the file and the fix
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 from pathlib import Path
 
@@ -70,8 +72,12 @@ def test_missing_empty_and_non_regular_files_are_refused(tmp_path: Path) -> None
     with pytest.raises(SourceError, match="empty.csv: the file is empty; nothing to land"):
         sources.open_source(str(tmp_path / "empty.csv"))
     (tmp_path / "dir.csv").mkdir()
-    with pytest.raises(SourceError, match="dir.csv: not a regular file"):
+    with pytest.raises(SourceError, match="dir.csv: is a directory; name a file in it, or all of them with a pattern such as .*dir.csv/\\*.csv"):
         sources.open_source(str(tmp_path / "dir.csv"))
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(SourceError, match="pipe.csv: not a regular file"):
+        sources.open_source(str(fifo))
 
 
 def test_a_glob_expands_to_its_sorted_files_and_a_path_stays_as_it_is(tmp_path: Path) -> None:

@@ -69,3 +69,26 @@ def test_missing_explicit_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("TIDEMARK_CONFIG", str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match="TIDEMARK_CONFIG points to .*nope.yaml"):
         load_settings()
+
+
+def test_home_is_found_by_walking_up_like_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse.config import load_settings
+
+    monkeypatch.delenv("TIDEMARK_HOME")
+    project = tmp_path / "project"
+    (project / ".tidemark").mkdir(parents=True)
+    deep = project / "src" / "pkg"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    s = load_settings()
+    assert s.home == (project / ".tidemark").resolve() and s.home_source == "found"
+    assert s.catalog.properties["uri"] == f"sqlite:///{project.resolve() / '.tidemark' / 'catalog.db'}"
+    # TIDEMARK_HOME wins over what the walk finds.
+    assert load_settings(environ={"TIDEMARK_HOME": str(tmp_path / "other")}).home_source == "env"
+    # Nothing at or above: ./.tidemark, and the source says so.
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    monkeypatch.chdir(lone)
+    if not any((p / ".tidemark").is_dir() for p in lone.resolve().parents):
+        s = load_settings()
+        assert s.home == (lone / ".tidemark").resolve() and s.home_source == "default"

@@ -51,6 +51,9 @@ INTERNALS = [
     ("pyiceberg.table.update", "_update_table_metadata_log", "(base_metadata: 'TableMetadata', metadata_location: 'str', last_updated_ms: 'int') -> 'TableMetadata'"),
     ("pyiceberg.table.update", "_TableMetadataUpdateContext", "() -> 'None'"),
     ("pyiceberg.table", "Transaction.__init__", "(self, table: 'Table', autocommit: 'bool' = False)"),
+    ("pyiceberg.table", "Transaction._apply",
+     "(self, updates: 'tuple[TableUpdate, ...]', requirements: 'tuple[TableRequirement, ...]' = ()) -> 'Transaction'"),
+    ("pyiceberg.table", "Transaction._rebuild_snapshot_updates", "(self) -> 'None'"),
 ]
 
 

@@ -168,3 +168,41 @@ def test_consumer_fills_lineage_drift_from_drift_check_events(settings: Any, tmp
     ).to_pylist()
     assert rows == [{"column_name": "alcohol", "drifted": True, "run_id": check.run_id, "current_snapshot_id": check.tables[0].current_snapshot_id}]
     assert consume(elsewhere, once=True).drift_rows == 0  # replay adds nothing
+
+
+def test_status_shows_a_check_at_once_and_row_count_and_schema_changes_are_drift(tmp_path: Path, local_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`models status` right after a check, with no consumer run: the check is there. The same rows
+    landed again (178 -> 356) is drift by row count alone; a new column is drift by schema."""
+    from models.drift import check_model
+    from models.promotion import promote
+    from models.status import status
+
+    tr = InMemoryTransport()
+    _trained(tmp_path, local_settings, tr)
+    promote(local_settings, "wine", 1, "production", reason="first", force=True, transport=tr)
+    land(local_settings, wine_part(tmp_path / "again.csv", 0, 178, id_offset=178), "raw.wine", tr)
+    check = check_model(local_settings, "wine@production", transport=tr)
+    [td] = check.tables
+    assert check.drifted and td.drifted_features == [] and td.reasons == ["row count 178 -> 356 (+100%, threshold 50%)"]
+    st = status(local_settings, "wine")["last_drift_check"]
+    assert st is not None and st["run_id"] == check.run_id and st["drifted"] is True
+    [t] = st["tables"]
+    assert (t["rows_baseline"], t["rows_current"], t["drifted"]) == (178, 356, True)
+    assert t["reasons"] == ["row count 178 -> 356 (+100%, threshold 50%)"]
+
+    # A new column, with a row-count threshold that lets the growth pass: drift by schema alone.
+    monkeypatch.setenv("TIDEMARK__DRIFT__ROW_COUNT_CHANGE", "5")
+    from lakehouse.config import load_settings
+
+    settings = load_settings()
+    land(settings, wine_part(tmp_path / "wider.csv", 0, 10, id_offset=400, extra_column="region"), "raw.wine", tr)
+    check = check_model(settings, "wine@production", transport=tr)
+    [td] = check.tables
+    assert check.drifted and td.drifted_features == ["region"] and td.feature("region").kind == "schema"
+    assert td.reasons == ["region: column added (1 schema change(s), threshold 0)"]
+    t = status(settings, "wine")["last_drift_check"]["tables"][0]
+    assert t["schema_changes"] == ["region"] and t["drifted"] and t["reasons"] == td.reasons
+    # Its own threshold: one changed column allowed, no drift.
+    monkeypatch.setenv("TIDEMARK__DRIFT__SCHEMA_CHANGES", "1")
+    check = check_model(load_settings(), "wine@production", transport=tr)
+    assert not check.drifted and check.tables[0].feature("region").reasons

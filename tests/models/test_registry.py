@@ -63,7 +63,7 @@ def test_alias_history_and_resolution() -> None:
 
 @pytest.mark.parametrize(
     ("ref", "message"),
-    [("nope@production", "model 'nope' is not registered"), ("m@staging", "has no alias 'staging'"), ("m:7", "has no version 7"), ("bad ref!", "is not a model reference")],
+    [("nope@production", "model 'nope' is not registered"), ("m@staging", "has no alias 'staging'"), ("m:7", "has no version 7"), ("bad ref!", "model name 'bad ref!' is not allowed: 1 to 64 ASCII letters")],
 )
 def test_unknown_refs_are_clear_errors(ref: str, message: str) -> None:
     reg = Registry(load_settings())
@@ -99,7 +99,7 @@ def test_a_reference_from_its_parts(parts: dict[str, Any], expected: str) -> Non
         ({"model": None}, "model", "model is required"),
         ({"model": "wine", "version": 2, "alias": "production"}, "alias", "alias cannot be given with a version"),
         ({"model": "wine", "version": "two"}, "version", "version must be a whole number, got 'two'"),
-        ({"model": "wine!"}, None, "'wine!' is not a model reference"),
+        ({"model": "wine!"}, "model", "model name 'wine!' is not allowed"),
     ],
 )
 def test_bad_reference_parts_name_the_parameter(parts: dict[str, Any], parameter: str | None, message: str) -> None:

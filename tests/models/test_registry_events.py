@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,11 @@ def test_a_registry_fed_only_by_events_matches_the_producers(tmp_path: Path, set
     finally:
         tr.close()
 
-    # Another catalog that never saw the direct writes, reading the same topic.
+    # Another catalog that never saw the direct writes, reading the same topic. It trusts this
+    # producer's alias moves because it holds the same registry key (lineage.signing); their gate
+    # could not be re-checked there (the input tables are in the producer's catalog only).
+    (tmp_path / "other-home").mkdir()
+    shutil.copy(settings.home / "registry.key", tmp_path / "other-home" / "registry.key")
     other = load_settings(environ={**os.environ, "TIDEMARK_HOME": str(tmp_path / "other-home")})
     report = consume(other, once=True)
     assert report.registry_rows == 2 + 3  # two versions; two alias moves and one archive
@@ -91,4 +96,4 @@ def test_a_registry_made_by_an_older_tidemark_gains_the_new_columns() -> None:
     )
     assert reg.get("m", mv.version).code == {"source_sha256": "c"} and reg.get("m", 1).metric_goal == "max"
     names = catalog.load_table(("lineage", model_store.VERSIONS)).schema().column_names
-    assert names[-5:] == ["code", "environment", "primary_metric", "metric_goal", "card_uri"]
+    assert names[-6:] == ["code", "environment", "primary_metric", "metric_goal", "card_uri", "verified"]

@@ -85,3 +85,93 @@ def test_renewal_needs_an_alias_and_a_known_model(production: Any) -> None:
     assert unknown.returncode == 1 and "model 'nope' is not registered" in unknown.stderr
     snap = run_cli("models", "renew", "wine@production", "--snapshot", "raw.wine=12345", check=False)
     assert snap.returncode == 1 and "raw.wine has no snapshot 12345" in snap.stderr
+
+
+def test_renewal_with_nothing_new_does_nothing_and_says_so(production: Any) -> None:
+    d = json.loads(run_cli("models", "renew", "wine@production", "--output", "json").stdout)
+    assert d["nothing_new"] is True and d["promoted"] is False and d["candidate_version"] is None
+    assert "nothing new" in d["reason"] and d["run_id"] is None
+    text = run_cli("models", "renew", "wine@production").stdout
+    assert text.startswith("wine@production: nothing to renew;")
+    versions = json.loads(run_cli("models", "list", "wine", "--output", "json").stdout)
+    assert [v["version"] for v in versions] == [1]  # no identical version trained
+
+
+USER_JOBS = '''
+from models.jobs import TrainingJob, holdout_wine_classifier, train_wine_classifier
+
+def train(inputs, params):
+    return train_wine_classifier(inputs, {"seed": 7, "test_size": 0.25, "C": 1.0, "max_iter": 1000, **params})
+
+def score(estimator, inputs, params):
+    return holdout_wine_classifier(estimator, inputs, {"seed": 7, "test_size": 0.25, **params})
+
+JOB = TrainingJob(name="user_wine", model="userwine", inputs=("raw.wine",), entry_point="userjobs_r18:train",
+                  params={"seed": 7, "test_size": 0.25}, primary_metric="accuracy", holdout_entry_point="userjobs_r18:score")
+'''
+
+
+@pytest.mark.parametrize(
+    "train_args, model",
+    [
+        (["userjobs_r18:JOB"], "userwine"),
+        (["userjobs_r18:train", "--model", "userfn", "--input", "raw.wine", "--primary-metric", "accuracy", "--holdout", "userjobs_r18:score"], "userfn"),
+    ],
+    ids=["job-object", "function-with-holdout"],
+)
+def test_a_users_job_with_a_holdout_scorer_can_be_renewed(settings: Any, wine_csv: Path, tmp_path: Path, train_args: list[str], model: str) -> None:
+    import os
+
+    (tmp_path / "userjobs_r18.py").write_text(USER_JOBS)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    _land(settings, wine_csv)
+    run_cli("train", *train_args, env=env)
+    _consume(settings)
+    run_cli("models", "promote", model, "1", "--alias", "production", "--reason", "first", env=env)
+    _land(settings, shifted_wine(wine_csv, 0.5))
+    _consume(settings)
+    d = json.loads(run_cli("models", "renew", f"{model}@production", "--output", "json", env=env).stdout)
+    assert d["holder_version"] == 1 and d["candidate_version"] == 2 and d["primary_metric"] == "accuracy"
+    assert set(d["holder_metrics"]) == {"accuracy", "f1_macro"} and d["reason"]
+    mv = json.loads(run_cli("models", "show", f"{model}:2", "--output", "json", env=env).stdout)
+    assert mv["entry_point"] == "userjobs_r18:train" and mv["code"]["holdout_entry_point"] == "userjobs_r18:score"
+
+
+def test_a_users_function_without_a_holdout_scorer_is_refused_naming_the_flag(settings: Any, wine_csv: Path, tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "userjobs_r18.py").write_text(USER_JOBS)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    _land(settings, wine_csv)
+    run_cli("train", "userjobs_r18:train", "--model", "nohold", "--input", "raw.wine", "--primary-metric", "accuracy", env=env)
+    _consume(settings)
+    run_cli("models", "promote", "nohold", "1", "--alias", "production", env=env)
+    bad = run_cli("models", "renew", "nohold@production", check=False, env=env)
+    assert bad.returncode == 1 and "no holdout scorer recorded" in bad.stderr and "--holdout module:function" in bad.stderr
+    missing = run_cli("train", "userjobs_r18:train", "--model", "x", "--input", "raw.wine", "--holdout", "userjobs_r18:nope", check=False, env=env)
+    assert missing.returncode == 1 and "entry point userjobs_r18:nope does not import" in missing.stderr
+
+
+def test_the_gate_waits_bounded_for_the_consumer_instead_of_failing_on_a_race(production: Any, wine_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from lakehouse.config import load_settings
+    from models.renewal import renew
+
+    _land(production, shifted_wine(wine_csv, 1.5))  # its validation is still in Kafka: not consumed
+    monkeypatch.setenv("TIDEMARK__MODELS__LINEAGE_WAIT_S", "1")
+    short = renew(load_settings(), "wine@production")  # nobody consumes within 1 s: refused, naming the fix
+    assert not short.promoted and "is not in the lineage store; run `tidemark lineage consume --once`" in short.reason
+
+    monkeypatch.setenv("TIDEMARK__MODELS__LINEAGE_WAIT_S", "120")
+    said: list[str] = []
+    late = threading.Thread(target=lambda: (time.sleep(4), _consume(production)))
+    late.start()
+    try:
+        d = renew(load_settings(), "wine@production", progress=said.append)
+    finally:
+        late.join()
+    assert any(m.startswith("waiting up to 120 s for the lineage consumer") for m in said)
+    assert not any("lineage store" in p for p in d.problems), d.problems
+    assert d.reused_candidate and d.candidate_version == 2

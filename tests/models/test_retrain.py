@@ -38,7 +38,10 @@ def test_retrain_after_new_data_schema_evolution_and_compaction(tmp_path: Path, 
     assert report.identical, report.to_json()
     (inp,) = report.inputs
     assert (inp.snapshot_id, inp.rows, inp.fingerprint) == (s1, 178, mv.inputs[0].fingerprint)
-    assert report.metrics == {k: {"old": v, "new": v, "delta": 0.0} for k, v in mv.metrics.items()}
+    assert report.metrics == {
+        k: {"old": v, "new": v, "delta": 0.0, "tolerance": 0.01, "within_tolerance": True} for k, v in mv.metrics.items()
+    }
+    assert report.verdict == "reproduced" and report.causes == []
     assert report.to_json()["identical"] is True and report.new_sha256 == mv.sha256
 
     # The retrain is a run of its own: the same snapshot as input, and a link to the run it reproduces.

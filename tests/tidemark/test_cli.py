@@ -91,7 +91,7 @@ def test_up_status_down_with_the_local_broker(isolated_env: Path) -> None:
         assert status["lineage_topic"] == "tidemark.lineage"
         assert json.loads(run_cli("up", "--output", "json").stdout)["kafka"] == status["kafka"]  # idempotent
     finally:
-        assert json.loads(run_cli("down", "--output", "json").stdout) == {"stopped": True}
+        assert json.loads(run_cli("down", "--output", "json").stdout) == {"stopped": True, "kept_events": 0}
     status = json.loads(run_cli("status", "--output", "json").stdout)
     assert status["kafka"]["local_broker"] == "stopped"
     line = _one_line_error(run_cli("lineage", "consume", "--once", check=False))
@@ -118,3 +118,21 @@ def test_library_deprecation_warnings_never_reach_the_user(kafka_env: str) -> No
     assert r.returncode == 1, r.stderr
     assert "DeprecationWarning" not in r.stderr, r.stderr
     assert [line for line in r.stderr.splitlines() if line.strip()] == [r.stderr.strip()], r.stderr
+
+
+@pytest.mark.integration
+def test_tables_lists_snapshots_and_sql_time_travels_by_snapshot_id(kafka_env: str, wine_csv: Path, tmp_path: Path) -> None:
+    run_cli("ingest", str(wine_csv), "--table", "raw.wine")
+    first = json.loads(run_cli("tables", "raw", "--output", "json").stdout)
+    assert [r["table"] for r in first] == ["raw.wine"] and first[0]["metadata_location"].endswith(".metadata.json")
+    more = tmp_path / "more.csv"
+    lines = wine_csv.read_text().splitlines()
+    more.write_text("\n".join([lines[0]] + [f"{1000 + i}," + line.split(",", 1)[1] for i, line in enumerate(lines[1:11])]) + "\n")
+    run_cli("ingest", str(more), "--table", "raw.wine")
+    assert json.loads(run_cli("sql", "SELECT count(*) AS n FROM raw.wine", "--output", "json").stdout) == [{"n": 188}]
+    old = run_cli("sql", "--snapshot", f"raw.wine={first[0]['snapshot_id']}", "SELECT count(*) AS n FROM raw.wine", "--output", "json")
+    assert json.loads(old.stdout) == [{"n": 178}]
+    hint = run_cli("tables").stdout
+    assert "time travel: tidemark sql --snapshot " in hint
+    line = _one_line_error(run_cli("sql", "--snapshot", "raw.wine=5", "SELECT 1", check=False))
+    assert "--snapshot raw.wine=5: raw.wine has no snapshot 5" in line

@@ -117,7 +117,7 @@ def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentPars
 
 def test_every_declared_parameter_names_a_flag_its_command_has() -> None:
     commands = list(_commands(build_parser()))
-    assert len(commands) == 27  # every leaf command, so none is skipped
+    assert len(commands) == 28  # every leaf command, so none is skipped
     for parser in commands:
         options = {o for a in parser._actions for o in a.option_strings}
         for parameter, flag in parser.get_default("parameter_flags").items():
@@ -189,3 +189,29 @@ def test_ctrl_c_stops_a_running_consumer_which_reports(kafka_env: str, isolated_
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert json.loads(out)["records"] == 0
+
+
+def test_a_closed_stdout_ends_the_command_quietly_with_exit_0(tmp_path: Path) -> None:
+    """`tidemark ... | head -2`: the reader goes away; no BrokenPipeError traceback, exit 0."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes a byte
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tidemark", "status", "--output", "json"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, env={**os.environ, "TIDEMARK_HOME": str(tmp_path / "h")})
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_a_command_run_below_the_home_uses_it_and_says_so(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / ".tidemark").mkdir(parents=True)
+    (project / "notebooks").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDEMARK")}
+    proc = subprocess.run([sys.executable, "-m", "tidemark", "status", "--output", "json"], capture_output=True, text=True,
+                          timeout=120, cwd=project / "notebooks", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["home"] == str((project / ".tidemark").resolve())
+    assert f"using the home {(project / '.tidemark').resolve()} (found above the working directory" in proc.stderr
+    assert not (project / "notebooks" / ".tidemark").exists()  # no new empty home beside it

@@ -56,10 +56,14 @@ def test_train_promote_history_sql_and_retrain(kafka_env: str, wine_csv: Path) -
 
     report = json.loads(run_cli("retrain", "wine@production", "--output", "json").stdout)
     assert report["identical"] is True and report["version"] == 2
+    assert report["verdict"] == "reproduced" and report["causes"] == [] and report["environment"]["ran"] == {"kind": "current"}
     assert report["data"]["inputs"][0]["snapshot_id"] == landed["snapshot_id"]
     assert all(m["delta"] == 0 for m in report["metrics"]["values"].values())
     text = run_cli("retrain", "wine:1").stdout
-    for line in ("data         identical", "code         identical", "environment  identical", "metrics      identical", "identical: yes"):
+    for line in (
+        "data         identical", "code         identical", "packages     identical", "platform     identical",
+        "metrics      identical", "verdict: reproduced", "identical: yes",
+    ):
         assert line in text
 
     # The retrain runs are in lineage, linked to the run they reproduce and to the same snapshot.

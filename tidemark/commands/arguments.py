@@ -43,7 +43,26 @@ def current_settings() -> Settings:
     (imported here, not at the top, so `tidemark --help` does not pay for it)."""
     from lakehouse.config import load_settings
 
-    return load_settings()
+    settings = load_settings()
+    _say_home(settings)
+    return settings
+
+
+_told: set[str] = set()
+
+
+def _say_home(settings: Settings) -> None:
+    """One stderr line when the home is not the working directory's own `.tidemark`, found by
+    walking up (as git finds `.git`): the user should know which catalog and broker a command uses."""
+    import sys
+    from pathlib import Path
+
+    if settings.home_source == "found" and settings.home.parent != Path.cwd().resolve() and str(settings.home) not in _told:
+        _told.add(str(settings.home))
+        print(f"tidemark: using the home {settings.home} (found above the working directory; TIDEMARK_HOME overrides)", file=sys.stderr)
+    elif settings.home_source == "default" and not settings.home.exists() and str(settings.home) not in _told:
+        _told.add(str(settings.home))
+        print(f"tidemark: no .tidemark here or above; a new home is {settings.home} (TIDEMARK_HOME chooses another)", file=sys.stderr)
 
 
 def flags(args: argparse.Namespace) -> dict[str, str]:

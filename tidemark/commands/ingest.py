@@ -29,6 +29,15 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--format", choices=("csv", "parquet", "jsonl"), help="source format (default: from the extension)")
     sp.add_argument("--force", action="store_true", help="land again even if this file's sha256 is already in the table")
     sp.add_argument("--strict", action="store_true", help="refuse to land into a table with no suite")
+    sp.add_argument(
+        "--rename", action="append", metavar="SOURCE_COLUMN=TABLE_COLUMN",
+        help="store a file's column under another name (repeatable); lineage reports it as a rename",
+    )
+    sp.add_argument(
+        "--keep-going", action="store_true",
+        help="with several files: try every file even after one fails, report each file's outcome, exit 1 if any failed "
+        "(default: stop at the first failure; the files after it are reported as not tried)",
+    )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -38,7 +47,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if len(args.source) >= 2 and args.source[0] == "quarantine" and args.source[1] in QUARANTINE_ACTIONS:
         return _cmd_quarantine(args, args.source[1], args.source[2:])
     from ingest.exceptions import GateFailedError
-    from ingest.land import land
+    from ingest.land import land, land_each, raise_failures
     from ingest.sources import expand
     from lakehouse.tables import TableName
     from tidemark.progressbar import Bar
@@ -46,48 +55,75 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not args.table:
         raise TidemarkError("tidemark ingest: --table NS.TABLE is required to land a file")
     TableName.parse(args.table)
+    from ingest.columns import parse_renames
+
+    rename = parse_renames(args.rename)
     settings = current_settings()
-    results: list[Any] = []
-    try:
-        for source in args.source:
-            for location in expand(source, settings.catalog.properties):  # each file of a glob: its own landing
-                bar = Bar(f"landing {location}")
+    # Each file of a glob is its own landing.
+    locations = [loc for source in args.source for loc in expand(source, settings.catalog.properties)]
 
-                def say(message: str, bar: Bar = bar) -> None:
-                    bar.close()  # end the bar's line before a progress line
-                    progress(message)
+    def land_one(location: str) -> Any:
+        bar = Bar(f"landing {location}")
 
-                try:
-                    results.append(
-                        land(
-                            settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
-                            strict=args.strict, progress=say, advance=bar,
-                        )
-                    )
-                except GateFailedError as exc:
-                    bar.close()
-                    # The error is one line; the failing rows it names are shown above it.
-                    for o in (exc.result.failures() if exc.result else []):
-                        for row in o.rows[:3]:
-                            print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {row}", file=sys.stderr)
-                    raise
-                finally:
-                    bar.close()
-    finally:
-        # Files landed before a failure stay landed: say so, then the error follows.
-        _print_landings(args, results)
+        def say(message: str) -> None:
+            bar.close()  # end the bar's line before a progress line
+            progress(message)
+
+        try:
+            return land(
+                settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
+                strict=args.strict, progress=say, advance=bar, rename=rename,
+            )
+        except GateFailedError as exc:
+            bar.close()
+            # The error is one line; above it, per failing expectation, the first few failing
+            # rows as their key and the failing column only (a whole row of a wide table is
+            # ~900 characters); `ingest quarantine show` and `--output json` keep the full rows.
+            for o in (exc.result.failures() if exc.result else []):
+                for row in o.rows[:3]:
+                    print(f"  failing row ({o.expectation}{' on ' + o.column if o.column else ''}): {_row_gist(row, o.column)}", file=sys.stderr)
+            raise
+        finally:
+            bar.close()
+
+    outcomes = land_each(locations, land_one, keep_going=args.keep_going)
+    # Files landed before a failure stay landed: say so (every file's outcome), then the error follows.
+    several = len(locations) > 1 or len(args.source) > 1 or any(set("*?[") & set(src) for src in args.source)
+    _print_outcomes(args, outcomes, several)
+    raise_failures(outcomes, args.table)
     return 0
 
 
-def _print_landings(args: argparse.Namespace, results: list[Any]) -> None:
-    if args.output == "json" and results:
-        # A list whenever the command names several files (a glob, several SOURCEs), whatever landed.
-        several = len(args.source) > 1 or any(set("*?[") & set(src) for src in args.source)
-        emit_json([r.to_json() for r in results] if several else results[0].to_json())
-    for result in results:
+def _row_gist(row: Any, column: str | None, width: int = 120) -> str:
+    """A failing row in one short line: its `id` and the failing column (every column if the
+    expectation names none), cut at `width` characters."""
+    if not isinstance(row, dict):
+        text = str(row)
+    else:
+        keep = [k for k in row if k == "id" or k == column] if column else list(row)
+        text = " ".join(f"{k}={row[k]!r}" for k in keep)
+        if column and len(keep) < len(row):
+            text += f" (+{len(row) - len(keep)} more columns: `tidemark ingest quarantine show`)"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_outcomes(args: argparse.Namespace, outcomes: list[Any], several: bool) -> None:
+    from ingest.land import FAILED, NOT_TRIED
+
+    if args.output == "json":
+        if several:  # a list whenever the command names several files (a glob, several SOURCEs), whatever landed
+            emit_json([o.to_json() for o in outcomes])
+        elif outcomes and outcomes[0].result is not None:
+            emit_json(outcomes[0].result.to_json())
+    for o in outcomes:
         if args.output == "text":
-            print(_landing_text(result))
-        for w in result.warnings:
+            if o.result is not None:
+                print(_landing_text(o.result))
+            elif several and o.outcome == FAILED:
+                print(f"failed: {o.error}")
+            elif o.outcome == NOT_TRIED:
+                print(f"not tried: {o.source}")
+        for w in o.result.warnings if o.result is not None else []:
             print(f"warning: {w}", file=sys.stderr)
 
 

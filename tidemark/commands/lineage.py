@@ -46,6 +46,14 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--from-beginning", action="store_true", help="start at the oldest event, not the newest")
     sp.add_argument("--limit", type=int, help="stop after this many events")
     add_command(lineage, "flush", cmd_lineage_flush, "deliver the lineage events waiting in the local outbox now")
+    add_command(
+        lineage, "recover", cmd_lineage_recover,
+        "finish runs a killed process left without COMPLETE or FAIL, from what their commits left in the tables; "
+        "acknowledge sent events the lineage store holds and send again the ones it lacks",
+    )
+    from tidemark.commands import columns
+
+    columns.register(lineage)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -79,6 +87,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
             print(f"    validation {passed}/{len(inp['validation'])} expectations passed")
         if not inp["in_lineage_events"]:
             print("    (the training run's events are not in the lineage store yet: run `tidemark lineage consume --once`)")
+    from tidemark.commands.columns import features_text
+
+    for line in features_text(result.get("features") or []):
+        print(line)
     return 0
 
 
@@ -210,4 +222,27 @@ def cmd_lineage_flush(args: argparse.Namespace) -> int:
         print(f"delivered {report.delivered} events; {report.pending} pending")
     if report.pending:
         raise BrokerUnavailableError(f"{report.pending} events still in the outbox: {report.error}")
+    return 0
+
+
+def cmd_lineage_recover(args: argparse.Namespace) -> int:
+    from lineage.recovery import recover
+
+    report = recover(current_settings(), reconcile_store=True)
+    if args.output == "json":
+        emit_json(report.to_json())
+    else:
+        for entry in report.completed + report.failed:
+            extra = f": {entry['reason']}" if entry.get("reason") else ""
+            outputs = f" -> {', '.join(entry['outputs'])}" if entry["outputs"] else ""
+            note = f" ({entry['note']})" if entry.get("note") else ""
+            print(f"run {entry['run_id']} of {entry['job']}: {entry['event']}{extra}{outputs}{note}")
+        for run_id in report.running:
+            print(f"run {run_id}: still running in a live process; left alone")
+        print(
+            f"recovered {len(report.completed)} completed and {len(report.failed)} failed runs; "
+            f"{report.acknowledged} sent events found in the lineage store, {report.resent} queued to be sent again"
+        )
+    if report.errors:
+        raise TidemarkError(f"{len(report.errors)} runs could not be recovered (tried again next time): {report.errors[0]}")
     return 0

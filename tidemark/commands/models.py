@@ -35,6 +35,16 @@ def register(sub: Subcommands) -> None:
     )
     sp.add_argument("ref", help="NAME@ALIAS, e.g. wine@production")
     sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="new snapshot of an input (default: current main)")
+    sp = add_command(
+        models, "reproducibility", cmd_models_reproducibility,
+        "per version: the last retrain's verdict and causes, and what would block reproducing it now",
+    )
+    sp.add_argument("name")
+    sp.add_argument("--check-install", action="store_true", help="ask pip (a dry run) whether each recorded environment can still be installed")
+    sp.add_argument("--find-links", action="append", metavar="DIR", help="with --check-install: a directory of wheels (repeatable)")
+    sp.add_argument("--no-index", action="store_true", help="with --check-install: only the --find-links directories")
+    sp = add_command(models, "requirements", cmd_models_requirements, "the pinned packages a version's job imports, for pip download")
+    sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
     sp = add_command(models, "history", cmd_models_history, "which version held which alias, from when to when")
     sp.add_argument("name")
     sp.add_argument("--alias", help="only this alias")
@@ -48,6 +58,40 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--check", action="store_true", help="compare each input table's current snapshot with the one the version was trained on, now")
     sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="with --check: compare this snapshot instead of the current one (repeatable)")
     sp.add_argument("--plot", metavar="FILE.svg|FILE.png", help="draw one panel per feature (drifted first): PSI and KS across the checks, with their thresholds")
+
+
+def cmd_models_reproducibility(args: argparse.Namespace) -> int:
+    from models.reproducibility import status
+
+    found = status(current_settings(), args.name, check_install=args.check_install, find_links=args.find_links or (), no_index=args.no_index)
+    if args.output == "json":
+        emit_json([v.to_json() for v in found])
+        return 0
+    rows = []
+    for v in found:
+        last = v.last_retrain
+        verdict = "never retrained" if last is None else f"{last['verdict']} ({str(last['at'])[:19]}, {last['environment']} environment)"
+        causes = "" if last is None else ", ".join(c["cause"] for c in last.get("causes") or []) or "-"
+        rows.append({"version": v.version, "reproducible": "yes" if v.reproducible else "NO", "last retrain": verdict,
+                     "causes": causes, "code": v.code, "environment": v.environment})
+    print(table(rows, max_width=70))
+    for v in found:
+        for b in v.blockers:
+            print(f"  {v.model}:{v.version} blocked: {b}")
+    return 0
+
+
+def cmd_models_requirements(args: argparse.Namespace) -> int:
+    from models.environments import requirements
+    from models.registry import Registry
+
+    mv = Registry(current_settings()).resolve(args.ref)
+    pins = requirements(mv.environment, f"{mv.model}:{mv.version}")
+    if args.output == "json":
+        emit_json({"model": mv.model, "version": mv.version, "python": (mv.environment or {}).get("python"), "requirements": pins})
+    else:
+        print("\n".join(pins))
+    return 0
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -151,8 +195,11 @@ def cmd_models_renew(args: argparse.Namespace) -> int:
     if args.output == "json":
         emit_json(d.to_json())
     else:
-        verdict = f"promoted to {d.alias}" if d.promoted else "kept as a candidate"
-        print(f"{d.model}:{d.candidate_version} {verdict} (holder was version {d.holder_version}): {d.reason}")
+        if d.nothing_new:
+            print(f"{d.model}@{d.alias}: nothing to renew; {d.reason}")
+        else:
+            verdict = f"promoted to {d.alias}" if d.promoted else "kept as a candidate"
+            print(f"{d.model}:{d.candidate_version} {verdict} (holder was version {d.holder_version}): {d.reason}")
     return 0
 
 
@@ -170,8 +217,10 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     if drift is None:
         print("  last drift check: never")
     else:
-        found = "; ".join(f"{t['table']}: {', '.join(t['drifted_features']) or 'no drift'}" for t in drift["tables"]) or "no tables"
-        print(f"  last drift check: {drift['time']} (run {drift['run_id']}): {'DRIFT' if drift['drifted'] else 'no drift'} — {found}")
+        print(f"  last drift check: {drift['time']} (run {drift['run_id']}): {'DRIFT' if drift['drifted'] else 'no drift'}")
+        for t in drift["tables"]:
+            rows = f"rows {t['rows_baseline']} -> {t['rows_current']}"
+            print(f"    {t['table']}: snapshot {t['baseline_snapshot_id']} -> {t['snapshot_id']}, {rows}: {'; '.join(t['reasons']) or 'no drift'}")
     if st["candidates"]:
         for c in st["candidates"]:
             print(f"  candidate version {c['version']} ({c['created_at']}): {metrics_text(c['metrics'])}")
@@ -183,6 +232,13 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     else:
         verdict = "promoted" if d.get("promoted") else "not promoted"
         print(f"  last automatic decision: {d['time']}: version {d.get('candidate_version')} {verdict} to {d.get('alias')}: {d.get('reason')}")
+    rejected = st["rejected_moves"]
+    if rejected:
+        print(f"  REJECTED moves from events ({len(rejected)}, never applied):")
+        for r in rejected:
+            what = f"archive version {r['version']}" if r["action"] == "archive" else f"{r['alias']} -> version {r['version']}"
+            forced = " (claims forced)" if r["forced"] else ""
+            print(f"    {r['time']} {what}{forced} run {r['run_id']}: {r['rejected_because']}")
     return 0
 
 

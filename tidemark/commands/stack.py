@@ -62,10 +62,23 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     from lineage import broker
+    from lineage.outbox import OUTBOX_FILE, Outbox
 
-    stopped = broker.stop(current_settings())
+    settings = current_settings()
+    stopped = broker.stop(settings)
+    kept = 0
+    if (settings.home / OUTBOX_FILE).exists():
+        box = Outbox(settings)
+        kept = box.pending() + box.unacknowledged()
+    if kept:
+        # The local broker's log is in memory and goes with it; the outbox still has every event
+        # the lineage store does not hold, and sends them again to the next broker.
+        progress(
+            f"warning: {kept} lineage events are not in the lineage store yet; they stay in the outbox and are sent "
+            "again when the broker starts (`tidemark up`, then `tidemark lineage consume --once`)"
+        )
     if args.output == "json":
-        emit_json({"stopped": stopped})
+        emit_json({"stopped": stopped, "kept_events": kept})
     else:
         print("local broker stopped" if stopped else "no local broker was running")
     return 0

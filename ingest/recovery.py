@@ -1,0 +1,82 @@
+"""Finishing a landing (or a publish) whose process died: from the table's snapshot summaries.
+
+`lineage.recovery` calls `resolve` for a run `land` or `publish_audited` left in flight (they name
+it with `run.recoverable` before their first commit). Every Tidemark commit carries its run id in
+the snapshot summary (`tidemark.run-id`), so the table says how far the run got:
+
+- a main snapshot of this run: it was published; COMPLETE with that snapshot (the real id, after a
+  re-apply too) and the gate's assertions, so the promotion gate accepts models trained on it;
+- a `quarantine-<run>` branch: the gate refused it; FAIL with the assertions, main untouched;
+- an `audit-<run>` branch of `land(publish=False)`: its run ends at the audit; COMPLETE with it;
+- an `audit-<run>` branch of a landing that was to publish: main never saw it; the branch is
+  dropped (no stray branch), FAIL "interrupted": land the file again;
+- nothing: FAIL "interrupted" (data files written before the audit commit are orphans that
+  `tidemark maintenance remove-orphans` removes).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ingest import datasets
+from ingest.verdict import AUDIT_PREFIX, QUARANTINE_PREFIX
+from lakehouse import branches
+from lakehouse.catalog import load_catalog
+from lakehouse.config import Settings
+from lakehouse.exceptions import TableNotFoundError
+from lakehouse.tables import RUN_ID, TableName, ancestors, load_table, summary_properties
+from lineage.outbox import InFlight
+from lineage.recovery import Resolution
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
+
+
+def resolve(settings: Settings, run: InFlight) -> Resolution:
+    """The terminal event of landing run `run`, read from its table (module docstring)."""
+    ctx = run.context
+    if "table" not in ctx:
+        return Resolution("FAIL", note="died before it opened its table")
+    name = TableName.parse(str(ctx["table"]))
+    catalog = load_catalog(settings)
+    try:
+        table = load_table(catalog, name)
+    except TableNotFoundError:
+        return Resolution("FAIL", note=f"{name} was never created")
+    landing_run = str(ctx.get("landing_run") or run.run_id)
+    published = _on_main(table, landing_run)
+    if published is not None:
+        return Resolution("COMPLETE", [_dataset(settings, table, name, published, ctx)], note=f"published snapshot {published.snapshot_id} found on main")
+    if "landing_run" in ctx:
+        return Resolution("FAIL", note=f"no main snapshot of landing {landing_run}: not published")
+    quarantined = table.snapshot_by_name(QUARANTINE_PREFIX + run.run_id)
+    if quarantined is not None:
+        return Resolution(
+            "FAIL", [_dataset(settings, table, name, quarantined, ctx)], reason=f"the validation gate of {name} failed",
+            note=f"rows kept on branch {QUARANTINE_PREFIX}{run.run_id}",
+        )
+    audited = table.snapshot_by_name(AUDIT_PREFIX + run.run_id)
+    if audited is not None and not ctx.get("publish", True):
+        return Resolution("COMPLETE", [_dataset(settings, table, name, audited, ctx)], note=f"audited snapshot {audited.snapshot_id} left for publishing")
+    if audited is not None:
+        branches.drop_quietly(catalog, name, AUDIT_PREFIX + run.run_id)
+        return Resolution("FAIL", note=f"audited but never published; branch {AUDIT_PREFIX}{run.run_id} dropped, main unchanged: land the file again")
+    return Resolution("FAIL", note="no commit of this run in the table")
+
+
+def _on_main(table: Table, run_id: str) -> Snapshot | None:
+    current = table.current_snapshot()
+    for snap in ancestors(table, current.snapshot_id if current else None):
+        if summary_properties(snap).get(RUN_ID) == run_id:
+            return snap
+    return None
+
+
+def _dataset(settings: Settings, table: Table, name: TableName, snapshot: Snapshot, ctx: dict[str, object]) -> dict[str, object]:
+    checks = ctx.get("checks")
+    return datasets.snapshot_dataset(
+        settings, table, str(name), snapshot,
+        rows=int(ctx.get("rows") or 0), size=int(ctx.get("size") or 0), files=int(ctx.get("files") or 0),  # type: ignore[call-overload]
+        checks=list(checks) if isinstance(checks, list) else None,
+    )

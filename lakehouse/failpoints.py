@@ -1,0 +1,41 @@
+"""Named steps of Tidemark's jobs, and failpoints that kill the process at one of them.
+
+A job marks each step it reaches with `step("ingest.published")`. With the environment variable
+`TIDEMARK_FAILPOINT` unset (always, outside fault tests) that is one dictionary lookup. Set to a
+comma-separated list of step names, the process SIGKILLs itself on reaching a listed step: a
+crash at exactly that instant, with no `finally`, no atexit handler and no flush, which is what
+the kill suite (tests/faults/test_kills.py) needs to show that every step is recoverable.
+
+A listed name matches the full step (`ingest.published`) or its last part (`published`, any job).
+`NAME@N` fires on the N-th time the step is reached in this process (steps inside loops).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "TIDEMARK_FAILPOINT"
+
+# Every step the jobs mark, in order per job: the kill suite kills at each of them.
+STEPS: dict[str, tuple[str, ...]] = {
+    "ingest": ("start", "written", "audited", "published", "emitted"),
+    "train": ("start", "written", "registered", "pinned", "emitted"),
+    "promote": ("start", "registered", "emitted"),
+    "consume": ("consumed-committed", "acknowledged"),
+}
+
+_hits: dict[str, int] = {}
+
+
+def step(name: str) -> None:
+    """Mark that the job reached step `name` (`job.step`); dies here if `TIDEMARK_FAILPOINT` names it."""
+    wanted = os.environ.get(ENV)
+    if not wanted:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    short = name.rpartition(".")[2]
+    for item in wanted.split(","):
+        point, _, nth = item.strip().partition("@")
+        if point in (name, short) and (not nth or int(nth) == _hits[name]):
+            os.kill(os.getpid(), signal.SIGKILL)
