@@ -78,7 +78,7 @@ def _explain(event: Any) -> str:
     """Why this event is not good."""
     if not isinstance(event, dict):
         return "not a JSON object"
-    if not {"run", "job", "dataset"} & event.keys():
+    if not {"run", "job", "dataset", "eventType"} & event.keys():
         return "not an OpenLineage event: it has no run (RunEvent), job (JobEvent) or dataset (DatasetEvent)"
     if kind_of(event) != "RunEvent":
         return "not a RunEvent"  # static events are checked by `static_event`
