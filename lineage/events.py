@@ -72,8 +72,8 @@ def canonical(event: Any) -> bytes:
     exactly what RFC 8785 does for strings and integers (same escapes, UTF-8 kept as is); it
     differs only for floats (RFC 8785 writes ECMAScript number text: `1` for `1.0`, `1e+21`,
     `0.000001`) and for keys outside ASCII (RFC 8785 sorts by UTF-16 code units). So: floats are
-    written by `es6_number` into the same orjson output (as `orjson.Fragment`s), and only events
-    with non-ASCII text go to `rfc8785` (tests/lineage/test_identity.py checks both paths against
+    rewritten by `es6_number` in orjson's output (`_float_spans`; by a walk of the event when a
+    string holds a backslash), and only events with non-ASCII text go to `rfc8785` (tests/lineage/test_identity.py checks both paths against
     it). One deliberate difference: integers beyond +-2**53 (Iceberg snapshot ids are 64-bit) are
     kept exact; RFC 8785 refuses them (not exact as IEEE doubles), so in an event that needs the
     `rfc8785` path they are written as their decimal text.
