@@ -107,7 +107,8 @@ def es6_number(x: float) -> str:
     mantissa, _, exp = text.partition("e")
     whole, _, frac = mantissa.partition(".")
     digits = (whole + frac.rstrip("0") if frac != "0" else whole).lstrip("0") or "0"
-    # value = 0.DIGITS x 10**n
+    # value = 0.DIGITS x 10**n: n counts the integer digits of the mantissa plus its exponent;
+    # for a mantissa below 1 (0.00d...), minus the zeros after the point.
     n = len(whole.lstrip("0")) + int(exp or 0) if whole.strip("0") else int(exp or 0) - (len(frac) - len(frac.lstrip("0")))
     digits = digits.rstrip("0") or "0"
     k = len(digits)
