@@ -145,11 +145,16 @@ def _edges(con: duckdb.DuckDBPyConnection, ns: str) -> tuple[str, str]:
     files = (cache.with_name(f"walk-edges-{cache.name}"), cache.with_name(f"walk-links-{cache.name}")) if cache else None
     if files and all(f.is_file() for f in files):
         try:
-            for name, f in zip(names, files):
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_parquet({_literal(str(f))})")
+            # The links are read whole by every hop: into memory. The edges only by the seed and
+            # the answer's rows: a view, so a cold walk reads just the columns and row groups it
+            # needs instead of copying the whole table (the copy was most of a cold walk).
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {names[1]} AS SELECT * FROM read_parquet({_literal(str(files[1]))})")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {names[0]} AS SELECT * FROM read_parquet({_literal(str(files[0]))})")
+            con.execute(f"SELECT count(*) FROM {names[0]}").fetchall()  # a damaged file fails here, not mid-walk
             return names
         except Exception:  # a damaged or half-written file: work them out again below
-            pass
+            con.execute(f"DROP VIEW IF EXISTS {names[0]}")
+            con.execute(f"DROP TABLE IF EXISTS {names[1]}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {names[0]} AS {_edges_sql(con, ns)}")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {names[1]} AS
         SELECT DISTINCT r.run_id AS reader, w.run_id AS writer
