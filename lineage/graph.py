@@ -118,7 +118,7 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
 
 _CACHE_VARIABLE = "tidemark_walk_cache"
 # Bump when _edges_sql changes: cached edge files of another shape are then never read.
-_EDGES_VERSION = "3"
+_EDGES_VERSION = "4"
 _CACHE_KEEP = 4  # edge files kept per cache folder (the newest); older states are rarely asked again
 
 
@@ -186,7 +186,10 @@ def _store_cache(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        con.execute(f"COPY {table} TO {_literal(str(tmp))} (FORMAT parquet)")
+        # Sorted by run, in small row groups: a walk's answer is a few runs, and DuckDB skips the
+        # row groups whose run ids fall outside the ones its join is looking for.
+        order = "ORDER BY run_id" if path.name.startswith("walk-edges-") else ""
+        con.execute(f"COPY (SELECT * FROM {table} {order}) TO {_literal(str(tmp))} (FORMAT parquet, ROW_GROUP_SIZE 8192)")
         os.replace(tmp, path)
         prefix = path.name.split("-")[0] + "-" + path.name.split("-")[1]  # walk-edges / walk-links
         old = sorted(path.parent.glob(f"{prefix}-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)[_CACHE_KEEP:]
