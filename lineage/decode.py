@@ -67,7 +67,7 @@ def _check(event: Any) -> tuple[str | None, datetime | None]:
 
 def kind_of(event: Mapping[str, Any]) -> str:
     """RunEvent, JobEvent or DatasetEvent, by the fields the OpenLineage 2 schema requires of each."""
-    if "run" in event:
+    if "run" in event or "eventType" in event:  # a run state without a run is a broken RunEvent
         return "RunEvent"
     if "dataset" in event and "job" not in event:
         return "DatasetEvent"
@@ -78,7 +78,7 @@ def _explain(event: Any) -> str:
     """Why this event is not good."""
     if not isinstance(event, dict):
         return "not a JSON object"
-    if not {"run", "job", "dataset"} & event.keys():
+    if not {"run", "job", "dataset", "eventType"} & event.keys():
         return "not an OpenLineage event: it has no run (RunEvent), job (JobEvent) or dataset (DatasetEvent)"
     if kind_of(event) != "RunEvent":
         return "not a RunEvent"  # static events are checked by `static_event`

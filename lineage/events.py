@@ -64,35 +64,111 @@ def event_id(event: Mapping[str, Any] | bytes) -> str:
     return hashlib.sha256(canonical(orjson.loads(event) if isinstance(event, bytes) else event)).hexdigest()
 
 
-# A number token with a fraction or exponent in orjson's compact output (it always follows one of
-# `:`, `,`, `[`). A match inside a string only costs the slow path, never a wrong answer.
-_FLOAT = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
-
-
 def canonical(event: Any) -> bytes:
-    """The RFC 8785 (JSON Canonicalization Scheme) form of a parsed event, by the `rfc8785` package.
+    """The RFC 8785 (JSON Canonicalization Scheme) form of a parsed event.
 
-    The pure-Python library takes ~350 us for a 2.5 KB event, more than everything else the
-    consumer does per event, so the usual event takes a fast path proven to give the same bytes:
-    orjson with sorted keys writes exactly what RFC 8785 does for strings and integers (same
-    escapes, UTF-8 kept as is); it differs only for floats (RFC 8785 writes ECMAScript number
-    text: `1` for `1.0`, `1e+21`) and for keys outside ASCII (RFC 8785 sorts by UTF-16 code
-    units). Events with either go to `rfc8785`. One deliberate difference: integers beyond
-    +-2**53 (Iceberg snapshot ids are 64-bit) are kept exact; RFC 8785 refuses them (they are
-    not exact as IEEE doubles), so in an event that also needs the slow path they are written as
-    their decimal text.
+    The `rfc8785` package is the reference, but pure Python takes ~450 us for a 1.4 KB event,
+    several times everything else the consumer does per event. orjson with sorted keys writes
+    exactly what RFC 8785 does for strings and integers (same escapes, UTF-8 kept as is); it
+    differs only for floats (RFC 8785 writes ECMAScript number text: `1` for `1.0`, `1e+21`,
+    `0.000001`) and for keys outside ASCII (RFC 8785 sorts by UTF-16 code units). So: floats are
+    rewritten by `es6_number` in orjson's output (`_float_spans`; by a walk of the event when a
+    string holds a backslash), and only events with non-ASCII text go to `rfc8785` (tests/lineage/test_identity.py checks both paths against
+    it). One deliberate difference: integers beyond +-2**53 (Iceberg snapshot ids are 64-bit) are
+    kept exact; RFC 8785 refuses them (not exact as IEEE doubles), so in an event that needs the
+    `rfc8785` path they are written as their decimal text.
     """
     import orjson
 
     fast = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
-    if fast.isascii() and not _FLOAT.search(fast):
-        return fast
+    if fast.isascii():
+        if type(event) is float:
+            return es6_number(event).encode()
+        spans = _float_spans(fast)
+        if spans == []:
+            return fast
+        if spans is not None:
+            return _es6_tokens(fast, spans)
+        return orjson.dumps(_es6_floats(event), option=orjson.OPT_SORT_KEYS)
     import rfc8785
 
     try:
         return rfc8785.dumps(event)
     except rfc8785.IntegerDomainError:
         return rfc8785.dumps(_big_ints_as_text(event))
+
+
+def es6_number(x: float) -> str:
+    """A float as ECMAScript's Number::toString writes it (RFC 8785, section 3.2.2.3): the
+    shortest digits that round-trip (Python's repr gives them), placed by the ES6 rules."""
+    if x == 0:
+        return "0"
+    text = repr(abs(x))
+    mantissa, _, exp = text.partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac.rstrip("0") if frac != "0" else whole).lstrip("0") or "0"
+    # value = 0.DIGITS x 10**n: n counts the integer digits of the mantissa plus its exponent;
+    # for a mantissa below 1 (0.00d...), minus the zeros after the point.
+    n = len(whole.lstrip("0")) + int(exp or 0) if whole.strip("0") else int(exp or 0) - (len(frac) - len(frac.lstrip("0")))
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        out = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        out = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        out = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        out = digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e >= 0 else "-") + str(abs(e))
+    return ("-" if x < 0 else "") + out
+
+
+# Where a float may start in orjson's compact output: after `:`, `,` or `[`, digits then a fraction
+# or an exponent (cheap to search for; times inside strings match it too) ...
+_MAYBE_FLOAT = re.compile(rb"[:,\[]-?[0-9]+[.e]")
+# ... and the whole token, checked where the cheap search stopped: a float as orjson writes it
+# (shortest round-trip digits), followed by `,`, `]` or `}`.
+_FLOAT_TOKEN = re.compile(rb"-?[0-9]+(?:\.[0-9]+(?:e[+-]?[0-9]+)?|e[+-]?[0-9]+)(?=[,\]}])")
+
+
+def _float_spans(text: bytes) -> list[tuple[int, int]] | None:
+    """Where the floats are in orjson's output, or None if that cannot be told from the bytes.
+
+    A token is a number, not text inside a string, when an even number of quotes precede it:
+    exact only when no string holds an escaped quote, so text with a backslash is not judged."""
+    spans = []
+    for m in _MAYBE_FLOAT.finditer(text):
+        token = _FLOAT_TOKEN.match(text, m.start() + 1)
+        if token is None:
+            continue
+        if b"\\" in text:
+            return None
+        if text.count(b'"', 0, token.start()) % 2 == 0:
+            spans.append(token.span())
+    return spans
+
+
+def _es6_tokens(text: bytes, spans: list[tuple[int, int]]) -> bytes:
+    """orjson's output with the floats at these spans rewritten by `es6_number`."""
+    out, last = [], 0
+    for start, end in spans:
+        out += (text[last:start], es6_number(float(text[start:end])).encode())
+        last = end
+    out.append(text[last:])
+    return b"".join(out)
+
+
+def _es6_floats(value: Any) -> Any:
+    import orjson
+
+    if isinstance(value, dict):
+        return {k: _es6_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_es6_floats(v) for v in value]
+    if isinstance(value, float):
+        return orjson.Fragment(es6_number(value))
+    return value
 
 
 def _big_ints_as_text(value: Any) -> Any:

@@ -118,35 +118,55 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
 
 _CACHE_VARIABLE = "tidemark_walk_cache"
 # Bump when _edges_sql changes: cached edge files of another shape are then never read.
-_EDGES_VERSION = "1"
+_EDGES_VERSION = "4"
 _CACHE_KEEP = 4  # edge files kept per cache folder (the newest); older states are rarely asked again
 
 
-def _edges(con: duckdb.DuckDBPyConnection, ns: str) -> str:
-    """The name of this connection's edge table, built on first use: a connection reads one
-    state of the store (its views are pinned to data files), so the edges are worked out once
-    and every further walk on it (warm) only follows them.
+def _edges(con: duckdb.DuckDBPyConnection, ns: str) -> tuple[str, str]:
+    """This connection's edge table and link table, built on first use.
 
-    With a cache folder (`connect_for_walk` sets one, under TIDEMARK_HOME) the edges of a state
-    are also kept on disk as Parquet, keyed by the hash of the `run_datasets` view (its exact
-    data files): a new connection to an unchanged store (cold) reads them instead of working
-    them out again. The first walk after a consumer commit builds them; that is the only walk
-    that pays for the windows over the whole table.
+    Edges: one row per run and dataset it read or wrote (`_edges_sql`). Links: one row per
+    (reader run, writer run) such that a read of the reader saw a write of the writer (the rule
+    in `_SAW_SQL`), so a walk is one narrow join per hop. A connection reads one state of the
+    store (its views are pinned to data files), so both are worked out once and every further
+    walk on it (warm) only follows them.
+
+    With a cache folder (`connect_for_walk` sets one, under TIDEMARK_HOME) both are also kept on
+    disk as Parquet, keyed by the hash of the `run_datasets` view (its exact data files): a new
+    connection to an unchanged store (cold) reads them instead of working them out again. The
+    first walk after a consumer commit builds them: the only walk that pays for the windows and
+    the join over the whole table.
     """
-    name = "walk_edges_" + hashlib.sha1(ns.encode()).hexdigest()[:12]
-    if con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchall():
-        return name
+    tag = hashlib.sha1(ns.encode()).hexdigest()[:12]
+    names = (f"walk_edges_{tag}", f"walk_links_{tag}")
+    if con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [names[1]]).fetchall():
+        return names
     cache = _cache_file(con, ns)
-    if cache is not None and cache.is_file():
+    files = (cache.with_name(f"walk-edges-{cache.name}"), cache.with_name(f"walk-links-{cache.name}")) if cache else None
+    if files and all(f.is_file() for f in files):
         try:
-            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM read_parquet({_literal(str(cache))})")
-            return name
-        except Exception:  # a damaged or half-written file: work the edges out again below
-            con.execute(f"DROP TABLE IF EXISTS {name}")
-    con.execute(f"CREATE TEMP TABLE {name} AS {_edges_sql(con, ns)}")
-    if cache is not None:
-        _store_cache(con, name, cache)
-    return name
+            # The links are read whole by every hop: into memory. The edges only by the seed and
+            # the answer's rows: a view, so a cold walk reads just the columns and row groups it
+            # needs instead of copying the whole table (the copy was most of a cold walk).
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {names[1]} AS SELECT * FROM read_parquet({_literal(str(files[1]))})")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {names[0]} AS SELECT * FROM read_parquet({_literal(str(files[0]))})")
+            con.execute(f"SELECT count(*) FROM {names[0]}").fetchall()  # a damaged file fails here, not mid-walk
+            return names
+        except Exception:  # a damaged or half-written file: work them out again below
+            con.execute(f"DROP VIEW IF EXISTS {names[0]}")
+            con.execute(f"DROP TABLE IF EXISTS {names[1]}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {names[0]} AS {_edges_sql(con, ns)}")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {names[1]} AS
+        SELECT DISTINCT r.run_id AS reader, w.run_id AS writer
+        FROM {names[0]} r JOIN {names[0]} w ON r.direction = 'input' AND w.direction = 'output'
+             AND w.kns = r.kns AND w.kname = r.kname  -- same dataset: a hash join
+        WHERE {_SAW_SQL}""")
+    # The times only served the links: a narrower table is faster to keep, read back and join.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {names[0]} AS SELECT * EXCLUDE (done_at, first_at, started, next_at) FROM {names[0]}")
+    if files:
+        for name, f in zip(names, files):
+            _store_cache(con, name, f)
+    return names
 
 
 def _cache_file(con: duckdb.DuckDBPyConnection, ns: str) -> Path | None:
@@ -155,7 +175,7 @@ def _cache_file(con: duckdb.DuckDBPyConnection, ns: str) -> Path | None:
     if not folder or not folder[0] or not view or "read_parquet" not in (view[0] or ""):
         return None  # no cache asked for, or a table without files / read through iceberg_scan
     key = hashlib.sha256(f"{_EDGES_VERSION}\0{ns}\0{view[0]}".encode()).hexdigest()[:32]
-    return Path(folder[0]) / f"walk-edges-{key}.parquet"
+    return Path(folder[0]) / f"{key}.parquet"
 
 
 def _store_cache(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
@@ -166,9 +186,13 @@ def _store_cache(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        con.execute(f"COPY {table} TO {_literal(str(tmp))} (FORMAT parquet)")
+        # Sorted by run, in small row groups: a walk's answer is a few runs, and DuckDB skips the
+        # row groups whose run ids fall outside the ones its join is looking for.
+        order = "ORDER BY run_id" if path.name.startswith("walk-edges-") else ""
+        con.execute(f"COPY (SELECT * FROM {table} {order}) TO {_literal(str(tmp))} (FORMAT parquet, ROW_GROUP_SIZE 8192)")
         os.replace(tmp, path)
-        old = sorted(path.parent.glob("walk-edges-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)[_CACHE_KEEP:]
+        prefix = path.name.split("-")[0] + "-" + path.name.split("-")[1]  # walk-edges / walk-links
+        old = sorted(path.parent.glob(f"{prefix}-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)[_CACHE_KEEP:]
         for stale in old:
             stale.unlink(missing_ok=True)
     except OSError:
@@ -179,12 +203,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
-    """SQL selecting the run ids the walk starts from, and its parameters."""
+def _seed(node: Node, direction: Direction, e: str = "e") -> tuple[str, list[Any]]:
+    """SQL selecting the run ids the walk starts from (in edge table `e`), and its parameters."""
     if node.kind == "run":
         return "SELECT ?::VARCHAR AS run_id", [node.name]
     if node.kind == "job":
-        return "SELECT DISTINCT run_id FROM e WHERE job_name = ?", [node.name]
+        return f"SELECT DISTINCT run_id FROM {e} WHERE job_name = ?", [node.name]
     # A dataset: upstream starts at the runs that wrote it, downstream at the runs that read it.
     side = "output" if direction == "upstream" else "input"
     if node.kind == "table":
@@ -198,8 +222,8 @@ def _seed(node: Node, direction: Direction) -> tuple[str, list[Any]]:
     if node.version is not None:
         version = " AND version = ?"
     # Every name of the dataset leads to the same node (its identity with symlinks resolved).
-    sql = (f"SELECT DISTINCT run_id FROM e WHERE direction = '{side}'{version} "
-           f"AND (kns, kname) IN (SELECT (kns, kname) FROM e WHERE {where})")
+    sql = (f"SELECT DISTINCT run_id FROM {e} WHERE direction = '{side}'{version} "
+           f"AND (kns, kname) IN (SELECT (kns, kname) FROM {e} WHERE {where})")
     return sql, ([node.version] if node.version is not None else []) + params
 
 
@@ -214,39 +238,35 @@ def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) ->
     return con
 
 
-# How a run's dataset row `cur` leads to the next run's row `nxt` (upstream: cur is an input and
-# nxt the write it saw; downstream: cur is a write and nxt a read that saw it).
-_SAW = {
-    "upstream": """CASE WHEN cur.version IS NOT NULL THEN nxt.version = cur.version
-                       ELSE nxt.done_at < cur.started AND (nxt.next_at IS NULL OR nxt.next_at >= cur.started) END""",
-    "downstream": """CASE WHEN nxt.version IS NOT NULL THEN nxt.version = cur.version
-                         ELSE cur.done_at < nxt.started AND (cur.next_at IS NULL OR cur.next_at >= nxt.started) END""",
-}
+# Which write a read saw (docs/events.md): `r` is a run's input row, `w` another run's output
+# row of the same dataset. A versioned read saw exactly that version; an unversioned one the
+# latest write done before the reading run started.
+_SAW_SQL = """CASE WHEN r.version IS NOT NULL THEN w.version = r.version
+                   ELSE w.done_at < r.started AND (w.next_at IS NULL OR w.next_at >= r.started) END"""
 
 
 def walk(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, depth: int, ns: str = "lineage") -> list[dict[str, Any]]:
     """Every dataset edge of every run within `depth` runs of `node`, nearest first."""
     if depth < 1:
         raise NotFoundError(f"depth must be at least 1, got {depth}", parameter="depth")
-    seed_sql, params = _seed(node, direction)
-    # Upstream: from a run's inputs to the runs that output them. Downstream: outputs to readers.
-    here, there = ("input", "output") if direction == "upstream" else ("output", "input")
+    # Upstream: from a reader to the writers it saw. Downstream: from a writer to its readers.
+    here, there = ("reader", "writer") if direction == "upstream" else ("writer", "reader")
+    # The tables by their own names, not through a CTE: DuckDB would copy a CTE named several
+    # times (materialised) on every walk, which cost more than the walk itself.
+    e, links = _edges(con, ns)
+    seed_sql, params = _seed(node, direction, e)
     sql = f"""
-    WITH RECURSIVE e AS (SELECT * FROM {_edges(con, ns)}),
-    walk(depth, run_id) AS (
+    WITH RECURSIVE walk(depth, run_id) AS (
         SELECT 1, run_id FROM ({seed_sql})
         UNION
-        SELECT w.depth + 1, nxt.run_id
-        FROM walk w
-        JOIN e cur ON cur.run_id = w.run_id AND cur.direction = '{here}'
-        -- same dataset (an equality: a hash join), then which write the read saw
-        JOIN e nxt ON nxt.direction = '{there}' AND nxt.kns = cur.kns AND nxt.kname = cur.kname
-        WHERE w.depth < ? AND {_SAW[direction]}
+        SELECT w.depth + 1, l.{there}
+        FROM walk w JOIN {links} l ON l.{here} = w.run_id
+        WHERE w.depth < ?
     ),
     runs AS (SELECT run_id, min(depth) AS depth FROM walk GROUP BY run_id)
     SELECT r.depth, e.run_id, e.job_name, e.direction, e.label AS dataset, e.ns AS dataset_namespace,
            e.name AS dataset_name, e.dataset_type, e.version
-    FROM runs r JOIN e USING (run_id)
+    FROM runs r JOIN {e} e USING (run_id)
     ORDER BY r.depth, e.job_name, e.run_id, e.direction, e.label
     """
     rows = query(con, sql, [*params, depth]).to_pylist()

@@ -239,11 +239,17 @@ def _symlink(facets: Mapping[str, Any]) -> tuple[str | None, str | None]:
     idents = _obj(facets.get("symlinks")).get("identifiers")
     if type(idents) is not list:
         return None, None
-    found = [i for i in idents if type(i) is dict and i.get("name")]
-    for ident in sorted(found, key=lambda i: i.get("type") != "TABLE"):
-        ns, name = ident.get("namespace"), ident.get("name")
-        return (str(ns) if ns is not None else None), str(name)
-    return None, None
+    first = None
+    for ident in idents:
+        if type(ident) is dict and ident.get("name"):
+            if ident.get("type") == "TABLE":
+                first = ident
+                break
+            first = first or ident
+    if first is None:
+        return None, None
+    ns = first.get("namespace")
+    return (str(ns) if ns is not None else None), str(first["name"])
 
 
 class Columns:

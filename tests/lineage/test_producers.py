@@ -280,7 +280,7 @@ def test_real_producers_events_stored_once_or_dead_lettered_and_walked(settings:
     assert report.dead_letters >= len(dead)
     # Placeholders, naive times and missing fields all reached the dead letters, with reasons.
     reasons = " | ".join(dead_reason.values())
-    for expected in ("placeholder", "no time zone", "eventTime is missing"):
+    for expected in ("placeholder", "no time zone", "missing required field(s) of a RunEvent: eventTime"):
         assert expected in reasons, expected
     datasets = sorted({(d["namespace"], d["name"]) for e in stored_events for k in ("inputs", "outputs") for d in e.get(k) or []
                        if isinstance(d, dict)})

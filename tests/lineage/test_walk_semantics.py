@@ -149,3 +149,36 @@ def test_edges_cached_per_store_state_and_a_damaged_cache_is_rebuilt(settings: A
     later = walk(connect_for_walk(settings), node, "downstream", 4)
     assert {r["job_name"] for r in later} == {"bq.upload", "bq.copy", "bq.download"}
     assert len(list(cache.glob("walk-edges-*.parquet"))) == 2
+
+
+def test_a_store_written_before_issue_17_gets_the_new_columns_and_still_walks(settings: Any) -> None:
+    """Tables an older Tidemark created (no symlink, facet-split, kind or parent-job columns):
+    the consumer adds the columns, old rows read them as null, and walks cross old and new files."""
+    import pyarrow as pa
+    from pyiceberg.schema import Schema
+
+    from lineage import store
+
+    catalog = load_catalog(settings)
+    ns = settings.lineage.namespace
+    catalog.create_namespace(ns)
+    old_fields = {
+        store.RUN_DATASETS: 13, store.EVENTS: 11, store.RUNS: 11, store.JOBS: 5, store.DEAD_LETTERS: 6,
+    }
+    for short, keep in old_fields.items():
+        full = store._schemas()[short]
+        catalog.create_table((ns, short), schema=Schema(*full.fields[:keep]), properties=dict(store.NO_REBASE))
+    # One old row: BQ.upload wrote project.test.upload (no symlink columns in its file).
+    old = catalog.load_table((ns, store.RUN_DATASETS))
+    when = datetime(2026, 11, 20, 10, 1, tzinfo=timezone.utc)
+    old.append(pa.Table.from_pylist([{
+        "event_id": "ab" * 32, "event_time": when, "event_type": "COMPLETE", "run_id": "00000000-0000-4000-8000-000000000001",
+        "job_namespace": "airflow", "job_name": "bq.upload", "direction": "output", "dataset_namespace": "bigquery",
+        "dataset_name": "project.test.upload", "table_name": None, "dataset_type": None, "version": None, "facets": "{}"}],
+        schema=old.schema().as_arrow()))
+    _store(settings, BQ[2:])  # the new writer: bq.copy reads project.test.upload
+    fields = {f.name for f in catalog.load_table((ns, store.RUN_DATASETS)).schema().fields}
+    assert {"symlink_namespace", "symlink_name", "input_facets", "output_facets"} <= fields
+    assert "event_kind" in {f.name for f in catalog.load_table((ns, store.EVENTS)).schema().fields}
+    rows = walk(connect_for_walk(settings), Node.parse("dataset:bigquery:project.test.upload_cp"), "upstream", 3)
+    assert {r["job_name"] for r in rows} == {"bq.copy", "bq.upload"}
