@@ -137,7 +137,7 @@ def test_bad_input_goes_to_dead_letters_and_good_events_around_it_are_stored(set
     dead = _table_rows(settings, store.DEAD_LETTERS)
     assert sorted(d["raw"] for d in dead) == sorted(bad)
     reasons = " | ".join(d["reason"] for d in dead)
-    for expected in ("not UTF-8", "invalid JSON", "not a JSON object", "not an OpenLineage event", "not an ISO-8601 time", "run.runId is missing"):
+    for expected in ("not UTF-8", "invalid JSON", "not a JSON object", "missing required field", "not an ISO-8601 time", "run.runId is missing"):
         assert expected in reasons
     assert all(d["topic"] == settings.kafka.topic and d["kafka_offset"] is not None for d in dead)
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_on_a_postgres_catalog(kafka_env: str, postgres_catalog_uri: str, isolated_env) -> None:  # type: ignore[no-untyped-def]
     env = {"TIDEMARK__CATALOG__URI": postgres_catalog_uri}
     demo = run_cli("demo", env=env, timeout=300)
-    assert "retrained wine:1: identical" in demo.stderr + demo.stdout
+    assert "retrained wine:1: reproduced" in demo.stderr + demo.stdout
 
     # Everything the scenario made is registered in PostgreSQL, nothing in an embedded SQLite file.
     assert not (isolated_env / "catalog.db").exists()

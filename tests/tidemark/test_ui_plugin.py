@@ -406,7 +406,10 @@ def test_cli_graph_page_zooms_searches_and_shows_details(ui: dict[str, Any], bro
     page.wait_for_selector(".tm-graph-view[data-tm-ready]")
     transform = page.locator(".svg-pan-zoom_viewport").get_attribute("transform")
     page.click("[data-tm=zoom-in]")
-    assert page.locator(".svg-pan-zoom_viewport").get_attribute("transform") != transform
+    # svg-pan-zoom applies a zoom on the next animation frame: wait for it (fails after 10 s).
+    page.wait_for_function(
+        "t => document.querySelector('.svg-pan-zoom_viewport').getAttribute('transform') !== t", arg=transform, timeout=10_000
+    )
     page.fill(".tm-search", "train.wine_classifier")
     assert re.match(r"\d+ match", page.inner_text(".tm-hits"))
     page.press(".tm-search", "Enter")
