@@ -234,30 +234,30 @@ def ensure(
     env = recorded or {}
     pins = requirements(env, what)
     python, python_version = find_python(str(env.get("python") or ""))
-    root = settings.home / "environments"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{environment_key(python_version, pins, nearest)[:24]}.lock", "w") as lock:
+    key = environment_key(python_version, pins, nearest)
+    venv = settings.home / "environments" / key[:24]
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{key[:24]}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _ensure(settings, env, pins, python, python_version, what=what, find_links=find_links, no_index=no_index,
+        return _ensure(env, pins, python, python_version, key, venv, what=what, find_links=find_links, no_index=no_index,
                        nearest=nearest, progress=progress)
 
 
 def _ensure(
-    settings: Settings,
     env: Mapping[str, Any],
     pins: list[str],
     python: Path,
     python_version: str,
+    key: str,
+    venv: Path,
     *,
-    what: str = "this version",
-    find_links: Sequence[str] = (),
-    no_index: bool = False,
-    nearest: bool = False,
-    progress: Callable[[str], None] = lambda _msg: None,
+    what: str,
+    find_links: Sequence[str],
+    no_index: bool,
+    nearest: bool,
+    progress: Callable[[str], None],
 ) -> RecordedEnvironment:
-    key = environment_key(python_version, pins, nearest)
-    root = settings.home / "environments"
-    venv = root / key[:24]
+    """`ensure` under the environment's lock: reuse `venv` if intact, else (re)build it."""
     rebuilt_because = None
     marker_file = venv / MARKER
     if marker_file.exists():
@@ -279,7 +279,6 @@ def _ensure(
         progress(f"rebuilding: {rebuilt_because}")
     started = time.perf_counter()
     shutil.rmtree(venv, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
     progress(f"building the recorded environment in {venv} with {python} (Python {python_version})")
     made = subprocess.run([str(python), "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True)
     if made.returncode != 0:
