@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import tenacity
+
 from lakehouse.config import Settings
 from lakehouse.exceptions import TidemarkError, no_space, storage_full
 from lineage.events import event_id
@@ -129,19 +131,36 @@ class FlushReport:
     error: str | None = None
 
 
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+    wait=tenacity.wait_random(0.01, 0.1),
+    stop=tenacity.stop_after_delay(30),
+    reraise=True,
+)
+def _wal(conn: sqlite3.Connection) -> None:
+    # Switching the journal mode does not wait on SQLite's busy timeout: a process opening the file
+    # while another one converts it gets "database is locked" at once (seen with 6 at a time).
+    conn.execute("PRAGMA journal_mode=WAL")
+
+
 class Outbox:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.path: Path = settings.home / OUTBOX_FILE
         self._local = threading.local()
-        with self._db() as db:
+        db = self._db()
+        # One writer at a time sets the file up: without the write lock two processes starting
+        # together both see an old outbox and both add its new columns (the second one fails).
+        db.execute("BEGIN IMMEDIATE")
+        try:
             db.execute(
                 """CREATE TABLE IF NOT EXISTS outbox (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL,
                     created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-                    claimed_by TEXT, claimed_at REAL, last_error TEXT)"""
+                    claimed_by TEXT, claimed_at REAL, last_error TEXT,
+                    event_id TEXT, sent_at REAL)"""
             )
             columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
             # An outbox made before events were kept until the store acknowledged them.
@@ -161,12 +180,16 @@ class Outbox:
                     start_event BLOB, resolver TEXT, context TEXT NOT NULL DEFAULT '{}',
                     created REAL NOT NULL, pid INTEGER)"""
             )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.execute("PRAGMA synchronous=FULL")  # an event in the outbox survives a power cut
             self._local.conn = conn
         return conn

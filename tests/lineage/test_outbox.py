@@ -123,3 +123,47 @@ def test_a_fault_while_sending_hands_the_events_back_at_once(settings: Any) -> N
     finally:
         p.close()
     assert box.pending() == 0
+
+
+def _open_outbox_at(home: str, start: float) -> str:
+    import time as _time
+
+    from lakehouse.config import load_settings as _load
+
+    while _time.time() < start:
+        _time.sleep(0.001)
+    try:
+        Outbox(_load(overrides={"home": home}))
+    except Exception as exc:  # reported to the parent, which names it
+        import traceback
+
+        return "".join(traceback.format_exception(exc))
+    return ""
+
+
+def test_processes_opening_an_old_outbox_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    """CI once saw `duplicate column name: sent_at`: two processes both upgraded an old outbox."""
+    import concurrent.futures
+    import multiprocessing
+    import sqlite3
+    import time
+
+    for trial in range(3):
+        home = tmp_path / f"home{trial}"
+        home.mkdir()
+        old = sqlite3.connect(home / "outbox.db")
+        # The outbox as it was before events carried their id and their sent time.
+        old.execute(
+            """CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key BLOB,
+               value BLOB NOT NULL, created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+               claimed_by TEXT, claimed_at REAL, last_error TEXT)"""
+        )
+        old.execute("INSERT INTO outbox (topic, key, value, created) VALUES ('t', NULL, ?, 0)", (b'{"a": 1}',))
+        old.commit()
+        old.close()
+        start = time.time() + 1.0
+        with concurrent.futures.ProcessPoolExecutor(6, mp_context=multiprocessing.get_context("spawn")) as pool:
+            errors = [e for e in pool.map(_open_outbox_at, [str(home)] * 6, [start] * 6) if e]
+        assert errors == []
+        columns = {r[1] for r in sqlite3.connect(home / "outbox.db").execute("PRAGMA table_info(outbox)")}
+        assert {"event_id", "sent_at"} <= columns
