@@ -74,6 +74,15 @@ class LineageSettings:
 
 
 @dataclass(frozen=True)
+class ActorSettings:
+    """Who this process acts as (`lineage.actors`). A name here makes every run, registry row and
+    alias event carry this service identity (kind "service") instead of the Airflow DAG owner or
+    the OS user: set it where a shared account runs Tidemark (a CI job, a scheduler host)."""
+
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     # None: the suites that ship with the `ingest` package.
     suites_dir: Path | None = None
@@ -161,6 +170,7 @@ class Settings:
     models: ModelsSettings = field(default_factory=ModelsSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+    actor: ActorSettings = field(default_factory=ActorSettings)
 
     @property
     def warehouse(self) -> str:
@@ -299,6 +309,7 @@ _KNOWN = {
     "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s", "promote_first_version"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
+    "actor": {"name"},
     "home": None,
 }
 
@@ -432,7 +443,15 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         ingest=IngestSettings(suites_dir=suites_dir),
         config_file=config_file,
         models=_models(raw.get("models") or {}),
+        actor=_actor(raw.get("actor") or {}),
     )
+
+
+def _actor(raw: Mapping[str, Any]) -> ActorSettings:
+    name = str(raw.get("name") or "").strip()
+    if name and any(c.isspace() or not c.isprintable() for c in name):
+        raise ConfigError(f"actor.name must be one word without spaces (e.g. svc-renewal), got {raw.get('name')!r}")
+    return ActorSettings(name=name or None)
 
 
 def _models(raw: Mapping[str, Any]) -> ModelsSettings:
