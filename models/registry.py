@@ -224,12 +224,14 @@ class Registry:
         `before_commit(mv)` runs once the version number is known and before the row is committed
         (training writes the model card there, so a registered version always has its card).
         `actor`: who registers it (default: `lineage.actors.current_actor`); `owner`: who owns the
-        model (default: `default_owner` of the actor).
+        model (default: the owner its latest version recorded, else `default_owner` of the actor).
         """
         import pyarrow as pa
 
         actor = actor or actors.current_actor(self.settings)
-        owner = owner or default_owner(actor)
+        # A model keeps its owner when someone else trains the next version: the first
+        # registering actor owns it until a training job names another owner.
+        owner = owner or self._owner_of(model) or default_owner(actor)
 
         created: list[ModelVersion] = []
 
@@ -272,6 +274,16 @@ class Registry:
 
         with_commit_retry(attempt, f"registering a version of model {model}")
         return created[-1]
+
+    def _owner_of(self, model: str) -> str | None:
+        """The owner the newest version of `model` recorded (None: no version, or none recorded)."""
+        from pyiceberg.expressions import EqualTo
+
+        table = self._versions_table or self._table(VERSIONS)
+        if table.current_snapshot() is None:
+            return None
+        rows = table.scan(row_filter=EqualTo("model", model), selected_fields=("version", "owner")).to_arrow().to_pylist()
+        return max(rows, key=lambda r: r["version"])["owner"] if rows else None
 
     def versions(self, model: str | None = None, include_archived: bool = True) -> list[ModelVersion]:
         history = self.alias_history()
