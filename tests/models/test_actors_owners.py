@@ -156,6 +156,9 @@ def _cli_and_ui_show_actors_and_owners(story: dict[str, Any]) -> None:
     status = json.loads(run_cli("models", "status", "wine", "--output", "json").stdout)
     assert status["owner"] == "alice"
     assert status["alias_moves"]["production"]["actor"]["name"] == "bob"
+    status_text = run_cli("models", "status", "wine").stdout
+    assert "owner alice" in status_text and "production   version 2 (moved by bob at" in status_text
+    assert "bob" in run_cli("models", "history", "wine").stdout
     history = json.loads(run_cli("models", "history", "wine", "--output", "json").stdout)
     assert [(h["version"], h["actor"]) for h in history] == [(1, "alice"), (2, "bob")]
     shown = json.loads(run_cli("models", "show", "wine@production", "--output", "json").stdout)
