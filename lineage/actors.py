@@ -19,14 +19,13 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from lakehouse.config import LineageSettings, Settings
 
 FACET = "tidemark_actor"
 SCHEMA = "https://github.com/tidemark/tidemark/blob/main/docs/facets/ActorRunFacet.json"
 KINDS = ("user", "airflow", "service")
-Kind = Literal["user", "airflow", "service"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class Actor:
         return facet
 
     def to_json(self) -> dict[str, Any]:
-        """The plain form stored in registry rows and signed alias events (no facet envelope)."""
+        """The actor in `--output json`, the UI's JSON and `ModelVersion.to_json` (no facet envelope)."""
         return {"name": self.name, "kind": self.kind, "dag_owner": self.dag_owner, "triggered_by": self.triggered_by}
 
     def signed(self) -> dict[str, Any]:
