@@ -72,6 +72,7 @@ __all__ = [
     "raise_failures",
     "landed_snapshot",
     "publish_audited",
+    "publish_branch",
     "quarantine_audited",
 ]
 
@@ -271,7 +272,7 @@ def land(
             branches.rename(catalog, name, branch, quarantine)
             run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
             raise GateFailedError(verdict.failed_message(name, src.uri, quarantine, result.gate, result.data_docs), result=result.gate)
-        published = _publish(
+        published = publish_branch(
             catalog, name, branch, progress, files=files, properties=props,
             before=None if on_audited is None else lambda: on_audited(branch, audited.snapshot_id),
         )
@@ -323,7 +324,7 @@ def publish_audited(settings: Settings, table: str, branch: str, *, transport: T
             RESOLVER, table=str(name), publish=True, landing_run=result.run_id,
             rows=result.rows, size=result.bytes_written, files=result.data_files, checks=None,
         )
-        published = _publish(catalog, name, branch, progress, files=files)
+        published = publish_branch(catalog, name, branch, progress, files=files)
         result.reapplied = published.reapplied
         result.snapshot_id = published.snapshot.snapshot_id
         copied = columns.identity_facet(settings, audited_ds, tbl.schemas()[audited.schema_id] if audited.schema_id is not None else tbl.schema())
@@ -340,17 +341,18 @@ def quarantine_audited(settings: Settings, table: str, branch: str) -> str:
     return quarantine
 
 
-def _publish(
+def publish_branch(
     catalog: Catalog,
     name: TableName,
     branch: str,
     progress: Progress,
     *,
-    files: list[DataFile],
+    files: list[DataFile] | None = None,
     properties: dict[str, str] | None = None,
     before: Callable[[], None] | None = None,
 ) -> branches.Published:
-    """`branches.publish`, telling of a moved main; on any failure the audit branch goes (main never saw it)."""
+    """`branches.publish`, telling of a moved main; on any failure the audit branch goes (main never saw it).
+    `files`: the audited snapshot's data files when the caller has them (else read from it)."""
     try:
         if before is not None:
             before()
