@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest import columns, datasets, sources, target, verdict
@@ -57,6 +59,8 @@ ENGINE = "tidemark.ingest.engine"  # summary key: which engine wrote the landing
 # `TIDEMARK_FAILPOINT=ingest.spark-write`: the write job's last task fails (tests of that fault).
 WRITE_FAULT = "ingest.spark-write"
 # Spark picks a text file's codec by its name; these it reads without native libraries.
+# Spark's Java logging off while the CLI lands (its stack traces would bury the one-line error).
+LOG_CONFIG = Path(__file__).resolve().parent / "spark_log4j2.properties"
 _SPARK_CODECS = {"gzip": (".gz", ".gzip"), "bz2": (".bz2",)}
 
 
@@ -90,8 +94,10 @@ def land_spark(
     if spark is None:
         # Before the checksum: a missing Java is said at once. No console progress bars: the
         # landing reports its own steps.
-        spark = lspark.session(settings, conf={"spark.ui.showConsoleProgress": "false"})
-        spark.sparkContext.setLogLevel("ERROR")
+        conf = {"spark.ui.showConsoleProgress": "false"}
+        if "spark.driver.extraJavaOptions" not in settings.spark.conf:
+            conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
+        spark = lspark.session(settings, conf=conf)
     else:
         lspark.use_catalog(spark, settings)
     src = sources.open_source(location, fmt, settings.catalog.properties)
@@ -110,9 +116,10 @@ def land_spark(
             return result
 
     rename = dict(rename or {})
-    frame = _renamed(_read(spark, src, path), rename, src.uri)
-    if not frame.take(1):
-        raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
+    with _unreadable(src.uri):
+        frame = _renamed(_read(spark, src, path), rename, src.uri)
+        if not frame.take(1):
+            raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
     arrow_schema = _arrow_schema(frame)
 
     source_ds = datasets.source_dataset(settings, src)
@@ -142,7 +149,8 @@ def land_spark(
             spark_table = lspark.table_name(settings, str(name))
             cached = _conform(spark, frame, spark_table).persist(_storage_level())
             t0 = time.perf_counter()
-            result.rows = cached.count()  # reads the file once, into the cache the gate and the write share
+            with _unreadable(src.uri):
+                result.rows = cached.count()  # reads the file once, into the cache the gate and the write share
             progress(f"read {result.rows:,} rows in {time.perf_counter() - t0:.1f} s")
             props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri, ENGINE: "spark"}
             if suite is not None:
@@ -314,6 +322,19 @@ def _keep_failed(catalog: Any, name: TableName, branch: str, props: dict[str, st
         log.warning("could not keep the failed Spark landing's branch %s of %s as %s", branch, name, quarantine, exc_info=True)
         branches.drop_quietly(catalog, name, branch)
     return quarantine
+
+
+@contextmanager
+def _unreadable(uri: str) -> Iterator[None]:
+    """A Spark job reading the file failed (a malformed row under FAILFAST, a broken file): one line, nothing written."""
+    from lakehouse.exceptions import TidemarkError
+
+    try:
+        yield
+    except TidemarkError:
+        raise
+    except Exception as exc:  # py4j and pyspark raise several kinds
+        raise SourceError(f"{uri}: Spark could not read it ({_first_line(exc)}); nothing was written, fix the file and land it again") from exc
 
 
 def _first_line(exc: BaseException) -> str:
