@@ -49,3 +49,7 @@ class FeedConfigError(TidemarkError):
 
 class SparkLandingError(TidemarkError):
     """A Spark job landing a file failed; main is untouched and the landing is kept as a quarantine branch."""
+
+
+class LandingOutOfMemoryError(TidemarkError):
+    """A landing ran out of memory (a process memory limit); nothing was published."""

@@ -29,7 +29,7 @@ from ingest import gate as gates
 from ingest import schema as schemas
 from ingest import write as writes
 from ingest.batches import BATCH_ROWS, Rebatcher
-from ingest.exceptions import GateFailedError, LandingsFailedError, PublishError, SourceError
+from ingest.exceptions import GateFailedError, LandingOutOfMemoryError, LandingsFailedError, PublishError, SourceError
 from ingest.result import FAILED, LANDED, NOT_TRIED, SKIPPED, FileOutcome, LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, QUARANTINE_PREFIX, AuditVerdict
 from ingest.write import Advance, Progress
@@ -178,6 +178,39 @@ def land(
     `rename`: source column -> table column, for a file whose header names a column otherwise
     (reported as a transformation in the run's column-level lineage, as every cast is).
     """
+    try:
+        return _land(
+            settings, location, table, suite_file=suite_file, fmt=fmt, force=force, strict=strict, transport=transport,
+            progress=progress, advance=advance, batch_rows=batch_rows, data_docs=data_docs, publish=publish,
+            on_audited=on_audited, rename=rename,
+        )
+    except MemoryError as exc:
+        # numpy's, pyarrow's and Python's own out-of-memory errors; the steps below already deleted
+        # what they wrote and dropped a table they made, so this is said in one line.
+        raise LandingOutOfMemoryError(
+            f"{location}: ran out of memory landing it into {table} ({str(exc).splitlines()[0] if str(exc) else 'MemoryError'}); "
+            "nothing was published: land it with --engine spark (Spark spills to disk) or give the process more memory"
+        ) from exc
+
+
+def _land(
+    settings: Settings,
+    location: str,
+    table: str,
+    *,
+    suite_file: str | None,
+    fmt: str | None,
+    force: bool,
+    strict: bool,
+    transport: Transport | None,
+    progress: Progress,
+    advance: Advance | None,
+    batch_rows: int,
+    data_docs: bool,
+    publish: bool,
+    on_audited: Audited | None,
+    rename: Mapping[str, str] | None,
+) -> LandingResult:
     import pyarrow as pa
 
     started = time.perf_counter()
