@@ -10,8 +10,8 @@ the file in parallel tasks, spilling to disk, where the pyarrow path (`ingest.la
    engine lands into the table's current schema: a file bringing new columns or wider types is
    refused before anything is written (land it once with the default engine to evolve the schema).
 3. The table's Great Expectations suite runs on those rows with GX's Spark execution engine, over
-   the whole landing at once (`ingest.gate.SparkGate`); the rows are cached (memory, then local
-   disk) so the gate and the write read the file once.
+   the whole landing at once (`ingest.gate.SparkGate`); rows read from text are cached (memory, then
+   local disk) so the gate and the write parse the file once.
 4. Spark appends the same rows as one snapshot to branch `audit-<run>` made from main (Iceberg's
    `branch_` write), with Tidemark's summary keys (run, job, source, gate verdict, engine) set by
    `snapshot-property.` write options.
@@ -94,7 +94,9 @@ def land_spark(
     if spark is None:
         # Before the checksum: a missing Java is said at once. No console progress bars: the
         # landing reports its own steps.
-        conf = {"spark.ui.showConsoleProgress": "false"}
+        # Spark's 200 shuffle partitions by default are 200 tasks per GX uniqueness check on 2 cores.
+        conf = {"spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "8"}
+        conf = {k: v for k, v in conf.items() if k not in settings.spark.conf}
         if "spark.driver.extraJavaOptions" not in settings.spark.conf:
             conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
         spark = lspark.session(settings, conf=conf)
@@ -147,17 +149,23 @@ def land_spark(
                     "current schema only: land this file once with the default engine (drop --engine spark) to evolve it"
                 )
             spark_table = lspark.table_name(settings, str(name))
-            cached = _conform(spark, frame, spark_table).persist(_storage_level())
+            cached = _conform(spark, frame, spark_table)
+            if src.fmt != "parquet":
+                # Text is parsed once, into a cache the gate and the write share; Parquet is cheaper to
+                # read again (GX reads only the columns the suite names) than to cache.
+                cached = cached.persist(_storage_level())
             t0 = time.perf_counter()
             with _unreadable(src.uri):
-                result.rows = cached.count()  # reads the file once, into the cache the gate and the write share
-            progress(f"read {result.rows:,} rows in {time.perf_counter() - t0:.1f} s")
+                result.rows = cached.count()
+            result.seconds["read"] = time.perf_counter() - t0
+            progress(f"read {result.rows:,} rows in {result.seconds['read']:.1f} s")
             props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri, ENGINE: "spark"}
             if suite is not None:
                 progress(f"gate: suite {suite.name} ({len(suite.expectations)} expectations) on GX's Spark engine")
                 gate = gates.SparkGate(suite)
                 result.gate = gate.check(cached)
                 result.seconds["gate"] = gate.seconds
+                progress(f"gate {'passed' if result.gate.success else 'FAILED'} in {gate.seconds:.1f} s")
                 props.update(verdict.properties(result.gate))
                 if data_docs:
                     result.data_docs = verdict.write_data_docs(settings, name, run.run_id, gate, result.gate, result.warnings)
@@ -168,6 +176,7 @@ def land_spark(
             branch = f"{AUDIT_PREFIX}{run.run_id}"
             commit_started = time.perf_counter()
             audited = _write_branch(spark, catalog, name, spark_table, branch, cached, props, src.uri, result.rows)
+            result.seconds["write"] = time.perf_counter() - commit_started
         except BaseException:
             if created:
                 target.drop_if_pristine(catalog, name)
