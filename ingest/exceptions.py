@@ -45,3 +45,11 @@ class QuarantineError(TidemarkError):
 
 class FeedConfigError(TidemarkError):
     """The feeds file (`dags/sources.yaml`) does not parse or an entry in it is incomplete."""
+
+
+class SparkLandingError(TidemarkError):
+    """A Spark job landing a file failed; main is untouched and the landing is kept as a quarantine branch."""
+
+
+class LandingOutOfMemoryError(TidemarkError):
+    """A landing ran out of memory (a process memory limit); nothing was published."""

@@ -403,63 +403,121 @@ class StreamingGate:
         Built once per landing from the last batch's GX result with the merged counts written in,
         so the page shows the verdict over all rows.
         """
-        if self._last is None:
-            return None
-        from great_expectations.core.run_identifier import RunIdentifier
-        from great_expectations.data_context.types.resource_identifiers import (
-            ExpectationSuiteIdentifier,
-            ValidationResultIdentifier,
-        )
+        return _write_docs(self._context, self.suite, self._index, self._first, self._last, site_dir, run_name, result)
 
-        vr = self._last
-        if self._first is not None and self._first is not vr:
-            # Expectations checked on the first batch only (uniqueness) join the page too.
-            shown = {self._index[str(r.expectation_config.id)] for r in vr.results}
-            vr.results.extend(r for r in self._first.results if self._index[str(r.expectation_config.id)] not in shown)
-        for r in vr.results:
-            o = result.outcomes[self._index[str(r.expectation_config.id)]]
-            r.success = o.success
+
+class SparkGate:
+    """Validate a whole landing at once with GX's Spark execution engine (`ingest.sparkland`).
+
+    GX computes every expectation's metrics as Spark jobs over the entire DataFrame, so
+    uniqueness, row counts and aggregates (a column mean) are judged over all rows, with no
+    batching and none of `StreamingGate`'s merging. The failing values GX samples are kept;
+    failing rows are not (the Spark engine has no row index; `quarantine show` reads them).
+    """
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        gx = _quiet_gx()
+        self._context, gx_suite = _build(suite)
+        batch = self._context.data_sources.add_spark("tidemark").add_dataframe_asset("landing").add_batch_definition_whole_dataframe("rows")
+        self._definition = self._context.validation_definitions.add(gx.ValidationDefinition(name=f"{suite.name}-gate", data=batch, suite=gx_suite))
+        self._index = {str(e.id): i for i, e in enumerate(gx_suite.expectations)}
+        self._result: Any = None
+        self.seconds = 0.0
+
+    def check(self, frame: Any) -> GateResult:
+        """The suite's verdict over every row of `frame` (a pyspark DataFrame; cache it: GX reads it once per metric)."""
+        import time
+
+        started = time.perf_counter()
+        self._result = result = self._definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+        outcomes: list[ExpectationOutcome | None] = [None] * len(self.suite.expectations)
+        for r in result.results:
+            key = self._index[str(r.expectation_config.id)]
+            name, kwargs = self.suite.expectations[key]
             details = dict(r.result or {})
-            if o.element_count is not None:
-                details["element_count"] = o.element_count
-            if o.unexpected_count is not None:
-                details["unexpected_count"] = o.unexpected_count
-                if o.element_count:
-                    details["unexpected_percent"] = 100.0 * o.unexpected_count / o.element_count
-                details["partial_unexpected_list"] = list(o.sample)
-                details.pop("partial_unexpected_counts", None)
-                details.pop("partial_unexpected_index_list", None)
-            if o.observed_value is not None:
-                details["observed_value"] = o.observed_value
-            r.result = details
-        vr.success = result.success
-        total = len(vr.results)
-        ok = sum(1 for r in vr.results if r.success)
-        vr.statistics = {
-            **dict(vr.statistics or {}),
-            "evaluated_expectations": total,
-            "successful_expectations": ok,
-            "unsuccessful_expectations": total - ok,
-            "success_percent": 100.0 * ok / total if total else None,
-        }
-        site_dir.mkdir(parents=True, exist_ok=True)
-        self._context.add_data_docs_site(
-            site_name="tidemark",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-        key = ValidationResultIdentifier(
-            expectation_suite_identifier=ExpectationSuiteIdentifier(name=self.suite.name),
-            run_id=RunIdentifier(run_name=run_name),
-            batch_identifier="landing",
-        )
-        self._context.validation_results_store.set(key, vr)
-        self._context.build_data_docs(site_names=["tidemark"], resource_identifiers=[key])
-        pages = sorted((site_dir / "validations").rglob("*.html"))
-        return pages[-1] if pages else site_dir / "index.html"
+            outcome = ExpectationOutcome(
+                expectation=name,
+                kwargs=dict(kwargs),
+                success=bool(r.success),
+                element_count=int(details["element_count"]) if details.get("element_count") is not None else None,
+                unexpected_count=int(details["unexpected_count"]) if details.get("unexpected_count") is not None else None,
+                observed_value=_plain(details["observed_value"]) if "observed_value" in details else None,
+            )
+            if not r.success:
+                outcome.sample = [_plain(v) for v in (details.get("partial_unexpected_list") or [])[:5]]
+            outcomes[key] = outcome
+        self.seconds += time.perf_counter() - started
+        # An expectation GX did not report (it raised inside GX) fails the gate rather than pass unseen.
+        merged = [o or ExpectationOutcome(expectation=n, kwargs=dict(k), success=False) for o, (n, k) in zip(outcomes, self.suite.expectations)]
+        return GateResult(suite=self.suite.name, success=all(o.success for o in merged), outcomes=merged)
+
+    def write_docs(self, site_dir: Path, run_name: str, result: GateResult) -> Path | None:
+        """GX Data Docs HTML for the landing's validation result; the page's path."""
+        return _write_docs(self._context, self.suite, self._index, None, self._result, site_dir, run_name, result)
+
+
+def _write_docs(
+    context: Any, suite: Suite, index: dict[str, int], first: Any, last: Any, site_dir: Path, run_name: str, result: GateResult
+) -> Path | None:
+    """Data Docs of a landing: GX's result `last` (and `first`'s expectations it lacks) with `result`'s counts written in."""
+    if last is None:
+        return None
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    vr = last
+    if first is not None and first is not vr:
+        # Expectations checked on the first batch only (uniqueness) join the page too.
+        shown = {index[str(r.expectation_config.id)] for r in vr.results}
+        vr.results.extend(r for r in first.results if index[str(r.expectation_config.id)] not in shown)
+    for r in vr.results:
+        o = result.outcomes[index[str(r.expectation_config.id)]]
+        r.success = o.success
+        details = dict(r.result or {})
+        if o.element_count is not None:
+            details["element_count"] = o.element_count
+        if o.unexpected_count is not None:
+            details["unexpected_count"] = o.unexpected_count
+            if o.element_count:
+                details["unexpected_percent"] = 100.0 * o.unexpected_count / o.element_count
+            details["partial_unexpected_list"] = list(o.sample)
+            details.pop("partial_unexpected_counts", None)
+            details.pop("partial_unexpected_index_list", None)
+        if o.observed_value is not None:
+            details["observed_value"] = o.observed_value
+        r.result = details
+    vr.success = result.success
+    total = len(vr.results)
+    ok = sum(1 for r in vr.results if r.success)
+    vr.statistics = {
+        **dict(vr.statistics or {}),
+        "evaluated_expectations": total,
+        "successful_expectations": ok,
+        "unsuccessful_expectations": total - ok,
+        "success_percent": 100.0 * ok / total if total else None,
+    }
+    site_dir.mkdir(parents=True, exist_ok=True)
+    context.add_data_docs_site(
+        site_name="tidemark",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+        run_id=RunIdentifier(run_name=run_name),
+        batch_identifier="landing",
+    )
+    context.validation_results_store.set(key, vr)
+    context.build_data_docs(site_names=["tidemark"], resource_identifiers=[key])
+    pages = sorted((site_dir / "validations").rglob("*.html"))
+    return pages[-1] if pages else site_dir / "index.html"
 
 
 def _duplicated_values(values: pa.ChunkedArray) -> pa.Array:

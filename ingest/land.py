@@ -29,7 +29,7 @@ from ingest import gate as gates
 from ingest import schema as schemas
 from ingest import write as writes
 from ingest.batches import BATCH_ROWS, Rebatcher
-from ingest.exceptions import GateFailedError, LandingsFailedError, PublishError, SourceError
+from ingest.exceptions import GateFailedError, LandingOutOfMemoryError, LandingsFailedError, PublishError, SourceError
 from ingest.result import FAILED, LANDED, NOT_TRIED, SKIPPED, FileOutcome, LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, QUARANTINE_PREFIX, AuditVerdict
 from ingest.write import Advance, Progress
@@ -74,6 +74,7 @@ __all__ = [
     "raise_failures",
     "landed_snapshot",
     "publish_audited",
+    "publish_branch",
     "quarantine_audited",
 ]
 
@@ -182,6 +183,39 @@ def land(
     `owner`: record this person or team as the table's owner (a table property, emitted as the
     OpenLineage `ownership` facet); None keeps the owner the table has.
     """
+    try:
+        return _land(
+            settings, location, table, suite_file=suite_file, fmt=fmt, force=force, strict=strict, transport=transport,
+            progress=progress, advance=advance, batch_rows=batch_rows, data_docs=data_docs, publish=publish,
+            on_audited=on_audited, rename=rename,
+        )
+    except MemoryError as exc:
+        # numpy's, pyarrow's and Python's own out-of-memory errors; the steps below already deleted
+        # what they wrote and dropped a table they made, so this is said in one line.
+        raise LandingOutOfMemoryError(
+            f"{location}: ran out of memory landing it into {table} ({str(exc).splitlines()[0] if str(exc) else 'MemoryError'}); "
+            "nothing was published: land it with --engine spark (Spark spills to disk) or give the process more memory"
+        ) from exc
+
+
+def _land(
+    settings: Settings,
+    location: str,
+    table: str,
+    *,
+    suite_file: str | None,
+    fmt: str | None,
+    force: bool,
+    strict: bool,
+    transport: Transport | None,
+    progress: Progress,
+    advance: Advance | None,
+    batch_rows: int,
+    data_docs: bool,
+    publish: bool,
+    on_audited: Audited | None,
+    rename: Mapping[str, str] | None,
+) -> LandingResult:
     import pyarrow as pa
 
     from lakehouse import names
@@ -287,7 +321,7 @@ def land(
             branches.rename(catalog, name, branch, quarantine)
             run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
             raise GateFailedError(verdict.failed_message(name, src.uri, quarantine, result.gate, result.data_docs), result=result.gate)
-        published = _publish(
+        published = publish_branch(
             catalog, name, branch, progress, files=files, properties=props,
             before=None if on_audited is None else lambda: on_audited(branch, audited.snapshot_id),
         )
@@ -339,7 +373,7 @@ def publish_audited(settings: Settings, table: str, branch: str, *, transport: T
             RESOLVER, table=str(name), publish=True, landing_run=result.run_id,
             rows=result.rows, size=result.bytes_written, files=result.data_files, checks=None,
         )
-        published = _publish(catalog, name, branch, progress, files=files)
+        published = publish_branch(catalog, name, branch, progress, files=files)
         result.reapplied = published.reapplied
         result.snapshot_id = published.snapshot.snapshot_id
         copied = columns.identity_facet(settings, audited_ds, tbl.schemas()[audited.schema_id] if audited.schema_id is not None else tbl.schema())
@@ -356,17 +390,18 @@ def quarantine_audited(settings: Settings, table: str, branch: str) -> str:
     return quarantine
 
 
-def _publish(
+def publish_branch(
     catalog: Catalog,
     name: TableName,
     branch: str,
     progress: Progress,
     *,
-    files: list[DataFile],
+    files: list[DataFile] | None = None,
     properties: dict[str, str] | None = None,
     before: Callable[[], None] | None = None,
 ) -> branches.Published:
-    """`branches.publish`, telling of a moved main; on any failure the audit branch goes (main never saw it)."""
+    """`branches.publish`, telling of a moved main; on any failure the audit branch goes (main never saw it).
+    `files`: the audited snapshot's data files when the caller has them (else read from it)."""
     try:
         if before is not None:
             before()

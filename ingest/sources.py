@@ -218,7 +218,7 @@ def batches(source: Source, batch_rows: int = 256_000, warnings: list[str] | Non
             from pyarrow import json as pajson
 
             yield from _json_batches(source)
-    except SourceError:
+    except (SourceError, MemoryError):  # pyarrow's ArrowMemoryError is an ArrowException too: not the file's fault
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
         first = _first_line(exc)

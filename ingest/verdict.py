@@ -81,7 +81,7 @@ def read(table: Table, name: TableName, branch: str) -> AuditVerdict:
     )
 
 
-def write_data_docs(settings: Settings, name: TableName, run_id: str, gate: gates.StreamingGate, result: gates.GateResult, warnings: list[str]) -> str | None:
+def write_data_docs(settings: Settings, name: TableName, run_id: str, gate: gates.StreamingGate | gates.SparkGate, result: gates.GateResult, warnings: list[str]) -> str | None:
     """GX Data Docs for the verdict, under the home's data_docs folder; the page, or None (with a warning) if it failed."""
     try:
         page = gate.write_docs(settings.home / "data_docs" / str(name), run_id, result)

@@ -25,6 +25,7 @@ from ingest import schema as schemas
 from ingest import sources
 from ingest.exceptions import PublishError, SourceError
 from lakehouse import pyiceberg_compat as compat
+from lakehouse.maintenance import remove_uncommitted
 
 if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
@@ -100,6 +101,12 @@ def write_and_validate(
                     files.extend(pending.result())
                 except BaseException:
                     pass
+            # A write cut short (out of memory, say) leaves a file it never returned: every file of
+            # this write goes, since none is committed yet; the caller deletes `files` as well.
+            try:
+                remove_uncommitted(table, str(write_uuid))
+            except Exception:
+                log.warning("could not look for this landing's half-written files in %s", table.location())
             raise
     if out.rows == 0:
         raise SourceError(f"{src.uri}: no data rows; nothing to land")

@@ -8,6 +8,9 @@ the kill suite (tests/faults/test_kills.py) needs to show that every step is rec
 
 A listed name matches the full step (`ingest.published`) or its last part (`published`, any job).
 `NAME@N` fires on the N-th time the step is reached in this process (steps inside loops).
+
+`armed(name)` asks, without killing anything, whether a fault is wanted at `name`: for faults a
+process cannot inject by dying, such as a Spark job whose tasks fail mid-write (`ingest.sparkland`).
 """
 
 from __future__ import annotations
@@ -28,14 +31,29 @@ STEPS: dict[str, tuple[str, ...]] = {
 _hits: dict[str, int] = {}
 
 
-def step(name: str) -> None:
-    """Mark that the job reached step `name` (`job.step`); dies here if `TIDEMARK_FAILPOINT` names it."""
+def _listed(name: str) -> list[str]:
+    """The `@N` parts of the items of `TIDEMARK_FAILPOINT` naming step `name` ('' for no `@N`)."""
     wanted = os.environ.get(ENV)
     if not wanted:
-        return
-    _hits[name] = _hits.get(name, 0) + 1
+        return []
     short = name.rpartition(".")[2]
+    out = []
     for item in wanted.split(","):
         point, _, nth = item.strip().partition("@")
-        if point in (name, short) and (not nth or int(nth) == _hits[name]):
-            os.kill(os.getpid(), signal.SIGKILL)
+        if point in (name, short):
+            out.append(nth)
+    return out
+
+
+def armed(name: str) -> bool:
+    """True when `TIDEMARK_FAILPOINT` names `name` (the caller injects its own fault there)."""
+    return bool(_listed(name))
+
+
+def step(name: str) -> None:
+    """Mark that the job reached step `name` (`job.step`); dies here if `TIDEMARK_FAILPOINT` names it."""
+    if not os.environ.get(ENV):
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if any(not nth or int(nth) == _hits[name] for nth in _listed(name)):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -137,6 +137,28 @@ def _list_files(table: Table) -> Iterator[tuple[str, int, datetime]]:
             yield info.path, int(info.size or 0), mtime
 
 
+def remove_uncommitted(table: Table, marker: str) -> int:
+    """Delete the files under the table's location whose name holds `marker` (a write's uuid), for a
+    writer that failed before committing any of them: those its own failure left half-written too,
+    which it cannot name. Returns how many went; a file that cannot be deleted is left (an orphan)."""
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    if not marker:
+        return 0
+    io = table.io if isinstance(table.io, PyArrowFileIO) else PyArrowFileIO(table.io.properties)
+    scheme, netloc, _ = PyArrowFileIO.parse_location(table.location())
+    fs = io.fs_by_scheme(scheme, netloc)
+    removed = 0
+    for path, _size, _mtime in _list_files(table):
+        if marker in path.rpartition("/")[2]:
+            try:
+                fs.delete_file(path)
+                removed += 1
+            except OSError:
+                log.warning("could not delete uncommitted file %s", path)
+    return removed
+
+
 def remove_orphan_files(table: Table, older_than: timedelta = DEFAULT_GRACE, dry_run: bool = False) -> OrphanReport:
     """Delete the files under the table's location that no snapshot, manifest or metadata file
     references and that were last modified more than `older_than` ago.

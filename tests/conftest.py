@@ -208,6 +208,24 @@ def spark(spark_session: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return spark_session
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared(request: pytest.FixtureRequest, spark: Any, kafka_env: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """Spark and Tidemark on one catalog of this test's own (SQLite file, or a PostgreSQL database):
+    (the SparkSession, the Settings).
+
+    Each test runs on both, unless it narrows the choice with
+    `@pytest.mark.parametrize("shared", ["postgres"], indirect=True)` (a test costs 1-2 minutes).
+    """
+    from lakehouse import spark as lspark
+    from lakehouse.config import load_settings
+
+    if request.param == "postgres":
+        monkeypatch.setenv("TIDEMARK__CATALOG__URI", request.getfixturevalue("postgres_catalog_uri"))
+    settings = load_settings()
+    lspark.use_catalog(spark, settings)
+    return spark, settings
+
+
 # -- the fault-injection table (tests/faults/report.py) -------------------------------------------
 
 

@@ -38,6 +38,11 @@ def register(sub: Subcommands) -> None:
         help="store a file's column under another name (repeatable); lineage reports it as a rename",
     )
     sp.add_argument(
+        "--engine", choices=("pyarrow", "spark"), default="pyarrow",
+        help="pyarrow: stream the file in this process (default); spark: land it with Spark (`make spark`), "
+        "for files larger than this process's memory (see README, Spark)",
+    )
+    sp.add_argument(
         "--keep-going", action="store_true",
         help="with several files: try every file even after one fails, report each file's outcome, exit 1 if any failed "
         "(default: stop at the first failure; the files after it are reported as not tried)",
@@ -74,6 +79,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             progress(message)
 
         try:
+            if args.engine == "spark":
+                from ingest.sparkland import land_spark
+
+                return land_spark(
+                    settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
+                    strict=args.strict, progress=say, rename=rename,
+                )
             return land(
                 settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
                 strict=args.strict, progress=say, advance=bar, rename=rename, owner=args.owner,

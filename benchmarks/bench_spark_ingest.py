@@ -1,0 +1,145 @@
+"""Landing with Spark local[2] vs the pyarrow path: 20M generated rows (QUICK: 1M), the same file, the same gate.
+
+Both sides are the real `tidemark ingest` command (`--engine spark` and the default), each in a
+process of its own on a fresh SQLite catalog, with bench_ingest's 5-expectation suite and events
+file (Parquet; 20M rows are about 1.9 GB in Arrow). Measured for each: the command's wall time (its
+start-up included: Python imports, and for Spark the JVM), the landing's own time as the command
+reports it, and the peak RSS of the whole process tree (the Python process and, for Spark, its JVM),
+sampled every 0.1 s with psutil.
+
+Then the memory limit: the pyarrow path runs again under an address-space limit (RLIMIT_AS, what
+`ulimit -v` sets) of LIMIT_MB, smaller than the file in Arrow; it must fail with one line and leave
+no table and no data file, while Spark (driver heap `spark.driver.memory` = the same LIMIT_MB) has
+landed that file. Both pyarrow runs use glibc's MALLOC_ARENA_MAX=2 and Arrow's system allocator:
+per-thread malloc arenas and jemalloc reserve gigabytes of address space they never touch, which
+RLIMIT_AS counts but memory does not, so without them the limit would measure reservations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_ingest import SUITE, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMIT_MB = 1024
+
+
+def _tree_rss(proc: Any) -> int:
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:  # a child that just exited
+            pass
+    return total
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path, limit_mb: int | None = None, timeout: float = 1800) -> dict[str, Any]:
+    """Run `cmd`; its exit code, output, wall time and the peak RSS of its process tree (MiB)."""
+    import psutil
+
+    def limit() -> None:
+        if limit_mb is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
+
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=str(cwd), preexec_fn=limit, text=True)
+        watched, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, _tree_rss(watched))
+            except psutil.Error:
+                pass
+            if time.perf_counter() - started > timeout:
+                proc.kill()
+                raise RuntimeError(f"{' '.join(cmd[:4])}... did not finish in {timeout:.0f} s")
+            time.sleep(0.1)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        return {"rc": proc.returncode, "stdout": out.read(), "stderr": err.read(), "wall": wall, "peak_rss_mb": peak / 2**20}
+
+
+def _landed(home: Path) -> tuple[int, int]:
+    """(rows on main of bench.events, data files under its warehouse folder) in a home: what a failed landing left."""
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+
+    settings = load_settings(environ={"TIDEMARK_HOME": str(home)})
+    files = sum(1 for _ in (home / "warehouse").rglob("*.parquet")) if (home / "warehouse").exists() else 0
+    catalog = load_catalog(settings)
+    if not catalog.table_exists("bench.events"):
+        return 0, files
+    return catalog.load_table("bench.events").scan().to_arrow().num_rows, files
+
+
+def run(quick: bool) -> None:
+    rows = 1_000_000 if quick else 20_000_000
+    with tempfile.TemporaryDirectory(prefix="tidemark-bench-spark-ingest-") as tmp:
+        work = Path(tmp)
+        source = work / "events.parquet"
+        t0 = time.perf_counter()
+        arrow_bytes = generate(source, rows)
+        arrow_mb = arrow_bytes / 2**20
+        print(f"generated {rows:,} rows ({arrow_mb:,.0f} MiB in Arrow, {source.stat().st_size / 2**20:,.0f} MiB Parquet) in {time.perf_counter() - t0:.1f} s", flush=True)
+        suite = work / "bench.events.yaml"
+        suite.write_text(SUITE)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("TIDEMARK")}
+        base.update({"GX_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(ROOT), "MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"})
+        ingest = [sys.executable, "-m", "tidemark", "ingest", str(source), "--table", "bench.events", "--suite", str(suite), "--output", "json"]
+
+        def landing(name: str, extra: list[str], env: dict[str, str], limit_mb: int | None = None) -> dict[str, Any]:
+            home = work / f"home-{name}"
+            r = measure([*ingest, *extra], {**env, "TIDEMARK_HOME": str(home)}, work, limit_mb)
+            r["home"] = home
+            if r["rc"] == 0:
+                r["result"] = json.loads(r["stdout"])
+            return r
+
+        arrow = landing("pyarrow", [], base)
+        if arrow["rc"] != 0:
+            raise RuntimeError(f"the pyarrow landing failed: {arrow['stderr'].strip().splitlines()[-1:]}")
+        spark_env = {**base, "TIDEMARK__SPARK__CONF__SPARK__DRIVER__MEMORY": f"{LIMIT_MB}m"}
+        spark = landing("spark", ["--engine", "spark"], spark_env)
+        if spark["rc"] != 0:
+            raise RuntimeError(f"the Spark landing failed: {spark['stderr'].strip().splitlines()[-1:]}")
+        limited = landing("pyarrow-limited", [], base, limit_mb=LIMIT_MB)
+        left_rows, left_files = _landed(limited["home"])
+
+    a, s = arrow["result"], spark["result"]
+    assert a["rows"] == s["rows"] == rows and a["gate"]["success"] and s["gate"]["success"], (a, s)
+    error = limited["stderr"].strip().splitlines()[-1] if limited["stderr"].strip() else ""
+    one_line = limited["rc"] == 1 and error.startswith("tidemark: error:") and "Traceback" not in limited["stderr"]
+    clean = left_rows == 0 and left_files == 0
+    print(f"pyarrow path: {arrow['wall']:.1f} s wall (landing {a['seconds']['total']:.1f} s), peak tree RSS {arrow['peak_rss_mb']:.0f} MiB")
+    print(f"spark local[2]: {spark['wall']:.1f} s wall (landing {s['seconds']['total']:.1f} s, JVM start included), peak tree RSS {spark['peak_rss_mb']:.0f} MiB, driver heap {LIMIT_MB} MiB")
+    print(
+        f"pyarrow path under RLIMIT_AS={LIMIT_MB} MiB (file: {arrow_mb:,.0f} MiB in Arrow): exit {limited['rc']} after {limited['wall']:.1f} s, "
+        f"left {left_rows} rows and {left_files} data files; {error or '(no error line)'}"
+    )
+    if limited["rc"] == 0:
+        print("note: at this size the pyarrow path fits under the limit (it streams 1M-row batches); the full size is the test of the limit")
+    print(
+        f"RESULT spark_ingest rows={rows} arrow_mb={arrow_mb:.0f} spark_s={spark['wall']:.1f} pyarrow_s={arrow['wall']:.1f} "
+        f"spark_landing_s={s['seconds']['total']:.1f} pyarrow_landing_s={a['seconds']['total']:.1f} "
+        f"spark_peak_rss_mb={spark['peak_rss_mb']:.0f} pyarrow_peak_rss_mb={arrow['peak_rss_mb']:.0f} limit_mb={LIMIT_MB} "
+        f"file_larger_than_limit={str(arrow_mb > LIMIT_MB).lower()} pyarrow_under_limit={'failed' if limited['rc'] else 'landed'} "
+        f"failed_cleanly={str(limited['rc'] != 0 and one_line and clean).lower()} spark_landed_over_limit={str(arrow_mb > LIMIT_MB).lower()}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)

@@ -1,0 +1,40 @@
+"""The pyarrow path under a memory limit (`ulimit -v`): one line pointing at `--engine spark`, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+# Everything a landing imports first, so the limit bounds what the landing itself needs.
+LIMITED = """
+import resource, runpy, sys
+import great_expectations, pandas, pyarrow.parquet, pyiceberg.catalog.sql, pyiceberg.io.pyarrow
+import ingest.land, tidemark.commands.ingest
+size = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize:')][0]
+resource.setrlimit(resource.RLIMIT_AS, (size + (150 << 20),) * 2)
+sys.argv = ['tidemark', 'ingest', sys.argv[1], '--table', 'raw.big']
+runpy.run_module('tidemark', run_name='__main__')
+"""
+
+
+def test_landing_out_of_memory_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    from benchmarks.bench_ingest import generate
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+
+    source = tmp_path / "big.parquet"
+    generate(source, 2_000_000)  # ~190 MB in Arrow: more than the 150 MB left to the landing
+    # glibc's per-thread arenas and Arrow's jemalloc reserve address space they never use, which
+    # RLIMIT_AS counts: without them the limit measures memory, not reservations.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"}
+    proc = subprocess.run([sys.executable, "-c", LIMITED, str(source)], capture_output=True, text=True, timeout=600, env=env)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("tidemark: error:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-3000:]
+    assert "ran out of memory landing it into raw.big" in lines[0] and "--engine spark" in lines[0] and "nothing was published" in lines[0]
+    settings = load_settings()
+    assert not load_catalog(settings).table_exists("raw.big")
+    assert list((settings.home / "warehouse").rglob("*.parquet")) == []

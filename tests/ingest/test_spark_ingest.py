@@ -1,0 +1,194 @@
+"""`tidemark ingest --engine spark`: write-audit-publish on a real local[2] Spark, against the pyarrow path.
+
+The same gate, summary keys, lineage, idempotency and quarantine as `ingest.land`; a Spark job
+failing mid-write leaves main untouched; Spark landing while Tidemark's pyarrow path lands into the
+same table from another process loses nothing, on the SQLite and on the PostgreSQL catalog.
+One Spark session serves the test worker (tests/conftest.py `spark_session`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest import quarantine
+from ingest.exceptions import GateFailedError, SourceError, SparkLandingError
+from ingest.land import land
+from ingest.sparkland import ENGINE, WRITE_FAULT, land_spark
+from ingest.verdict import GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE
+from lakehouse.catalog import load_catalog
+from lakehouse.config import Settings
+from lakehouse.failpoints import ENV as FAILPOINT
+from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, ancestors
+from lineage.transport import InMemoryTransport
+from tests.conftest import ROOT, run_cli, shifted_wine
+
+pytestmark = pytest.mark.integration
+
+
+def _main(settings: Settings, table: str = "raw.wine") -> tuple[int | None, set[str]]:
+    t = load_catalog(settings).load_table(table)
+    snap = t.current_snapshot()
+    return (snap.snapshot_id if snap else None), set(t.metadata.refs)
+
+
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
+def test_spark_landing_is_the_same_write_audit_publish(shared: tuple[Any, Settings], wine_csv: Path) -> None:
+    spark, settings = shared
+    tr = InMemoryTransport()
+    result = land_spark(settings, str(wine_csv), "raw.wine", transport=tr, spark=spark)
+    assert result.rows == 178 and result.gate is not None and result.gate.success and len(result.gate.outcomes) == 5
+    t = load_catalog(settings).load_table("raw.wine")
+    snap = t.current_snapshot()
+    assert snap.snapshot_id == result.snapshot_id and set(t.metadata.refs) == {"main"}  # audit branch gone
+    props = snap.summary.additional_properties
+    assert props[RUN_ID] == result.run_id and props[JOB_NAME] == "ingest.raw.wine"
+    assert props[SOURCE_SHA256] == result.sha256 and props[SOURCE_PATH] == str(wine_csv)
+    assert props[GATE_SUITE] == "raw.wine" and props[GATE_SUCCESS] == "true" and json.loads(props[GATE_FAILURES]) == []
+    assert Path(props[GATE_DOCS]).is_file() and props[ENGINE] == "spark"
+    assert props["spark.app.id"] and props["added-records"] == "178"  # Spark's own commit, fast-forwarded
+    assert [e["eventType"] for e in tr.events] == ["START", "COMPLETE"]
+    out = tr.events[-1]["outputs"][0]
+    assert out["facets"]["version"]["datasetVersion"] == str(result.snapshot_id)
+    assert {a["assertion"] for a in out["facets"]["dataQualityAssertions"]["assertions"]} >= {"expect_column_values_to_be_unique"}
+    assert out["outputFacets"]["outputStatistics"]["rowCount"] == 178 and out["outputFacets"]["outputStatistics"]["fileCount"] >= 1
+    assert tr.events[-1]["inputs"][0]["facets"]["version"]["datasetVersion"] == result.sha256
+
+    # The pyarrow path makes the same table of the same file: same columns, same types, same rows.
+    land(settings, str(wine_csv), "raw.wine_arrow", transport=InMemoryTransport())
+    arrow = load_catalog(settings).load_table("raw.wine_arrow")
+    assert [(f.name, str(f.field_type), f.required) for f in arrow.schema().fields] == [
+        (f.name, str(f.field_type), f.required) for f in t.schema().fields
+    ]
+    assert t.scan().to_arrow().sort_by("id").equals(arrow.scan().to_arrow().sort_by("id"))
+
+    # Idempotent: the same file again is a no-op, on either engine.
+    again = land_spark(settings, str(wine_csv), "raw.wine", transport=(tr2 := InMemoryTransport()), spark=spark)
+    assert again.skipped and again.snapshot_id == result.snapshot_id and tr2.events == []
+    assert land(settings, str(wine_csv), "raw.wine", transport=InMemoryTransport()).skipped
+    assert _main(settings)[0] == result.snapshot_id
+
+
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
+def test_spark_gate_failure_and_failed_job_leave_main_untouched(
+    shared: tuple[Any, Settings], wine_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spark, settings = shared
+    land(settings, str(wine_csv), "raw.wine", transport=InMemoryTransport())
+    before = _main(settings)
+
+    # A failing gate: whole-landing uniqueness and a range, judged by GX's Spark engine.
+    lines = wine_csv.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    rows = [lines[1].replace(lines[1].split(",")[1], "99", 1), lines[1], *lines[2:4]]
+    bad.write_text("\n".join([lines[0], *rows]) + "\n")
+    tr = InMemoryTransport()
+    with pytest.raises(GateFailedError) as err:
+        land_spark(settings, str(bad), "raw.wine", transport=tr, spark=spark)
+    msg = str(err.value)
+    assert "expect_column_values_to_be_between on alcohol (1 of 4 rows)" in msg, msg
+    assert "expect_column_values_to_be_unique on id" in msg and "\n" not in msg
+    assert _main(settings)[0] == before[0]
+    (q,) = quarantine.list_quarantined(settings, "raw.wine")
+    assert q.branch in msg and q.rows == 4 and q.source == str(bad) and {f["expectation"] for f in q.failures} >= {"expect_column_values_to_be_unique"}
+    assert tr.events[-1]["eventType"] == "FAIL"
+    quarantine.drop(settings, "raw.wine", q.branch)
+
+    # A Spark job failing mid-write (its last task fails after the others wrote): main untouched,
+    # the landing listed as quarantine with the failure; the file lands once the fault is gone.
+    good = shifted_wine(wine_csv, 0.5)
+    monkeypatch.setenv(FAILPOINT, WRITE_FAULT)
+    with pytest.raises(SparkLandingError) as failed:
+        land_spark(settings, str(good), "raw.wine", transport=InMemoryTransport(), spark=spark)
+    monkeypatch.delenv(FAILPOINT)
+    msg = str(failed.value)
+    assert "the Spark job writing to raw.wine failed" in msg and WRITE_FAULT in msg and "main is unchanged" in msg and "\n" not in msg
+    assert _main(settings)[0] == before[0]
+    (q,) = quarantine.list_quarantined(settings, "raw.wine")
+    assert q.branch in msg and not q.rows and q.source == str(good)  # an empty snapshot: no rows
+    assert q.failures[0]["expectation"] == "spark_write" and WRITE_FAULT in q.failures[0]["error"]
+    landed = land_spark(settings, str(good), "raw.wine", transport=InMemoryTransport(), spark=spark)
+    assert not landed.skipped and landed.rows == 178
+    t = load_catalog(settings).load_table("raw.wine")
+    assert t.scan().to_arrow().num_rows == 356 and t.current_snapshot().parent_snapshot_id == before[0]
+
+    # A file Spark cannot parse: one line, nothing written.
+    ragged = tmp_path / "ragged.jsonl"
+    ragged.write_text('{"id": 1, "x": 2.0}\n{"id": 2, "x": \n')
+    with pytest.raises(SourceError, match=r"ragged.jsonl: Spark could not read it .*nothing was written"):
+        land_spark(settings, str(ragged), "raw.other", transport=InMemoryTransport(), spark=spark)
+    assert not load_catalog(settings).table_exists("raw.other")
+
+
+def test_spark_engine_without_java_or_pyspark_is_one_line(wine_csv: Path, tmp_path: Path) -> None:
+    proc = run_cli("ingest", str(wine_csv), "--table", "raw.wine", "--engine", "spark", check=False, env={"JAVA_HOME": str(tmp_path / "no-jdk")})
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "Spark needs Java 17" in proc.stderr and "make spark" in proc.stderr, proc.stderr
+    # An install without the [spark] extra: `import pyspark` fails.
+    code = (
+        "import sys, runpy; sys.modules['pyspark'] = None; "
+        f"sys.argv = ['tidemark', 'ingest', {str(wine_csv)!r}, '--table', 'raw.wine', '--engine', 'spark']; "
+        "runpy.run_module('tidemark', run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "pyspark is not installed" in proc.stderr, proc.stderr
+    from lakehouse.config import load_settings
+
+    assert not load_catalog(load_settings()).table_exists("raw.wine")
+
+
+# Tidemark's pyarrow path in another process, landing file after file until told to stop.
+APPENDER = """
+import json, sys, time
+from pathlib import Path
+from ingest.land import land
+from lakehouse.config import load_settings
+from lineage.transport import InMemoryTransport
+files, stop = sys.argv[1:-1], Path(sys.argv[-1])
+settings = load_settings()
+for i, f in enumerate(files):
+    if stop.exists():
+        break
+    r = land(settings, f, "raw.wine", transport=InMemoryTransport())
+    print(json.dumps({"snapshot_id": r.snapshot_id, "rows": r.rows, "at": time.time(), "reapplied": r.reapplied}), flush=True)
+"""
+
+
+def test_spark_and_pyarrow_landing_one_table_at_once_lose_nothing(shared: tuple[Any, Settings], wine_csv: Path, tmp_path: Path) -> None:
+    spark, settings = shared
+    land(settings, str(wine_csv), "raw.wine", transport=InMemoryTransport())
+    files = [str(shifted_wine(wine_csv, 0.01 * (i + 1), first_id=10_000 * (i + 1))) for i in range(40)]
+    spark_file = shifted_wine(wine_csv, 0.7, first_id=1_000_000, name="spark.csv")
+    stop = tmp_path / "stop"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    appender = subprocess.Popen([sys.executable, "-c", APPENDER, *files, str(stop)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert appender.stdout is not None
+        first = appender.stdout.readline()  # the other process is landing before Spark starts
+        assert first, appender.stderr.read() if appender.stderr else ""
+        started = time.time()
+        result = land_spark(settings, str(spark_file), "raw.wine", transport=InMemoryTransport(), spark=spark)
+        ended = time.time()
+    finally:
+        stop.touch()
+        out, err = appender.communicate(timeout=600)
+    assert appender.returncode == 0, err
+    landings = [json.loads(line) for line in [first, *out.splitlines()] if line.strip()]
+    during = [x for x in landings if started <= x["at"] <= ended]
+    assert during, "the pyarrow landings did not overlap the Spark landing"
+
+    t = load_catalog(settings).load_table("raw.wine")
+    ids = t.scan().to_arrow().column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 178 * (2 + len(landings))
+    main = {s.snapshot_id for s in ancestors(t, t.current_snapshot().snapshot_id)}
+    assert result.snapshot_id in main and all(x["snapshot_id"] in main for x in landings)
+    assert set(t.metadata.refs) == {"main"}
+    spark_rows = spark.sql(f"SELECT count(*) AS n FROM {settings.catalog.name}.raw.wine WHERE id >= 1000000").first().n
+    assert spark_rows == 178
