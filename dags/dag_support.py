@@ -9,10 +9,14 @@ Airflow task context is a mapping here, so all of it is testable without a sched
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.exceptions import TidemarkError, reword
@@ -89,16 +93,63 @@ def one_line_failure() -> Iterator[None]:
 
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         log.error("%s", message)
+        task_note(f"failed: {message}")
         raise AirflowFailException(message) from None
 
 
 def nothing_new(reason: str) -> Exception:
     """The exception that ends a task whose schedule found nothing new: the task is skipped (not
-    failed) and `reason` is its log line."""
+    failed) and `reason` is its log line and its task instance note."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     log.info("%s", reason)
+    task_note(f"skipped: {reason}")
     return AirflowSkipException(reason)
+
+
+NOTE_MAX = 1000  # Airflow's task_instance_note.content column
+
+
+def task_note(text: str, context: Mapping[str, Any] | None = None) -> bool:
+    """Set the running task instance's note (what the UI shows beside the task) to `text`; True if set.
+
+    Airflow 3's task SDK has no call to set a note from inside a task (its execution API only writes
+    state, XCom and the like), so this goes through Airflow's public REST API, like a user editing the
+    note: PATCH `/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}?update_mask=note`, on the API
+    server the task already reports to (`[core] execution_api_server_url` without `execution/`),
+    logged in with the simple auth manager's user and password from its passwords file
+    (`[core] simple_auth_manager_passwords_file`; `make airflow` and the tests write it). Where that
+    file is not readable (another auth manager, a worker on another host) or the server does not
+    answer (`airflow dags test` runs without one), the note is skipped and the log says why; the
+    reason is in the task log either way. Never raises: a note must not change the task's outcome."""
+    try:
+        from airflow.sdk import get_current_context
+        from airflow.sdk.configuration import conf
+
+        ti = (context or get_current_context())["ti"]
+        base = (conf.get("core", "execution_api_server_url", fallback=None) or f"http://localhost:{conf.get('api', 'port', fallback='8080')}/execution/")
+        base = base.rstrip("/").removesuffix("/execution") + "/"
+        passwords = json.loads(Path(conf.get("core", "simple_auth_manager_passwords_file")).read_text() or "{}")
+        user = "admin" if "admin" in passwords else next(iter(passwords))
+        token = _post_json(base + "auth/token", {"username": user, "password": passwords[user]})["access_token"]
+        q = urllib.parse.quote
+        path = f"api/v2/dags/{q(ti.dag_id, safe='')}/dagRuns/{q(ti.run_id, safe='')}/taskInstances/{q(ti.task_id, safe='')}"
+        if getattr(ti, "map_index", -1) not in (-1, None):
+            path += f"/{ti.map_index}"
+        _post_json(base + path + "?update_mask=note", {"note": text[:NOTE_MAX]}, token=token, method="PATCH")
+        return True
+    except Exception as exc:  # no API server, no credentials here, an older Airflow: the log has the reason
+        log.warning("task note not set (%s: %s); the reason is in this log", exc.__class__.__name__, exc)
+        return False
+
+
+def _post_json(url: str, body: Mapping[str, Any], token: str | None = None, method: str = "POST") -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method=method)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
 
 
 def asset_uri(table: str) -> str:

@@ -29,6 +29,7 @@ from dag_support import (
     params_named,
     settings,
     snapshots_from_asset_events,
+    task_note,
 )
 from models.jobs import JOBS, TrainingJob
 
@@ -117,6 +118,8 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
                 raise nothing_new(f"no version of {job.model} holds the alias yet; nothing to renew (promote a first version)")
             if decision.get("nothing_new"):
                 raise nothing_new(decision["reason"])
+            # The decision in the UI beside the task: a refusal is a green run, its reason easy to miss.
+            task_note(f"{'promoted' if decision.get('promoted') else 'refused'}: {decision.get('reason', '')}", context)
             return decision
 
         renew_on_new_data()

@@ -305,6 +305,8 @@ def _land(
             audited = branches.write(catalog, name, branch, files, props, schema_id=prepared.schema.schema_id)
         except BaseException:
             writes.delete_files(tbl, files)
+            if created:  # the table and its first landing are one unit (a full disk at the commit, too)
+                target.drop_if_pristine(catalog, name)
             raise
         progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
         step("ingest.audited")

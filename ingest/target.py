@@ -96,6 +96,7 @@ def drop_if_pristine(catalog: Catalog, name: TableName) -> None:
     try:
         t = load_table(catalog, name)
         if set(t.metadata.refs) <= {"main"} and len(t.metadata.snapshots) <= 1:
-            catalog.drop_table(name.identifier)
-    except Exception:
-        log.warning("could not drop the empty table %s this failed landing created", name)
+            # Purged, not only dropped: its metadata files would otherwise stay in the warehouse.
+            catalog.purge_table(name.identifier)
+    except Exception as exc:
+        log.warning("could not drop the empty table %s this failed landing created: %s", name, exc)

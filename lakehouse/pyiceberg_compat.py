@@ -85,12 +85,36 @@ def write_data_files(
 
     from lakehouse.exceptions import no_space, storage_full
 
+    write_uuid = write_uuid or uuid.uuid4()
+    done: set[str] = set()
     try:
-        yield from _dataframe_to_data_files(metadata, data, io, write_uuid, counter)
+        for f in _dataframe_to_data_files(metadata, data, io, write_uuid, counter):
+            done.add(f.file_path)
+            yield f
     except OSError as exc:
         if no_space(exc):
+            _delete_partial_files(metadata.location, write_uuid, done)
             raise storage_full(f"{metadata.location}/data", "writing a data file") from exc
         raise
+
+
+def _delete_partial_files(location: str, write_uuid: uuid.UUID, done: set[str]) -> None:
+    """Delete the files of this write that a full local disk cut short (the caller deletes the finished
+    ones, `done`): they hold the space the failed landing's clean-up (dropping a table it created,
+    recording its FAIL event) needs. pyiceberg names them `00000-<task>-<write_uuid>.parquet`."""
+    import logging
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    url = urlparse(location)
+    if url.scheme not in ("", "file"):  # an object store does not run out of space mid-file
+        return
+    for path in (Path(unquote(url.path)) / "data").rglob(f"00000-*-{write_uuid}.parquet"):
+        if path.as_uri() not in done and str(path) not in done:
+            try:
+                path.unlink()
+            except OSError as exc:
+                logging.getLogger(__name__).warning("could not delete the cut-short data file %s: %s", path, exc)
 
 
 def check_schema_compatible(table_schema: Schema, arrow_schema: pa.Schema, format_version: int) -> None:

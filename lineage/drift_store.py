@@ -57,6 +57,9 @@ def schema() -> Any:
         s(19, "drifted", BooleanType()),
         s(20, "reasons"),  # JSON list of strings
         s(21, "table_drifted", BooleanType()),
+        # False: carried by a drift facet without a valid signature (`lineage.signing`), i.e. not
+        # from Tidemark's own checker; `models status` ignores such rows. None: a row from before.
+        s(22, "verified", BooleanType()),
     )
 
 
@@ -65,11 +68,19 @@ def arrow_schema() -> pa.Schema:
 
 
 def ensure(catalog: Catalog, settings: Settings) -> Table:
-    return ensure_table(catalog, TableName(settings.lineage.namespace, DRIFT), schema(), properties={"format-version": "2", **NO_REBASE})
+    from lineage.store import add_new_columns
+
+    table = ensure_table(catalog, TableName(settings.lineage.namespace, DRIFT), schema(), properties={"format-version": "2", **NO_REBASE})
+    return add_new_columns(table, schema())  # `verified` into a drift table an older Tidemark made
 
 
-def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """`lineage.drift` rows carried by a COMPLETE event's inputs with a `tidemark_drift` facet."""
+def rows_from_event(event: Mapping[str, Any], settings: Settings | None = None) -> list[dict[str, Any]]:
+    """`lineage.drift` rows carried by a COMPLETE event's inputs with a `tidemark_drift` facet.
+
+    `verified`: the facet's signature verifies with `settings`' registry key (never without settings).
+    """
+    from lineage import signing
+
     if event.get("eventType") != "COMPLETE":
         return []
     rows = []
@@ -90,6 +101,7 @@ def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "rows_baseline": _int(facet.get("rowsBaseline")),
                 "rows_current": _int(facet.get("rowsCurrent")),
                 "table_drifted": bool(facet.get("drifted", False)),
+                "verified": settings is not None and signing.verify(settings, signing.facet_fields(facet), facet.get("signature")),
             }
             for f in facet.get("features") or []:
                 rows.append(
@@ -126,7 +138,7 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
     Idempotent: a row is keyed by (run id, table, column), so a replay, or an event whose rows the
     checker already wrote directly, adds nothing.
     """
-    rows = [r for e in events for r in rows_from_event(e)]
+    rows = [r for e in events for r in rows_from_event(e, settings)]
     if not rows:
         return 0
     from pyiceberg.expressions import In

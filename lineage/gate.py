@@ -180,6 +180,12 @@ def check(
 ) -> GateReport:
     """The whole gate for moving `alias` to `mv` while `holder` (or nobody) holds it."""
     report = GateReport(mv.model, mv.version, alias)
+    if getattr(mv, "verified", None) is False:
+        # Its metrics (compared below) and its artifact are the claims of an unsigned event.
+        report.problems.append(
+            f"version {mv.version} was registered by an event without a valid signature (its metrics and artifact are "
+            "unverified; train one with `tidemark train JOB`, or force with a reason)"
+        )
     report.problems += lineage_problems(settings, mv, con, catalog)
     problems, notes = metric_problems(settings, mv, holder, alias)
     report.problems += problems

@@ -316,7 +316,7 @@ def signed_move(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def signed_registration(facet: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a `tidemark_modelVersion` facet that its signature covers: all of its own."""
-    return {k: v for k, v in facet.items() if not k.startswith("_") and k != "signature"}
+    return signing.facet_fields(facet)
 
 
 def current_aliases(history: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:

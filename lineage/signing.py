@@ -73,6 +73,12 @@ def sign(settings: Settings, fields: Mapping[str, Any]) -> str:
     return f"{SCHEME}:{hmac.new(key, _message(fields), hashlib.sha256).hexdigest()}"
 
 
+def facet_fields(facet: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a Tidemark facet that its signature covers: all of its own (not `_producer`,
+    `_schemaURL`, nor the signature)."""
+    return {k: v for k, v in facet.items() if not k.startswith("_") and k != "signature"}
+
+
 def verify(settings: Settings, fields: Mapping[str, Any], signature: object) -> bool:
     """Were these fields signed with this installation's key? False for no, a bad or a foreign signature."""
     if not isinstance(signature, str) or not signature.startswith(f"{SCHEME}:"):

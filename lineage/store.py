@@ -161,11 +161,11 @@ def ensure_tables(catalog: Catalog, settings: Settings, missing_only: bool = Fal
         )
     if not missing_only:
         for short, table in out.items():
-            out[short] = _evolve(table, _schemas()[short])
+            out[short] = add_new_columns(table, _schemas()[short])
     return out
 
 
-def _evolve(table: Table, schema: Any) -> Table:
+def add_new_columns(table: Table, schema: Any) -> Table:
     """Add the columns this version of Tidemark writes to a table an older one created (new
     columns are optional and appended with the next field ids, so old files read them as null)."""
     have = {f.name for f in table.schema().fields}

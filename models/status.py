@@ -40,7 +40,9 @@ def last_drift_check(settings: Settings, model: str) -> dict[str, Any] | None:
     Per table: whether it drifted (by any measure: a feature, the row count, the schema), the
     drifted features, the row counts, and every reason (the row-count one from the thresholds).
     """
-    rows = stored_checks(settings, model)
+    # Rows from a drift facet without a valid signature (an event from some other producer, or a
+    # forged one) are in `lineage.drift` for the record, but never decide what status reports.
+    rows = [r for r in stored_checks(settings, model) if r.get("verified") is not False]
     if not rows:
         return None
     run_id = rows[0]["run_id"]
@@ -102,8 +104,11 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
             "actor": mv.actor.to_json() if mv.actor else None,
         }
         for mv in versions
-        if not mv.aliases and mv.archived is None and mv.version > oldest_holder
+        if not mv.aliases and mv.archived is None and mv.version > oldest_holder and mv.verified is not False
     ]
+    # Registered by an event without a valid signature: their metrics and artifact are claims, not
+    # candidates; listed apart so a forged registration is seen, never offered.
+    unverified = [mv.version for mv in versions if mv.verified is False]
     ns = settings.lineage.namespace
     con = lineage_query.connect(settings, only=[f"{ns}.events"], iceberg=False)
     decision = _last_complete(con, ns, f"{RENEW_JOB}.{model}")
@@ -140,5 +145,6 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
         "latest_version": versions[-1].version,
         "last_drift_check": last_drift,
         "candidates": candidates,
+        "unverified_versions": unverified,
         "last_decision": last_decision,
     }

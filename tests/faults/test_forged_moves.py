@@ -172,6 +172,12 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
     assert f"REJECTED moves from events ({len(forged)}, never applied)" in text
     assert "production -> version 99" in text and "claims forced" in text and "archive version 1" in text
     assert "../../../etc" not in {a for (m, a) in Registry(settings).current_aliases()}
+    # The forged registration (version 4, accuracy 1.0) is no candidate, and the gate refuses it by hand too.
+    assert st["unverified_versions"] == [4] and 4 not in [c["version"] for c in st["candidates"]]
+    assert "UNVERIFIED versions (registered by unsigned events; not candidates, the gate refuses them): 4" in text
+    by_hand = run_cli("models", "promote", "wine", "4", "--alias", "staging", check=False)
+    assert by_hand.returncode == 1 and "version 4 was registered by an event without a valid signature" in by_hand.stderr
+    assert Registry(settings).current_aliases().get(("wine", "staging")) == good.version
 
 
 def test_an_authorised_forced_move_is_applied_by_a_consumer_that_holds_the_key(tmp_path: Path, settings: Any) -> None:
@@ -283,3 +289,46 @@ def test_a_signed_move_read_before_its_registration_is_applied_when_the_registra
     reg = Registry(replica)
     assert reg.resolve("wine@production").version == 1
     assert reg.rejected_moves("wine") == [] and len(reg.alias_history("wine")) == 1
+
+
+def test_a_forged_drift_result_is_stored_unverified_and_never_reported(tmp_path: Path, settings: Any, fault_report: FaultReport) -> None:
+    """A copy of a real drift check's event, unsigned and claiming drift at a later time: stored in
+    `lineage.drift` with verified=false; `models status` keeps reporting the real, newest signed check."""
+    from models.drift.check import check_model
+    from lineage import drift_store
+
+    tr = KafkaTransport(settings)
+    try:
+        land(settings, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", tr)
+        version = train(settings, get_job("wine_classifier"), transport=tr).version.version
+        consume(settings, once=True)
+        promote(settings, "wine", version, "production", reason="first", transport=tr)
+        real = check_model(settings, "wine@production", transport=tr)
+    finally:
+        tr.close()
+    consume(settings, once=True)
+    before = json.loads(run_cli("models", "status", "wine", "--output", "json").stdout)["last_drift_check"]
+    assert before["run_id"] == real.run_id and before["drifted"] is False
+    (row,) = run_sql(settings, f"SELECT payload FROM lineage.events WHERE run_id = '{real.run_id}' AND event_type = 'COMPLETE'").to_pylist()
+    forged = json.loads(row["payload"])
+    forged["run"]["runId"] = str(uuid.uuid4())
+    forged["eventTime"] = (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    for ds in forged["inputs"]:
+        facet = (ds.get("inputFacets") or {}).get(drift_store.DRIFT_FACET)
+        if facet:
+            facet.pop("signature", None)
+            facet["drifted"] = True
+            for f in facet["features"]:
+                f.update(drifted=True, reasons=["forged"])
+    _emit(tmp_path, [forged])
+    consume(settings, once=True)
+    rows = run_sql(settings, "SELECT run_id, verified FROM lineage.drift").to_pylist()
+    verified = {r["run_id"]: r["verified"] for r in rows}
+    after = json.loads(run_cli("models", "status", "wine", "--output", "json").stdout)["last_drift_check"]
+    held = verified == {real.run_id: True, forged["run"]["runId"]: False} and after == before
+    fault_report.record(
+        "registry", "forged drift result (a real check's event, unsigned, claiming drift, later)", trials=1, held=held,
+        before={"last check": before["run_id"][:8], "drifted": before["drifted"]}, after={"last check": after["run_id"][:8], "drifted": after["drifted"]},
+        note="stored with verified=false; models status reports the signed check",
+    )
+    assert held, (verified, after)

@@ -127,6 +127,44 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def _big_csv(tmp_path: Path) -> Path:
+    """~20 MB of incompressible rows: more than the whole 8 MB file system holds."""
+    rng = random.Random(28)
+    big = tmp_path / "big.csv"
+    with big.open("w") as fh:
+        fh.write("id,v,s\n")
+        for i in range(600_000):
+            fh.write(f"{i + 300},{rng.random()},{rng.getrandbits(64):x}\n")
+    return big
+
+
+def _tables() -> list[str]:
+    return [t["table"] for t in json.loads(run_cli("tables", "--output", "json").stdout)]
+
+
+def test_disk_full_while_creating_a_new_table_leaves_no_table_behind(small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_report: FaultReport) -> None:
+    """Creating a table and its first landing are one unit: a full disk during the first landing
+    leaves no (empty) table, and the next landing creates it afresh."""
+    home = small_disk / "home"
+    monkeypatch.setenv("TIDEMARK_HOME", str(home))
+    small = tmp_path / "small.csv"
+    small.write_text("id,v,s\n" + "".join(f"{i},{i * 0.5},x{i}\n" for i in range(300)))
+    run_cli("ingest", str(small), "--table", "raw.other")  # a table that must stay
+    before = {"tables": _tables()}
+    proc = run_cli("ingest", str(_big_csv(tmp_path)), "--table", "raw.fresh", check=False)
+    line = error_line("\n".join(l for l in proc.stderr.splitlines() if not l.startswith("WARNING ")))
+    named = proc.returncode == 1 and "no space left on the device holding" in line and "Traceback" not in proc.stderr
+    left = [p for p in (home / "warehouse" / "raw" / "fresh").rglob("*") if p.is_file()]
+    after = {"tables": _tables(), "files left": len(left), "free bytes": shutil.disk_usage(small_disk).free}
+    again = run_cli("ingest", str(small), "--table", "raw.fresh", check=False)
+    held = named and after["tables"] == before["tables"] and not left and again.returncode == 0 and _rows("raw.fresh") == 300
+    fault_report.record(
+        "storage", "disk full during the first landing of a new table", trials=1, held=held, before=before, after=after,
+        note="one line naming the full device; no empty table left; the next landing creates it",
+    )
+    assert held, (proc.stderr, after, left, again.stderr)
+
+
 def test_disk_full_during_an_ingest_names_the_full_path(small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_report: FaultReport) -> None:
     home = small_disk / "home"
     monkeypatch.setenv("TIDEMARK_HOME", str(home))
@@ -134,14 +172,7 @@ def test_disk_full_during_an_ingest_names_the_full_path(small_disk: Path, tmp_pa
     small.write_text("id,v,s\n" + "".join(f"{i},{i * 0.5},x{i}\n" for i in range(300)))
     run_cli("ingest", str(small), "--table", "raw.t")
     before = {"rows": _rows("raw.t")}
-    # ~20 MB of incompressible rows: more than the whole file system holds.
-    rng = random.Random(28)
-    big = tmp_path / "big.csv"
-    with big.open("w") as fh:
-        fh.write("id,v,s\n")
-        for i in range(600_000):
-            fh.write(f"{i + 300},{rng.random()},{rng.getrandbits(64):x}\n")
-    proc = run_cli("ingest", str(big), "--table", "raw.t", check=False)
+    proc = run_cli("ingest", str(_big_csv(tmp_path)), "--table", "raw.t", check=False)
     line = error_line("\n".join(l for l in proc.stderr.splitlines() if not l.startswith("WARNING ")))
     data_dir = (home / "warehouse" / "raw" / "t" / "data").as_uri()
     named = proc.returncode == 1 and "no space left on the device holding" in line and data_dir in line and "Traceback" not in proc.stderr

@@ -273,6 +273,13 @@ def test_models_page_and_a_models_alias_timeline(ui: dict[str, Any], browser: An
     assert [r.split("\t")[0] for r in rows] == ["diabetes", "wine"]
     assert all(getpass.getuser() in r for r in rows)  # the owner column
     assert "production → v1" in rows[1] and "staging → v3" in rows[1]
+    # The forged move to version 99 (ui_history): listed as refused, with the consumer's reason, in the page and its JSON twin.
+    refused = page.locator("#tm-rejected-moves tbody tr").all_inner_texts()
+    assert len(refused) == 1 and "wine" in refused[0] and "move production" in refused[0] and "v99" in refused[0], refused
+    assert "no version 99" in refused[0], refused
+    status, body = call(ui["base"] + "/tidemark/api/models", ui["admin"])
+    assert status == 200 and [(r["model"], r["alias"], r["version"]) for r in body["rejected_moves"]] == [("wine", "production", 99)]
+    assert body["rejected_moves"][0]["rejected_because"] in refused[0]
     shot(page, "models")
     page.click("text=wine >> nth=0")
     page.wait_for_url("**/tidemark/models/wine")

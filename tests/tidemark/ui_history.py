@@ -3,7 +3,7 @@
 
 After it: wine versions 1-3 (production moved 1 -> 2 -> 1, the last move forced; staging on 3), a
 quarantined landing, four landings (raw.wine owned by team:wine from the second on) of which two shift `alcohol` (drift), four drift checks, a
-renewal decision, and a second model (diabetes) in production. Usable from a test fixture or by
+renewal decision, a second model (diabetes) in production, and a forged (refused) move of wine to version 99. Usable from a test fixture or by
 hand: `TIDEMARK_HOME=/tmp/x python -m tests.tidemark.ui_history`.
 """
 
@@ -69,7 +69,29 @@ def build(home: Path) -> dict[str, Any]:
     _cli("lineage", "consume", "--once")
     _cli("models", "promote", "diabetes", "1", "--alias", "production", "--reason", "first diabetes model")
     _cli("lineage", "consume", "--once")
+    # A forged move (issue 16's reproduction): wine's promote event, unsigned, pointed at version 99.
+    _cli("lineage", "emit", str(_forged_promote(home, data / "forged.jsonl", version=99)))
+    _cli("lineage", "consume", "--once")
     return {"home": home}
+
+
+def _forged_promote(home: Path, path: Path, version: int) -> Path:
+    """A copy of wine's first promote event with a new run, its signature dropped, naming `version`."""
+    import json
+    import uuid
+
+    from lakehouse.config import load_settings
+    from lineage import model_store
+    from lineage.query import run_sql
+
+    rows = run_sql(load_settings(), "SELECT payload FROM lineage.events WHERE job_name = 'models.promote' ORDER BY event_time LIMIT 1").to_pylist()
+    event = json.loads(rows[0]["payload"])
+    event["run"]["runId"] = str(uuid.uuid4())
+    (ds,) = event["inputs"]
+    ds["facets"]["version"]["datasetVersion"] = str(version)
+    ds["facets"][model_store.ALIAS_FACET].pop("signature", None)
+    path.write_text(json.dumps(event) + "\n")
+    return path
 
 
 if __name__ == "__main__":

@@ -233,6 +233,9 @@ def cmd_models_status(args: argparse.Namespace) -> int:
             print(f"  candidate version {c['version']} ({c['created_at']}): {metrics_text(c['metrics'])}")
     else:
         print("  candidates: none")
+    if st["unverified_versions"]:
+        versions = ", ".join(str(v) for v in st["unverified_versions"])
+        print(f"  UNVERIFIED versions (registered by unsigned events; not candidates, the gate refuses them): {versions}")
     d = st["last_decision"]
     if d is None:
         print("  last automatic decision: none")

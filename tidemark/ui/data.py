@@ -148,7 +148,15 @@ def models(s: Settings) -> dict[str, Any]:
                      primary_metric=mv.primary_metric, job=mv.job_name, owner=mv.owner)
     for (model, alias), version in sorted(aliases.items()):
         out[model]["aliases"][alias] = version
-    return {"models": sorted(out.values(), key=lambda m: m["model"])}
+    # Alias moves and archives that events claimed and the consumer refused (`lineage.rejected_moves`):
+    # someone tried to change the registry; newest first.
+    rejected = [
+        {"time": r["event_time"].isoformat(), "model": r["model"], "action": r["action"], "alias": r["alias"] or None,
+         "version": r["version"], "run_id": r["run_id"], "producer": r["producer"], "forced": r["forced"],
+         "rejected_because": r["rejected_because"]}
+        for r in reversed(reg.rejected_moves())
+    ]
+    return {"models": sorted(out.values(), key=lambda m: m["model"]), "rejected_moves": rejected}
 
 
 def _unknown_model(s: Settings, name: str) -> PageNotFoundError:
