@@ -187,7 +187,7 @@ def land(
         return _land(
             settings, location, table, suite_file=suite_file, fmt=fmt, force=force, strict=strict, transport=transport,
             progress=progress, advance=advance, batch_rows=batch_rows, data_docs=data_docs, publish=publish,
-            on_audited=on_audited, rename=rename,
+            on_audited=on_audited, rename=rename, owner=owner,
         )
     except MemoryError as exc:
         # numpy's, pyarrow's and Python's own out-of-memory errors; the steps below already deleted
@@ -215,6 +215,7 @@ def _land(
     publish: bool,
     on_audited: Audited | None,
     rename: Mapping[str, str] | None,
+    owner: str | None,
 ) -> LandingResult:
     import pyarrow as pa
 
