@@ -189,9 +189,12 @@ def land(
             progress=progress, advance=advance, batch_rows=batch_rows, data_docs=data_docs, publish=publish,
             on_audited=on_audited, rename=rename, owner=owner,
         )
-    except MemoryError as exc:
-        # numpy's, pyarrow's and Python's own out-of-memory errors; the steps below already deleted
+    except (MemoryError, RuntimeError) as exc:
+        # numpy's, pyarrow's and Python's own out-of-memory errors, and a thread that cannot get its
+        # stack under a memory limit ("can't start new thread"); the steps below already deleted
         # what they wrote and dropped a table they made, so this is said in one line.
+        if isinstance(exc, RuntimeError) and "can't start new thread" not in str(exc):
+            raise
         raise LandingOutOfMemoryError(
             f"{location}: ran out of memory landing it into {table} ({str(exc).splitlines()[0] if str(exc) else 'MemoryError'}); "
             "nothing was published: land it with --engine spark (Spark spills to disk) or give the process more memory"
