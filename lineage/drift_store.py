@@ -101,7 +101,7 @@ def rows_from_event(event: Mapping[str, Any], settings: Settings | None = None) 
                 "rows_baseline": _int(facet.get("rowsBaseline")),
                 "rows_current": _int(facet.get("rowsCurrent")),
                 "table_drifted": bool(facet.get("drifted", False)),
-                "verified": settings is not None and signing.verify(settings, signing.facet_fields(facet), facet.get("signature")),
+                "verified": signing.facet_verifies(settings, facet),
             }
             for f in facet.get("features") or []:
                 rows.append(

@@ -220,11 +220,13 @@ def _seed(node: Node, direction: Direction, e: str = "e") -> tuple[str, list[Any
         where, params = "(ns = ? AND name = ?) OR (sym_ns = ? AND sym = ?)", [node.namespace, node.name] * 2
     version = ""
     if node.version is not None:
-        version = " AND version = ?"
-    # Every name of the dataset leads to the same node (its identity with symlinks resolved).
-    sql = (f"SELECT DISTINCT run_id FROM {e} WHERE direction = '{side}'{version} "
-           f"AND (kns, kname) IN (SELECT (kns, kname) FROM {e} WHERE {where})")
-    return sql, ([node.version] if node.version is not None else []) + params
+        version = " AND e.version = ?"
+    # Every name of the dataset leads to the same node (its identity with symlinks resolved). A
+    # join on the identity's two columns: DuckDB compared a `(kns, kname) IN (...)` row value with
+    # every edge (~25% more CPU per warm walk). Parameters bind in text order: the names, then the version.
+    sql = (f"SELECT DISTINCT e.run_id FROM {e} e JOIN (SELECT DISTINCT kns, kname FROM {e} WHERE {where}) k "
+           f"ON e.kns = k.kns AND e.kname = k.kname WHERE e.direction = '{side}'{version}")
+    return sql, params + ([node.version] if node.version is not None else [])
 
 
 def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) -> duckdb.DuckDBPyConnection:

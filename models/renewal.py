@@ -22,6 +22,7 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
+from lineage import signing
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import artifacts
@@ -234,7 +235,8 @@ def renew(
         decision.run_id = run.run_id
         if promoted:
             registry.promote(holder.model, candidate.version, parsed.alias, reason=f"automatic renewal ({reason})", transport=transport)
-        run.add_run_facet(DECISION_FACET, ev.facet(run.producer, f"{ev.TIDEMARK_FACETS}/RenewalRunFacet.json", **decision.to_json()))
+        # Signed: `models status` shows a decision only from Tidemark's own renewal, never a forged event's.
+        run.add_run_facet(DECISION_FACET, signing.sign_facet(settings, ev.facet(run.producer, f"{ev.TIDEMARK_FACETS}/RenewalRunFacet.json", **decision.to_json())))
     progress(f"{'promoted' if promoted else 'not promoted'} {holder.model}:{candidate.version} to {parsed.alias}: {reason}")
     return decision
 

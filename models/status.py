@@ -13,12 +13,15 @@ from lakehouse.config import Settings
 from lakehouse.sql import query
 from lineage import actors
 from lineage import query as lineage_query
+from lineage import signing
 from models.registry import Registry
 from models.drift import stored_checks, thresholds_for
 from models.renewal import DECISION_FACET, RENEW_JOB
 
 
-def _last_complete(con: Any, ns: str, job_name: str) -> dict[str, Any] | None:
+def _last_decision(settings: Settings, con: Any, ns: str, job_name: str) -> dict[str, Any] | None:
+    """The newest renewal decision of `job_name` whose facet Tidemark's renewal signed: anyone who
+    can write to the topic can send a `renew.NAME` COMPLETE event, which is stored but not shown."""
     rows = query(
         con,
         f"""
@@ -26,11 +29,14 @@ def _last_complete(con: Any, ns: str, job_name: str) -> dict[str, Any] | None:
         FROM "{ns}".events
         WHERE job_name = ? AND event_type = 'COMPLETE'
         ORDER BY event_time DESC
-        LIMIT 1
         """,
         [job_name],
     ).to_pylist()
-    return rows[0] if rows else None
+    for row in rows:
+        facet = ((json.loads(row["payload"]).get("run") or {}).get("facets") or {}).get(DECISION_FACET)
+        if isinstance(facet, dict) and signing.facet_verifies(settings, facet):
+            return {"run_id": row["run_id"], "time": row["event_time"], **signing.facet_fields(facet)}
+    return None
 
 
 def last_drift_check(settings: Settings, model: str) -> dict[str, Any] | None:
@@ -111,12 +117,8 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
     unverified = [mv.version for mv in versions if mv.verified is False]
     ns = settings.lineage.namespace
     con = lineage_query.connect(settings, only=[f"{ns}.events"], iceberg=False)
-    decision = _last_complete(con, ns, f"{RENEW_JOB}.{model}")
+    last_decision = _last_decision(settings, con, ns, f"{RENEW_JOB}.{model}")
     last_drift = last_drift_check(settings, model)
-    last_decision = None
-    if decision is not None:
-        facet = ((json.loads(decision["payload"]).get("run") or {}).get("facets") or {}).get(DECISION_FACET) or {}
-        last_decision = {"run_id": decision["run_id"], "time": decision["event_time"], **{k: v for k, v in facet.items() if not k.startswith("_")}}
     # Moves that events claimed and the consumer refused: someone tried to change this registry.
     rejected = [
         {

@@ -14,7 +14,7 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import DriftThresholds, Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
-from lineage import drift_store
+from lineage import drift_store, signing
 from lineage import events as ev
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
@@ -123,7 +123,7 @@ def check_model(
             dataset.setdefault("inputFacets", {}).update(
                 {
                     "dataQualityMetrics": quality_facet(producer, td),
-                    drift_store.DRIFT_FACET: signed(settings, drift_facet(producer, td, mv.model, mv.version, r.alias)),
+                    drift_store.DRIFT_FACET: signing.sign_facet(settings, drift_facet(producer, td, mv.model, mv.version, r.alias)),
                 }
             )
             run.add_input(dataset)
@@ -152,13 +152,6 @@ def quality_facet(producer: str, td: TableDrift) -> dict[str, Any]:
         rowCount=td.rows_current,
         columnMetrics=metrics,
     )
-
-
-def signed(settings: Settings, facet: dict[str, Any]) -> dict[str, Any]:
-    """`facet` with the registry key's signature: the consumer marks drift rows without one unverified."""
-    from lineage import signing
-
-    return {**facet, "signature": signing.sign(settings, signing.facet_fields(facet))}
 
 
 def drift_facet(producer: str, td: TableDrift, model: str, version: int, alias: str | None) -> dict[str, Any]:

@@ -293,9 +293,11 @@ def test_a_signed_move_read_before_its_registration_is_applied_when_the_registra
 
 def test_a_forged_drift_result_is_stored_unverified_and_never_reported(tmp_path: Path, settings: Any, fault_report: FaultReport) -> None:
     """A copy of a real drift check's event, unsigned and claiming drift at a later time: stored in
-    `lineage.drift` with verified=false; `models status` keeps reporting the real, newest signed check."""
-    from models.drift.check import check_model
+    `lineage.drift` with verified=false; `models status` keeps reporting the real, newest signed check,
+    and shows no made-up renewal decision."""
     from lineage import drift_store
+    from models.drift.check import check_model
+    from models.renewal import DECISION_FACET, RENEW_JOB
 
     tr = KafkaTransport(settings)
     try:
@@ -320,8 +322,18 @@ def test_a_forged_drift_result_is_stored_unverified_and_never_reported(tmp_path:
             facet["drifted"] = True
             for f in facet["features"]:
                 f.update(drifted=True, reasons=["forged"])
-    _emit(tmp_path, [forged])
+    # And a made-up renewal decision (an unsigned `renew.wine` COMPLETE event) claiming a promotion.
+    decision = copy.deepcopy(forged)
+    decision["run"]["runId"] = str(uuid.uuid4())
+    decision["job"]["name"] = f"{RENEW_JOB}.wine"
+    decision["inputs"] = []  # no drift facets of its own
+    decision["run"].setdefault("facets", {})[DECISION_FACET] = {
+        "_producer": "https://example.com/forger", "_schemaURL": "https://example.com/x.json",
+        "model": "wine", "alias": "production", "candidate_version": 99, "promoted": True, "reason": "forged",
+    }
+    _emit(tmp_path, [forged, decision])
     consume(settings, once=True)
+    assert json.loads(run_cli("models", "status", "wine", "--output", "json").stdout)["last_decision"] is None
     rows = run_sql(settings, "SELECT run_id, verified FROM lineage.drift").to_pylist()
     verified = {r["run_id"]: r["verified"] for r in rows}
     after = json.loads(run_cli("models", "status", "wine", "--output", "json").stdout)["last_drift_check"]

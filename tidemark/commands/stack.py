@@ -163,6 +163,48 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         progress(f"Airflow UI: http://localhost:{port}  login: {airflow_env.ADMIN} / {password}")
         progress(f"AIRFLOW_HOME={env['AIRFLOW_HOME']}  DAGs: {env['AIRFLOW__CORE__DAGS_FOLDER']}")
     try:
+        if argv[0] in SERVICES:
+            return _run_service(["airflow", *argv], env)
         return subprocess.call(["airflow", *argv], env=env)
     except FileNotFoundError:
         raise ConfigError("the `airflow` command is not installed here; `make venv` installs it (extra `airflow`)") from None
+
+
+# Airflow commands that run until stopped: Ctrl-C must stop them and every process they started.
+SERVICES = ("standalone", "api-server", "scheduler", "dag-processor", "triggerer")
+STOP_GRACE_S = 10.0
+
+
+def _run_service(argv: list[str], env: dict[str, str], grace_s: float = STOP_GRACE_S) -> int:
+    """Run a long-running Airflow command in a session of its own; Ctrl-C (or SIGTERM) stops the whole
+    session: SIGTERM, then SIGKILL after `grace_s`. `airflow standalone` alone took 35 s and more to
+    stop on Ctrl-C (issue 18), and a plain kill of it left its scheduler and API server running."""
+    import os
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        progress(f"stopping {' '.join(argv[:2])} (at most {grace_s:.0f} s) ...")
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait_s)
+                if sig == signal.SIGTERM:  # the leader is gone; what it left in its session goes too
+                    os.killpg(proc.pid, signal.SIGKILL)
+                break
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                continue
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
