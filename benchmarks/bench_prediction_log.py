@@ -1,0 +1,103 @@
+"""Prediction-log freshness: time from a request to its row visible in a DuckDB query of the Iceberg table.
+
+`tidemark serve wine@production` (prediction logging on, the default micro-batch settings) answers
+a constant open-loop rate of 1-record requests (`benchmarks.loadgen`; quick: 20/s for 15 s, full:
+50/s for 60 s) while this process polls `serving.wine_predictions` through DuckDB (each poll loads
+the table's current metadata and reads it with `iceberg_scan`, as `tidemark sql` does) and notes
+when each prediction_id first shows. Freshness of a row = that time - the request's start; every
+answered request must show up (`missing` counts those that never did within 60 s of the end).
+Target (issue 21): p99 <= 10 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks.common import local_broker, percentile, result, scratch_home
+from benchmarks.serve_common import HOST, MODEL, ROOT, body, free_port, log, tidemark_server, train_wine
+
+
+def _ids(answer: str) -> list[str]:
+    """The ids the log stores for an answer: one per record (`prediction_ids` of a batch), else the request's."""
+    a = json.loads(answer)
+    return list(a.get("prediction_ids") or [a["prediction_id"]])
+
+
+def run(quick: bool) -> None:
+    from lakehouse import sql
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+    from lineage.kafka import ensure_topic
+    from lineage.store import ensure_tables
+
+    rate, seconds = (20.0, 15.0) if quick else (50.0, 60.0)
+    workers = int(os.environ.get("BENCH_SERVE_WORKERS", "1"))
+    table_id = ("serving", f"{MODEL}_predictions")
+    with scratch_home("prediction-log") as home, local_broker(load_settings()):
+        settings = load_settings()
+        ensure_topic(settings)
+        catalog = load_catalog(settings)
+        ensure_tables(catalog, settings)
+        train_wine(settings, home)
+        port = free_port()
+        with tidemark_server(home, port, workers):
+            spec = {"mode": "open", "host": HOST, "port": port, "path": "/predict", "body": body(home, 1),
+                    "seconds": seconds, "rate": rate, "keep_bodies": True}
+            client = subprocess.Popen([sys.executable, "-m", "benchmarks.loadgen"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True, cwd=str(ROOT))
+            assert client.stdin is not None
+            client.stdin.write(json.dumps(spec))
+            client.stdin.close()
+            con = sql.connect()
+            seen: dict[str, float] = {}  # prediction_id -> wall time it was first visible
+            last_metadata = None
+            deadline = time.monotonic() + seconds + 60
+            out = None
+            answered: set[str] | None = None
+            try:
+                while time.monotonic() < deadline:
+                    if out is None and client.poll() is not None:
+                        out = json.loads(client.stdout.read() if client.stdout else "{}")
+                        answered = {i for b in out["bodies"] if 200 <= b[2] < 300 for i in _ids(b[3])}
+                    if answered is not None and answered <= seen.keys():
+                        break
+                    if catalog.table_exists(table_id):
+                        table = catalog.load_table(table_id)
+                        if table.current_snapshot() is not None and table.metadata_location != last_metadata:
+                            last_metadata = table.metadata_location
+                            rows = con.execute("SELECT CAST(prediction_id AS VARCHAR) FROM iceberg_scan(?)", [last_metadata]).fetchall()
+                            now = time.time()
+                            for (pid,) in rows:
+                                seen.setdefault(pid, now)
+                    time.sleep(0.1)
+            finally:
+                if client.poll() is None:
+                    client.kill()
+                    client.wait()
+            if out is None:
+                raise RuntimeError("the load generator did not finish")
+    fresh = []
+    missing = 0
+    for scheduled, _answered, status, text in out["bodies"]:
+        if 200 <= status < 300:
+            for pid in _ids(text):
+                if pid in seen:
+                    fresh.append(seen[pid] - scheduled)
+                else:
+                    missing += 1
+    if out["failed"]:
+        log(f"failed requests: {out['failed']} ({out['errors']})")
+    p50, p99 = percentile(fresh, 50), percentile(fresh, 99)
+    log(f"{len(fresh)} rows visible in DuckDB; freshness p50 {p50:.2f} s, p99 {p99:.2f} s, max {max(fresh or [float('nan')]):.2f} s; {missing} missing")
+    result(
+        "prediction_log", rows=len(fresh), missing=missing, failed=out["failed"], rate_per_s=rate, seconds=seconds,
+        p50_s=p50, p99_s=p99, max_s=max(fresh or [float("nan")]), target_p99_s=10.0, mode="quick" if quick else "full",
+    )
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)
