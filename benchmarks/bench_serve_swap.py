@@ -50,7 +50,7 @@ def _promote(version: int) -> float:
     done = subprocess.run(
         [sys.executable, "-m", "tidemark", "models", "promote", MODEL, str(version), "--alias", ALIAS,
          "--force", "--reason", "serve_swap benchmark", "--output", "json"],
-        capture_output=True, text=True, cwd=str(ROOT), check=False,
+        capture_output=True, text=True, check=False,
     )
     returned = time.time()
     if done.returncode != 0:

@@ -113,17 +113,31 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str], cwd: Path | Non
     return proc
 
 
-@contextmanager
-def tidemark_server(home: Path, port: int, workers: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[Any]]:
-    """`tidemark serve wine@production` with prediction logging as configured (on by default)."""
+def start_tidemark(home: Path, port: int, workers: int, env: dict[str, str] | None = None) -> subprocess.Popen[Any]:
+    """`tidemark serve wine@production` (prediction logging as configured: on by default); not waited for."""
     full_env = {**os.environ, **(env or {})}
     args = [sys.executable, "-m", "tidemark", "serve", f"{MODEL}@{ALIAS}", "--host", HOST, "--port", str(port), "--workers", str(workers)]
-    proc = _spawn(args, home / f"tidemark-serve-{port}.log", full_env, cwd=ROOT)
+    return _spawn(args, home / f"tidemark-serve-{port}.log", full_env)
+
+
+@contextmanager
+def serving(*started: tuple[subprocess.Popen[Any], int, str]) -> Iterator[None]:
+    """Wait until each started server (process, port, name) answers GET /readyz; stop them all afterwards.
+    Started together, they load at the same time: the benchmark waits once, not once per server."""
     try:
-        wait_ready(f"http://{HOST}:{port}/readyz", proc, 180, "tidemark serve")
-        yield proc
+        for proc, port, name in started:
+            wait_ready(f"http://{HOST}:{port}/readyz", proc, 180, name)
+        yield
     finally:
-        stop(proc)
+        for proc, _, _ in started:
+            stop(proc)
+
+
+@contextmanager
+def tidemark_server(home: Path, port: int, workers: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[Any]]:
+    proc = start_tidemark(home, port, workers, env)
+    with serving((proc, port, "tidemark serve")):
+        yield proc
 
 
 # -- BentoML ------------------------------------------------------------------------------------------
@@ -191,8 +205,8 @@ def export_artifact(settings: Any, work: Path) -> tuple[Path, str]:
     return path, mv.sha256
 
 
-@contextmanager
-def bentoml_server(settings: Any, work: Path, port: int, workers: int) -> Iterator[subprocess.Popen[Any]]:
+def start_bentoml(settings: Any, work: Path, port: int, workers: int) -> subprocess.Popen[Any]:
+    """`bentoml serve` of BENTO_SERVICE on the production holder's artifact; not waited for."""
     from models.jobs import WINE_FEATURES
 
     python = bentoml_python()
@@ -206,12 +220,7 @@ def bentoml_server(settings: Any, work: Path, port: int, workers: int) -> Iterat
         BENTOML_HOME=str(work / "bentoml-home"), BENTOML_DO_NOT_TRACK="true", DO_NOT_TRACK="true",
     )
     args = [str(python), "-m", "bentoml", "serve", "service:Wine", "--host", HOST, "--port", str(port)]
-    proc = _spawn(args, work / f"bentoml-{port}.log", env, cwd=service_dir)
-    try:
-        wait_ready(f"http://{HOST}:{port}/readyz", proc, 180, "bentoml serve")
-        yield proc
-    finally:
-        stop(proc)
+    return _spawn(args, work / f"bentoml-{port}.log", env, cwd=service_dir)
 
 
 def cpu_of_tree(pid: int) -> float:
