@@ -34,6 +34,12 @@ _EVENT_WAIT_S = 15.0
 _EVENT_RECHECK_S = 0.25
 
 
+def group_id(model: str, alias: str) -> str:
+    """The subscriber's consumer group: its own per model and alias (the compose stack's Kafka ACL
+    grants the `serve` user the prefix `tidemark-serve.`)."""
+    return f"tidemark-serve.{model}.{alias}"
+
+
 class Follower:
     """Holds the version served (`current`) and keeps it equal to the registry's alias holder."""
 
@@ -158,7 +164,7 @@ class Follower:
         topic = self.settings.kafka.topic
         # A group of our own (DESIGN: each subscriber its own), but partitions by assign(): every
         # worker process must see every event, and assign() needs no group rebalance to start.
-        group = f"tidemark-serve.{self.model}.{self.alias}"
+        group = group_id(self.model, self.alias)
         down_since: float | None = None
         while not self._stop.is_set():
             kc = None
