@@ -148,6 +148,19 @@ class SparkSettings:
 
 
 @dataclass(frozen=True)
+class ServingSettings:
+    """The `serving` section: how `tidemark serve` answers and follows its alias."""
+
+    # A request body over this many bytes is refused (413) before it is parsed.
+    max_body_bytes: int = 1 << 20
+    # How often the service re-reads the registry for its alias holder: the safety net for an alias
+    # move whose event it missed (broker down, event lost). Events make swaps fast; this makes them sure.
+    registry_poll_s: float = 30.0
+    # Append every answered record to the prediction log (`serving.predlog`), when that module is installed.
+    log_predictions: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     catalog: CatalogSettings
@@ -161,6 +174,7 @@ class Settings:
     models: ModelsSettings = field(default_factory=ModelsSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
     @property
     def warehouse(self) -> str:
@@ -299,6 +313,7 @@ _KNOWN = {
     "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s", "promote_first_version"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
+    "serving": {"max_body_bytes", "registry_poll_s", "log_predictions"},
     "home": None,
 }
 
@@ -432,6 +447,19 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         ingest=IngestSettings(suites_dir=suites_dir),
         config_file=config_file,
         models=_models(raw.get("models") or {}),
+        serving=_serving(raw.get("serving") or {}),
+    )
+
+
+def _serving(raw: Mapping[str, Any]) -> ServingSettings:
+    """The `serving` section; a poll interval must be positive (0 would spin on the registry)."""
+    poll = _as_float("serving", "registry_poll_s", raw.get("registry_poll_s", ServingSettings.registry_poll_s))
+    if poll <= 0:
+        raise ConfigError(f"serving.registry_poll_s must be a number of seconds above 0, got {raw.get('registry_poll_s')!r}")
+    return ServingSettings(
+        max_body_bytes=_as_count("serving", "max_body_bytes", raw.get("max_body_bytes", ServingSettings.max_body_bytes)),
+        registry_poll_s=poll,
+        log_predictions=_as_bool(raw.get("log_predictions", ServingSettings.log_predictions)),
     )
 
 
