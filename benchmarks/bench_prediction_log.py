@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 
 from benchmarks.common import local_broker, percentile, result, scratch_home
-from benchmarks.serve_common import HOST, MODEL, ROOT, body, free_port, log, tidemark_server, train_wine
+from benchmarks.serve_common import HOST, MODEL, body, client_report, free_port, log, start_client, tidemark_server, train_wine
 
 
 def _ids(answer: str) -> list[str]:
@@ -47,11 +46,8 @@ def run(quick: bool) -> None:
         with tidemark_server(home, port, workers):
             spec = {"mode": "open", "host": HOST, "port": port, "path": "/predict", "body": body(home, 1),
                     "seconds": seconds, "rate": rate, "keep_bodies": True}
-            client = subprocess.Popen([sys.executable, "-m", "benchmarks.loadgen"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True, cwd=str(ROOT))
-            assert client.stdin is not None
-            client.stdin.write(json.dumps(spec))
-            client.stdin.close()
+            report = home / "client.json"
+            client = start_client(spec, report)
             con = sql.connect()
             seen: dict[str, float] = {}  # prediction_id -> wall time it was first visible
             last_metadata = None
@@ -61,7 +57,7 @@ def run(quick: bool) -> None:
             try:
                 while time.monotonic() < deadline:
                     if out is None and client.poll() is not None:
-                        out = json.loads(client.stdout.read() if client.stdout else "{}")
+                        out = client_report(client, report)
                         answered = {i for b in out["bodies"] if 200 <= b[2] < 300 for i in _ids(b[3])}
                     if answered is not None and answered <= seen.keys():
                         break

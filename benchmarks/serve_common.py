@@ -223,6 +223,29 @@ def start_bentoml(settings: Any, work: Path, port: int, workers: int) -> subproc
     return _spawn(args, work / f"bentoml-{port}.log", env, cwd=service_dir)
 
 
+def start_client(spec: dict[str, Any], out: Path) -> subprocess.Popen[Any]:
+    """The load generator in the background, its report going to the file `out` (a pipe would fill
+    up with the answers it keeps and stall it); `client_report` reads it once it has ended."""
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.loadgen"], stdin=subprocess.PIPE, stdout=out.open("w"), text=True, cwd=str(ROOT))
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(spec))
+    proc.stdin.close()
+    return proc
+
+
+def client_report(proc: subprocess.Popen[Any], out: Path, timeout: float = 60) -> dict[str, Any]:
+    """The report of a `start_client` run: waits for it to end (SIGTERM ends an open-ended one)."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"the load generator did not end within {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"the load generator failed (exit {proc.returncode})")
+    return dict(json.loads(out.read_text()))
+
+
 def cpu_of_tree(pid: int) -> float:
     """CPU seconds used so far by process `pid` and its descendants (a server's workers)."""
     from benchmarks.common import cpu_s
