@@ -147,6 +147,22 @@ class SparkSettings:
     conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
+# How the prediction log's local buffer reaches the disk (`serving.log_synchronous`): SQLite's
+# synchronous=FULL (an append survives a power cut) or NORMAL (it survives any process death,
+# SIGKILL included, but a power cut may lose the last appends; fewer fsyncs).
+LOG_SYNCHRONOUS = ("full", "normal")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The `serving` section. The prediction log (`serving.predlog`) commits its buffered rows to
+    Iceberg as soon as `log_batch_rows` wait, and at least every `log_interval_s` while any wait."""
+
+    log_batch_rows: int = 1000
+    log_interval_s: float = 2.0
+    log_synchronous: str = "full"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -161,6 +177,7 @@ class Settings:
     models: ModelsSettings = field(default_factory=ModelsSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
     @property
     def warehouse(self) -> str:
@@ -299,6 +316,7 @@ _KNOWN = {
     "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s", "promote_first_version"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
+    "serving": {"log_batch_rows", "log_interval_s", "log_synchronous"},
     "home": None,
 }
 
@@ -432,6 +450,18 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         ingest=IngestSettings(suites_dir=suites_dir),
         config_file=config_file,
         models=_models(raw.get("models") or {}),
+        serving=_serving(raw.get("serving") or {}),
+    )
+
+
+def _serving(raw: Mapping[str, Any]) -> ServingSettings:
+    interval = _as_float("serving", "log_interval_s", raw.get("log_interval_s", ServingSettings.log_interval_s))
+    if not interval > 0:
+        raise ConfigError(f"serving.log_interval_s must be a number of seconds above 0, got {raw.get('log_interval_s')!r}")
+    return ServingSettings(
+        log_batch_rows=_as_count("serving", "log_batch_rows", raw.get("log_batch_rows", ServingSettings.log_batch_rows)),
+        log_interval_s=interval,
+        log_synchronous=_as_choice("serving", "log_synchronous", raw.get("log_synchronous", ServingSettings.log_synchronous), LOG_SYNCHRONOUS),
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "registry",
     "renewal",
     "reproducibility",
+    "signature",
     "retrain",
     "status",
     "trace",
