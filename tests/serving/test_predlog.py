@@ -91,30 +91,57 @@ def test_bad_rows_are_refused_at_append_or_kept_aside_never_lost(served: Any, tr
     assert len(reasons) == 2 and any("no version 99" in r for r in reasons.values())
 
 
-def test_catalog_down_appends_go_on_rows_stay_buffered_then_land(served: Any, trained: Trained, caplog: pytest.LogCaptureFixture) -> None:
-    import os
+def test_catalog_down_appends_go_on_rows_stay_buffered_then_land(
+    trained: Trained, postgres_catalog_uri: str, kafka_env: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The catalog on PostgreSQL behind a TCP forwarder that is taken down, then brought back."""
+    import time
+    from urllib.parse import urlsplit, urlunsplit
 
+    from ingest.land import land
+    from lakehouse.config import load_settings
+    from models.jobs import get_job
+    from models.train import train
     from serving.exceptions import CatalogUnavailableError
     from serving.predlog import PredictionLog
+    from tests.serving.tcp_proxy import TcpProxy
 
-    log = PredictionLog(served, "wine", start=False)
-    log.append(wine_rows(trained, 10))
-    log.flush()  # the table exists
-    catalog_db = served.home / "catalog.db"
-    os.chmod(catalog_db, 0o400)
-    os.chmod(served.home, 0o500)  # no journal file either: SQLite cannot write the catalog
+    parts = urlsplit(postgres_catalog_uri)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxy.start()
+    user = f"{parts.username}@" if parts.username else ""
+    monkeypatch.setenv("TIDEMARK__CATALOG__URI", urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}")))
+    monkeypatch.setenv("TIDEMARK__SERVING__LOG_INTERVAL_S", "0.2")
+    settings = load_settings()
+    land(settings, str(trained.wine_csv), "raw.wine", data_docs=False)
+    version = train(settings, get_job("wine_classifier")).version.version
+
+    def wait_empty(log: PredictionLog, within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        while log.pending() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.pending() == 0, f"{log.pending()} rows still buffered after {within_s} s"
+
+    log = PredictionLog(settings, "wine")
     try:
-        if os.access(catalog_db, os.W_OK):
-            pytest.skip("running as a user who may write read-only files (root); cannot make the catalog unwritable")
-        log.append(wine_rows(trained, 40))
-        with caplog.at_level(logging.WARNING), pytest.raises(CatalogUnavailableError, match="stay in"):
-            log.flush()
-        assert "rows stay buffered" in caplog.text
-        log.append(wine_rows(trained, 5))  # appending still works
-        assert log.pending() == 45
+        log.append(wine_rows(trained, 10, version=version))
+        wait_empty(log, 20)
+        proxy.stop()
+        with caplog.at_level(logging.WARNING, logger="serving.predlog"):
+            started = time.monotonic()
+            log.append(wine_rows(trained, 40, version=version))
+            log.append(wine_rows(trained, 5, version=version))
+            assert time.monotonic() - started < 1.0, "append waited on the catalog"
+            with pytest.raises(CatalogUnavailableError, match="stay in"):
+                log.flush()
+            time.sleep(1.0)  # the background flusher tries too, and fails
+            assert log.pending() == 45
+            assert "rows stay buffered" in caplog.text
+            proxy.start()
+            wait_empty(log, 30)  # the flusher's backoff is at most a few seconds at this interval
+        assert "the catalog answers again" in caplog.text
+        assert log.close().pending == 0
+        assert log_rows(settings).num_rows == 55
     finally:
-        os.chmod(served.home, 0o700)
-        os.chmod(catalog_db, 0o600)
-    report = log.close()
-    assert (report.committed, report.pending) == (45, 0)
-    assert log_rows(served).num_rows == 55
+        log.close()
+        proxy.stop()
