@@ -81,3 +81,19 @@ def test_bad_input_is_one_line(served: Any, trained: Trained, capsys: pytest.Cap
         assert main(["models", "drift", "wine@production", *flags]) != 0
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (flags, err)
+
+
+def test_the_monitor_reports_the_alias_holders_traffic_drift(served: Any, trained: Trained) -> None:
+    from lakehouse.catalog import load_catalog
+    from models.exceptions import DriftError
+    from models.monitor import check_traffic_of_alias_holders
+
+    assert check_traffic_of_alias_holders(served, "wine") is None  # no prediction log yet: nothing to compare, no drift
+    snap = logged(served, wine_rows(trained, 178, shift=2.0))
+    found = check_traffic_of_alias_holders(served, "wine", "1h")
+    assert found is not None
+    current = load_catalog(served).load_table(("raw", "wine")).current_snapshot().snapshot_id
+    assert (found["alias"], found["version"], found["drifted_features"]) == ("production", trained.version, ["alcohol"])
+    assert (found["snapshots"], found["traffic_snapshot_id"]) == ({"raw.wine": current}, snap)
+    with pytest.raises(DriftError, match="'soon' is not a duration"):
+        check_traffic_of_alias_holders(served, "wine", "soon")
