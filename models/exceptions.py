@@ -48,3 +48,7 @@ class EnvironmentBuildError(ReproduceError):
 
 class RecordedCodeError(ReproduceError):
     """The recorded code cannot be got back: not in git, the commit unreachable, the module not in it."""
+
+
+class PredictionNotFoundError(TidemarkError):
+    """No prediction log holds a row with this prediction id."""
