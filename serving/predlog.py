@@ -54,7 +54,7 @@ from lakehouse.exceptions import TableNotFoundError
 from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, RUN_ID, TableName, ancestors, ensure_table, load_table, summary_properties, transaction
 from lineage import events as ev
-from lineage.outbox import InFlight, OutboxTransport
+from lineage.outbox import InFlight, OutboxTransport, immediate, use_wal
 from lineage.recovery import Resolution
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
@@ -128,9 +128,7 @@ class Buffer:
         self.synchronous = synchronous.upper()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")  # one process sets the file up; another one starting waits
-        try:
+        with immediate(self._db()) as db:  # one process sets the file up; another one starting waits
             db.execute(
                 """CREATE TABLE IF NOT EXISTS rows (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, prediction_id TEXT NOT NULL, model TEXT NOT NULL,
@@ -145,31 +143,19 @@ class Buffer:
             # The buffer's identity in the table's snapshot summaries: a new file (the old one
             # deleted) starts its row numbers again, and must not take the old commits for its own.
             db.execute("INSERT OR IGNORE INTO meta VALUES ('buffer_id', ?)", (uuid.uuid4().hex,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self.buffer_id = str(db.execute("SELECT value FROM meta WHERE key = 'buffer_id'").fetchone()[0])
+        self.buffer_id = str(self._db().execute("SELECT value FROM meta WHERE key = 'buffer_id'").fetchone()[0])
 
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(conn)  # retried: several service workers may open the new file at once
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             self._local.conn = conn
         return conn
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._db())
 
     def put(self, rows: Sequence[tuple[str, str, int, int, str, str]]) -> None:
         with self._transaction() as db:

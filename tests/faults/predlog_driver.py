@@ -1,6 +1,8 @@
 """A process that logs predictions, for the kill tests of the prediction log (test_predlog_kills.py).
 
-`python -m tests.faults.predlog_driver ROWS.json ACKS MODE LIMIT`: appends rows made from ROWS.json
+`main(env, ROWS.json, ACKS, MODE, LIMIT)`, in a child process forked from a forkserver that imported
+this module once (so the child starts warm), or `python -m tests.faults.predlog_driver ROWS.json
+ACKS MODE LIMIT` by hand: appends rows made from ROWS.json
 (feature dicts; ids `k-0`, `k-1`, ...) ten at a time to the wine prediction log, writing after each
 append *returned* the number of rows acknowledged so far to ACKS (one line each). MODE:
 - `stream`: keeps appending until LIMIT rows or SIGTERM; on SIGTERM it stops appending, closes the
@@ -11,6 +13,8 @@ append *returned* the number of rows acknowledged so far to ACKS (one line each)
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import sys
 import threading
@@ -18,11 +22,18 @@ import time
 from datetime import datetime, timezone
 
 
-def main(rows_path: str, acks_path: str, mode: str, limit: int) -> int:
-    from lakehouse.config import load_settings
-    from models.registry import Registry
-    from serving.predlog import PredictionLog
+# Imported here so the forkserver loads them once and every child starts warm.
+from lakehouse.config import load_settings
+from models.registry import Registry
+from serving.predlog import PredictionLog
 
+
+def main(env: dict[str, str] | None, rows_path: str, acks_path: str, mode: str, limit: int) -> int:
+    if env is not None:
+        for key in [k for k in os.environ if k.startswith("TIDEMARK")]:
+            del os.environ[key]  # the forkserver's environment is the first test's
+        os.environ.update(env)
+    logging.disable(logging.WARNING)
     settings = load_settings()
     version = Registry(settings).resolve("wine@production").version
     features = json.loads(open(rows_path).read())
@@ -53,4 +64,4 @@ def main(rows_path: str, acks_path: str, mode: str, limit: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    sys.exit(main(None, sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))

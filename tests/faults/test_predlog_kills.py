@@ -10,10 +10,9 @@ service would, lets recovery finish the dead run, and counts the table's rows in
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,20 +21,25 @@ from typing import Any
 import pytest
 
 from lakehouse.failpoints import STEPS
+from tests.faults import predlog_driver
 from tests.faults.report import FaultReport
 from tests.serving.trained import Trained, log_rows, served, trained, wine_rows  # noqa: F401  (fixtures)
 
 
-def start_driver(tmp_path: Path, trained: Trained, mode: str, limit: int, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+def start_driver(tmp_path: Path, trained: Trained, mode: str, limit: int, env: dict[str, str] | None = None) -> tuple[Any, Path]:
     rows = tmp_path / "features.json"
     rows.write_text(json.dumps([r["features"] for r in wine_rows(trained, 178)]))
     acks = tmp_path / f"acks-{mode}-{time.monotonic_ns()}.txt"
     acks.touch()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.faults.predlog_driver", str(rows), str(acks), mode, str(limit)],
-        env={**os.environ, **(env or {})}, stderr=subprocess.PIPE,
-    )
+    child_env = {**{k: v for k, v in os.environ.items() if k.startswith("TIDEMARK")}, **(env or {})}
+    proc = _CTX.Process(target=predlog_driver.main, args=(child_env, str(rows), str(acks), mode, limit))
+    proc.start()
     return proc, acks
+
+
+# A child forked from a warm forkserver starts in well under a second (a new interpreter: ~5 s here).
+_CTX = mp.get_context("forkserver")
+_CTX.set_forkserver_preload(["tests.faults.predlog_driver"])
 
 
 def acked(acks: Path) -> int:
@@ -68,9 +72,10 @@ def test_sigterm_loses_nothing(served: Any, trained: Trained, tmp_path: Path, fa
     monkeypatch.setenv("TIDEMARK__SERVING__LOG_INTERVAL_S", "3600")
     monkeypatch.setenv("TIDEMARK__SERVING__LOG_BATCH_ROWS", "100000")
     proc, acks = start_driver(tmp_path, trained, "stream", 300)
-    wait_for(lambda: acked(acks) == 300 or proc.poll() is not None, "300 rows appended")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    wait_for(lambda: acked(acks) == 300 or not proc.is_alive(), "300 rows appended")
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.join(60)
+    assert proc.exitcode == 0
     assert "closed" in acks.read_text()
     ids = ids_in_table(served)
     held = sorted(ids) == sorted(f"k-{i}" for i in range(300)) and set(ids.values()) == {1}
@@ -84,9 +89,10 @@ def test_sigkill_loses_no_acknowledged_row_and_commits_none_twice(served: Any, t
     monkeypatch.setenv("TIDEMARK__SERVING__LOG_INTERVAL_S", "0.1")
     monkeypatch.setenv("TIDEMARK__SERVING__LOG_BATCH_ROWS", "40")
     proc, acks = start_driver(tmp_path, trained, "stream", 10**9)
-    wait_for(lambda: acked(acks) >= 600 or proc.poll() is not None, "600 rows appended")
+    wait_for(lambda: acked(acks) >= 600 or not proc.is_alive(), "600 rows appended")
     proc.kill()
-    proc.wait(30)
+    proc.join(30)
+    assert proc.exitcode == -signal.SIGKILL
     n = acked(acks)  # read after the death: every number in the file was written after its append returned
     restart_and_flush(served)
     ids = ids_in_table(served)
@@ -109,7 +115,8 @@ def test_killed_at_each_step_of_a_flush(step: str, served: Any, trained: Trained
     from serving.predlog import JOB_PREFIX, PredictionLog, buffer_path
 
     proc, acks = start_driver(tmp_path, trained, "flush", 100, env={"TIDEMARK_FAILPOINT": f"{JOB_PREFIX}.{step}"})
-    assert proc.wait(120) == -signal.SIGKILL, proc.stderr.read().decode() if proc.stderr else ""
+    proc.join(120)
+    assert proc.exitcode == -signal.SIGKILL
     assert acked(acks) == 100
     box = Outbox(served)
     dead = [r.run_id for r in box.runs_in_flight() if r.job_name == "predlog.wine"]
