@@ -128,6 +128,12 @@ class Buffer:
         self.synchronous = synchronous.upper()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        # Group commit (see `put`): rows waiting for the next transaction, which batch they join,
+        # the last batch committed, whether a transaction is being written, and failed batches.
+        self._group = threading.Condition()
+        self._queue: list[tuple[str, str, int, int, str, str]] = []
+        self._open_batch, self._done, self._writing = 1, 0, False
+        self._failed: dict[int, BaseException] = {}
         with immediate(self._db()) as db:  # one process sets the file up; another one starting waits
             db.execute(
                 """CREATE TABLE IF NOT EXISTS rows (
@@ -158,8 +164,39 @@ class Buffer:
         return immediate(self._db())
 
     def put(self, rows: Sequence[tuple[str, str, int, int, str, str]]) -> None:
-        with self._transaction() as db:
-            db.executemany("INSERT INTO rows (prediction_id, model, version, time_us, features, prediction) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        """Store `rows`; returns once they are committed. Group commit: while one caller's
+        transaction is being written (an fsync: ~4 ms here), the rows of callers arriving meanwhile
+        wait in a queue, and the next of them writes them all in one transaction, so concurrent
+        requests share fsyncs instead of queueing for one each."""
+        with self._group:
+            batch = self._open_batch
+            self._queue.extend(rows)
+            while True:
+                if self._done >= batch:
+                    failed = self._failed.get(batch)
+                    if failed is not None:
+                        raise failed
+                    return
+                if not self._writing:
+                    break
+                self._group.wait()
+            self._writing = True
+            take, self._queue = self._queue, []
+            self._open_batch += 1
+        error: BaseException | None = None
+        try:
+            with self._transaction() as db:
+                db.executemany("INSERT INTO rows (prediction_id, model, version, time_us, features, prediction) VALUES (?, ?, ?, ?, ?, ?)", take)
+        except BaseException as exc:
+            error = exc
+        with self._group:
+            if error is not None:
+                self._failed[batch] = error
+            self._failed.pop(batch - 64, None)  # a waiter of a batch that old has long read it
+            self._done, self._writing = batch, False
+            self._group.notify_all()
+        if error is not None:
+            raise error
 
     def pending(self) -> int:
         return int(self._db().execute("SELECT count(*) FROM rows").fetchone()[0])

@@ -68,6 +68,24 @@ def test_the_background_flusher_commits_micro_batches(served: Any, trained: Trai
         log.close()
 
 
+def test_concurrent_appends_share_commits_and_all_land(served: Any, trained: Trained) -> None:
+    import threading
+
+    from serving.predlog import PredictionLog
+
+    log = PredictionLog(served, "wine", start=False)
+    batches = [wine_rows(trained, 5, start=10 * k) for k in range(80)]
+    threads = [threading.Thread(target=lambda rows=rows: log.append(rows)) for rows in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert log.pending() == 400
+    assert log.close().committed == 400
+    got = log_rows(served)["prediction_id"].to_pylist()
+    assert sorted(got) == sorted(r["prediction_id"] for rows in batches for r in rows)
+
+
 def test_bad_rows_are_refused_at_append_or_kept_aside_never_lost(served: Any, trained: Trained) -> None:
     from datetime import datetime
 
