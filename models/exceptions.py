@@ -52,3 +52,7 @@ class RecordedCodeError(ReproduceError):
 
 class SchemaNotRecordedError(TidemarkError):
     """A model version without a recorded input schema (trained before it was recorded, or by a job declaring no features)."""
+
+
+class PredictionNotFoundError(TidemarkError):
+    """No prediction log holds a row with this prediction id."""

@@ -15,6 +15,7 @@ from lineage import query as lineage_query
 from models.registry import Registry
 from models.drift import stored_checks, thresholds_for
 from models.renewal import DECISION_FACET, RENEW_JOB
+from models.signature import prediction_table
 
 
 def _last_complete(con: Any, ns: str, job_name: str) -> dict[str, Any] | None:
@@ -32,14 +33,18 @@ def _last_complete(con: Any, ns: str, job_name: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def last_drift_check(settings: Settings, model: str) -> dict[str, Any] | None:
+def last_drift_check(settings: Settings, model: str, traffic: bool = False) -> dict[str, Any] | None:
     """The newest drift check of `model`, from `lineage.drift`: the checker writes its rows there
     itself, so a check shows here as soon as it returns (the lineage consumer is not needed).
+    `traffic`: the newest check of its production traffic (the prediction log's rows) instead of
+    its input tables' data.
 
     Per table: whether it drifted (by any measure: a feature, the row count, the schema), the
-    drifted features, the row counts, and every reason (the row-count one from the thresholds).
+    drifted features, the row counts, and every reason (the row-count one from the thresholds,
+    never for traffic, whose volume is not compared).
     """
-    rows = stored_checks(settings, model)
+    log_table = prediction_table(model)
+    rows = [r for r in stored_checks(settings, model) if (r["table_name"] == log_table) == traffic]
     if not rows:
         return None
     run_id = rows[0]["run_id"]
@@ -65,7 +70,7 @@ def last_drift_check(settings: Settings, model: str) -> dict[str, Any] | None:
         if r["drifted"]:
             entry["drifted_features"].append(r["column_name"])
             entry["reasons"].append(f"{r['column_name']}: {'; '.join(r['reasons'])}")
-    for entry in tables.values():
+    for entry in [] if traffic else tables.values():
         nb, nc = entry["rows_baseline"], entry["rows_current"]
         if nb and nc is not None and abs(nc - nb) / nb > t.row_count_change:
             entry["reasons"].insert(0, f"row count {nb} -> {nc} ({(nc - nb) / nb:+.0%}, threshold {t.row_count_change:.0%})")
@@ -94,6 +99,7 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
     con = lineage_query.connect(settings, only=[f"{ns}.events"], iceberg=False)
     decision = _last_complete(con, ns, f"{RENEW_JOB}.{model}")
     last_drift = last_drift_check(settings, model)
+    last_traffic = last_drift_check(settings, model, traffic=True)
     last_decision = None
     if decision is not None:
         facet = ((json.loads(decision["payload"]).get("run") or {}).get("facets") or {}).get(DECISION_FACET) or {}
@@ -119,6 +125,7 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
         "rejected_moves": rejected,
         "latest_version": versions[-1].version,
         "last_drift_check": last_drift,
+        "last_traffic_drift_check": last_traffic,
         "candidates": candidates,
         "last_decision": last_decision,
     }

@@ -12,7 +12,7 @@ and those are the ids the prediction log stores (for one record, the request's i
 Refusals are JSON `{"detail": "...", "field": ..., "record": ...}`: 400 malformed JSON, 413 a body
 over `serving.max_body_bytes`, 415 a content type other than application/json, 422 a record that
 does not fit the schema (missing, extra or mistyped field, NaN or infinity), 503 before a model is
-loaded.
+loaded or when the prediction log cannot take the rows (an answer is given only once it is logged).
 """
 
 from __future__ import annotations
@@ -47,16 +47,13 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 def prediction_log(settings: Settings, model: str) -> Any:
-    """`serving.predlog.PredictionLog(settings, model)` when logging is on and that module exists;
-    else None (with a warning when it is on but missing)."""
+    """The model's prediction log (`serving.predlog.PredictionLog`), or None when
+    `serving.log_predictions` is off."""
     if not settings.serving.log_predictions:
         return None
-    try:
-        from serving import predlog  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning("serving.log_predictions is on but serving.predlog is not installed; predictions are not logged")
-        return None
-    return predlog.PredictionLog(settings, model)
+    from serving.predlog import PredictionLog
+
+    return PredictionLog(settings, model)
 
 
 def create_app(settings: Settings, follower: Follower, *, follow: bool = True) -> FastAPI:
@@ -81,7 +78,7 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True) -
         if follower.current is None:
             # A worker of `--workers N`: each process loads for itself (off the event loop).
             await asyncio.to_thread(follower.start_serving)
-        state["log"] = prediction_log(settings, follower.model)
+        state["log"] = _app.state.prediction_log = prediction_log(settings, follower.model)
         if follow:
             follower.start()
         try:
@@ -127,15 +124,18 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True) -
         plog = state["log"]
         if plog is not None:
             now = datetime.now(timezone.utc)
+            rows_out = [
+                {"prediction_id": i, "model": mv.model, "version": mv.version, "time": now, "features": r, "prediction": p}
+                for i, r, p in zip(ids, recs, predictions)
+            ]
             try:
-                plog.append(
-                    [
-                        {"prediction_id": i, "model": mv.model, "version": mv.version, "time": now, "features": r, "prediction": p}
-                        for i, r, p in zip(ids, recs, predictions)
-                    ]
-                )
-            except Exception as exc:  # the answer is right; a log fault must not turn it into an error
-                log.warning("prediction log append failed (%s); the prediction was answered", exc)
+                # Durable before the answer leaves (an fsync): in a thread, so concurrent requests
+                # share the buffer's group commit instead of queueing on the event loop.
+                await asyncio.to_thread(plog.append, rows_out)
+            except Exception as exc:
+                # An answer nobody can trace is not given: the client retries, nothing is half-logged.
+                log.warning("the prediction log refused %d row(s) (%s); answered 503", len(rows_out), exc)
+                return _json({"detail": f"the prediction could not be logged ({exc}); retry, or see the service's log"}, 503)
         return _json(answer)
 
     @app.get("/metadata", summary="The model card of the version served")

@@ -1,4 +1,4 @@
-"""Errors of the serving package; each says what to do."""
+"""Errors of the serving package; each message says what to do."""
 
 from __future__ import annotations
 
@@ -29,3 +29,11 @@ class RequestError(TidemarkError):
         if self.record is not None:
             out["record"] = self.record
         return out
+
+
+class PredictionLogError(TidemarkError):
+    """A prediction row the log cannot take, or a log that cannot be committed now (its rows stay buffered)."""
+
+
+class CatalogUnavailableError(PredictionLogError):
+    """The catalog did not answer: the buffered rows stay on disk and are committed when it does."""

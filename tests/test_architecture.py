@@ -1,8 +1,8 @@
 """The architecture of shared/DESIGN.md, checked on every import (imports inside functions too).
 
-Layering: imports point one way, `tidemark/` and `dags/` -> `models/` and `ingest/` -> `lineage/`
+Layering: imports point one way, `tidemark/` and `dags/` -> `serving/` -> `models/` and `ingest/` -> `lineage/`
 -> `lakehouse/`. `lakehouse` imports none of the others, `lineage` only `lakehouse`, `ingest` and
-`models` only `lineage` and `lakehouse` (not each other), `tidemark` and `dags` any of those four;
+`models` only `lineage` and `lakehouse` (not each other), `serving` those three, `tidemark` and `dags` any of those five;
 nothing imports `tidemark` or `dags`, except that a DAG file may import the DAG folder's helper
 modules (the ones `dags/.airflowignore` hides from Airflow's DAG processor).
 
@@ -32,6 +32,7 @@ MAY_IMPORT = {
     "lineage": {"lakehouse"},
     "ingest": {"lineage", "lakehouse"},
     "models": {"lineage", "lakehouse"},
+    # Serving answers with a registered model and logs to the lakehouse: above models, beside ingest.
     "serving": {"models", "lineage", "lakehouse"},
     "tidemark": {"lakehouse", "lineage", "ingest", "models", "serving"},
     "dags": {"lakehouse", "lineage", "ingest", "models", "serving"},

@@ -63,6 +63,29 @@ def test_one_record_and_a_batch_are_answered_by_the_holder_with_its_identity(wor
         row = {**world.rows[0], "magnesium": 127.0, "alcohol": 14}
         assert c.post("/predict", json=row).status_code == 200
 
+    # Every answered record is in the prediction log, under the id the answer gave it.
+    logged = logged_rows(world, {body["prediction_id"], *out["prediction_ids"][:3]})
+    assert logged[body["prediction_id"]]["version"] == v1.version
+    assert logged[out["prediction_ids"][2]]["alcohol"] == world.rows[2]["alcohol"]
+
+
+def logged_rows(world: World, ids: set[str], timeout_s: float = 30) -> dict[str, dict[str, Any]]:
+    """The prediction log's rows with these ids, once all are committed (the flusher runs every
+    `serving.log_interval_s`, 2 s by default)."""
+    from lakehouse.catalog import load_catalog
+
+    catalog = load_catalog(world.settings)
+    deadline = time.monotonic() + timeout_s
+    found: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        if catalog.table_exists(("serving", "wine_predictions")):
+            rows = catalog.load_table(("serving", "wine_predictions")).scan().to_arrow().to_pylist()
+            found = {r["prediction_id"]: r for r in rows if r["prediction_id"] in ids}
+            if len(found) == len(ids):
+                return found
+        time.sleep(0.5)
+    raise AssertionError(f"only {len(found)} of {len(ids)} predictions reached serving.wine_predictions in {timeout_s} s")
+
 
 def bad(c: httpx.Client, body: Any = None, *, content: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
     if content is None:
@@ -315,3 +338,40 @@ def test_a_start_is_refused_in_one_line_when_the_artifact_is_altered_missing_or_
         check(world.settings, parse_ref("wine@nope"))
     with pytest.raises(TidemarkError, match="write NAME@ALIAS"):
         parse_ref("wine:1")
+
+
+def test_an_answer_the_prediction_log_cannot_take_is_a_503_and_the_service_stays_up(world: World) -> None:
+    """In-process uvicorn (its app at hand): the log closed under it refuses rows, so the answer,
+    which nobody could trace, is not given."""
+    import asyncio
+
+    import uvicorn
+
+    from lineage.broker import free_port
+    from serving.app import create_app
+    from serving.follow import Follower
+    from serving.server import parse_ref
+
+    settings = world.load(TIDEMARK__SERVING__REGISTRY_POLL_S="60")
+    follower = Follower(settings, parse_ref("wine@production"))
+    follower.start_serving()
+    app = create_app(settings, follower, follow=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            assert c.post("/predict", json=world.rows[0]).status_code == 200
+            app.state.prediction_log.close()
+            refused = c.post("/predict", json=world.rows[0])
+            assert refused.status_code == 503 and "the prediction could not be logged" in refused.json()["detail"]
+            assert "is closed" in refused.json()["detail"]
+            assert c.get("/healthz").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
