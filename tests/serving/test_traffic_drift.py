@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.dags.test_dags import airflow_home, migrated_airflow_db  # noqa: F401  (fixtures)
 from tests.serving.trained import Trained, served, trained, wine_rows  # noqa: F401  (fixtures)
 
 
@@ -97,3 +98,29 @@ def test_the_monitor_reports_the_alias_holders_traffic_drift(served: Any, traine
     assert (found["snapshots"], found["traffic_snapshot_id"]) == ({"raw.wine": current}, snap)
     with pytest.raises(DriftError, match="'soon' is not a duration"):
         check_traffic_of_alias_holders(served, "wine", "soon")
+
+
+@pytest.mark.integration
+def test_the_traffic_monitor_dag_finds_drift_and_updates_the_drift_asset(settings: Any, airflow_home: Any, wine_csv: Any) -> None:  # noqa: F811
+    """The real DAG under `airflow dags test`, on a home of its own (trained, promoted, shifted traffic logged)."""
+    from ingest.land import land
+    from models.jobs import WINE_FEATURES, get_job
+    from models.registry import Registry
+    from models.train import train
+    from serving.predlog import PredictionLog
+    from tests.dags.test_dags import asset_events, dags_test, task_states
+
+    land(settings, str(wine_csv), "raw.wine", data_docs=False)
+    version = train(settings, get_job("wine_classifier")).version.version
+    Registry(settings).promote("wine", version, "production", reason="traffic monitor test")
+    # (No traffic logged is a skip: `check_traffic_of_alias_holders` returns None, tested above; one
+    # `dags test` here, since each costs about a minute on this machine.)
+
+    log = PredictionLog(settings, "wine", start=False)
+    log.append(wine_rows(Trained(settings.home, {}, version, WINE_FEATURES, wine_csv), 178, shift=2.0))
+    snap = log.close().snapshot_id
+    run = dags_test("monitor_traffic_wine")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert task_states(airflow_home, "monitor_traffic_wine") == {"check_traffic_drift": "success"}
+    [drift] = [e for e in asset_events(airflow_home) if e["uri"] == "x-tidemark://models/wine/drift"]
+    assert (drift["extra"]["drifted_features"], drift["extra"]["traffic_snapshot_id"], drift["dag_id"]) == (["alcohol"], snap, "monitor_traffic_wine")
