@@ -61,6 +61,12 @@ def test_shifted_traffic_drifts_on_exactly_that_feature(served: Any, trained: Tr
     assert check["drifted"] and td["drifted_features"] == ["alcohol"], td["reasons"]
     assert td["current_snapshot_id"] == snap and td["rows_current"] == 356
     assert not any(r.startswith("row count") for r in td["reasons"])  # traffic volume is not drift
+    # The stored checks of the traffic only (the data checks would be listed without --against serving).
+    assert main(["models", "drift", "wine", "--against", "serving", "--output", "json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert {r["table_name"] for r in stored} == {"serving.wine_predictions"} and stored[0]["run_id"] == check["run_id"]
+    assert main(["models", "drift", "wine", "--against", "data", "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
 
 
 def test_bad_input_is_one_line(served: Any, trained: Trained, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,7 +80,7 @@ def test_bad_input_is_one_line(served: Any, trained: Trained, capsys: pytest.Cap
     cases = {
         ("--check", "--against", "serving", "--window", "5x"): "--window '5x' is not a duration like 30m, 1h or 7d",
         ("--check", "--window", "1h"): "--window is the span of production traffic to check; add --against serving",
-        ("--against", "serving"): "add --check",
+        ("--against", "serving", "--window", "1h"): "add --check --against serving",
         ("--check", "--against", "serving", "--snapshot", "12"): "has no snapshot 12",
         ("--check", "--against", "serving", "--snapshot", f"x={snap}", "--snapshot", "1"): "give --snapshot once",
     }
