@@ -340,7 +340,8 @@ class PredictionLog:
             if self._stop.is_set():
                 return
             try:
-                self.flush()
+                if self.buffer.pending():  # an idle service opens no catalog every interval
+                    self.flush()
                 backoff = self.interval_s
             except Exception as exc:  # never let the flusher die: the rows are safe in the buffer
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
