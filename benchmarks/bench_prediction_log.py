@@ -88,6 +88,9 @@ def run(quick: bool) -> None:
     if out["failed"]:
         log(f"failed requests: {out['failed']} ({out['errors']})")
     p50, p99 = percentile(fresh, 50), percentile(fresh, 99)
+    third = max(1, len(fresh) // 3)  # in request order: does freshness drift as the table's history grows?
+    log(f"freshness p50 of the first third of the requests {percentile(fresh[:third], 50):.2f} s, of the last third "
+        f"{percentile(fresh[-third:], 50):.2f} s")
     log(f"{len(fresh)} rows visible in DuckDB; freshness p50 {p50:.2f} s, p99 {p99:.2f} s, max {max(fresh or [float('nan')]):.2f} s; {missing} missing")
     result(
         "prediction_log", rows=len(fresh), missing=missing, failed=out["failed"], rate_per_s=rate, seconds=seconds,
