@@ -3,8 +3,8 @@
 Two versions of the wine model are trained (C differs, so two artifacts) in a scratch home on the
 embedded stack; the service starts on version 1 and, once it is subscribed to the lineage topic,
 a client (`benchmarks.loadgen`, open loop, a constant rate of 1-record requests) runs while this
-process promotes the other version N times (quick: 2, full: 5), each PERIOD seconds (quick: 6) after
-the previous one returned, each with the
+process promotes the other version N times (quick: 2, full: 5), each PERIOD seconds after the
+previous one returned, each with the
 CLI a user types (`tidemark models promote wine V --alias production --force --reason ...`; forced
 because no lineage consumer runs here to show the gate the landing's validation).
 
@@ -34,7 +34,7 @@ from typing import Any
 from benchmarks.common import local_broker, percentile, result, scratch_home
 from benchmarks.serve_common import ALIAS, HOST, MODEL, body, client_report, free_port, log, start_client, tidemark_server, train_wine
 
-PERIOD = 8.0  # seconds after a promote returns before the next: room for a swap of up to PERIOD, target 5
+PERIOD = 6.0  # seconds after a promote returns before the next: room for a swap of up to PERIOD, target 5
 
 
 def _wait_subscribed(port: int, timeout: float) -> bool:
@@ -73,7 +73,6 @@ def run(quick: bool) -> None:
     from models.registry import Registry
 
     swaps, rate = (2, 50.0) if quick else (5, 100.0)
-    period = 6.0 if quick else PERIOD
     workers = int(os.environ.get("BENCH_SERVE_WORKERS", "1"))
     with scratch_home("serve-swap") as home, local_broker(load_settings()):
         settings = load_settings()
@@ -97,7 +96,7 @@ def run(quick: bool) -> None:
                     began, returned = _promote(target)
                     promotions.append((began, returned, target))
                     log(f"promoted {MODEL}:{target} to {ALIAS} (the command took {returned - began:.1f} s)")
-                    time.sleep(period)
+                    time.sleep(PERIOD)
                 client.send_signal(signal.SIGTERM)
                 got = client_report(client, report)
             finally:
@@ -128,7 +127,7 @@ def run(quick: bool) -> None:
         first = next((t for t, v in answers if v == version and began <= t < until), None)
         if first is None:
             not_swapped += 1
-            swap_s.append(until - returned if until != float("inf") else period)
+            swap_s.append(until - returned if until != float("inf") else PERIOD)
             log(f"promotion {k + 1}: no answer by version {version} before the next promotion")
         else:
             swap_s.append(first - returned)
