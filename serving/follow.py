@@ -57,6 +57,7 @@ class Follower:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._expect: tuple[int, float] | None = None  # (version an event named, until when to wait for it)
+        self._refused: dict[tuple[int, str], tuple[float, float]] = {}  # (version, sha256) -> (next try, pause)
         self._threads: list[threading.Thread] = []
         self.subscribed = threading.Event()  # set once the subscriber reads the topic (tests, /readyz detail)
 
@@ -87,15 +88,25 @@ class Follower:
                 log.warning("cannot read the registry for %s (%s); still serving what was loaded", self.ref, exc)
                 return False
             current = self.current
-            if current is not None and (current.version.version, current.version.sha256) == (mv.version, mv.sha256):
+            key = (mv.version, mv.sha256)
+            if current is not None and (current.version.version, current.version.sha256) == key:
                 return False
+            retry = self._refused.get(key)
+            if retry is not None and time.monotonic() < retry[0]:
+                return False  # refused moments ago: tried again later, not on every poll of every worker
             try:
                 served = self._deploy(mv, previous=current.version.version if current else None)
             except Exception as exc:  # whatever stops the load (an unpickling error too): keep the old version
-                log.warning("%s moved to version %s, which cannot be served (%s); still serving version %s",
-                            self.ref, mv.version, exc, current.version.version if current else None)
+                # Tried again after a growing pause (poll interval doubled, at most ten of them): an
+                # artifact restored is picked up, a broken one does not fill the lineage log.
+                poll = self.settings.serving.registry_poll_s
+                pause = min(2 * retry[1], 10 * poll) if retry is not None else poll
+                self._refused[key] = (time.monotonic() + pause, pause)
+                log.warning("%s moved to version %s, which cannot be served (%s); still serving version %s, trying again in %g s",
+                            self.ref, mv.version, exc, current.version.version if current else None, pause)
                 self.on_refused(str(exc))
                 return False
+            self._refused.pop(key, None)
         log.warning("%s now serves version %s (was %s)", self.ref, mv.version, current.version.version if current else None)
         self.on_swap(served)
         return True

@@ -87,7 +87,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(ref: str, env: dict[str, str], log: Path, *, ready_timeout: float = 60, events: bool = False) -> Iterator[Server]:
+def serving(
+    ref: str, env: dict[str, str], log: Path, *, ready_timeout: float = 60, events: bool = False, args: tuple[str, ...] = ()
+) -> Iterator[Server]:
     """`tidemark serve REF` as a user runs it, on a free loopback port; yields once /readyz says
     ready (and, with `events`, once it reads the lineage topic); stopped by SIGTERM afterwards."""
     from lineage.broker import free_port
@@ -95,7 +97,7 @@ def serving(ref: str, env: dict[str, str], log: Path, *, ready_timeout: float = 
     port = free_port()
     with log.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tidemark", "serve", ref, "--port", str(port)],
+            [sys.executable, "-m", "tidemark", "serve", ref, "--port", str(port), *args],
             env=clean_environ(**env), stdout=subprocess.DEVNULL, stderr=err, text=True,
         )
     server = Server(f"http://127.0.0.1:{port}", proc, log)
