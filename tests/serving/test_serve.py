@@ -208,6 +208,7 @@ def test_a_promotion_swaps_within_5_s_under_load_with_no_failed_request(world: W
     assert failures == []
     first_new = min((t for t, v in answers if v == v2), default=None)
     assert first_new is not None, f"never answered by version {v2}:\n{service.stderr()}"
+    print(f"swap: first answer by version {v2} {first_new - promoted:.2f} s after the promotion started, {len(answers)} answers, 0 failed")
     assert first_new - promoted < 5.0
     # Once the new version answers, the old one never does again; both answered during the test.
     versions = [v for _, v in sorted(answers)]
