@@ -84,7 +84,7 @@ class Follower:
         with self._lock:
             try:
                 mv = self.holder()
-            except TidemarkError as exc:
+            except Exception as exc:  # a catalog away or broken, whatever it raises: the poll must live on
                 log.warning("cannot read the registry for %s (%s); still serving what was loaded", self.ref, exc)
                 return False
             current = self.current
@@ -170,6 +170,7 @@ class Follower:
         import orjson
         from kafka import TopicPartition
 
+        from lineage.broker import bootstrap_servers
         from lineage.kafka import consumer, ensure_topic
 
         topic = self.settings.kafka.topic
@@ -180,6 +181,7 @@ class Follower:
         while not self._stop.is_set():
             kc = None
             try:
+                address = bootstrap_servers(self.settings)
                 ensure_topic(self.settings)
                 kc = consumer(self.settings, group)
                 tps = [TopicPartition(topic, p) for p in sorted(kc.partitions_for_topic(topic) or [])]
@@ -194,7 +196,14 @@ class Follower:
                     self._wake.set()  # moves made while it was away: the registry has them
                 down_since = None
                 self.subscribed.set()
+                look = time.monotonic() + 2.0
                 while not self._stop.is_set():
+                    if time.monotonic() >= look:
+                        # The local broker stopped, or came back on another port with an empty log:
+                        # kafka-python would retry the old address forever, so connect again.
+                        look = time.monotonic() + 2.0
+                        if bootstrap_servers(self.settings) != address:
+                            raise TidemarkError("the local broker was restarted on another port")
                     for recs in kc.poll(timeout_ms=200).values():
                         for r in recs:
                             try:

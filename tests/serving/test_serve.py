@@ -386,3 +386,41 @@ def test_an_answer_the_prediction_log_cannot_take_is_a_503_and_the_service_stays
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_on_the_embedded_broker_events_resume_after_it_is_restarted(world: World, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`tidemark down` / `tidemark up` gives a new local broker on another port with an empty log: the
+    service notices, subscribes again, and the next promotion swaps by its event (the poll is a minute)."""
+    from lineage import broker as local_broker
+    from lineage.outbox import OutboxTransport
+    from models.registry import Registry
+
+    v1, v2 = world.versions[0].version, world.versions[1].version
+    embedded = {k: v for k, v in world.env.items() if k != "TIDEMARK__KAFKA__BOOTSTRAP_SERVERS"}
+    embedded["TIDEMARK__SERVING__REGISTRY_POLL_S"] = "60"
+    settings = world.load(**{"TIDEMARK__KAFKA__BOOTSTRAP_SERVERS": ""})
+    assert settings.uses_local_broker
+    from lineage.transport import InMemoryTransport
+
+    Registry(settings).promote("wine", v1, "blue", transport=InMemoryTransport())
+    first = local_broker.start(settings)
+    try:
+        with serving("wine@blue", embedded, tmp_path_factory.mktemp("embedded") / "serve.log", events=True) as server, server.client() as c:
+            local_broker.stop(settings)
+            second = local_broker.start(settings)
+            assert second.port != first.port or second.log_id != first.log_id
+            deadline = time.monotonic() + 30
+            while "the lineage topic answers again" not in server.stderr():
+                assert time.monotonic() < deadline, server.stderr()
+                time.sleep(0.2)
+            assert c.get("/readyz").json()["events"] is True
+            tr = OutboxTransport(settings)
+            try:
+                promoted = time.monotonic()
+                Registry(settings).promote("wine", v2, "blue", reason="after the broker came back", transport=tr)
+            finally:
+                tr.close()
+            assert wait_for_version(c, world, v2, 10), server.stderr()
+            assert time.monotonic() - promoted < 10
+    finally:
+        local_broker.stop(settings)
