@@ -123,3 +123,60 @@ def serving(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@dataclass
+class InProcess:
+    """A service run by uvicorn in a thread of the test process (the app at hand, no interpreter to
+    start); `logs()` is what its `serving` loggers said."""
+
+    url: str
+    app: Any
+    follower: Any
+    captured: Any
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def logs(self) -> str:
+        return str(self.captured.getvalue())
+
+
+@contextlib.contextmanager
+def in_process(settings: Any, ref: str, *, follow: bool = True) -> Iterator[InProcess]:
+    """`create_app` on real uvicorn in a thread, on a free loopback port, started as `tidemark serve`
+    starts it (the holder loaded first); stopped, and its follower and prediction log closed, after."""
+    import asyncio
+    import io
+    import logging
+    import threading
+
+    import uvicorn
+
+    from lineage.broker import free_port
+    from serving.app import create_app
+    from serving.follow import Follower
+    from serving.server import parse_ref
+
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("serving")
+    logger.addHandler(handler)
+    follower = Follower(settings, parse_ref(ref))
+    follower.start_serving()
+    app = create_app(settings, follower, follow=follow)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        yield InProcess(f"http://127.0.0.1:{port}", app, follower, captured)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        logger.removeHandler(handler)

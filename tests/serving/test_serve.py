@@ -7,6 +7,7 @@ with its broker away (the poll path); and starts that must be refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import threading
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import run_cli
-from tests.serving.conftest import Server, World, clean_environ, serving
+from tests.serving.conftest import Server, World, clean_environ, in_process, serving
 
 pytestmark = pytest.mark.integration
 
@@ -246,38 +247,26 @@ def served_versions(world: World, job: str, timeout_s: float = 15) -> set[int]:
     return found
 
 
-def test_broker_away_still_serves_and_the_registry_poll_swaps_and_a_bad_version_is_refused(
-    world: World, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_broker_away_still_serves_and_the_registry_poll_swaps_and_a_bad_version_is_refused(world: World) -> None:
     from lineage.broker import free_port
     from lineage.transport import InMemoryTransport
     from models.registry import Registry
 
     v1, v2, v3 = (v.version for v in world.versions)
-    away = {
-        **world.env,
-        "TIDEMARK__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing listens there
-        "TIDEMARK__KAFKA__CONNECT_TIMEOUT_S": "1",
-        "TIDEMARK__SERVING__REGISTRY_POLL_S": "1",
-    }
+    away = world.load(
+        TIDEMARK__KAFKA__BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",  # nothing listens there
+        TIDEMARK__KAFKA__CONNECT_TIMEOUT_S="1",
+        TIDEMARK__SERVING__REGISTRY_POLL_S="1",
+    )
     registry = Registry(world.settings)
     artifact = Path(world.versions[2].artifact_uri.removeprefix("file://"))
     original = artifact.read_bytes()
-    # Two worker processes: each loads and follows the alias on its own.
-    with serving("wine@canary", away, tmp_path_factory.mktemp("away") / "serve.log", args=("--workers", "2")) as server, server.client() as c:
+    with in_process(away, "wine@canary") as server, server.client() as c:
         assert c.post("/predict", json=world.rows[0]).json()["version"] == v1
         assert c.get("/readyz").json()["events"] is False
         # The move's event cannot reach this service: the registry poll finds it.
         registry.promote("wine", v2, "canary", transport=InMemoryTransport())
-        assert wait_for_version(c, world, v2, 30), server.stderr()
-        with httpx.Client(base_url=server.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
-            # New connections, spread by the kernel over both workers: soon every one answers with v2
-            # (each worker polls on its own; on this loaded machine the second may take seconds more).
-            deadline = time.monotonic() + 30
-            while {fresh.post("/predict", json=world.rows[0]).json()["version"] for _ in range(20)} != {v2}:
-                assert time.monotonic() < deadline, server.stderr()
-                time.sleep(0.5)
-            assert server.stderr().count(f"wine@canary now serves version {v2}") == 2  # both workers
+        assert wait_for_version(c, world, v2, 30), server.logs()
 
         # An altered artifact: the service keeps the version it has, and says why.
         try:
@@ -288,18 +277,18 @@ def test_broker_away_still_serves_and_the_registry_poll_swaps_and_a_bad_version_
                 time.sleep(0.2)
             assert 'tidemark_serve_swaps_total{alias="canary",model="wine",outcome="refused"}' in c.get("/metrics").text
             assert c.post("/predict", json=world.rows[0]).json()["version"] == v2
-            assert f"has sha256 {__import__('hashlib').sha256(original + b'x').hexdigest()}" in server.stderr()
-            assert f"still serving version {v2}" in server.stderr()
+            assert f"has sha256 {hashlib.sha256(original + b'x').hexdigest()}" in server.logs()
+            assert f"still serving version {v2}" in server.logs()
             # Not tried again on every poll: after a pause that doubles.
             deadline = time.monotonic() + 20
-            while "trying again in 2 s" not in server.stderr() and time.monotonic() < deadline:
+            while "trying again in 2 s" not in server.logs() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert "trying again in 1 s" in server.stderr() and "trying again in 2 s" in server.stderr()
+            assert "trying again in 1 s" in server.logs() and "trying again in 2 s" in server.logs()
         finally:
             artifact.write_bytes(original)
         # Restored: the next poll serves it.
-        assert wait_for_version(c, world, v3, 30), server.stderr()
-        assert "cannot read the lineage topic" in server.stderr()
+        assert wait_for_version(c, world, v3, 30), server.logs()
+        assert "cannot read the lineage topic" in server.logs()
 
 
 def wait_for_version(c: httpx.Client, world: World, version: int, timeout_s: float) -> bool:
@@ -356,40 +345,14 @@ def test_a_start_is_refused_in_one_line_when_the_artifact_is_altered_missing_or_
 
 
 def test_an_answer_the_prediction_log_cannot_take_is_a_503_and_the_service_stays_up(world: World) -> None:
-    """In-process uvicorn (its app at hand): the log closed under it refuses rows, so the answer,
-    which nobody could trace, is not given."""
-    import asyncio
-
-    import uvicorn
-
-    from lineage.broker import free_port
-    from serving.app import create_app
-    from serving.follow import Follower
-    from serving.server import parse_ref
-
-    settings = world.load(TIDEMARK__SERVING__REGISTRY_POLL_S="60")
-    follower = Follower(settings, parse_ref("wine@production"))
-    follower.start_serving()
-    app = create_app(settings, follower, follow=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive()
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-            assert c.post("/predict", json=world.rows[0]).status_code == 200
-            app.state.prediction_log.close()
-            refused = c.post("/predict", json=world.rows[0])
-            assert refused.status_code == 503 and "the prediction could not be logged" in refused.json()["detail"]
-            assert "is closed" in refused.json()["detail"]
-            assert c.get("/healthz").status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    """The log closed under the service refuses rows, so the answer, which nobody could trace, is not given."""
+    with in_process(world.load(TIDEMARK__SERVING__REGISTRY_POLL_S="60"), "wine@production", follow=False) as server, server.client() as c:
+        assert c.post("/predict", json=world.rows[0]).status_code == 200
+        server.app.state.prediction_log.close()
+        refused = c.post("/predict", json=world.rows[0])
+        assert refused.status_code == 503 and "the prediction could not be logged" in refused.json()["detail"]
+        assert "is closed" in refused.json()["detail"]
+        assert c.get("/healthz").status_code == 200
 
 
 def test_on_the_embedded_broker_events_resume_after_it_is_restarted(world: World, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -409,7 +372,10 @@ def test_on_the_embedded_broker_events_resume_after_it_is_restarted(world: World
     Registry(settings).promote("wine", v1, "blue", transport=InMemoryTransport())
     first = local_broker.start(settings)
     try:
-        with serving("wine@blue", embedded, tmp_path_factory.mktemp("embedded") / "serve.log", events=True) as server, server.client() as c:
+        # Two worker processes: each subscribes on its own (partitions assigned, not balanced), so each
+        # sees the event.
+        log = tmp_path_factory.mktemp("embedded") / "serve.log"
+        with serving("wine@blue", embedded, log, events=True, args=("--workers", "2")) as server, server.client() as c:
             local_broker.stop(settings)
             second = local_broker.start(settings)
             assert second.port != first.port or second.log_id != first.log_id
@@ -426,5 +392,9 @@ def test_on_the_embedded_broker_events_resume_after_it_is_restarted(world: World
                 tr.close()
             assert wait_for_version(c, world, v2, 10), server.stderr()
             assert time.monotonic() - promoted < 10
+            deadline = time.monotonic() + 30
+            while server.stderr().count(f"wine@blue now serves version {v2}") < 2:  # the other worker too
+                assert time.monotonic() < deadline, server.stderr()
+                time.sleep(0.2)
     finally:
         local_broker.stop(settings)
