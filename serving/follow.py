@@ -57,6 +57,7 @@ class Follower:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._expect: tuple[int, float] | None = None  # (version an event named, until when to wait for it)
+        self._refused: dict[tuple[int, str], tuple[float, float]] = {}  # (version, sha256) -> (next try, pause)
         self._threads: list[threading.Thread] = []
         self.subscribed = threading.Event()  # set once the subscriber reads the topic (tests, /readyz detail)
 
@@ -83,19 +84,29 @@ class Follower:
         with self._lock:
             try:
                 mv = self.holder()
-            except TidemarkError as exc:
+            except Exception as exc:  # a catalog away or broken, whatever it raises: the poll must live on
                 log.warning("cannot read the registry for %s (%s); still serving what was loaded", self.ref, exc)
                 return False
             current = self.current
-            if current is not None and (current.version.version, current.version.sha256) == (mv.version, mv.sha256):
+            key = (mv.version, mv.sha256)
+            if current is not None and (current.version.version, current.version.sha256) == key:
                 return False
+            retry = self._refused.get(key)
+            if retry is not None and time.monotonic() < retry[0]:
+                return False  # refused moments ago: tried again later, not on every poll of every worker
             try:
                 served = self._deploy(mv, previous=current.version.version if current else None)
             except Exception as exc:  # whatever stops the load (an unpickling error too): keep the old version
-                log.warning("%s moved to version %s, which cannot be served (%s); still serving version %s",
-                            self.ref, mv.version, exc, current.version.version if current else None)
+                # Tried again after a growing pause (poll interval doubled, at most ten of them): an
+                # artifact restored is picked up, a broken one does not fill the lineage log.
+                poll = self.settings.serving.registry_poll_s
+                pause = min(2 * retry[1], 10 * poll) if retry is not None else poll
+                self._refused[key] = (time.monotonic() + pause, pause)
+                log.warning("%s moved to version %s, which cannot be served (%s); still serving version %s, trying again in %g s",
+                            self.ref, mv.version, exc, current.version.version if current else None, pause)
                 self.on_refused(str(exc))
                 return False
+            self._refused.pop(key, None)
         log.warning("%s now serves version %s (was %s)", self.ref, mv.version, current.version.version if current else None)
         self.on_swap(served)
         return True
@@ -159,6 +170,7 @@ class Follower:
         import orjson
         from kafka import TopicPartition
 
+        from lineage.broker import bootstrap_servers
         from lineage.kafka import consumer, ensure_topic
 
         topic = self.settings.kafka.topic
@@ -169,6 +181,7 @@ class Follower:
         while not self._stop.is_set():
             kc = None
             try:
+                address = bootstrap_servers(self.settings)
                 ensure_topic(self.settings)
                 kc = consumer(self.settings, group)
                 tps = [TopicPartition(topic, p) for p in sorted(kc.partitions_for_topic(topic) or [])]
@@ -183,7 +196,14 @@ class Follower:
                     self._wake.set()  # moves made while it was away: the registry has them
                 down_since = None
                 self.subscribed.set()
+                look = time.monotonic() + 2.0
                 while not self._stop.is_set():
+                    if time.monotonic() >= look:
+                        # The local broker stopped, or came back on another port with an empty log:
+                        # kafka-python would retry the old address forever, so connect again.
+                        look = time.monotonic() + 2.0
+                        if bootstrap_servers(self.settings) != address:
+                            raise TidemarkError("the local broker was restarted on another port")
                     for recs in kc.poll(timeout_ms=200).values():
                         for r in recs:
                             try:

@@ -15,7 +15,7 @@ from lakehouse.config import Settings, load_settings
 from models.registry import ModelRef
 from serving.exceptions import ServingError
 from serving.follow import Follower
-from serving.loader import Served
+from serving.loader import Served, load
 
 # How a worker process learns what to serve (uvicorn starts workers by import string).
 _REF_ENV = "TIDEMARK_SERVE_REF"
@@ -52,10 +52,13 @@ def serve(
     if workers < 1:
         raise ServingError(f"workers must be at least 1, got {workers}", parameter="workers")
     follower = Follower(settings, ref)
-    on_loaded(follower.start_serving())
     if workers == 1:
+        on_loaded(follower.start_serving())
         uvicorn.run(create_app(settings, follower), host=host, port=port, log_level="warning", access_log=False)
         return
+    # Checked here so a bad version stops the start with one line; each worker then loads (and
+    # records its deployment run) itself.
+    on_loaded(load(settings, follower.holder(), follower.alias))
     os.environ[_REF_ENV] = str(ref)
     uvicorn.run(
         "serving.server:worker_app", factory=True, host=host, port=port, workers=workers, log_level="warning", access_log=False
@@ -64,7 +67,15 @@ def serve(
 
 def worker_app():  # type: ignore[no-untyped-def]
     """The app of one `--workers N` process (settings from the same config and environment)."""
+    import logging
+
+    from lakehouse.redact import RedactingFilter
     from serving.app import create_app
 
+    # A worker process starts without the CLI's logging: the same format and credential masking.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     settings = load_settings()
     return create_app(settings, Follower(settings, parse_ref(os.environ[_REF_ENV])))

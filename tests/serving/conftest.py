@@ -87,7 +87,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(ref: str, env: dict[str, str], log: Path, *, ready_timeout: float = 60, events: bool = False) -> Iterator[Server]:
+def serving(
+    ref: str, env: dict[str, str], log: Path, *, ready_timeout: float = 60, events: bool = False, args: tuple[str, ...] = ()
+) -> Iterator[Server]:
     """`tidemark serve REF` as a user runs it, on a free loopback port; yields once /readyz says
     ready (and, with `events`, once it reads the lineage topic); stopped by SIGTERM afterwards."""
     from lineage.broker import free_port
@@ -95,7 +97,7 @@ def serving(ref: str, env: dict[str, str], log: Path, *, ready_timeout: float = 
     port = free_port()
     with log.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tidemark", "serve", ref, "--port", str(port)],
+            [sys.executable, "-m", "tidemark", "serve", ref, "--port", str(port), *args],
             env=clean_environ(**env), stdout=subprocess.DEVNULL, stderr=err, text=True,
         )
     server = Server(f"http://127.0.0.1:{port}", proc, log)
@@ -121,3 +123,60 @@ def serving(ref: str, env: dict[str, str], log: Path, *, ready_timeout: float = 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@dataclass
+class InProcess:
+    """A service run by uvicorn in a thread of the test process (the app at hand, no interpreter to
+    start); `logs()` is what its `serving` loggers said."""
+
+    url: str
+    app: Any
+    follower: Any
+    captured: Any
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def logs(self) -> str:
+        return str(self.captured.getvalue())
+
+
+@contextlib.contextmanager
+def in_process(settings: Any, ref: str, *, follow: bool = True) -> Iterator[InProcess]:
+    """`create_app` on real uvicorn in a thread, on a free loopback port, started as `tidemark serve`
+    starts it (the holder loaded first); stopped, and its follower and prediction log closed, after."""
+    import asyncio
+    import io
+    import logging
+    import threading
+
+    import uvicorn
+
+    from lineage.broker import free_port
+    from serving.app import create_app
+    from serving.follow import Follower
+    from serving.server import parse_ref
+
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("serving")
+    logger.addHandler(handler)
+    follower = Follower(settings, parse_ref(ref))
+    follower.start_serving()
+    app = create_app(settings, follower, follow=follow)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        yield InProcess(f"http://127.0.0.1:{port}", app, follower, captured)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        logger.removeHandler(handler)
