@@ -44,7 +44,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,7 @@ ROWS = "tidemark.predlog.rows"
 MAX_BATCHES_PER_COMMIT = 50
 # While the catalog is down the flusher retries after the interval, doubling up to this.
 MAX_BACKOFF_S = 30.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 REQUIRED = ("prediction_id", "model", "version", "time", "features", "prediction")
 
 
@@ -323,7 +324,7 @@ class PredictionLog:
             prediction = json.dumps(row["prediction"], default=_json_default)
         except (TypeError, ValueError) as exc:
             raise PredictionLogError(f"prediction row {row['prediction_id']}: {exc}", parameter="rows") from exc
-        micros = int(when.timestamp() * 1_000_000)
+        micros = (when - _EPOCH) // timedelta(microseconds=1)  # exact: a float timestamp may round a microsecond
         return (str(row["prediction_id"]), self.model, version, micros, features, prediction)
 
     def pending(self) -> int:
@@ -340,7 +341,8 @@ class PredictionLog:
             if self._stop.is_set():
                 return
             try:
-                self.flush()
+                if self.buffer.pending():  # an idle service opens no catalog every interval
+                    self.flush()
                 backoff = self.interval_s
             except Exception as exc:  # never let the flusher die: the rows are safe in the buffer
                 backoff = min(MAX_BACKOFF_S, backoff * 2)

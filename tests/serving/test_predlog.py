@@ -33,7 +33,8 @@ def test_appended_rows_land_typed_with_a_landing_summary_and_lineage(served: Any
     assert list(types)[:4] == ["prediction_id", "model", "version", "time"] and list(types)[-1] == "prediction"
     assert [c for c in types if c not in predlog.LOG_COLUMNS] == list(trained.features)
     assert types["alcohol"] == "double" and types["time"] == "timestamptz" and types["prediction"] == "long"
-    assert got["alcohol"].to_pylist()[0] == rows[0]["features"]["alcohol"]
+    first = next(r for r in got.to_pylist() if r["prediction_id"] == rows[0]["prediction_id"])
+    assert (first["alcohol"], first["time"], first["prediction"]) == (rows[0]["features"]["alcohol"], rows[0]["time"], rows[0]["prediction"])
 
     snap = table.current_snapshot()
     props = summary_properties(snap)

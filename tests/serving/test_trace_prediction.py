@@ -53,3 +53,37 @@ def test_a_prediction_traces_to_the_source_file_behind_its_training_data(served:
     assert main(["trace", "prediction:nope"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no prediction nope" in err[0]
+
+
+def test_an_answer_of_the_running_service_traces_back_by_its_prediction_id(served: Any, trained: Trained, tmp_path: Any) -> None:
+    """End to end: `tidemark serve` answers, logs the answer under the id it returns, and
+    `tidemark trace prediction:ID` leads from that id to the version, its run and its data."""
+    import time
+
+    from lineage.consumer import consume
+    from models.exceptions import PredictionNotFoundError
+    from models.trace import trace_prediction
+    from tests.serving.conftest import serving
+
+    record = wine_rows(trained, 1, start=42)[0]["features"]
+    record = {k: (int(v) if k in ("magnesium", "proline") else v) for k, v in record.items()}  # as the table types them
+    env = {**trained.env, "TIDEMARK__SERVING__LOG_INTERVAL_S": "0.5"}
+    with serving("wine@production", env, tmp_path / "serve.log") as server, server.client() as c:
+        answer = c.post("/predict", json=record)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                found = trace_prediction(served, f"prediction:{body['prediction_id']}")
+                break
+            except PredictionNotFoundError:
+                assert time.monotonic() < deadline, "the answer did not reach the prediction log within 30 s"
+                time.sleep(0.5)
+    p = found["prediction"]
+    assert (p["model"], p["version"], p["prediction"]) == ("wine", body["version"], body["predictions"][0])
+    assert (found["version"], found["run_id"]) == (body["version"], body["run_id"])
+    assert p["features"]["alcohol"] == record["alcohol"] and p["logged_by"]["job"] == "predlog.wine"
+    consume(served, once=True)
+    [inp] = trace_prediction(served, body["prediction_id"])["inputs"]
+    assert [f["path"].rsplit("/", 1)[-1] for f in inp["source_files"]] == ["wine.csv"]

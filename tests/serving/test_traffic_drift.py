@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.dags.test_dags import airflow_home, migrated_airflow_db  # noqa: F401  (fixtures)
 from tests.serving.trained import Trained, served, trained, wine_rows  # noqa: F401  (fixtures)
 
 
@@ -60,6 +61,12 @@ def test_shifted_traffic_drifts_on_exactly_that_feature(served: Any, trained: Tr
     assert check["drifted"] and td["drifted_features"] == ["alcohol"], td["reasons"]
     assert td["current_snapshot_id"] == snap and td["rows_current"] == 356
     assert not any(r.startswith("row count") for r in td["reasons"])  # traffic volume is not drift
+    # The stored checks of the traffic only (the data checks would be listed without --against serving).
+    assert main(["models", "drift", "wine", "--against", "serving", "--output", "json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert {r["table_name"] for r in stored} == {"serving.wine_predictions"} and stored[0]["run_id"] == check["run_id"]
+    assert main(["models", "drift", "wine", "--against", "data", "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
 
 
 def test_bad_input_is_one_line(served: Any, trained: Trained, capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,7 +80,7 @@ def test_bad_input_is_one_line(served: Any, trained: Trained, capsys: pytest.Cap
     cases = {
         ("--check", "--against", "serving", "--window", "5x"): "--window '5x' is not a duration like 30m, 1h or 7d",
         ("--check", "--window", "1h"): "--window is the span of production traffic to check; add --against serving",
-        ("--against", "serving"): "add --check",
+        ("--against", "serving", "--window", "1h"): "add --check --against serving",
         ("--check", "--against", "serving", "--snapshot", "12"): "has no snapshot 12",
         ("--check", "--against", "serving", "--snapshot", f"x={snap}", "--snapshot", "1"): "give --snapshot once",
     }
@@ -97,3 +104,29 @@ def test_the_monitor_reports_the_alias_holders_traffic_drift(served: Any, traine
     assert (found["snapshots"], found["traffic_snapshot_id"]) == ({"raw.wine": current}, snap)
     with pytest.raises(DriftError, match="'soon' is not a duration"):
         check_traffic_of_alias_holders(served, "wine", "soon")
+
+
+@pytest.mark.integration
+def test_the_traffic_monitor_dag_finds_drift_and_updates_the_drift_asset(settings: Any, airflow_home: Any, wine_csv: Any) -> None:  # noqa: F811
+    """The real DAG under `airflow dags test`, on a home of its own (trained, promoted, shifted traffic logged)."""
+    from ingest.land import land
+    from models.jobs import WINE_FEATURES, get_job
+    from models.registry import Registry
+    from models.train import train
+    from serving.predlog import PredictionLog
+    from tests.dags.test_dags import asset_events, dags_test, task_states
+
+    land(settings, str(wine_csv), "raw.wine", data_docs=False)
+    version = train(settings, get_job("wine_classifier")).version.version
+    Registry(settings).promote("wine", version, "production", reason="traffic monitor test")
+    # (No traffic logged is a skip: `check_traffic_of_alias_holders` returns None, tested above; one
+    # `dags test` here, since each costs about a minute on this machine.)
+
+    log = PredictionLog(settings, "wine", start=False)
+    log.append(wine_rows(Trained(settings.home, {}, version, WINE_FEATURES, wine_csv), 178, shift=2.0))
+    snap = log.close().snapshot_id
+    run = dags_test("monitor_traffic_wine")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert task_states(airflow_home, "monitor_traffic_wine") == {"check_traffic_drift": "success"}
+    [drift] = [e for e in asset_events(airflow_home) if e["uri"] == "x-tidemark://models/wine/drift"]
+    assert (drift["extra"]["drifted_features"], drift["extra"]["traffic_snapshot_id"], drift["dag_id"]) == (["alcohol"], snap, "monitor_traffic_wine")

@@ -58,8 +58,9 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--check", action="store_true", help="compare each input table's current snapshot with the one the version was trained on, now")
     sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="with --check: compare this snapshot instead of the current one (repeatable); with --against serving: the prediction log's snapshot ID")
     sp.add_argument(
-        "--against", choices=("data", "serving"), default="data",
-        help="with --check: data (default) compares the input tables' new snapshots; serving compares the prediction log's recent traffic",
+        "--against", choices=("data", "serving"),
+        help="with --check: data (default) compares the input tables' new snapshots, serving the prediction log's recent traffic; "
+        "without: list (or --plot) only those checks (default: all)",
     )
     sp.add_argument("--window", metavar="DURATION", help="with --against serving: the traffic of this span up to now (30m, 1h, 7d; default 1h without --snapshot)")
     sp.add_argument("--plot", metavar="FILE.svg|FILE.png", help="draw one panel per feature (drifted first): PSI and KS across the checks, with their thresholds")
@@ -270,8 +271,8 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
         raise TidemarkError("--snapshot chooses what a new check compares; add --check")
     if args.plot and not args.plot.lower().endswith((".svg", ".png")):
         raise TidemarkError(f"--plot {args.plot}: the chart is written as SVG or PNG; name the file FILE.svg or FILE.png")
-    if args.against == "serving" and not args.check:
-        raise TidemarkError("--against serving chooses what a new check compares; add --check")
+    if args.window and not args.check:
+        raise TidemarkError("--window is the span of production traffic a new check compares; add --check --against serving")
     if args.window and args.against != "serving":
         raise TidemarkError("--window is the span of production traffic to check; add --against serving")
     if args.check and args.against == "serving":
@@ -287,6 +288,12 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
         else:
             _print_check(check)
     rows = drift.stored_checks(settings, args.ref) if (args.plot or not args.check) else []
+    if args.against is not None:  # the prediction log's checks, or the input tables'
+        from models.registry import ModelRef
+        from models.signature import prediction_table
+
+        log_table = prediction_table(ModelRef.parse(args.ref).name)
+        rows = [r for r in rows if (r["table_name"] == log_table) == (args.against == "serving")]
     if args.plot:
         from models.drift_plot import write_plot
         from models.registry import ModelRef
