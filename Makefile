@@ -18,7 +18,7 @@ SPARK_JAR := $(VENV)/share/tidemark/spark/iceberg-shaded-jackson-2.15.2.jar
 # database): 11 minutes instead of 16 on 2 cores. `make test PYTEST_ARGS=` runs in one process.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: demo test bench venv lock clean down airflow airflow-demo sysdeps spark
+.PHONY: demo test bench venv lock clean down airflow airflow-demo sysdeps spark serve
 
 venv: $(STAMP)
 
@@ -49,6 +49,14 @@ demo: $(STAMP)
 
 test: $(STAMP) spark sysdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Serve a model over HTTP on the embedded default (after `make demo`: wine@production), following its
+# alias by the local broker's events; SERVE=NAME@ALIAS and PORT=N choose another. Ctrl-C stops it.
+SERVE ?= wine@production
+PORT ?= 8000
+serve: $(STAMP)
+	$(BIN)/tidemark up
+	$(BIN)/tidemark serve $(SERVE) --port $(PORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,)

@@ -5,6 +5,9 @@
   missing values, row count; in DuckDB, by time travel). Drift above the thresholds updates the Asset
   `x-tidemark://models/<model>/drift` (its extra names the snapshots and the drift run); no drift, no
   event.
+- `monitor_traffic_<model>` runs when the model's prediction log (`serving.<model>_predictions`, its
+  Asset) gets new rows, and hourly: each alias holder's traffic of the last `window` (default 1h)
+  against its training snapshots, with the same statistics; drift updates the same drift Asset.
 - `renew_<model>` runs on that drift Asset, or weekly: it trains a candidate on the new snapshots,
   scores it and the alias holder on the same holdout, and promotes it only if it passes the promotion
   gate; otherwise it stays a candidate and the reason is recorded (`tidemark models status <model>`).
@@ -32,6 +35,7 @@ from dag_support import (
     task_note,
 )
 from models.jobs import JOBS, TrainingJob
+from models.signature import prediction_table
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +130,40 @@ def monitor_dags(job: TrainingJob) -> tuple[DAG, DAG]:
     return monitor, renew
 
 
+def traffic_monitor_dag(job: TrainingJob) -> DAG:
+    """`monitor_traffic_<model>`: on the prediction log's Asset (whoever updates it: the serving
+    deployment through Airflow's API, or a DAG), and hourly since the log is written outside Airflow."""
+    log_asset = Asset(asset_uri(prediction_table(job.model)), extra={"table": prediction_table(job.model)})
+    drift = Asset(drift_asset_uri(job.model), extra={"model": job.model})
+    with DAG(
+        dag_id=f"monitor_traffic_{job.model}",
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 * * * *", timezone="UTC"), assets=log_asset),
+        catchup=False,
+        max_active_runs=1,
+        tags=["tidemark", "monitoring", "serving"],
+        doc_md=__doc__,
+        params={"window": Param("1h", type="string", pattern=r"^[0-9]+(\.[0-9]+)?(s|m|h|d)$", description="the span of traffic to check, e.g. 30m, 1h, 7d")},
+    ) as monitor:
+
+        @task(inlets=[log_asset], outlets=[drift])
+        def check_traffic_drift(**context: Any) -> dict[str, Any]:
+            from models.monitor import check_traffic_of_alias_holders
+
+            window = str((context.get("params") or {}).get("window") or "1h")
+            with one_line_failure(), params_named({"window": "window"}):
+                found = check_traffic_of_alias_holders(settings(), job.model, window)
+            if found is None:
+                raise nothing_new(f"no traffic drift for {job.model} in the last {window} (or no alias holder, or no logged traffic)")
+            context["outlet_events"][drift].extra = found
+            return found
+
+        check_traffic_drift()
+    return monitor
+
+
 for _job in JOBS.values():
     _monitor, _renew = monitor_dags(_job)
     globals()[_monitor.dag_id] = _monitor
     globals()[_renew.dag_id] = _renew
+    _traffic = traffic_monitor_dag(_job)
+    globals()[_traffic.dag_id] = _traffic

@@ -15,6 +15,7 @@ COPY --chown=airflow:0 lakehouse ./lakehouse
 COPY --chown=airflow:0 ingest ./ingest
 COPY --chown=airflow:0 lineage ./lineage
 COPY --chown=airflow:0 models ./models
+COPY --chown=airflow:0 serving ./serving
 # `celery`: the CeleryExecutor's provider (the compose stack runs tasks on Celery workers).
 # The `airflow` extra pins apache-airflow==3.3.2, the image's own, so pip keeps it while resolving our pins.
 RUN pip install --no-cache-dir -c constraints.txt ".[s3,airflow,celery]"

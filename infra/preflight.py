@@ -15,7 +15,7 @@ import sys
 # Every secret .env must set. Placeholders from .env.example start with "change-me".
 SECRETS = (
     "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "TIDEMARK_S3_SECRET_KEY",
-    "KAFKA_ADMIN_PASSWORD", "KAFKA_PRODUCER_PASSWORD", "KAFKA_CONSUMER_PASSWORD",
+    "KAFKA_ADMIN_PASSWORD", "KAFKA_PRODUCER_PASSWORD", "KAFKA_CONSUMER_PASSWORD", "KAFKA_SERVE_PASSWORD",
     "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "REDIS_PASSWORD",
 )
 NAMES = ("POSTGRES_USER", "MINIO_ROOT_USER", "TIDEMARK_S3_ACCESS_KEY")
@@ -44,9 +44,9 @@ def problems(env: dict[str, str]) -> list[str]:
     # Tidemark's S3 user is scoped to its bucket; reusing the root keys would undo that.
     if env.get("TIDEMARK_S3_ACCESS_KEY") and env.get("TIDEMARK_S3_ACCESS_KEY") == env.get("MINIO_ROOT_USER"):
         found.append("TIDEMARK_S3_ACCESS_KEY equals MINIO_ROOT_USER: give Tidemark its own MinIO user in .env")
-    kafka = [env.get(f"KAFKA_{role}_PASSWORD") for role in ("ADMIN", "PRODUCER", "CONSUMER")]
-    if all(kafka) and len(set(kafka)) < 3:
-        found.append("KAFKA_ADMIN/PRODUCER/CONSUMER_PASSWORD must differ: each role has its own rights")
+    kafka = [env.get(f"KAFKA_{role}_PASSWORD") for role in ("ADMIN", "PRODUCER", "CONSUMER", "SERVE")]
+    if all(kafka) and len(set(kafka)) < len(kafka):
+        found.append("KAFKA_ADMIN/PRODUCER/CONSUMER/SERVE_PASSWORD must differ: each role has its own rights")
     return found
 
 

@@ -156,6 +156,30 @@ class SparkSettings:
     conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
+# How the prediction log's local buffer reaches the disk (`serving.log_synchronous`): SQLite's
+# synchronous=FULL (an append survives a power cut) or NORMAL (it survives any process death,
+# SIGKILL included, but a power cut may lose the last appends; fewer fsyncs).
+LOG_SYNCHRONOUS = ("full", "normal")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The `serving` section: how `tidemark serve` answers and follows its alias, and how the
+    prediction log (`serving.predlog`) commits its buffered rows to Iceberg: as soon as
+    `log_batch_rows` wait, and at least every `log_interval_s` while any wait."""
+
+    # A request body over this many bytes is refused (413) before it is parsed.
+    max_body_bytes: int = 1 << 20
+    # How often the service re-reads the registry for its alias holder: the safety net for an alias
+    # move whose event it missed (broker down, event lost). Events make swaps fast; this makes them sure.
+    registry_poll_s: float = 30.0
+    # Append every answered record to the prediction log (`serving.predlog`), when that module is installed.
+    log_predictions: bool = True
+    log_batch_rows: int = 1000
+    log_interval_s: float = 2.0
+    log_synchronous: str = "full"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -171,6 +195,7 @@ class Settings:
     drift: DriftSettings = field(default_factory=DriftSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     actor: ActorSettings = field(default_factory=ActorSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
     @property
     def warehouse(self) -> str:
@@ -310,6 +335,7 @@ _KNOWN = {
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "actor": {"name"},
+    "serving": {"max_body_bytes", "registry_poll_s", "log_predictions", "log_batch_rows", "log_interval_s", "log_synchronous"},
     "home": None,
 }
 
@@ -444,6 +470,25 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         config_file=config_file,
         models=_models(raw.get("models") or {}),
         actor=_actor(raw.get("actor") or {}),
+        serving=_serving(raw.get("serving") or {}),
+    )
+
+
+def _serving(raw: Mapping[str, Any]) -> ServingSettings:
+    """The `serving` section; intervals must be positive (0 would spin on the registry or the catalog)."""
+    poll = _as_float("serving", "registry_poll_s", raw.get("registry_poll_s", ServingSettings.registry_poll_s))
+    if poll <= 0:
+        raise ConfigError(f"serving.registry_poll_s must be a number of seconds above 0, got {raw.get('registry_poll_s')!r}")
+    interval = _as_float("serving", "log_interval_s", raw.get("log_interval_s", ServingSettings.log_interval_s))
+    if not interval > 0:
+        raise ConfigError(f"serving.log_interval_s must be a number of seconds above 0, got {raw.get('log_interval_s')!r}")
+    return ServingSettings(
+        max_body_bytes=_as_count("serving", "max_body_bytes", raw.get("max_body_bytes", ServingSettings.max_body_bytes)),
+        registry_poll_s=poll,
+        log_predictions=_as_bool(raw.get("log_predictions", ServingSettings.log_predictions)),
+        log_batch_rows=_as_count("serving", "log_batch_rows", raw.get("log_batch_rows", ServingSettings.log_batch_rows)),
+        log_interval_s=interval,
+        log_synchronous=_as_choice("serving", "log_synchronous", raw.get("log_synchronous", ServingSettings.log_synchronous), LOG_SYNCHRONOUS),
     )
 
 

@@ -26,6 +26,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "train": ("start", "written", "registered", "pinned", "emitted"),
     "promote": ("start", "registered", "emitted"),
     "consume": ("consumed-committed", "acknowledged"),
+    "predlog": ("start", "committed", "emitted"),
 }
 
 _hits: dict[str, int] = {}

@@ -103,17 +103,18 @@ def load_iceberg(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"LOAD '{_extension_path('duckdb_extension_iceberg', 'iceberg')}'")
 
 
-def _view_body(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -> str:
+def _view_body(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int, filename: bool = False) -> str:
     """SQL reading one snapshot of a table.
 
     pyiceberg plans the scan (it has the metadata loaded already); when the snapshot has no delete
-    files, its rows are exactly its Parquet data files, which DuckDB reads natively. Otherwise
-    DuckDB's iceberg extension applies the deletes.
+    files, its rows are exactly its Parquet data files, which DuckDB reads natively (`filename`:
+    with each row's data file in a column `filename`). Otherwise DuckDB's iceberg extension applies
+    the deletes (and there is no `filename` column).
     """
     tasks = list(table.scan(snapshot_id=snapshot_id).plan_files())
     if tasks and not any(t.delete_files for t in tasks):
         files = ", ".join(_quote_literal(t.file.file_path) for t in tasks)
-        return f"SELECT * FROM read_parquet([{files}], union_by_name => true)"
+        return f"SELECT * FROM read_parquet([{files}], union_by_name => true{', filename => true' if filename else ''})"
     if not tasks:
         return ""
     load_iceberg(con)
@@ -148,9 +149,11 @@ def snapshot_view(con: duckdb.DuckDBPyConnection, target: str, table: Any, snaps
         raise missing from exc
 
 
-def snapshot_sql(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int) -> str:
-    """A SELECT reading one snapshot of a pyiceberg table (time travel), or "" if it holds no data files."""
-    return _view_body(con, table, snapshot_id)
+def snapshot_sql(con: duckdb.DuckDBPyConnection, table: Any, snapshot_id: int, *, filename: bool = False) -> str:
+    """A SELECT reading one snapshot of a pyiceberg table (time travel), or "" if it holds no data
+    files; `filename`: with each row's data file as a column `filename` where the snapshot has no
+    delete files (see `_view_body`)."""
+    return _view_body(con, table, snapshot_id, filename)
 
 
 def quote_ident(name: str) -> str:

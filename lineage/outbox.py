@@ -90,7 +90,8 @@ def _process_alive(pid: str) -> bool:
 
 
 @contextlib.contextmanager
-def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction taken at once (BEGIN IMMEDIATE), rolled back if the block raises."""
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
@@ -137,7 +138,7 @@ class FlushReport:
     stop=tenacity.stop_after_delay(30),
     reraise=True,
 )
-def _wal(conn: sqlite3.Connection) -> None:
+def use_wal(conn: sqlite3.Connection) -> None:
     # Switching the journal mode does not wait on SQLite's busy timeout: a process opening the file
     # while another one converts it gets "database is locked" at once (seen with 6 at a time).
     conn.execute("PRAGMA journal_mode=WAL")
@@ -189,7 +190,7 @@ class Outbox:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            _wal(conn)
+            use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")  # an event in the outbox survives a power cut
             self._local.conn = conn
         return conn
@@ -254,7 +255,7 @@ class Outbox:
         device is StorageFullError naming this outbox, not a driver traceback."""
         db = self._db()
         try:
-            with _immediate(db) as conn:
+            with immediate(db) as conn:
                 yield conn
         except sqlite3.OperationalError as exc:
             if db.in_transaction:  # a COMMIT that failed leaves it open

@@ -48,3 +48,11 @@ class EnvironmentBuildError(ReproduceError):
 
 class RecordedCodeError(ReproduceError):
     """The recorded code cannot be got back: not in git, the commit unreachable, the module not in it."""
+
+
+class SchemaNotRecordedError(TidemarkError):
+    """A model version without a recorded input schema (trained before it was recorded, or by a job declaring no features)."""
+
+
+class PredictionNotFoundError(TidemarkError):
+    """No prediction log holds a row with this prediction id."""

@@ -17,6 +17,7 @@ from lineage import signing
 from models.registry import Registry
 from models.drift import stored_checks, thresholds_for
 from models.renewal import DECISION_FACET, RENEW_JOB
+from models.signature import prediction_table
 
 
 def _last_decision(settings: Settings, con: Any, ns: str, job_name: str) -> dict[str, Any] | None:
@@ -39,16 +40,23 @@ def _last_decision(settings: Settings, con: Any, ns: str, job_name: str) -> dict
     return None
 
 
-def last_drift_check(settings: Settings, model: str) -> dict[str, Any] | None:
+def last_drift_check(settings: Settings, model: str, traffic: bool = False) -> dict[str, Any] | None:
     """The newest drift check of `model`, from `lineage.drift`: the checker writes its rows there
     itself, so a check shows here as soon as it returns (the lineage consumer is not needed).
+    `traffic`: the newest check of its production traffic (the prediction log's rows) instead of
+    its input tables' data.
 
     Per table: whether it drifted (by any measure: a feature, the row count, the schema), the
-    drifted features, the row counts, and every reason (the row-count one from the thresholds).
+    drifted features, the row counts, and every reason (the row-count one from the thresholds,
+    never for traffic, whose volume is not compared).
     """
     # Rows from a drift facet without a valid signature (an event from some other producer, or a
     # forged one) are in `lineage.drift` for the record, but never decide what status reports.
-    rows = [r for r in stored_checks(settings, model) if r.get("verified") is not False]
+    log_table = prediction_table(model)
+    rows = [
+        r for r in stored_checks(settings, model)
+        if r.get("verified") is not False and (r["table_name"] == log_table) == traffic
+    ]
     if not rows:
         return None
     run_id = rows[0]["run_id"]
@@ -74,7 +82,7 @@ def last_drift_check(settings: Settings, model: str) -> dict[str, Any] | None:
         if r["drifted"]:
             entry["drifted_features"].append(r["column_name"])
             entry["reasons"].append(f"{r['column_name']}: {'; '.join(r['reasons'])}")
-    for entry in tables.values():
+    for entry in [] if traffic else tables.values():
         nb, nc = entry["rows_baseline"], entry["rows_current"]
         if nb and nc is not None and abs(nc - nb) / nb > t.row_count_change:
             entry["reasons"].insert(0, f"row count {nb} -> {nc} ({(nc - nb) / nb:+.0%}, threshold {t.row_count_change:.0%})")
@@ -119,6 +127,7 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
     con = lineage_query.connect(settings, only=[f"{ns}.events"], iceberg=False)
     last_decision = _last_decision(settings, con, ns, f"{RENEW_JOB}.{model}")
     last_drift = last_drift_check(settings, model)
+    last_traffic = last_drift_check(settings, model, traffic=True)
     # Moves that events claimed and the consumer refused: someone tried to change this registry.
     rejected = [
         {
@@ -146,6 +155,7 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
         "rejected_moves": rejected,
         "latest_version": versions[-1].version,
         "last_drift_check": last_drift,
+        "last_traffic_drift_check": last_traffic,
         "candidates": candidates,
         "unverified_versions": unverified,
         "last_decision": last_decision,

@@ -1,5 +1,9 @@
 """Trace a model version back to its origin: training run, input snapshots, ingest runs, source files.
 
+`trace_prediction` starts one step earlier, at one answered request: its row in a prediction log
+(`serving.<model>_predictions`) names the version that answered, and the log's commit (its snapshot
+summary) the flush run that logged it; from the version on it is `trace`.
+
 The registry resolves the alias; the lineage tables (through DuckDB) say which runs produced each
 input snapshot and from which files. When the lineage store has not yet received an ingest run's
 events, the snapshot's own summary properties still name the run and the source checksum.
@@ -16,7 +20,11 @@ from lineage import actors, columns
 from lineage import query as lineage_query
 from lineage.column_graph import feature_sources
 from lineage import trace as lt
+from models.exceptions import PredictionNotFoundError
 from models.registry import ModelRef, Registry
+from models.signature import PREDICTIONS_NAMESPACE, PREDICTIONS_SUFFIX, prediction_table
+
+PREDICTION_PREFIX = "prediction:"
 
 GATE_PREFIX = "tidemark.gate."
 
@@ -132,3 +140,69 @@ def _landings(table: Any, snapshot_id: int) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def trace_prediction(settings: Settings, prediction_id: str, model: str | None = None) -> dict[str, Any]:
+    """The origin of one prediction: its logged row (features, answer, time, the log's commit and
+    run) and the whole `trace` of the version that answered. `prediction_id` may carry the
+    `prediction:` prefix; `model` narrows the search to that model's log (default: every log)."""
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
+    pid = prediction_id.removeprefix(PREDICTION_PREFIX)
+    catalog = load_catalog(settings)
+    if model is not None:
+        names = [prediction_table(model)]
+    else:
+        try:
+            listed = catalog.list_tables(PREDICTIONS_NAMESPACE)
+        except NoSuchNamespaceError:
+            listed = []
+        names = sorted(f"{ns}.{t}" for ns, t in listed if t.endswith(PREDICTIONS_SUFFIX))
+    for name in names:
+        if not catalog.table_exists(TableName.parse(name).identifier):
+            continue
+        found = _logged_row(catalog.load_table(TableName.parse(name).identifier), name, pid)
+        if found is not None:
+            return {"prediction": found, **trace(settings, f"{found['model']}:{found['version']}")}
+    where = ", ".join(names) or f"no {PREDICTIONS_NAMESPACE}.*{PREDICTIONS_SUFFIX} table exists"
+    raise PredictionNotFoundError(
+        f"no prediction {pid} in the prediction logs ({where}); a served prediction reaches its log within "
+        "serving.log_interval_s, or once the catalog answers if it was down"
+    )
+
+
+def _logged_row(table: Any, name: str, pid: str) -> dict[str, Any] | None:
+    """The row of `pid` in one log table, with the snapshot that added it and that commit's run."""
+    from lakehouse import sql
+
+    snap = table.current_snapshot()
+    if snap is None:
+        return None
+    con = sql.connect(iceberg=False)
+    # The log is append-only, so its rows are its data files; each row's file name says which
+    # commit added it (the manifests' entries below).
+    body = sql.snapshot_sql(con, table, snap.snapshot_id, filename=True)
+    if not body:
+        return None
+    rows = sql.query(con, f"SELECT * FROM ({body}) WHERE prediction_id = ? LIMIT 1", [pid]).to_pylist()
+    if not rows:
+        return None
+    row = rows[0]
+    path = row.pop("filename", None)
+    # DuckDB names a local file by its path, the manifests by its file:// URI.
+    added = {e["data_file"]["file_path"].removeprefix("file://"): e["snapshot_id"] for e in table.inspect.entries(snapshot_id=snap.snapshot_id).to_pylist()}
+    sid = added.get(path.removeprefix("file://")) if path else None
+    commit = table.snapshot_by_id(sid) if sid is not None else None
+    props = summary_properties(commit) if commit is not None else {}
+    own = {"prediction_id", "model", "version", "time", "prediction"}
+    return {
+        "prediction_id": row["prediction_id"],
+        "model": row["model"],
+        "version": int(row["version"]),
+        "time": row["time"].isoformat() if row["time"] is not None else None,
+        "prediction": row["prediction"],
+        "features": {k: v for k, v in row.items() if k not in own},
+        "table": name,
+        "snapshot_id": sid,
+        "logged_by": {"run_id": props.get(RUN_ID), "job": props.get(JOB_NAME)} if props.get(RUN_ID) else None,
+    }

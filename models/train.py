@@ -19,7 +19,7 @@ from lineage.code import CodeIdentity, environment, module_source
 from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, pinning
+from models import artifacts, pinning, signature
 from models import inputs as inputs_mod
 from models.execution import Execution, run_job
 from models.exceptions import TrainingInputError
@@ -134,6 +134,8 @@ def train(
             raise TrainingInputError(
                 f"job {job.name} declares primary metric {job.primary_metric!r} but returned only {', '.join(sorted(trained.metrics))}"
             )
+        # What the model takes, as the snapshots it read stored it: `tidemark serve` checks requests against it.
+        input_schema = signature.record(job, tables, pinned)
         blob = pickle.dumps(trained.estimator, protocol=5)
         uri, digest = artifacts.put(settings, blob)
         progress(f"stored artifact {uri}")
@@ -154,7 +156,7 @@ def train(
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
-            before_commit=lambda mv: write_card(settings, mv),
+            before_commit=lambda mv: write_card(settings, mv, input_schema),
             owner=job.owner,
             # The actor of the run's own facet: the registry row and the run name the same person.
             actor=actors.from_facet(run.run_facets.get(actors.FACET)),
@@ -245,15 +247,17 @@ def train_on_snapshots(
     return {"model": mv.model, "version": mv.version, "run_id": mv.run_id, "snapshots": dict(snapshots), "metrics": mv.metrics}
 
 
-def write_card(settings: Settings, mv: ModelVersion) -> None:
+def write_card(settings: Settings, mv: ModelVersion, input_schema: signature.InputSchema | None = None) -> None:
     """Store the model card at `mv.card_uri` (before the registry row: a version is never seen without it)."""
     assert mv.card_uri is not None
-    artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv), indent=2, sort_keys=True, default=str))
+    artifacts.put_text(settings, mv.card_uri, json.dumps(card(mv, input_schema), indent=2, sort_keys=True, default=str))
 
 
-def card(mv: ModelVersion) -> dict[str, Any]:
-    """The model card: parameters, metrics, input snapshots, code identity and environment."""
+def card(mv: ModelVersion, input_schema: signature.InputSchema | None = None) -> dict[str, Any]:
+    """The model card: parameters, metrics, input snapshots, code identity, environment, and the input
+    schema (the features and their types, None for a job that declares none)."""
     out = mv.to_json()
+    out["input_schema"] = input_schema.to_json() if input_schema is not None else None
     out.pop("aliases", None)
     out.pop("archived", None)
     out["pins"] = {i.table: pinning.tag_name(mv.model, mv.version) for i in mv.inputs}

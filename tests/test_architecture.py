@@ -1,8 +1,8 @@
 """The architecture of shared/DESIGN.md, checked on every import (imports inside functions too).
 
-Layering: imports point one way, `tidemark/` and `dags/` -> `models/` and `ingest/` -> `lineage/`
+Layering: imports point one way, `tidemark/` and `dags/` -> `serving/` -> `models/` and `ingest/` -> `lineage/`
 -> `lakehouse/`. `lakehouse` imports none of the others, `lineage` only `lakehouse`, `ingest` and
-`models` only `lineage` and `lakehouse` (not each other), `tidemark` and `dags` any of those four;
+`models` only `lineage` and `lakehouse` (not each other), `serving` those three, `tidemark` and `dags` any of those five;
 nothing imports `tidemark` or `dags`, except that a DAG file may import the DAG folder's helper
 modules (the ones `dags/.airflowignore` hides from Airflow's DAG processor).
 
@@ -25,15 +25,17 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-PACKAGES = ("lakehouse", "lineage", "ingest", "models", "tidemark")
+PACKAGES = ("lakehouse", "lineage", "ingest", "models", "serving", "tidemark")
 # What each may import, of Tidemark's own code (its own package aside).
 MAY_IMPORT = {
     "lakehouse": set(),
     "lineage": {"lakehouse"},
     "ingest": {"lineage", "lakehouse"},
     "models": {"lineage", "lakehouse"},
-    "tidemark": {"lakehouse", "lineage", "ingest", "models"},
-    "dags": {"lakehouse", "lineage", "ingest", "models"},
+    # Serving answers with a registered model and logs to the lakehouse: above models, beside ingest.
+    "serving": {"models", "lineage", "lakehouse"},
+    "tidemark": {"lakehouse", "lineage", "ingest", "models", "serving"},
+    "dags": {"lakehouse", "lineage", "ingest", "models", "serving"},
 }
 
 
@@ -180,6 +182,7 @@ def test_the_checks_name_each_forbidden_import_by_file_and_line(tmp_path: Path) 
         "ingest/x.py": "from models import registry\n",
         "models/__init__.py": '"""no __all__"""\n',
         "models/x.py": "from lineage import x\n",
+        "serving/__init__.py": "__all__ = []\n",
         "tidemark/__init__.py": "__all__ = []\n",
         "tidemark/cli.py": "from lakehouse.tables import _private\nfrom lakehouse._hidden import y\nimport tidemark.cli\n",
         "dags/.airflowignore": "# helpers\nhelper.py\n",
@@ -193,8 +196,8 @@ def test_the_checks_name_each_forbidden_import_by_file_and_line(tmp_path: Path) 
     assert layering_violations(tmp_path) == [
         "lakehouse/tables.py:5: from ingest.land import land: lakehouse may not import ingest (it may import none of Tidemark's other packages; see shared/DESIGN.md)",
         "ingest/x.py:1: from models import registry: ingest may not import models (it may import lakehouse, lineage; see shared/DESIGN.md)",
-        "dags/a_dag.py:2: import b_dag: dags may not import dags (it may import ingest, lakehouse, lineage, models; see shared/DESIGN.md)",
-        "dags/a_dag.py:3: from tidemark import cli: dags may not import tidemark (it may import ingest, lakehouse, lineage, models; see shared/DESIGN.md)",
+        "dags/a_dag.py:2: import b_dag: dags may not import dags (it may import ingest, lakehouse, lineage, models, serving; see shared/DESIGN.md)",
+        "dags/a_dag.py:3: from tidemark import cli: dags may not import tidemark (it may import ingest, lakehouse, lineage, models, serving; see shared/DESIGN.md)",
     ]
     assert surface_problems(tmp_path, "lakehouse") == ["lakehouse.__all__ names gone, which lakehouse neither defines nor holds as a module"]
     assert surface_problems(tmp_path, "models") == ["models/__init__.py has no __all__: name what other packages may use"]

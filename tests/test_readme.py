@@ -87,7 +87,7 @@ def test_the_command_table_lists_every_command_once() -> None:
 def test_the_dag_table_lists_every_dag_once() -> None:
     rows = _first_column("DAG")
     assert len(rows) == len(set(rows))
-    expected = {"`ingest_<source>`", "`train_<job>`", "`retrain_model`", "`lakehouse_maintenance`", "`lineage_consumer_health`", "`monitor_<model>`", "`renew_<model>`"}
+    expected = {"`ingest_<source>`", "`train_<job>`", "`retrain_model`", "`lakehouse_maintenance`", "`lineage_consumer_health`", "`monitor_<model>`", "`monitor_traffic_<model>`", "`renew_<model>`"}
     assert expected <= set(rows), expected - set(rows)
 
 

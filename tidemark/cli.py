@@ -13,11 +13,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tidemark.commands import catalog, ingest, lineage, maintenance, models, sql, stack, train
+from tidemark.commands import catalog, ingest, lineage, maintenance, models, serve, sql, stack, train
 from tidemark.commands.arguments import flags
 
 # The order of `tidemark --help`.
-COMMANDS = (stack, ingest, train, lineage, sql, models, maintenance, catalog)
+COMMANDS = (stack, ingest, train, lineage, sql, models, serve, maintenance, catalog)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@
 # formats without them. The controller listener is bound to the container's loopback, so nothing
 # outside this container can reach the one listener without SASL.
 set -euo pipefail
-: "${KAFKA_ADMIN_PASSWORD:?}" "${KAFKA_PRODUCER_PASSWORD:?}" "${KAFKA_CONSUMER_PASSWORD:?}" "${CLUSTER_ID:?}"
+: "${KAFKA_ADMIN_PASSWORD:?}" "${KAFKA_PRODUCER_PASSWORD:?}" "${KAFKA_CONSUMER_PASSWORD:?}" "${KAFKA_SERVE_PASSWORD:?}" "${CLUSTER_ID:?}"
 config=/tmp/server.properties
 umask 077
 cat > "$config" <<PROPS
@@ -47,5 +47,6 @@ PROPS
 /opt/kafka/bin/kafka-storage.sh format --config "$config" --cluster-id "$CLUSTER_ID" --ignore-formatted \
   --add-scram "SCRAM-SHA-512=[name=admin,password=${KAFKA_ADMIN_PASSWORD}]" \
   --add-scram "SCRAM-SHA-512=[name=producer,password=${KAFKA_PRODUCER_PASSWORD}]" \
-  --add-scram "SCRAM-SHA-512=[name=consumer,password=${KAFKA_CONSUMER_PASSWORD}]"
+  --add-scram "SCRAM-SHA-512=[name=consumer,password=${KAFKA_CONSUMER_PASSWORD}]" \
+  --add-scram "SCRAM-SHA-512=[name=serve,password=${KAFKA_SERVE_PASSWORD}]"
 exec /opt/kafka/bin/kafka-server-start.sh "$config"

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import DriftThresholds, Settings
@@ -21,7 +21,10 @@ from lineage.transport import Transport
 from models import inputs as inputs_mod
 from models.drift.scan import TableDrift, check_snapshot, compute_drift
 from models.exceptions import DriftError, SnapshotExpiredError
-from models.registry import ModelRef, Registry
+from models.registry import ModelRef, ModelVersion, Registry
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
 DRIFT_JOB = "drift"
 
@@ -85,18 +88,8 @@ def check_model(
         )
     plan = []
     for inp in mv.inputs:
-        try:
-            table = load_table(catalog, TableName.parse(inp.table))
-        except TableNotFoundError as exc:
-            raise DriftError(f"table {inp.table}, an input of {mv.model}:{mv.version}, no longer exists; nothing to compare") from exc
-        if inp.snapshot_id is None:
-            raise DriftError(f"{mv.model}:{mv.version} recorded no snapshot for {inp.table}: there is no baseline to compare with")
-        if table.snapshot_by_id(inp.snapshot_id) is None:
-            raise SnapshotExpiredError(
-                f"the baseline of {inp.table}, snapshot {inp.snapshot_id} that {mv.model}:{mv.version} was trained on, "
-                f"was expired; pinning keeps it (a registered version tags it model/{mv.model}/{mv.version}; "
-                "archiving releases the pin)"
-            )
+        table = baseline_table(catalog, mv, inp.table, inp.snapshot_id)
+        assert inp.snapshot_id is not None  # baseline_table refuses a version without one
         current = wanted.get(inp.table)
         if current is None:
             snap = table.current_snapshot()
@@ -106,24 +99,57 @@ def check_model(
         check_snapshot(table, inp.table, current, "the snapshot to check", parameter="snapshots" if inp.table in wanted else None)
         plan.append((inp.table, table, inp.snapshot_id, current))
 
-    results: list[TableDrift] = []
+    results = [(compute_drift(settings, name, baseline, current, thresholds=t), table) for name, table, baseline, current in plan]
+    return record_check(settings, catalog, registry, mv, r.alias, t, results, transport=transport, code=check_model)
+
+
+def baseline_table(catalog: Any, mv: ModelVersion, table_name: str, snapshot_id: int | None) -> Table:
+    """The input table `table_name` of `mv`, checked to still hold the snapshot `mv` was trained on."""
+    try:
+        table = load_table(catalog, TableName.parse(table_name))
+    except TableNotFoundError as exc:
+        raise DriftError(f"table {table_name}, an input of {mv.model}:{mv.version}, no longer exists; nothing to compare") from exc
+    if snapshot_id is None:
+        raise DriftError(f"{mv.model}:{mv.version} recorded no snapshot for {table_name}: there is no baseline to compare with")
+    if table.snapshot_by_id(snapshot_id) is None:
+        raise SnapshotExpiredError(
+            f"the baseline of {table_name}, snapshot {snapshot_id} that {mv.model}:{mv.version} was trained on, "
+            f"was expired; pinning keeps it (a registered version tags it model/{mv.model}/{mv.version}; "
+            "archiving releases the pin)"
+        )
+    return table
+
+
+def record_check(
+    settings: Settings,
+    catalog: Any,
+    registry: Registry,
+    mv: ModelVersion,
+    alias: str | None,
+    t: DriftThresholds,
+    results: list[tuple[TableDrift, Any]],
+    *,
+    transport: Transport | None = None,
+    code: Any = None,
+) -> DriftCheck:
+    """A check's results as one lineage run `drift.<model>` (each checked table at its snapshot an
+    input with the scores' facets) and as rows of `lineage.drift`. `results`: each table's drift and
+    its pyiceberg table."""
     producer = settings.lineage.producer
     with lineage_run(
         f"{DRIFT_JOB}.{mv.model}",
         inputs=[registry.model_dataset(mv)],
-        parameters={"model": mv.model, "version": mv.version, "alias": r.alias, "thresholds": t.to_json()},
+        parameters={"model": mv.model, "version": mv.version, "alias": alias, "thresholds": t.to_json()},
         settings=settings,
         transport=transport,
-        code=check_model,
+        code=code,
     ) as run:
-        for name, table, baseline, current in plan:
-            td = compute_drift(settings, name, baseline, current, thresholds=t)
-            results.append(td)
-            dataset = inputs_mod.dataset(settings, name, table, current)
+        for td, table in results:
+            dataset = inputs_mod.dataset(settings, td.table, table, td.current_snapshot_id)
             dataset.setdefault("inputFacets", {}).update(
                 {
                     "dataQualityMetrics": quality_facet(producer, td),
-                    drift_store.DRIFT_FACET: signing.sign_facet(settings, drift_facet(producer, td, mv.model, mv.version, r.alias)),
+                    drift_store.DRIFT_FACET: signing.sign_facet(settings, drift_facet(producer, td, mv.model, mv.version, alias)),
                 }
             )
             run.add_input(dataset)
@@ -137,7 +163,7 @@ def check_model(
         settings,
         [{"eventType": "COMPLETE", "eventTime": checked_at.isoformat(), "run": {"runId": run_id}, "inputs": inputs}],
     )
-    return DriftCheck(model=mv.model, version=mv.version, alias=r.alias, checked_at=checked_at, run_id=run_id, tables=results)
+    return DriftCheck(model=mv.model, version=mv.version, alias=alias, checked_at=checked_at, run_id=run_id, tables=[td for td, _ in results])
 
 
 def quality_facet(producer: str, td: TableDrift) -> dict[str, Any]:
@@ -163,6 +189,7 @@ def drift_facet(producer: str, td: TableDrift, model: str, version: int, alias: 
         version=version,
         alias=alias,
         table=td.table,
+        baselineTable=td.baseline_table or td.table,
         baselineSnapshotId=td.baseline_snapshot_id,
         currentSnapshotId=td.current_snapshot_id,
         rowsBaseline=td.rows_baseline,

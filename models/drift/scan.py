@@ -77,6 +77,8 @@ class TableDrift:
     drifted_features: list[str]
     reasons: list[str] = field(default_factory=list)
     thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    # The table the baseline snapshot belongs to when not `table` (traffic: the training table).
+    baseline_table: str | None = None
 
     @property
     def row_count_change(self) -> float | None:
@@ -89,6 +91,7 @@ class TableDrift:
     def to_json(self) -> dict[str, Any]:
         return {
             "table": self.table,
+            "baseline_table": self.baseline_table or self.table,
             "baseline_snapshot_id": self.baseline_snapshot_id,
             "current_snapshot_id": self.current_snapshot_id,
             "rows_baseline": self.rows_baseline,
@@ -218,15 +221,43 @@ def _bounds(con: duckdb.DuckDBPyConnection, table: Table, snapshots: Mapping[str
                 lo, hi = out.get((side, c), (math.inf, -math.inf))
                 out[side, c] = (min(lo, float(from_bytes(field.field_type, lb))), max(hi, float(from_bytes(field.field_type, ub))))
     if unknown:
-        names = sorted(unknown)
-        parts = ", ".join(f"min({sql.quote_ident(c)})::DOUBLE, max({sql.quote_ident(c)})::DOUBLE" for c in names)
-        for side in snapshots:
-            row = con.execute(f"SELECT {parts} FROM {side}").fetchone() or ()
-            for i, c in enumerate(names):
-                out.pop((side, c), None)
-                if row[2 * i] is not None:
-                    out[side, c] = (row[2 * i], row[2 * i + 1])
+        for key in [k for k in out if k[1] in unknown]:
+            del out[key]
+        out.update(scanned_bounds(con, list(snapshots), sorted(unknown)))
     return out
+
+
+def scanned_bounds(con: duckdb.DuckDBPyConnection, sides: Sequence[str], columns: Sequence[str]) -> Bounds:
+    """Min and max of `columns` in each relation of `sides`, read by DuckDB (one pass per side)."""
+    out: Bounds = {}
+    if not columns:
+        return out
+    parts = ", ".join(f"min({sql.quote_ident(c)})::DOUBLE, max({sql.quote_ident(c)})::DOUBLE" for c in columns)
+    for side in sides:
+        row = con.execute(f"SELECT {parts} FROM {side}").fetchone() or ()
+        for i, c in enumerate(columns):
+            if row[2 * i] is not None:
+                out[side, c] = (row[2 * i], row[2 * i + 1])
+    return out
+
+
+def compare_relations(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    baseline_snapshot_id: int,
+    current_snapshot_id: int,
+    columns: Mapping[str, Any],
+    thresholds: DriftThresholds,
+    *,
+    row_counts: bool = True,
+) -> TableDrift:
+    """`compute_drift`'s comparison of the relations `base` and `cur` the caller made on `con`
+    (any two queries, e.g. a training snapshot and a window of the prediction log), for `columns`
+    (name -> the Iceberg field that says its type), with the bounds read by DuckDB. `row_counts`:
+    whether a change of row count is drift (not for traffic, whose volume is not the training size)."""
+    numeric = [c for c, f in columns.items() if _kind(f) == "numeric"]
+    bounds = scanned_bounds(con, ("base", "cur"), numeric)
+    return _compare(con, table, baseline_snapshot_id, current_snapshot_id, columns, bounds, thresholds, row_counts=row_counts)
 
 
 def bucket_ranges(bounds: Bounds, numeric: Mapping[str, Any]) -> dict[str, Buckets]:
@@ -274,6 +305,7 @@ def _compare(
     bounds: Bounds,
     t: DriftThresholds,
     changes: Mapping[str, str] | None = None,
+    row_counts: bool = True,
 ) -> TableDrift:
     rows = {}
     for side in ("base", "cur"):
@@ -317,7 +349,7 @@ def _compare(
         features.append(f)
     reasons = []
     change = stats.relative_change(nb_rows, nc_rows)
-    if change is not None and abs(change) > t.row_count_change:
+    if row_counts and change is not None and abs(change) > t.row_count_change:
         reasons.append(f"row count {nb_rows} -> {nc_rows} ({change:+.0%}, threshold {t.row_count_change:.0%})")
     drifted_features = [f.column for f in features if f.drifted]
     reasons += [f"{f.column}: {'; '.join(f.reasons)}" for f in features if f.drifted]

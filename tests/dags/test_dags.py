@@ -26,6 +26,8 @@ EXPECTED_DAGS = {
     "lineage_consumer_health",
     "monitor_wine",
     "monitor_diabetes",
+    "monitor_traffic_wine",
+    "monitor_traffic_diabetes",
     "renew_wine",
     "renew_diabetes",
 }

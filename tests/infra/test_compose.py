@@ -86,7 +86,7 @@ def _acls() -> list[dict[str, Any]]:
 
 def test_the_required_services_are_there_with_pinned_images(services: dict[str, Any]) -> None:
     expected = {
-        "preflight", "kafka", "kafka-init", "postgres", "minio", "minio-init", "redis", "init", "lineage-consumer",
+        "preflight", "kafka", "kafka-init", "postgres", "minio", "minio-init", "redis", "init", "lineage-consumer", "serve",
         "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
     }
     assert expected <= set(services)
@@ -116,7 +116,7 @@ def test_every_tidemark_variable_is_a_real_config_key(services: dict[str, Any]) 
             assert key in {"uri", "warehouse", "type"} | pyiceberg_keys, f"{name}: catalog property {key!r} is not one pyiceberg reads"
         assert env["TIDEMARK_HOME"] == str(settings.home)
         seen.append((name, settings))
-    assert {n for n, _ in seen} >= {"init", "lineage-consumer", "airflow-scheduler"}
+    assert {n for n, _ in seen} >= {"init", "lineage-consumer", "airflow-scheduler", "serve"}
     # Producers (Airflow tasks), the init job and the consumer must agree on where lineage goes.
     facts = {
         (s.kafka.bootstrap_servers, s.kafka.topic, s.kafka.partitions, s.catalog.name, s.warehouse,
@@ -186,6 +186,8 @@ def test_tidemark_commands_parse(services: dict[str, Any]) -> None:
 
     parser = build_parser()
     parser.parse_args(services["lineage-consumer"]["command"])
+    serve = parser.parse_args([_interpolate(word) for word in services["serve"]["command"]])
+    assert (serve.host, serve.port) == ("0.0.0.0", 8000)  # inside the container; published on loopback only
     init = " ".join(services["init"]["command"])
     assert "airflow db migrate" in init
     parser.parse_args(init.split("tidemark ", 1)[1].split())
@@ -204,8 +206,9 @@ def test_start_order_is_enforced_by_health_checks(services: dict[str, Any]) -> N
             else:
                 assert services[target].get("restart", "no") == "no", f"{target} is a one-shot job: restart must be 'no'"
     # Long-running services can be waited on; the one-shot jobs finish before anything uses them.
-    for name in ("kafka", "postgres", "minio", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+    for name in ("kafka", "postgres", "minio", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "serve"):
         assert services[name].get("healthcheck"), f"{name} has no healthcheck"
+    assert services["serve"]["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["init"]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     assert services["init"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
@@ -249,7 +252,7 @@ UNPINNED_BASES = {
 
 def test_ports_are_published_on_loopback_only(services: dict[str, Any]) -> None:
     published = {name: svc["ports"] for name, svc in services.items() if svc.get("ports")}
-    assert set(published) == {"kafka", "minio", "airflow-apiserver"}, "publish only what a user needs"
+    assert set(published) == {"kafka", "minio", "airflow-apiserver", "serve"}, "publish only what a user needs"
     for name, ports in published.items():
         for port in ports:
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface: prefix 127.0.0.1:"
@@ -272,7 +275,7 @@ def test_kafka_authenticates_every_listener_a_host_or_container_can_reach() -> N
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert set(props["super.users"].split(";")) == {"User:admin", "User:ANONYMOUS"}
     start = (ROOT / "infra" / "kafka" / "start.sh").read_text()
-    for user in ("admin", "producer", "consumer"):
+    for user in ("admin", "producer", "consumer", "serve"):
         assert f"--add-scram \"SCRAM-SHA-512=[name={user}," in start, f"SCRAM user {user} is not created at format time"
 
 
@@ -289,7 +292,12 @@ def test_producers_write_and_only_the_consumer_group_reads(services: dict[str, A
         ("User:producer", "group", '"$GROUP"'): {"Describe"},
         ("User:consumer", "topic", '"$TOPIC"'): {"Read", "Describe"},
         ("User:consumer", "group", '"$GROUP"'): {"Read"},
+        # `tidemark serve`: follows alias moves (reads, as groups tidemark-serve.*), writes its deployment runs.
+        ("User:serve", "topic", '"$TOPIC"'): {"Read", "Write", "Describe"},
+        ("User:serve", "group", "tidemark-serve."): {"Read"},
     }, f"ACLs are not least-privilege: {by}"
+    init = (ROOT / "infra" / "kafka" / "init.sh").read_text()
+    assert "--group tidemark-serve. --resource-pattern-type prefixed" in init and "for user in producer consumer serve; do" in init
     # Which principal each service logs in as: Airflow (and init) produce, the lineage consumer reads.
     for name, svc in services.items():
         env = _env(svc)
@@ -297,7 +305,7 @@ def test_producers_write_and_only_the_consumer_group_reads(services: dict[str, A
         if any(k.startswith("TIDEMARK__") for k in env):
             assert env["TIDEMARK__KAFKA__SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
             assert env["TIDEMARK__KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512", name
-            expected = "consumer" if name == "lineage-consumer" else "producer"
+            expected = {"lineage-consumer": "consumer", "serve": "serve"}.get(name, "producer")
             assert user == expected, f"{name} logs in to Kafka as {user!r}, expected {expected!r}"
             assert env["TIDEMARK__KAFKA__SASL_PLAIN_PASSWORD"] == f"${{KAFKA_{expected.upper()}_PASSWORD:?set KAFKA_{expected.upper()}_PASSWORD in .env}}"
         if "KAFKA_ADMIN_PASSWORD" in env:
@@ -480,3 +488,21 @@ def test_redis_takes_its_password_from_stdin_and_the_health_check_uses_it(servic
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# -- Serving (issue 21, item 6): `tidemark serve` as a compose service.
+
+
+def test_serve_answers_on_loopback_is_health_checked_and_follows_its_own_group(services: dict[str, Any]) -> None:
+    from serving.follow import group_id
+
+    svc = services["serve"]
+    assert svc["ports"] == ["127.0.0.1:8000:8000"]
+    test = " ".join(svc["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/healthz" in test and svc["healthcheck"]["test"][0] == "CMD"
+    assert svc["build"]["dockerfile"] == "infra/Dockerfile" and svc["user"] == "10001:10001"
+    dockerfile = (ROOT / "infra" / "Dockerfile").read_text()
+    assert "COPY serving ./serving" in dockerfile, "the image must hold the serving package"
+    # The group the ACL grants is the prefix of the one the follower uses.
+    assert group_id("wine", "production").startswith("tidemark-serve.")
+    assert "KAFKA_SERVE_PASSWORD" in (ROOT / ".env.example").read_text()

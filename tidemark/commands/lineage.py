@@ -15,8 +15,8 @@ _NODE_HELP = "NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSIO
 
 
 def register(sub: Subcommands) -> None:
-    sp = add_command(sub, "trace", cmd_trace, "trace a model version to its run, input snapshots, ingest runs and files")
-    sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION or NAME")
+    sp = add_command(sub, "trace", cmd_trace, "trace a model version (or one served prediction) to its run, input snapshots, ingest runs and files")
+    sp.add_argument("ref", help="NAME@ALIAS, NAME:VERSION, NAME, or prediction:ID (the prediction_id a served answer carries)")
 
     lineage = add_group(sub, "lineage", "the lineage store")
     sp = add_command(
@@ -57,12 +57,21 @@ def register(sub: Subcommands) -> None:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from models.trace import trace
+    from models.trace import PREDICTION_PREFIX, trace, trace_prediction
 
-    result = trace(current_settings(), args.ref)
+    if args.ref.startswith(PREDICTION_PREFIX):
+        result = trace_prediction(current_settings(), args.ref)
+    else:
+        result = trace(current_settings(), args.ref)
     if args.output == "json":
         emit_json(result)
         return 0
+    p = result.get("prediction")
+    if p is not None:
+        print(f"prediction {p['prediction_id']} at {p['time']}: {p['prediction']!r}, answered by {p['model']} version {p['version']}")
+        print(f"  features    {p['features']}")
+        logged = p.get("logged_by") or {}
+        print(f"  logged in   {p['table']} snapshot {p['snapshot_id']}" + (f" by run {logged['run_id']} ({logged['job']})" if logged else ""))
     alias = f" (alias {result['alias']})" if result["alias"] else ""
     print(f"model {result['model']} version {result['version']}{alias}")
     print(f"  trained by run {result['run_id']} ({result['job']}, {result['entry_point']}) at {result['trained_at']}{_who(result.get('actor'))}")

@@ -51,12 +51,18 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--at", metavar="TIME", help="with --alias: the version that held it at TIME and the snapshots that trained it")
 
     sp = add_command(
-        models, "drift", cmd_models_drift, "drift of a model's input data: per feature, over time (or check now with --check)",
-        parameters={"snapshots": "--snapshot"},
+        models, "drift", cmd_models_drift, "drift of a model's input data or production traffic: per feature, over time (or check now with --check)",
+        parameters={"snapshots": "--snapshot", "snapshot_id": "--snapshot", "window": "--window"},
     )
     sp.add_argument("ref", metavar="NAME[@ALIAS]", help="NAME, NAME@ALIAS or NAME:VERSION")
     sp.add_argument("--check", action="store_true", help="compare each input table's current snapshot with the one the version was trained on, now")
-    sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="with --check: compare this snapshot instead of the current one (repeatable)")
+    sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="with --check: compare this snapshot instead of the current one (repeatable); with --against serving: the prediction log's snapshot ID")
+    sp.add_argument(
+        "--against", choices=("data", "serving"),
+        help="with --check: data (default) compares the input tables' new snapshots, serving the prediction log's recent traffic; "
+        "without: list (or --plot) only those checks (default: all)",
+    )
+    sp.add_argument("--window", metavar="DURATION", help="with --against serving: the traffic of this span up to now (30m, 1h, 7d; default 1h without --snapshot)")
     sp.add_argument("--plot", metavar="FILE.svg|FILE.png", help="draw one panel per feature (drifted first): PSI and KS across the checks, with their thresholds")
 
 
@@ -220,11 +226,12 @@ def cmd_models_status(args: argparse.Namespace) -> int:
         move = st["alias_moves"].get(alias) or {}
         by = f" (moved by {actor_text(move['actor'])} at {move['time']})" if move.get("actor") else ""
         print(f"  {alias:12} version {version}{by}")
-    drift = st["last_drift_check"]
-    if drift is None:
-        print("  last drift check: never")
-    else:
-        print(f"  last drift check: {drift['time']} (run {drift['run_id']}): {'DRIFT' if drift['drifted'] else 'no drift'}")
+    for key, what in (("last_drift_check", "drift check"), ("last_traffic_drift_check", "traffic drift check")):
+        drift = st[key]
+        if drift is None:
+            print(f"  last {what}: never")
+            continue
+        print(f"  last {what}: {drift['time']} (run {drift['run_id']}): {'DRIFT' if drift['drifted'] else 'no drift'}")
         for t in drift["tables"]:
             rows = f"rows {t['rows_baseline']} -> {t['rows_current']}"
             print(f"    {t['table']}: snapshot {t['baseline_snapshot_id']} -> {t['snapshot_id']}, {rows}: {'; '.join(t['reasons']) or 'no drift'}")
@@ -252,6 +259,18 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_snapshot(given: list[str] | None) -> int | None:
+    """`--snapshot ID` (or TABLE=ID) of the prediction log, for --against serving: one at most."""
+    if not given:
+        return None
+    if len(given) > 1:
+        raise TidemarkError("--against serving compares one prediction log snapshot; give --snapshot once")
+    value = given[0].rpartition("=")[2]
+    if not value.isdigit():
+        raise TidemarkError(f"--snapshot {given[0]}: a snapshot id is a number (`tidemark tables` lists the prediction log's)")
+    return int(value)
+
+
 def cmd_models_drift(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -262,13 +281,29 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
         raise TidemarkError("--snapshot chooses what a new check compares; add --check")
     if args.plot and not args.plot.lower().endswith((".svg", ".png")):
         raise TidemarkError(f"--plot {args.plot}: the chart is written as SVG or PNG; name the file FILE.svg or FILE.png")
-    if args.check:
+    if args.window and not args.check:
+        raise TidemarkError("--window is the span of production traffic a new check compares; add --check --against serving")
+    if args.window and args.against != "serving":
+        raise TidemarkError("--window is the span of production traffic to check; add --against serving")
+    if args.check and args.against == "serving":
+        check = drift.check_traffic(settings, args.ref, window=args.window, snapshot_id=_log_snapshot(args.snapshot))
+        if args.output == "json":
+            emit_json(check.to_json())
+        else:
+            _print_check(check)
+    elif args.check:
         check = drift.check_model(settings, args.ref, snapshot_ids(args.snapshot))
         if args.output == "json":
             emit_json(check.to_json())
         else:
             _print_check(check)
     rows = drift.stored_checks(settings, args.ref) if (args.plot or not args.check) else []
+    if args.against is not None:  # the prediction log's checks, or the input tables'
+        from models.registry import ModelRef
+        from models.signature import prediction_table
+
+        log_table = prediction_table(ModelRef.parse(args.ref).name)
+        rows = [r for r in rows if (r["table_name"] == log_table) == (args.against == "serving")]
     if args.plot:
         from models.drift_plot import write_plot
         from models.registry import ModelRef
@@ -300,8 +335,12 @@ def _print_check(check: Any) -> None:
     verdict = "DRIFTED" if check.drifted else "no drift"
     print(f"{check.model}:{check.version}{'@' + check.alias if check.alias else ''} drift check (run {check.run_id}): {verdict}")
     for t in check.tables:
-        change = f"{t.row_count_change:+.0%}" if t.row_count_change is not None else "n/a"
-        print(f"  {t.table}: snapshot {t.baseline_snapshot_id} (trained on) -> {t.current_snapshot_id}, rows {t.rows_baseline} -> {t.rows_current} ({change})")
+        if t.baseline_table and t.baseline_table != t.table:  # traffic: the prediction log against the training table
+            print(f"  {t.baseline_table} snapshot {t.baseline_snapshot_id} (trained on, {t.rows_baseline} rows) -> "
+                  f"{t.table} snapshot {t.current_snapshot_id} ({t.rows_current} predictions)")
+        else:
+            change = f"{t.row_count_change:+.0%}" if t.row_count_change is not None else "n/a"
+            print(f"  {t.table}: snapshot {t.baseline_snapshot_id} (trained on) -> {t.current_snapshot_id}, rows {t.rows_baseline} -> {t.rows_current} ({change})")
         for reason in t.reasons:
             print(f"    drift: {reason}")
         rows = [

@@ -1,0 +1,98 @@
+"""A request body checked against a version's input schema, turned into the matrix the model takes.
+
+Hand-written rather than a pydantic model: the schema changes with the version served (a swap may
+bring other features), and one pass over plain dicts costs less than building a model per version.
+Every refusal names the field (and the record of a batch) and says what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from models.signature import InputSchema
+from serving.exceptions import RequestError
+
+# A request carries JSON values; which Python types each schema kind accepts (bool is not a number
+# here, although Python says it is an int).
+_ACCEPTS: dict[str, tuple[type, ...]] = {"number": (int, float), "integer": (int, float), "string": (str,), "boolean": (bool,)}
+
+
+def parse(body: bytes) -> Any:
+    """The JSON value of `body`. orjson first (fast); a body it refuses is read again by the standard
+    library, which takes NaN and Infinity, so a non-finite value is refused naming its field rather
+    than as malformed JSON."""
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the body is not valid JSON ({exc}); send one JSON object, or {{\"records\": [...]}}") from None
+
+
+def records(value: Any, schema: InputSchema) -> tuple[list[dict[str, Any]], bool]:
+    """The records of a body: one object of feature -> value, or {"records": [objects]}; and whether it
+    was a batch."""
+    names = {f.name for f in schema.fields}
+    if isinstance(value, dict) and set(value) == {"records"} and "records" not in names:
+        batch = value["records"]
+        if not isinstance(batch, list):
+            raise RequestError(422, "records must be a list of objects (feature -> value)", field="records")
+        if not batch:
+            raise RequestError(422, "records is empty; send at least one record", field="records")
+        return batch, True
+    if isinstance(value, dict):
+        return [value], False
+    raise RequestError(422, f"the body is a JSON {type(value).__name__}; send one object (feature -> value) or {{\"records\": [...]}}")
+
+
+def matrix(recs: list[Any], schema: InputSchema, batch: bool) -> list[list[Any]]:
+    """Rows of values in the model's feature order; RequestError (422) naming the first bad field."""
+    fields = schema.fields
+    expected = [f.name for f in fields]
+    keys = set(expected)
+    rows = []
+    for i, rec in enumerate(recs):
+        where = i if batch else None
+        if not isinstance(rec, dict):
+            raise RequestError(422, f"record {i} is a JSON {type(rec).__name__}; each record is an object (feature -> value)", record=i)
+        if rec.keys() != keys:
+            missing = [n for n in expected if n not in rec]
+            if missing:
+                raise RequestError(422, f"field {missing[0]} is missing{_at(where)}; the model takes {', '.join(expected)}", field=missing[0], record=where)
+            extra = sorted(k for k in rec if k not in keys)
+            raise RequestError(422, f"field {extra[0]} is not an input of this model{_at(where)}; remove it", field=extra[0], record=where)
+        row = []
+        for f in fields:
+            v = rec[f.name]
+            kind = f.kind
+            if type(v) is bool and kind != "boolean" or not isinstance(v, _ACCEPTS.get(kind, ())):
+                shown = "null" if v is None else type(v).__name__
+                raise RequestError(422, f"field {f.name} must be {_a(kind)} ({f.type}), got {shown}{_at(where)}", field=f.name, record=where)
+            if kind in ("number", "integer"):
+                if not math.isfinite(v):
+                    raise RequestError(
+                        422, f"field {f.name} is {_shown(v)}{_at(where)}; the model takes finite numbers only", field=f.name, record=where
+                    )
+                if kind == "integer" and isinstance(v, float) and not v.is_integer():
+                    raise RequestError(422, f"field {f.name} must be a whole number ({f.type}), got {v}{_at(where)}", field=f.name, record=where)
+            row.append(v)
+        rows.append(row)
+    return rows
+
+
+def _shown(v: float) -> str:
+    return "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
+
+
+def _at(record: int | None) -> str:
+    return f" in record {record}" if record is not None else ""
+
+
+def _a(kind: str) -> str:
+    return {"number": "a number", "integer": "a whole number", "string": "a string", "boolean": "true or false"}.get(kind, kind)
