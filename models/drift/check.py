@@ -19,7 +19,7 @@ from lineage import events as ev
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import inputs as inputs_mod
-from models.drift.scan import TableDrift, check_snapshot, compute_drift
+from models.drift.scan import ENGINES, TableDrift, check_snapshot, compute_drift
 from models.exceptions import DriftError, SnapshotExpiredError
 from models.registry import ModelRef, Registry
 
@@ -61,15 +61,22 @@ class DriftCheck:
 
 
 def check_model(
-    settings: Settings, ref: str, snapshots: Mapping[str, int] | None = None, transport: Transport | None = None
+    settings: Settings,
+    ref: str,
+    snapshots: Mapping[str, int] | None = None,
+    transport: Transport | None = None,
+    engine: str = "duckdb",
 ) -> DriftCheck:
     """Compare each input table of the version `ref` names with the snapshot it was trained on.
 
     `snapshots[table]` is the snapshot to check (default: the table's current main snapshot). The
     check is one lineage run `drift.<model>`: each checked snapshot is an input carrying the
     `dataQualityMetrics` facet and our `tidemark_drift` facet (baseline snapshot, model version,
-    thresholds, per-feature scores); the results are also written to `lineage.drift`.
+    thresholds, per-feature scores); the results are also written to `lineage.drift`. `engine`
+    counts the snapshots: `duckdb` in this process, `spark` on `lakehouse.spark`'s session (same statistics).
     """
+    if engine not in ENGINES:
+        raise DriftError(f"engine {engine!r} is not one of {', '.join(ENGINES)}", parameter="engine")
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
     r = ModelRef.parse(ref)
@@ -111,13 +118,13 @@ def check_model(
     with lineage_run(
         f"{DRIFT_JOB}.{mv.model}",
         inputs=[registry.model_dataset(mv)],
-        parameters={"model": mv.model, "version": mv.version, "alias": r.alias, "thresholds": t.to_json()},
+        parameters={"model": mv.model, "version": mv.version, "alias": r.alias, "thresholds": t.to_json(), "engine": engine},
         settings=settings,
         transport=transport,
         code=check_model,
     ) as run:
         for name, table, baseline, current in plan:
-            td = compute_drift(settings, name, baseline, current, thresholds=t)
+            td = compute_drift(settings, name, baseline, current, thresholds=t, engine=engine)
             results.append(td)
             dataset = inputs_mod.dataset(settings, name, table, current)
             dataset.setdefault("inputFacets", {}).update(

@@ -58,6 +58,10 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--check", action="store_true", help="compare each input table's current snapshot with the one the version was trained on, now")
     sp.add_argument("--snapshot", action="append", metavar="TABLE=ID", help="with --check: compare this snapshot instead of the current one (repeatable)")
     sp.add_argument("--plot", metavar="FILE.svg|FILE.png", help="draw one panel per feature (drifted first): PSI and KS across the checks, with their thresholds")
+    sp.add_argument(
+        "--engine", choices=("duckdb", "spark"), default="duckdb",
+        help="with --check: who reads the snapshots, DuckDB in this process or Spark (spark.master; same statistics)",
+    )
 
 
 def cmd_models_reproducibility(args: argparse.Namespace) -> int:
@@ -250,10 +254,12 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
     settings = current_settings()
     if args.snapshot and not args.check:
         raise TidemarkError("--snapshot chooses what a new check compares; add --check")
+    if args.engine != "duckdb" and not args.check:
+        raise TidemarkError("--engine chooses who reads the snapshots of a new check; add --check")
     if args.plot and not args.plot.lower().endswith((".svg", ".png")):
         raise TidemarkError(f"--plot {args.plot}: the chart is written as SVG or PNG; name the file FILE.svg or FILE.png")
     if args.check:
-        check = drift.check_model(settings, args.ref, snapshot_ids(args.snapshot))
+        check = drift.check_model(settings, args.ref, snapshot_ids(args.snapshot), engine=args.engine)
         if args.output == "json":
             emit_json(check.to_json())
         else:
