@@ -113,6 +113,11 @@ def check_model(
         check_snapshot(table, inp.table, current, "the snapshot to check", parameter="snapshots" if inp.table in wanted else None)
         plan.append((inp.table, table, inp.snapshot_id, current))
 
+    if engine == "spark":
+        # Before the run starts: no Spark or no Java is one line saying what to install, no FAIL event.
+        from lakehouse import spark as lspark
+
+        lspark.session(settings)
     results: list[TableDrift] = []
     producer = settings.lineage.producer
     with lineage_run(
