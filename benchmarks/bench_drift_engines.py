@@ -21,7 +21,8 @@ within 1e-9) and the same verdicts, checked at every size.
 The crossover: a straight line `wall = fixed + per_row * rows` fitted to each engine's three sizes;
 where the lines cross is the size at which Spark local[2] would start to win. Beyond the sizes
 measured it is an extrapolation and the output says so; if Spark's per-row cost is not lower,
-the lines never cross on this machine and the output says that instead.
+the lines never cross on this machine and the output says that instead, with how many cores Spark
+would need to match DuckDB's per-row time (an extrapolation too: linear scaling with cores assumed).
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from benchmarks.bench_drift import CHUNK, _chunk
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "drift_engines"
 BUILD_MARK = "tidemark.bench.build"
-SPARK_CONF = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "3g"}
+SPARK_CONF = {"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "3g"}
 TOLERANCE = 1e-9
 COLUMNS = ("id", "n0", "n3", "a1", "c2", "f0", "k0")
 WARMUP_ROWS = 100_000
+LOCAL_CORES = 2  # Spark's master here: local[2]
 
 DUCKDB_CHILD = """
 import json, sys, time
@@ -191,8 +193,12 @@ def run(quick: bool) -> None:
     line_s = fit(sizes, [s["wall"] for s in spark["runs"]])
     rows, how = crossover(line_d, line_s, sizes)
     _log(f"fitted: duckdb {line_d[0]:.2f} s + {line_d[1] * 1e6:.3f} s/M rows; spark {line_s[0]:.2f} s + {line_s[1] * 1e6:.3f} s/M rows")
+    # Spark's answer to size is more executors, DuckDB's is one machine: how many cores Spark would need
+    # to match DuckDB's per-row time here, if its per-row time fell in proportion to its cores.
+    cores = LOCAL_CORES * line_s[1] / line_d[1] if line_d[1] > 0 and line_s[1] > 0 else float("nan")
     if how == "none":
         _log("crossover: none on this machine: Spark local[2] costs more per row than DuckDB, so no size makes it faster here")
+        _log(f"Spark would need ~{cores:.0f} cores to match DuckDB's per-row time on {LOCAL_CORES} (EXTRAPOLATED: assumes it scales linearly with cores)")
     elif how == "extrapolated":
         _log(f"crossover: ~{float(rows):,.0f} rows, EXTRAPOLATED from the fitted lines (beyond the sizes measured)")
     else:
@@ -202,7 +208,7 @@ def run(quick: bool) -> None:
         f"RESULT drift_engines sizes={','.join(str(n) for n in sizes)} columns={len(COLUMNS)} tables={state} build_s={build_s:.0f} {walls} "
         f"spark_start_s={spark['start']:.1f} spark_warmup_s={spark['warmup']:.1f} duckdb_rss_mb={max(d['peak_rss_mb'] for d in duck):.0f} spark_rss_mb={spark['peak_rss_mb']:.0f} "
         f"duckdb_s_per_mrow={line_d[1] * 1e6:.3f} spark_s_per_mrow={line_s[1] * 1e6:.3f} crossover_rows={rows} crossover={how} "
-        f"same_verdicts={same} max_score_diff={worst:.2g} agree={same and worst <= TOLERANCE}",
+        f"spark_cores_to_match={cores:.0f} same_verdicts={same} max_score_diff={worst:.2g} agree={same and worst <= TOLERANCE}",
         flush=True,
     )
 
