@@ -28,18 +28,15 @@ would need to match DuckDB's per-row time (an extrapolation too: linear scaling 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_drift import CHUNK, _chunk
+from benchmarks import bench_drift
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "drift_engines"
-BUILD_MARK = "tidemark.bench.build"
 SPARK_CONF = {"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "3g"}
 TOLERANCE = 1e-9
 COLUMNS = ("id", "n0", "n3", "a1", "c2", "f0", "k0")
@@ -95,44 +92,15 @@ def _log(msg: str) -> None:
 
 def _build(home: Path, rows: int) -> tuple[str, int, int, str, float]:
     """(table, baseline id, current id, cached|built, seconds spent building) for one size."""
-    from lakehouse.catalog import load_catalog
-    from lakehouse.config import load_settings
-    from lakehouse.tables import TableName, ensure_table
-
     name = f"bench.drift_{rows}"
-    spec = f"{rows}:v1"
-    catalog = load_catalog(load_settings(environ={"TIDEMARK_HOME": str(home)}))
-    ident = ("bench", f"drift_{rows}")
-    if catalog.table_exists(ident):
-        table = catalog.load_table(ident)
-        if table.properties.get(BUILD_MARK, "").startswith(spec + ":"):
-            _, _, base, cur = table.properties[BUILD_MARK].split(":")
-            return name, int(base), int(cur), "cached", 0.0
-        catalog.drop_table(ident)
     started = time.perf_counter()
-    table = ensure_table(catalog, TableName.parse(name), _chunk(0, 0, 1, False).select(list(COLUMNS)).schema)
-    ids = []
-    for drifted in (False, True):
-        with table.transaction() as tx:  # one snapshot per side, written a chunk at a time
-            for off in range(0, rows, CHUNK):
-                data = _chunk(off + (7 if drifted else 1), off, min(CHUNK, rows - off), drifted).select(list(COLUMNS))
-                (tx.overwrite if drifted and off == 0 else tx.append)(data)
-        table = table.refresh()
-        ids.append(table.current_snapshot().snapshot_id)
-    with table.transaction() as tx:
-        tx.set_properties({BUILD_MARK: f"{spec}:{ids[0]}:{ids[1]}"})
-    took = time.perf_counter() - started
-    _log(f"built {name}: 2 snapshots of {rows:,} rows in {took:.0f} s")
-    return name, ids[0], ids[1], "built", took
+    base, cur, state = bench_drift._build(home, rows, name=name, columns=COLUMNS)
+    return name, base, cur, state, time.perf_counter() - started if state == "built" else 0.0
 
 
 def _child(code: str, home: Path, *args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDEMARK")}
-    env.update({"TIDEMARK_HOME": str(home), "PYTHONPATH": str(ROOT)})
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=str(home), timeout=1800)
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    # One Spark child runs every size (~13 minutes at full size on a loaded machine).
+    return bench_drift._child(code, home, *args, timeout=3600)
 
 
 def agreement(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, bool]:

@@ -403,23 +403,15 @@ def retrain(
                     InputCheck(name, rec.snapshot_id, sid, rec.rows, got.rows, rec.fingerprint, got.fingerprint)
                 )
             progress(f"running {mv.entry_point} with the recorded parameters")
-        if spark_run is not None:
+        if spark_run is not None or (built is None and code == "current"):
             code_now, _ = recorded_identity(run, mv.entry_point)
-            execution = spark_run.execution
+            if spark_run is not None:
+                execution, blob = spark_run.execution, spark_run.blob
+            else:
+                execution = run_job(fn, frames, params)  # type: ignore[arg-type]
+                blob = pickle.dumps(execution.trained.estimator, protocol=5)
             outcome = Outcome(
-                blob=spark_run.blob,
-                metrics=dict(execution.trained.metrics),
-                imported=execution.imported,
-                platform=execution.platform,
-                determinism=execution.determinism,
-                environment=code_info.environment(),
-                code=code_now,
-            )
-        elif built is None and code == "current":
-            code_now, _ = recorded_identity(run, mv.entry_point)
-            execution = run_job(fn, frames, params)  # type: ignore[arg-type]
-            outcome = Outcome(
-                blob=pickle.dumps(execution.trained.estimator, protocol=5),
+                blob=blob,
                 metrics=dict(execution.trained.metrics),
                 imported=execution.imported,
                 platform=execution.platform,
