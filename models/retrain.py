@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import spark as lspark
 from lakehouse import times
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
@@ -353,6 +354,8 @@ def retrain(
             "drop --environment recorded and --code recorded",
             parameter="environment" if environment != "current" else "code",
         )
+    if engine == spark_jobs.ENGINE:
+        lspark.session(settings)  # no Spark or no Java: one line saying what to install, before the run starts
     built = None
     if environment == "recorded":
         # Before the run starts: a version that cannot be installed stops here, with no event emitted.

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lakehouse import spark as lspark
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
@@ -113,6 +114,8 @@ def train(
             )
         pinned[name] = snap.snapshot_id
         tables[name] = table
+    if job.engine == spark_jobs.ENGINE:
+        lspark.session(settings)  # no Spark or no Java: one line saying what to install, before the run starts
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
     with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn, steps="train") as run:

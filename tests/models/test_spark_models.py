@@ -18,8 +18,9 @@ from lakehouse.config import load_settings
 from lineage import events as ev
 from models import artifacts, spark_jobs
 from models.drift import check_model, compute_drift, stored_checks
-from models.exceptions import DriftError, ReproduceError
+from models.exceptions import DriftError, ReproduceError, TrainingInputError
 from models.jobs import get_job
+from models.renewal import job_for
 from models.retrain import retrain
 from models.trace import trace
 from models.train import train
@@ -71,6 +72,10 @@ def test_spark_job_is_registered_pinned_traced_and_retrained_bit_identically(tmp
     complete = [e for e in transport.events if e["eventType"] == "COMPLETE"][-1]
     assert complete["job"]["name"] == "retrain.wine_spark"
     assert [ev.dataset_version(d) for d in complete["inputs"]] == [str(s1)]
+
+    # Automatic renewal does not score Spark models yet, and says what to do instead.
+    with pytest.raises(TrainingInputError, match="trained on Spark, and automatic renewal does not score Spark models yet"):
+        job_for(mv)
 
     # A Spark job retrains in the current environment only, and says so.
     with pytest.raises(ReproduceError, match="is a Spark job, which retrains in the current environment and code only"):
@@ -177,7 +182,9 @@ def test_model_drift_check_with_engine_spark(tmp_path: Path, spark: Any, transpo
 
 
 def test_engine_spark_without_java_says_what_to_install(tmp_path: Path, transport: Any) -> None:
-    """No Java: one line naming what to install, exit 1, and no drift run started."""
+    """No Java: one line naming what to install, exit 1, and no drift check or version made."""
+    from models.registry import Registry
+
     s = load_settings()
     land(s, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", transport)
     train(s, get_job("wine_classifier"), transport=transport)
@@ -189,5 +196,37 @@ def test_engine_spark_without_java_says_what_to_install(tmp_path: Path, transpor
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("tidemark: error: Spark needs Java 17 (JAVA_HOME=") and "run `make spark`" in line, line
     assert stored_checks(s, "wine") == []  # no check was stored
+    proc = run_cli("train", "wine_spark", check=False, env={"JAVA_HOME": str(tmp_path / "no-jdk")})
+    (line,) = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and line.startswith("tidemark: error: Spark needs Java 17 (JAVA_HOME="), line
+    assert [v.model for v in Registry(s, load_catalog(s)).versions()] == ["wine"]  # no wine_spark version
     proc = run_cli("models", "drift", "wine", "--engine", "spark", check=False)
     assert proc.returncode == 1 and proc.stderr.strip() == "tidemark: error: --engine chooses who reads the snapshots of a new check; add --check"
+
+
+def not_a_spark_model(spark: Any, inputs: dict[str, Any], params: dict[str, Any]) -> Any:
+    """A Spark job that returns something Spark ML cannot save."""
+    from models.jobs import Trained
+
+    return Trained(estimator={"rows": inputs["raw.wine"].count()}, metrics={"accuracy": 1.0})
+
+
+def test_spark_job_must_return_a_spark_model_and_nothing_is_registered(tmp_path: Path, spark: Any, transport: Any) -> None:
+    from models.jobs import TrainingJob
+    from models.registry import Registry
+
+    s = load_settings()
+    land(s, wine_part(tmp_path / "a.csv", 0, 40), "raw.wine", transport)
+    job = TrainingJob(name="bad", model="bad", inputs=("raw.wine",), entry_point=f"{__name__}:not_a_spark_model", engine="spark")
+    with pytest.raises(TrainingInputError, match=r"returned a dict as its estimator; return a Spark ML model \(one with \.write\(\)\)"):
+        train(s, job, transport=transport)
+    assert Registry(s, load_catalog(s)).versions("bad") == []
+    assert "model/bad/1" not in load_catalog(s).load_table(("raw", "wine")).metadata.refs
+
+
+def test_a_training_job_names_a_known_engine() -> None:
+    from models.exceptions import UnknownJobError
+    from models.jobs import TrainingJob
+
+    with pytest.raises(UnknownJobError, match="job j: engine 'dask' must be one of python, spark"):
+        TrainingJob(name="j", model="m", inputs=("raw.wine",), entry_point="m:f", engine="dask")
