@@ -23,6 +23,8 @@ where the lines cross is the size at which Spark local[2] would start to win. Be
 measured it is an extrapolation and the output says so; if Spark's per-row cost is not lower,
 the lines never cross on this machine and the output says that instead, with how many cores Spark
 would need to match DuckDB's per-row time (an extrapolation too: linear scaling with cores assumed).
+A line that falls as the rows grow (quick sizes, where Spark's fixed cost per check dominates)
+measures no per-row cost, and the crossover is then `unknown`, not a number.
 """
 
 from __future__ import annotations
@@ -128,8 +130,10 @@ def fit(sizes: list[int], walls: list[float]) -> tuple[float, float]:
 
 
 def crossover(duck: tuple[float, float], spark: tuple[float, float], sizes: list[int]) -> tuple[str, str]:
-    """(rows at which the fitted lines cross, how that was found: measured | extrapolated | none)."""
+    """(rows at which the fitted lines cross, how that was found: measured | extrapolated | none | unknown)."""
     (a_d, b_d), (a_s, b_s) = duck, spark
+    if b_d <= 0 or b_s <= 0:
+        return "unknown", "unknown"  # a line that falls with size: fixed cost and noise hide the per-row cost
     if b_s >= b_d:
         return "none", "none"  # Spark costs as much or more per row: no size makes it faster here
     rows = (a_s - a_d) / (b_d - b_s)
@@ -164,7 +168,9 @@ def run(quick: bool) -> None:
     # Spark's answer to size is more executors, DuckDB's is one machine: how many cores Spark would need
     # to match DuckDB's per-row time here, if its per-row time fell in proportion to its cores.
     cores = LOCAL_CORES * line_s[1] / line_d[1] if line_d[1] > 0 and line_s[1] > 0 else float("nan")
-    if how == "none":
+    if how == "unknown":
+        _log("crossover: unknown: a fitted line falls as the rows grow, so at these sizes fixed cost and the machine's load hide the per-row cost")
+    elif how == "none":
         _log("crossover: none on this machine: Spark local[2] costs more per row than DuckDB, so no size makes it faster here")
         _log(f"Spark would need ~{cores:.0f} cores to match DuckDB's per-row time on {LOCAL_CORES} (EXTRAPOLATED: assumes it scales linearly with cores)")
     elif how == "extrapolated":
