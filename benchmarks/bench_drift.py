@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,40 +123,47 @@ def _chunk(seed: int, start: int, n: int, drifted: bool) -> Any:
     return pa.table(cols)
 
 
-def _build(home: Path, rows: int) -> tuple[int, int, str]:
-    """The table's baseline and current snapshot ids, building the table unless cached."""
+def _build(home: Path, rows: int, name: str = TABLE, columns: Sequence[str] | None = None) -> tuple[int, int, str]:
+    """The table's baseline and current snapshot ids, building the table unless cached (`columns`:
+    only those of `_chunk`'s columns; `bench_drift_engines` builds narrower tables)."""
     from lakehouse.catalog import load_catalog
     from lakehouse.tables import TableName, ensure_table
 
     spec = f"{rows}:v1"
+    ident = TableName.parse(name).identifier
     catalog = load_catalog(_settings(home))
-    if catalog.table_exists(("bench", "features")):
-        table = catalog.load_table(("bench", "features"))
+    if catalog.table_exists(ident):
+        table = catalog.load_table(ident)
         if table.properties.get(BUILD_MARK, "").startswith(spec + ":"):
             _, _, base, cur = table.properties[BUILD_MARK].split(":")
             return int(base), int(cur), "cached"
-        catalog.drop_table(("bench", "features"))
+        catalog.drop_table(ident)
     started = time.perf_counter()
-    table = ensure_table(catalog, TableName.parse(TABLE), _chunk(0, 0, 1, False).schema)
+
+    def chunk(seed: int, start: int, n: int, drifted: bool) -> Any:
+        data = _chunk(seed, start, n, drifted)
+        return data.select(list(columns)) if columns else data
+
+    table = ensure_table(catalog, TableName.parse(name), chunk(0, 0, 1, False).schema)
     ids = []
     for drifted in (False, True):
         # One transaction per snapshot: the chunks keep memory to one chunk, the commit makes one state.
         with table.transaction() as tx:
             for off in range(0, rows, CHUNK):
-                data = _chunk(off + (7 if drifted else 1), off, min(CHUNK, rows - off), drifted)
+                data = chunk(off + (7 if drifted else 1), off, min(CHUNK, rows - off), drifted)
                 (tx.overwrite if drifted and off == 0 else tx.append)(data)
         table = table.refresh()
         ids.append(table.current_snapshot().snapshot_id)
     with table.transaction() as tx:
         tx.set_properties({BUILD_MARK: f"{spec}:{ids[0]}:{ids[1]}"})
-    _log(f"built {TABLE}: 2 snapshots of {rows:,} rows in {time.perf_counter() - started:.0f} s")
+    _log(f"built {name}: 2 snapshots of {rows:,} rows in {time.perf_counter() - started:.0f} s")
     return ids[0], ids[1], "built"
 
 
-def _child(code: str, home: Path, *args: str) -> dict[str, Any]:
+def _child(code: str, home: Path, *args: str, timeout: float = 1200) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDEMARK")}
     env.update({"TIDEMARK_HOME": str(home), "PYTHONPATH": str(ROOT)})
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=str(home), timeout=1200)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=str(home), timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from models.exceptions import TrainingInputError, UnknownJobError
 
+ENGINES = ("python", "spark")
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -52,6 +54,14 @@ class TrainingJob:
     # Who owns the model (a person or a team): recorded on each version it registers and emitted as
     # the OpenLineage ownership facet. None: the actor who registers the version.
     owner: str | None = None
+    # Who runs the entry point: "python" (`fn(inputs: dict[str, pyarrow.Table], params)`) or "spark"
+    # (`fn(spark, inputs: dict[str, pyspark DataFrame], params)`, the inputs read by Spark at the
+    # pinned snapshot ids, the estimator a Spark ML model; see `models.spark_jobs`).
+    engine: str = "python"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise UnknownJobError(f"job {self.name}: engine {self.engine!r} must be one of {', '.join(ENGINES)}", parameter="engine")
 
     def function(self) -> Callable[[dict[str, pa.Table], dict[str, Any]], Trained]:
         return load_entry_point(self.entry_point)
@@ -167,6 +177,46 @@ def holdout_diabetes_regressor(estimator: Any, inputs: dict[str, pa.Table], para
     _, X_test, _, y_test = _diabetes_split(inputs, params)
     return _diabetes_metrics(estimator, X_test, y_test)
 
+
+def train_wine_spark(spark: Any, inputs: dict[str, Any], params: dict[str, Any]) -> Trained:
+    """Spark MLlib's multinomial logistic regression on the wine table, run by Spark (engine="spark").
+
+    Deterministic by construction, so a retrain is bit-identical (`reproduced`): the rows go to
+    `partitions` partitions by `id` modulo `partitions` (a scan promises neither order nor split,
+    and `repartitionByRange` samples with a per-session seed), sorted by id inside each; the holdout
+    is the rows whose xxhash64(id, seed) falls in the first `test_size` of 100 (not `randomSplit`,
+    whose split follows the partitioning). L-BFGS sums each partition in row order and then adds
+    the partitions' sums in the order their tasks finish: with 2 partitions that is a + b or b + a,
+    the same double either way; with 3 or more the order can change the last bits of the
+    coefficients and a retrain may be only `within_tolerance`.
+    """
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+
+    df = inputs["raw.wine"]
+    missing = [c for c in (*WINE_FEATURES, "target", "id") if c not in df.columns]
+    if missing:
+        raise TrainingInputError(f"the input has no column(s) {', '.join(missing)}, which the job trains on; land a file that has them")
+    parts = int(params["partitions"])
+    rows = df.repartition(parts, F.pmod(F.col("id"), F.lit(parts))).sortWithinPartitions("id")
+    rows = VectorAssembler(inputCols=list(WINE_FEATURES), outputCol="features").transform(rows)
+    rows = rows.withColumn("label", F.col("target").cast("double"))
+    holdout = F.pmod(F.xxhash64(F.col("id"), F.lit(int(params["seed"]))), F.lit(100)) < F.lit(int(round(float(params["test_size"]) * 100)))
+    train, test = rows.where(~holdout), rows.where(holdout)
+    lr = LogisticRegression(
+        maxIter=int(params["max_iter"]), regParam=float(params["reg_param"]), family="multinomial", tol=1e-9, standardization=True
+    )
+    model = lr.fit(train)
+    predictions = model.transform(test)
+    metrics = {
+        name: float(MulticlassClassificationEvaluator(metricName=metric).evaluate(predictions))
+        for name, metric in (("accuracy", "accuracy"), ("f1_weighted", "f1"))
+    }
+    return Trained(estimator=model, metrics=metrics)
+
+
 JOBS: dict[str, TrainingJob] = {
     job.name: job
     for job in (
@@ -193,6 +243,18 @@ JOBS: dict[str, TrainingJob] = {
             holdout_entry_point="models.jobs:holdout_diabetes_regressor",
             features={"raw.diabetes": DIABETES_FEATURES},
             target="target",
+        ),
+        TrainingJob(
+            name="wine_spark",
+            model="wine_spark",
+            inputs=("raw.wine",),
+            entry_point="models.jobs:train_wine_spark",
+            params={"seed": 7, "test_size": 0.25, "partitions": 2, "max_iter": 100, "reg_param": 0.01},
+            primary_metric="accuracy",
+            metric_goal="max",
+            features={"raw.wine": WINE_FEATURES},
+            target="target",
+            engine="spark",
         ),
     )
 }

@@ -67,6 +67,11 @@ def job_for(mv: ModelVersion) -> TrainingJob:
     """The job that trained `mv`, with its holdout scorer: a reference job (matched by entry point and
     model), else the version's own record (a user's `module:JOB_OBJECT` or `module:function --holdout`
     job stores its holdout scorer beside its code identity)."""
+    if (mv.code or {}).get("engine") == "spark":
+        raise TrainingInputError(
+            f"{mv.model}:{mv.version} was trained on Spark, and automatic renewal does not score Spark models yet; "
+            "train a candidate with `tidemark train` and move the alias with `tidemark models promote`"
+        )
     for job in JOBS.values():
         if job.entry_point == mv.entry_point and job.model == mv.model:
             return job

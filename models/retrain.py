@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import spark as lspark
 from lakehouse import times
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
@@ -32,7 +33,7 @@ from lineage import code as code_info
 from lineage.code import canonicalize_name, compare_code, compare_environment, compare_platform
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, environments, pinning, reproducibility, runner, sourcecode
+from models import artifacts, environments, pinning, reproducibility, runner, sourcecode, spark_jobs
 from models import inputs as inputs_mod
 from models.exceptions import ReproduceError, SnapshotExpiredError, TableDroppedError, UnknownJobError
 from models.execution import Outcome, run_job
@@ -346,6 +347,15 @@ def retrain(
             at = f" (it was trained from git commit {commit}: retrain --code recorded runs it)" if commit else ""
             raise ReproduceError(f"cannot retrain {mv.model}:{mv.version}: {exc}{at}") from exc
         fn = None  # the recorded code has it; the child loads it from there
+    engine = str((mv.code or {}).get("engine") or "python")
+    if engine == spark_jobs.ENGINE and (environment, code) != ("current", "current"):
+        raise ReproduceError(
+            f"{mv.model}:{mv.version} is a Spark job, which retrains in the current environment and code only; "
+            "drop --environment recorded and --code recorded",
+            parameter="environment" if environment != "current" else "code",
+        )
+    if engine == spark_jobs.ENGINE:
+        lspark.session(settings)  # no Spark or no Java: one line saying what to install, before the run starts
     built = None
     if environment == "recorded":
         # Before the run starts: a version that cannot be installed stops here, with no event emitted.
@@ -379,20 +389,32 @@ def retrain(
         )
         frames = {}
         checks = []
-        for name, (table, sid) in chosen.items():
-            progress(f"reading {name} at snapshot {sid}")
-            got = inputs_mod.assemble(name, table, sid)
-            frames[name] = got.data
-            rec = recorded[name]
-            checks.append(
-                InputCheck(name, rec.snapshot_id, sid, rec.rows, got.rows, rec.fingerprint, got.fingerprint)
-            )
-        progress(f"running {mv.entry_point} with the recorded parameters")
-        if built is None and code == "current":
+        spark_run = None
+        if engine == spark_jobs.ENGINE:
+            progress(f"running {mv.entry_point} on Spark with the recorded parameters")
+            spark_run = spark_jobs.run(settings, fn, {n: sid for n, (_t, sid) in chosen.items()}, params, progress=progress)  # type: ignore[arg-type]
+            for name, (_table, sid) in chosen.items():
+                rec, got_spark = recorded[name], spark_run.inputs[name]
+                checks.append(InputCheck(name, rec.snapshot_id, sid, rec.rows, got_spark.rows, rec.fingerprint, got_spark.fingerprint))
+        else:
+            for name, (table, sid) in chosen.items():
+                progress(f"reading {name} at snapshot {sid}")
+                got = inputs_mod.assemble(name, table, sid)
+                frames[name] = got.data
+                rec = recorded[name]
+                checks.append(
+                    InputCheck(name, rec.snapshot_id, sid, rec.rows, got.rows, rec.fingerprint, got.fingerprint)
+                )
+            progress(f"running {mv.entry_point} with the recorded parameters")
+        if spark_run is not None or (built is None and code == "current"):
             code_now, _ = recorded_identity(run, mv.entry_point)
-            execution = run_job(fn, frames, params)  # type: ignore[arg-type]
+            if spark_run is not None:
+                execution, blob = spark_run.execution, spark_run.blob
+            else:
+                execution = run_job(fn, frames, params)  # type: ignore[arg-type]
+                blob = pickle.dumps(execution.trained.estimator, protocol=5)
             outcome = Outcome(
-                blob=pickle.dumps(execution.trained.estimator, protocol=5),
+                blob=blob,
                 metrics=dict(execution.trained.metrics),
                 imported=execution.imported,
                 platform=execution.platform,

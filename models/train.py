@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lakehouse import spark as lspark
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
@@ -19,7 +20,7 @@ from lineage.code import CodeIdentity, environment, module_source
 from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
-from models import artifacts, pinning, signature
+from models import artifacts, pinning, signature, spark_jobs
 from models import inputs as inputs_mod
 from models.execution import Execution, run_job
 from models.exceptions import TrainingInputError
@@ -113,20 +114,29 @@ def train(
             )
         pinned[name] = snap.snapshot_id
         tables[name] = table
+    if job.engine == spark_jobs.ENGINE:
+        lspark.session(settings)  # no Spark or no Java: one line saying what to install, before the run starts
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
     with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn, steps="train") as run:
         run.recoverable(RESOLVER, model=job.model)
         code, env = recorded_identity(run, job.entry_point)
-        frames = {}
         recorded = []
-        for name, sid in pinned.items():
-            progress(f"reading {name} at snapshot {sid}")
-            inp = inputs_mod.assemble(name, tables[name], sid)
-            frames[name] = inp.data
-            recorded.append(InputSnapshot(name, sid, inp.rows, inp.fingerprint))
-        progress(f"training {job.name} ({job.entry_point}) with {json.dumps(params, sort_keys=True)}")
-        execution = run_job(fn, frames, params)
+        if job.engine == spark_jobs.ENGINE:
+            progress(f"training {job.name} ({job.entry_point}) on Spark with {json.dumps(params, sort_keys=True)}")
+            ran = spark_jobs.run(settings, fn, pinned, params, progress=progress)
+            recorded = [InputSnapshot(n, sid, ran.inputs[n].rows, ran.inputs[n].fingerprint) for n, sid in pinned.items()]
+            execution, blob = ran.execution, ran.blob
+        else:
+            frames = {}
+            for name, sid in pinned.items():
+                progress(f"reading {name} at snapshot {sid}")
+                inp = inputs_mod.assemble(name, tables[name], sid)
+                frames[name] = inp.data
+                recorded.append(InputSnapshot(name, sid, inp.rows, inp.fingerprint))
+            progress(f"training {job.name} ({job.entry_point}) with {json.dumps(params, sort_keys=True)}")
+            execution = run_job(fn, frames, params)
+            blob = pickle.dumps(execution.trained.estimator, protocol=5)
         trained = execution.trained
         env = {**env, **execution_record(execution)}
         add_platform_facet(run, execution.platform, execution.determinism, execution.imported)
@@ -136,7 +146,6 @@ def train(
             )
         # What the model takes, as the snapshots it read stored it: `tidemark serve` checks requests against it.
         input_schema = signature.record(job, tables, pinned)
-        blob = pickle.dumps(trained.estimator, protocol=5)
         uri, digest = artifacts.put(settings, blob)
         progress(f"stored artifact {uri}")
         step("train.written")
@@ -152,7 +161,12 @@ def train(
             parameters=params,
             # The holdout scorer rides along with the code identity, so `models renew` can score a
             # user's job's versions without the job object (extra keys are ignored by compare_code).
-            code={**code_record(settings, code), **({"holdout_entry_point": job.holdout_entry_point} if job.holdout_entry_point else {})},
+            # So does the engine: retrain runs a Spark job on Spark again (absent: a Python job).
+            code={
+                **code_record(settings, code),
+                **({"holdout_entry_point": job.holdout_entry_point} if job.holdout_entry_point else {}),
+                **({"engine": job.engine} if job.engine != "python" else {}),
+            },
             environment=env,
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,

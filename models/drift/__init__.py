@@ -4,6 +4,7 @@
   missing rates), unit-tested against scipy;
 - `scan`: DuckDB over both snapshots, each column reduced to counts and scored (`compute_drift`),
   category shift in SQL;
+- `spark`: the same counts by Spark (`compute_drift(..., engine="spark")`), for tables past one machine;
 - `check`: the check of a model version as a lineage run with its facets (`check_model`);
 - `stored`: the checks stored in `lineage.drift` (`stored_checks`);
 - `traffic`: the prediction log's recent rows against the training snapshot (`check_traffic`).
@@ -11,7 +12,7 @@
 
 from lakehouse.config import DriftThresholds
 from models.drift.check import DRIFT_JOB, DriftCheck, baseline_table, check_model, drift_facet, quality_facet, record_check, thresholds_for
-from models.drift.scan import BUCKETS, KEY_COLUMNS, FeatureDrift, TableDrift, check_snapshot, compare_relations, compute_drift
+from models.drift.scan import BUCKETS, ENGINES, KEY_COLUMNS, FeatureDrift, TableDrift, check_snapshot, compare_relations, compute_drift
 from models.drift.stats import PSI_BINS, PSI_EPSILON, kolmogorov_sf, ks_pvalue, psi
 from models.drift.stored import stored_checks
 from models.drift.traffic import DEFAULT_WINDOW, check_traffic, parse_window
@@ -20,6 +21,7 @@ __all__ = [
     "BUCKETS",
     "DEFAULT_WINDOW",
     "DRIFT_JOB",
+    "ENGINES",
     "KEY_COLUMNS",
     "PSI_BINS",
     "PSI_EPSILON",

@@ -19,7 +19,7 @@ from lineage import events as ev
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import inputs as inputs_mod
-from models.drift.scan import TableDrift, check_snapshot, compute_drift
+from models.drift.scan import ENGINES, TableDrift, check_snapshot, compute_drift
 from models.exceptions import DriftError, SnapshotExpiredError
 from models.registry import ModelRef, ModelVersion, Registry
 
@@ -64,15 +64,22 @@ class DriftCheck:
 
 
 def check_model(
-    settings: Settings, ref: str, snapshots: Mapping[str, int] | None = None, transport: Transport | None = None
+    settings: Settings,
+    ref: str,
+    snapshots: Mapping[str, int] | None = None,
+    transport: Transport | None = None,
+    engine: str = "duckdb",
 ) -> DriftCheck:
     """Compare each input table of the version `ref` names with the snapshot it was trained on.
 
     `snapshots[table]` is the snapshot to check (default: the table's current main snapshot). The
     check is one lineage run `drift.<model>`: each checked snapshot is an input carrying the
     `dataQualityMetrics` facet and our `tidemark_drift` facet (baseline snapshot, model version,
-    thresholds, per-feature scores); the results are also written to `lineage.drift`.
+    thresholds, per-feature scores); the results are also written to `lineage.drift`. `engine`
+    counts the snapshots: `duckdb` in this process, `spark` on `lakehouse.spark`'s session (same statistics).
     """
+    if engine not in ENGINES:
+        raise DriftError(f"engine {engine!r} is not one of {', '.join(ENGINES)}", parameter="engine")
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
     r = ModelRef.parse(ref)
@@ -99,8 +106,15 @@ def check_model(
         check_snapshot(table, inp.table, current, "the snapshot to check", parameter="snapshots" if inp.table in wanted else None)
         plan.append((inp.table, table, inp.snapshot_id, current))
 
-    results = [(compute_drift(settings, name, baseline, current, thresholds=t), table) for name, table, baseline, current in plan]
-    return record_check(settings, catalog, registry, mv, r.alias, t, results, transport=transport, code=check_model)
+    if engine == "spark":
+        # Before the run starts: no Spark or no Java is one line saying what to install, no FAIL event.
+        from lakehouse import spark as lspark
+
+        lspark.session(settings)
+    results = [
+        (compute_drift(settings, name, baseline, current, thresholds=t, engine=engine), table) for name, table, baseline, current in plan
+    ]
+    return record_check(settings, catalog, registry, mv, r.alias, t, results, transport=transport, code=check_model, engine=engine)
 
 
 def baseline_table(catalog: Any, mv: ModelVersion, table_name: str, snapshot_id: int | None) -> Table:
@@ -131,6 +145,7 @@ def record_check(
     *,
     transport: Transport | None = None,
     code: Any = None,
+    engine: str = "duckdb",
 ) -> DriftCheck:
     """A check's results as one lineage run `drift.<model>` (each checked table at its snapshot an
     input with the scores' facets) and as rows of `lineage.drift`. `results`: each table's drift and
@@ -139,7 +154,7 @@ def record_check(
     with lineage_run(
         f"{DRIFT_JOB}.{mv.model}",
         inputs=[registry.model_dataset(mv)],
-        parameters={"model": mv.model, "version": mv.version, "alias": alias, "thresholds": t.to_json()},
+        parameters={"model": mv.model, "version": mv.version, "alias": alias, "thresholds": t.to_json(), "engine": engine},
         settings=settings,
         transport=transport,
         code=code,

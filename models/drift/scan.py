@@ -1,7 +1,9 @@
-"""Scanning: two snapshots of a table read by DuckDB, each column reduced to counts, then scored.
+"""Scanning: two snapshots of a table read by DuckDB (or Spark), each column reduced to counts, then scored.
 
 Everything heavy runs in DuckDB over the two snapshots read by time travel (their Parquet files),
-reading each column of each snapshot once; Python receives only aggregates, whatever the size:
+reading each column of each snapshot once; Python receives only aggregates, whatever the size.
+With `engine="spark"` Spark does the same counting (`models.drift.spark`, one pass per snapshot)
+and the scoring below is the same code, so both engines give the same statistics and verdicts:
 
 - numeric columns: each snapshot's values are counted in up to `BUCKETS` equal-width buckets
   spanning both snapshots' range (from the Iceberg column bounds in the manifests, so no extra
@@ -18,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lakehouse import sql
 from lakehouse.catalog import load_catalog
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 BUCKETS = 4096
 KEY_COLUMNS = ("id",)  # row keys: their distribution says nothing about the data
 _NUMERIC = ("int", "long", "float", "double", "decimal")
+# The engines that can count: DuckDB in this process, or Spark (`models.drift.spark`) for tables
+# past one machine. Both reduce the snapshots to the same counts; everything after is shared.
+ENGINES = ("duckdb", "spark")
 
 
 @dataclass
@@ -149,12 +154,16 @@ def compute_drift(
     current_snapshot_id: int,
     columns: Sequence[str] | None = None,
     thresholds: DriftThresholds | None = None,
+    engine: str = "duckdb",
 ) -> TableDrift:
-    """Compare two snapshots of `table` column by column (see the module docstring), in DuckDB.
+    """Compare two snapshots of `table` column by column (see the module docstring).
 
     `columns`: those columns only (default: every primitive column both snapshots hold but the
-    row keys `KEY_COLUMNS`); `thresholds` decide what counts as drift (default: `DriftThresholds()`).
+    row keys `KEY_COLUMNS`); `thresholds` decide what counts as drift (default: `DriftThresholds()`);
+    `engine`: who counts, `duckdb` (this process) or `spark` (`lakehouse.spark`'s session, `spark.master`).
     """
+    if engine not in ENGINES:
+        raise DriftError(f"engine {engine!r} is not one of {', '.join(ENGINES)}", parameter="engine")
     t = thresholds or DriftThresholds()
     catalog = load_catalog(settings)
     tbl = load_table(catalog, TableName.parse(table))
@@ -162,13 +171,68 @@ def compute_drift(
     check_snapshot(tbl, table, current_snapshot_id, "the current snapshot", parameter="current_snapshot_id")
     cols = _columns(tbl, table, baseline_snapshot_id, current_snapshot_id, columns)
     changes = schema_changes(tbl, baseline_snapshot_id, current_snapshot_id) if columns is None else {}
-    con = sql.connect(iceberg=False)
-    con.execute("SET enable_progress_bar = false")
-    _attach(con, "base", tbl, baseline_snapshot_id)
-    _attach(con, "cur", tbl, current_snapshot_id)
+    counter: Counter
+    if engine == "spark":
+        from models.drift.spark import SparkCounter
+
+        counter = SparkCounter(settings, table, baseline_snapshot_id, current_snapshot_id, cols)
+    else:
+        counter = DuckDBCounter(tbl, baseline_snapshot_id, current_snapshot_id)
     numeric = {c: f for c, f in cols.items() if _kind(f) == "numeric"}
-    bounds = _bounds(con, tbl, {"base": baseline_snapshot_id, "cur": current_snapshot_id}, numeric)
-    return _compare(con, table, baseline_snapshot_id, current_snapshot_id, cols, bounds, t, changes)
+    bounds = _bounds(counter, tbl, {"base": baseline_snapshot_id, "cur": current_snapshot_id}, numeric)
+    return _compare(counter, table, baseline_snapshot_id, current_snapshot_id, cols, bounds, t, changes)
+
+
+class Counter(Protocol):
+    """What an engine reduces the two snapshots (sides `base` and `cur`) to; the scores are computed
+    from these alone, so two engines that count alike give the same statistics."""
+
+    def rows(self, side: str) -> int:
+        """Rows in the snapshot."""
+
+    def minmax(self, side: str, columns: Sequence[str]) -> dict[str, tuple[float, float] | None]:
+        """Min and max (as DOUBLE) of each column; None for a column without a value."""
+
+    def bucket_counts(self, side: str, ranges: Mapping[str, Buckets], numeric: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Per numeric column: its count of non-null, non-NaN values per bucket."""
+
+    def categorical(self, column: str) -> CategoricalScores:
+        """The category shift of one column between the two snapshots."""
+
+
+class DuckDBCounter:
+    """The two snapshots as DuckDB views `base` and `cur` over their Parquet files (time travel)."""
+
+    def __init__(self, table: Table, baseline: int, current: int) -> None:
+        self.con = sql.connect(iceberg=False)
+        self.con.execute("SET enable_progress_bar = false")
+        _attach(self.con, "base", table, baseline)
+        _attach(self.con, "cur", table, current)
+
+    @classmethod
+    def over(cls, con: duckdb.DuckDBPyConnection) -> DuckDBCounter:
+        """A counter over relations `base` and `cur` the caller already made on `con` (any two
+        queries, e.g. a training snapshot and a window of the prediction log)."""
+        counter = cls.__new__(cls)
+        counter.con = con
+        return counter
+
+    def rows(self, side: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {side}").fetchone()  # from Parquet metadata
+        return int(row[0]) if row else 0
+
+    def minmax(self, side: str, columns: Sequence[str]) -> dict[str, tuple[float, float] | None]:
+        if not columns:
+            return {}
+        parts = ", ".join(f"min({sql.quote_ident(c)})::DOUBLE, max({sql.quote_ident(c)})::DOUBLE" for c in columns)
+        row = self.con.execute(f"SELECT {parts} FROM {side}").fetchone() or ()
+        return {c: None if row[2 * i] is None else (row[2 * i], row[2 * i + 1]) for i, c in enumerate(columns)}
+
+    def bucket_counts(self, side: str, ranges: Mapping[str, Buckets], numeric: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return bucket_counts(self.con, side, ranges, numeric)
+
+    def categorical(self, column: str) -> CategoricalScores:
+        return categorical_scores(self.con, column)
 
 
 def schema_changes(table: Table, baseline: int, current: int) -> dict[str, str]:
@@ -199,11 +263,11 @@ class Buckets:
 Bounds = dict[tuple[str, str], tuple[float, float]]  # (side, column) -> (min, max)
 
 
-def _bounds(con: duckdb.DuckDBPyConnection, table: Table, snapshots: Mapping[str, int], numeric: Mapping[str, Any]) -> Bounds:
+def _bounds(counter: Counter, table: Table, snapshots: Mapping[str, int], numeric: Mapping[str, Any]) -> Bounds:
     """Min and max of each numeric column in each snapshot.
 
     From the column bounds Iceberg keeps per data file (no pass over the data); a column some
-    file has no bounds for gets them from DuckDB instead.
+    file has no bounds for gets them from the engine instead.
     """
     from pyiceberg.conversions import from_bytes
 
@@ -221,23 +285,12 @@ def _bounds(con: duckdb.DuckDBPyConnection, table: Table, snapshots: Mapping[str
                 lo, hi = out.get((side, c), (math.inf, -math.inf))
                 out[side, c] = (min(lo, float(from_bytes(field.field_type, lb))), max(hi, float(from_bytes(field.field_type, ub))))
     if unknown:
-        for key in [k for k in out if k[1] in unknown]:
-            del out[key]
-        out.update(scanned_bounds(con, list(snapshots), sorted(unknown)))
-    return out
-
-
-def scanned_bounds(con: duckdb.DuckDBPyConnection, sides: Sequence[str], columns: Sequence[str]) -> Bounds:
-    """Min and max of `columns` in each relation of `sides`, read by DuckDB (one pass per side)."""
-    out: Bounds = {}
-    if not columns:
-        return out
-    parts = ", ".join(f"min({sql.quote_ident(c)})::DOUBLE, max({sql.quote_ident(c)})::DOUBLE" for c in columns)
-    for side in sides:
-        row = con.execute(f"SELECT {parts} FROM {side}").fetchone() or ()
-        for i, c in enumerate(columns):
-            if row[2 * i] is not None:
-                out[side, c] = (row[2 * i], row[2 * i + 1])
+        names = sorted(unknown)
+        for side in snapshots:
+            for c, span in counter.minmax(side, names).items():
+                out.pop((side, c), None)
+                if span is not None:
+                    out[side, c] = span
     return out
 
 
@@ -255,9 +308,12 @@ def compare_relations(
     (any two queries, e.g. a training snapshot and a window of the prediction log), for `columns`
     (name -> the Iceberg field that says its type), with the bounds read by DuckDB. `row_counts`:
     whether a change of row count is drift (not for traffic, whose volume is not the training size)."""
+    counter = DuckDBCounter.over(con)
     numeric = [c for c, f in columns.items() if _kind(f) == "numeric"]
-    bounds = scanned_bounds(con, ("base", "cur"), numeric)
-    return _compare(con, table, baseline_snapshot_id, current_snapshot_id, columns, bounds, thresholds, row_counts=row_counts)
+    bounds: Bounds = {}
+    for side in ("base", "cur"):
+        bounds.update({(side, c): span for c, span in counter.minmax(side, numeric).items() if span is not None})
+    return _compare(counter, table, baseline_snapshot_id, current_snapshot_id, columns, bounds, thresholds, row_counts=row_counts)
 
 
 def bucket_ranges(bounds: Bounds, numeric: Mapping[str, Any]) -> dict[str, Buckets]:
@@ -297,7 +353,7 @@ def bucket_counts(con: duckdb.DuckDBPyConnection, side: str, ranges: Mapping[str
 
 
 def _compare(
-    con: duckdb.DuckDBPyConnection,
+    counter: Counter,
     table: str,
     baseline: int,
     current: int,
@@ -307,14 +363,11 @@ def _compare(
     changes: Mapping[str, str] | None = None,
     row_counts: bool = True,
 ) -> TableDrift:
-    rows = {}
-    for side in ("base", "cur"):
-        row = con.execute(f"SELECT count(*) FROM {side}").fetchone()  # from Parquet metadata
-        rows[side] = int(row[0]) if row else 0
+    rows = {side: counter.rows(side) for side in ("base", "cur")}
     nb_rows, nc_rows = rows["base"], rows["cur"]
     numeric = {c: f for c, f in cols.items() if _kind(f) == "numeric"}
     ranges = bucket_ranges(bounds, numeric)
-    buckets = {side: bucket_counts(con, side, ranges, numeric) for side in ("base", "cur")}
+    buckets = {side: counter.bucket_counts(side, ranges, numeric) for side in ("base", "cur")}
 
     features = []
     for c, field in cols.items():
@@ -330,7 +383,7 @@ def _compare(
                     scores.psi, scores.ks_statistic, scores.ks_statistic_upper, scores.ks_pvalue
                 )
         else:
-            cat = categorical_scores(con, c)
+            cat = counter.categorical(c)
             nb, nc = cat.values_baseline, cat.values_current
             f.category_shift, f.new_categories, f.vanished_categories = cat.shift, cat.new, cat.vanished
             f.metrics.update(count=nc, distinctCount=cat.distinct_current)

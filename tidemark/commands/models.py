@@ -64,6 +64,10 @@ def register(sub: Subcommands) -> None:
     )
     sp.add_argument("--window", metavar="DURATION", help="with --against serving: the traffic of this span up to now (30m, 1h, 7d; default 1h without --snapshot)")
     sp.add_argument("--plot", metavar="FILE.svg|FILE.png", help="draw one panel per feature (drifted first): PSI and KS across the checks, with their thresholds")
+    sp.add_argument(
+        "--engine", choices=("duckdb", "spark"), default="duckdb",
+        help="with --check: who reads the snapshots, DuckDB in this process or Spark (spark.master; same statistics)",
+    )
 
 
 def cmd_models_reproducibility(args: argparse.Namespace) -> int:
@@ -279,12 +283,16 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
     settings = current_settings()
     if args.snapshot and not args.check:
         raise TidemarkError("--snapshot chooses what a new check compares; add --check")
+    if args.engine != "duckdb" and not args.check:
+        raise TidemarkError("--engine chooses who reads the snapshots of a new check; add --check")
     if args.plot and not args.plot.lower().endswith((".svg", ".png")):
         raise TidemarkError(f"--plot {args.plot}: the chart is written as SVG or PNG; name the file FILE.svg or FILE.png")
     if args.window and not args.check:
         raise TidemarkError("--window is the span of production traffic a new check compares; add --check --against serving")
     if args.window and args.against != "serving":
         raise TidemarkError("--window is the span of production traffic to check; add --against serving")
+    if args.engine == "spark" and args.against == "serving":
+        raise TidemarkError("--engine spark reads input tables' snapshots; a traffic check (--against serving) runs in DuckDB: drop --engine")
     if args.check and args.against == "serving":
         check = drift.check_traffic(settings, args.ref, window=args.window, snapshot_id=_log_snapshot(args.snapshot))
         if args.output == "json":
@@ -292,7 +300,7 @@ def cmd_models_drift(args: argparse.Namespace) -> int:
         else:
             _print_check(check)
     elif args.check:
-        check = drift.check_model(settings, args.ref, snapshot_ids(args.snapshot))
+        check = drift.check_model(settings, args.ref, snapshot_ids(args.snapshot), engine=args.engine)
         if args.output == "json":
             emit_json(check.to_json())
         else:
