@@ -111,20 +111,26 @@ def run(quick: bool) -> None:
         arrow = landing("pyarrow", [], base)
         if arrow["rc"] != 0:
             raise RuntimeError(f"the pyarrow landing failed: {arrow['stderr'].strip().splitlines()[-1:]}")
+        a = arrow["result"]
+        print(f"pyarrow path: {arrow['wall']:.1f} s wall (landing {a['seconds']['total']:.1f} s), peak tree RSS {arrow['peak_rss_mb']:.0f} MiB", flush=True)
         spark_env = {**base, "TIDEMARK__SPARK__CONF__SPARK__DRIVER__MEMORY": f"{LIMIT_MB}m"}
         spark = landing("spark", ["--engine", "spark"], spark_env)
         if spark["rc"] != 0:
             raise RuntimeError(f"the Spark landing failed: {spark['stderr'].strip().splitlines()[-1:]}")
+        s = spark["result"]
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in s["seconds"].items() if k != "total")
+        print(
+            f"spark local[2]: {spark['wall']:.1f} s wall (landing {s['seconds']['total']:.1f} s, JVM start included: {steps}), "
+            f"peak tree RSS {spark['peak_rss_mb']:.0f} MiB, driver heap {LIMIT_MB} MiB",
+            flush=True,
+        )
         limited = landing("pyarrow-limited", [], base, limit_mb=LIMIT_MB)
         left_rows, left_files = _landed(limited["home"])
 
-    a, s = arrow["result"], spark["result"]
     assert a["rows"] == s["rows"] == rows and a["gate"]["success"] and s["gate"]["success"], (a, s)
     error = limited["stderr"].strip().splitlines()[-1] if limited["stderr"].strip() else ""
     one_line = limited["rc"] == 1 and error.startswith("tidemark: error:") and "Traceback" not in limited["stderr"]
     clean = left_rows == 0 and left_files == 0
-    print(f"pyarrow path: {arrow['wall']:.1f} s wall (landing {a['seconds']['total']:.1f} s), peak tree RSS {arrow['peak_rss_mb']:.0f} MiB")
-    print(f"spark local[2]: {spark['wall']:.1f} s wall (landing {s['seconds']['total']:.1f} s, JVM start included), peak tree RSS {spark['peak_rss_mb']:.0f} MiB, driver heap {LIMIT_MB} MiB")
     print(
         f"pyarrow path under RLIMIT_AS={LIMIT_MB} MiB (file: {arrow_mb:,.0f} MiB in Arrow): exit {limited['rc']} after {limited['wall']:.1f} s, "
         f"left {left_rows} rows and {left_files} data files; {error or '(no error line)'}"
