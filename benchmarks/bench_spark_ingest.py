@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,48 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_ingest import SUITE, generate
+from benchmarks.common import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_MB = 1024
-
-
-def _tree_rss(proc: Any) -> int:
-    import psutil
-
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:  # a child that just exited
-            pass
-    return total
-
-
-def measure(cmd: list[str], env: dict[str, str], cwd: Path, limit_mb: int | None = None, timeout: float = 1800) -> dict[str, Any]:
-    """Run `cmd`; its exit code, output, wall time and the peak RSS of its process tree (MiB)."""
-    import psutil
-
-    def limit() -> None:
-        if limit_mb is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
-
-    started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=str(cwd), preexec_fn=limit, text=True)
-        watched, peak = psutil.Process(proc.pid), 0
-        while proc.poll() is None:
-            try:
-                peak = max(peak, _tree_rss(watched))
-            except psutil.Error:
-                pass
-            if time.perf_counter() - started > timeout:
-                proc.kill()
-                raise RuntimeError(f"{' '.join(cmd[:4])}... did not finish in {timeout:.0f} s")
-            time.sleep(0.1)
-        wall = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        return {"rc": proc.returncode, "stdout": out.read(), "stderr": err.read(), "wall": wall, "peak_rss_mb": peak / 2**20}
 
 
 def _landed(home: Path) -> tuple[int, int]:

@@ -58,9 +58,9 @@ log = logging.getLogger(__name__)
 ENGINE = "tidemark.ingest.engine"  # summary key: which engine wrote the landing's files
 # `TIDEMARK_FAILPOINT=ingest.spark-write`: the write job's last task fails (tests of that fault).
 WRITE_FAULT = "ingest.spark-write"
-# Spark picks a text file's codec by its name; these it reads without native libraries.
 # Spark's Java logging off while the CLI lands (its stack traces would bury the one-line error).
 LOG_CONFIG = Path(__file__).resolve().parent / "spark_log4j2.properties"
+# Spark picks a text file's codec by its name; these it reads without native libraries.
 _SPARK_CODECS = {"gzip": (".gz", ".gzip"), "bz2": (".bz2",)}
 
 
