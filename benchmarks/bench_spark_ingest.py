@@ -102,7 +102,7 @@ def run(quick: bool) -> None:
         f"spark_landing_s={s['seconds']['total']:.1f} pyarrow_landing_s={a['seconds']['total']:.1f} "
         f"spark_peak_rss_mb={spark['peak_rss_mb']:.0f} pyarrow_peak_rss_mb={arrow['peak_rss_mb']:.0f} limit_mb={LIMIT_MB} "
         f"file_larger_than_limit={str(arrow_mb > LIMIT_MB).lower()} pyarrow_under_limit={'failed' if limited['rc'] else 'landed'} "
-        f"failed_cleanly={str(limited['rc'] != 0 and one_line and clean).lower()} spark_landed_over_limit={str(arrow_mb > LIMIT_MB).lower()}",
+        f"failed_cleanly={'n/a' if limited['rc'] == 0 else str(one_line and clean).lower()} spark_landed_over_limit={str(arrow_mb > LIMIT_MB).lower()}",
         flush=True,
     )
 
