@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,48 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_ingest import SUITE, generate
+from benchmarks.common import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_MB = 1024
-
-
-def _tree_rss(proc: Any) -> int:
-    import psutil
-
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:  # a child that just exited
-            pass
-    return total
-
-
-def measure(cmd: list[str], env: dict[str, str], cwd: Path, limit_mb: int | None = None, timeout: float = 1800) -> dict[str, Any]:
-    """Run `cmd`; its exit code, output, wall time and the peak RSS of its process tree (MiB)."""
-    import psutil
-
-    def limit() -> None:
-        if limit_mb is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
-
-    started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=str(cwd), preexec_fn=limit, text=True)
-        watched, peak = psutil.Process(proc.pid), 0
-        while proc.poll() is None:
-            try:
-                peak = max(peak, _tree_rss(watched))
-            except psutil.Error:
-                pass
-            if time.perf_counter() - started > timeout:
-                proc.kill()
-                raise RuntimeError(f"{' '.join(cmd[:4])}... did not finish in {timeout:.0f} s")
-            time.sleep(0.1)
-        wall = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        return {"rc": proc.returncode, "stdout": out.read(), "stderr": err.read(), "wall": wall, "peak_rss_mb": peak / 2**20}
 
 
 def _landed(home: Path) -> tuple[int, int]:
@@ -111,20 +71,26 @@ def run(quick: bool) -> None:
         arrow = landing("pyarrow", [], base)
         if arrow["rc"] != 0:
             raise RuntimeError(f"the pyarrow landing failed: {arrow['stderr'].strip().splitlines()[-1:]}")
+        a = arrow["result"]
+        print(f"pyarrow path: {arrow['wall']:.1f} s wall (landing {a['seconds']['total']:.1f} s), peak tree RSS {arrow['peak_rss_mb']:.0f} MiB", flush=True)
         spark_env = {**base, "TIDEMARK__SPARK__CONF__SPARK__DRIVER__MEMORY": f"{LIMIT_MB}m"}
         spark = landing("spark", ["--engine", "spark"], spark_env)
         if spark["rc"] != 0:
             raise RuntimeError(f"the Spark landing failed: {spark['stderr'].strip().splitlines()[-1:]}")
+        s = spark["result"]
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in s["seconds"].items() if k != "total")
+        print(
+            f"spark local[2]: {spark['wall']:.1f} s wall (landing {s['seconds']['total']:.1f} s, JVM start included: {steps}), "
+            f"peak tree RSS {spark['peak_rss_mb']:.0f} MiB, driver heap {LIMIT_MB} MiB",
+            flush=True,
+        )
         limited = landing("pyarrow-limited", [], base, limit_mb=LIMIT_MB)
         left_rows, left_files = _landed(limited["home"])
 
-    a, s = arrow["result"], spark["result"]
     assert a["rows"] == s["rows"] == rows and a["gate"]["success"] and s["gate"]["success"], (a, s)
     error = limited["stderr"].strip().splitlines()[-1] if limited["stderr"].strip() else ""
     one_line = limited["rc"] == 1 and error.startswith("tidemark: error:") and "Traceback" not in limited["stderr"]
     clean = left_rows == 0 and left_files == 0
-    print(f"pyarrow path: {arrow['wall']:.1f} s wall (landing {a['seconds']['total']:.1f} s), peak tree RSS {arrow['peak_rss_mb']:.0f} MiB")
-    print(f"spark local[2]: {spark['wall']:.1f} s wall (landing {s['seconds']['total']:.1f} s, JVM start included), peak tree RSS {spark['peak_rss_mb']:.0f} MiB, driver heap {LIMIT_MB} MiB")
     print(
         f"pyarrow path under RLIMIT_AS={LIMIT_MB} MiB (file: {arrow_mb:,.0f} MiB in Arrow): exit {limited['rc']} after {limited['wall']:.1f} s, "
         f"left {left_rows} rows and {left_files} data files; {error or '(no error line)'}"
@@ -136,7 +102,7 @@ def run(quick: bool) -> None:
         f"spark_landing_s={s['seconds']['total']:.1f} pyarrow_landing_s={a['seconds']['total']:.1f} "
         f"spark_peak_rss_mb={spark['peak_rss_mb']:.0f} pyarrow_peak_rss_mb={arrow['peak_rss_mb']:.0f} limit_mb={LIMIT_MB} "
         f"file_larger_than_limit={str(arrow_mb > LIMIT_MB).lower()} pyarrow_under_limit={'failed' if limited['rc'] else 'landed'} "
-        f"failed_cleanly={str(limited['rc'] != 0 and one_line and clean).lower()} spark_landed_over_limit={str(arrow_mb > LIMIT_MB).lower()}",
+        f"failed_cleanly={'n/a' if limited['rc'] == 0 else str(one_line and clean).lower()} spark_landed_over_limit={str(arrow_mb > LIMIT_MB).lower()}",
         flush=True,
     )
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,3 +122,42 @@ def postgres_database(prefix: str, server: str = PG_SERVER) -> Iterator[str]:
             engine.dispose()
         return
     raise ConnectionError(f"PostgreSQL at {server} does not answer ({error.__class__.__name__}: {error}); start it")
+
+
+def _tree_rss(proc: Any) -> int:
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:  # a child that just exited
+            pass
+    return total
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path, limit_mb: int | None = None, timeout: float = 1800) -> dict[str, Any]:
+    """Run `cmd` (under RLIMIT_AS of `limit_mb` MiB, what `ulimit -v` sets); its exit code, output, wall time and the peak RSS of its process tree (MiB)."""
+    import psutil
+
+    def limit() -> None:
+        if limit_mb is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
+
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=str(cwd), preexec_fn=limit, text=True)
+        watched, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, _tree_rss(watched))
+            except psutil.Error:
+                pass
+            if time.perf_counter() - started > timeout:
+                proc.kill()
+                raise RuntimeError(f"{' '.join(cmd[:4])}... did not finish in {timeout:.0f} s")
+            time.sleep(0.1)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        return {"rc": proc.returncode, "stdout": out.read(), "stderr": err.read(), "wall": wall, "peak_rss_mb": peak / 2**20}

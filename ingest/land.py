@@ -75,6 +75,7 @@ __all__ = [
     "landed_snapshot",
     "publish_audited",
     "publish_branch",
+    "quarantine_or_publish",
     "quarantine_audited",
 ]
 
@@ -322,23 +323,45 @@ def _land(
             progress(f"gate {'passed' if result.gate is None or result.gate.success else 'FAILED'}; not published (publish=False)")
             result.seconds["total"] = time.perf_counter() - started
             return result
-        if result.gate is not None and not result.gate.success:
-            quarantine = f"{QUARANTINE_PREFIX}{run.run_id}"
-            branches.rename(catalog, name, branch, quarantine)
-            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
-            raise GateFailedError(verdict.failed_message(name, src.uri, quarantine, result.gate, result.data_docs), result=result.gate)
-        published = publish_branch(
-            catalog, name, branch, progress, files=files, properties=props,
+        quarantine_or_publish(
+            settings, catalog, run, tbl, branch, audited, result, column_lineage, progress, files=files, properties=props,
             before=None if on_audited is None else lambda: on_audited(branch, audited.snapshot_id),
         )
-        step("ingest.published")
-        result.reapplied = published.reapplied
         result.seconds["commit"] = time.perf_counter() - commit_started
-        result.snapshot_id = published.snapshot.snapshot_id
-        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, column_lineage))
-        progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
     result.seconds["total"] = time.perf_counter() - started
     return result
+
+
+def quarantine_or_publish(
+    settings: Settings,
+    catalog: Catalog,
+    run: Any,
+    table: Table,
+    branch: str,
+    audited: Any,
+    result: LandingResult,
+    column_lineage: dict[str, Any] | None,
+    progress: Progress,
+    *,
+    files: list[DataFile] | None = None,
+    properties: dict[str, str] | None = None,
+    before: Callable[[], None] | None = None,
+) -> None:
+    """The last step of a landing on either engine, inside its lineage `run`: the audited snapshot on
+    `branch` becomes `quarantine-<run>` when its gate failed (GateFailedError, main untouched), else
+    it is published (`publish_branch`); `result` gets the snapshot and the run its output."""
+    name = TableName.parse(result.table)
+    if result.gate is not None and not result.gate.success:
+        quarantine = f"{QUARANTINE_PREFIX}{run.run_id}"
+        branches.rename(catalog, name, branch, quarantine)
+        run.add_output(datasets.output_dataset(settings, table, str(name), audited, result, column_lineage))
+        raise GateFailedError(verdict.failed_message(name, result.source, quarantine, result.gate, result.data_docs), result=result.gate)
+    published = publish_branch(catalog, name, branch, progress, files=files, properties=properties, before=before)
+    step("ingest.published")
+    result.reapplied = published.reapplied
+    result.snapshot_id = published.snapshot.snapshot_id
+    run.add_output(datasets.output_dataset(settings, table, str(name), published.snapshot, result, column_lineage))
+    progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
 
 
 def audit_verdict(settings: Settings, table: str, branch: str) -> AuditVerdict:

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from ingest import columns, datasets, sources, target, verdict
 from ingest import gate as gates
-from ingest.exceptions import GateFailedError, PublishError, SchemaMismatchError, SourceError, SparkLandingError
-from ingest.land import RESOLVER, landed_snapshot, publish_branch
+from ingest.exceptions import PublishError, SchemaMismatchError, SourceError, SparkLandingError
+from ingest.land import RESOLVER, landed_snapshot, quarantine_or_publish
 from ingest.result import LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE, QUARANTINE_PREFIX
 from ingest.write import Progress
@@ -58,9 +58,9 @@ log = logging.getLogger(__name__)
 ENGINE = "tidemark.ingest.engine"  # summary key: which engine wrote the landing's files
 # `TIDEMARK_FAILPOINT=ingest.spark-write`: the write job's last task fails (tests of that fault).
 WRITE_FAULT = "ingest.spark-write"
-# Spark picks a text file's codec by its name; these it reads without native libraries.
 # Spark's Java logging off while the CLI lands (its stack traces would bury the one-line error).
 LOG_CONFIG = Path(__file__).resolve().parent / "spark_log4j2.properties"
+# Spark picks a text file's codec by its name; these it reads without native libraries.
 _SPARK_CODECS = {"gzip": (".gz", ".gzip"), "bz2": (".bz2",)}
 
 
@@ -190,18 +190,8 @@ def land_spark(
         column_lineage = columns.lineage_facet(settings, source_ds, arrow_schema, tbl.schema(), rename)
         progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
         step("ingest.audited")
-        if result.gate is not None and not result.gate.success:
-            quarantine = f"{QUARANTINE_PREFIX}{run.run_id}"
-            branches.rename(catalog, name, branch, quarantine)
-            run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
-            raise GateFailedError(verdict.failed_message(name, src.uri, quarantine, result.gate, result.data_docs), result=result.gate)
-        published = publish_branch(catalog, name, branch, progress, files=added)
-        step("ingest.published")
-        result.reapplied = published.reapplied
+        quarantine_or_publish(settings, catalog, run, tbl, branch, audited, result, column_lineage, progress, files=added)
         result.seconds["commit"] = time.perf_counter() - commit_started
-        result.snapshot_id = published.snapshot.snapshot_id
-        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, column_lineage))
-        progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
     result.seconds["total"] = time.perf_counter() - started
     return result
 

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+from tests.faults.report import FaultReport
 
 # Everything a landing imports first, so the limit bounds what the landing itself needs.
 LIMITED = """
@@ -21,7 +24,7 @@ runpy.run_module('tidemark', run_name='__main__')
 """
 
 
-def test_landing_out_of_memory_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+def test_landing_out_of_memory_is_one_line_and_leaves_nothing(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     from benchmarks.bench_ingest import generate
     from lakehouse.catalog import load_catalog
     from lakehouse.config import load_settings
@@ -38,3 +41,7 @@ def test_landing_out_of_memory_is_one_line_and_leaves_nothing(tmp_path: Path) ->
     settings = load_settings()
     assert not load_catalog(settings).table_exists("raw.big")
     assert list((settings.home / "warehouse").rglob("*.parquet")) == []
+    FaultReport(request.node.nodeid).record(
+        "ingest", "out of memory mid-landing (RLIMIT_AS: 150 MB above the imports, 2M rows)", trials=1, held=True,
+        before={"tables": 0}, after={"tables": 0, "data files": 0}, note="one line naming --engine spark",
+    )
