@@ -74,6 +74,15 @@ class LineageSettings:
 
 
 @dataclass(frozen=True)
+class ActorSettings:
+    """Who this process acts as (`lineage.actors`). A name here makes every run, registry row and
+    alias event carry this service identity (kind "service") instead of the Airflow DAG owner or
+    the OS user: set it where a shared account runs Tidemark (a CI job, a scheduler host)."""
+
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     # None: the suites that ship with the `ingest` package.
     suites_dir: Path | None = None
@@ -181,6 +190,7 @@ class Settings:
     drift: DriftSettings = field(default_factory=DriftSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    actor: ActorSettings = field(default_factory=ActorSettings)
 
     @property
     def warehouse(self) -> str:
@@ -321,6 +331,7 @@ _KNOWN = {
     "notifications": {"webhook_url", "timeout_s", "consumer_group"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
+    "actor": {"name"},
     "home": None,
 }
 
@@ -455,6 +466,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         config_file=config_file,
         models=_models(raw.get("models") or {}),
         notifications=_notifications(raw.get("notifications") or {}),
+        actor=_actor(raw.get("actor") or {}),
     )
 
 
@@ -478,6 +490,13 @@ def _aliases(where: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"models.{where} must be a list of alias names, e.g. [production] (or production,staging)")
     return tuple(value)
+
+
+def _actor(raw: Mapping[str, Any]) -> ActorSettings:
+    name = str(raw.get("name") or "").strip()
+    if name and any(c.isspace() or not c.isprintable() for c in name):
+        raise ConfigError(f"actor.name must be one word without spaces (e.g. svc-renewal), got {raw.get('name')!r}")
+    return ActorSettings(name=name or None)
 
 
 def _models(raw: Mapping[str, Any]) -> ModelsSettings:

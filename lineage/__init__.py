@@ -13,6 +13,7 @@ from lineage.run import RunContext, run
 __all__ = [
     "RunContext",
     "run",
+    "actors",
     "broker",
     "code",
     "column_graph",

@@ -19,6 +19,7 @@ from typing import Any
 from lakehouse.config import Settings, load_settings
 from lakehouse.exceptions import TidemarkError
 from lakehouse.failpoints import step
+from lineage import actors
 from lineage import code as code_info
 from lineage import events as ev
 from lineage.outbox import OutboxTransport
@@ -92,7 +93,7 @@ def run(
 ) -> Iterator[RunContext]:
     """Emit START now, COMPLETE when the block ends, FAIL (with the error message facet) if it raises.
 
-    Records the parameters, the code identity of `code` (a function or module: git commit, dirty
+    Records the actor (`lineage.actors`: who ran it), the parameters, the code identity of `code` (a function or module: git commit, dirty
     flag, source hash), the environment (Python and every installed distribution's version), and the parent run:
     `parent` if given (an OpenLineage parent facet), else the Airflow task when run under Airflow.
     """
@@ -108,6 +109,8 @@ def run(
     ctx.add_run_facet(
         "tidemark_code", ev.facet(ctx.producer, f"{ev.TIDEMARK_FACETS}/CodeRunFacet.json", **code_info.code_identity(code).facet_fields())
     )
+    # Who ran it, on every run of every job (serve swaps included), so no caller can forget it.
+    ctx.add_run_facet(actors.FACET, actors.current_actor(settings).as_facet(ctx.producer))
     parent_facet = dict(parent) if parent else code_info.airflow_parent(ctx.producer)
     if parent_facet:
         ctx.add_run_facet("parent", parent_facet)
