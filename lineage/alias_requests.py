@@ -172,7 +172,7 @@ def vet(settings: Settings, steps: Sequence[Mapping[str, Any]], now: datetime | 
         if s["action"] not in ACTIONS:
             why = f"unknown request action {s['action']!r}"
         elif signature is None:
-            why = f"a {s['action']} of request {s['request_id']} without the signature of an authorised `tidemark models` command"
+            why = f"{s['action']} of request {s['request_id']} carries no signature of an authorised `tidemark models` command"
         elif not signing.verify(settings, signed_fields(s["model"], s["version"], s["_facet"]), signature):
             why = "its signature does not verify with this installation's registry key (lineage.registry_key)"
         if why is None:

@@ -480,9 +480,10 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
         accepted, refused = vet_moves(catalog, settings, moves)
     else:
         accepted, refused = [], []
-    for short, rows in ((ALIAS_EVENTS, accepted), (REJECTED, refused + refused_steps)):
+    # A refused approval and the refused move it came with share their run id: the action tells them apart.
+    for short, rows, keys in ((ALIAS_EVENTS, accepted, key), (REJECTED, refused + refused_steps, (*key, "action"))):
         if rows:
-            added[short] = append_missing(catalog, (ns, short), rows, key, arrow_schema(short), job_name=SYNC_JOB)
+            added[short] = append_missing(catalog, (ns, short), rows, keys, arrow_schema(short), job_name=SYNC_JOB)
     return added
 
 

@@ -48,3 +48,8 @@ class EnvironmentBuildError(ReproduceError):
 
 class RecordedCodeError(ReproduceError):
     """The recorded code cannot be got back: not in git, the commit unreachable, the module not in it."""
+
+
+class ApprovalRefusedError(TidemarkError):
+    """An approval or rejection of a protected alias's request that cannot be taken: unknown or closed
+    request, approval by the requester, a gate verdict that no longer holds."""

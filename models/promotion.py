@@ -40,10 +40,18 @@ def promote(
     force: bool = False,
     transport: Transport | None = None,
 ) -> dict[str, Any]:
-    """Move `alias` to `version` if the gate allows it (or `force`, which needs a reason)."""
+    """Move `alias` to `version` if the gate allows it (or `force`, which needs a reason).
+
+    A protected alias (`models.protected_aliases`) is not moved: a pending request is made instead
+    (`models.approvals.request`, forced or not), returned with `request_id`, for another actor to approve.
+    """
     # Names first: an alias like `../../etc` or 5,000 characters is refused before any read or write.
     check_name("model", model, "model")
     check_name("alias", alias, "alias")
+    if settings.models.is_protected(model, alias):
+        from models.approvals import request
+
+        return request(settings, model, version, alias, reason=reason, force=force, transport=transport)
     if force and not (reason and reason.strip()):
         raise PromotionRefusedError("force needs reason: a text recorded in the alias history", parameter="reason")
     registry = Registry(settings)
