@@ -22,7 +22,7 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
-from lineage import notifications
+from lineage import actors, notifications
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import artifacts
@@ -252,17 +252,17 @@ def renew(
             decision.request_id = req["request_id"]
             decision.reason = reason = f"{reason} (request {req['request_id']}: `{req['approve_with']}`)"
         run.add_run_facet(DECISION_FACET, ev.facet(run.producer, f"{ev.TIDEMARK_FACETS}/RenewalRunFacet.json", **decision.to_json()))
-        run.add_run_facet(notifications.FACET, _notification(run.producer, decision))
+        run.add_run_facet(notifications.FACET, _notification(run.producer, decision, actors.current_actor(settings).name))
     verdict = "promoted" if promoted else "requested" if decision.request_id else "not promoted"
     progress(f"{verdict} {holder.model}:{candidate.version} to {parsed.alias}: {reason}")
     return decision
 
 
-def _notification(producer: str, d: RenewalDecision) -> dict[str, Any]:
+def _notification(producer: str, d: RenewalDecision, actor: str) -> dict[str, Any]:
     """The renewal decision as a notification (`lineage.notifications`): promoted, requested or kept."""
     outcome = "promoted" if d.promoted else "requested" if d.request_id else "kept"
     return notifications.facet(
-        producer, notifications.RENEWAL_DECISION, model=d.model, alias=d.alias, version=d.candidate_version,
+        producer, notifications.RENEWAL_DECISION, model=d.model, alias=d.alias, version=d.candidate_version, actor=actor,
         summary=f"renewal of {d.model}@{d.alias}: version {d.candidate_version} {outcome}: {d.reason}",
         details={"outcome": outcome, "holderVersion": d.holder_version, "requestId": d.request_id, "trigger": d.trigger},
     )

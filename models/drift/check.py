@@ -16,7 +16,7 @@ from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from lineage import drift_store
 from lineage import events as ev
-from lineage import notifications
+from lineage import actors, notifications
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import inputs as inputs_mod
@@ -134,6 +134,7 @@ def check_model(
             what = "; ".join(f"{td.table}: {', '.join(td.drifted_features) or 'schema/rows'}" for td in drifted)
             run.add_run_facet(notifications.FACET, notifications.facet(
                 producer, notifications.DRIFT_ALARM, model=mv.model, alias=r.alias, version=mv.version,
+                actor=actors.current_actor(settings).name,
                 summary=f"drift in the inputs of {mv.model}:{mv.version}{'@' + r.alias if r.alias else ''}: {what}",
                 details={"tables": {td.table: {"snapshot": td.current_snapshot_id, "reasons": td.reasons} for td in drifted}},
             ))

@@ -176,7 +176,7 @@ def test_forced_promotion_of_a_protected_alias_is_only_a_request(protected: Any,
     _train(s)
     # No consume: the landing's validation is not in the store, so the gate refuses.
     line = _refused("models", "promote", "wine", "1", "--alias", "production", env=ALICE)
-    assert "refusing to request wine:1 for production" in line and "pass force with a reason" in line
+    assert "refusing to request wine:1 for production" in line and "pass --force with a reason" in line
     out = run_cli("models", "promote", "wine", "1", "--alias", "production", "--force", "--reason", "hotfix", env=ALICE).stdout
     assert "is pending (forced" in out
     assert _holder(s) is None
@@ -237,8 +237,13 @@ def test_the_consumer_refuses_a_forged_approval_and_an_unapproved_move_of_a_prot
     assert any("wine@production is protected" in w for w in why), why
 
 
-def test_renewal_of_a_protected_alias_ends_in_a_pending_request(protected: Any, wine_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_renewal_of_a_protected_alias_ends_in_a_pending_request_and_each_step_is_a_notification(
+    protected: Any, wine_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from models import approvals
+    from lineage.actors import current_actor
+    from models.drift import check_model
+    from tests.lineage.test_webhook import Receiver, forward_all
 
     s = protected
     _land(s, wine_csv)
@@ -251,6 +256,7 @@ def test_renewal_of_a_protected_alias_ends_in_a_pending_request(protected: Any, 
     approvals.approve(load_settings(), "wine", rid)
     _land(s, shifted_wine(wine_csv, 1.5))
     _consume(s)
+    assert check_model(s, "wine@production").drifted
     d = json.loads(run_cli("models", "renew", "wine@production", "--output", "json", env={"TIDEMARK__ACTOR__NAME": "svc-renewal"}).stdout)
     assert not d["promoted"] and d["request_id"] and d["candidate_version"] == 2
     assert "is protected: requested, awaiting approval" in d["reason"] and f"tidemark models approve wine {d['request_id']}" in d["reason"]
@@ -261,3 +267,23 @@ def test_renewal_of_a_protected_alias_ends_in_a_pending_request(protected: Any, 
     out = run_cli("models", "approve", "wine", d["request_id"], env=ALICE).stdout
     assert "wine@production -> version 2 (was version 1)" in out
     assert _holder(s) == 2
+
+    # Item 4: each of these is a notification on the topic, which the example subscriber posts to a webhook.
+    receiver = Receiver()
+    try:
+        posted = forward_all(s, receiver.url)
+    finally:
+        receiver.close()
+    assert posted == receiver.posted
+    me = current_actor().name  # the in-process steps run as the OS user
+    kinds = {(n["kind"], n["actor"]): n for n in posted}
+    assert len(kinds) == len(posted) and sorted(kinds) == sorted([
+        ("alias_request", me), ("alias_approved", "bob"), ("drift_alarm", me),
+        ("alias_request", "svc-renewal"), ("renewal_decision", "svc-renewal"), ("alias_approved", "alice"),
+    ])
+    request = kinds[("alias_request", "svc-renewal")]
+    assert request["details"]["requestId"] == d["request_id"] and request["details"]["approve"] == f"tidemark models approve wine {d['request_id']}"
+    decision = next(n for n in posted if n["kind"] == "renewal_decision")
+    assert decision["details"] == {"outcome": "requested", "holderVersion": 1, "requestId": d["request_id"], "trigger": "manual"}
+    alarm = next(n for n in posted if n["kind"] == "drift_alarm")
+    assert alarm["version"] == 1 and "raw.wine" in alarm["details"]["tables"]
