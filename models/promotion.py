@@ -48,12 +48,12 @@ def promote(
     # Names first: an alias like `../../etc` or 5,000 characters is refused before any read or write.
     check_name("model", model, "model")
     check_name("alias", alias, "alias")
+    if force and not (reason and reason.strip()):
+        raise PromotionRefusedError("force needs reason: a text recorded in the alias history", parameter="reason")
     if settings.models.is_protected(model, alias):
         from models.approvals import request
 
         return request(settings, model, version, alias, reason=reason, force=force, transport=transport)
-    if force and not (reason and reason.strip()):
-        raise PromotionRefusedError("force needs reason: a text recorded in the alias history", parameter="reason")
     registry = Registry(settings)
     mv = registry.get(model, version)
     report = check(settings, registry, mv, alias)
