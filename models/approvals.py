@@ -186,6 +186,19 @@ def _open_request(registry: Registry, model: str, request_id: str, verb: str) ->
     return req
 
 
+def _closing(req: dict[str, Any], action: str, actor: actors.Actor, reason: str | None) -> dict[str, Any]:
+    """The row of the step that closes `req`: its request's fields, taken now by `actor`."""
+    return {
+        **{k: v for k, v in req.items() if k != "closed_by"},
+        "event_time": datetime.now(timezone.utc),
+        "action": action,
+        "actor": actor.name,
+        "actor_facet": _json(actor.to_json()),
+        "reason": reason,
+        "run_id": ev.new_run_id(),
+    }
+
+
 def approve(settings: Settings, model: str, request_id: str, *, reason: str | None = None, transport: Transport | None = None) -> dict[str, Any]:
     """Apply pending request `request_id` of `model`, as an actor other than its requester.
 
@@ -217,17 +230,7 @@ def approve(settings: Settings, model: str, request_id: str, *, reason: str | No
             f"the promotion gate no longer passes request {request_id}: {'; '.join(new)}; reject it and make a new request",
             parameter="request",
         )
-    row = {
-        **{k: v for k, v in req.items() if k != "closed_by"},
-        "event_time": datetime.now(timezone.utc),
-        "action": alias_requests.APPROVE,
-        "actor": actor.name,
-        "actor_facet": _json(actor.to_json()),
-        "reason": reason,
-        "gate_problems": _json(report.problems),
-        "gate_notes": _json(report.notes),
-        "run_id": ev.new_run_id(),
-    }
+    row = {**_closing(req, alias_requests.APPROVE, actor, reason), "gate_problems": _json(report.problems), "gate_notes": _json(report.notes)}
     summary = f"{actor.name} approved request {request_id} of {req['actor']}: {model}@{alias} -> version {version}"
     note = notifications.facet(
         settings.lineage.producer, notifications.ALIAS_APPROVED, model=model, alias=alias, version=version, actor=actor.name,
@@ -255,15 +258,7 @@ def reject(settings: Settings, model: str, request_id: str, *, reason: str, tran
     registry = Registry(settings)
     req = _open_request(registry, model, request_id, "rejected")
     actor = actors.current_actor(settings)
-    row = {
-        **{k: v for k, v in req.items() if k != "closed_by"},
-        "event_time": datetime.now(timezone.utc),
-        "action": alias_requests.REJECT,
-        "actor": actor.name,
-        "actor_facet": _json(actor.to_json()),
-        "reason": reason,
-        "run_id": ev.new_run_id(),
-    }
+    row = _closing(req, alias_requests.REJECT, actor, reason)
     _write(registry, row)
     summary = f"{actor.name} rejected request {request_id} of {req['actor']} ({model}@{req['alias']} -> version {req['version']}): {reason}"
     note = notifications.facet(

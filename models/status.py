@@ -12,6 +12,7 @@ from typing import Any
 from lakehouse.config import Settings
 from lakehouse.sql import query
 from lineage import query as lineage_query
+from models import approvals
 from models.registry import Registry
 from models.drift import stored_checks, thresholds_for
 from models.renewal import DECISION_FACET, RENEW_JOB
@@ -121,4 +122,9 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
         "last_drift_check": last_drift,
         "candidates": candidates,
         "last_decision": last_decision,
+        # Requests to move a protected alias that wait for an approver (`models.approvals`).
+        "pending_requests": [
+            {k: r[k] for k in ("request_id", "alias", "version", "holder_version", "actor", "event_time", "forced")}
+            for r in approvals.listing(settings, model)
+        ],
     }

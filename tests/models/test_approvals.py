@@ -62,7 +62,9 @@ def _refused(*args: str, env: dict[str, str]) -> str:
     return lines[0]
 
 
-def test_two_actors_request_refuse_self_approval_approve_and_history_shows_both(protected: Any, wine_csv: Path) -> None:
+def test_two_actors_request_refuse_self_approval_approve_and_history_shows_both(
+    protected: Any, wine_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s = protected
     _land(s, wine_csv)
     assert _train(s) == 1
@@ -108,6 +110,15 @@ def test_two_actors_request_refuse_self_approval_approve_and_history_shows_both(
     shown = json.loads(run_cli("models", "show", "wine:2", "--output", "json").stdout)
     assert [(r["request_id"], r["status"], r["closed_by"]["actor"]) for r in shown["requests"]] == [(rid2, "approved", "bob")]
 
+    # The UI's Models page lists the requests and names both actors in the alias timeline.
+    from tidemark.ui import data
+    from tidemark.ui.app import _templates
+
+    page = data.model(s, "wine")
+    assert [(r["request_id"], r["status"]) for r in page["requests"]] == [(rid, "approved"), (rid2, "approved")]
+    html = _templates().get_template("model.html").render(base="", user="u", **page)
+    assert html.count("asked by alice, approved by bob") == 2 and f"<td>{rid2}</td>" in html
+
     # The consumer takes the same steps from the events (signed) and refuses nothing; the table is SQL.
     _consume(s)
     st = json.loads(run_cli("models", "status", "wine", "--output", "json").stdout)
@@ -117,6 +128,24 @@ def test_two_actors_request_refuse_self_approval_approve_and_history_shows_both(
     ).stdout)
     assert [(r["request_id"], r["action"], r["actor"]) for r in rows] == [
         (rid, "request", "alice"), (rid, "approve", "bob"), (rid2, "request", "alice"), (rid2, "approve", "bob"),
+    ]
+
+    # A second store fed only by the topic (same registry key) ends up the same: the approvals are
+    # taken from the signed events, and the moves of the protected alias are applied because of them.
+    from lakehouse.config import load_settings
+    from lineage import signing
+    from models import approvals
+    from models.registry import Registry
+
+    key = signing.key_path(s).read_text().strip()
+    monkeypatch.setenv("TIDEMARK_HOME", str(tmp_path / "second"))
+    monkeypatch.setenv("TIDEMARK__LINEAGE__REGISTRY_KEY", key)
+    second = load_settings()
+    _consume(second)
+    assert Registry(second).current_aliases() == {("wine", "production"): 2}
+    assert Registry(second).rejected_moves("wine") == []
+    assert [(r["request_id"], r["status"], r["closed_by"]["actor"]) for r in approvals.listing(second, "wine", include_closed=True)] == [
+        (rid, "approved", "bob"), (rid2, "approved", "bob"),
     ]
 
 
@@ -264,6 +293,8 @@ def test_renewal_of_a_protected_alias_ends_in_a_pending_request_and_each_step_is
     (req,) = approvals.listing(s, "wine")
     assert (req["request_id"], req["actor"], req["version"], req["holder_version"]) == (d["request_id"], "svc-renewal", 2, 1)
     assert req["reason"].startswith("automatic renewal (run ")
+    status = run_cli("models", "status", "wine").stdout
+    assert f"PENDING request {d['request_id']}: production -> version 2, asked by svc-renewal" in status
     out = run_cli("models", "approve", "wine", d["request_id"], env=ALICE).stdout
     assert "wine@production -> version 2 (was version 1)" in out
     assert _holder(s) == 2

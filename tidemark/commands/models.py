@@ -308,11 +308,16 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     else:
         verdict = "promoted" if d.get("promoted") else "not promoted"
         print(f"  last automatic decision: {d['time']}: version {d.get('candidate_version')} {verdict} to {d.get('alias')}: {d.get('reason')}")
+    for r in st["pending_requests"]:
+        print(f"  PENDING request {r['request_id']}: {r['alias']} -> version {r['version']}, asked by {r['actor']} at {r['event_time'][:19]}"
+              f" (approve: tidemark models approve {st['model']} {r['request_id']})")
     rejected = st["rejected_moves"]
     if rejected:
         print(f"  REJECTED moves from events ({len(rejected)}, never applied):")
         for r in rejected:
-            what = f"archive version {r['version']}" if r["action"] == "archive" else f"{r['alias']} -> version {r['version']}"
+            what = {"archive": f"archive version {r['version']}", "set": f"{r['alias']} -> version {r['version']}"}.get(
+                r["action"], f"{r['action']} of a request for {r['alias']} -> version {r['version']}"
+            )
             forced = " (claims forced)" if r["forced"] else ""
             print(f"    {r['time']} {what}{forced} run {r['run_id']}: {r['rejected_because']}")
     return 0
