@@ -140,8 +140,10 @@ def test_two_actors_request_refuse_self_approval_approve_and_history_shows_both(
     key = signing.key_path(s).read_text().strip()
     monkeypatch.setenv("TIDEMARK_HOME", str(tmp_path / "second"))
     monkeypatch.setenv("TIDEMARK__LINEAGE__REGISTRY_KEY", key)
+    monkeypatch.setenv("TIDEMARK__LINEAGE__CONSUMER_GROUP", "second-store")  # from the topic's beginning
     second = load_settings()
     _consume(second)
+    assert [v.version for v in Registry(second).versions("wine")] == [1, 2]
     assert Registry(second).current_aliases() == {("wine", "production"): 2}
     assert Registry(second).rejected_moves("wine") == []
     assert [(r["request_id"], r["status"], r["closed_by"]["actor"]) for r in approvals.listing(second, "wine", include_closed=True)] == [
