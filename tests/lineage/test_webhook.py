@@ -105,6 +105,9 @@ def test_the_example_subscriber_posts_each_notification_once_and_keeps_what_a_fa
     assert re.search(rf"the webhook {receiver.url} answered HTTP 500 for notification (alias_request|drift_alarm) of run ", line), line
     assert "start the subscriber again" in line
 
+    proc = run("--url", "http://127.0.0.1:9/hook", "--idle", "3")  # nothing listens on the discard port
+    assert proc.returncode == 1 and "the webhook http://127.0.0.1:9/hook could not be reached" in proc.stderr
+
     # The receiver is back: both notifications arrive, from the URL in the config this time.
     receiver.status = 200
     proc = run("--idle", "3", TIDEMARK__NOTIFICATIONS__WEBHOOK_URL=receiver.url)
@@ -127,5 +130,8 @@ def test_the_subscriber_without_a_url_says_which_setting_to_give(settings: Any) 
     assert proc.stderr.strip() == (
         "webhook_subscriber: no webhook URL: set notifications.webhook_url (or TIDEMARK__NOTIFICATIONS__WEBHOOK_URL), or pass --url"
     )
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "webhook_subscriber.py"), "--url", "hooks.example.com"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1 and "webhook URL 'hooks.example.com' is not http:// or https://" in proc.stderr
     bad = run_cli("models", "list", check=False, env={"TIDEMARK__NOTIFICATIONS__WEBHOOK_URL": "ftp://x"})
     assert bad.returncode != 0 and "notifications.webhook_url must be an http:// or https:// URL" in bad.stderr

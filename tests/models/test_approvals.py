@@ -154,7 +154,8 @@ def test_two_actors_request_refuse_self_approval_approve_and_history_shows_both(
 def test_approval_is_refused_when_the_holder_changed_or_a_snapshot_expired(protected: Any, wine_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lakehouse.catalog import load_catalog
     from models import approvals, pinning
-    from models.exceptions import ApprovalRefusedError
+    from models.exceptions import ApprovalRefusedError, ModelNotFoundError
+    from models.pinning import archive
     from models.registry import Registry
 
     s = protected
@@ -196,6 +197,9 @@ def test_approval_is_refused_when_the_holder_changed_or_a_snapshot_expired(prote
     with pytest.raises(ApprovalRefusedError, match="reject needs --reason"):
         approvals.reject(as_bob, "wine", r3, reason=" ")
     approvals.reject(as_bob, "wine", r3, reason="its data is gone")
+    archive(s, "wine", v3, reason="its data is gone")
+    with pytest.raises(ModelNotFoundError, match=f"model wine version {v3} is archived; request a version that is not"):
+        approvals.request(as_alice, "wine", v3, "production")
     with pytest.raises(ApprovalRefusedError, match=f"request {r3} is already closed: rejected by bob"):
         approvals.approve(as_bob, "wine", r3)
     assert _holder(s) == 1
