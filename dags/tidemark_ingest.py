@@ -41,6 +41,8 @@ def ingest_dag(feed: Feed) -> DAG:
         catchup=False,
         max_active_runs=1,  # landings of one feed publish in order
         tags=["tidemark", "ingest"],
+        # The feed's owner owns its DAG: its landings then run as actor `airflow:<owner>` (lineage.actors).
+        **({"default_args": {"owner": feed.owner}} if feed.owner else {}),
         doc_md=f"Land `{feed.location}` into `{feed.table}` by write-audit-publish. {__doc__}",
     ) as dag:
 

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from ingest.exceptions import FeedConfigError, GateFailedError, SourceError
+from lakehouse import names
 from lakehouse.config import Settings
 from lakehouse.exceptions import TidemarkError
 from lakehouse.tables import TableName
@@ -34,7 +35,7 @@ from lakehouse.tables import TableName
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_KEYS = {"table", "location", "schedule", "suite", "format"}
+_KEYS = {"table", "location", "schedule", "suite", "format", "owner"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Feed:
     schedule: str | None = "@hourly"
     suite: str | None = None
     format: str | None = None
+    # The table's owner (a person or team), recorded on each landing (`ingest.land.land(owner=)`).
+    owner: str | None = None
 
     def resolved_location(self, settings: Settings) -> str:
         return self.location.replace("{home}", str(settings.home))
@@ -74,6 +77,7 @@ def load_feeds(path: Path) -> list[Feed]:
             raise FeedConfigError(f"{path}: source {name!r} has unknown key(s) {', '.join(sorted(unknown))}")
         try:
             table = str(TableName.parse(str(entry["table"])))
+            owner = names.check("owner", str(entry["owner"]), "owner") if entry.get("owner") is not None else None
         except TidemarkError as exc:
             raise FeedConfigError(f"{path}: source {name!r}: {exc}") from None
         out.append(
@@ -84,6 +88,7 @@ def load_feeds(path: Path) -> list[Feed]:
                 schedule=entry.get("schedule", "@hourly"),
                 suite=entry.get("suite"),
                 format=entry.get("format"),
+                owner=owner,
             )
         )
     return out
@@ -110,7 +115,7 @@ def land_feed(settings: Settings, feed: Feed) -> list[dict[str, Any]]:
     staged: list[dict[str, Any]] = []
     outcomes = land_each(
         files,
-        lambda f: land(settings, f, feed.table, suite_file=feed.suite, fmt=feed.format, publish=False, progress=log.info),
+        lambda f: land(settings, f, feed.table, suite_file=feed.suite, fmt=feed.format, publish=False, progress=log.info, owner=feed.owner),
         keep_going=True,
     )
     for o in outcomes:

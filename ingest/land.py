@@ -40,12 +40,14 @@ from lakehouse.exceptions import BranchError, TidemarkError
 from lakehouse.failpoints import step
 from lakehouse.tables import (
     JOB_NAME,
+    OWNER,
     RUN_ID,
     SOURCE_PATH,
     SOURCE_SHA256,
     TableName,
     ancestors,
     load_table,
+    set_owner,
     summary_properties,
 )
 from lineage import events as ev
@@ -167,6 +169,7 @@ def land(
     publish: bool = True,
     on_audited: Audited | None = None,
     rename: Mapping[str, str] | None = None,
+    owner: str | None = None,
 ) -> LandingResult:
     """Land one source file into `namespace.table` through the table's gate. See the module docstring.
 
@@ -176,11 +179,17 @@ def land(
     `Audited`. `progress` gets one line per step, `advance` rows and the share of the file done.
     `rename`: source column -> table column, for a file whose header names a column otherwise
     (reported as a transformation in the run's column-level lineage, as every cast is).
+    `owner`: record this person or team as the table's owner (a table property, emitted as the
+    OpenLineage `ownership` facet); None keeps the owner the table has.
     """
     import pyarrow as pa
 
+    from lakehouse import names
+
     started = time.perf_counter()
     name = TableName.parse(table)
+    if owner is not None:
+        names.check("owner", owner, "owner")
     if sources.GLOB_CHARS & set(location):
         raise SourceError(f"{location}: a pattern names several files; use land_all (the CLI does) to land each")
     suite = gates.suite_for(settings, name, suite_file, strict)
@@ -200,6 +209,8 @@ def land(
             progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (force lands it again)")
             result.skipped = True
             result.snapshot_id = already
+            if owner is not None:
+                set_owner(catalog, name, owner)  # nothing to land, but the owner given is still the owner
             return result
 
     # Read up to the first rows before the run starts: an unreadable or empty file is refused
@@ -225,6 +236,11 @@ def land(
         run.recoverable(RESOLVER, table=str(name), publish=publish)
         prepared = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
         tbl, created = prepared.table, prepared.created
+        if owner is not None:
+            tbl = set_owner(catalog, name, owner)
+        if tbl.properties.get(OWNER):
+            # The job that fills the table answers to its owner too.
+            run.job_facets["ownership"] = ev.ownership_facet(run.producer, tbl.properties[OWNER], "job")
         props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri}
         files: list[DataFile] = []  # filled as they are written, so a failure can delete them
         try:

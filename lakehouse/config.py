@@ -493,9 +493,11 @@ def _aliases(where: str, value: Any) -> tuple[str, ...]:
 
 
 def _actor(raw: Mapping[str, Any]) -> ActorSettings:
+    from lakehouse import names
+
     name = str(raw.get("name") or "").strip()
-    if name and any(c.isspace() or not c.isprintable() for c in name):
-        raise ConfigError(f"actor.name must be one word without spaces (e.g. svc-renewal), got {raw.get('name')!r}")
+    if name and not names.is_valid("owner", name):
+        raise ConfigError(f"actor.name {names.shown(name)} is not allowed: {names.RULES['owner'].text}; e.g. svc-renewal")
     return ActorSettings(name=name or None)
 
 

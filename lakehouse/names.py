@@ -17,7 +17,7 @@ from typing import Literal
 
 from lakehouse.exceptions import InvalidNameError, InvalidTableNameError
 
-Kind = Literal["namespace", "table", "model", "alias"]
+Kind = Literal["namespace", "table", "model", "alias", "owner"]
 
 # Long enough for any real name; short enough for a path segment, a ref and a line of output.
 MAX_LENGTH = 64
@@ -35,11 +35,17 @@ _LABEL = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_LENGTH - 1}}}")
 _IDENTIFIER_TEXT = f"1 to {MAX_LENGTH} ASCII letters, digits and underscores, not starting with a digit"
 _LABEL_TEXT = f"1 to {MAX_LENGTH} ASCII letters, digits, '_', '-' and '.', starting with a letter or digit"
 
+# Owners and actors: a person, team or service, optionally as the URN OpenLineage recommends
+# (`team:data`, `user:jdoe`) or an e-mail address; never whitespace or a leading '-' or ':'.
+_OWNER = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.@:+-]{{0,{MAX_LENGTH - 1}}}")
+_OWNER_TEXT = f"1 to {MAX_LENGTH} ASCII letters, digits, '_', '-', '.', '@', '+' and ':', starting with a letter or digit (e.g. team:data)"
+
 RULES: dict[str, Rule] = {
     "namespace": Rule(_IDENTIFIER, _IDENTIFIER_TEXT),
     "table": Rule(_IDENTIFIER, _IDENTIFIER_TEXT),
     "model": Rule(_LABEL, _LABEL_TEXT),
     "alias": Rule(_LABEL, _LABEL_TEXT),
+    "owner": Rule(_OWNER, _OWNER_TEXT),
 }
 
 

@@ -33,6 +33,9 @@ JOB_NAME = "tidemark.job-name"
 NO_REBASE = {"commit.retry.num-retries": "0"}
 # A table property: snapshots older than this (epoch ms) were expired, so time travel before it fails.
 EXPIRED_BEFORE = "tidemark.expired-before-ms"
+# A table property: who owns the table (a person or team; `tidemark ingest --owner`, a feed's
+# `owner:`), emitted as the OpenLineage `ownership` facet of the table's datasets.
+OWNER = "tidemark.owner"
 # ...and a landing, the source file it came from.
 SOURCE_SHA256 = "tidemark.source.sha256"
 SOURCE_PATH = "tidemark.source.path"
@@ -297,3 +300,16 @@ def read_snapshot(table: Table, snapshot_id: int) -> pa.Table:
         if missing is None:
             raise
         raise missing from exc
+
+
+def set_owner(catalog: Catalog, name: TableName, owner: str) -> Table:
+    """Record `owner` as the table's owner (`OWNER`), if it is not already; returns the table as it is now."""
+
+    def attempt() -> Table:
+        table = load_table(catalog, name)
+        if table.properties.get(OWNER) != owner:
+            with table.transaction() as tx:
+                tx.set_properties({OWNER: owner})
+        return table
+
+    return with_commit_retry(attempt, f"setting the owner of {name}")

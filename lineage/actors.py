@@ -19,14 +19,13 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from lakehouse.config import LineageSettings, Settings
 
 FACET = "tidemark_actor"
 SCHEMA = "https://github.com/tidemark/tidemark/blob/main/docs/facets/ActorRunFacet.json"
 KINDS = ("user", "airflow", "service")
-Kind = Literal["user", "airflow", "service"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,16 @@ class Actor:
         return facet
 
     def to_json(self) -> dict[str, Any]:
-        """The plain form stored in registry rows and signed alias events (no facet envelope)."""
+        """The actor in `--output json`, the UI's JSON and `ModelVersion.to_json` (no facet envelope)."""
         return {"name": self.name, "kind": self.kind, "dag_owner": self.dag_owner, "triggered_by": self.triggered_by}
+
+    def signed(self) -> dict[str, Any]:
+        """The fields a registry signature covers (`lineage.signing`): what the row's columns keep."""
+        return {"name": self.name, "kind": self.kind, "triggeredBy": self.triggered_by}
+
+    def columns(self) -> dict[str, Any]:
+        """The `actor`, `actor_kind`, `triggered_by` columns of a registry or lineage row."""
+        return {"actor": self.name, "actor_kind": self.kind, "triggered_by": self.triggered_by}
 
     def describe(self) -> str:
         """One phrase for text output: "alice", "airflow:data-team (triggered by bob)"."""
@@ -71,6 +78,19 @@ def from_facet(facet: Mapping[str, Any] | None) -> Actor | None:
         dag_owner=owner if isinstance(owner, str) and owner else None,
         triggered_by=trigger if isinstance(trigger, str) and trigger else None,
     )
+
+
+def from_columns(row: Mapping[str, Any]) -> Actor | None:
+    """The actor of a row with `actor`, `actor_kind`, `triggered_by` columns; None for a row from
+    before Tidemark recorded actors (its columns are null)."""
+    name, kind = row.get("actor"), row.get("actor_kind")
+    if not name or kind not in KINDS:
+        return None
+    owner = str(name).removeprefix("airflow:") if kind == "airflow" else None
+    return Actor(name=str(name), kind=str(kind), dag_owner=owner, triggered_by=row.get("triggered_by") or None)
+
+
+NO_COLUMNS: dict[str, Any] = {"actor": None, "actor_kind": None, "triggered_by": None}
 
 
 def current_actor(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> Actor:

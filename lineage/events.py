@@ -275,11 +275,24 @@ def iceberg_dataset(
     return dataset
 
 
+def ownership_facet(producer: str, owner: str, level: Literal["dataset", "job"]) -> dict[str, Any]:
+    """The standard `ownership` facet (dataset or job) naming one owner."""
+    kind = "Dataset" if level == "dataset" else "Job"
+    return facet(producer, f"{FACETS}/1-0-1/Ownership{kind}Facet.json#/$defs/Ownership{kind}Facet", owners=[{"name": owner}])
+
+
 def table_dataset(
     settings: Settings, name: str, table: Any, snapshot_id: int | None, direction: Literal["input", "output"], **details: Any
 ) -> dict[str, Any]:
     """`iceberg_dataset` for a pyiceberg table under this configuration: the one place where a
-    table's identity (catalog, location) is derived, so every emitter names it the same way."""
+    table's identity (catalog, location) is derived, so every emitter names it the same way.
+    A table with an owner (`lakehouse.tables.OWNER`) carries the `ownership` facet."""
+    from lakehouse.tables import OWNER
+
+    owner = (getattr(table, "properties", None) or {}).get(OWNER)
+    if owner:
+        own = {"ownership": ownership_facet(settings.lineage.producer, owner, "dataset")}
+        details["extra_facets"] = {**own, **(details.get("extra_facets") or {})}
     return iceberg_dataset(
         producer=settings.lineage.producer,
         catalog_name=settings.catalog.name,

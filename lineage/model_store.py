@@ -31,7 +31,7 @@ from lakehouse.config import Settings
 from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table, with_commit_retry
 from lakehouse.times import parse_time
 from lineage import events as ev
-from lineage import gate, signing
+from lineage import actors, gate, signing
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,6 +75,13 @@ def schemas() -> dict[str, Any]:
             # False: registered by an event without a valid signature (`lineage.signing`); such a
             # version gets an alias only from `models promote` or a signed move, never an unsigned one.
             s(17, "verified", BooleanType()),
+            # Who registered it (`lineage.actors`; null in a registry made before actors were
+            # recorded), and who owns the model from this version on (the training job's owner, else
+            # the registering actor).
+            s(18, "actor"),
+            s(19, "actor_kind"),
+            s(20, "triggered_by"),
+            s(21, "owner"),
         ),
         ALIAS_EVENTS: Schema(
             s(1, "event_time", TimestamptzType(), required=True),
@@ -87,9 +94,13 @@ def schemas() -> dict[str, Any]:
             s(8, "run_id"),
             s(9, "forced", BooleanType()),
             s(10, "overridden"),  # why promotion was refused, when --force overrode it
+            # Who moved it (`lineage.actors`), covered by the move's signature when present.
+            s(11, "actor"),
+            s(12, "actor_kind"),
+            s(13, "triggered_by"),
             # The approved request (`lineage.alias_requests`) this move applies: a protected alias
             # moves only with one (`models approve`).
-            s(11, "approval"),
+            s(14, "approval"),
         ),
         # Alias moves and archives that events claimed and the consumer refused to apply.
         REJECTED: Schema(
@@ -107,6 +118,7 @@ def schemas() -> dict[str, Any]:
             s(12, "reason"),  # the reason the event gave for the move
             s(13, "rejected_because", required=True),
             s(14, "claim"),  # the move as the event claimed it (JSON), to judge it again when its version arrives
+            s(15, "actor"),  # who the event says made the move (a claim, like the rest)
         ),
     }
 
@@ -173,6 +185,9 @@ def version_facet(producer: str, row: Mapping[str, Any]) -> dict[str, Any]:
         primaryMetric=row.get("primary_metric"),
         metricGoal=row.get("metric_goal"),
         cardUri=row.get("card_uri"),
+        # Only when known, so a registry row from before actors and owners signs as it always did.
+        **({"actor": actor.signed()} if (actor := actors.from_columns(row)) is not None else {}),
+        **({"owner": row["owner"]} if row.get("owner") else {}),
     )
 
 
@@ -218,6 +233,8 @@ def version_row_from_event(event: Mapping[str, Any], settings: Settings | None =
                     "metric_goal": facet.get("metricGoal"),
                     "card_uri": facet.get("cardUri"),
                     "verified": settings is not None and signing.verify(settings, signed_registration(facet), facet.get("signature")),
+                    **_actor_columns(facet.get("actor")),
+                    "owner": str(facet["owner"]) if facet.get("owner") else None,
                 }
             )
         except (KeyError, TypeError, ValueError):
@@ -248,6 +265,7 @@ def alias_rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "forced": bool(facet.get("forced", False)),
                 "overridden": facet.get("overridden"),
                 "approval": facet.get("approval"),
+                **_actor_columns(facet.get("actor")),
             }
         except (KeyError, TypeError, ValueError):
             continue
@@ -256,6 +274,11 @@ def alias_rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         row[_ORIGIN] = {"job_name": (event.get("job") or {}).get("name"), "producer": event.get("producer")}
         rows.append(row)
     return rows
+
+
+def _actor_columns(value: Any) -> dict[str, Any]:
+    actor = actors.from_facet(value)
+    return actor.columns() if actor is not None else dict(actors.NO_COLUMNS)
 
 
 _SIGNATURE, _ORIGIN = "_signature", "_origin"
@@ -271,7 +294,7 @@ def _claim(move: Mapping[str, Any]) -> str:
 def _from_claim(text: str) -> dict[str, Any]:
     c = json.loads(text)
     return {
-        **{k: c.get(k) for k in ("model", "alias", "version", "previous_version", "action", "reason", "run_id", "forced", "overridden", "approval")},
+        **{k: c.get(k) for k in ("model", "alias", "version", "previous_version", "action", "reason", "run_id", "forced", "overridden", "approval", *actors.NO_COLUMNS)},
         "event_time": parse_time(str(c["event_time"]).replace(" ", "T"), parameter="event_time"),
         _SIGNATURE: c.get("signature"),
         _ORIGIN: c.get("origin"),
@@ -294,6 +317,8 @@ def signed_move(row: Mapping[str, Any]) -> dict[str, Any]:
         "overridden": row["overridden"],
         "reason": row["reason"],
         "runId": row["run_id"],
+        # Only when the move names its actor: moves signed before actors were recorded still verify.
+        **({"actor": actor.signed()} if (actor := actors.from_columns(row)) is not None else {}),
     }
 
 
@@ -429,7 +454,7 @@ def vet_moves(
                     "received_time": received, "event_time": m["event_time"], "model": model[:200], "alias": alias[:200],
                     "version": version, "action": m["action"], "run_id": m["run_id"], "job_name": origin.get("job_name"),
                     "producer": origin.get("producer"), "forced": m["forced"], "signed": signature is not None,
-                    "reason": m["reason"], "rejected_because": why, "claim": _claim(m),
+                    "reason": m["reason"], "rejected_because": why, "claim": _claim(m), "actor": m.get("actor"),
                 }
             )
             continue

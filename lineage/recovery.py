@@ -44,6 +44,7 @@ class Resolution:
     reason: str = INTERRUPTED  # for FAIL: the error message
     note: str = ""  # what recovery did besides the event (pins, card, dropped branch)
     event_time: str | None = None  # None: now
+    run_facets: dict[str, Any] = field(default_factory=dict)  # added to the START's (a move has no START: its actor)
 
 
 Resolver = Callable[[Settings, InFlight], Resolution]
@@ -78,7 +79,7 @@ def terminal_event(settings: Settings, run: InFlight, resolution: Resolution) ->
     """The event recovery writes for `run`: the START's job, inputs and facets, with the outcome."""
     start = run.start_event or {}
     producer = start.get("producer") or settings.lineage.producer
-    facets = dict((start.get("run") or {}).get("facets") or {})
+    facets = {**resolution.run_facets, **((start.get("run") or {}).get("facets") or {})}
     if resolution.event_type != "COMPLETE":
         facets["errorMessage"] = ev.facet(
             producer,

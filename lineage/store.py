@@ -12,6 +12,7 @@ import orjson
 from lakehouse.config import Settings
 from lakehouse.tables import NO_REBASE, TableName, ensure_table
 from lakehouse.times import parse_time
+from lineage import actors
 from lineage import events as ev
 
 if TYPE_CHECKING:
@@ -92,6 +93,12 @@ def _schemas() -> dict[str, Any]:
             s(12, "parent_job_namespace"),
             s(13, "root_job_namespace"),
             s(14, "root_job_name"),
+            # Who ran it (the `tidemark_actor` run facet, `lineage.actors`): "everything alice
+            # promoted" is a filter on these, not a JSON walk of run_facets. Airflow runs are
+            # named after the DAG owner (`airflow:<owner>`); `triggered_by` is the user who started the DAG run.
+            s(15, "actor"),
+            s(16, "actor_kind"),
+            s(17, "triggered_by"),
         ),
         JOBS: Schema(
             s(1, "job_namespace", required=True),
@@ -201,6 +208,7 @@ DICTIONARY_COLUMNS = frozenset((
     "event_type", "job_namespace", "job_name", "producer", "kafka_partition", "parent_job_name",
     "direction", "dataset_namespace", "dataset_name", "table_name", "dataset_type",
     "event_kind", "parent_job_namespace", "root_job_namespace", "root_job_name", "symlink_namespace",
+    "actor", "actor_kind", "triggered_by",
 ))
 
 
@@ -271,7 +279,7 @@ class Columns:
     _BASE = ("event_id", "event_time", "event_type", "run_id", "job_namespace", "job_name")
     _EVENT = ("parent_run_id", "producer", "payload", "kafka_partition", "kafka_offset", "event_kind")
     _RUN = ("parent_job_name", "root_run_id", "error_message", "run_facets", "job_facets",
-            "parent_job_namespace", "root_job_namespace", "root_job_name")
+            "parent_job_namespace", "root_job_namespace", "root_job_name", "actor", "actor_kind", "triggered_by")
     _DATASET = ("direction", "dataset_namespace", "dataset_name", "table_name", "dataset_type", "version", "facets",
                 "symlink_namespace", "symlink_name", "input_facets", "output_facets")
     _PER_EVENT = _BASE + _EVENT + _RUN  # the order of an event's tuple
@@ -308,6 +316,7 @@ class Columns:
         parent = _obj(run_facets.get("parent"))
         parent_job, root = _obj(parent.get("job")), _obj(parent.get("root"))
         root_job = _obj(root.get("job"))
+        actor = _obj(run_facets.get(actors.FACET))
         job_namespace, job_name = job.get("namespace"), job.get("name")
         when = epoch_us(event_time or parse_time(str(event["eventTime"]), parameter="eventTime"))
         job_facets = job.get("facets")
@@ -332,6 +341,9 @@ class Columns:
             parent_job.get("namespace"),
             root_job.get("namespace"),
             root_job.get("name"),
+            actor.get("name"),
+            actor.get("kind"),
+            actor.get("triggeredBy"),
         )
         datasets = []
         registry = False

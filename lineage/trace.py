@@ -185,3 +185,18 @@ def stored_run(con: duckdb.DuckDBPyConnection, run_id: str | None, ns: str = "li
     if not rows:
         return None
     return {"run_id": run_id, **rows[0]}
+
+
+def run_actor(con: duckdb.DuckDBPyConnection, run_id: str | None, ns: str = "lineage") -> dict[str, Any] | None:
+    """Who ran `run_id` (its `tidemark_actor` facet, `lineage.actors`), as the actor's JSON; None
+    when the store lacks the run or the run did not say. Read from the facets, not the `actor`
+    column, so a store written before that column existed answers too."""
+    from lineage import actors
+
+    if not run_id:
+        return None
+    rows = _rows(con, "SELECT run_facets FROM {ns}.runs WHERE run_id = ? ORDER BY event_time DESC LIMIT 1", [run_id], ns)
+    if not rows:
+        return None
+    actor = actors.from_facet(json.loads(rows[0]["run_facets"] or "{}").get(actors.FACET))
+    return actor.to_json() if actor else None

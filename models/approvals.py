@@ -243,8 +243,8 @@ def approve(settings: Settings, model: str, request_id: str, *, reason: str | No
         model, version, alias,
         reason=f"request {request_id} by {req['actor']}, approved by {actor.name}" + (f": {req['reason']}" if req["reason"] else ""),
         transport=transport, forced=bool(req["forced"] and overridden), overridden=overridden, approval=request_id,
-        job=APPROVE_JOB, dataset_facets={alias_requests.FACET: alias_requests.request_facet(settings, row)},
-        run_facets={actors.FACET: actor.as_facet(settings.lineage.producer), notifications.FACET: note},
+        job=APPROVE_JOB, actor=actor, dataset_facets={alias_requests.FACET: alias_requests.request_facet(settings, row)},
+        run_facets={notifications.FACET: note},
     )
     row["run_id"] = move["run_id"]
     _write(registry, row)

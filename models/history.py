@@ -19,18 +19,19 @@ from models.registry import Registry
 # One row per alias tenure: the version, from when (the move) until when (the next move, or NULL: still).
 SPANS = """
 WITH moves AS (
-    SELECT model, alias, version, previous_version, action, reason, forced, run_id, event_time, approval,
+    SELECT model, alias, version, previous_version, action, reason, forced, run_id, event_time, actor, actor_kind, triggered_by, approval,
            lead(event_time) OVER (PARTITION BY model, alias ORDER BY event_time) AS valid_to
     FROM {ns}.model_alias_events
     WHERE action IN ('set', 'remove')
 )
-SELECT model, alias, version, previous_version, event_time AS valid_from, valid_to, reason, forced, run_id, approval
+SELECT model, alias, version, previous_version, event_time AS valid_from, valid_to, reason, forced, run_id, actor, actor_kind, triggered_by, approval
 FROM moves WHERE action = 'set'
 """
 
 HISTORY_SQL = f"""
 SELECT model, alias, version, previous_version,
-       CAST(valid_from AS VARCHAR) AS valid_from, CAST(valid_to AS VARCHAR) AS valid_to, reason, forced, run_id, approval
+       CAST(valid_from AS VARCHAR) AS valid_from, CAST(valid_to AS VARCHAR) AS valid_to, reason, forced, run_id,
+       actor, actor_kind, triggered_by, approval
 FROM ({SPANS}) WHERE model = ? AND (? IS NULL OR alias = ?)
 ORDER BY alias, valid_from
 """
@@ -38,7 +39,7 @@ ORDER BY alias, valid_from
 # "Which version was ALIAS at time T, and which snapshots trained it?" One row per input table.
 AT_SQL = f"""
 SELECT s.model, s.alias, s.version, CAST(s.valid_from AS VARCHAR) AS valid_from, CAST(s.valid_to AS VARCHAR) AS valid_to,
-       v.run_id, u.i."table" AS input_table, u.i.snapshot_id AS snapshot_id, u.i.rows AS rows, u.i.fingerprint AS fingerprint
+       s.actor AS promoted_by, v.run_id, u.i."table" AS input_table, u.i.snapshot_id AS snapshot_id, u.i.rows AS rows, u.i.fingerprint AS fingerprint
 FROM ({SPANS}) s
 JOIN {{ns}}.model_versions v ON v.model = s.model AND v.version = s.version,
      unnest(from_json(v.inputs, '[{{"table": "VARCHAR", "snapshot_id": "VARCHAR", "rows": "BIGINT", "fingerprint": "VARCHAR"}}]')) AS u(i)
@@ -76,6 +77,7 @@ def holder_at(settings: Settings, model: str, alias: str, at: str | datetime) ->
     `at`: ISO 8601 with a time zone, or an aware datetime (`lakehouse.times.parse_time`).
     """
     when = times.parse_time(at, parameter="at")
+    Registry(settings).alias_history(model)  # brings an older registry's columns up to date first
     con = lineage_query.connect(settings)
     t = when.isoformat()
     return query(con, _sql(AT_SQL, settings), [model, alias, t, t]).to_pylist()

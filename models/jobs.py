@@ -49,6 +49,9 @@ class TrainingJob:
     # model's column-level lineage (feature <- table column at the pinned snapshot).
     features: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     target: str | None = None
+    # Who owns the model (a person or a team): recorded on each version it registers and emitted as
+    # the OpenLineage ownership facet. None: the actor who registers the version.
+    owner: str | None = None
 
     def function(self) -> Callable[[dict[str, pa.Table], dict[str, Any]], Trained]:
         return load_entry_point(self.entry_point)

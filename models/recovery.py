@@ -50,7 +50,9 @@ def resolve_alias_move(settings: Settings, run: InFlight) -> Resolution:
     mv = registry.get(str(move["model"]), int(move["version"]))
     event = registry.alias_event(mv, move, run.job_name)
     label = f"{move['model']}@{move['alias']} -> {move['version']}" if move["alias"] else f"{move['model']}:{move['version']} archived"
-    return Resolution("COMPLETE", outputs=[], inputs=event["inputs"], event_time=event["eventTime"], note=label)
+    return Resolution(
+        "COMPLETE", outputs=[], inputs=event["inputs"], event_time=event["eventTime"], note=label, run_facets=event["run"]["facets"]
+    )
 
 
 def _registered(registry: Registry, model: str, run_id: str) -> ModelVersion | None:

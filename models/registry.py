@@ -24,7 +24,8 @@ from lakehouse.exceptions import InvalidNameError
 from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, RUN_ID, summary_properties, transaction, with_commit_retry
 from lineage import events as ev
-from lineage import model_store, signing
+from lineage import actors, model_store, signing
+from lineage.actors import Actor
 from lineage.outbox import OutboxTransport
 from lineage.transport import Transport
 from models.exceptions import InvalidModelNameError, ModelNotFoundError
@@ -85,6 +86,9 @@ class ModelVersion:
     # False: registered by an event without a valid signature (see lineage.model_store); None: a row
     # from before Tidemark recorded it.
     verified: bool | None = None
+    # Who registered it (None: a row from before Tidemark recorded actors) and who owns the model.
+    actor: Actor | None = None
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +111,8 @@ class ModelVersion:
             "card_uri": self.card_uri,
             "archived": self.archived,
             "verified": self.verified,
+            "actor": self.actor.to_json() if self.actor else None,
+            "owner": self.owner,
         }
 
 
@@ -210,13 +216,22 @@ class Registry:
         primary_metric: str | None = None,
         metric_goal: str | None = None,
         before_commit: Callable[[ModelVersion], None] | None = None,
+        actor: Actor | None = None,
+        owner: str | None = None,
     ) -> ModelVersion:
         """Allocate the next version number of `model` and record it; safe with concurrent trainings.
 
         `before_commit(mv)` runs once the version number is known and before the row is committed
         (training writes the model card there, so a registered version always has its card).
+        `actor`: who registers it (default: `lineage.actors.current_actor`); `owner`: who owns the
+        model (default: the owner its latest version recorded, else `default_owner` of the actor).
         """
         import pyarrow as pa
+
+        actor = actor or actors.current_actor(self.settings)
+        # A model keeps its owner when someone else trains the next version: the first
+        # registering actor owns it until a training job names another owner.
+        owner = owner or self._owner_of(model) or default_owner(actor)
 
         created: list[ModelVersion] = []
 
@@ -243,6 +258,8 @@ class Registry:
                 metric_goal=metric_goal,
                 card_uri=card_uri(self.settings, model, version, run_id),
                 verified=True,
+                actor=actor,
+                owner=owner,
             )
             if before_commit is not None:
                 before_commit(mv)
@@ -257,6 +274,16 @@ class Registry:
 
         with_commit_retry(attempt, f"registering a version of model {model}")
         return created[-1]
+
+    def _owner_of(self, model: str) -> str | None:
+        """The owner the newest version of `model` recorded (None: no version, or none recorded)."""
+        from pyiceberg.expressions import EqualTo
+
+        table = self._versions_table or self._table(VERSIONS)
+        if table.current_snapshot() is None:
+            return None
+        rows = table.scan(row_filter=EqualTo("model", model), selected_fields=("version", "owner")).to_arrow().to_pylist()
+        return max(rows, key=lambda r: r["version"])["owner"] if rows else None
 
     def versions(self, model: str | None = None, include_archived: bool = True) -> list[ModelVersion]:
         history = self.alias_history()
@@ -284,12 +311,18 @@ class Registry:
                 metric_goal=r.get("metric_goal"),
                 card_uri=r.get("card_uri"),
                 verified=r.get("verified"),
+                actor=actors.from_columns(r),
+                owner=r.get("owner"),
             )
             arch = archived.get((mv.model, mv.version))
             if arch is not None:
                 if not include_archived:
                     continue
-                mv.archived = {"at": arch["event_time"].isoformat(), "reason": arch["reason"], "run_id": arch["run_id"]}
+                by = actors.from_columns(arch)
+                mv.archived = {
+                    "at": arch["event_time"].isoformat(), "reason": arch["reason"], "run_id": arch["run_id"],
+                    "actor": by.to_json() if by else None,
+                }
             mv.aliases = sorted(a for (m, a), v in aliases.items() if m == mv.model and v == mv.version)
             out.append(mv)
         return sorted(out, key=lambda m: (m.model, m.version))
@@ -350,6 +383,7 @@ class Registry:
         job: str = PROMOTE_JOB,
         dataset_facets: Mapping[str, Any] | None = None,
         run_facets: Mapping[str, Any] | None = None,
+        actor: Actor | None = None,
     ) -> dict[str, Any]:
         """Point `alias` at `version`; recorded in the alias history and emitted as a lineage event.
 
@@ -362,11 +396,13 @@ class Registry:
         if mv.archived:
             raise ModelNotFoundError(f"model {model} version {version} is archived; promote a version that is not")
         return self._record(
-            mv, alias, "set", reason=reason, transport=transport, forced=forced, overridden=overridden, job=job,
+            mv, alias, "set", reason=reason, transport=transport, forced=forced, overridden=overridden, job=job, actor=actor,
             approval=approval, dataset_facets=dataset_facets, run_facets=run_facets,
         )
 
-    def archive(self, model: str, version: int, *, reason: str | None = None, transport: Transport | None = None) -> dict[str, Any]:
+    def archive(
+        self, model: str, version: int, *, reason: str | None = None, transport: Transport | None = None, actor: Actor | None = None
+    ) -> dict[str, Any]:
         """Mark a version archived (recorded as an event of the alias history). It must hold no alias.
 
         The caller releases its snapshot pins (`models.pinning.release`): archiving is what lets
@@ -380,7 +416,7 @@ class Registry:
             )
         if mv.archived:
             return {"model": model, "version": version, "action": model_store.ARCHIVE, "already": True, **mv.archived}
-        return self._record(mv, "", model_store.ARCHIVE, reason=reason, transport=transport, job=ARCHIVE_JOB)
+        return self._record(mv, "", model_store.ARCHIVE, reason=reason, transport=transport, job=ARCHIVE_JOB, actor=actor)
 
     def _record(
         self,
@@ -396,10 +432,12 @@ class Registry:
         approval: str | None = None,
         dataset_facets: Mapping[str, Any] | None = None,
         run_facets: Mapping[str, Any] | None = None,
+        actor: Actor | None = None,
     ) -> dict[str, Any]:
         import pyarrow as pa
 
         run_id = ev.new_run_id()
+        by = actor or actors.current_actor(self.settings)
         move: dict[str, Any] = {}
 
         def attempt() -> None:
@@ -419,6 +457,7 @@ class Registry:
                     "forced": forced,
                     "overridden": overridden,
                     "approval": approval,
+                    **by.columns(),
                 }
             )
             # NO_REBASE: `previous_version` was read; a concurrent move makes this fail and re-read.
@@ -456,6 +495,7 @@ class Registry:
         producer = self.settings.lineage.producer
         dataset = self.model_dataset(mv)
         dataset["facets"].update(dataset_facets or {})
+        by = actors.from_columns(move)
         dataset["facets"][model_store.ALIAS_FACET] = ev.facet(
             producer,
             f"{ev.TIDEMARK_FACETS}/ModelAliasDatasetFacet.json",
@@ -466,6 +506,7 @@ class Registry:
             forced=bool(move["forced"]),
             overridden=move["overridden"],
             **({"approval": move["approval"]} if move.get("approval") is not None else {}),
+            **({"actor": by.signed()} if by is not None else {}),
             # Made with this installation's registry key: a consumer applies a move without it only
             # if the move passes the promotion gate, and never one that claims `forced`.
             signature=signing.sign(self.settings, model_store.signed_move(move)),
@@ -477,13 +518,16 @@ class Registry:
             job_namespace=self.settings.lineage.job_namespace,
             job_name=job,
             inputs=[dataset],
-            run_facets=run_facets,
             event_time=move["event_time"].isoformat().replace("+00:00", "Z"),
+            # The run's actor too, as on every other run, so the lineage `runs` table answers "who moved it".
+            run_facets={**({actors.FACET: by.as_facet(producer)} if by is not None else {}), **(run_facets or {})},
         )
 
     def model_dataset(self, mv: ModelVersion, registration: bool = False) -> dict[str, Any]:
         """The version as an OpenLineage MODEL dataset; `registration`: with its whole registry row."""
-        extra = {}
+        extra: dict[str, Any] = {}
+        if mv.owner:
+            extra["ownership"] = ev.ownership_facet(self.settings.lineage.producer, mv.owner, "dataset")
         if registration:
             facet = model_store.version_facet(self.settings.lineage.producer, version_row(mv))
             # Signed with the registry key: a consumer takes an unsigned registration as unverified.
@@ -541,7 +585,15 @@ def version_row(mv: ModelVersion) -> dict[str, Any]:
         "card_uri": mv.card_uri,
         # Written by this registry itself (not taken from an event): see lineage.model_store.
         "verified": True,
+        **(mv.actor.columns() if mv.actor else actors.NO_COLUMNS),
+        "owner": mv.owner,
     }
+
+
+def default_owner(actor: Actor) -> str:
+    """Who owns a model its training job names no owner for: the registering person, or for an
+    Airflow run the DAG's owner (a team, usually), not the `airflow:` actor name."""
+    return actor.dag_owner or actor.name
 
 
 def card_uri(settings: Settings, model: str, version: int, run_id: str) -> str:

@@ -94,6 +94,8 @@ def job_for(mv: ModelVersion) -> TrainingJob:
         primary_metric=mv.primary_metric,
         metric_goal=mv.metric_goal or "max",
         holdout_entry_point=holdout,
+        # A renewal keeps the model's owner: the service that retrains it does not become the owner.
+        owner=mv.owner,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from lakehouse.config import Settings
 from lakehouse.sql import query
+from lineage import actors
 from lineage import query as lineage_query
 from models import approvals
 from models.registry import Registry
@@ -79,6 +80,16 @@ def last_drift_check(settings: Settings, model: str) -> dict[str, Any] | None:
     }
 
 
+def _alias_moves(registry: Registry, model: str, holders: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """alias -> the move that gave it its holder: when, and which actor."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in registry.alias_history(model):  # oldest first: the last move of an alias wins
+        if r["action"] == "set" and holders.get(r["alias"]) == r["version"]:
+            by = actors.from_columns(r)
+            out[r["alias"]] = {"time": r["event_time"].isoformat(), "run_id": r["run_id"], "actor": by.to_json() if by else None}
+    return dict(sorted(out.items()))
+
+
 def status(settings: Settings, model: str) -> dict[str, Any]:
     registry = Registry(settings)
     versions = registry.versions(model)
@@ -87,7 +98,10 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
     holders = {alias: v for (m, alias), v in registry.current_aliases().items() if m == model}
     oldest_holder = min(holders.values(), default=0)
     candidates = [
-        {"version": mv.version, "created_at": mv.created_at.isoformat(), "metrics": mv.metrics, "inputs": [i.to_json() for i in mv.inputs]}
+        {
+            "version": mv.version, "created_at": mv.created_at.isoformat(), "metrics": mv.metrics, "inputs": [i.to_json() for i in mv.inputs],
+            "actor": mv.actor.to_json() if mv.actor else None,
+        }
         for mv in versions
         if not mv.aliases and mv.archived is None and mv.version > oldest_holder
     ]
@@ -110,13 +124,19 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
             "job_name": r["job_name"],
             "producer": r["producer"],
             "forced": r["forced"],
+            "actor": r.get("actor"),
             "rejected_because": r["rejected_because"],
         }
         for r in registry.rejected_moves(model)
     ]
+    holder_moves = _alias_moves(registry, model, holders)
     return {
         "model": model,
+        # The model's owner: the one its newest version recorded (a training job's owner can change).
+        "owner": versions[-1].owner,
         "aliases": dict(sorted(holders.items())),
+        # Who put each holder there, and when.
+        "alias_moves": holder_moves,
         "rejected_moves": rejected,
         "latest_version": versions[-1].version,
         "last_drift_check": last_drift,

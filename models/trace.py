@@ -11,8 +11,8 @@ from typing import Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ancestors, summary_properties
-from lineage import columns
+from lakehouse.tables import JOB_NAME, OWNER, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, ancestors, summary_properties
+from lineage import actors, columns
 from lineage import query as lineage_query
 from lineage.column_graph import feature_sources
 from lineage import trace as lt
@@ -50,6 +50,7 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
             "gate": {k.removeprefix(GATE_PREFIX): v for k, v in props.items() if k.startswith(GATE_PREFIX)},
             "in_lineage_events": event_input is not None and event_input.snapshot_id == str(inp.snapshot_id),
             "snapshot_exists": snap is not None,
+            "owner": table.properties.get(OWNER),
         }
         if producer is not None:
             entry["ingest_run"] = {
@@ -58,6 +59,7 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
                 "time": producer.event_time,
                 "source": "lineage",
                 "parent": lt.run_parent(con, producer.run_id, ns),
+                "actor": lt.run_actor(con, producer.run_id, ns),
             }
             entry["source_files"] = [{"path": s.path, "sha256": s.sha256} for s in producer.sources]
             entry["validation"] = producer.assertions
@@ -82,10 +84,24 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
         "metrics": mv.metrics,
         "parameters": mv.parameters,
         "trained_at": mv.created_at.isoformat(),
+        # Who trained it (the registry row), who owns the model, and who moved each alias it holds there.
+        "actor": mv.actor.to_json() if mv.actor else None,
+        "owner": mv.owner,
+        "alias_moves": _alias_moves(registry, mv),
         "inputs": inputs,
         # Column-level lineage: each feature <- the table column at its snapshot <- the file column.
         "features": feature_sources(con, mv.model, str(mv.version), ns),
     }
+
+
+def _alias_moves(registry: Registry, mv: Any) -> list[dict[str, Any]]:
+    """The moves that gave `mv` each alias it holds now: alias, when, by whom."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in registry.alias_history(mv.model):  # oldest first: an alias's last move to this version wins
+        if r["action"] == "set" and r["alias"] in mv.aliases and r["version"] == mv.version:
+            by = actors.from_columns(r)
+            out[r["alias"]] = {"alias": r["alias"], "time": r["event_time"].isoformat(), "run_id": r["run_id"], "actor": by.to_json() if by else None}
+    return [out[a] for a in sorted(out)]
 
 
 def _ds_namespace(table: Any) -> str:

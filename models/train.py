@@ -13,7 +13,7 @@ from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.failpoints import step
 from lakehouse.tables import TableName, load_table
-from lineage import columns
+from lineage import actors, columns
 from lineage import events as ev
 from lineage.code import CodeIdentity, environment, module_source
 from lineage.run import RunContext
@@ -155,6 +155,9 @@ def train(
             primary_metric=job.primary_metric,
             metric_goal=job.metric_goal if job.primary_metric else None,
             before_commit=lambda mv: write_card(settings, mv),
+            owner=job.owner,
+            # The actor of the run's own facet: the registry row and the run name the same person.
+            actor=actors.from_facet(run.run_facets.get(actors.FACET)),
         )
         step("train.registered")
         tags = pinning.pin(catalog, mv, loaded=tables)
@@ -165,6 +168,9 @@ def train(
         if job.features:
             model_ds["facets"]["columnLineage"] = feature_lineage(settings, job, dict(zip(pinned, datasets)))
         run.add_output(model_ds)
+        if mv.owner:
+            # The training job answers to the model's owner.
+            run.job_facets["ownership"] = ev.ownership_facet(run.producer, mv.owner, "job")
         progress(f"registered {job.model} version {mv.version}: {json.dumps(trained.metrics, sort_keys=True)}")
     return TrainResult(version=mv, card_uri=mv.card_uri)
 

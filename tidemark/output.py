@@ -45,3 +45,12 @@ def metrics_text(metrics: Mapping[str, float]) -> str:
 def pins_text(inputs: Sequence[Any]) -> str:
     """The input snapshots a model version was trained on: `raw.wine@123, raw.extra@456`."""
     return ", ".join(f"{i.table}@{i.snapshot_id}" for i in inputs)
+
+
+def actor_text(value: Mapping[str, Any] | None) -> str:
+    """Who, for text output: "alice", "airflow:team (triggered by bob)"; "" when not recorded.
+    `value`: an actor's JSON (`Actor.to_json`, a facet) or a row with `actor`/`actor_kind` columns."""
+    from lineage.actors import from_columns, from_facet
+
+    actor = from_facet(value) or from_columns(value or {})
+    return actor.describe() if actor else ""

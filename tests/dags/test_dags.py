@@ -129,6 +129,10 @@ def test_ingest_dag_then_training_dag_trains_on_the_published_snapshot(settings:
     ingest_parent = inp["ingest_run"]["parent"]["airflow"]
     assert (ingest_parent["dag_id"], ingest_parent["task_id"], ingest_parent["dag_run_id"]) == ("ingest_wine", "land", event["run_id"])
     assert inp["validation"] and all(a["success"] for a in inp["validation"])
+    # Run by Airflow: the actor is the DAG's owner (Airflow's default owner, "airflow"), with the
+    # user who triggered the DAG run, read from the task's context (`airflow dags test` names "dag_test").
+    for actor in (trace["actor"], inp["ingest_run"]["actor"]):
+        assert actor == {"kind": "airflow", "name": "airflow:airflow", "dag_owner": "airflow", "triggered_by": "dag_test"}, actor
 
 
 @pytest.mark.integration

@@ -27,6 +27,7 @@ def test_the_shipped_sources_file_names_one_feed_per_table() -> None:
         ("sources:\n  x: {table: raw.x, location: /x, scheduel: '@daily'}", "unknown key(s) scheduel"),
         ("sources:\n  x: {table: 'raw', location: /x}", "source 'x'"),
         ("sources: {x: [", "not valid YAML"),
+        ("sources:\n  x: {table: raw.x, location: /x, owner: 'team wine'}", "owner name 'team wine' is not allowed"),
     ],
 )
 def test_a_bad_sources_file_is_named_with_the_fix(tmp_path: Path, text: str, message: str) -> None:
@@ -35,6 +36,19 @@ def test_a_bad_sources_file_is_named_with_the_fix(tmp_path: Path, text: str, mes
     with pytest.raises(FeedConfigError) as err:
         feeds.load_feeds(f)
     assert message in str(err.value) and str(f) in str(err.value)
+
+
+def test_a_feeds_owner_owns_the_table_it_lands(settings: Any, wine_csv: Path) -> None:
+    from lakehouse.catalog import load_catalog
+    from lakehouse.tables import OWNER
+
+    f = wine_csv.with_name("sources.yaml")
+    f.write_text(f"sources:\n  w: {{table: raw.wine, location: '{wine_csv}', owner: 'team:wine'}}\n")
+    (feed,) = feeds.load_feeds(f)
+    assert feed.owner == "team:wine"
+    staged = feeds.land_feed(settings, feed)
+    assert staged and "error" not in staged[0]
+    assert load_catalog(settings).load_table(("raw", "wine")).properties[OWNER] == "team:wine"
 
 
 def test_a_missing_sources_file_says_how_to_make_one(tmp_path: Path) -> None:

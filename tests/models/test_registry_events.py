@@ -96,4 +96,48 @@ def test_a_registry_made_by_an_older_tidemark_gains_the_new_columns() -> None:
     )
     assert reg.get("m", mv.version).code == {"source_sha256": "c"} and reg.get("m", 1).metric_goal == "max"
     names = catalog.load_table(("lineage", model_store.VERSIONS)).schema().column_names
-    assert names[-6:] == ["code", "environment", "primary_metric", "metric_goal", "card_uri", "verified"]
+    assert names[11:] == ["code", "environment", "primary_metric", "metric_goal", "card_uri", "verified", "actor", "actor_kind", "triggered_by", "owner"]
+
+
+def test_a_registry_from_before_actors_loads_and_its_signed_moves_still_verify() -> None:
+    """Rows written before the actor and owner columns existed read as "not recorded"; a move
+    signed then (no actor among the signed fields) still verifies; new moves record their actor."""
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+    from pyiceberg.schema import Schema
+
+    from lakehouse.catalog import load_catalog
+    from lakehouse.tables import NO_REBASE, TableName, ensure_table
+    from lineage import model_store, signing
+    from models.history import alias_tenures
+
+    settings = load_settings()
+    catalog = load_catalog(settings)
+    full = model_store.schemas()
+    now = datetime.now(timezone.utc)
+    old_rows = {
+        model_store.VERSIONS: {"model": "m", "version": 1, "run_id": "r1", "job_name": "j", "entry_point": "x:y", "artifact_uri": "u",
+                               "sha256": "s", "metrics": '{"a": 1.0}', "inputs": "[]", "parameters": "{}", "created_at": now,
+                               "code": None, "environment": None, "primary_metric": "a", "metric_goal": "max", "card_uri": None,
+                               "verified": True},
+        model_store.ALIAS_EVENTS: {"event_time": now, "model": "m", "alias": "production", "version": 1, "previous_version": None,
+                                   "action": "set", "reason": "old", "run_id": "r2", "forced": False, "overridden": None},
+    }
+    for short, row in old_rows.items():
+        old = Schema(*[f for f in full[short].fields if f.name in row])
+        table = ensure_table(catalog, TableName("lineage", short), old, properties={"format-version": "2", **NO_REBASE})
+        table.append(pa.Table.from_pylist([row], schema=old.as_arrow()))
+    old_signature = signing.sign(settings, model_store.signed_move(old_rows[model_store.ALIAS_EVENTS]))
+
+    reg = Registry(settings)
+    (mv,) = reg.versions("m")
+    assert (mv.actor, mv.owner, mv.aliases) == (None, None, ["production"])
+    (move,) = reg.alias_history("m")
+    assert move["actor"] is None and signing.verify(settings, model_store.signed_move(move), old_signature)
+    mv2 = reg.register(model="m", run_id="r3", job_name="j", entry_point="x:y", artifact_uri="u", sha256="s", metrics={"a": 1.0},
+                       inputs=[], parameters={})
+    reg.promote("m", mv2.version, "production", reason="new")
+    tenures = alias_tenures(settings, "m")
+    assert [(t["version"], t["actor"]) for t in tenures] == [(1, None), (2, mv2.actor.name)]
+    assert mv2.owner == mv2.actor.name  # the old version recorded no owner: the registering actor owns it

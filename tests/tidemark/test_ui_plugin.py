@@ -8,6 +8,7 @@ API server, whose catalog points at a port nobody listens on, shows the unreacha
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -270,6 +271,7 @@ def test_models_page_and_a_models_alias_timeline(ui: dict[str, Any], browser: An
     page.goto(ui["base"] + "/tidemark/models")
     rows = page.locator("#tm-models tbody tr").all_inner_texts()
     assert [r.split("\t")[0] for r in rows] == ["diabetes", "wine"]
+    assert all(getpass.getuser() in r for r in rows)  # the owner column
     assert "production → v1" in rows[1] and "staging → v3" in rows[1]
     shot(page, "models")
     page.click("text=wine >> nth=0")
@@ -279,6 +281,9 @@ def test_models_page_and_a_models_alias_timeline(ui: dict[str, Any], browser: An
     assert [(r[0], r[1]) for r in timeline] == [("production", "v1"), ("production", "v2"), ("production", "v1"), ("staging", "v3")]
     assert timeline[2][3] == "now" and timeline[2][4] == "forced" and "rollback" in timeline[2][5]
     assert timeline[0][3] != "now" and "retrained on February data" in timeline[1][5]
+    # Who moved each alias (the OS user running the history), and who owns the model (its first registering actor).
+    assert {r[6] for r in timeline} == {getpass.getuser()}
+    assert page.inner_text("#tm-owner") == getpass.getuser()
     versions = page.locator("#tm-versions tbody tr").all_inner_texts()
     assert len(versions) == 4 and "candidate" in versions[0] and "production" in versions[3]
     assert page.get_by_text("last automatic renewal decision").is_visible()
@@ -329,6 +334,7 @@ def test_table_page_shows_landings_quarantine_pins_and_expiry(ui: dict[str, Any]
     quarantined = page.locator("tr.tm-kind-quarantine").inner_text()
     assert "wine-bad.csv" in quarantined and "expect_column_values_to_be_between (alcohol): 10 rows" in quarantined
     assert "next maintenance expires unpinned snapshots older than" in page.inner_text("main")
+    assert body["owner"] == "team:wine" and page.inner_text("#tm-owner") == "team:wine"
     svg = page.locator(".tm-figure svg")
     assert svg.is_visible() and "pin wine:1" in svg.text_content() and "quarantined" in svg.text_content()
     shot(page, "table-raw-wine")

@@ -2,7 +2,7 @@
 `tidemark` command run in this process (as `tidemark demo` runs its steps).
 
 After it: wine versions 1-3 (production moved 1 -> 2 -> 1, the last move forced; staging on 3), a
-quarantined landing, four landings of which two shift `alcohol` (drift), four drift checks, a
+quarantined landing, four landings (raw.wine owned by team:wine from the second on) of which two shift `alcohol` (drift), four drift checks, a
 renewal decision, and a second model (diabetes) in production. Usable from a test fixture or by
 hand: `TIDEMARK_HOME=/tmp/x python -m tests.tidemark.ui_history`.
 """
@@ -45,7 +45,7 @@ def build(home: Path) -> dict[str, Any]:
         run_demo(main)  # land wine, train wine:1, promote production, consume, trace, retrain
     data = home / "history"
     # Landing 2: new wines, slightly shifted; a check; version 2 trained on it takes production.
-    _cli("ingest", str(wine_part(data / "wine-feb.csv", 0, 60, id_offset=178, alcohol_shift_sd=0.2)), "--table", "raw.wine")
+    _cli("ingest", str(wine_part(data / "wine-feb.csv", 0, 60, id_offset=178, alcohol_shift_sd=0.2)), "--table", "raw.wine", "--owner", "team:wine")
     _cli("models", "drift", "wine@production", "--check")
     _cli("train", "wine_classifier")
     _cli("lineage", "consume", "--once")

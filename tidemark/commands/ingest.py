@@ -30,6 +30,10 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--force", action="store_true", help="land again even if this file's sha256 is already in the table")
     sp.add_argument("--strict", action="store_true", help="refuse to land into a table with no suite")
     sp.add_argument(
+        "--owner", metavar="NAME",
+        help="record NAME (a person or team, e.g. team:data) as the table's owner; emitted as the OpenLineage ownership facet",
+    )
+    sp.add_argument(
         "--rename", action="append", metavar="SOURCE_COLUMN=TABLE_COLUMN",
         help="store a file's column under another name (repeatable); lineage reports it as a rename",
     )
@@ -72,7 +76,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         try:
             return land(
                 settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
-                strict=args.strict, progress=say, advance=bar, rename=rename,
+                strict=args.strict, progress=say, advance=bar, rename=rename, owner=args.owner,
             )
         except GateFailedError as exc:
             bar.close()

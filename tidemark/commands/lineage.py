@@ -9,7 +9,7 @@ from typing import Any
 
 from lakehouse.exceptions import TidemarkError
 from tidemark.commands.arguments import Subcommands, add_command, add_group, current_settings, positive_int
-from tidemark.output import emit_json, metrics_text, progress
+from tidemark.output import actor_text, emit_json, metrics_text, progress
 
 _NODE_HELP = "NS.TABLE[@SNAPSHOT], dataset:NS:NAME[@VERSION], model:NAME[:VERSION], job:NAME or run:ID"
 
@@ -65,7 +65,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
         return 0
     alias = f" (alias {result['alias']})" if result["alias"] else ""
     print(f"model {result['model']} version {result['version']}{alias}")
-    print(f"  trained by run {result['run_id']} ({result['job']}, {result['entry_point']}) at {result['trained_at']}")
+    print(f"  trained by run {result['run_id']} ({result['job']}, {result['entry_point']}) at {result['trained_at']}{_who(result.get('actor'))}")
+    if result.get("owner"):
+        print(f"  owner       {result['owner']}")
+    for move in result.get("alias_moves") or []:
+        print(f"  {move['alias']} since {move['time']}{_who(move.get('actor'), 'moved by')}")
     if result.get("parent"):
         print(f"    {_parent_text(result['parent'])}")
     print(f"  parameters  {result['parameters']}")
@@ -73,10 +77,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
     print(f"  artifact    {result['artifact_uri']}")
     print(f"              sha256 {result['sha256']}")
     for inp in result["inputs"]:
-        print(f"  input {inp['table']} at snapshot {inp['snapshot_id']} ({inp['rows']} rows)")
+        owner = f", owner {inp['owner']}" if inp.get("owner") else ""
+        print(f"  input {inp['table']} at snapshot {inp['snapshot_id']} ({inp['rows']} rows{owner})")
         run = inp.get("ingest_run")
         if run:
-            print(f"    made by run {run['run_id']} ({run.get('job')}) [{run['source']}]")
+            print(f"    made by run {run['run_id']} ({run.get('job')}) [{run['source']}]{_who(run.get('actor'))}")
             if run.get("parent"):
                 print(f"      {_parent_text(run['parent'])}")
         for f in inp.get("source_files", []):
@@ -92,6 +97,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for line in features_text(result.get("features") or []):
         print(line)
     return 0
+
+
+def _who(actor: dict[str, Any] | None, verb: str = "by") -> str:
+    """" by alice", " by airflow:team (triggered by bob)", or nothing when the actor is not recorded."""
+    who = actor_text(actor)
+    return f" {verb} {who}" if who else ""
 
 
 def _parent_text(parent: dict[str, Any]) -> str:

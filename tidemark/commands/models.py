@@ -7,7 +7,7 @@ from typing import Any
 
 from lakehouse.exceptions import TidemarkError
 from tidemark.commands.arguments import Subcommands, add_command, add_group, current_settings, snapshot_ids
-from tidemark.output import emit_json, metrics_text, pins_text, progress, table
+from tidemark.output import actor_text, emit_json, metrics_text, pins_text, progress, table
 
 
 def register(sub: Subcommands) -> None:
@@ -120,10 +120,12 @@ def cmd_models_list(args: argparse.Namespace) -> int:
                 "metrics": metrics_text(v.metrics),
                 "inputs": pins_text(v.inputs),
                 "created": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "by": v.actor.describe() if v.actor else "",
+                "owner": v.owner or "",
             }
             for v in versions
         ]
-        print(table(rows, ["model", "version", "aliases", "metrics", "inputs", "created"], max_width=80))
+        print(table(rows, ["model", "version", "aliases", "metrics", "inputs", "created", "by", "owner"], max_width=80))
     return 0
 
 
@@ -141,6 +143,7 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     else:
         data = mv.to_json()
         env = data.pop("environment") or {}
+        data["actor"] = mv.actor.describe() if mv.actor else "(not recorded)"
         for k, v in data.items():
             print(f"{k:15} {v}")
         print(f"{'environment':15} python {env.get('python')}, {len(env.get('packages') or {})} packages (--output json lists them)")
@@ -255,11 +258,11 @@ def cmd_models_history(args: argparse.Namespace) -> int:
         emit_json(rows)
     else:
         shown = [
-            {**r, "valid_to": r["valid_to"] or "(now)", "forced": "forced" if r["forced"] else "",
+            {**r, "valid_to": r["valid_to"] or "(now)", "forced": "forced" if r["forced"] else "", "by": actor_text(r),
              "approved": f"asked by {r['requested_by']}, approved by {r['approved_by']}" if r.get("approval") else ""}
             for r in rows
         ]
-        columns = ["alias", "version", "valid_from", "valid_to", "reason", "forced"]
+        columns = ["alias", "version", "valid_from", "valid_to", "by", "reason", "forced"]
         print(table(shown, columns + (["approved"] if any(r["approved"] for r in shown) else []), max_width=60))
     return 0
 
@@ -286,9 +289,11 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     if args.output == "json":
         emit_json(st)
         return 0
-    print(f"model {st['model']} (latest version {st['latest_version']})")
+    print(f"model {st['model']} (latest version {st['latest_version']}, owner {st['owner'] or '(none recorded)'})")
     for alias, version in st["aliases"].items() or [("(none)", "-")]:
-        print(f"  {alias:12} version {version}")
+        move = st["alias_moves"].get(alias) or {}
+        by = f" (moved by {actor_text(move['actor'])} at {move['time']})" if move.get("actor") else ""
+        print(f"  {alias:12} version {version}{by}")
     drift = st["last_drift_check"]
     if drift is None:
         print("  last drift check: never")

@@ -145,7 +145,7 @@ def models(s: Settings) -> dict[str, Any]:
         m["archived"] += 1 if mv.archived else 0
         if mv.version > m["latest_version"]:
             m.update(latest_version=mv.version, latest_created_at=mv.created_at.isoformat(), latest_metrics=mv.metrics,
-                     primary_metric=mv.primary_metric, job=mv.job_name)
+                     primary_metric=mv.primary_metric, job=mv.job_name, owner=mv.owner)
     for (model, alias), version in sorted(aliases.items()):
         out[model]["aliases"][alias] = version
     return {"models": sorted(out.values(), key=lambda m: m["model"])}
@@ -177,6 +177,7 @@ def model(s: Settings, name: str) -> dict[str, Any]:
         rows.append({**row, "status": state})
     return {
         "model": name,
+        "owner": st["owner"],
         "versions": list(reversed(rows)),
         "alias_timeline": history.alias_tenures(s, name),
         "status": st,
@@ -277,7 +278,7 @@ def table(s: Settings, name: str, snapshot: str | None = None) -> dict[str, Any]
     """A table's snapshots in time order: landings, quarantines, model pins, expiry horizon."""
     from ingest.quarantine import list_quarantined
     from lakehouse.catalog import load_catalog
-    from lakehouse.tables import TableName
+    from lakehouse.tables import OWNER, TableName, load_table
     from lakehouse.timeline import timeline
     from models.pinning import PREFIX
 
@@ -295,6 +296,7 @@ def table(s: Settings, name: str, snapshot: str | None = None) -> dict[str, Any]
             (f"table {near}", f"/tables/{quote(near)}") if near else ("all models", "/models"),
         ) from exc
     data = tl.to_json()
+    data["owner"] = load_table(catalog, TableName.parse(name)).properties.get(OWNER)
     failures = {q.snapshot_id: q.failures for q in list_quarantined(s, name)}
     for e in data["snapshots"]:
         e["kind"] = _kind(e)
