@@ -23,6 +23,7 @@ from lineage import events as ev
 from lineage.outbox import OutboxTransport
 from lineage.transport import Transport
 from models.exceptions import ApprovalRefusedError, ModelNotFoundError, PromotionRefusedError
+from models.promotion import check, gated
 from models.registry import ModelVersion, Registry, check_name
 
 REQUEST_JOB = "models.request"
@@ -32,12 +33,6 @@ REJECT_JOB = "models.reject"
 
 def is_protected(settings: Settings, model: str, alias: str) -> bool:
     return settings.models.is_protected(model, alias)
-
-
-def _check(settings: Settings, registry: Registry, mv: ModelVersion, alias: str) -> Any:
-    from models.promotion import check
-
-    return check(settings, registry, mv, alias)
 
 
 def _json(value: Any) -> str:
@@ -116,17 +111,11 @@ def request(
     check_name("alias", alias, "alias")
     if force and not (reason and reason.strip()):
         raise PromotionRefusedError("force needs reason: a text recorded in the request and the alias history", parameter="reason")
-    registry = Registry(settings)
-    mv = registry.get(model, version)
+    registry, mv, report = gated(
+        settings, model, version, alias, force=force, what=f"request {model}:{version} for {alias}", recorded="the approver sees it"
+    )
     if mv.archived:
         raise ModelNotFoundError(f"model {model} version {version} is archived; request a version that is not")
-    report = _check(settings, registry, mv, alias)
-    if not report.ok and not force:
-        raise PromotionRefusedError(
-            f"refusing to request {model}:{version} for {alias}: {'; '.join(report.problems)}. "
-            "Fix that, or pass force with a reason (the approver sees it)",
-            parameter="force",
-        )
     holder_version = registry.current_aliases().get((model, alias))
     holder = registry.get(model, holder_version) if holder_version is not None else None
     known = set(_steps(registry, model))
@@ -222,7 +211,7 @@ def approve(settings: Settings, model: str, request_id: str, *, reason: str | No
             parameter="request",
         )
     mv = registry.get(model, version)
-    report = _check(settings, registry, mv, alias)
+    report = check(settings, registry, mv, alias)
     accepted = set(json.loads(req["gate_problems"] or "[]")) if req["forced"] else set()
     new = [p for p in report.problems if p not in accepted]
     if new:

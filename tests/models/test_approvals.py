@@ -199,7 +199,7 @@ def test_approval_is_refused_when_the_holder_changed_or_a_snapshot_expired(prote
     approvals.reject(as_bob, "wine", r3, reason="its data is gone")
     archive(s, "wine", v3, reason="its data is gone")
     with pytest.raises(ModelNotFoundError, match=f"model wine version {v3} is archived; request a version that is not"):
-        approvals.request(as_alice, "wine", v3, "production")
+        approvals.request(as_alice, "wine", v3, "production", force=True, reason="past the gate, still archived")
     with pytest.raises(ApprovalRefusedError, match=f"request {r3} is already closed: rejected by bob"):
         approvals.approve(as_bob, "wine", r3)
     assert _holder(s) == 1
