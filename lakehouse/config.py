@@ -104,11 +104,30 @@ class ModelsSettings:
     retrain_tolerance: float = 0.01
     # Per model, per metric: {"wine": {"accuracy": 0.02, "*": 0.05}} ("*": the model's other metrics).
     tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+    # Aliases that move only by an approved request (`models.approvals`): `models promote` and
+    # automatic renewal create a request, and `models approve` by another actor applies it.
+    protected_aliases: tuple[str, ...] = ()
+    # Per model, its own list instead of `protected_aliases` ({"scratch": []}: nothing protected).
+    protected_aliases_per_model: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def is_protected(self, model: str, alias: str) -> bool:
+        """Does moving `model@alias` need an approved request?"""
+        return alias in self.protected_aliases_per_model.get(model, self.protected_aliases)
 
     def tolerance(self, model: str, metric: str) -> float:
         """The relative tolerance for `metric` of `model`: its own, else the model's "*", else the default."""
         own = self.tolerances.get(model) or {}
         return float(own.get(metric, own.get("*", self.retrain_tolerance)))
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """The `notifications` section: where the example subscriber (`lineage.webhook`) posts the
+    notifications it reads from the lineage topic (docs/events.md)."""
+
+    webhook_url: str | None = None
+    timeout_s: float = 10.0
+    consumer_group: str = "tidemark-notifications"
 
 
 @dataclass(frozen=True)
@@ -194,6 +213,7 @@ class Settings:
     models: ModelsSettings = field(default_factory=ModelsSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     actor: ActorSettings = field(default_factory=ActorSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
 
@@ -331,7 +351,9 @@ _KNOWN = {
     "kafka": {"bootstrap_servers", "topic", "partitions", "connect_timeout_s", "compression", "client"} | KAFKA_SECURITY_KEYS,
     "lineage": {"namespace", "consumer_group", "job_namespace", "producer", "keep_snapshots_s", "batch_size", "registry_key"},
     "ingest": {"suites_dir"},
-    "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s", "promote_first_version"},
+    "models": {"promotion_threshold", "retrain_tolerance", "tolerances", "lineage_wait_s", "promote_first_version",
+               "protected_aliases", "protected_aliases_per_model"},
+    "notifications": {"webhook_url", "timeout_s", "consumer_group"},
     "drift": {*DRIFT_KEYS, "models"},
     "spark": {"master", "app_name", "jars", "conf"},
     "actor": {"name"},
@@ -469,6 +491,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         ingest=IngestSettings(suites_dir=suites_dir),
         config_file=config_file,
         models=_models(raw.get("models") or {}),
+        notifications=_notifications(raw.get("notifications") or {}),
         actor=_actor(raw.get("actor") or {}),
         serving=_serving(raw.get("serving") or {}),
     )
@@ -490,6 +513,28 @@ def _serving(raw: Mapping[str, Any]) -> ServingSettings:
         log_interval_s=interval,
         log_synchronous=_as_choice("serving", "log_synchronous", raw.get("log_synchronous", ServingSettings.log_synchronous), LOG_SYNCHRONOUS),
     )
+
+
+def _notifications(raw: Mapping[str, Any]) -> NotificationSettings:
+    url = raw.get("webhook_url")
+    if url and not str(url).startswith(("http://", "https://")):
+        raise ConfigError(f"notifications.webhook_url must be an http:// or https:// URL, got {url!r}")
+    return NotificationSettings(
+        webhook_url=str(url) if url else None,
+        timeout_s=_as_float("notifications", "timeout_s", raw.get("timeout_s", NotificationSettings.timeout_s)),
+        consumer_group=str(raw.get("consumer_group", NotificationSettings.consumer_group)),
+    )
+
+
+def _aliases(where: str, value: Any) -> tuple[str, ...]:
+    """A list of alias names: YAML gives a list, the environment comma-separated text."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"models.{where} must be a list of alias names, e.g. [production] (or production,staging)")
+    return tuple(value)
 
 
 def _actor(raw: Mapping[str, Any]) -> ActorSettings:
@@ -523,4 +568,15 @@ def _models(raw: Mapping[str, Any]) -> ModelsSettings:
         tolerances=MappingProxyType(tolerances),
         lineage_wait_s=_as_float("models", "lineage_wait_s", raw.get("lineage_wait_s", ModelsSettings.lineage_wait_s)),
         promote_first_version=_as_bool(raw.get("promote_first_version", False)),
+        protected_aliases=_aliases("protected_aliases", raw.get("protected_aliases")),
+        protected_aliases_per_model=MappingProxyType(
+            {str(m): _aliases(f"protected_aliases_per_model.{m}", v) for m, v in _per_model_aliases(raw).items()}
+        ),
     )
+
+
+def _per_model_aliases(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    per_model = raw.get("protected_aliases_per_model") or {}
+    if not isinstance(per_model, Mapping):
+        raise ConfigError("models.protected_aliases_per_model must map model names to alias lists, e.g. {wine: [production]}")
+    return per_model

@@ -14,6 +14,7 @@ __all__ = [
     "RunContext",
     "run",
     "actors",
+    "alias_requests",
     "broker",
     "code",
     "column_graph",
@@ -29,6 +30,7 @@ __all__ = [
     "kafka",
     "lag",
     "model_store",
+    "notifications",
     "outbox",
     "query",
     "recovery",
@@ -38,4 +40,5 @@ __all__ = [
     "trace",
     "transport",
     "watch",
+    "webhook",
 ]

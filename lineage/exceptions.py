@@ -35,3 +35,7 @@ class RenderError(TidemarkError):
 
 class RegistryKeyError(TidemarkError):
     """The key that signs registry changes (`lineage.registry_key` or TIDEMARK_HOME/registry.key) cannot be read."""
+
+
+class WebhookError(TidemarkError):
+    """A notification the webhook subscriber could not deliver: no URL configured, or the receiver refused it."""

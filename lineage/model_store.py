@@ -98,6 +98,9 @@ def schemas() -> dict[str, Any]:
             s(11, "actor"),
             s(12, "actor_kind"),
             s(13, "triggered_by"),
+            # The approved request (`lineage.alias_requests`) this move applies: a protected alias
+            # moves only with one (`models approve`).
+            s(14, "approval"),
         ),
         # Alias moves and archives that events claimed and the consumer refused to apply.
         REJECTED: Schema(
@@ -261,6 +264,7 @@ def alias_rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "run_id": str(event["run"]["runId"]),
                 "forced": bool(facet.get("forced", False)),
                 "overridden": facet.get("overridden"),
+                "approval": facet.get("approval"),
                 **_actor_columns(facet.get("actor")),
             }
         except (KeyError, TypeError, ValueError):
@@ -290,7 +294,7 @@ def _claim(move: Mapping[str, Any]) -> str:
 def _from_claim(text: str) -> dict[str, Any]:
     c = json.loads(text)
     return {
-        **{k: c.get(k) for k in ("model", "alias", "version", "previous_version", "action", "reason", "run_id", "forced", "overridden", *actors.NO_COLUMNS)},
+        **{k: c.get(k) for k in ("model", "alias", "version", "previous_version", "action", "reason", "run_id", "forced", "overridden", "approval", *actors.NO_COLUMNS)},
         "event_time": parse_time(str(c["event_time"]).replace(" ", "T"), parameter="event_time"),
         _SIGNATURE: c.get("signature"),
         _ORIGIN: c.get("origin"),
@@ -298,8 +302,12 @@ def _from_claim(text: str) -> dict[str, Any]:
 
 
 def signed_move(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of an alias-events row that its signature covers, by their facet names."""
+    """The fields of an alias-events row that its signature covers, by their facet names.
+
+    `approval` only when the move has one, so the signatures of moves made before it existed still verify."""
+    approval = {"approval": row["approval"]} if row.get("approval") is not None else {}
     return {
+        **approval,
         "model": row["model"],
         "version": None if row["version"] is None else int(row["version"]),
         "alias": row["alias"],
@@ -373,6 +381,9 @@ def vet_moves(
     - its version must be registered, and for a move not be archived;
     - an archive: the version holds no alias (what `models archive` requires);
     - a move with a valid signature (an authorised `models promote`, forced or not) is applied;
+    - a move of a protected alias (`models.protected_aliases`) needs an approval: the id of an
+      approved request for exactly this move in `alias_requests` (the approval and the move travel
+      in one event, whose steps are stored before its moves), signed or not;
     - a move claiming `forced` without one, or with a signature that does not verify, is refused;
     - any other move must pass the promotion gate now, against the alias's current holder.
     """
@@ -383,6 +394,7 @@ def vet_moves(
     current = current_aliases(history)
     archived = {(r["model"], int(r["version"])) for r in history if r["action"] == ARCHIVE and r["version"] is not None}
     con: Any = None
+    approved: dict[str, tuple[str, str, int | None]] | None = None
     received = now or datetime.now(timezone.utc)
     accepted: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
@@ -412,6 +424,10 @@ def vet_moves(
             why = "the move names no alias"
         elif (model, version) in archived:
             why = f"version {version} is archived"
+        elif settings.models.is_protected(model, alias) and not m.get("approval"):
+            why = f"{model}@{alias} is protected (models.protected_aliases): it moves only by an approved request (`tidemark models approve`)"
+        elif settings.models.is_protected(model, alias) and (approved := approved or _approved(catalog, settings)).get(str(m["approval"])) != (model, alias, version):
+            why = f"it names approval {m['approval']}, which is not a stored approval of {model}:{version} to {alias} (lineage.alias_requests)"
         elif signed:
             why = None
         elif m["forced"]:
@@ -450,6 +466,13 @@ def vet_moves(
     return accepted, refused
 
 
+def _approved(catalog: Catalog, settings: Settings) -> dict[str, tuple[str, str, int | None]]:
+    """request id -> (model, alias, version) of each approved request."""
+    from lineage import alias_requests
+
+    return {r["request_id"]: (r["model"], r["alias"], r["version"]) for r in alias_requests.rows(catalog, settings) if r["action"] == alias_requests.APPROVE}
+
+
 # -- the consumer's upsert ------------------------------------------------------------------------
 
 
@@ -459,11 +482,15 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
     Idempotent: versions are keyed by (model, version), alias moves by their run id, so a replay,
     or an event whose row the producer already wrote directly, adds nothing.
     """
+    from lineage import alias_requests
+
     events = list(events)
     versions = [r for e in events for r in version_row_from_event(e, settings)]
     moves = [r for e in events for r in alias_rows_from_event(e)]
-    added = {VERSIONS: 0, ALIAS_EVENTS: 0, REJECTED: 0}
-    if not versions and not moves:
+    added = {VERSIONS: 0, ALIAS_EVENTS: 0, REJECTED: 0, alias_requests.TABLE: 0}
+    # Requests and their approvals before moves: an approval travels in the event of the move it makes.
+    added[alias_requests.TABLE], refused_steps = alias_requests.upsert_from_events(catalog, settings, events)
+    if not versions and not moves and not refused_steps:
         return added
     ensure_tables(catalog, settings)
     key = ("run_id", "model", "alias")
@@ -476,9 +503,12 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
         moves += _reconsidered(catalog, settings, {(r["model"], r["version"]) for r in versions})
     if moves:
         accepted, refused = vet_moves(catalog, settings, moves)
-        for short, rows in ((ALIAS_EVENTS, accepted), (REJECTED, refused)):
-            if rows:
-                added[short] = append_missing(catalog, (ns, short), rows, key, arrow_schema(short), job_name=SYNC_JOB)
+    else:
+        accepted, refused = [], []
+    # A refused approval and the refused move it came with share their run id: the action tells them apart.
+    for short, rows, keys in ((ALIAS_EVENTS, accepted, key), (REJECTED, refused + refused_steps, (*key, "action"))):
+        if rows:
+            added[short] = append_missing(catalog, (ns, short), rows, keys, arrow_schema(short), job_name=SYNC_JOB)
     return added
 
 

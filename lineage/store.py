@@ -228,7 +228,8 @@ _DIRECTIONS = (*_RUN_DIRECTIONS, ("dataset", "datasets"))
 KIND_KEY = "__tidemark_kind"
 # Dataset facets the model registry and drift tables are built from (model_store.VERSION_FACET,
 # ALIAS_FACET, drift_store.DRIFT_FACET): events carrying one also go to those syncs.
-REGISTRY_FACETS = frozenset(("tidemark_modelVersion", "tidemark_modelAlias", "tidemark_drift"))
+# (`tidemark_aliasRequest`: a request, approval or rejection of a protected alias's move, `lineage.alias_requests`.)
+REGISTRY_FACETS = frozenset(("tidemark_modelVersion", "tidemark_modelAlias", "tidemark_drift", "tidemark_aliasRequest"))
 
 
 def _dumps(value: Any) -> bytes:

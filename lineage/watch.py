@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lakehouse.config import Settings
+from lineage import actors
 from lineage import events as ev
 
 
@@ -27,7 +28,9 @@ def describe(event: dict[str, Any]) -> str:
     err = ((event.get("run") or {}).get("facets") or {}).get("errorMessage", {}).get("message")
     tail = f" error: {err}" if err else ""
     run_id = str((event.get("run") or {}).get("runId", ""))
-    return f"{event.get('eventTime', '?')} {event.get('eventType', '?'):8} {(event.get('job') or {}).get('name', '?')} run {run_id[:13]}{flow}{tail}"
+    actor = actors.from_facet(((event.get("run") or {}).get("facets") or {}).get(actors.FACET))
+    by = f" by {actor.describe()}" if actor else ""
+    return f"{event.get('eventTime', '?')} {event.get('eventType', '?'):8} {(event.get('job') or {}).get('name', '?')} run {run_id[:13]}{by}{flow}{tail}"
 
 
 def watch(

@@ -7,6 +7,7 @@ tests/test_architecture.py fails when another package imports them or an undersc
 """
 
 __all__ = [
+    "approvals",
     "artifacts",
     "drift",
     "drift_plot",

@@ -56,3 +56,8 @@ class SchemaNotRecordedError(TidemarkError):
 
 class PredictionNotFoundError(TidemarkError):
     """No prediction log holds a row with this prediction id."""
+
+
+class ApprovalRefusedError(TidemarkError):
+    """An approval or rejection of a protected alias's request that cannot be taken: unknown or closed
+    request, approval by the requester, a gate verdict that no longer holds."""

@@ -12,25 +12,26 @@ from typing import Any
 from lakehouse import times
 from lakehouse.config import Settings
 from lakehouse.sql import query
+from lineage import alias_requests
 from lineage import query as lineage_query
 from models.registry import Registry
 
 # One row per alias tenure: the version, from when (the move) until when (the next move, or NULL: still).
 SPANS = """
 WITH moves AS (
-    SELECT model, alias, version, previous_version, action, reason, forced, run_id, event_time, actor, actor_kind, triggered_by,
+    SELECT model, alias, version, previous_version, action, reason, forced, run_id, event_time, actor, actor_kind, triggered_by, approval,
            lead(event_time) OVER (PARTITION BY model, alias ORDER BY event_time) AS valid_to
     FROM {ns}.model_alias_events
     WHERE action IN ('set', 'remove')
 )
-SELECT model, alias, version, previous_version, event_time AS valid_from, valid_to, reason, forced, run_id, actor, actor_kind, triggered_by
+SELECT model, alias, version, previous_version, event_time AS valid_from, valid_to, reason, forced, run_id, actor, actor_kind, triggered_by, approval
 FROM moves WHERE action = 'set'
 """
 
 HISTORY_SQL = f"""
 SELECT model, alias, version, previous_version,
        CAST(valid_from AS VARCHAR) AS valid_from, CAST(valid_to AS VARCHAR) AS valid_to, reason, forced, run_id,
-       actor, actor_kind, triggered_by
+       actor, actor_kind, triggered_by, approval
 FROM ({SPANS}) WHERE model = ? AND (? IS NULL OR alias = ?)
 ORDER BY alias, valid_from
 """
@@ -53,10 +54,21 @@ def _sql(text: str, settings: Settings) -> str:
 
 
 def alias_tenures(settings: Settings, model: str, alias: str | None = None) -> list[dict[str, Any]]:
-    """Every tenure of every alias of `model` (or of one alias), oldest first; valid_to None = holds it now."""
-    Registry(settings).resolve(model)  # a clear error for an unknown model
+    """Every tenure of every alias of `model` (or of one alias), oldest first; valid_to None = holds it now.
+
+    A tenure that began with an approved request (`approval`, a protected alias) names who asked
+    (`requested_by`) and who approved (`approved_by`), from `lineage.alias_requests`."""
+    registry = Registry(settings)
+    registry.resolve(model)  # a clear error for an unknown model
     con = lineage_query.connect(settings)
-    return query(con, _sql(HISTORY_SQL, settings), [model, alias, alias]).to_pylist()
+    rows = query(con, _sql(HISTORY_SQL, settings), [model, alias, alias]).to_pylist()
+    requests = alias_requests.requests(alias_requests.rows(registry.catalog, settings, model)) if any(r["approval"] for r in rows) else {}
+    for r in rows:
+        req = requests.get(r["approval"] or "")
+        closed = (req or {}).get("closed_by") or {}
+        r["requested_by"] = req["actor"] if req else None
+        r["approved_by"] = closed.get("actor") if closed.get("action") == alias_requests.APPROVE else None
+    return rows
 
 
 def holder_at(settings: Settings, model: str, alias: str, at: str | datetime) -> list[dict[str, Any]]:

@@ -379,18 +379,25 @@ class Registry:
         transport: Transport | None = None,
         forced: bool = False,
         overridden: str | None = None,
+        approval: str | None = None,
+        job: str = PROMOTE_JOB,
+        dataset_facets: Mapping[str, Any] | None = None,
+        run_facets: Mapping[str, Any] | None = None,
         actor: Actor | None = None,
     ) -> dict[str, Any]:
         """Point `alias` at `version`; recorded in the alias history and emitted as a lineage event.
 
-        This records the move; `models.promotion.promote` decides whether it may happen.
+        This records the move; `models.promotion.promote` decides whether it may happen, and
+        `models.approvals.approve` for a protected alias (`approval`: the request it applies; its
+        approval step rides in the same event as `dataset_facets`, its notification as `run_facets`).
         """
         check_name("alias", alias, "alias")
         mv = self.get(model, version)
         if mv.archived:
             raise ModelNotFoundError(f"model {model} version {version} is archived; promote a version that is not")
         return self._record(
-            mv, alias, "set", reason=reason, transport=transport, forced=forced, overridden=overridden, job=PROMOTE_JOB, actor=actor
+            mv, alias, "set", reason=reason, transport=transport, forced=forced, overridden=overridden, job=job, actor=actor,
+            approval=approval, dataset_facets=dataset_facets, run_facets=run_facets,
         )
 
     def archive(
@@ -422,6 +429,9 @@ class Registry:
         job: str,
         forced: bool = False,
         overridden: str | None = None,
+        approval: str | None = None,
+        dataset_facets: Mapping[str, Any] | None = None,
+        run_facets: Mapping[str, Any] | None = None,
         actor: Actor | None = None,
     ) -> dict[str, Any]:
         import pyarrow as pa
@@ -446,6 +456,7 @@ class Registry:
                     "run_id": run_id,
                     "forced": forced,
                     "overridden": overridden,
+                    "approval": approval,
                     **by.columns(),
                 }
             )
@@ -465,17 +476,25 @@ class Registry:
             step("promote.start")
             with_commit_retry(attempt, f"recording {action} {alias} of model {mv.model}".replace("  ", " "))
             step("promote.registered")
-            tr.emit(self.alias_event(mv, move, job))
+            tr.emit(self.alias_event(mv, move, job, dataset_facets, run_facets))
             step("promote.emitted")
         finally:
             if transport is None:
                 tr.close()
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in move.items()}
 
-    def alias_event(self, mv: ModelVersion, move: Mapping[str, Any], job: str) -> dict[str, Any]:
+    def alias_event(
+        self,
+        mv: ModelVersion,
+        move: Mapping[str, Any],
+        job: str,
+        dataset_facets: Mapping[str, Any] | None = None,
+        run_facets: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The COMPLETE event of an alias move or archive: the version as input, with the move's facet."""
         producer = self.settings.lineage.producer
         dataset = self.model_dataset(mv)
+        dataset["facets"].update(dataset_facets or {})
         by = actors.from_columns(move)
         dataset["facets"][model_store.ALIAS_FACET] = ev.facet(
             producer,
@@ -486,6 +505,7 @@ class Registry:
             reason=move["reason"],
             forced=bool(move["forced"]),
             overridden=move["overridden"],
+            **({"approval": move["approval"]} if move.get("approval") is not None else {}),
             **({"actor": by.signed()} if by is not None else {}),
             # Made with this installation's registry key: a consumer applies a move without it only
             # if the move passes the promotion gate, and never one that claims `forced`.
@@ -500,7 +520,7 @@ class Registry:
             inputs=[dataset],
             event_time=move["event_time"].isoformat().replace("+00:00", "Z"),
             # The run's actor too, as on every other run, so the lineage `runs` table answers "who moved it".
-            run_facets={actors.FACET: by.as_facet(producer)} if by is not None else None,
+            run_facets={**({actors.FACET: by.as_facet(producer)} if by is not None else {}), **(run_facets or {})},
         )
 
     def model_dataset(self, mv: ModelVersion, registration: bool = False) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.tables import TableName, load_table
 from lineage import events as ev
-from lineage import signing
+from lineage import actors, notifications, signing
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import artifacts
@@ -58,6 +58,9 @@ class RenewalDecision:
     run_id: str | None = None
     problems: list[str] = field(default_factory=list)
     nothing_new: bool = False
+    # The alias is protected (`models.protected_aliases`): a candidate that passed was not moved in;
+    # this pending request (`models.approvals`) waits for an approver instead.
+    request_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,9 +207,13 @@ def renew(
     comparison = f"{metric} on the shared holdout {new:.6g} vs {old:.6g} of version {holder.version}"
     if worse_by > threshold:
         problems.append(f"{comparison}: worse by {worse_by:.6g}, more than the threshold {threshold:g}")
-    promoted = not problems
+    passed = not problems
+    protected = settings.models.is_protected(holder.model, parsed.alias)
+    promoted = passed and not protected
     if promoted:
         reason = f"{trigger}: {comparison}"
+    elif passed:
+        reason = f"{trigger}: {comparison}; {holder.model}@{parsed.alias} is protected: requested, awaiting approval"
     else:
         context = "" if any(p.startswith(comparison) for p in problems) else f" ({comparison})"
         reason = f"{trigger}: kept as a candidate: {'; '.join(problems)}{context}"
@@ -240,10 +247,33 @@ def renew(
         decision.run_id = run.run_id
         if promoted:
             registry.promote(holder.model, candidate.version, parsed.alias, reason=f"automatic renewal ({reason})", transport=transport)
+        elif passed:
+            from models.approvals import request
+
+            # force: renewal judged the metric on the shared holdout, which the registry's training
+            # metrics the gate compares may contradict; the request then carries that verdict for the approver.
+            req = request(
+                settings, holder.model, candidate.version, parsed.alias, reason=reason, force=True,
+                requested_by=f"automatic renewal (run {run.run_id})", transport=transport,
+            )
+            decision.request_id = req["request_id"]
+            decision.reason = reason = f"{reason} (request {req['request_id']}: `{req['approve_with']}`)"
         # Signed: `models status` shows a decision only from Tidemark's own renewal, never a forged event's.
         run.add_run_facet(DECISION_FACET, signing.sign_facet(settings, ev.facet(run.producer, f"{ev.TIDEMARK_FACETS}/RenewalRunFacet.json", **decision.to_json())))
-    progress(f"{'promoted' if promoted else 'not promoted'} {holder.model}:{candidate.version} to {parsed.alias}: {reason}")
+        run.add_run_facet(notifications.FACET, _notification(run.producer, decision, actors.current_actor(settings).name))
+    verdict = "promoted" if promoted else "requested" if decision.request_id else "not promoted"
+    progress(f"{verdict} {holder.model}:{candidate.version} to {parsed.alias}: {reason}")
     return decision
+
+
+def _notification(producer: str, d: RenewalDecision, actor: str) -> dict[str, Any]:
+    """The renewal decision as a notification (`lineage.notifications`): promoted, requested or kept."""
+    outcome = "promoted" if d.promoted else "requested" if d.request_id else "kept"
+    return notifications.facet(
+        producer, notifications.RENEWAL_DECISION, model=d.model, alias=d.alias, version=d.candidate_version, actor=actor,
+        summary=f"renewal of {d.model}@{d.alias}: version {d.candidate_version} {outcome}: {d.reason}",
+        details={"outcome": outcome, "holderVersion": d.holder_version, "requestId": d.request_id, "trigger": d.trigger},
+    )
 
 
 def renew_alias(
@@ -281,5 +311,8 @@ def promote_first_version(
     mv = registry.get(model, version)
     _lineage_problems_after_wait(settings, mv, settings.models.lineage_wait_s, progress)
     move = promote(settings, model, version, alias, reason="first version (models.promote_first_version: no holder yet)")
-    progress(f"promoted {model}:{version} to {alias}: the first holder")
+    if "request_id" in move:
+        progress(f"{model}@{alias} is protected: requested {model}:{version} as its first holder ({move['approve_with']})")
+    else:
+        progress(f"promoted {model}:{version} to {alias}: the first holder")
     return move

@@ -14,6 +14,7 @@ from lakehouse.sql import query
 from lineage import actors
 from lineage import query as lineage_query
 from lineage import signing
+from models import approvals
 from models.registry import Registry
 from models.drift import stored_checks, thresholds_for
 from models.renewal import DECISION_FACET, RENEW_JOB
@@ -159,4 +160,9 @@ def status(settings: Settings, model: str) -> dict[str, Any]:
         "candidates": candidates,
         "unverified_versions": unverified,
         "last_decision": last_decision,
+        # Requests to move a protected alias that wait for an approver (`models.approvals`).
+        "pending_requests": [
+            {k: r[k] for k in ("request_id", "alias", "version", "holder_version", "actor", "event_time", "forced")}
+            for r in approvals.listing(settings, model)
+        ],
     }

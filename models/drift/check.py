@@ -16,6 +16,7 @@ from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from lineage import drift_store, signing
 from lineage import events as ev
+from lineage import actors, notifications
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 from models import inputs as inputs_mod
@@ -168,6 +169,16 @@ def record_check(
                 }
             )
             run.add_input(dataset)
+        drifted = [td for td in results if td.drifted]
+        if drifted:
+            # A drift alarm: subscribers (a webhook, the on-call) act on it without reading the scores.
+            what = "; ".join(f"{td.table}: {', '.join(td.drifted_features) or 'schema/rows'}" for td in drifted)
+            run.add_run_facet(notifications.FACET, notifications.facet(
+                producer, notifications.DRIFT_ALARM, model=mv.model, alias=r.alias, version=mv.version,
+                actor=actors.current_actor(settings).name,
+                summary=f"drift in the inputs of {mv.model}:{mv.version}{'@' + r.alias if r.alias else ''}: {what}",
+                details={"tables": {td.table: {"snapshot": td.current_snapshot_id, "reasons": td.reasons} for td in drifted}},
+            ))
         checked_at = datetime.now(timezone.utc)
         run_id = run.run_id
         inputs = list(run.inputs)

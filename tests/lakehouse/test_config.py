@@ -56,6 +56,10 @@ def test_settings_are_frozen() -> None:
         ("lineage: {batch_size: 0}\n", "lineage.batch_size must be at least 1, got 0"),
         ("lineage: {batch_size: lots}\n", "lineage.batch_size must be a whole number"),
         ("kafka: {bootstrap_servers: [\n", "is not valid YAML"),
+        ("models: {protected_aliases: {production: true}}\n", "models.protected_aliases must be a list of alias names"),
+        ("models: {protected_aliases_per_model: [wine]}\n", "models.protected_aliases_per_model must map model names to alias lists"),
+        ("models: {protected_aliases_per_model: {wine: 3}}\n", "models.protected_aliases_per_model.wine must be a list of alias names"),
+        ("notifications: {webhook_url: 'ftp://x'}\n", "notifications.webhook_url must be an http:// or https:// URL, got 'ftp://x'"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path: Path, yaml_text: str, message: str) -> None:
@@ -92,3 +96,14 @@ def test_home_is_found_by_walking_up_like_git(tmp_path: Path, monkeypatch: pytes
     if not any((p / ".tidemark").is_dir() for p in lone.resolve().parents):
         s = load_settings()
         assert s.home == (lone / ".tidemark").resolve() and s.home_source == "default"
+
+
+def test_protected_aliases_from_the_file_the_environment_and_per_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not load_settings().models.is_protected("wine", "production")  # nothing is protected by default
+    (tmp_path / "tidemark.yaml").write_text("models: {protected_aliases: [production], protected_aliases_per_model: {scratch: []}}\n")
+    m = load_settings().models
+    assert m.is_protected("wine", "production") and not m.is_protected("wine", "staging") and not m.is_protected("scratch", "production")
+    monkeypatch.setenv("TIDEMARK__MODELS__PROTECTED_ALIASES", "production, staging")
+    monkeypatch.setenv("TIDEMARK__MODELS__PROTECTED_ALIASES_PER_MODEL__DIABETES", "canary")
+    m = load_settings().models
+    assert m.is_protected("wine", "staging") and m.is_protected("diabetes", "canary") and not m.is_protected("diabetes", "production")

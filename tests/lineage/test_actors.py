@@ -59,3 +59,12 @@ def test_actor_name_with_spaces_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("TIDEMARK__ACTOR__NAME", "alice smith")
     with pytest.raises(ConfigError, match="actor.name"):
         load_settings()
+
+
+def test_watch_lines_say_who() -> None:
+    from lineage.watch import describe
+
+    facet = Actor(name="alice", kind="service").as_facet()
+    line = describe({"eventType": "COMPLETE", "job": {"name": "models.promote"}, "run": {"runId": "r", "facets": {"tidemark_actor": facet}}})
+    assert "models.promote run r by alice" in line
+    assert " by " not in describe({"eventType": "START", "job": {"name": "j"}, "run": {"runId": "r"}})

@@ -53,3 +53,31 @@ def test_drift_check_events_conform_and_carry_quality_metrics(tmp_path: Path, lo
     facet = table_input["inputFacets"]["tidemark_drift"]
     assert (facet["baselineSnapshotId"], facet["model"], facet["version"]) == (baseline, "wine", 1)
     assert [f["column"] for f in facet["features"] if f["drifted"]] == ["alcohol"] == check.tables[0].drifted_features
+
+
+@needs_spec
+def test_request_approval_and_rejection_events_conform_and_notify(tmp_path: Path, local_settings: Any) -> None:
+    from lakehouse.config import load_settings
+    from lineage import notifications
+    from models import approvals
+    from models.jobs import get_job
+    from models.train import train
+
+    alice = load_settings(overrides={"actor": {"name": "alice"}, "models": {"protected_aliases": ["production"]}})
+    bob = load_settings(overrides={"actor": {"name": "bob"}, "models": {"protected_aliases": ["production"]}})
+    tr = InMemoryTransport()
+    land(local_settings, wine_part(tmp_path / "a.csv", 0, 178), "raw.wine", tr)
+    train(local_settings, get_job("wine_classifier"), transport=tr)
+    # Forced: the landing's validation is not in a lineage store here (no consumer runs).
+    first = approvals.request(alice, "wine", 1, "production", force=True, reason="drill", transport=tr)["request_id"]
+    second = approvals.request(alice, "wine", 1, "production", force=True, reason="again", transport=tr)["request_id"]
+    approvals.approve(bob, "wine", first, transport=tr)
+    approvals.reject(bob, "wine", second, reason="one is enough", transport=tr)
+    steps = [e for e in tr.events if e["job"]["name"] in ("models.request", "models.approve", "models.reject")]
+    assert [e["job"]["name"] for e in steps] == ["models.request", "models.request", "models.approve", "models.reject"]
+    for event in steps:
+        validate(event)
+    kinds = [(n["kind"], n["actor"]) for n in map(notifications.from_event, steps) if n]
+    assert kinds == [("alias_request", "alice"), ("alias_request", "alice"), ("alias_approved", "bob"), ("alias_rejected", "bob")]
+    approve = steps[2]["inputs"][0]["facets"]
+    assert approve["tidemark_modelAlias"]["approval"] == first and approve["tidemark_aliasRequest"]["action"] == "approve"

@@ -22,6 +22,17 @@ def register(sub: Subcommands) -> None:
     sp.add_argument("--alias", required=True)
     sp.add_argument("--reason", help="why; recorded in the alias history")
     sp.add_argument("--force", action="store_true", help="promote although the gate refuses (needs --reason)")
+    sp = add_command(models, "approve", cmd_models_approve, "apply a pending request to move a protected alias (another actor than its requester)")
+    sp.add_argument("name")
+    sp.add_argument("request", help="the request id `models promote` printed (see `models requests`)")
+    sp.add_argument("--reason", help="why; recorded with the approval")
+    sp = add_command(models, "reject", cmd_models_reject, "close a pending request to move a protected alias, moving nothing")
+    sp.add_argument("name")
+    sp.add_argument("request")
+    sp.add_argument("--reason", required=True, help="why; recorded with the rejection")
+    sp = add_command(models, "requests", cmd_models_requests, "pending requests to move protected aliases")
+    sp.add_argument("name", nargs="?", help="only this model")
+    sp.add_argument("--all", action="store_true", help="approved and rejected ones too")
     sp = add_command(models, "archive", cmd_models_archive, "archive a version and release its snapshot pins")
     sp.add_argument("name")
     sp.add_argument("version", type=int)
@@ -131,9 +142,14 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_show(args: argparse.Namespace) -> int:
     from models.registry import Registry
 
-    mv = Registry(current_settings()).resolve(args.ref)
+    from models.approvals import listing
+
+    settings = current_settings()
+    mv = Registry(settings).resolve(args.ref)
+    # Requests to move a protected alias to this version (pending and closed): who asked, who decided.
+    requests = [r for r in listing(settings, mv.model, include_closed=True) if r["version"] == mv.version]
     if args.output == "json":
-        emit_json(mv.to_json())
+        emit_json({**mv.to_json(), **({"requests": requests} if requests else {})})
     else:
         data = mv.to_json()
         env = data.pop("environment") or {}
@@ -141,6 +157,9 @@ def cmd_models_show(args: argparse.Namespace) -> int:
         for k, v in data.items():
             print(f"{k:15} {v}")
         print(f"{'environment':15} python {env.get('python')}, {len(env.get('packages') or {})} packages (--output json lists them)")
+        for r in requests:
+            decided = f", {r['status']} by {r['closed_by']['actor']}" if r["closed_by"] else ", pending"
+            print(f"{'request':15} {r['request_id']}: {r['alias']} asked by {r['actor']} at {r['event_time'][:19]}{decided}")
     return 0
 
 
@@ -150,6 +169,11 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     move = promote(current_settings(), args.name, args.version, args.alias, reason=args.reason, force=args.force)
     if args.output == "json":
         emit_json(move)
+    elif "request_id" in move:
+        forced = " (forced: the approver sees what the gate refused)" if move["forced"] else ""
+        print(f"{args.name}@{args.alias} is protected: request {move['request_id']} for version {args.version} is pending{forced}")
+        print(f"  another actor approves it with: {move['approve_with']}")
+        print(f"  or rejects it with: tidemark models reject {args.name} {move['request_id']} --reason TEXT")
     else:
         before = f" (was version {move['previous_version']})" if move["previous_version"] else ""
         print(f"{args.name}@{args.alias} -> version {args.version}{before}")
@@ -157,6 +181,53 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
             print(f"  forced, reason recorded: {args.reason}; overridden: {move['overridden']}")
         for note in move["checks"]["notes"]:
             print(f"  {note}")
+    return 0
+
+
+def cmd_models_approve(args: argparse.Namespace) -> int:
+    from models.approvals import approve
+
+    done = approve(current_settings(), args.name, args.request, reason=args.reason)
+    if args.output == "json":
+        emit_json(done)
+    else:
+        move = done["move"]
+        before = f" (was version {move['previous_version']})" if move["previous_version"] else ""
+        print(f"approved request {args.request}: {args.name}@{done['alias']} -> version {done['version']}{before}")
+    return 0
+
+
+def cmd_models_reject(args: argparse.Namespace) -> int:
+    from models.approvals import reject
+
+    done = reject(current_settings(), args.name, args.request, reason=args.reason)
+    if args.output == "json":
+        emit_json(done)
+    else:
+        print(f"rejected request {args.request} ({args.name}@{done['alias']} -> version {done['version']}); nothing moved")
+    return 0
+
+
+def cmd_models_requests(args: argparse.Namespace) -> int:
+    from models.approvals import listing
+
+    found = listing(current_settings(), args.name, include_closed=args.all)
+    if args.output == "json":
+        emit_json(found)
+        return 0
+    if not found:
+        print("no pending requests" if not args.all else "no requests")
+        return 0
+    rows = [
+        {
+            "request": r["request_id"], "model": r["model"], "alias": r["alias"], "version": r["version"],
+            "holder": r["holder_version"] or "", "requested by": r["actor"], "at": r["event_time"][:19],
+            "status": r["status"] + (f" by {r['closed_by']['actor']}" if r["closed_by"] else ""),
+            "gate": "forced: " + "; ".join(r["gate_problems"]) if r["forced"] else "passed",
+        }
+        for r in found
+    ]
+    print(table(rows, ["request", "model", "alias", "version", "holder", "requested by", "at", "status", "gate"], max_width=60))
     return 0
 
 
@@ -197,9 +268,12 @@ def cmd_models_history(args: argparse.Namespace) -> int:
         emit_json(rows)
     else:
         shown = [
-            {**r, "valid_to": r["valid_to"] or "(now)", "forced": "forced" if r["forced"] else "", "by": actor_text(r)} for r in rows
+            {**r, "valid_to": r["valid_to"] or "(now)", "forced": "forced" if r["forced"] else "", "by": actor_text(r),
+             "approved": f"asked by {r['requested_by']}, approved by {r['approved_by']}" if r.get("approval") else ""}
+            for r in rows
         ]
-        print(table(shown, ["alias", "version", "valid_from", "valid_to", "by", "reason", "forced"], max_width=60))
+        columns = ["alias", "version", "valid_from", "valid_to", "by", "reason", "forced"]
+        print(table(shown, columns + (["approved"] if any(r["approved"] for r in shown) else []), max_width=60))
     return 0
 
 
@@ -253,11 +327,16 @@ def cmd_models_status(args: argparse.Namespace) -> int:
     else:
         verdict = "promoted" if d.get("promoted") else "not promoted"
         print(f"  last automatic decision: {d['time']}: version {d.get('candidate_version')} {verdict} to {d.get('alias')}: {d.get('reason')}")
+    for r in st["pending_requests"]:
+        print(f"  PENDING request {r['request_id']}: {r['alias']} -> version {r['version']}, asked by {r['actor']} at {r['event_time'][:19]}"
+              f" (approve: tidemark models approve {st['model']} {r['request_id']})")
     rejected = st["rejected_moves"]
     if rejected:
         print(f"  REJECTED moves from events ({len(rejected)}, never applied):")
         for r in rejected:
-            what = f"archive version {r['version']}" if r["action"] == "archive" else f"{r['alias']} -> version {r['version']}"
+            what = {"archive": f"archive version {r['version']}", "set": f"{r['alias']} -> version {r['version']}"}.get(
+                r["action"], f"{r['action']} of a request for {r['alias']} -> version {r['version']}"
+            )
             forced = " (claims forced)" if r["forced"] else ""
             print(f"    {r['time']} {what}{forced} run {r['run_id']}: {r['rejected_because']}")
     return 0

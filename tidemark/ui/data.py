@@ -167,8 +167,9 @@ def _unknown_model(s: Settings, name: str) -> PageNotFoundError:
 
 
 def model(s: Settings, name: str) -> dict[str, Any]:
-    """One model: versions with metrics and status, the alias timeline, candidates, the last decision."""
-    from models import history, status
+    """One model: versions with metrics and status, the alias timeline, candidates, the last decision,
+    and the requests to move its protected aliases (pending first)."""
+    from models import approvals, history, status
 
     reg = _registry(s)
     versions = reg.versions(name)
@@ -188,6 +189,7 @@ def model(s: Settings, name: str) -> dict[str, Any]:
         "versions": list(reversed(rows)),
         "alias_timeline": history.alias_tenures(s, name),
         "status": st,
+        "requests": sorted(approvals.listing(s, name, include_closed=True), key=lambda r: (r["status"] != "pending", r["event_time"])),
     }
 
 
