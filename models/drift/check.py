@@ -169,14 +169,16 @@ def record_check(
                 }
             )
             run.add_input(dataset)
-        drifted = [td for td in results if td.drifted]
+        drifted = [td for td, _ in results if td.drifted]
         if drifted:
             # A drift alarm: subscribers (a webhook, the on-call) act on it without reading the scores.
             what = "; ".join(f"{td.table}: {', '.join(td.drifted_features) or 'schema/rows'}" for td in drifted)
             run.add_run_facet(notifications.FACET, notifications.facet(
-                producer, notifications.DRIFT_ALARM, model=mv.model, alias=r.alias, version=mv.version,
+                producer, notifications.DRIFT_ALARM, model=mv.model, alias=alias, version=mv.version,
                 actor=actors.current_actor(settings).name,
-                summary=f"drift in the inputs of {mv.model}:{mv.version}{'@' + r.alias if r.alias else ''}: {what}",
+                # A check of the prediction log compares production traffic with the training table.
+                summary=f"drift in the {'traffic' if any(td.baseline_table for td in drifted) else 'inputs'} of "
+                f"{mv.model}:{mv.version}{'@' + alias if alias else ''}: {what}",
                 details={"tables": {td.table: {"snapshot": td.current_snapshot_id, "reasons": td.reasons} for td in drifted}},
             ))
         checked_at = datetime.now(timezone.utc)
