@@ -83,9 +83,10 @@ SEQ_TO = "tidemark.predlog.seq-to"
 MODEL = "tidemark.predlog.model"
 VERSIONS = "tidemark.predlog.versions"
 ROWS = "tidemark.predlog.rows"
-# One commit takes at most this many batches' worth of rows, so a long catalog outage drains in
-# commits of bounded memory.
+# One commit takes at most this many batches' worth of rows, and at most MAX_ROWS_PER_COMMIT, so
+# a long catalog outage drains in commits of bounded memory.
 MAX_BATCHES_PER_COMMIT = 50
+MAX_ROWS_PER_COMMIT = 50_000
 # While the catalog is down the flusher retries after the interval, doubling up to this.
 MAX_BACKOFF_S = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -352,7 +353,7 @@ class PredictionLog:
                     log.warning("prediction log of %s: flush failed: %s; rows stay buffered, retrying in %.0f s", self.model, exc, backoff)
 
     def flush(self) -> FlushReport:
-        """Commit every row buffered now (in commits of at most MAX_BATCHES_PER_COMMIT batches)."""
+        """Commit every row buffered now (in commits of at most MAX_BATCHES_PER_COMMIT batches, MAX_ROWS_PER_COMMIT rows)."""
         report = FlushReport()
         with self._flush_lock, self.buffer.flusher():
             self._appended = 0
@@ -364,7 +365,7 @@ class PredictionLog:
             if table is not None:
                 report.already = self.buffer.drop_through(committed_through(table, self.buffer.buffer_id))
             while True:
-                rows = self.buffer.take(self.batch_rows * MAX_BATCHES_PER_COMMIT)
+                rows = self.buffer.take(min(self.batch_rows * MAX_BATCHES_PER_COMMIT, MAX_ROWS_PER_COMMIT))
                 if not rows:
                     break
                 try:
