@@ -194,7 +194,10 @@ class ServingSettings:
     registry_poll_s: float = 30.0
     # Append every answered record to the prediction log (`serving.predlog`), when that module is installed.
     log_predictions: bool = True
-    log_batch_rows: int = 1000
+    # 10,000, not 1,000: each commit costs ~45 ms of CPU in the serving process whatever its size
+    # (catalog, manifests, lineage run; measured on the wine log), so at 6,000 rows/s (60 requests
+    # of 100 records) 1,000-row commits took ~4.5 ms per request, and made files of 1,000 rows.
+    log_batch_rows: int = 10000
     log_interval_s: float = 2.0
     log_synchronous: str = "full"
 
