@@ -40,12 +40,13 @@ from ingest.land import RESOLVER, landed_snapshot, quarantine_or_publish
 from ingest.result import LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE, QUARANTINE_PREFIX
 from ingest.write import Progress
-from lakehouse import branches
+from lakehouse import branches, names
 from lakehouse import spark as lspark
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.failpoints import armed, step
-from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table
+from lakehouse.tables import JOB_NAME, OWNER, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, set_owner
+from lineage import events as ev
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 
@@ -78,16 +79,19 @@ def land_spark(
     rename: Mapping[str, str] | None = None,
     data_docs: bool = True,
     spark: SparkSession | None = None,
+    owner: str | None = None,
 ) -> LandingResult:
     """Land one source file into `namespace.table` with Spark, through the table's gate (module docstring).
 
     `spark`: a running session to use (else `lakehouse.spark.session(settings)`, which says in one
     line what to install when pyspark, Java or a jar is missing). Errors: SourceError,
     SchemaMismatchError, GateFailedError, SparkLandingError (the job failed; main untouched),
-    PublishError; SparkUnavailableError from lakehouse.
+    PublishError; SparkUnavailableError from lakehouse. `owner`: as for `ingest.land.land`.
     """
     started = time.perf_counter()
     name = TableName.parse(table)
+    if owner is not None:
+        names.check("owner", owner, "owner")
     if sources.GLOB_CHARS & set(location):
         raise SourceError(f"{location}: a pattern names several files; use land_all (the CLI does) to land each")
     suite = gates.suite_for(settings, name, suite_file, strict)
@@ -115,6 +119,8 @@ def land_spark(
         if already is not None:
             progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (force lands it again)")
             result.skipped, result.snapshot_id = True, already
+            if owner is not None:
+                set_owner(catalog, name, owner)  # nothing to land, but the owner given is still the owner
             return result
 
     rename = dict(rename or {})
@@ -141,6 +147,11 @@ def land_spark(
         run.recoverable(RESOLVER, table=str(name), publish=True)
         prepared = target.prepare(catalog, name, arrow_schema, src.uri, result.warnings)
         tbl, created = prepared.table, prepared.created
+        if owner is not None:
+            tbl = set_owner(catalog, name, owner)
+        if tbl.properties.get(OWNER):
+            # The job that fills the table answers to its owner too (as on the default engine).
+            run.job_facets["ownership"] = ev.ownership_facet(run.producer, tbl.properties[OWNER], "job")
         cached: DataFrame | None = None
         try:
             if prepared.schema.schema_id != tbl.metadata.current_schema_id:

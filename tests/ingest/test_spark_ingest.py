@@ -44,7 +44,7 @@ def _main(settings: Settings, table: str = "raw.wine") -> tuple[int | None, set[
 def test_spark_landing_is_the_same_write_audit_publish(shared: tuple[Any, Settings], wine_csv: Path) -> None:
     spark, settings = shared
     tr = InMemoryTransport()
-    result = land_spark(settings, str(wine_csv), "raw.wine", transport=tr, spark=spark)
+    result = land_spark(settings, str(wine_csv), "raw.wine", transport=tr, spark=spark, owner="team:wine")
     assert result.rows == 178 and result.gate is not None and result.gate.success and len(result.gate.outcomes) == 5
     t = load_catalog(settings).load_table("raw.wine")
     snap = t.current_snapshot()
@@ -61,6 +61,10 @@ def test_spark_landing_is_the_same_write_audit_publish(shared: tuple[Any, Settin
     assert {a["assertion"] for a in out["facets"]["dataQualityAssertions"]["assertions"]} >= {"expect_column_values_to_be_unique"}
     assert out["outputFacets"]["outputStatistics"]["rowCount"] == 178 and out["outputFacets"]["outputStatistics"]["fileCount"] >= 1
     assert tr.events[-1]["inputs"][0]["facets"]["version"]["datasetVersion"] == result.sha256
+    # --owner on either engine: the table's property, and the ownership facet on the job and the table.
+    assert t.properties["tidemark.owner"] == "team:wine"
+    assert tr.events[-1]["job"]["facets"]["ownership"]["owners"] == [{"name": "team:wine"}]
+    assert out["facets"]["ownership"]["owners"] == [{"name": "team:wine"}]
 
     # The pyarrow path makes the same table of the same file: same columns, same types, same rows.
     land(settings, str(wine_csv), "raw.wine_arrow", transport=InMemoryTransport())

@@ -84,7 +84,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
                 return land_spark(
                     settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
-                    strict=args.strict, progress=say, rename=rename,
+                    strict=args.strict, progress=say, rename=rename, owner=args.owner,
                 )
             return land(
                 settings, location, args.table, suite_file=args.suite, fmt=args.format, force=args.force,
