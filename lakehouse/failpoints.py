@@ -25,6 +25,8 @@ STEPS: dict[str, tuple[str, ...]] = {
     "ingest": ("start", "written", "audited", "published", "emitted"),
     "train": ("start", "written", "registered", "pinned", "emitted"),
     "promote": ("start", "registered", "emitted"),
+    # `models approve`: the approval decided, the alias move committed, the approve row, the event.
+    "approve": ("decided", "moved", "recorded", "emitted"),
     "consume": ("consumed-committed", "acknowledged"),
     "predlog": ("start", "committed", "emitted"),
 }

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lakehouse.config import Settings
+from lakehouse.failpoints import step
 from lakehouse.tables import append_missing
 from lineage import actors, alias_requests, notifications
 from lineage import events as ev
@@ -29,6 +30,8 @@ from models.registry import ModelVersion, Registry, check_name
 REQUEST_JOB = "models.request"
 APPROVE_JOB = "models.approve"
 REJECT_JOB = "models.reject"
+# The in-flight context of an approval's move: its approve row and the facets of its event (`finish`).
+RECOVERY_KEY = "approval"
 
 
 def is_protected(settings: Settings, model: str, alias: str) -> bool:
@@ -73,6 +76,21 @@ def _write(registry: Registry, row: dict[str, Any]) -> None:
         registry.catalog, (settings.lineage.namespace, alias_requests.TABLE), [row], ("request_id", "action"),
         alias_requests.arrow_schema(), job_name=REQUEST_JOB,
     )
+
+
+def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON for the outbox (`finish` reads it back)."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def finish(registry: Registry, run_id: str, context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The rest of an approval whose process died after its move `run_id` committed: its approve row
+    (written unless there; idempotent) and the dataset and run facets of the move's event, the same
+    signed content the dead process would have sent. `context`: what `approve` noted (RECOVERY_KEY)."""
+    row = {**context["row"], "run_id": run_id}
+    row["event_time"] = datetime.fromisoformat(row["event_time"])
+    _write(registry, row)
+    return context["dataset_facets"], context["run_facets"]
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +189,11 @@ def _open_request(registry: Registry, model: str, request_id: str, verb: str) ->
         )
     applied = [m for m in registry.alias_history(model) if m.get("approval") == request_id]
     if applied:
-        raise ApprovalRefusedError(f"request {request_id} is already applied (alias move run {applied[0]['run_id']}); nothing {verb}", parameter="request")
+        raise ApprovalRefusedError(
+            f"request {request_id} is already applied (alias move run {applied[0]['run_id']}) but its approval is not recorded yet: "
+            f"run `tidemark lineage recover` to finish it; nothing {verb}",
+            parameter="request",
+        )
     return req
 
 
@@ -226,17 +248,28 @@ def approve(settings: Settings, model: str, request_id: str, *, reason: str | No
         summary=summary, details={"requestId": request_id, "requestedBy": req["actor"], "previousVersion": holder_now},
     )
     overridden = "; ".join(report.problems) or None
+    dataset_facets = {alias_requests.FACET: alias_requests.request_facet(settings, row)}
+    run_facets = {notifications.FACET: note}
+    step("approve.decided")
+
+    def record(move: dict[str, Any]) -> None:
+        # The approve row after the committed move and before its event; from here a death leaves
+        # the run in flight with everything recovery needs to write this row and send this event.
+        step("approve.moved")
+        row["run_id"] = move["run_id"]
+        _write(registry, row)
+        step("approve.recorded")
+
     # The move and its approval are one event: the consumer stores the approval before it vets the
     # move (`lineage.model_store.vet_moves` wants one for a protected alias).
     move = registry.promote(
         model, version, alias,
         reason=f"request {request_id} by {req['actor']}, approved by {actor.name}" + (f": {req['reason']}" if req["reason"] else ""),
         transport=transport, forced=bool(req["forced"] and overridden), overridden=overridden, approval=request_id,
-        job=APPROVE_JOB, actor=actor, dataset_facets={alias_requests.FACET: alias_requests.request_facet(settings, row)},
-        run_facets={notifications.FACET: note},
+        job=APPROVE_JOB, actor=actor, dataset_facets=dataset_facets, run_facets=run_facets, after_commit=record,
+        recovery={RECOVERY_KEY: {"row": _stored(row), "dataset_facets": dataset_facets, "run_facets": run_facets}},
     )
-    row["run_id"] = move["run_id"]
-    _write(registry, row)
+    step("approve.emitted")
     return {**_public(row), "move": move}
 
 

@@ -10,7 +10,8 @@ registry rows carry the run id, so the tables say how far the run got:
   the MODEL output. No row: FAIL "interrupted" (an artifact stored already is content-addressed
   and harmless);
 - alias move or archive: a `model_alias_events` row of this run is the move; COMPLETE with the
-  same event the move would have sent. No row: FAIL "interrupted", with no model dataset, so no
+  same event the move would have sent (for an approval's move, with its approval step, after writing
+  the approve row if the process died before it: `models.approvals.finish`). No row: FAIL "interrupted", with no model dataset, so no
   consumer takes it for a move.
 """
 
@@ -20,7 +21,7 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lineage.outbox import InFlight
 from lineage.recovery import Resolution
-from models import pinning
+from models import approvals, pinning
 from models.registry import ALIAS_EVENTS, ModelVersion, Registry
 
 
@@ -48,7 +49,11 @@ def resolve_alias_move(settings: Settings, run: InFlight) -> Resolution:
         return Resolution("FAIL", inputs=[], note=f"no {ALIAS_EVENTS} row of this run: the move did not happen")
     move = moves[-1]
     mv = registry.get(str(move["model"]), int(move["version"]))
-    event = registry.alias_event(mv, move, run.job_name)
+    dataset_facets = run_facets = None
+    approval = run.context.get(approvals.RECOVERY_KEY)
+    if approval:  # an approval's move: its approve row, and its approval step in the event
+        dataset_facets, run_facets = approvals.finish(registry, run.run_id, approval)
+    event = registry.alias_event(mv, move, run.job_name, dataset_facets, run_facets)
     label = f"{move['model']}@{move['alias']} -> {move['version']}" if move["alias"] else f"{move['model']}:{move['version']} archived"
     return Resolution(
         "COMPLETE", outputs=[], inputs=event["inputs"], event_time=event["eventTime"], note=label, run_facets=event["run"]["facets"]

@@ -384,12 +384,16 @@ class Registry:
         dataset_facets: Mapping[str, Any] | None = None,
         run_facets: Mapping[str, Any] | None = None,
         actor: Actor | None = None,
+        after_commit: Callable[[dict[str, Any]], None] | None = None,
+        recovery: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Point `alias` at `version`; recorded in the alias history and emitted as a lineage event.
 
         This records the move; `models.promotion.promote` decides whether it may happen, and
         `models.approvals.approve` for a protected alias (`approval`: the request it applies; its
         approval step rides in the same event as `dataset_facets`, its notification as `run_facets`).
+        `after_commit(move)` runs between the committed move and its event (the approve row);
+        `recovery`: more context for `models.recovery.resolve_alias_move` should this process die.
         """
         check_name("alias", alias, "alias")
         mv = self.get(model, version)
@@ -397,7 +401,7 @@ class Registry:
             raise ModelNotFoundError(f"model {model} version {version} is archived; promote a version that is not")
         return self._record(
             mv, alias, "set", reason=reason, transport=transport, forced=forced, overridden=overridden, job=job, actor=actor,
-            approval=approval, dataset_facets=dataset_facets, run_facets=run_facets,
+            approval=approval, dataset_facets=dataset_facets, run_facets=run_facets, after_commit=after_commit, recovery=recovery,
         )
 
     def archive(
@@ -433,6 +437,8 @@ class Registry:
         dataset_facets: Mapping[str, Any] | None = None,
         run_facets: Mapping[str, Any] | None = None,
         actor: Actor | None = None,
+        after_commit: Callable[[dict[str, Any]], None] | None = None,
+        recovery: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         import pyarrow as pa
 
@@ -472,10 +478,12 @@ class Registry:
             # its run id and sends the move's event (models.recovery.resolve_alias_move).
             expect = getattr(tr, "expect", None)
             if expect is not None:
-                expect(run_id, job, ALIAS_RESOLVER, {"model": mv.model, "version": mv.version})
+                expect(run_id, job, ALIAS_RESOLVER, {"model": mv.model, "version": mv.version, **(recovery or {})})
             step("promote.start")
             with_commit_retry(attempt, f"recording {action} {alias} of model {mv.model}".replace("  ", " "))
             step("promote.registered")
+            if after_commit is not None:
+                after_commit(move)
             tr.emit(self.alias_event(mv, move, job, dataset_facets, run_facets))
             step("promote.emitted")
         finally:
