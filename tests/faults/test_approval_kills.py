@@ -19,19 +19,9 @@ import pytest
 
 from lakehouse.failpoints import STEPS
 from tests.conftest import run_cli
+from tests.models.test_approvals import ALICE, BOB, protected  # noqa: F401 (`protected` is a fixture)
 
 pytestmark = pytest.mark.integration
-
-ALICE = {"TIDEMARK__ACTOR__NAME": "alice"}
-BOB = {"TIDEMARK__ACTOR__NAME": "bob"}
-
-
-@pytest.fixture
-def protected(kafka_env: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from lakehouse.config import load_settings
-
-    monkeypatch.setenv("TIDEMARK__MODELS__PROTECTED_ALIASES", "production")
-    return load_settings()
 
 
 @pytest.mark.parametrize("step", STEPS["approve"])
