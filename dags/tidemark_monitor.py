@@ -162,6 +162,8 @@ def traffic_monitor_dag(job: TrainingJob) -> DAG:
 
 
 for _job in JOBS.values():
+    if _job.engine != "python":
+        continue  # Spark jobs are not scheduled (see tidemark_train.py)
     _monitor, _renew = monitor_dags(_job)
     globals()[_monitor.dag_id] = _monitor
     globals()[_renew.dag_id] = _renew

@@ -25,6 +25,7 @@ import fcntl
 import json
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -32,8 +33,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import tenacity
 
 from lakehouse.config import Settings
 from lakehouse.exceptions import TidemarkError, no_space, storage_full
@@ -132,16 +131,20 @@ class FlushReport:
     error: str | None = None
 
 
-@tenacity.retry(
-    retry=tenacity.retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
-    wait=tenacity.wait_random(0.01, 0.1),
-    stop=tenacity.stop_after_delay(30),
-    reraise=True,
-)
-def use_wal(conn: sqlite3.Connection) -> None:
+def use_wal(conn: sqlite3.Connection, patience_s: float = 30.0) -> None:
     # Switching the journal mode does not wait on SQLite's busy timeout: a process opening the file
     # while another one converts it gets "database is locked" at once (seen with 6 at a time).
-    conn.execute("PRAGMA journal_mode=WAL")
+    # A plain loop, not a retry library: this module is imported by the job runner inside a model's
+    # recorded environment, which holds the job's own packages only.
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.1))
 
 
 class Outbox:
