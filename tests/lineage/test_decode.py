@@ -69,7 +69,9 @@ def test_each_malformed_shape_gets_its_own_reason() -> None:
 def test_events_with_registry_or_drift_facets_reach_the_registry_sync() -> None:
     from lineage import drift_store, model_store, store
 
-    assert store.REGISTRY_FACETS == {model_store.VERSION_FACET, model_store.ALIAS_FACET, drift_store.DRIFT_FACET}
+    from lineage import alias_requests
+
+    assert store.REGISTRY_FACETS == {model_store.VERSION_FACET, model_store.ALIAS_FACET, drift_store.DRIFT_FACET, alias_requests.FACET}
     plain = ev.run_event(producer="p", event_type="COMPLETE", run_id="plain", job_namespace="n", job_name="j",
                          outputs=[{"namespace": "n", "name": "m", "facets": {"other": {}}}])
     version = {**plain, "run": {"runId": "v"}, "outputs": [{"namespace": "n", "name": "m", "facets": {model_store.VERSION_FACET: {}}}]}
