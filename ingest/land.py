@@ -73,6 +73,7 @@ __all__ = [
     "land_each",
     "raise_failures",
     "landed_snapshot",
+    "own",
     "publish_audited",
     "publish_branch",
     "quarantine_or_publish",
@@ -152,6 +153,16 @@ def raise_failures(outcomes: list[FileOutcome], table: str) -> None:
         f"{', '.join(o.source for o in failed)} (each one's reason is listed above); the other {landed} landed or were already in",
         outcomes,
     )
+
+
+def own(catalog: Any, name: TableName, tbl: Table, owner: str | None, run: Any) -> Table:
+    """Record `owner` (when given) as the table's owner; the landing run's job then answers to the
+    table's owner too (the OpenLineage `ownership` job facet). Both engines land through this."""
+    if owner is not None:
+        tbl = set_owner(catalog, name, owner)
+    if tbl.properties.get(OWNER):
+        run.job_facets["ownership"] = ev.ownership_facet(run.producer, tbl.properties[OWNER], "job")
+    return tbl
 
 
 def land(
@@ -275,11 +286,7 @@ def _land(
         run.recoverable(RESOLVER, table=str(name), publish=publish)
         prepared = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
         tbl, created = prepared.table, prepared.created
-        if owner is not None:
-            tbl = set_owner(catalog, name, owner)
-        if tbl.properties.get(OWNER):
-            # The job that fills the table answers to its owner too.
-            run.job_facets["ownership"] = ev.ownership_facet(run.producer, tbl.properties[OWNER], "job")
+        tbl = own(catalog, name, tbl, owner, run)
         props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri}
         files: list[DataFile] = []  # filled as they are written, so a failure can delete them
         try:

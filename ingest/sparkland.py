@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ingest import columns, datasets, sources, target, verdict
 from ingest import gate as gates
 from ingest.exceptions import PublishError, SchemaMismatchError, SourceError, SparkLandingError
-from ingest.land import RESOLVER, landed_snapshot, quarantine_or_publish
+from ingest.land import RESOLVER, landed_snapshot, own, quarantine_or_publish
 from ingest.result import LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE, QUARANTINE_PREFIX
 from ingest.write import Progress
@@ -45,8 +45,7 @@ from lakehouse import spark as lspark
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.failpoints import armed, step
-from lakehouse.tables import JOB_NAME, OWNER, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, set_owner
-from lineage import events as ev
+from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, set_owner
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 
@@ -147,11 +146,7 @@ def land_spark(
         run.recoverable(RESOLVER, table=str(name), publish=True)
         prepared = target.prepare(catalog, name, arrow_schema, src.uri, result.warnings)
         tbl, created = prepared.table, prepared.created
-        if owner is not None:
-            tbl = set_owner(catalog, name, owner)
-        if tbl.properties.get(OWNER):
-            # The job that fills the table answers to its owner too (as on the default engine).
-            run.job_facets["ownership"] = ev.ownership_facet(run.producer, tbl.properties[OWNER], "job")
+        tbl = own(catalog, name, tbl, owner, run)
         cached: DataFrame | None = None
         try:
             if prepared.schema.schema_id != tbl.metadata.current_schema_id:
