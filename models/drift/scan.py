@@ -177,7 +177,7 @@ def compute_drift(
 
         counter = SparkCounter(settings, table, baseline_snapshot_id, current_snapshot_id, cols)
     else:
-        counter = DuckDBCounter(tbl, baseline_snapshot_id, current_snapshot_id)
+        counter = DuckDBCounter.snapshots(tbl, baseline_snapshot_id, current_snapshot_id)
     numeric = {c: f for c, f in cols.items() if _kind(f) == "numeric"}
     bounds = _bounds(counter, tbl, {"base": baseline_snapshot_id, "cur": current_snapshot_id}, numeric)
     return _compare(counter, table, baseline_snapshot_id, current_snapshot_id, cols, bounds, t, changes)
@@ -201,21 +201,20 @@ class Counter(Protocol):
 
 
 class DuckDBCounter:
-    """The two snapshots as DuckDB views `base` and `cur` over their Parquet files (time travel)."""
+    """Relations `base` and `cur` on a DuckDB connection: two snapshots' Parquet files (time travel,
+    `snapshots`), or any two queries the caller made (e.g. a training snapshot and a window of the
+    prediction log)."""
 
-    def __init__(self, table: Table, baseline: int, current: int) -> None:
-        self.con = sql.connect(iceberg=False)
-        self.con.execute("SET enable_progress_bar = false")
-        _attach(self.con, "base", table, baseline)
-        _attach(self.con, "cur", table, current)
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
 
     @classmethod
-    def over(cls, con: duckdb.DuckDBPyConnection) -> DuckDBCounter:
-        """A counter over relations `base` and `cur` the caller already made on `con` (any two
-        queries, e.g. a training snapshot and a window of the prediction log)."""
-        counter = cls.__new__(cls)
-        counter.con = con
-        return counter
+    def snapshots(cls, table: Table, baseline: int, current: int) -> DuckDBCounter:
+        con = sql.connect(iceberg=False)
+        con.execute("SET enable_progress_bar = false")
+        _attach(con, "base", table, baseline)
+        _attach(con, "cur", table, current)
+        return cls(con)
 
     def rows(self, side: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {side}").fetchone()  # from Parquet metadata
@@ -308,7 +307,7 @@ def compare_relations(
     (any two queries, e.g. a training snapshot and a window of the prediction log), for `columns`
     (name -> the Iceberg field that says its type), with the bounds read by DuckDB. `row_counts`:
     whether a change of row count is drift (not for traffic, whose volume is not the training size)."""
-    counter = DuckDBCounter.over(con)
+    counter = DuckDBCounter(con)
     numeric = [c for c, f in columns.items() if _kind(f) == "numeric"]
     bounds: Bounds = {}
     for side in ("base", "cur"):
