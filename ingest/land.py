@@ -51,6 +51,7 @@ from lakehouse.tables import (
     summary_properties,
 )
 from lineage import events as ev
+from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
 __all__ = [
     "FAILED",
@@ -155,7 +157,7 @@ def raise_failures(outcomes: list[FileOutcome], table: str) -> None:
     )
 
 
-def own(catalog: Any, name: TableName, tbl: Table, owner: str | None, run: Any) -> Table:
+def own(catalog: Catalog, name: TableName, tbl: Table, owner: str | None, run: RunContext) -> Table:
     """Record `owner` (when given) as the table's owner; the landing run's job then answers to the
     table's owner too (the OpenLineage `ownership` job facet). Both engines land through this."""
     if owner is not None:
@@ -342,10 +344,10 @@ def _land(
 def quarantine_or_publish(
     settings: Settings,
     catalog: Catalog,
-    run: Any,
+    run: RunContext,
     table: Table,
     branch: str,
-    audited: Any,
+    audited: Snapshot,
     result: LandingResult,
     column_lineage: dict[str, Any] | None,
     progress: Progress,
