@@ -31,7 +31,7 @@ from ingest import write as writes
 from ingest.batches import BATCH_ROWS, Rebatcher
 from ingest.exceptions import GateFailedError, LandingOutOfMemoryError, LandingsFailedError, PublishError, SourceError
 from ingest.result import FAILED, LANDED, NOT_TRIED, SKIPPED, FileOutcome, LandingResult
-from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, QUARANTINE_PREFIX, AuditVerdict
+from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, QUARANTINE_PREFIX
 from ingest.write import Advance, Progress
 from lakehouse import branches
 from lakehouse.catalog import load_catalog
@@ -66,20 +66,16 @@ __all__ = [
     "LANDED",
     "NOT_TRIED",
     "SKIPPED",
-    "AuditVerdict",
     "FileOutcome",
     "LandingResult",
-    "audit_verdict",
     "land",
     "land_all",
     "land_each",
     "raise_failures",
     "landed_snapshot",
     "own",
-    "publish_audited",
     "publish_branch",
     "quarantine_or_publish",
-    "quarantine_audited",
 ]
 
 log = logging.getLogger(__name__)
@@ -190,7 +186,7 @@ def land(
 
     `publish=False` stops after step 4: the audited snapshot stays on branch `result.audit_branch`
     with the gate's verdict in its summary, for a scheduler to decide in separate, visible steps
-    (`publish_audited` or `quarantine_audited`), as the Airflow ingest DAGs do. `on_audited`: see
+    (`ingest.staged.publish_audited` or `quarantine_audited`), as the Airflow ingest DAGs do. `on_audited`: see
     `Audited`. `progress` gets one line per step, `advance` rows and the share of the file done.
     `rename`: source column -> table column, for a file whose header names a column otherwise
     (reported as a transformation in the run's column-level lineage, as every cast is).
@@ -371,61 +367,6 @@ def quarantine_or_publish(
     result.snapshot_id = published.snapshot.snapshot_id
     run.add_output(datasets.output_dataset(settings, table, str(name), published.snapshot, result, column_lineage))
     progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
-
-
-def audit_verdict(settings: Settings, table: str, branch: str) -> AuditVerdict:
-    """The gate's verdict on the snapshot at the head of `branch` (left there by land(publish=False))."""
-    name = TableName.parse(table)
-    return verdict.read(load_table(load_catalog(settings), name), name, branch)
-
-
-def publish_audited(settings: Settings, table: str, branch: str, *, transport: Transport | None = None, progress: Progress = lambda _msg: None) -> LandingResult:
-    """Publish an audited snapshot that passed its gate: main moves to it (or its files are re-applied).
-
-    Refuses a snapshot whose gate failed. The publish is its own lineage run (`publish.NS.TABLE`),
-    reading the audited snapshot and writing the published one, which differ only if main moved.
-    """
-    name = TableName.parse(table)
-    catalog = load_catalog(settings)
-    tbl = load_table(catalog, name)
-    found = verdict.read(tbl, name, branch)
-    if found.success is False:
-        raise PublishError(f"{found.table} branch {branch}: the gate failed ({found.failures}); quarantine it instead of publishing", parameter="branch")
-    audited = branches.head(tbl, branch)
-    props = summary_properties(audited)
-    files = branches.added_data_files(tbl, audited)
-    result = LandingResult(table=str(name), source=props.get(SOURCE_PATH, ""), sha256=props.get(SOURCE_SHA256, ""), run_id=props.get(RUN_ID), snapshot_id=None, rows=found.rows)
-    result.data_files, result.bytes_written = len(files), sum(f.file_size_in_bytes for f in files)
-    audited_ds = ev.table_dataset(settings, str(name), tbl, audited.snapshot_id, "input")
-    with lineage_run(
-        f"publish.{name}",
-        inputs=[audited_ds],
-        parameters={"table": str(name), "branch": branch, "landing_run": result.run_id},
-        settings=settings,
-        transport=transport,
-        code=publish_audited,
-        steps="publish",
-    ) as run:
-        # The published snapshot carries the landing's run id, not this one's; no assertions, as below.
-        run.recoverable(
-            RESOLVER, table=str(name), publish=True, landing_run=result.run_id,
-            rows=result.rows, size=result.bytes_written, files=result.data_files, checks=None,
-        )
-        published = publish_branch(catalog, name, branch, progress, files=files)
-        result.reapplied = published.reapplied
-        result.snapshot_id = published.snapshot.snapshot_id
-        copied = columns.identity_facet(settings, audited_ds, tbl.schemas()[audited.schema_id] if audited.schema_id is not None else tbl.schema())
-        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, copied))
-    progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
-    return result
-
-
-def quarantine_audited(settings: Settings, table: str, branch: str) -> str:
-    """Keep a failed landing's rows on `quarantine-<run>` (main untouched); returns the new branch name."""
-    name = TableName.parse(table)
-    quarantine = QUARANTINE_PREFIX + branch.removeprefix(AUDIT_PREFIX)
-    branches.rename(load_catalog(settings), name, branch, quarantine)
-    return quarantine
 
 
 def publish_branch(

@@ -374,7 +374,7 @@ def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no
 
 
 def test_an_audited_landing_published_after_main_moved_gets_its_validated_files_reapplied(local: Any, tmp_path: Path) -> None:
-    from ingest.land import audit_verdict, publish_audited
+    from ingest.staged import audit_verdict, publish_audited
     from lakehouse.tables import RUN_ID, SOURCE_SHA256
 
     a, b, c = _three_files(tmp_path)
@@ -402,7 +402,7 @@ def test_an_audited_landing_published_after_main_moved_gets_its_validated_files_
 
 
 def test_a_failed_audited_landing_is_refused_by_publish_and_kept_by_quarantine(local: Any, tmp_path: Path) -> None:
-    from ingest.land import audit_verdict, publish_audited, quarantine_audited
+    from ingest.staged import audit_verdict, publish_audited, quarantine_audited
 
     suite = tmp_path / "s.yaml"
     suite.write_text("- expect_column_values_to_be_between: {column: x, min_value: 0, max_value: 9}\n")
