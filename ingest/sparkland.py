@@ -51,6 +51,7 @@ from lineage.transport import Transport
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyiceberg.catalog import Catalog
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ def _storage_level() -> Any:
 
 
 def _write_branch(
-    spark: SparkSession, catalog: Any, name: TableName, spark_table: str, branch: str, rows: DataFrame,
+    spark: SparkSession, catalog: Catalog, name: TableName, spark_table: str, branch: str, rows: DataFrame,
     props: dict[str, str], uri: str, count: int,
 ) -> Any:
     """Spark appends `rows` as one snapshot on `branch`, made here from main; the snapshot.
@@ -309,7 +310,7 @@ def _write_branch(
     return audited
 
 
-def _keep_failed(catalog: Any, name: TableName, branch: str, props: dict[str, str], reason: str) -> str:
+def _keep_failed(catalog: Catalog, name: TableName, branch: str, props: dict[str, str], reason: str) -> str:
     """Keep a failed write's branch as `quarantine-<run>`: one empty snapshot whose summary says what failed."""
     import json
 
