@@ -102,7 +102,8 @@ def land_feed(settings: Settings, feed: Feed) -> list[dict[str, Any]]:
     the run naming it).
     """
     from ingest import sources
-    from ingest.land import FAILED, land, land_each
+    from ingest.land import FAILED, land
+    from ingest.several import land_each
 
     location = feed.resolved_location(settings)
     try:

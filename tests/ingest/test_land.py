@@ -296,7 +296,7 @@ def test_a_ragged_csv_row_deep_in_the_file_is_refused_before_anything_is_written
 
 
 def test_parquet_and_jsonl_land_and_a_glob_lands_each_file_once(local: Any, tmp_path: Path) -> None:
-    from ingest.land import land_all
+    from ingest.several import land_all
 
     d = tmp_path / "drop"
     d.mkdir()
@@ -672,7 +672,7 @@ def test_jsonl_whole_numbers_beyond_int64_land_as_decimal_and_beyond_38_digits_a
 
 def test_land_all_stops_at_the_first_bad_file_naming_the_rest_or_keeps_going(local: Any, tmp_path: Path) -> None:
     from ingest.exceptions import LandingsFailedError
-    from ingest.land import land_all
+    from ingest.several import land_all
 
     d = tmp_path / "drop"
     d.mkdir()
