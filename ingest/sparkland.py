@@ -6,15 +6,20 @@ the file in parallel tasks, spilling to disk, where the pyarrow path (`ingest.la
 
 1. Checksum the file; a sha256 already in main's history is a no-op (`--force` lands it again).
 2. Read it with Spark (CSV with a header, types inferred over the whole file; Parquet; JSON Lines),
-   make or load the table (`ingest.target`) and cast the rows to the table's types. The Spark
-   engine lands into the table's current schema: a file bringing new columns or wider types is
-   refused before anything is written (land it once with the default engine to evolve the schema).
+   make or load the table and reconcile the file's columns with its schema by the default engine's
+   rules and code (`ingest.target`, `ingest.schema`: new columns added as optional, types widened
+   where Iceberg allows, anything else refused in one line before anything is written), and cast
+   the rows to the schema they are written in.
 3. The table's Great Expectations suite runs on those rows with GX's Spark execution engine, over
    the whole landing at once (`ingest.gate.SparkGate`); rows read from text are cached (memory, then
    local disk) so the gate and the write parse the file once.
 4. Spark appends the same rows as one snapshot to branch `audit-<run>` made from main (Iceberg's
    `branch_` write), with Tidemark's summary keys (run, job, source, gate verdict, engine) set by
-   `snapshot-property.` write options.
+   `snapshot-property.` write options. Spark's Iceberg writer writes only in the table's current
+   schema, even to a branch: a schema evolved for this file is made current for the write's
+   duration alone and the previous one current again right after (`lakehouse.branches.schema_current`;
+   lineage recovery restores it if the process dies in between), so main's readers get the new
+   columns when the landing is published, as on the default engine.
 5. Gate passed: main moves to the audited snapshot only if main is still its parent; if another
    writer (Spark or Tidemark) moved main meanwhile, the audited files are appended again on the new
    main (`lakehouse.branches.publish`, as for every landing). Gate failed: main is untouched and the
@@ -35,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest import columns, datasets, sources, target, verdict
 from ingest import gate as gates
-from ingest.exceptions import PublishError, SchemaMismatchError, SourceError, SparkLandingError
+from ingest.exceptions import PublishError, SourceError, SparkLandingError
 from ingest.land import RESOLVER, landed_snapshot, own, quarantine_or_publish
 from ingest.result import LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE, QUARANTINE_PREFIX
@@ -51,6 +56,7 @@ from lineage.transport import Transport
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyiceberg.schema import Schema
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,9 @@ log = logging.getLogger(__name__)
 ENGINE = "tidemark.ingest.engine"  # summary key: which engine wrote the landing's files
 # `TIDEMARK_FAILPOINT=ingest.spark-write`: the write job's last task fails (tests of that fault).
 WRITE_FAULT = "ingest.spark-write"
+# The step after Spark committed the audit branch, while a schema evolved for the file is still
+# current (`lakehouse.failpoints.STEPS["ingest-spark"]`: the kill suite dies here too).
+WRITTEN = "ingest.spark-written"
 # Spark's Java logging off while the CLI lands (its stack traces would bury the one-line error).
 LOG_CONFIG = Path(__file__).resolve().parent / "spark_log4j2.properties"
 # Spark picks a text file's codec by its name; these it reads without native libraries.
@@ -149,13 +158,8 @@ def land_spark(
         tbl = own(catalog, name, tbl, owner, run)
         cached: DataFrame | None = None
         try:
-            if prepared.schema.schema_id != tbl.metadata.current_schema_id:
-                raise SchemaMismatchError(
-                    f"{src.uri} adds columns to {name} or widens their types; the Spark engine lands into the table's "
-                    "current schema only: land this file once with the default engine (drop --engine spark) to evolve it"
-                )
             spark_table = lspark.table_name(settings, str(name))
-            cached = _conform(spark, frame, spark_table)
+            cached = _conform(frame, prepared.schema)
             if src.fmt != "parquet":
                 # Text is parsed once, into a cache the gate and the write share; Parquet is cheaper to
                 # read again (GX reads only the columns the suite names) than to cache.
@@ -181,7 +185,12 @@ def land_spark(
             step("ingest.written")
             branch = f"{AUDIT_PREFIX}{run.run_id}"
             commit_started = time.perf_counter()
-            audited = _write_branch(spark, catalog, name, spark_table, branch, cached, props, src.uri, result.rows)
+            if prepared.schema.schema_id != tbl.metadata.current_schema_id:
+                # Before the schema is made current for Spark's write: recovery makes the old one current
+                # again if this process dies while it is (ingest.recovery).
+                run.recoverable(RESOLVER, schema=[prepared.schema.schema_id, tbl.metadata.current_schema_id])
+            with branches.schema_current(catalog, name, prepared.schema.schema_id):
+                audited = _write_branch(catalog, name, spark_table, branch, cached, props, src.uri, result.rows, prepared.schema.schema_id)
             result.seconds["write"] = time.perf_counter() - commit_started
         except BaseException:
             if created:
@@ -252,12 +261,16 @@ def _arrow_schema(frame: DataFrame) -> pa.Schema:
     return pa.schema([f.with_type(widen.get(f.type, f.type)) for f in schema])
 
 
-def _conform(spark: SparkSession, frame: DataFrame, spark_table: str) -> DataFrame:
-    """`frame`'s rows in the table's columns and types: casts are lossless (`ingest.target` refused any other)."""
+def _conform(frame: DataFrame, schema: Schema) -> DataFrame:
+    """`frame`'s rows in the columns and types of `schema` (the table's, or the one evolved for this
+    file): casts are lossless (`ingest.target` refused any other); absent columns are nulls."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
 
     have = set(frame.columns)
-    fields = spark.table(spark_table).schema.fields
+    # Iceberg's timestamp without zone is Spark's TIMESTAMP_NTZ, as Iceberg's Spark runtime maps it.
+    fields = from_arrow_schema(schema_to_pyarrow(schema), prefer_timestamp_ntz=True).fields
     return frame.select(
         [(F.col(f"`{f.name}`") if f.name in have else F.lit(None)).cast(f.dataType).alias(f.name) for f in fields]
     )
@@ -270,10 +283,11 @@ def _storage_level() -> Any:
 
 
 def _write_branch(
-    spark: SparkSession, catalog: Any, name: TableName, spark_table: str, branch: str, rows: DataFrame,
-    props: dict[str, str], uri: str, count: int,
+    catalog: Any, name: TableName, spark_table: str, branch: str, rows: DataFrame,
+    props: dict[str, str], uri: str, count: int, schema_id: int,
 ) -> Any:
-    """Spark appends `rows` as one snapshot on `branch`, made here from main; the snapshot.
+    """Spark appends `rows` as one snapshot on `branch`, made here from main, in schema `schema_id`
+    (the current one while this runs); the snapshot.
 
     A failed job is kept as `quarantine-<run>` (an empty snapshot naming the failure) and raised
     as SparkLandingError; main never moves here.
@@ -300,12 +314,16 @@ def _write_branch(
             f"{uri}: the Spark job writing to {name} failed ({reason}); main is unchanged, the landing is kept as "
             f"branch {quarantine} (`tidemark ingest quarantine drop {name} {quarantine}` removes it)"
         ) from exc
+    step(WRITTEN)
     tbl = load_table(catalog, name)
     audited = branches.head(tbl, branch)
     written = int((audited.summary.additional_properties if audited.summary else {}).get("added-records", -1))
-    if audited.parent_snapshot_id != base or written != count:
+    if audited.parent_snapshot_id != base or written != count or audited.schema_id != schema_id:
         branches.drop_quietly(catalog, name, branch)
-        raise PublishError(f"{uri}: Spark wrote {written} rows on branch {branch} of {name} but read {count}; nothing was published, land it again")
+        raise PublishError(
+            f"{uri}: Spark wrote {written} rows in schema {audited.schema_id} on branch {branch} of {name} but read {count} "
+            f"for schema {schema_id} (another writer changed the table's schema meanwhile?); nothing was published, land it again"
+        )
     return audited
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ingest import quarantine
-from ingest.exceptions import GateFailedError, SourceError, SparkLandingError
+from ingest.exceptions import GateFailedError, SchemaMismatchError, SourceError, SparkLandingError
 from ingest.land import land
 from ingest.sparkland import ENGINE, WRITE_FAULT, land_spark
 from ingest.verdict import GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE
@@ -202,3 +202,73 @@ def test_spark_and_pyarrow_landing_one_table_at_once_lose_nothing(shared: tuple[
     assert set(t.metadata.refs) == {"main"}
     spark_rows = spark.sql(f"SELECT count(*) AS n FROM {settings.catalog.name}.raw.wine WHERE id >= 1000000").first().n
     assert spark_rows == 178
+
+
+# One file sequence for both engines: a table, a new column, whole numbers for a float column and
+# another new column, then a column whose type cannot be widened (refused).
+EVOLVING = {
+    "a.csv": "id,alcohol,name\n1,12.5,a\n2,13.0,b\n",
+    "b.csv": "id,alcohol,name,batch\n3,11.5,c,7\n4,12.25,d,8\n",
+    "c.csv": "id,alcohol,name,batch,grade\n5,14,e,9,x\n",
+}
+BAD_TYPE = "id,alcohol,name\n6,strong,f\n"
+
+
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
+def test_spark_engine_evolves_the_schema_as_the_default_engine(
+    shared: tuple[Any, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spark, settings = shared
+    files = {}
+    for file_name, text in EVOLVING.items():
+        files[file_name] = tmp_path / file_name
+        files[file_name].write_text(text)
+    catalog = load_catalog(settings)
+
+    # A Spark job failing mid-write with an evolving file: main's readers keep the schema they had.
+    land_spark(settings, str(files["a.csv"]), "raw.evolve", transport=InMemoryTransport(), spark=spark)
+    monkeypatch.setenv(FAILPOINT, WRITE_FAULT)
+    with pytest.raises(SparkLandingError):
+        land_spark(settings, str(files["b.csv"]), "raw.evolve", transport=InMemoryTransport(), spark=spark)
+    monkeypatch.delenv(FAILPOINT)
+    t = catalog.load_table("raw.evolve")
+    assert [f.name for f in t.schema().fields] == ["id", "alcohol", "name"] and t.scan().to_arrow().num_rows == 2
+    quarantine.drop(settings, "raw.evolve", next(r for r in t.metadata.refs if r.startswith("quarantine-")))
+
+    for file_name in ("b.csv", "c.csv"):
+        result = land_spark(settings, str(files[file_name]), "raw.evolve", transport=InMemoryTransport(), spark=spark)
+        audited = catalog.load_table("raw.evolve").snapshot_by_id(result.snapshot_id)
+        assert audited is not None and audited.schema_id == catalog.load_table("raw.evolve").metadata.current_schema_id
+    for file_name in EVOLVING:
+        land(settings, str(files[file_name]), "raw.evolve_arrow", transport=InMemoryTransport())
+
+    spark_t, arrow_t = catalog.load_table("raw.evolve"), catalog.load_table("raw.evolve_arrow")
+    described = [(f.name, str(f.field_type), f.required) for f in spark_t.schema().fields]
+    assert described == [(f.name, str(f.field_type), f.required) for f in arrow_t.schema().fields]
+    assert described == [("id", "long", False), ("alcohol", "double", False), ("name", "string", False), ("batch", "long", False), ("grade", "string", False)]
+    rows = spark_t.scan().to_arrow().sort_by("id").to_pylist()
+    assert rows == arrow_t.scan().to_arrow().sort_by("id").to_pylist()
+    assert [(r["id"], r["alcohol"], r["batch"], r["grade"]) for r in rows] == [
+        (1, 12.5, None, None), (2, 13.0, None, None), (3, 11.5, 7, None), (4, 12.25, 8, None), (5, 14.0, 9, "x"),
+    ]
+    # Spark reads the evolved table as Tidemark does.
+    from lakehouse import spark as lspark
+
+    seen = spark.table(lspark.table_name(settings, "raw.evolve")).orderBy("id").collect()
+    assert [(r["id"], r["batch"], r["grade"]) for r in seen] == [(1, None, None), (2, None, None), (3, 7, None), (4, 8, None), (5, 9, "x")]
+
+    # A type that cannot be widened: the same one-line refusal on both engines, nothing written.
+    bad = tmp_path / "bad.csv"
+    bad.write_text(BAD_TYPE)
+    before = (spark_t.current_snapshot().snapshot_id, set(spark_t.metadata.refs), len(spark_t.metadata.schemas), spark_t.metadata.current_schema_id)
+    tr = InMemoryTransport()
+    with pytest.raises(SchemaMismatchError) as refused:
+        land_spark(settings, str(bad), "raw.evolve", transport=tr, spark=spark)
+    msg = str(refused.value)
+    assert "column types differ and cannot be widened: alcohol (double in the table, string in the file)" in msg and "\n" not in msg
+    with pytest.raises(SchemaMismatchError) as also:
+        land(settings, str(bad), "raw.evolve_arrow", transport=InMemoryTransport())
+    assert str(also.value).replace("raw.evolve_arrow", "raw.evolve") == msg
+    t = catalog.load_table("raw.evolve")
+    assert (t.current_snapshot().snapshot_id, set(t.metadata.refs), len(t.metadata.schemas), t.metadata.current_schema_id) == before
+    assert [e["eventType"] for e in tr.events] == ["START", "FAIL"]
