@@ -5,7 +5,10 @@ the file in parallel tasks, spilling to disk, where the pyarrow path (`ingest.la
 1M-row batches in memory. What a landing guarantees is the same on both engines:
 
 1. Checksum the file; a sha256 already in main's history is a no-op (`--force` lands it again).
-2. Read it with Spark (CSV with a header, types inferred over the whole file; Parquet; JSON Lines),
+2. Read it with Spark (CSV with a header, types inferred over the whole file; Parquet; JSON Lines;
+   an `s3://` file is first copied to local disk under the home, checked against its sha256, and
+   removed after the landing: Spark's `s3a` filesystem needs hadoop-aws and the AWS SDK jars, which
+   no package reachable here ships),
    make or load the table and reconcile the file's columns with its schema by the default engine's
    rules and code (`ingest.target`, `ingest.schema`: new columns added as optional, types widened
    where Iceberg allows, anything else refused in one line before anything is written), and cast
@@ -131,92 +134,93 @@ def land_spark(
                 set_owner(catalog, name, owner)  # nothing to land, but the owner given is still the owner
             return result
 
-    rename = dict(rename or {})
-    with _unreadable(src.uri):
-        frame = _renamed(_read(spark, src, path), rename, src.uri)
-        if not frame.take(1):
-            raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
-    arrow_schema = _arrow_schema(frame)
+    # An object-store source is copied to local disk first: Spark here has no S3 filesystem (module docstring).
+    with _local(settings, src, path, progress) as local:
+        rename = dict(rename or {})
+        with _unreadable(src.uri):
+            frame = _renamed(_read(spark, src, local), rename, src.uri)
+            if not frame.take(1):
+                raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
+        arrow_schema = _arrow_schema(frame)
 
-    source_ds = datasets.source_dataset(settings, src)
-    with lineage_run(
-        f"ingest.{name}",
-        inputs=[source_ds],
-        parameters={
-            "table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force, "engine": "spark",
-            **({"rename": rename} if rename else {}),
-        },
-        settings=settings,
-        transport=transport,
-        code=land_spark,
-        steps="ingest",
-    ) as run:
-        result.run_id = run.run_id
-        run.recoverable(RESOLVER, table=str(name), publish=True)
-        prepared = target.prepare(catalog, name, arrow_schema, src.uri, result.warnings)
-        tbl, created = prepared.table, prepared.created
-        tbl = own(catalog, name, tbl, owner, run)
-        cached: DataFrame | None = None
-        try:
-            spark_table = lspark.table_name(settings, str(name))
-            cached = _conform(frame, prepared.schema)
-            if src.fmt != "parquet":
-                # Text is parsed once, into a cache the gate and the write share; Parquet is cheaper to
-                # read again (GX reads only the columns the suite names) than to cache.
-                cached = cached.persist(_storage_level())
-            t0 = time.perf_counter()
-            with _unreadable(src.uri):
-                result.rows = cached.count()
-            result.seconds["read"] = time.perf_counter() - t0
-            progress(f"read {result.rows:,} rows in {result.seconds['read']:.1f} s")
-            props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri, ENGINE: "spark"}
-            if suite is not None:
-                progress(f"gate: suite {suite.name} ({len(suite.expectations)} expectations) on GX's Spark engine")
-                gate = gates.SparkGate(suite)
-                result.gate = gate.check(cached)
-                result.seconds["gate"] = gate.seconds
-                progress(f"gate {'passed' if result.gate.success else 'FAILED'} in {gate.seconds:.1f} s")
-                props.update(verdict.properties(result.gate))
-                if data_docs:
-                    result.data_docs = verdict.write_data_docs(settings, name, run.run_id, gate, result.gate, result.warnings)
-                    if result.data_docs:
-                        props[GATE_DOCS] = result.data_docs
-            run.recoverable(RESOLVER, rows=result.rows, checks=datasets.assertions(result))
-            step("ingest.written")
-            branch = f"{AUDIT_PREFIX}{run.run_id}"
-            commit_started = time.perf_counter()
-            if prepared.schema.schema_id != tbl.metadata.current_schema_id:
-                # Before the schema is made current for Spark's write: recovery makes the old one current
-                # again if this process dies while it is (ingest.recovery).
-                run.recoverable(RESOLVER, schema=[prepared.schema.schema_id, tbl.metadata.current_schema_id])
-            with branches.schema_current(catalog, name, prepared.schema.schema_id):
-                audited = _write_branch(catalog, name, spark_table, branch, cached, props, src.uri, result.rows, prepared.schema.schema_id)
-            result.seconds["write"] = time.perf_counter() - commit_started
-        except BaseException:
-            if created:
-                target.drop_if_pristine(catalog, name)
-            raise
-        finally:
-            if cached is not None:
-                cached.unpersist()
-        tbl = load_table(catalog, name)
-        added = branches.added_data_files(tbl, audited)
-        result.data_files, result.bytes_written = len(added), sum(f.file_size_in_bytes for f in added)
-        column_lineage = columns.lineage_facet(settings, source_ds, arrow_schema, tbl.schema(), rename)
-        progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
-        step("ingest.audited")
-        quarantine_or_publish(settings, catalog, run, tbl, branch, audited, result, column_lineage, progress, files=added)
-        result.seconds["commit"] = time.perf_counter() - commit_started
-    result.seconds["total"] = time.perf_counter() - started
-    return result
+        source_ds = datasets.source_dataset(settings, src)
+        with lineage_run(
+            f"ingest.{name}",
+            inputs=[source_ds],
+            parameters={
+                "table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force, "engine": "spark",
+                **({"rename": rename} if rename else {}),
+            },
+            settings=settings,
+            transport=transport,
+            code=land_spark,
+            steps="ingest",
+        ) as run:
+            result.run_id = run.run_id
+            run.recoverable(RESOLVER, table=str(name), publish=True)
+            prepared = target.prepare(catalog, name, arrow_schema, src.uri, result.warnings)
+            tbl, created = prepared.table, prepared.created
+            tbl = own(catalog, name, tbl, owner, run)
+            cached: DataFrame | None = None
+            try:
+                spark_table = lspark.table_name(settings, str(name))
+                cached = _conform(frame, prepared.schema)
+                if src.fmt != "parquet":
+                    # Text is parsed once, into a cache the gate and the write share; Parquet is cheaper to
+                    # read again (GX reads only the columns the suite names) than to cache.
+                    cached = cached.persist(_storage_level())
+                t0 = time.perf_counter()
+                with _unreadable(src.uri):
+                    result.rows = cached.count()
+                result.seconds["read"] = time.perf_counter() - t0
+                progress(f"read {result.rows:,} rows in {result.seconds['read']:.1f} s")
+                props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri, ENGINE: "spark"}
+                if suite is not None:
+                    progress(f"gate: suite {suite.name} ({len(suite.expectations)} expectations) on GX's Spark engine")
+                    gate = gates.SparkGate(suite)
+                    result.gate = gate.check(cached)
+                    result.seconds["gate"] = gate.seconds
+                    progress(f"gate {'passed' if result.gate.success else 'FAILED'} in {gate.seconds:.1f} s")
+                    props.update(verdict.properties(result.gate))
+                    if data_docs:
+                        result.data_docs = verdict.write_data_docs(settings, name, run.run_id, gate, result.gate, result.warnings)
+                        if result.data_docs:
+                            props[GATE_DOCS] = result.data_docs
+                run.recoverable(RESOLVER, rows=result.rows, checks=datasets.assertions(result))
+                step("ingest.written")
+                branch = f"{AUDIT_PREFIX}{run.run_id}"
+                commit_started = time.perf_counter()
+                if prepared.schema.schema_id != tbl.metadata.current_schema_id:
+                    # Before the schema is made current for Spark's write: recovery makes the old one current
+                    # again if this process dies while it is (ingest.recovery).
+                    run.recoverable(RESOLVER, schema=[prepared.schema.schema_id, tbl.metadata.current_schema_id])
+                with branches.schema_current(catalog, name, prepared.schema.schema_id):
+                    audited = _write_branch(catalog, name, spark_table, branch, cached, props, src.uri, result.rows, prepared.schema.schema_id)
+                result.seconds["write"] = time.perf_counter() - commit_started
+            except BaseException:
+                if created:
+                    target.drop_if_pristine(catalog, name)
+                raise
+            finally:
+                if cached is not None:
+                    cached.unpersist()
+            tbl = load_table(catalog, name)
+            added = branches.added_data_files(tbl, audited)
+            result.data_files, result.bytes_written = len(added), sum(f.file_size_in_bytes for f in added)
+            column_lineage = columns.lineage_facet(settings, source_ds, arrow_schema, tbl.schema(), rename)
+            progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
+            step("ingest.audited")
+            quarantine_or_publish(settings, catalog, run, tbl, branch, audited, result, column_lineage, progress, files=added)
+            result.seconds["commit"] = time.perf_counter() - commit_started
+        result.seconds["total"] = time.perf_counter() - started
+        return result
 
 
-def _spark_path(src: sources.Source) -> str:
-    """The path Spark reads: local files only, in an encoding and codec Spark reads as they are."""
+def _spark_path(src: sources.Source) -> str | None:
+    """The path Spark reads (None: an object-store file, copied to local disk by `_local` first), in
+    an encoding and codec Spark reads as they are."""
     import pyarrow.fs as pafs
 
-    if not isinstance(src.filesystem, pafs.LocalFileSystem):
-        raise SourceError(f"{src.uri}: the Spark engine reads local files only; copy it here, or land it with the default engine")
     if src.content.encoding:
         raise SourceError(f"{src.uri} is {src.content.encoding.upper()} text; the Spark engine reads UTF-8 only: land it with the default engine")
     codec = src.content.compression
@@ -225,7 +229,34 @@ def _spark_path(src: sources.Source) -> str:
         raise SourceError(
             f"{src.uri} is {codec}-compressed, which Spark reads only from a file named {names}; rename it, or land it with the default engine"
         )
-    return src.path
+    return src.path if isinstance(src.filesystem, pafs.LocalFileSystem) else None
+
+
+@contextmanager
+def _local(settings: Settings, src: sources.Source, path: str | None, progress: Progress) -> Iterator[str]:
+    """The local path Spark reads: `path`, or an object-store file copied to a temporary folder under
+    the home (removed after the landing), checked against the sha256 the landing is named by."""
+    import shutil
+    import tempfile
+
+    import pyarrow.fs as pafs
+
+    if path is not None:
+        yield path
+        return
+    (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="spark-source-", dir=settings.home / "tmp"))
+    try:
+        # The file's own name: Spark picks a text codec by it.
+        copy = folder / Path(src.path).name
+        t0 = time.perf_counter()
+        pafs.copy_files(src.path, str(copy), source_filesystem=src.filesystem, destination_filesystem=pafs.LocalFileSystem())
+        if sources.sha256_file(copy) != src.sha256:
+            raise SourceError(f"{src.uri} changed while it was copied for Spark; nothing was written, land it again")
+        progress(f"copied {src.uri} to local disk for Spark in {time.perf_counter() - t0:.1f} s")
+        yield str(copy)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _read(spark: SparkSession, src: sources.Source, path: str) -> DataFrame:

@@ -272,3 +272,33 @@ def test_spark_engine_evolves_the_schema_as_the_default_engine(
     t = catalog.load_table("raw.evolve")
     assert (t.current_snapshot().snapshot_id, set(t.metadata.refs), len(t.metadata.schemas), t.metadata.current_schema_id) == before
     assert [e["eventType"] for e in tr.events] == ["START", "FAIL"]
+
+
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
+def test_spark_engine_lands_an_s3_source(shared: tuple[Any, Settings], s3_server: str, s3_bucket: str, wine_csv: Path) -> None:
+    """An s3:// file (moto's S3 API on loopback) is copied to local disk for Spark, landed, and the copy removed."""
+    import boto3
+
+    from ingest.sources import sha256_file
+    from lakehouse.config import load_settings
+
+    spark, local = shared
+    creds = {"s3.endpoint": s3_server, "s3.access-key-id": "test", "s3.secret-access-key": "test", "s3.region": "us-east-1"}
+    settings = load_settings(overrides={"catalog": creds})
+    assert settings.catalog.name == local.catalog.name  # the catalog Spark was given
+    client = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    client.put_object(Bucket=s3_bucket, Key="drop/wine.csv", Body=wine_csv.read_bytes())
+    uri = f"s3://{s3_bucket}/drop/wine.csv"
+    steps: list[str] = []
+    result = land_spark(settings, uri, "raw.wine", transport=(tr := InMemoryTransport()), spark=spark, progress=steps.append)
+    assert result.rows == 178 and not result.skipped and result.sha256 == sha256_file(wine_csv)
+    assert any(line.startswith(f"copied {uri} to local disk for Spark") for line in steps), steps
+    assert not any((settings.home / "tmp").iterdir())  # the local copy is gone
+    t = load_catalog(settings).load_table("raw.wine")
+    props = t.current_snapshot().summary.additional_properties
+    assert props[SOURCE_PATH] == uri and props[ENGINE] == "spark" and t.scan().to_arrow().num_rows == 178
+    assert tr.events[-1]["eventType"] == "COMPLETE" and tr.events[-1]["inputs"][0]["facets"]["version"]["datasetVersion"] == result.sha256
+    # The same bytes from a local path are the same file: a no-op on either engine.
+    assert land_spark(settings, str(wine_csv), "raw.wine", transport=InMemoryTransport(), spark=spark).skipped
+    with pytest.raises(SourceError, match=rf"s3://{s3_bucket}/drop/nope.csv: no such file"):
+        land_spark(settings, f"s3://{s3_bucket}/drop/nope.csv", "raw.wine", transport=InMemoryTransport(), spark=spark)
