@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from ingest import columns, datasets, sources, target, verdict
 from ingest import gate as gates
 from ingest.exceptions import PublishError, SourceError, SparkLandingError
-from ingest.land import RESOLVER, landed_snapshot, own, quarantine_or_publish
+from ingest.land import RESOLVER, landed_snapshot, landing_run, own, quarantine_or_publish
 from ingest.result import LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE, QUARANTINE_PREFIX
 from ingest.write import Progress
@@ -54,7 +54,6 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.failpoints import armed, step
 from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, set_owner
-from lineage.run import run as lineage_run
 from lineage.transport import Transport
 
 if TYPE_CHECKING:
@@ -144,20 +143,10 @@ def land_spark(
         arrow_schema = _arrow_schema(frame)
 
         source_ds = datasets.source_dataset(settings, src)
-        with lineage_run(
-            f"ingest.{name}",
-            inputs=[source_ds],
-            parameters={
-                "table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force, "engine": "spark",
-                **({"rename": rename} if rename else {}),
-            },
-            settings=settings,
-            transport=transport,
-            code=land_spark,
-            steps="ingest",
+        with landing_run(
+            settings, name, src, suite, source_ds, force=force, rename=rename, transport=transport, code=land_spark, engine="spark",
         ) as run:
             result.run_id = run.run_id
-            run.recoverable(RESOLVER, table=str(name), publish=True)
             prepared = target.prepare(catalog, name, arrow_schema, src.uri, result.warnings)
             tbl, created = prepared.table, prepared.created
             tbl = own(catalog, name, tbl, owner, run)
