@@ -196,7 +196,7 @@ def land_spark(
             tbl = load_table(catalog, name)
             added = branches.added_data_files(tbl, audited)
             result.data_files, result.bytes_written = len(added), sum(f.file_size_in_bytes for f in added)
-            column_lineage = columns.lineage_facet(settings, source_ds, arrow_schema, tbl.schema(), rename)
+            column_lineage = columns.lineage_facet(settings, source_ds, arrow_schema, prepared.schema, rename)  # the schema the files are in
             progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
             step("ingest.audited")
             quarantine_or_publish(settings, catalog, run, tbl, branch, audited, result, column_lineage, progress, files=added)

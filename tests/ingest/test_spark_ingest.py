@@ -236,9 +236,12 @@ def test_spark_engine_evolves_the_schema_as_the_default_engine(
     quarantine.drop(settings, "raw.evolve", next(r for r in t.metadata.refs if r.startswith("quarantine-")))
 
     for file_name in ("b.csv", "c.csv"):
-        result = land_spark(settings, str(files[file_name]), "raw.evolve", transport=InMemoryTransport(), spark=spark)
+        result = land_spark(settings, str(files[file_name]), "raw.evolve", transport=(tr := InMemoryTransport()), spark=spark)
         audited = catalog.load_table("raw.evolve").snapshot_by_id(result.snapshot_id)
         assert audited is not None and audited.schema_id == catalog.load_table("raw.evolve").metadata.current_schema_id
+        # Column lineage names the new columns too (the schema the files were written in).
+        filled = tr.events[-1]["outputs"][0]["facets"]["columnLineage"]["fields"]
+        assert set(filled) == set(EVOLVING[file_name].splitlines()[0].split(",")), filled
     for file_name in EVOLVING:
         land(settings, str(files[file_name]), "raw.evolve_arrow", transport=InMemoryTransport())
 
