@@ -305,3 +305,15 @@ def test_spark_engine_lands_an_s3_source(shared: tuple[Any, Settings], s3_server
     assert land_spark(settings, str(wine_csv), "raw.wine", transport=InMemoryTransport(), spark=spark).skipped
     with pytest.raises(SourceError, match=rf"s3://{s3_bucket}/drop/nope.csv: no such file"):
         land_spark(settings, f"s3://{s3_bucket}/drop/nope.csv", "raw.wine", transport=InMemoryTransport(), spark=spark)
+
+    # The object is replaced after its checksum and before the copy (the landing's first progress
+    # line comes in between): refused in one line, no table, no copy left.
+    client.put_object(Bucket=s3_bucket, Key="drop/moving.csv", Body=b"id,v\n1,2\n")
+
+    def replace(_line: str) -> None:
+        client.put_object(Bucket=s3_bucket, Key="drop/moving.csv", Body=b"id,v\n1,3\n")
+
+    with pytest.raises(SourceError) as moved:
+        land_spark(settings, f"s3://{s3_bucket}/drop/moving.csv", "raw.moving", transport=InMemoryTransport(), spark=spark, progress=replace)
+    assert str(moved.value) == f"s3://{s3_bucket}/drop/moving.csv changed while it was copied for Spark; nothing was written, land it again"
+    assert not load_catalog(settings).table_exists("raw.moving") and not any((settings.home / "tmp").iterdir())
