@@ -9,7 +9,7 @@ at the step (its JVM ends with it); then recovery (`tidemark lineage recover`) a
 the checks of tests/faults/test_kills.py: main never half-published (right after the kill, before
 any recovery), the run's lineage complete (one terminal event), no stray branch, the schema main's
 readers see is main's, the file lands exactly once on a rerun, no row lost or duplicated.
-One trial per step: each child starts a JVM (~15 s here); the parent's landings use the worker's
+One trial per step: each child starts a JVM of its own (tens of seconds on this loaded machine); the parent's landings use the worker's
 shared Spark session (`spark_session` in tests/conftest.py).
 """
 
