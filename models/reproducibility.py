@@ -54,7 +54,7 @@ def record_retrain(settings: Settings, report: Any) -> None:
 
 def last_retrain(settings: Settings, mv: ModelVersion) -> dict[str, Any] | None:
     try:
-        return json.loads(artifacts.get(settings, last_retrain_uri(settings, mv.model, mv.version, mv.run_id)))  # type: ignore[no-any-return]
+        return json.loads(artifacts.get(settings, last_retrain_uri(settings, mv.model, mv.version, mv.run_id)))
     except (FileNotFoundError, OSError, ValueError):
         return None
 
