@@ -27,7 +27,7 @@ from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from models import artifacts, environments
-from models.exceptions import EnvironmentBuildError, ModelNotFoundError
+from models.exceptions import EnvironmentBuildError, ModelNotFoundError, ReproduceError
 from models.registry import ModelVersion, Registry, card_uri
 
 
@@ -184,6 +184,9 @@ def status(
     no_index: bool = False,
 ) -> list[VersionReproducibility]:
     """For each version of `name`: the last retrain's verdict and what would block reproducing it."""
+    for param, given in (("find_links", find_links), ("no_index", no_index)):
+        if given and not check_install:
+            raise ReproduceError(f"{param} is where check_install asks pip: add check_install, or drop {param}", parameter=param)
     catalog = load_catalog(settings)
     versions = Registry(settings, catalog).versions(name)
     if not versions:

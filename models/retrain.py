@@ -319,6 +319,12 @@ def retrain(
     for name, value in (("environment", environment), ("code", code)):
         if value not in ("current", "recorded"):
             raise ReproduceError(f"{name} must be current or recorded, got {value!r}", parameter=name)
+    # Silently ignored, these would let a user believe the current environment came from their wheels.
+    for name, given in (("nearest", nearest), ("find_links", find_links), ("no_index", no_index)):
+        if given and environment != "recorded":
+            raise ReproduceError(
+                f"{name} is for rebuilding the recorded environment: add environment recorded, or drop {name}", parameter=name
+            )
     when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
