@@ -53,7 +53,7 @@ def resolve(settings: Settings, run: InFlight) -> Resolution:
     if published is None and isinstance(ctx.get("schema"), list):
         # A Spark landing died while the schema evolved for its file was current: main never got
         # its rows, so its readers get the schema they had back.
-        evolved, before = (int(i) for i in ctx["schema"])  # type: ignore[union-attr]
+        evolved, before = (int(i) for i in ctx["schema"])
         branches.restore_schema(catalog, name, evolved, before)
     if published is not None:
         return Resolution("COMPLETE", [_dataset(settings, table, name, published, ctx)], note=f"published snapshot {published.snapshot_id} found on main")

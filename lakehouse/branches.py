@@ -111,7 +111,7 @@ def add_schema(table: Table, change: Callable[[UpdateSchema], None]) -> Schema:
     tx = transaction(table)
     compat.stage_updates(
         tx,
-        (AddSchemaUpdate(schema=new),),
+        (AddSchemaUpdate(schema_=new),),
         (
             AssertCurrentSchemaId(current_schema_id=current.schema_id),
             AssertLastAssignedFieldId(last_assigned_field_id=table.metadata.last_column_id),
@@ -453,7 +453,7 @@ def _add_merged(table: Table, schema: Schema) -> None:
     tx = transaction(table)
     compat.stage_updates(
         tx,
-        (AddSchemaUpdate(schema=schema),),
+        (AddSchemaUpdate(schema_=schema),),
         (AssertCurrentSchemaId(current_schema_id=table.metadata.current_schema_id), compat.no_schema_added_since(schema.schema_id - 1)),
     )
     tx.commit_transaction()

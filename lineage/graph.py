@@ -211,6 +211,7 @@ def _seed(node: Node, direction: Direction, e: str = "e") -> tuple[str, list[Any
         return f"SELECT DISTINCT run_id FROM {e} WHERE job_name = ?", [node.name]
     # A dataset: upstream starts at the runs that wrote it, downstream at the runs that read it.
     side = "output" if direction == "upstream" else "input"
+    params: list[str | None]
     if node.kind == "table":
         # NS.TABLE (Tidemark's table name), a symlink name, or a dataset named like that
         where, params = "label = ? OR sym = ? OR name = ?", [node.name] * 3
