@@ -78,9 +78,9 @@ _EDGE_TYPES = "('COMPLETE', 'START', 'RUNNING', 'JOB')"
 _NEWER_COLUMNS = ("symlink_namespace", "symlink_name")
 
 
-def _refused_tables() -> tuple[str, str]:
+def refused_tables() -> tuple[str, str]:
     """The registry's tables that say which alias moves the consumer refused (`model_store.vet_moves`)
-    and which it applied. Imported here: the registry's module costs a walk's start ~70 ms."""
+    and which it applied. Imported when called: at the top, the registry's module added ~70 ms to every walk's start."""
     from lineage.model_store import ALIAS_EVENTS, REJECTED
 
     return REJECTED, ALIAS_EVENTS
@@ -101,7 +101,7 @@ def _refused_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
     real run's id cannot hide that run's own model output."""
     from lineage.model_store import ALIAS_FACET
 
-    refused, applied_table = _refused_tables()
+    refused, applied_table = refused_tables()
     present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [ns]).fetchall()}
     if refused not in present:
         return ""  # no model event stored yet: nothing was refused
@@ -214,7 +214,7 @@ def _cache_file(con: duckdb.DuckDBPyConnection, ns: str) -> Path | None:
     refused = con.execute(
         "SELECT table_name, coalesce(sql, '') FROM duckdb_views() v RIGHT JOIN information_schema.tables t "
         "ON v.schema_name = t.table_schema AND v.view_name = t.table_name "
-        "WHERE t.table_schema = ? AND t.table_name IN (?, ?) ORDER BY 1", [ns, *_refused_tables()]
+        "WHERE t.table_schema = ? AND t.table_name IN (?, ?) ORDER BY 1", [ns, *refused_tables()]
     ).fetchall()
     key = hashlib.sha256(f"{_EDGES_VERSION}\0{ns}\0{view[0]}\0{refused}".encode()).hexdigest()[:32]
     return Path(folder[0]) / f"{key}.parquet"
@@ -278,7 +278,7 @@ def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) ->
     from lineage.query import connect
 
     ns = settings.lineage.namespace
-    con = connect(settings, as_of, only=[f"{ns}.run_datasets", *(f"{ns}.{t}" for t in _refused_tables())], iceberg=False)
+    con = connect(settings, as_of, only=[f"{ns}.run_datasets", *(f"{ns}.{t}" for t in refused_tables())], iceberg=False)
     con.execute(f"SET VARIABLE {_CACHE_VARIABLE} = {_literal(str(settings.home / 'cache' / 'walk'))}")
     return con
 
