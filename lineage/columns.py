@@ -51,6 +51,12 @@ KEY = (
     "input_namespace", "input_name", "input_version", "input_field",
     "transformation_type", "transformation_subtype", "transformation_description", "whole_dataset",
 )
+# How the rows are laid out in each file: by output column, in row groups of ROW_GROUP rows. An
+# upstream walk's every step looks up output columns, and DuckDB skips the row groups whose
+# min/max of these columns cannot hold them (bench_column_lineage, 1M edges: cold walk CPU p95
+# ~140 -> ~80-97 ms; one unsorted row group per file could not be skipped at all).
+ORDER = ("output_namespace", "output_name", "output_field")
+ROW_GROUP = 32_768
 
 
 def schema() -> Any:
@@ -93,7 +99,8 @@ def ensure(catalog: Catalog, settings: Settings) -> Table:
         catalog,
         TableName(settings.lineage.namespace, COLUMN_LINEAGE),
         schema(),
-        properties={"format-version": "2", "write.parquet.compression-codec": "zstd", **NO_REBASE},
+        properties={"format-version": "2", "write.parquet.compression-codec": "zstd",
+                    "write.parquet.row-group-limit": str(ROW_GROUP), **NO_REBASE},
     )
 
 
@@ -240,7 +247,7 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
 
     Idempotent: keyed by run and edge (`KEY`), so a replayed batch adds nothing.
     """
-    rows = [r for e in events for r in rows_from_event(e)]
+    rows = sorted((r for e in events for r in rows_from_event(e)), key=lambda r: tuple((r[c] is None, r[c] or "") for c in ORDER))
     if not rows:
         return 0
     from pyiceberg.expressions import In

@@ -421,7 +421,11 @@ class LineageWriter:
 
             def attempt() -> None:
                 t = self._table(columns.COLUMN_LINEAGE)
-                t.overwrite(t.scan().to_arrow(), snapshot_properties={JOB_NAME: MAINTENANCE_JOB})
+                rows = t.scan().to_arrow().sort_by([(c, "ascending") for c in columns.ORDER])
+                with transaction(t) as tx:
+                    # Tables made before the layout (columns.ORDER) get its row groups from now on.
+                    tx.set_properties({"write.parquet.row-group-limit": str(columns.ROW_GROUP)})
+                    tx.overwrite(rows, snapshot_properties={JOB_NAME: MAINTENANCE_JOB})
 
             with_commit_retry(attempt, f"compacting {self.ns}.{columns.COLUMN_LINEAGE}")
             done = 1

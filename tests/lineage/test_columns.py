@@ -248,3 +248,44 @@ def test_compaction_merges_the_column_table_and_keeps_every_edge(settings: Any) 
     table = catalog_of(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
     assert len(list(table.scan().plan_files())) == 1 and len(table.snapshots()) == 1
     assert sorted(map(_edge, table.scan().to_arrow().to_pylist()), key=str) == before == sorted(expected_edges(events), key=str)
+
+
+def test_column_table_files_are_laid_out_by_output_column_before_and_after_compaction(settings: Any) -> None:
+    """A walk's steps look up output columns; DuckDB can skip a row group only when the rows are
+    sorted by them (columns.ORDER) in row groups of columns.ROW_GROUP rows: each batch's file and
+    the compacted file, also for a table made before that layout (no row-group property yet)."""
+    import pyarrow.parquet as pq
+
+    from lakehouse.tables import transaction
+    from lineage import events as ev
+    from lineage.consumer import ConsumeReport, LineageWriter
+
+    def event(i: int, out: str) -> bytes:
+        fields = {f: [columns.InputField("s3://lake", f"in{i}", f)] for f in ("b", "a")}
+        return ev.serialize(ev.run_event(producer="t", event_type="COMPLETE", run_id=str(uuid.uuid5(_NS, f"layout{i}")), job_namespace="t",
+                                         job_name=f"j{i}", inputs=[{"namespace": "s3://lake", "name": f"in{i}"}],
+                                         outputs=[{"namespace": "s3://lake", "name": out, "facets": {"columnLineage": columns.facet("t", fields)}}]))
+
+    writer = LineageWriter(settings, load_catalog(settings))
+    for i, batch in enumerate((["z", "m"], ["y", "a"])):  # two batches, names not in order: two files
+        values = [event(10 * i + k, out) for k, out in enumerate(batch)]
+        writer.write_columns([0] * len(values), list(range(10 * i, 10 * i + len(values))), values, ConsumeReport())
+    table = load_catalog(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
+    assert table.properties["write.parquet.row-group-limit"] == str(columns.ROW_GROUP)
+
+    def files_in_order() -> list[list[tuple[str, str]]]:
+        t = load_catalog(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
+        out = []
+        for task in t.scan().plan_files():
+            rows = pq.read_table(task.file.file_path.removeprefix("file://"), columns=list(columns.ORDER[1:])).to_pylist()
+            out.append([(r["output_name"], r["output_field"]) for r in rows])
+        return out
+
+    assert all(f == sorted(f) and len(f) == 4 for f in files_in_order()) and len(files_in_order()) == 2
+    with transaction(table) as tx:  # as a table made before the layout was
+        tx.remove_properties("write.parquet.row-group-limit")
+    writer.compact(min_files=2, keep_snapshots_s=0)
+    (merged,) = files_in_order()
+    assert merged == sorted(merged) and [n for n, _ in merged] == ["a", "a", "m", "m", "y", "y", "z", "z"]
+    table = load_catalog(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
+    assert table.properties["write.parquet.row-group-limit"] == str(columns.ROW_GROUP)
