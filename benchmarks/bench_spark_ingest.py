@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_ingest import SUITE, generate
+from benchmarks.bench_ingest import SUITE, cached_source
 from benchmarks.common import measure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,11 +49,9 @@ def run(quick: bool) -> None:
     rows = 1_000_000 if quick else 20_000_000
     with tempfile.TemporaryDirectory(prefix="tidemark-bench-spark-ingest-") as tmp:
         work = Path(tmp)
-        source = work / "events.parquet"
-        t0 = time.perf_counter()
-        arrow_bytes = generate(source, rows)
+        source, arrow_bytes, state = cached_source(rows)
         arrow_mb = arrow_bytes / 2**20
-        print(f"generated {rows:,} rows ({arrow_mb:,.0f} MiB in Arrow, {source.stat().st_size / 2**20:,.0f} MiB Parquet) in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"source: {rows:,} rows ({arrow_mb:,.0f} MiB in Arrow, {source.stat().st_size / 2**20:,.0f} MiB Parquet), {state}", flush=True)
         suite = work / "bench.events.yaml"
         suite.write_text(SUITE)
         base = {k: v for k, v in os.environ.items() if not k.startswith("TIDEMARK")}
