@@ -44,8 +44,10 @@ def _landed(home: Path) -> tuple[int, int]:
     return catalog.load_table("bench.events").scan().to_arrow().num_rows, files
 
 
-def run(quick: bool) -> None:
-    rows = 1_000_000 if quick else 20_000_000
+def run(quick: bool, rows: int | None = None) -> None:
+    """`rows`: another size than the named ones (`python -m benchmarks.bench_spark_ingest --rows N`),
+    to see how the time grows with the file when the full size cannot run."""
+    rows = rows or (1_000_000 if quick else 20_000_000)
     with tempfile.TemporaryDirectory(prefix="tidemark-bench-spark-ingest-") as tmp:
         work = Path(tmp)
         source, arrow_bytes, state = cached_source(rows)
@@ -105,4 +107,4 @@ def run(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    run(quick="--quick" in sys.argv)
+    run(quick="--quick" in sys.argv, rows=int(sys.argv[sys.argv.index("--rows") + 1]) if "--rows" in sys.argv else None)

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,32 @@ def scratch_home(name: str) -> Iterator[Path]:
             yield home
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+BENCH_ROOT = Path(__file__).resolve().parent.parent / ".bench"
+
+
+@contextmanager
+def kept_home(name: str, spec: dict[str, Any], build: Callable[[Path], Any]) -> Iterator[tuple[Path, float, Any]]:
+    """TIDEMARK_HOME set to a store kept under `.bench/<name>/<spec values>/` across runs: built by
+    `build(home)` on first use, so a second run measures the same data without making it again.
+    A marker holding `spec` and what `build` returned is written last, so a store cut short is
+    built again. Yields (home, seconds spent building or 0.0 when kept, what `build` returned)."""
+    import json
+
+    home = BENCH_ROOT / name / "-".join(str(v) for v in spec.values())
+    mark = home / "built.json"
+    built_s = 0.0
+    kept = json.loads(mark.read_text()) if mark.exists() else {}
+    if kept.get("spec") != spec:
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        started = time.perf_counter()
+        kept = {"spec": spec, "built": build(home)}
+        built_s = time.perf_counter() - started
+        mark.write_text(json.dumps(kept))
+    with env_var("TIDEMARK_HOME", str(home)):
+        yield home, built_s, kept["built"]
 
 
 @contextmanager
