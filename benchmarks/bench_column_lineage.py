@@ -103,8 +103,8 @@ SELECT min(depth), run_id, o_name, o_field, i_name, i_field FROM walk GROUP BY A
 """
 
 
-def run(quick: bool) -> None:
-    n_edges = 50_000 if quick else 1_000_000
+def run(quick: bool, edges: int | None = None) -> None:
+    n_edges = edges or (50_000 if quick else 1_000_000)
     repeats = 10 if quick else 20
     from lakehouse import sql
     from lakehouse.config import load_settings

@@ -106,8 +106,8 @@ SELECT DISTINCT w.depth, e.run_id, e.direction, e.name, e.version FROM walk w JO
 """
 
 
-def run(quick: bool) -> None:
-    n_events = 50_000 if quick else 1_000_000
+def run(quick: bool, events: int | None = None) -> None:
+    n_events = events or (50_000 if quick else 1_000_000)
     repeats = 10 if quick else 20
     from lakehouse import sql
     from lakehouse.config import load_settings
