@@ -1,7 +1,8 @@
 """`make bench` runs every benchmark module here (`bench_*.py`), each printing a final RESULT line.
 
 `--quick` runs them at small sizes for everyday use; without it, at the sizes their issues name.
-Each benchmark's elapsed time is printed as it ends, and a summary with the total at the end. The
+Each benchmark's elapsed time is printed as it ends (with the CPU seconds of this process and the
+children it waited for: a figure the machine's load moves far less), and a summary with the total. The
 full run has a budget (`--budget-min`, default 45 minutes: issue 23); a total over it prints a
 warning line with the measured time. It does not fail the run: the numbers are still the truth
 about this machine at this load, and the load average is printed beside them.
@@ -13,6 +14,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import resource
 import sys
 import time
 from pathlib import Path
@@ -20,11 +22,19 @@ from pathlib import Path
 FULL_BUDGET_MIN = 45.0
 
 
-def budget_lines(elapsed: list[tuple[str, float]], budget_min: float | None) -> list[str]:
-    """The summary printed after the last benchmark: each one's time, the total, and a warning
-    line when the total is over `budget_min` minutes (None: no budget)."""
-    total = sum(s for _, s in elapsed)
-    lines = [f"== {name}: {s / 60:.1f} min ({s:.0f} s)" for name, s in elapsed]
+def cpu_s() -> float:
+    """CPU seconds of this process and of the children it has waited for (benchmarks run their
+    sides in child processes): how much work a benchmark was, which the machine's load moves far
+    less than its wall time."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def budget_lines(elapsed: list[tuple[str, float, float]], budget_min: float | None) -> list[str]:
+    """The summary printed after the last benchmark: each one's wall time (and CPU seconds), the
+    total, and a warning line when the total is over `budget_min` minutes (None: no budget)."""
+    total = sum(s for _, s, _ in elapsed)
+    lines = [f"== {name}: {s / 60:.1f} min ({s:.0f} s, {cpu:.0f} CPU s)" for name, s, cpu in elapsed]
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     lines.append(f"== total: {total / 60:.1f} min ({total:.0f} s) for {len(elapsed)} benchmarks; load average now {load}")
     if budget_min is not None and total > budget_min * 60:
@@ -51,17 +61,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         mods = [m for m in mods if m.removeprefix("bench_") in args.names]
     failed = 0
-    elapsed: list[tuple[str, float]] = []
+    elapsed: list[tuple[str, float, float]] = []
     for name in mods:
-        start = time.monotonic()
+        start, cpu = time.monotonic(), cpu_s()
         print(f"== {name} ({'quick' if args.quick else 'full'})", flush=True)
         try:
             importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
         except Exception as exc:  # one broken benchmark must not hide the others' numbers
             failed += 1
             print(f"FAILED {name}: {exc.__class__.__name__}: {exc}", flush=True)
-        elapsed.append((name, time.monotonic() - start))
-        print(f"== {name} took {elapsed[-1][1]:.1f} s", flush=True)
+        elapsed.append((name, time.monotonic() - start, cpu_s() - cpu))
+        print(f"== {name} took {elapsed[-1][1]:.1f} s ({elapsed[-1][2]:.0f} CPU s)", flush=True)
     for line in budget_lines(elapsed, budget):
         print(line, flush=True)
     return 1 if failed else 0
