@@ -2,7 +2,8 @@
 
 `--quick` runs them at small sizes for everyday use; without it, at the sizes their issues name.
 Each benchmark's elapsed time is printed as it ends (with the CPU seconds of this process and the
-children it waited for: a figure the machine's load moves far less), and a summary with the total. The
+children it waited for: a figure the machine's load moves far less, though it misses the JVMs
+pyspark starts, which no one waits for), and a summary with the total. The
 full run has a budget (`--budget-min`, default 45 minutes: issue 23); a total over it prints a
 warning line with the measured time. It does not fail the run: the numbers are still the truth
 about this machine at this load, and the load average is printed beside them.

@@ -13,6 +13,11 @@ no table and no data file, while Spark (driver heap `spark.driver.memory` = the 
 landed that file. Both pyarrow runs use glibc's MALLOC_ARENA_MAX=2 and Arrow's system allocator:
 per-thread malloc arenas and jemalloc reserve gigabytes of address space they never touch, which
 RLIMIT_AS counts but memory does not, so without them the limit would measure reservations.
+
+Cost (docs/benchmarks.md): the largest part of `make bench`'s 45 minutes. One full run took 34
+minutes at a load average of 20-30; at 15-21 the 1M and 5M runs carry to ~20 minutes at 20M, nearly
+all of it the Spark landing (its JVM got 20-30% of one core). The file is generated once per size
+and kept under `.bench/sources/`; `--rows N` runs another size.
 """
 
 from __future__ import annotations
