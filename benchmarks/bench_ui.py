@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks import bench_lineage_trace as trace
 from benchmarks.common import kept_home, percentile, result
 
 INPUTS = 5
@@ -162,10 +163,13 @@ def _measure(home: Path, sizes: dict[str, int], built_s: float) -> None:
     repeats = sizes["repeats"]
     proc, base, token = _server(home)
     try:
-        chains = (sizes["events"] // 10) // 10
+        # The walk's seeds: the last dataset of chains spread over the store (bench_lineage_trace's
+        # shape: EVENTS_PER_RUN events a run, CHAIN runs a day for DAYS days), named without a
+        # version as 90% of its references are.
+        chains = sizes["events"] // trace.EVENTS_PER_RUN // (trace.CHAIN * trace.DAYS)
         version_urls = [f"{base}/tidemark/models/{MODEL}/versions/{v}" for v in range(1, repeats + 2)]
         walk_urls = [f"{base}/tidemark/lineage?" + urllib.parse.urlencode(
-            {"node": f"dataset:s3://lake:/w/chain{c}/d10@v10", "direction": "upstream", "depth": 5}) for c in range(0, chains, max(1, chains // (repeats + 1)))][: repeats + 1]
+            {"node": f"dataset:s3://lake:/w/chain{c}/d10", "direction": "upstream", "depth": 5}) for c in range(0, chains, max(1, chains // (repeats + 1)))][: repeats + 1]
         out: dict[str, Any] = {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
