@@ -142,9 +142,11 @@ def crossover(duck: tuple[float, float], spark: tuple[float, float], sizes: list
     return f"{rows:.3g}", "measured" if min(sizes) <= rows <= max(sizes) else "extrapolated"
 
 
-def run(quick: bool) -> None:
-    sizes = [200_000, 500_000] if quick else [5_000_000, 10_000_000, 20_000_000]
-    home = WORK / ("quick" if quick else "full")
+def run(quick: bool, sizes: list[int] | None = None) -> None:
+    """`sizes`: other sizes than the named ones (`python -m benchmarks.bench_drift_engines --sizes
+    1000000,2000000`), kept under `.bench/drift_engines/other/`, to see how the time grows."""
+    home = WORK / ("other" if sizes else "quick" if quick else "full")
+    sizes = sizes or ([200_000, 500_000] if quick else [5_000_000, 10_000_000, 20_000_000])
     home.mkdir(parents=True, exist_ok=True)
     warm = _build(home, WARMUP_ROWS)
     built = [_build(home, n) for n in sizes]
@@ -188,4 +190,5 @@ def run(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    run(quick="--quick" in sys.argv)
+    chosen = [int(n) for n in sys.argv[sys.argv.index("--sizes") + 1].split(",")] if "--sizes" in sys.argv else None
+    run(quick="--quick" in sys.argv, sizes=chosen)

@@ -57,7 +57,7 @@ def generate(path: Path, rows: int, chunk: int = 1_000_000) -> float:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rng = np.random.default_rng(42)
+    rng = np.random.default_rng(SEED)
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
     pool = pa.array([" ".join(rng.choice(words, 6)) + f" #{i}" for i in range(5000)])
     categories = pa.array(["books", "games", "garden", "music", "tools"])
@@ -88,6 +88,28 @@ def generate(path: Path, rows: int, chunk: int = 1_000_000) -> float:
     return nbytes
 
 
+SEED = 42
+SOURCES = Path(__file__).resolve().parent.parent / ".bench" / "sources"
+
+
+def cached_source(rows: int) -> tuple[Path, float, str]:
+    """The generated events file of `rows` rows under `.bench/sources/`, keyed by size and seed,
+    generated once (written aside and renamed, so an interrupted run leaves no half file to
+    reuse): (path, its size in Arrow bytes, "cached" | "generated in N s"). bench_ingest and
+    bench_spark_ingest both land from it."""
+    SOURCES.mkdir(parents=True, exist_ok=True)
+    path = SOURCES / f"events-{rows}-seed{SEED}.parquet"
+    sidecar = path.with_suffix(".json")
+    if path.exists() and sidecar.exists():
+        return path, float(json.loads(sidecar.read_text())["arrow_bytes"]), "cached"
+    started = time.perf_counter()
+    partial = path.with_suffix(".partial")
+    arrow_bytes = generate(partial, rows)
+    partial.rename(path)
+    sidecar.write_text(json.dumps({"rows": rows, "seed": SEED, "arrow_bytes": arrow_bytes}))
+    return path, arrow_bytes, f"generated in {time.perf_counter() - started:.1f} s"
+
+
 def run(quick: bool) -> None:
     import pyarrow.parquet as pq
 
@@ -95,10 +117,8 @@ def run(quick: bool) -> None:
     root = ROOT
     with tempfile.TemporaryDirectory(prefix="tidemark-bench-ingest-") as tmp:
         work = Path(tmp)
-        source = work / "events.parquet"
-        t0 = time.perf_counter()
-        arrow_bytes = generate(source, rows)
-        print(f"generated {rows:,} rows ({arrow_bytes / 1e6:,.0f} MB in Arrow, {source.stat().st_size / 1e6:,.0f} MB Parquet) in {time.perf_counter() - t0:.1f} s", flush=True)
+        source, arrow_bytes, state = cached_source(rows)
+        print(f"source: {rows:,} rows ({arrow_bytes / 1e6:,.0f} MB in Arrow, {source.stat().st_size / 1e6:,.0f} MB Parquet), {state}", flush=True)
         suite = work / "bench.events.yaml"
         suite.write_text(SUITE)
 

@@ -13,6 +13,11 @@ no table and no data file, while Spark (driver heap `spark.driver.memory` = the 
 landed that file. Both pyarrow runs use glibc's MALLOC_ARENA_MAX=2 and Arrow's system allocator:
 per-thread malloc arenas and jemalloc reserve gigabytes of address space they never touch, which
 RLIMIT_AS counts but memory does not, so without them the limit would measure reservations.
+
+Cost (docs/benchmarks.md): the largest part of `make bench`'s 45 minutes. One full run took 34
+minutes at a load average of 20-30; at 15-21 the 1M and 5M runs carry to ~20 minutes at 20M, nearly
+all of it the Spark landing (its JVM got 20-30% of one core). The file is generated once per size
+and kept under `.bench/sources/`; `--rows N` runs another size.
 """
 
 from __future__ import annotations
@@ -21,11 +26,10 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_ingest import SUITE, generate
+from benchmarks.bench_ingest import SUITE, cached_source
 from benchmarks.common import measure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,15 +49,15 @@ def _landed(home: Path) -> tuple[int, int]:
     return catalog.load_table("bench.events").scan().to_arrow().num_rows, files
 
 
-def run(quick: bool) -> None:
-    rows = 1_000_000 if quick else 20_000_000
+def run(quick: bool, rows: int | None = None) -> None:
+    """`rows`: another size than the named ones (`python -m benchmarks.bench_spark_ingest --rows N`),
+    to see how the time grows with the file when the full size cannot run."""
+    rows = rows or (1_000_000 if quick else 20_000_000)
     with tempfile.TemporaryDirectory(prefix="tidemark-bench-spark-ingest-") as tmp:
         work = Path(tmp)
-        source = work / "events.parquet"
-        t0 = time.perf_counter()
-        arrow_bytes = generate(source, rows)
+        source, arrow_bytes, state = cached_source(rows)
         arrow_mb = arrow_bytes / 2**20
-        print(f"generated {rows:,} rows ({arrow_mb:,.0f} MiB in Arrow, {source.stat().st_size / 2**20:,.0f} MiB Parquet) in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"source: {rows:,} rows ({arrow_mb:,.0f} MiB in Arrow, {source.stat().st_size / 2**20:,.0f} MiB Parquet), {state}", flush=True)
         suite = work / "bench.events.yaml"
         suite.write_text(SUITE)
         base = {k: v for k, v in os.environ.items() if not k.startswith("TIDEMARK")}
@@ -108,4 +112,4 @@ def run(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    run(quick="--quick" in sys.argv)
+    run(quick="--quick" in sys.argv, rows=int(sys.argv[sys.argv.index("--rows") + 1]) if "--rows" in sys.argv else None)

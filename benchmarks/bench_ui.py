@@ -10,14 +10,13 @@ Measured per load from navigation start to the graph drawn and interactive (grap
 HTTP cache) and a page no one asked for before (another version, another chain: the server's kept
 answers and layouts miss). Warm: the same page again in the same context (the server's kept answer
 hits while the tables are unchanged). Side by side: the page's JSON twin, warm (the server's share). Targets (issue 20):
-p95 <= 1 s warm, <= 2 s cold. The stores are built once per size and kept under `.bench/ui/<size>/`.
+p95 <= 1 s warm, <= 2 s cold. The stores are built once per size and kept under `.bench/ui/<sizes>/`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -25,10 +24,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import percentile, result
+from benchmarks import bench_lineage_trace as trace
+from benchmarks.common import kept_home, percentile, result
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / ".bench" / "ui"
 INPUTS = 5
 CHROMIUM = "/usr/bin/chromium"
 MODEL = "bench_model"
@@ -88,26 +86,15 @@ def _build_model(settings: Any, landings: int, versions: int) -> None:
     writer.write_columns([9] * len(raw), list(range(len(raw))), raw, ConsumeReport())
 
 
-def _store(quick: bool) -> tuple[Path, dict[str, int]]:
-    """The cached TIDEMARK_HOME for this size (built on first use)."""
+def _build(home: Path, sizes: dict[str, int]) -> None:
+    """The model store of this size in `home`: the 1M-event lineage store and the 200-run model."""
     from benchmarks.bench_lineage_trace import build_store
     from lakehouse.config import load_settings
 
-    sizes = _sizes(quick)
-    home = WORK / ("quick" if quick else "full")
-    mark = home / "built.json"
-    if mark.exists() and json.loads(mark.read_text()) == sizes:
-        return home, {**sizes, "built": 0}
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
     settings = load_settings(environ={"TIDEMARK_HOME": str(home)})
-    start = time.perf_counter()
     build_store(settings, sizes["events"], home / "events.jsonl")
     (home / "events.jsonl").unlink()
     _build_model(settings, sizes["landings"], versions=sizes["repeats"] + 2)
-    built_s = time.perf_counter() - start
-    mark.write_text(json.dumps(sizes))
-    return home, {**sizes, "built": round(built_s)}
 
 
 def _server(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
@@ -161,20 +148,28 @@ def _load(context: Any, url: str) -> tuple[float, float, int]:
 
 
 def run(quick: bool) -> None:
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError("Debian's chromium is not installed: run `make sysdeps`")
+    sizes = _sizes(quick)
+    with kept_home("ui", sizes, lambda home: _build(home, sizes)) as (home, built_s, _):
+        _measure(home, sizes, built_s)
+
+
+def _measure(home: Path, sizes: dict[str, int], built_s: float) -> None:
     import signal
 
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError("Debian's chromium is not installed: run `make sysdeps`")
-    home, sizes = _store(quick)
     repeats = sizes["repeats"]
     proc, base, token = _server(home)
     try:
-        chains = (sizes["events"] // 10) // 10
+        # The walk's seeds: the last dataset of chains spread over the store (bench_lineage_trace's
+        # shape: EVENTS_PER_RUN events a run, CHAIN runs a day for DAYS days), named without a
+        # version as 90% of its references are.
+        chains = sizes["events"] // trace.EVENTS_PER_RUN // (trace.CHAIN * trace.DAYS)
         version_urls = [f"{base}/tidemark/models/{MODEL}/versions/{v}" for v in range(1, repeats + 2)]
         walk_urls = [f"{base}/tidemark/lineage?" + urllib.parse.urlencode(
-            {"node": f"dataset:s3://lake:/w/chain{c}/d10@v10", "direction": "upstream", "depth": 5}) for c in range(0, chains, max(1, chains // (repeats + 1)))][: repeats + 1]
+            {"node": f"dataset:s3://lake:/w/chain{c}/d10", "direction": "upstream", "depth": 5}) for c in range(0, chains, max(1, chains // (repeats + 1)))][: repeats + 1]
         out: dict[str, Any] = {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
@@ -209,7 +204,7 @@ def run(quick: bool) -> None:
         proc.wait(timeout=60)
     v, w = out["version"], out["walk"]
     print(f"model {MODEL}: {INPUTS} inputs x {sizes['landings']} landings = {INPUTS * sizes['landings']} upstream runs, {v['boxes']} boxes; "
-          f"walk over {sizes['events']} events, {w['boxes']} boxes; store {'built in ' + str(sizes['built']) + ' s' if sizes['built'] else 'cached'}")
+          f"walk over {sizes['events']} events, {w['boxes']} boxes; store {'built in ' + format(built_s, '.0f') + ' s' if built_s else 'cached'}")
     for name, d in out.items():
         if isinstance(d, dict):
             print(f"  {name}: cold p95 {d['cold_p95_ms']:.0f} ms, warm p95 {d['warm_p95_ms']:.0f} ms (FCP cold p95 {d['fcp_cold_p95_ms']:.0f} ms; "

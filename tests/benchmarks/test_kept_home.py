@@ -1,0 +1,43 @@
+"""benchmarks.common.kept_home: a benchmark's store is built once per spec and kept; a build cut
+short (no marker) or another spec is built again."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks import common
+
+
+def test_built_once_then_kept_and_rebuilt_for_another_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "BENCH_ROOT", tmp_path)
+    calls: list[Path] = []
+
+    def build(home: Path) -> int:
+        calls.append(home)
+        (home / "data").write_text("x")
+        return 42
+
+    with common.kept_home("store", {"rows": 10}, build) as (home, built_s, value):
+        assert os.environ["TIDEMARK_HOME"] == str(home) and value == 42 and built_s > 0
+    with common.kept_home("store", {"rows": 10}, build) as (home2, built_s, value):
+        assert home2 == home and value == 42 and built_s == 0.0
+    assert len(calls) == 1
+    with common.kept_home("store", {"rows": 20}, build) as (home3, built_s, _):
+        assert home3 != home and built_s > 0
+    assert len(calls) == 2
+
+
+def test_a_build_that_failed_is_built_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "BENCH_ROOT", tmp_path)
+
+    def broken(home: Path) -> None:
+        (home / "half").write_text("x")
+        raise RuntimeError("cut short")
+
+    with pytest.raises(RuntimeError), common.kept_home("store", {"rows": 10}, broken):
+        pass
+    with common.kept_home("store", {"rows": 10}, lambda home: 7) as (home, built_s, value):
+        assert value == 7 and built_s > 0 and not (home / "half").exists()
