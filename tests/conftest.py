@@ -229,24 +229,27 @@ def shared(request: pytest.FixtureRequest, spark: Any, kafka_env: str, monkeypat
 
 # -- the order the two workers take whole files in -----------------------------------------------
 
-# The files of the slow end-to-end tests (real Airflow runs and servers, Celery, Spark on two catalogs,
-# served models, kills), longest first where measured (`--durations`, README "Tests"). `make test` has
-# xdist hand out whole files in collection order (`--no-loadscope-reorder`): its own order, most tests
-# first, started most of these one- and two-test files last, where one worker ran them alone while the
-# other had nothing left. With these first, the many short files fill both workers at the end.
+# The files of the slow end-to-end tests (Spark on two catalogs, real Airflow runs and servers, Celery,
+# kills, served models), in the order they start: the Spark files as one unit, then the Airflow files
+# longest first (`--durations`, README "Tests"), then the others. `make test` has xdist hand out whole
+# files in collection order (`--no-loadscope-reorder`): its own order, most tests first, started most
+# of these one- and two-test files last, where one worker ran them while the other had nothing left.
+# With these first, the many short files fill both workers at the end.
 LONGEST_FILES: tuple[str, ...] = (
+    # The files whose tests use `spark_session`: one unit of work (see SPARK_FILES), so one JVM.
+    "tests/lakehouse/test_spark_interop.py",
+    "tests/ingest/test_spark_ingest.py",
+    "tests/lakehouse/test_spark_commits.py",
+    "tests/models/test_spark_models.py",
+    "tests/lakehouse/test_spark.py",
     "tests/dags/test_dags.py",
     "tests/tidemark/test_airflow_stack.py",
     "tests/dags/test_continuous.py",
     "tests/dags/test_loop.py",
-    "tests/lakehouse/test_spark_interop.py",
-    "tests/ingest/test_spark_ingest.py",
     "tests/dags/test_approvals_dag.py",
-    "tests/lakehouse/test_spark_commits.py",
     "tests/dags/test_task_notes.py",
     "tests/dags/test_openlineage_provider.py",
     "tests/tidemark/test_ui_plugin.py",
-    "tests/models/test_spark_models.py",
     "tests/faults/test_kills.py",
     "tests/serving/test_serve.py",
     "tests/tidemark/test_scenario_postgres.py",
@@ -254,6 +257,26 @@ LONGEST_FILES: tuple[str, ...] = (
     "tests/models/test_reproduce_environment.py",
     "tests/dags/test_ui.py",
 )
+
+
+# One worker runs all of these, one after the other, on the one Spark it starts (a JVM with Iceberg's
+# runtime, ~1 GB); the other worker starts none.
+SPARK_FILES = frozenset(LONGEST_FILES[:5])
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` with the Spark files as one unit of work (xdist's `loadgroup` would hand out
+    every other test one by one, and each worker would then build each module's fixtures)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "spark" if path in SPARK_FILES else path
+
+    return SparkFilesTogether(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
