@@ -264,6 +264,7 @@ LONGEST_FILES: tuple[str, ...] = (
 SPARK_FILES = frozenset(LONGEST_FILES[:5])
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent under `-p no:xdist`
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`--dist loadfile` with the Spark files as one unit of work (xdist's `loadgroup` would hand out
     every other test one by one, and each worker would then build each module's fixtures)."""
