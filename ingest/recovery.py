@@ -1,6 +1,6 @@
 """Finishing a landing (or a publish) whose process died: from the table's snapshot summaries.
 
-`lineage.recovery` calls `resolve` for a run `land` or `publish_audited` left in flight (they name
+`lineage.recovery` calls `resolve` for a run `land` or `staged.publish_audited` left in flight (they name
 it with `run.recoverable` before their first commit). Every Tidemark commit carries its run id in
 the snapshot summary (`tidemark.run-id`), so the table says how far the run got:
 

@@ -36,21 +36,22 @@ from typing import TYPE_CHECKING, Any
 from ingest import columns, datasets, sources, target, verdict
 from ingest import gate as gates
 from ingest.exceptions import PublishError, SchemaMismatchError, SourceError, SparkLandingError
-from ingest.land import RESOLVER, landed_snapshot, own, quarantine_or_publish
+from ingest.land import RESOLVER, already_landed, checked, new_result, own, quarantine_or_publish
 from ingest.result import LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE, QUARANTINE_PREFIX
 from ingest.write import Progress
-from lakehouse import branches, names
+from lakehouse import branches
 from lakehouse import spark as lspark
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.failpoints import armed, step
-from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, set_owner
+from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyiceberg.catalog import Catalog
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,7 @@ def land_spark(
     PublishError; SparkUnavailableError from lakehouse. `owner`: as for `ingest.land.land`.
     """
     started = time.perf_counter()
-    name = TableName.parse(table)
-    if owner is not None:
-        names.check("owner", owner, "owner")
-    if sources.GLOB_CHARS & set(location):
-        raise SourceError(f"{location}: a pattern names several files; use land_all (the CLI does) to land each")
-    suite = gates.suite_for(settings, name, suite_file, strict)
+    name, suite = checked(settings, location, table, suite_file, strict, owner)
     if spark is None:
         # Before the checksum: a missing Java is said at once. No console progress bars: the
         # landing reports its own steps.
@@ -107,20 +103,12 @@ def land_spark(
         lspark.use_catalog(spark, settings)
     src = sources.open_source(location, fmt, settings.catalog.properties)
     path = _spark_path(src)
-    result = LandingResult(table=str(name), source=src.uri, sha256=src.sha256, run_id=None, snapshot_id=None, rows=0)
-    if suite is None:
-        result.warnings.append(f"no validation suite for {name} (looked for {name}.yaml in the suites folder); landing ungated")
+    result = new_result(name, src, suite)
     progress(f"{src.uri}: {src.fmt}, {src.size:,} bytes, sha256 {src.sha256[:12]}…, on Spark {spark.sparkContext.master}")
 
     catalog = load_catalog(settings)
-    if not force and catalog.table_exists(name.identifier):
-        already = landed_snapshot(load_table(catalog, name), src.sha256)
-        if already is not None:
-            progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (force lands it again)")
-            result.skipped, result.snapshot_id = True, already
-            if owner is not None:
-                set_owner(catalog, name, owner)  # nothing to land, but the owner given is still the owner
-            return result
+    if already_landed(catalog, name, result, force=force, owner=owner, progress=progress):
+        return result
 
     rename = dict(rename or {})
     with _unreadable(src.uri):
@@ -270,7 +258,7 @@ def _storage_level() -> Any:
 
 
 def _write_branch(
-    spark: SparkSession, catalog: Any, name: TableName, spark_table: str, branch: str, rows: DataFrame,
+    spark: SparkSession, catalog: Catalog, name: TableName, spark_table: str, branch: str, rows: DataFrame,
     props: dict[str, str], uri: str, count: int,
 ) -> Any:
     """Spark appends `rows` as one snapshot on `branch`, made here from main; the snapshot.
@@ -309,7 +297,7 @@ def _write_branch(
     return audited
 
 
-def _keep_failed(catalog: Any, name: TableName, branch: str, props: dict[str, str], reason: str) -> str:
+def _keep_failed(catalog: Catalog, name: TableName, branch: str, props: dict[str, str], reason: str) -> str:
     """Keep a failed write's branch as `quarantine-<run>`: one empty snapshot whose summary says what failed."""
     import json
 
