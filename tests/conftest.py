@@ -256,6 +256,7 @@ LONGEST_FILES: tuple[str, ...] = (
     "tests/tidemark/test_airflow_standalone.py",
     "tests/models/test_reproduce_environment.py",
     "tests/dags/test_ui.py",
+    "tests/dags/test_consumer_health.py",
 )
 
 
