@@ -59,7 +59,10 @@ def run(quick: bool = False) -> None:
         pinned = home / "pinned.txt"
         pinned.write_text("\n".join(pins) + "\n")
         started = time.perf_counter()
-        _pip("download", "-d", str(wheels), "-r", str(pinned))
+        try:  # the warm cache already holds every pin: no registry round trips
+            _pip("download", "--no-index", "--find-links", str(wheels), "-d", str(wheels), "-r", str(pinned))
+        except subprocess.CalledProcessError:
+            _pip("download", "-d", str(wheels), "-r", str(pinned))
         print(f"wheel directory {wheels}: {len(list(wheels.glob('*.whl')))} wheels ({time.perf_counter() - started:.1f} s to fill/check)")
         source = ["--no-index", "--find-links", str(wheels)]
 

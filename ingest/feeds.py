@@ -125,6 +125,7 @@ def land_feed(settings: Settings, feed: Feed) -> list[dict[str, Any]]:
             staged.append({"file": o.source, "error": str(o.error)})
             continue
         r = o.result
+        assert r is not None  # every outcome but FAILED carries its landing
         staged.append({"file": o.source, "skipped": r.skipped, "branch": r.audit_branch, "snapshot_id": r.snapshot_id, "run_id": r.run_id, "rows": r.rows})
         log.info("%s: %s", o.source, "already landed" if r.skipped else f"audited snapshot {r.snapshot_id} on branch {r.audit_branch}")
     return staged

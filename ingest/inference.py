@@ -259,4 +259,4 @@ def _json_culprit(open_reader: OpenJson, types: dict[str, pa.DataType], candidat
 def _json_whole_beyond(message: str) -> bool:
     """pyarrow's "...to decimal128(38, 0): 1999...9 requires precision 43": a whole number beyond 38 digits."""
     found = re.search(r":\s*[+-]?(\d+) requires precision (\d+)\s*$", message.strip())
-    return bool(found) and int(found.group(2)) > DECIMAL_DIGITS
+    return found is not None and int(found.group(2)) > DECIMAL_DIGITS

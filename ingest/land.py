@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ingest import columns, datasets, sources, target, verdict
@@ -74,6 +75,7 @@ __all__ = [
     "checked",
     "land",
     "landed_snapshot",
+    "landing_run",
     "own",
     "already_landed",
     "new_result",
@@ -237,17 +239,8 @@ def _land(
     ignored = schemas.droppable_empty_columns(first.schema)
 
     source_ds = datasets.source_dataset(settings, src)
-    with lineage_run(
-        f"ingest.{name}",
-        inputs=[source_ds],
-        parameters={"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force, **({"rename": rename} if rename else {})},
-        settings=settings,
-        transport=transport,
-        code=land,
-        steps="ingest",
-    ) as run:
+    with landing_run(settings, name, src, suite, source_ds, force=force, rename=rename, transport=transport, code=land, publish=publish) as run:
         result.run_id = run.run_id
-        run.recoverable(RESOLVER, table=str(name), publish=publish)
         prepared = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
         tbl, created = prepared.table, prepared.created
         tbl = own(catalog, name, tbl, owner, run)
@@ -301,6 +294,33 @@ def _land(
         result.seconds["commit"] = time.perf_counter() - commit_started
     result.seconds["total"] = time.perf_counter() - began
     return result
+
+
+@contextmanager
+def landing_run(
+    settings: Settings,
+    name: TableName,
+    src: sources.Source,
+    suite: gates.Suite | None,
+    source_ds: dict[str, Any],
+    *,
+    force: bool,
+    rename: Mapping[str, str],
+    transport: Transport | None,
+    code: Callable[..., Any],
+    publish: bool = True,
+    engine: str | None = None,
+) -> Iterator[Any]:
+    """The lineage run `ingest.NS.TABLE` of one landing on either engine (`engine`: named in its
+    parameters when not the default), recoverable by `RESOLVER` from its first step on."""
+    parameters: dict[str, Any] = {"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force}
+    if engine is not None:
+        parameters["engine"] = engine
+    if rename:
+        parameters["rename"] = dict(rename)
+    with lineage_run(f"ingest.{name}", inputs=[source_ds], parameters=parameters, settings=settings, transport=transport, code=code, steps="ingest") as run:
+        run.recoverable(RESOLVER, table=str(name), publish=publish)
+        yield run
 
 
 def quarantine_or_publish(

@@ -84,7 +84,8 @@ def write_and_validate(
                     checked = True
                 if pending is not None:
                     files.extend(pending.result())
-                pending = pool.submit(lambda d=data: list(compat.write_data_files(metadata, d, table.io, write_uuid, counter)))
+                # A generator: its files are written in the pool thread, as list() drains it.
+                pending = pool.submit(list, compat.write_data_files(metadata, data, table.io, write_uuid, counter))
                 if out.gate is not None:
                     out.gate.check(data)
                 out.rows += data.num_rows

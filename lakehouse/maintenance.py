@@ -218,7 +218,7 @@ def expire_all_snapshots(catalog: Catalog, older_than: timedelta) -> dict[str, i
     broken: list[str] = []
     for table in _every_table(catalog, broken):
         name, ident = ".".join(table.name()), table.name()
-        report[name] = with_commit_retry(lambda i=ident: expire_snapshots(catalog.load_table(i), cutoff), f"expiring snapshots of {name}")
+        report[name] = with_commit_retry(lambda: expire_snapshots(catalog.load_table(ident), cutoff), f"expiring snapshots of {name}")
     _fail_if_broken(broken, f"expired snapshots in {len(report)} table(s)")
     return report
 

@@ -276,7 +276,8 @@ def _assert_highest_schema_id() -> type:
         type: Literal["assert-highest-schema-id"] = Field(default="assert-highest-schema-id")
         highest_schema_id: int
 
-        def validate(self, base_metadata: TableMetadata | None) -> None:
+        # pyiceberg's requirements name their check `validate`, shadowing pydantic's deprecated classmethod.
+        def validate(self, base_metadata: TableMetadata | None) -> None:  # type: ignore[override]
             found = max((s.schema_id for s in base_metadata.schemas), default=-1) if base_metadata else None
             if found != self.highest_schema_id:
                 raise CommitFailedException(f"Requirement failed: a schema was added meanwhile (highest schema id {found}, expected {self.highest_schema_id})")
@@ -305,7 +306,7 @@ class SqlCatalogHooks:
 
     def file_io(self, properties: Properties, location: str | None = None) -> FileIO:
         """The FileIO for a table's files, as the catalog configures it."""
-        return self._load_file_io(properties, location)  # type: ignore[attr-defined,no-any-return]
+        return self._load_file_io(properties, location)  # type: ignore[attr-defined]
 
     @staticmethod
     def metadata_version(metadata_location: str) -> int:

@@ -417,9 +417,9 @@ def compare_platform(recorded: Mapping[str, Any] | None, current: Mapping[str, A
     if not recorded:
         return []
     diffs = []
-    for key in ("machine", "cpu", "os", "python_build"):
-        if recorded.get(key) != current.get(key):
-            diffs.append(f"{key} {recorded.get(key)} -> {current.get(key)}")
+    for name in ("machine", "cpu", "os", "python_build"):
+        if recorded.get(name) != current.get(name):
+            diffs.append(f"{name} {recorded.get(name)} -> {current.get(name)}")
     old_flags, new_flags = set(recorded.get("cpu_flags") or []), set(current.get("cpu_flags") or [])
     if old_flags != new_flags:
         lost, gained = sorted(old_flags - new_flags), sorted(new_flags - old_flags)

@@ -88,6 +88,7 @@ _EDGES = """
 
 def _seed(node: ColumnNode, side: str) -> tuple[str, list[Any]]:
     """The WHERE clause picking the edges a walk starts from (`side`: 'o' or 'i'), and its parameters."""
+    params: list[Any]
     if node.kind == "model":
         where, params = f"{side}_type = 'MODEL' AND {side}_name = ?", [node.name]
     elif node.kind == "table":

@@ -174,11 +174,13 @@ def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         run_id = str(event["run"]["runId"])
     except (KeyError, TypeError, ValueError):
         return []
-    job = event.get("job") if isinstance(event.get("job"), dict) else {}
+    job = event.get("job")
+    job = job if isinstance(job, dict) else {}
     inputs = {}
     for ds in event.get("inputs") or ():
         if isinstance(ds, dict):
-            own = ds.get("facets") if isinstance(ds.get("facets"), dict) else {}
+            own = ds.get("facets")
+            own = own if isinstance(own, dict) else {}
             inputs[(ds.get("namespace"), ds.get("name"))] = (ev.version_in(own), ev.table_in(own))
     rows: list[dict[str, Any]] = []
     for ds in event.get("outputs") or ():
@@ -202,7 +204,8 @@ def rows_from_event(event: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         except (KeyError, TypeError, AttributeError):
             continue
-        fields = cl.get("fields") if isinstance(cl.get("fields"), dict) else {}
+        fields = cl.get("fields")
+        fields = fields if isinstance(fields, dict) else {}
         targets: list[tuple[str | None, Mapping[str, Any], Any, bool]] = [
             (str(name), spec, spec.get("inputFields"), False) for name, spec in fields.items() if isinstance(spec, dict)
         ]
@@ -250,5 +253,5 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
         KEY,
         arrow_schema(),
         job_name=SYNC_JOB,
-        row_filter=In("run_id", sorted({r["run_id"] for r in rows})),
+        row_filter=In(term="run_id", literals=sorted({r["run_id"] for r in rows})),
     )

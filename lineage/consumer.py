@@ -40,6 +40,8 @@ from lakehouse.datafiles import append_data_files, write_data_files
 from lakehouse.failpoints import step
 from lakehouse.tables import JOB_NAME, ancestors, expire_snapshots, summary_properties, transaction, with_commit_retry
 from lineage import decode, store
+# By name: inside the consumer class, `decode` is its method.
+from lineage.decode import Decoded
 from lineage import events as ev
 from lineage.broker import log_id as current_log_id
 from lineage.outbox import OUTBOX_FILE, Outbox
@@ -156,7 +158,7 @@ class LineageWriter:
             if have is None or when > have[0]:
                 self._job_facets[(key, name)] = (when, value.encode())
 
-    def _job_facet_changes(self, batch: decode.Decoded, fresh: list[int]) -> tuple[list[Any], dict[Any, tuple[int, bytes]]]:
+    def _job_facet_changes(self, batch: Decoded, fresh: list[int]) -> tuple[list[Any], dict[Any, tuple[int, bytes]]]:
         """The job facets of these events that differ from the latest stored value, newer than it.
 
         "Latest" is by event time, so an older event arriving late (another partition, another
@@ -215,16 +217,16 @@ class LineageWriter:
                 continue
         return ids
 
-    def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> decode.Decoded:
+    def decode(self, partitions: list[int], offsets: list[int], values: list[bytes]) -> Decoded:
         """The rows every table would get from these records, and the dead letters among them."""
         return decode.decode(partitions, offsets, values)
 
-    def store(self, batch: decode.Decoded, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
+    def store(self, batch: Decoded, partitions: list[int], offsets: list[int], values: list[bytes], report: ConsumeReport) -> None:
         """Commit a decoded batch to every table, exactly once (see the module docstring)."""
         import pyarrow as pa
 
         now = datetime.now(timezone.utc)
-        dead = [
+        dead: list[dict[str, Any]] = [
             {"received_time": now, "topic": self.topic, "kafka_partition": partitions[i], "kafka_offset": offsets[i], "reason": reason,
              "raw": values[i], "dead_letter_id": hashlib.sha256(values[i]).hexdigest()}
             for i, reason in batch.dead
@@ -300,7 +302,7 @@ class LineageWriter:
 
             report.column_rows += columns.upsert_from_events(self.catalog, self.settings, events)
 
-    def _fresh(self, short: str, table: Table, batch: decode.Decoded) -> list[int]:
+    def _fresh(self, short: str, table: Table, batch: Decoded) -> list[int]:
         """Events of this batch that `table` does not hold yet: above its offsets, ids it never
         stored (`jobs` has no ids: its rows are new job identities, see `_rows`)."""
         have = stored_offsets(table, self.topic, self.log)
@@ -319,7 +321,7 @@ class LineageWriter:
                 out.append(j)
         return out
 
-    def _rows(self, short: str, batch: decode.Decoded, fresh: list[int]) -> tuple[pa.Table, set[tuple[str, str]]]:
+    def _rows(self, short: str, batch: Decoded, fresh: list[int]) -> tuple[pa.Table, set[tuple[str, str]]]:
         """The rows of `short` for these events, and (for `jobs`) the jobs they add."""
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -344,7 +346,7 @@ class LineageWriter:
             out = pa.concat_tables([out, store.job_facet_rows(changes)])
         return out, set(new)
 
-    def _commit_rows(self, short: str, batch: decode.Decoded, offsets: Mapping[int, int]) -> int:
+    def _commit_rows(self, short: str, batch: Decoded, offsets: Mapping[int, int]) -> int:
         """Append the rows of the events this table lacks; returns how many events were new to it."""
         count = 0
         jobs: set[tuple[str, str]] = set()
@@ -491,7 +493,7 @@ def _partition_filter(table: Table, day: Any) -> Any:
     source = table.schema().find_field(spec_field.source_id).name
     start = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(days=int(day))
     end = start + timedelta(days=1)
-    return And(GreaterThanOrEqual(source, start.isoformat()), LessThan(source, end.isoformat()))
+    return And(GreaterThanOrEqual(term=source, value=start.isoformat()), LessThan(term=source, value=end.isoformat()))
 
 
 def consume(
@@ -705,7 +707,7 @@ def _consume_in_group(settings: Settings, writer: LineageWriter, loop: _Batcher,
         except KafkaError:
             pass  # group offsets are only a fallback (and fail during a rebalance); Iceberg holds the truth
 
-    class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    class Rebalance(ConsumerRebalanceListener):
         # Partitions move between the group's members: store what we hold before they go, and
         # start the new ones from the offsets in the tables (another member may have moved them).
         def on_partitions_revoked(self, revoked: Any) -> None:

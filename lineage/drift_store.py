@@ -151,5 +151,5 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
         ("run_id", "table_name", "column_name"),
         arrow_schema(),
         job_name=SYNC_JOB,
-        row_filter=In("run_id", sorted({r["run_id"] for r in rows})),
+        row_filter=In(term="run_id", literals=sorted({r["run_id"] for r in rows})),
     )

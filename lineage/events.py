@@ -151,7 +151,8 @@ def _float_spans(text: bytes) -> list[tuple[int, int]] | None:
 
 def _es6_tokens(text: bytes, spans: list[tuple[int, int]]) -> bytes:
     """orjson's output with the floats at these spans rewritten by `es6_number`."""
-    out, last = [], 0
+    out: list[bytes] = []
+    last = 0
     for start, end in spans:
         out += (text[last:start], es6_number(float(text[start:end])).encode())
         last = end

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lakehouse.config import Settings
 from lineage.broker import bootstrap_servers
@@ -116,7 +116,9 @@ class PartitionReader:
         # of a per-record loop with branches.
         parts = [m.partition() for m in messages]
         self._at_end.difference_update(parts)
-        return parts, [m.offset() for m in messages], [m.value() or b"" for m in messages]
+        offsets = [m.offset() for m in messages]
+        # A record (no error) always has its partition and offset; the types allow None for error events.
+        return cast("list[int]", parts), cast("list[int]", offsets), [m.value() or b"" for m in messages]
 
     def _sort_out(self, messages: list[Any]) -> tuple[list[int], list[int], list[bytes]]:
         """Records, end-of-partition markers (in order: a record after one means more came) and errors."""

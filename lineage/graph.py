@@ -78,11 +78,46 @@ _EDGE_TYPES = "('COMPLETE', 'START', 'RUNNING', 'JOB')"
 _NEWER_COLUMNS = ("symlink_namespace", "symlink_name")
 
 
+def refused_tables() -> tuple[str, str]:
+    """The registry's tables that say which alias moves the consumer refused (`model_store.vet_moves`)
+    and which it applied. Imported when called: at the top, the registry's module added ~70 ms to every walk's start."""
+    from lineage.model_store import ALIAS_EVENTS, REJECTED
+
+    return REJECTED, ALIAS_EVENTS
+
+
+def _refused_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
+    """A filter dropping the model datasets of alias moves the consumer refused (issue 16: no event
+    rewrites the registry).
+
+    A forged `models.promote` event is stored as it came (the store is an honest log), so its
+    dataset `wine @ 99` is in `run_datasets`; drawn, it is a model version the registry never had.
+    The walk hides it rather than marking it: a refused move changed nothing, so it is no step of
+    any lineage, and the refusal itself (who, when, why) is shown where a user looks for it
+    (`lineage.rejected_moves`, `models status`, the Models page). The verdict is the one the
+    consumer stored; a move refused and applied later (its registration came after it,
+    `model_store._reconsidered`) is in `model_alias_events` and is kept. Only the dataset that
+    carried the refused claim (the alias facet, in that run) is dropped: a forged event reusing a
+    real run's id cannot hide that run's own model output."""
+    from lineage.model_store import ALIAS_FACET
+
+    refused, applied_table = refused_tables()
+    present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [ns]).fetchall()}
+    if refused not in present:
+        return ""  # no model event stored yet: nothing was refused
+    applied = (f' ANTI JOIN "{ns}".{applied_table} a ON a.run_id = j.run_id AND a.model = j.model AND a.alias = j.alias'
+               if applied_table in present else "")
+    # coalesce: a row without a type or facets (NULL) is no refused claim, and is kept.
+    return (f""" AND NOT coalesce(dataset_type = 'MODEL' AND contains(facets, '"{ALIAS_FACET}"') AND (run_id, dataset_name) IN (
+                SELECT j.run_id, j.model FROM "{ns}".{refused} j{applied}), FALSE)""")
+
+
 def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
     """One row per run and dataset it read or wrote, with the times the walk joins on:
     `done_at` (the run's last event naming it: when a write was done), `started` (the run's first
     event), `next_at` (for a write: when the next write of that dataset was done, else NULL), and
-    the dataset's identity `kns`/`kname` with symlinks resolved."""
+    the dataset's identity `kns`/`kname` with symlinks resolved. Refused alias moves are left out
+    (`_refused_sql`)."""
     table = f'"{ns}".run_datasets'
     have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
     sym = ", ".join(c if c in have else f"NULL::VARCHAR AS {c}" for c in _NEWER_COLUMNS)
@@ -90,7 +125,7 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
     WITH r AS (
         SELECT run_id, job_name, direction, dataset_namespace AS ns, dataset_name AS name,
                coalesce(table_name, dataset_name) AS label, dataset_type, version, event_time, {sym}
-        FROM {table} WHERE event_type IN {_EDGE_TYPES} AND direction IN ('input', 'output')
+        FROM {table} WHERE event_type IN {_EDGE_TYPES} AND direction IN ('input', 'output'){_refused_sql(con, ns)}
     ),
     -- a dataset named by one of its symlinks is the dataset that declares that symlink
     alias AS (
@@ -118,7 +153,7 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
 
 _CACHE_VARIABLE = "tidemark_walk_cache"
 # Bump when _edges_sql changes: cached edge files of another shape are then never read.
-_EDGES_VERSION = "4"
+_EDGES_VERSION = "5"
 _CACHE_KEEP = 4  # edge files kept per cache folder (the newest); older states are rarely asked again
 
 
@@ -174,7 +209,14 @@ def _cache_file(con: duckdb.DuckDBPyConnection, ns: str) -> Path | None:
     view = con.execute("SELECT sql FROM duckdb_views() WHERE schema_name = ? AND view_name = 'run_datasets'", [ns]).fetchone()
     if not folder or not folder[0] or not view or "read_parquet" not in (view[0] or ""):
         return None  # no cache asked for, or a table without files / read through iceberg_scan
-    key = hashlib.sha256(f"{_EDGES_VERSION}\0{ns}\0{view[0]}".encode()).hexdigest()[:32]
+    # The refused moves decide which edges there are too: their tables' state is part of the key
+    # (their views, or the table DuckDB holds for an empty one: its name alone, as it has no rows).
+    refused = con.execute(
+        "SELECT table_name, coalesce(sql, '') FROM duckdb_views() v RIGHT JOIN information_schema.tables t "
+        "ON v.schema_name = t.table_schema AND v.view_name = t.table_name "
+        "WHERE t.table_schema = ? AND t.table_name IN (?, ?) ORDER BY 1", [ns, *refused_tables()]
+    ).fetchall()
+    key = hashlib.sha256(f"{_EDGES_VERSION}\0{ns}\0{view[0]}\0{refused}".encode()).hexdigest()[:32]
     return Path(folder[0]) / f"{key}.parquet"
 
 
@@ -211,6 +253,7 @@ def _seed(node: Node, direction: Direction, e: str = "e") -> tuple[str, list[Any
         return f"SELECT DISTINCT run_id FROM {e} WHERE job_name = ?", [node.name]
     # A dataset: upstream starts at the runs that wrote it, downstream at the runs that read it.
     side = "output" if direction == "upstream" else "input"
+    params: list[str | None]
     if node.kind == "table":
         # NS.TABLE (Tidemark's table name), a symlink name, or a dataset named like that
         where, params = "label = ? OR sym = ? OR name = ?", [node.name] * 3
@@ -230,12 +273,13 @@ def _seed(node: Node, direction: Direction, e: str = "e") -> tuple[str, list[Any
 
 
 def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection holding just what a walk reads: `run_datasets`, without extensions;
+    """A DuckDB connection holding just what a walk reads: `run_datasets` and the refused alias
+    moves (`_refused_sql`), without extensions;
     as the store stood at `as_of` (see `lineage.query.connect`)."""
     from lineage.query import connect
 
     ns = settings.lineage.namespace
-    con = connect(settings, as_of, only=[f"{ns}.run_datasets"], iceberg=False)
+    con = connect(settings, as_of, only=[f"{ns}.run_datasets", *(f"{ns}.{t}" for t in refused_tables())], iceberg=False)
     con.execute(f"SET VARIABLE {_CACHE_VARIABLE} = {_literal(str(settings.home / 'cache' / 'walk'))}")
     return con
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 
-def _config(settings: Settings, client_class: type, **ours: Any) -> dict[str, Any]:
+def _config(settings: Settings, client_class: type[Any], **ours: Any) -> dict[str, Any]:
     """The settings for one kafka-python client: Tidemark's own (`ours`), the connection, and the
     keys of kafka.client that this client knows.
 

@@ -443,7 +443,10 @@ def vet_moves(
 
                 con = lineage_query.connect(settings)
             holder_version = current.get((model, alias))
-            holder = StoredVersion.from_row(versions[(model, holder_version)]) if (model, holder_version) in versions else None
+            holder = (
+                StoredVersion.from_row(versions[(model, holder_version)])
+                if holder_version is not None and (model, holder_version) in versions else None
+            )
             report = gate.check(settings, StoredVersion.from_row(row), holder, alias, con, catalog)
             why = None if report.ok else "the promotion gate refuses it: " + "; ".join(report.problems)
         if why is not None:

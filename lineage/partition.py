@@ -43,7 +43,7 @@ def key_hash(key: bytes) -> int:
     return murmur2(key) & 0x7FFFFFFF
 
 
-class KeyPartitioner(Partitioner):  # type: ignore[misc]
+class KeyPartitioner(Partitioner):
     """kafka-python's default partitioning (murmur2 of the key, as Java's: same key, same partition
     as any other Kafka client), with each key's hash remembered.
 

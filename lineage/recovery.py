@@ -78,7 +78,7 @@ def _resolver(name: str | None) -> Resolver:
     if not name:
         return interrupted
     module, _, func = name.partition(":")
-    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), func)
 
 
 def terminal_event(settings: Settings, run: InFlight, resolution: Resolution) -> dict[str, Any]:

@@ -362,11 +362,11 @@ class Columns:
         if datasets:
             self.datasets += datasets
             self.dataset_event += [self.count] * len(datasets)
-        key = (job_namespace or "", job_name or "")
+        job_key = (job_namespace or "", job_name or "")
         if job_facets and type(job_facets) is dict:
-            self.job_facets.append((self.count, key, when, job_facets))
+            self.job_facets.append((self.count, job_key, when, job_facets))
         self.count += 1
-        return key, registry
+        return job_key, registry
 
     def tables(self) -> dict[str, pa.Table]:
         """Each table's rows as Arrow, in the table's schema."""
@@ -489,6 +489,6 @@ def stored_event_ids(settings: Settings, event_ids: Iterable[str]) -> set[str]:
         return set()
     found: set[str] = set()
     for i in range(0, len(wanted), 1000):
-        rows = table.scan(row_filter=In("event_id", wanted[i : i + 1000]), selected_fields=("event_id",)).to_arrow()
+        rows = table.scan(row_filter=In(term="event_id", literals=wanted[i : i + 1000]), selected_fields=("event_id",)).to_arrow()
         found.update(rows.column("event_id").to_pylist())
     return found

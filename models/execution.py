@@ -98,7 +98,7 @@ def _track_imports() -> Iterator[set[str]]:
 
     before = set(sys.modules)
     builtins.__import__ = tracked_import
-    importlib.import_module = tracked_import_module  # type: ignore[assignment]
+    importlib.import_module = tracked_import_module
     try:
         yield names
     finally:

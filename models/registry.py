@@ -282,7 +282,7 @@ class Registry:
         table = self._versions_table or self._table(VERSIONS)
         if table.current_snapshot() is None:
             return None
-        rows = table.scan(row_filter=EqualTo("model", model), selected_fields=("version", "owner")).to_arrow().to_pylist()
+        rows = table.scan(row_filter=EqualTo(term="model", value=model), selected_fields=("version", "owner")).to_arrow().to_pylist()
         return max(rows, key=lambda r: r["version"])["owner"] if rows else None
 
     def versions(self, model: str | None = None, include_archived: bool = True) -> list[ModelVersion]:

@@ -27,7 +27,7 @@ from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
 from lakehouse.tables import TableName, load_table
 from models import artifacts, environments
-from models.exceptions import EnvironmentBuildError, ModelNotFoundError
+from models.exceptions import EnvironmentBuildError, ModelNotFoundError, ReproduceError
 from models.registry import ModelVersion, Registry, card_uri
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def record_retrain(settings: Settings, report: Any) -> None:
 
 def last_retrain(settings: Settings, mv: ModelVersion) -> dict[str, Any] | None:
     try:
-        return json.loads(artifacts.get(settings, last_retrain_uri(settings, mv.model, mv.version, mv.run_id)))  # type: ignore[no-any-return]
+        return json.loads(artifacts.get(settings, last_retrain_uri(settings, mv.model, mv.version, mv.run_id)))
     except (FileNotFoundError, OSError, ValueError):
         return None
 
@@ -187,6 +187,9 @@ def status(
     no_index: bool = False,
 ) -> list[VersionReproducibility]:
     """For each version of `name`: the last retrain's verdict and what would block reproducing it."""
+    for param, given in (("find_links", find_links), ("no_index", no_index)):
+        if given and not check_install:
+            raise ReproduceError(f"{param} is where check_install asks pip: add check_install, or drop {param}", parameter=param)
     catalog = load_catalog(settings)
     versions = Registry(settings, catalog).versions(name)
     if not versions:

@@ -229,7 +229,7 @@ def compare_metrics(settings: Settings, model: str, old: Mapping[str, float], ne
         o, nw = old.get(n), new.get(n)
         tol = settings.models.tolerance(model, n)
         delta = None if o is None or nw is None else float(nw) - float(o)
-        within = delta is not None and (delta == 0 or abs(delta) <= tol * abs(float(o)))
+        within = o is not None and delta is not None and (delta == 0 or abs(delta) <= tol * abs(float(o)))
         out[n] = {"old": o, "new": None if nw is None else float(nw), "delta": delta, "tolerance": tol, "within_tolerance": within}
     return out
 
@@ -320,6 +320,12 @@ def retrain(
     for name, value in (("environment", environment), ("code", code)):
         if value not in ("current", "recorded"):
             raise ReproduceError(f"{name} must be current or recorded, got {value!r}", parameter=name)
+    # Silently ignored, these would let a user believe the current environment came from their wheels.
+    for name, given in (("nearest", nearest), ("find_links", find_links), ("no_index", no_index)):
+        if given and environment != "recorded":
+            raise ReproduceError(
+                f"{name} is for rebuilding the recorded environment: add environment recorded, or drop {name}", parameter=name
+            )
     when = None if as_of is None else times.parse_time(as_of, parameter="as_of")
     catalog = load_catalog(settings)
     registry = Registry(settings, catalog)
@@ -393,7 +399,7 @@ def retrain(
         spark_run = None
         if engine == spark_jobs.ENGINE:
             progress(f"running {mv.entry_point} on Spark with the recorded parameters")
-            spark_run = spark_jobs.run(settings, fn, {n: sid for n, (_t, sid) in chosen.items()}, params, progress=progress)  # type: ignore[arg-type]
+            spark_run = spark_jobs.run(settings, fn, {n: sid for n, (_t, sid) in chosen.items()}, params, progress=progress)
             for name, (_table, sid) in chosen.items():
                 rec, got_spark = recorded[name], spark_run.inputs[name]
                 checks.append(InputCheck(name, rec.snapshot_id, sid, rec.rows, got_spark.rows, rec.fingerprint, got_spark.fingerprint))
@@ -412,7 +418,7 @@ def retrain(
             if spark_run is not None:
                 execution, blob = spark_run.execution, spark_run.blob
             else:
-                execution = run_job(fn, frames, params)  # type: ignore[arg-type]
+                execution = run_job(fn, frames, params)
                 blob = pickle.dumps(execution.trained.estimator, protocol=5)
             outcome = Outcome(
                 blob=blob,

@@ -196,7 +196,7 @@ def read_card(settings: Settings, mv: ModelVersion) -> dict[str, Any]:
             f"the model card of {mv.model} version {mv.version} at {mv.card_uri} cannot be read ({exc}); "
             "restore it or serve another version"
         ) from exc
-    return card  # type: ignore[no-any-return]
+    return card
 
 
 def from_card(mv: ModelVersion, card: Mapping[str, Any]) -> InputSchema:

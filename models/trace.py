@@ -46,7 +46,8 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
         event_input = from_events.get(table_name)
         # The table's identity comes from its location, the same whoever emitted the event.
         producer = lt.snapshot_producer(con, _ds_namespace(table), _ds_name(table), str(inp.snapshot_id), ns)
-        snap = table.snapshot_by_id(inp.snapshot_id)
+        # A version registered before snapshot ids were recorded has none: no summary, no landings.
+        snap = table.snapshot_by_id(inp.snapshot_id) if inp.snapshot_id is not None else None
         props = summary_properties(snap) if snap else {}
         entry: dict[str, Any] = {
             "table": table_name,
@@ -76,7 +77,7 @@ def trace(settings: Settings, ref: str) -> dict[str, Any]:
             entry["source_files"] = (
                 [{"path": props.get(SOURCE_PATH), "sha256": props[SOURCE_SHA256]}] if props.get(SOURCE_SHA256) else []
             )
-        entry["landings"] = _landings(table, inp.snapshot_id)
+        entry["landings"] = _landings(table, inp.snapshot_id) if inp.snapshot_id is not None else []
         inputs.append(entry)
     return {
         "model": mv.model,

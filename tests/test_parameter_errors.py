@@ -103,6 +103,30 @@ def _retrain_as_of(_: Path) -> Any:
     return retrain(None, "wine", as_of="last tuesday")  # type: ignore[arg-type]  # parsed before the registry
 
 
+def _retrain_nearest(_: Path) -> Any:
+    from models.retrain import retrain
+
+    return retrain(None, "wine", nearest=True)  # type: ignore[arg-type]  # refused before the registry
+
+
+def _retrain_find_links(_: Path) -> Any:
+    from models.retrain import retrain
+
+    return retrain(None, "wine", find_links=["wheels"], environment="current")  # type: ignore[arg-type]  # refused first
+
+
+def _retrain_no_index(_: Path) -> Any:
+    from models.retrain import retrain
+
+    return retrain(None, "wine", no_index=True, code="recorded")  # type: ignore[arg-type]  # refused first
+
+
+def _reproducibility_find_links(_: Path) -> Any:
+    from models.reproducibility import status
+
+    return status(None, "wine", find_links=["wheels"])  # type: ignore[arg-type]  # refused before the catalog
+
+
 def _holder_at(_: Path) -> Any:
     from models.history import holder_at
 
@@ -130,6 +154,10 @@ CASES: list[tuple[Callable[[Path], Any], str, str]] = [
     (_strict_without_suite, "suite_file", "no validation suite for raw.nosuite; add raw.nosuite.yaml to the suites folder or pass suite_file"),
     (_age, "older_than", "older_than 'a while' is not a duration"),
     (_retrain_as_of, "as_of", "as_of 'last tuesday' is not an ISO-8601 time"),
+    (_retrain_nearest, "nearest", "nearest is for rebuilding the recorded environment: add environment recorded, or drop nearest"),
+    (_retrain_find_links, "find_links", "find_links is for rebuilding the recorded environment"),
+    (_retrain_no_index, "no_index", "no_index is for rebuilding the recorded environment"),
+    (_reproducibility_find_links, "find_links", "find_links is where check_install asks pip: add check_install, or drop find_links"),
     (_holder_at, "at", "at 'noon' is not an ISO-8601 time"),
     (_query_as_of, "as_of", "as_of '2026-11-26' has no time zone"),
 ]

@@ -117,11 +117,9 @@ def _attach(con: duckdb.DuckDBPyConnection, view: str, table: Table, snapshot_id
 
 def _columns(table: Table, name: str, baseline: int, current: int, wanted: Sequence[str] | None) -> dict[str, Any]:
     """column -> Iceberg field, for the columns both snapshots hold (every one but the keys by default)."""
-    schemas = table.schemas()
     found: list[dict[str, Any]] = []
     for sid in (baseline, current):
-        snap = table.snapshot_by_id(sid)
-        found.append({f.name: f for f in schemas[snap.schema_id].fields if f.field_type.is_primitive})  # type: ignore[union-attr]
+        found.append({f.name: f for f in table.scan(snapshot_id=sid).projection().fields if f.field_type.is_primitive})
     both = {c: f for c, f in found[0].items() if c in found[1]}
     if wanted is None:
         return {c: f for c, f in both.items() if c not in KEY_COLUMNS}
@@ -237,11 +235,9 @@ class DuckDBCounter:
 def schema_changes(table: Table, baseline: int, current: int) -> dict[str, str]:
     """column -> what changed between the two snapshots' schemas: `added`, `removed`, `type T -> U`
     (row keys left out, as everywhere in drift)."""
-    schemas = table.schemas()
     sides = []
     for sid in (baseline, current):
-        snap = table.snapshot_by_id(sid)
-        sides.append({f.name: str(f.field_type) for f in schemas[snap.schema_id].fields if f.name not in KEY_COLUMNS})  # type: ignore[union-attr]
+        sides.append({f.name: str(f.field_type) for f in table.scan(snapshot_id=sid).projection().fields if f.name not in KEY_COLUMNS})
     old, new = sides
     out = {c: "column added" for c in new if c not in old}
     out.update({c: "column removed" for c in old if c not in new})

@@ -22,7 +22,7 @@ values); everything here turns those counts into scores. Numeric columns:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +33,7 @@ PSI_BINS = 10
 PSI_EPSILON = 1e-4  # an empty bin counts as this share, so the log never sees zero
 
 
-def psi(baseline_counts: Sequence[float], current_counts: Sequence[float]) -> float:
+def psi(baseline_counts: Collection[float], current_counts: Collection[float]) -> float:
     """Population stability index of two histograms over the same bins: sum (pc - pb) * ln(pc / pb)
     over the bins' shares, a share below `PSI_EPSILON` counted as `PSI_EPSILON`."""
     nb, nc = float(sum(baseline_counts)), float(sum(current_counts))

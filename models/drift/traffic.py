@@ -76,7 +76,7 @@ def check_traffic(
     else:
         check_snapshot(log_table, name, snapshot_id, "the prediction log snapshot to check", parameter="snapshot_id")
         end = datetime.fromtimestamp(log_table.snapshot_by_id(snapshot_id).timestamp_ms / 1000, tz=timezone.utc)  # type: ignore[union-attr]
-    logged = {f.name for f in log_table.schemas()[log_table.snapshot_by_id(snapshot_id).schema_id].fields}  # type: ignore[union-attr]
+    logged = {f.name for f in log_table.scan(snapshot_id=snapshot_id).projection().fields}
     features = [c for c in input_schema(settings, mv, catalog).names if c in logged and c not in KEY_COLUMNS]
     t = thresholds_for(settings, mv.model)
 
@@ -90,7 +90,7 @@ def check_traffic(
     results: list[tuple[TableDrift, Any]] = []
     for inp in mv.inputs:
         table = baseline_table(catalog, mv, inp.table, inp.snapshot_id)
-        fields = {f.name: f for f in table.schemas()[table.snapshot_by_id(inp.snapshot_id).schema_id].fields}  # type: ignore[union-attr]
+        fields = {f.name: f for f in table.scan(snapshot_id=inp.snapshot_id).projection().fields}
         columns = {c: fields[c] for c in features if c in fields}
         if not columns:
             continue

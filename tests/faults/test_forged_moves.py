@@ -22,6 +22,8 @@ from ingest.land import land as land_file
 from lakehouse.catalog import load_catalog
 from lineage import model_store
 from lineage.consumer import consume
+from lineage.exceptions import NotFoundError
+from lineage.graph import Node, connect_for_walk, walk
 from lineage.query import run_sql
 from lineage.transport import InMemoryTransport, KafkaTransport
 from models.jobs import get_job
@@ -179,6 +181,29 @@ def test_forged_alias_moves_and_archives_are_stored_flagged_and_never_applied(
     assert by_hand.returncode == 1 and "version 4 was registered by an event without a valid signature" in by_hand.stderr
     assert Registry(settings).current_aliases().get(("wine", "staging")) == good.version
 
+    # Nor does any graph or walk draw a refused move (issues 16 and 20): `wine @ 99` was a version the
+    # registry never had. The honest staging move, stored beside them, is still drawn.
+    refused_runs = {e["run"]["runId"] for e, _ in forged.values()}
+    _no_refused_move_drawn(tmp_path, refused_runs, honest["run"]["runId"])
+
+
+def _no_refused_move_drawn(tmp_path: Path, refused_runs: set[str], applied_run: str) -> None:
+    """`lineage downstream`, `lineage graph` (SVG and page) and `trace` of wine show no refused move."""
+    rows = json.loads(run_cli("lineage", "downstream", "model:wine", "--depth", "3", "--output", "json").stdout)
+    moves = {r["run_id"]: r["version"] for r in rows if r["dataset_type"] == "MODEL" and r["job_name"] == "models.promote"}
+    assert applied_run in moves and not refused_runs & set(moves), moves
+    assert "99" not in {r["version"] for r in rows}
+    for side in ("upstream", "downstream"):
+        gone = run_cli("lineage", side, "model:wine:99", check=False)
+        assert gone.returncode != 0 and "nothing in the lineage store matches model wine at 99" in gone.stderr, gone.stderr
+    for suffix in ("svg", "html"):
+        out = tmp_path / f"wine.{suffix}"
+        run_cli("lineage", "graph", "model:wine", "--depth", "3", "-o", str(out))
+        text = out.read_text()
+        assert applied_run[-12:] in text and "@ 99" not in text and not any(r[-12:] in text for r in refused_runs), suffix
+    trace = run_cli("trace", "wine:99", check=False)
+    assert trace.returncode != 0 and "99" in trace.stderr
+
 
 def test_an_authorised_forced_move_is_applied_by_a_consumer_that_holds_the_key(tmp_path: Path, settings: Any) -> None:
     """The other side: a move `models promote --force` made (and signed) reaches a registry fed only
@@ -282,6 +307,10 @@ def test_a_signed_move_read_before_its_registration_is_applied_when_the_registra
         consume(replica, once=True)
         (refused,) = Registry(replica).rejected_moves("wine")
         assert "has no version 1" in refused["rejected_because"]
+        # Refused, the move is no step of wine's lineage (lineage.graph), though its event is stored.
+        with pytest.raises(NotFoundError):
+            walk(connect_for_walk(replica), Node.parse("model:wine"), "downstream", 1, replica.lineage.namespace)
+        assert run_sql(replica, "SELECT count(*) AS n FROM lineage.events WHERE job_name = 'models.promote'").to_pylist() == [{"n": 1}]
         kafka.emit(registration)
     finally:
         kafka.close()
@@ -289,6 +318,9 @@ def test_a_signed_move_read_before_its_registration_is_applied_when_the_registra
     reg = Registry(replica)
     assert reg.resolve("wine@production").version == 1
     assert reg.rejected_moves("wine") == [] and len(reg.alias_history("wine")) == 1
+    # Applied now: the walk draws it (the refusal no longer hides it).
+    rows = walk(connect_for_walk(replica), Node.parse("model:wine"), "downstream", 1, replica.lineage.namespace)
+    assert {(r["run_id"], r["version"]) for r in rows} == {(move["run"]["runId"], "1")}
 
 
 def test_a_forged_drift_result_is_stored_unverified_and_never_reported(tmp_path: Path, settings: Any, fault_report: FaultReport) -> None:

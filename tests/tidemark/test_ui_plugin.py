@@ -397,6 +397,29 @@ def test_lineage_search_then_walk_with_depth_and_as_of(ui: dict[str, Any], brows
     page.context.close()
 
 
+def test_a_refused_move_is_in_no_graph(ui: dict[str, Any], browser: Any) -> None:
+    """The forged move of wine to version 99 (ui_history; refused, listed on the Models page) is no
+    node of the lineage walk's graph, its JSON or its page, nor of the production version's trace."""
+    admin = ui["admin"]
+    status, walk = call(ui["base"] + "/tidemark/api/lineage?node=model:wine&depth=3", admin)
+    assert status == 200 and walk["rows"], walk
+    models = [n for n in walk["graph"]["nodes"] if n["kind"] == "model"]
+    assert models and all(n["details"].get("version") != "99" and n["sub"] != "@ 99" for n in models), models
+    assert "99" not in {r["version"] for r in walk["rows"] if r["dataset_type"] == "MODEL"}
+    # The honest moves are still drawn: each promote run that reads wine is a box.
+    moves = {r["run_id"] for r in walk["rows"] if r["job_name"] == "models.promote"}
+    assert len(moves) == 4, moves  # the demo's (production 1), then ui_history's: production 2, staging 3, production 1
+    status, trace = call(ui["base"] + "/tidemark/api/models/wine/versions/1", admin)
+    assert status == 200 and not [n for n in trace["graph"]["nodes"] if "99" in (n["sub"], n["details"].get("version"))]
+    page = signed_in(browser, ui)
+    page.goto(ui["base"] + "/tidemark/lineage?node=model:wine&depth=3")
+    page.wait_for_selector(".tm-graph-view[data-tm-ready]")
+    assert page.locator("g.node.tm-model").count() == len(models)
+    assert page.locator("g.node", has_text="@ 99").count() == 0
+    shot(page, "lineage-walk-model-wine", full=False)
+    page.context.close()
+
+
 def test_the_plugin_is_in_airflows_navigation(ui: dict[str, Any], browser: Any) -> None:
     status, plugins = call(ui["base"] + "/api/v2/plugins", ui["admin"])
     [ours] = [p for p in plugins["plugins"] if p["name"] == "tidemark"]
@@ -416,6 +439,7 @@ def test_cli_graph_page_zooms_searches_and_shows_details(ui: dict[str, Any], bro
     out = tmp_path / "wine.html"
     env = {k: v for k, v in ui["env"].items() if k.startswith(("TIDEMARK", "GX"))}
     run_cli("lineage", "graph", "model:wine", "--depth", "3", "-o", str(out), env=env)
+    assert "@ 99" not in out.read_text()  # the refused move to version 99 (ui_history) is drawn nowhere
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(out.as_uri())
     page.wait_for_selector(".tm-graph-view[data-tm-ready]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from lakehouse.exceptions import ConfigError, TidemarkError
 from tidemark.commands.arguments import Subcommands, add_command, current_settings
@@ -95,7 +96,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = current_settings()
     state = broker.read_state(settings) if settings.uses_local_broker else None
-    info = {
+    info: dict[str, Any] = {
         "home": str(settings.home),
         "config_file": str(settings.config_file) if settings.config_file else None,
         "catalog": {"name": settings.catalog.name, **redact_config(settings.catalog.properties)},
