@@ -235,13 +235,20 @@ def shared(request: pytest.FixtureRequest, spark: Any, kafka_env: str, monkeypat
 # files in collection order (`--no-loadscope-reorder`): its own order, most tests first, started most
 # of these one- and two-test files last, where one worker ran them while the other had nothing left.
 # With these first, the many short files fill both workers at the end.
-LONGEST_FILES: tuple[str, ...] = (
-    # The files whose tests use `spark_session`: one unit of work (see SPARK_FILES), so one JVM.
+
+# The files whose tests use `spark_session`: one unit of work (see `pytest_xdist_make_scheduler`), so
+# one worker runs them all, one after the other, on the one Spark it starts (a JVM with Iceberg's
+# runtime, ~1 GB); the other worker starts none.
+SPARK_FILES: tuple[str, ...] = (
     "tests/lakehouse/test_spark_interop.py",
     "tests/ingest/test_spark_ingest.py",
     "tests/lakehouse/test_spark_commits.py",
+    "tests/faults/test_spark_kills.py",
     "tests/models/test_spark_models.py",
     "tests/lakehouse/test_spark.py",
+)
+LONGEST_FILES: tuple[str, ...] = (
+    *SPARK_FILES,
     "tests/dags/test_dags.py",
     "tests/tidemark/test_airflow_stack.py",
     "tests/dags/test_continuous.py",
@@ -258,11 +265,6 @@ LONGEST_FILES: tuple[str, ...] = (
     "tests/dags/test_ui.py",
     "tests/dags/test_consumer_health.py",
 )
-
-
-# One worker runs all of these, one after the other, on the one Spark it starts (a JVM with Iceberg's
-# runtime, ~1 GB); the other worker starts none.
-SPARK_FILES = frozenset(LONGEST_FILES[:5])
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent under `-p no:xdist`
