@@ -16,7 +16,8 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 SPARK_JAR := $(VENV)/share/tidemark/spark/iceberg-shaded-jackson-2.15.2.jar
 # Two worker processes, each taking whole test files (their fixtures: a broker, an Airflow
 # database): 11 minutes instead of 16 on 2 cores. `make test PYTEST_ARGS=` runs in one process.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# Files in collection order, not xdist's most-tests-first: tests/conftest.py puts the longest first.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: demo test bench venv lock clean down airflow airflow-demo sysdeps spark serve
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,81 @@ def shared(request: pytest.FixtureRequest, spark: Any, kafka_env: str, monkeypat
     settings = load_settings()
     lspark.use_catalog(spark, settings)
     return spark, settings
+
+
+# -- the order the two workers take whole files in -----------------------------------------------
+
+# The files of the slow end-to-end tests (Spark on two catalogs, real Airflow runs and servers, Celery,
+# kills, served models), in the order they start: the Spark files as one unit, then the Airflow files
+# longest first (`--durations`, README "Tests"), then the others. `make test` has xdist hand out whole
+# files in collection order (`--no-loadscope-reorder`): its own order, most tests first, started most
+# of these one- and two-test files last, where one worker ran them while the other had nothing left.
+# With these first, the many short files fill both workers at the end.
+
+# The files whose tests use `spark_session`: one unit of work (see `pytest_xdist_make_scheduler`), so
+# one worker runs them all, one after the other, on the one Spark it starts (a JVM with Iceberg's
+# runtime, ~1 GB); the other worker starts none.
+SPARK_FILES: tuple[str, ...] = (
+    "tests/lakehouse/test_spark_interop.py",
+    "tests/ingest/test_spark_ingest.py",
+    "tests/lakehouse/test_spark_commits.py",
+    "tests/faults/test_spark_kills.py",
+    "tests/models/test_spark_models.py",
+    "tests/lakehouse/test_spark.py",
+)
+LONGEST_FILES: tuple[str, ...] = (
+    *SPARK_FILES,
+    "tests/dags/test_dags.py",
+    "tests/tidemark/test_airflow_stack.py",
+    "tests/dags/test_continuous.py",
+    "tests/dags/test_loop.py",
+    "tests/dags/test_approvals_dag.py",
+    "tests/dags/test_task_notes.py",
+    "tests/dags/test_openlineage_provider.py",
+    "tests/tidemark/test_ui_plugin.py",
+    "tests/faults/test_kills.py",
+    "tests/serving/test_serve.py",
+    "tests/tidemark/test_scenario_postgres.py",
+    "tests/tidemark/test_airflow_standalone.py",
+    "tests/models/test_reproduce_environment.py",
+    "tests/dags/test_ui.py",
+    "tests/dags/test_consumer_health.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent under `-p no:xdist`
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` with the Spark files as one unit of work (xdist's `loadgroup` would hand out
+    every other test one by one, and each worker would then build each module's fixtures)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "spark" if path in SPARK_FILES else path
+
+    return SparkFilesTogether(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    gone = [path for path in LONGEST_FILES if not (ROOT / path).is_file()]
+    if gone:  # a renamed file would quietly go back to the end of the queue
+        raise pytest.UsageError(f"tests/conftest.py LONGEST_FILES names {', '.join(gone)}, which no longer exist; update the list")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):  # one process: no worker to keep busy, the files' own order
+        return
+    rank = {path: i for i, path in enumerate(LONGEST_FILES)}
+    tests_in = Counter(item.nodeid.split("::", 1)[0] for item in items)
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        path = item.nodeid.split("::", 1)[0]
+        return rank.get(path, len(rank)), -tests_in[path]  # the rest as xdist would: most tests first
+
+    items.sort(key=order)  # stable: each file's tests keep their order, and stay together
 
 
 # -- the fault-injection table (tests/faults/report.py) -------------------------------------------

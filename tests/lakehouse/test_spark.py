@@ -190,3 +190,12 @@ def test_a_catalog_name_bound_to_another_database_is_refused(spark: Any, tmp_pat
     monkeypatch.setenv("TIDEMARK__CATALOG__URI", f"sqlite:///{tmp_path}/other.db")
     with pytest.raises(SparkUnavailableError, match="already has a catalog .* at another database"):
         lspark.use_catalog(spark, load_settings())
+
+
+def test_every_file_with_spark_tests_is_in_the_spark_unit_of_work(request: pytest.FixtureRequest) -> None:
+    """`make test` runs SPARK_FILES on one worker and one JVM; a Spark test file missing from the list
+    would quietly start a second JVM on the other worker."""
+    from tests.conftest import SPARK_FILES
+
+    using = {item.nodeid.split("::", 1)[0] for item in request.session.items if "spark_session" in getattr(item, "fixturenames", ())}
+    assert using <= set(SPARK_FILES), f"add {sorted(using - set(SPARK_FILES))} to SPARK_FILES in tests/conftest.py"
