@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -144,6 +146,32 @@ def shot(page: Any, name: str, full: bool = True) -> Path:
     page.screenshot(path=str(path), full_page=full)
     assert path.stat().st_size > 5_000
     return path
+
+
+# -- loading --------------------------------------------------------------------------------------------
+
+
+def test_loading_the_plugin_outside_the_api_server_builds_no_app() -> None:
+    # Every task process and `airflow dags test` loads the plugins (for listeners and macros): the
+    # plugin must not import FastAPI or the pages' modules there. Only the API server's first read of
+    # `fastapi_apps` builds the app, once.
+    code = (
+        "import json, sys\n"
+        "from airflow import plugins_manager\n"
+        "plugins_manager.ensure_plugins_loaded()\n"
+        "names = [p.name for p in plugins_manager._get_plugins()[0]]\n"
+        "heavy = [m for m in ('fastapi', 'tidemark.ui.app', 'tidemark.ui.data', 'duckdb') if m in sys.modules]\n"
+        "apps = [a for a in plugins_manager.get_fastapi_plugins()[0] if a['name'] == 'Tidemark']\n"
+        "[plugin] = [p for p in plugins_manager._get_plugins()[0] if p.name == 'tidemark']\n"
+        "print(json.dumps({'names': names, 'heavy': heavy, 'apps': [(type(a['app']).__name__, a['url_prefix']) for a in apps],\n"
+        "                  'once': plugin.fastapi_apps[0]['app'] is apps[0]['app']}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "tidemark" in result["names"]
+    assert result["heavy"] == []
+    assert result["apps"] == [["FastAPI", "/tidemark"]]
+    assert result["once"] is True
 
 
 # -- security -------------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from tidemark.ui.exceptions import PageNotFoundError, StoreEmptyError, StoreUnav
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
-PREFIX = "/tidemark"
 API = "/api"
 # Files the pages load: ours, and the vendored graph library with its license (never fetched elsewhere).
 STATIC = {
