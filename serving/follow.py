@@ -59,7 +59,7 @@ class Follower:
         self._expect: tuple[int, float] | None = None  # (version an event named, until when to wait for it)
         self._refused: dict[tuple[int, str], tuple[float, float]] = {}  # (version, sha256) -> (next try, pause)
         self._threads: list[threading.Thread] = []
-        self.subscribed = threading.Event()  # set once the subscriber reads the topic (tests, /readyz detail)
+        self.subscribed = threading.Event()  # set while the subscriber reads the topic (tests, /readyz `events`)
 
     # -- deciding ---------------------------------------------------------------------------------
 
@@ -178,6 +178,7 @@ class Follower:
         # worker process must see every event, and assign() needs no group rebalance to start.
         group = group_id(self.model, self.alias)
         down_since: float | None = None
+        probe_ms = int(max(1.0, self.settings.kafka.connect_timeout_s) * 1000)
         while not self._stop.is_set():
             kc = None
             try:
@@ -204,6 +205,10 @@ class Follower:
                         look = time.monotonic() + 2.0
                         if bootstrap_servers(self.settings) != address:
                             raise TidemarkError("the local broker was restarted on another port")
+                        # A configured broker that went away: kafka-python's poll() answers nothing
+                        # rather than failing, so ask the topic's end, which fails then (and clears
+                        # `subscribed` for /readyz until it answers again).
+                        kc.end_offsets(tps, timeout_ms=probe_ms)
                     for recs in kc.poll(timeout_ms=200).values():
                         for r in recs:
                             try:
