@@ -33,7 +33,7 @@ from lakehouse.config import Settings
 from lineage import events as ev
 from serving import validate
 from serving.exceptions import RequestError
-from serving.flusher import flusher_alive
+from serving.flusher import flusher_pid
 from serving.follow import Follower
 from serving.loader import Served
 from serving.metrics import CONTENT_TYPE, Metrics
@@ -177,7 +177,8 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True, f
         if state["log"] is not None:
             # Predictions are answered either way (their rows wait in the buffer); this says
             # whether they reach the table.
-            answer["prediction_log"] = {"flusher": flusher_alive(settings, follower.model), "buffer": str(state["log"].buffer.path)}
+            pid = flusher_pid(settings, follower.model)
+            answer["prediction_log"] = {"flusher": pid is not None, "flusher_pid": pid, "buffer": str(state["log"].buffer.path)}
         return _json(answer)
 
     @app.get("/metrics", summary="Prometheus metrics")

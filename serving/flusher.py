@@ -8,7 +8,7 @@ its event loop has requests to answer.
 `FlusherProcess(settings, model)` is started by whoever owns the service (`tidemark serve`: the app
 when it runs alone, the parent of `--workers N` otherwise). Its child holds the flusher lock
 (`alive_lock_path`) for its whole life, so any worker can ask the kernel whether a flusher lives
-(`flusher_alive`, `/readyz`'s `prediction_log` detail). A child that dies is restarted after a pause
+(`flusher_pid`, `/readyz`'s `prediction_log` detail). A child that dies is restarted after a pause
 that doubles (at most `MAX_RESTART_PAUSE_S`), each death a warning line. `stop()` (the SIGTERM path)
 asks the child to commit everything and exit, then commits itself what arrived meanwhile, so a
 stopped service leaves nothing buffered that the catalog could take.
@@ -50,19 +50,21 @@ def alive_lock_path(settings: Settings, model: str) -> Path:
     return buffer_path(settings, model).with_suffix(".flusher.lock")
 
 
-def flusher_alive(settings: Settings, model: str) -> bool:
-    """Whether a flusher process holds the model's flusher lock now (the kernel's word: a dead one's
-    lock is released with its process)."""
+def flusher_pid(settings: Settings, model: str) -> int | None:
+    """The pid of the flusher process that holds the model's flusher lock now, or None when none
+    does (the kernel's word: a dead one's lock is released with its process)."""
     path = alive_lock_path(settings, model)
     if not path.exists():
-        return False
+        return None
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return True
+            fh.seek(0)
+            text = fh.read().strip()
+            return int(text) if text.isdigit() else 0  # 0: it holds the lock, its pid not written yet
         fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+        return None
 
 
 def _proxy(items: dict[str, Any]) -> types.MappingProxyType[str, Any]:
@@ -157,6 +159,10 @@ def main(settings_bytes: bytes, model: str, parent: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another service's flusher of the same home: it flushes, this one waits
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
         plog = PredictionLog(settings, model, start=False)
 
         def orphaned() -> None:
