@@ -127,8 +127,8 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True, f
         predictions = _predict(served, rows)
         mv = served.version
         metrics.records.labels(mv.model, str(mv.version)).inc(len(rows))
-        request_id = ev.new_run_id()
-        ids = [ev.new_run_id() for _ in rows] if batch else [request_id]
+        ids = ev.new_run_ids(len(rows) + 1 if batch else 1)
+        request_id = ids.pop() if batch else ids[0]
         answer: dict[str, Any] = {"predictions": predictions, **served.identity(), "prediction_id": request_id}
         if batch:
             answer["prediction_ids"] = ids
@@ -250,7 +250,7 @@ async def _read(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _predict(served: Served, rows: list[list[Any]]) -> list[Any]:
+def _predict(served: Served, rows: Any) -> list[Any]:
     import numpy as np
 
     kinds = {f.kind for f in served.schema.fields}
