@@ -1,7 +1,9 @@
 """The prediction log: every answered request, durable on local disk at once, in Iceberg within seconds.
 
 `PredictionLog(settings, model).append(rows)` writes the rows to a local buffer and returns; a
-background flusher commits them in micro-batches to the Iceberg table `serving.<model>_predictions`
+flusher (`run`: a thread of this object, or in a service the flusher process of `serving.flusher`,
+whose workers append with `commit=False`) commits them in micro-batches to the Iceberg table
+`serving.<model>_predictions`
 (columns: prediction_id, model, version, time, one per feature typed as the model was trained on,
 prediction). The request path never waits on the catalog: a catalog that is down only delays the
 commits (a warning says so, once per outage); the rows wait in the buffer until it answers.
