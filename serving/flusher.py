@@ -158,7 +158,13 @@ def main(settings_bytes: bytes, model: str, parent: int) -> None:
     path = alive_lock_path(settings, model)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another service's flusher of the same home: it flushes, this one waits
+        while True:  # another service's flusher of the same home: it flushes, this one waits (stoppable)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stop.wait(_PARENT_CHECK_S) or os.getppid() != parent:
+                    return
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))
