@@ -33,7 +33,7 @@ from lakehouse.config import Settings
 from lineage import events as ev
 from serving import validate
 from serving.exceptions import RequestError
-from serving.flusher import flusher_pid
+from serving.flusher import FlusherProcess, flusher_pid
 from serving.follow import Follower
 from serving.loader import Served
 from serving.metrics import CONTENT_TYPE, Metrics
@@ -84,8 +84,6 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True, f
         state["log"] = _app.state.prediction_log = prediction_log(settings, follower.model)
         flushing = None
         if flusher and state["log"] is not None:
-            from serving.flusher import FlusherProcess
-
             flushing = _app.state.flusher = FlusherProcess(settings, follower.model)
             flushing.start()
         if follow:
