@@ -2,8 +2,9 @@
 
 Maintenance: expire snapshots older than the retention in every table (snapshots tagged by a model
 version, and branch heads, stay), rewrite the lineage tables' small files, remove orphan files, and
-report what each step did. Health: the lineage consumer is a service, not a DAG; this checks that
-events waiting in the topic or the outbox are being stored, and fails loudly when they are not.
+report what each step did. Health: the lineage consumer is a service, not a DAG; this reconciles the
+worker's outbox with the lineage store, then checks that events waiting in the topic or the outbox
+are being stored, and fails loudly when they are not.
 """
 
 from __future__ import annotations
@@ -92,12 +93,24 @@ def lakehouse_maintenance() -> None:
 )
 def lineage_consumer_health() -> None:
     @task
+    def reconcile_outbox() -> dict[str, Any]:
+        # This worker's outbox holds each event it sent until the lineage store has it. A consumer
+        # in another container cannot acknowledge there, so the store is asked (`tidemark lineage
+        # recover`): what it holds is acknowledged, what a lost or replaced broker dropped is sent
+        # again, and runs a killed task left in flight are finished.
+        from lineage.recovery import recover
+
+        report = recover(settings(), reconcile_store=True)
+        report.raise_for_errors()
+        return report.to_json()
+
+    @task
     def check_lag(**context: Any) -> dict[str, Any]:
         from lineage.lag import consumer_lag
 
         return consumer_lag(settings(), float(context["params"]["max_age_s"]))
 
-    check_lag()
+    reconcile_outbox() >> check_lag()
 
 
 lakehouse_maintenance()

@@ -10,4 +10,4 @@ types settled over the whole file).
 tests/test_architecture.py fails when another package imports them or an underscored name.
 """
 
-__all__ = ["columns", "exceptions", "feeds", "land", "quarantine", "recovery", "sources", "sparkland"]
+__all__ = ["columns", "exceptions", "feeds", "land", "quarantine", "recovery", "several", "sources", "sparkland", "staged"]

@@ -102,7 +102,8 @@ def land_feed(settings: Settings, feed: Feed) -> list[dict[str, Any]]:
     the run naming it).
     """
     from ingest import sources
-    from ingest.land import FAILED, land, land_each
+    from ingest.land import FAILED, land
+    from ingest.several import land_each
 
     location = feed.resolved_location(settings)
     try:
@@ -131,7 +132,7 @@ def land_feed(settings: Settings, feed: Feed) -> list[dict[str, Any]]:
 
 def validate_staged(settings: Settings, table: str, staged: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The gate's decision for each audited landing: which branches to publish, which to quarantine."""
-    from ingest.land import audit_verdict
+    from ingest.staged import audit_verdict
 
     decision: dict[str, Any] = {"table": table, "publish": [], "quarantine": [], "verdicts": [], "failed": []}
     for s in staged:
@@ -153,7 +154,7 @@ def validate_staged(settings: Settings, table: str, staged: Sequence[Mapping[str
 
 def publish_staged(settings: Settings, decision: Mapping[str, Any]) -> dict[str, Any] | None:
     """Publish the branches that passed, in landing order. None when there was nothing to publish."""
-    from ingest.land import publish_audited
+    from ingest.staged import publish_audited
 
     table = decision["table"]
     published = [publish_audited(settings, table, b, progress=log.info) for b in decision["publish"]]
@@ -172,7 +173,7 @@ def publish_staged(settings: Settings, decision: Mapping[str, Any]) -> dict[str,
 def quarantine_staged(settings: Settings, decision: Mapping[str, Any]) -> list[str]:
     """Move the failed landings to quarantine branches, then fail: main is untouched by them. Files
     that could not be landed at all fail the run too, named with their reasons."""
-    from ingest.land import quarantine_audited
+    from ingest.staged import quarantine_audited
 
     table = decision["table"]
     kept = [quarantine_audited(settings, table, b) for b in decision["quarantine"]]

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ingest import columns, datasets, sources, target, verdict
@@ -29,14 +30,14 @@ from ingest import gate as gates
 from ingest import schema as schemas
 from ingest import write as writes
 from ingest.batches import BATCH_ROWS, Rebatcher
-from ingest.exceptions import GateFailedError, LandingOutOfMemoryError, LandingsFailedError, PublishError, SourceError
+from ingest.exceptions import GateFailedError, LandingOutOfMemoryError, PublishError, SourceError
 from ingest.result import FAILED, LANDED, NOT_TRIED, SKIPPED, FileOutcome, LandingResult
-from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, QUARANTINE_PREFIX, AuditVerdict
+from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, QUARANTINE_PREFIX
 from ingest.write import Advance, Progress
-from lakehouse import branches
+from lakehouse import branches, names
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.exceptions import BranchError, TidemarkError
+from lakehouse.exceptions import BranchError
 from lakehouse.failpoints import step
 from lakehouse.tables import (
     JOB_NAME,
@@ -51,6 +52,7 @@ from lakehouse.tables import (
     summary_properties,
 )
 from lineage import events as ev
+from lineage.run import RunContext
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
 
@@ -58,26 +60,27 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
+
+    from ingest.gate import Suite
+    from ingest.sources import Source
 
 __all__ = [
     "FAILED",
     "LANDED",
     "NOT_TRIED",
     "SKIPPED",
-    "AuditVerdict",
     "FileOutcome",
     "LandingResult",
-    "audit_verdict",
+    "checked",
     "land",
-    "land_all",
-    "land_each",
-    "raise_failures",
     "landed_snapshot",
+    "landing_run",
     "own",
-    "publish_audited",
+    "already_landed",
+    "new_result",
     "publish_branch",
     "quarantine_or_publish",
-    "quarantine_audited",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,63 +102,7 @@ def landed_snapshot(table: Table, sha256: str) -> int | None:
     return None
 
 
-def land_all(settings: Settings, location: str, table: str, *, keep_going: bool = False, **kwargs: Any) -> list[LandingResult]:
-    """Land every file a location names (a path, a URI, or a glob); each file is its own landing.
-
-    Files land one after the other, in name order. Without `keep_going` the first failure stops
-    the rest and is raised, saying which files were not tried (earlier ones stay landed). With it
-    every file is tried and, if any failed, LandingsFailedError names them (`.outcomes`: each file's).
-    """
-    TableName.parse(table)
-    locations = sources.expand(location, settings.catalog.properties)
-    outcomes = land_each(locations, lambda loc: land(settings, loc, table, **kwargs), keep_going=keep_going)
-    raise_failures(outcomes, table)
-    return [o.result for o in outcomes if o.result is not None]
-
-
-def land_each(locations: list[str], land_one: Callable[[str], LandingResult], *, keep_going: bool = False) -> list[FileOutcome]:
-    """`land_one` for each location in turn; each file's outcome, never an exception of Tidemark's.
-
-    Without `keep_going` the first failure stops the rest (reported as not tried).
-    """
-    outcomes: list[FileOutcome] = []
-    for i, location in enumerate(locations):
-        try:
-            result = land_one(location)
-        except TidemarkError as exc:
-            outcomes.append(FileOutcome(location, FAILED, error=exc))
-            if not keep_going:
-                outcomes += [FileOutcome(rest, NOT_TRIED) for rest in locations[i + 1 :]]
-                break
-            continue
-        outcomes.append(FileOutcome(location, SKIPPED if result.skipped else LANDED, result=result))
-    return outcomes
-
-
-def raise_failures(outcomes: list[FileOutcome], table: str) -> None:
-    """Raise for the failed files, in one line: a lone failure as itself, several as LandingsFailedError."""
-    failed = [o for o in outcomes if o.outcome == FAILED]
-    if not failed:
-        return
-    untried = [o.source for o in outcomes if o.outcome == NOT_TRIED]
-    first = failed[0].error
-    assert first is not None
-    if untried:
-        names = ", ".join(untried[:3]) + (f" and {len(untried) - 3} more" if len(untried) > 3 else "")
-        raise LandingsFailedError(
-            f"{first}; {len(untried)} later file(s) not tried: {names} (--keep-going tries every file)", outcomes, parameter=first.parameter
-        ) from first
-    if len(failed) == 1:
-        raise first
-    landed = sum(1 for o in outcomes if o.outcome in (LANDED, SKIPPED))
-    raise LandingsFailedError(
-        f"{len(failed)} of {len(outcomes)} files failed to land into {table}: "
-        f"{', '.join(o.source for o in failed)} (each one's reason is listed above); the other {landed} landed or were already in",
-        outcomes,
-    )
-
-
-def own(catalog: Any, name: TableName, tbl: Table, owner: str | None, run: Any) -> Table:
+def own(catalog: Catalog, name: TableName, tbl: Table, owner: str | None, run: RunContext) -> Table:
     """Record `owner` (when given) as the table's owner; the landing run's job then answers to the
     table's owner too (the OpenLineage `ownership` job facet). Both engines land through this."""
     if owner is not None:
@@ -163,6 +110,43 @@ def own(catalog: Any, name: TableName, tbl: Table, owner: str | None, run: Any) 
     if tbl.properties.get(OWNER):
         run.job_facets["ownership"] = ev.ownership_facet(run.producer, tbl.properties[OWNER], "job")
     return tbl
+
+
+def checked(settings: Settings, location: str, table: str, suite_file: str | None, strict: bool, owner: str | None) -> tuple[TableName, Suite | None]:
+    """What both engines refuse before reading a byte of the file: a bad table or owner name, a
+    pattern (several files: `land_all`), a missing suite under `strict`. Returns the table's name
+    and the suite that gates it (None: ungated)."""
+    name = TableName.parse(table)
+    if owner is not None:
+        names.check("owner", owner, "owner")
+    if sources.GLOB_CHARS & set(location):
+        raise SourceError(f"{location}: a pattern names several files; use land_all (the CLI does) to land each")
+    return name, gates.suite_for(settings, name, suite_file, strict)
+
+
+def new_result(name: TableName, src: Source, suite: Suite | None) -> LandingResult:
+    """The result of a landing about to read `src`; landing ungated is a warning in it."""
+    result = LandingResult(table=str(name), source=src.uri, sha256=src.sha256, run_id=None, snapshot_id=None, rows=0)
+    if suite is None:
+        msg = f"no validation suite for {name} (looked for {name}.yaml in the suites folder); landing ungated"
+        result.warnings.append(msg)
+        log.info(msg)  # callers show result.warnings (the CLI prints them); no second copy on stderr
+    return result
+
+
+def already_landed(catalog: Catalog, name: TableName, result: LandingResult, *, force: bool, owner: str | None, progress: Progress) -> bool:
+    """Whether the file is already in main (same sha256, and not `force`): then `result` says so and
+    names that snapshot, and only the owner given is recorded."""
+    if force or not catalog.table_exists(name.identifier):
+        return False
+    already = landed_snapshot(load_table(catalog, name), result.sha256)
+    if already is None:
+        return False
+    progress(f"{result.source} (sha256 {result.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (force lands it again)")
+    result.skipped, result.snapshot_id = True, already
+    if owner is not None:
+        set_owner(catalog, name, owner)  # nothing to land, but the owner given is still the owner
+    return True
 
 
 def land(
@@ -188,7 +172,7 @@ def land(
 
     `publish=False` stops after step 4: the audited snapshot stays on branch `result.audit_branch`
     with the gate's verdict in its summary, for a scheduler to decide in separate, visible steps
-    (`publish_audited` or `quarantine_audited`), as the Airflow ingest DAGs do. `on_audited`: see
+    (`ingest.staged.publish_audited` or `quarantine_audited`), as the Airflow ingest DAGs do. `on_audited`: see
     `Audited`. `progress` gets one line per step, `advance` rows and the share of the file done.
     `rename`: source column -> table column, for a file whose header names a column otherwise
     (reported as a transformation in the run's column-level lineage, as every cast is).
@@ -234,34 +218,16 @@ def _land(
 ) -> LandingResult:
     import pyarrow as pa
 
-    from lakehouse import names
-
-    started = time.perf_counter()
-    name = TableName.parse(table)
-    if owner is not None:
-        names.check("owner", owner, "owner")
-    if sources.GLOB_CHARS & set(location):
-        raise SourceError(f"{location}: a pattern names several files; use land_all (the CLI does) to land each")
-    suite = gates.suite_for(settings, name, suite_file, strict)
+    began = time.perf_counter()
+    name, suite = checked(settings, location, table, suite_file, strict, owner)
     src = sources.open_source(location, fmt, settings.catalog.properties)
-    result = LandingResult(table=str(name), source=src.uri, sha256=src.sha256, run_id=None, snapshot_id=None, rows=0)
-    if suite is None:
-        msg = f"no validation suite for {name} (looked for {name}.yaml in the suites folder); landing ungated"
-        result.warnings.append(msg)
-        log.info(msg)  # callers show result.warnings (the CLI prints them); no second copy on stderr
+    result = new_result(name, src, suite)
     how = f" ({src.content.describe()}, read as UTF-8 text)" if src.content.describe() else ""
     progress(f"{src.uri}: {src.fmt}{how}, {src.size:,} bytes, sha256 {src.sha256[:12]}…")
 
     catalog = load_catalog(settings)
-    if not force and catalog.table_exists(name.identifier):
-        already = landed_snapshot(load_table(catalog, name), src.sha256)
-        if already is not None:
-            progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (force lands it again)")
-            result.skipped = True
-            result.snapshot_id = already
-            if owner is not None:
-                set_owner(catalog, name, owner)  # nothing to land, but the owner given is still the owner
-            return result
+    if already_landed(catalog, name, result, force=force, owner=owner, progress=progress):
+        return result
 
     # Read up to the first rows before the run starts: an unreadable or empty file is refused
     # without a lineage run, a table, or a branch.
@@ -273,17 +239,8 @@ def _land(
     ignored = schemas.droppable_empty_columns(first.schema)
 
     source_ds = datasets.source_dataset(settings, src)
-    with lineage_run(
-        f"ingest.{name}",
-        inputs=[source_ds],
-        parameters={"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force, **({"rename": rename} if rename else {})},
-        settings=settings,
-        transport=transport,
-        code=land,
-        steps="ingest",
-    ) as run:
+    with landing_run(settings, name, src, suite, source_ds, force=force, rename=rename, transport=transport, code=land, publish=publish) as run:
         result.run_id = run.run_id
-        run.recoverable(RESOLVER, table=str(name), publish=publish)
         prepared = target.prepare(catalog, name, first.schema, src.uri, result.warnings)
         tbl, created = prepared.table, prepared.created
         tbl = own(catalog, name, tbl, owner, run)
@@ -328,24 +285,51 @@ def _land(
             result.seconds["commit"] = time.perf_counter() - commit_started
             run.add_output(datasets.output_dataset(settings, tbl, str(name), audited, result, column_lineage))
             progress(f"gate {'passed' if result.gate is None or result.gate.success else 'FAILED'}; not published (publish=False)")
-            result.seconds["total"] = time.perf_counter() - started
+            result.seconds["total"] = time.perf_counter() - began
             return result
         quarantine_or_publish(
             settings, catalog, run, tbl, branch, audited, result, column_lineage, progress, files=files, properties=props,
             before=None if on_audited is None else lambda: on_audited(branch, audited.snapshot_id),
         )
         result.seconds["commit"] = time.perf_counter() - commit_started
-    result.seconds["total"] = time.perf_counter() - started
+    result.seconds["total"] = time.perf_counter() - began
     return result
+
+
+@contextmanager
+def landing_run(
+    settings: Settings,
+    name: TableName,
+    src: sources.Source,
+    suite: gates.Suite | None,
+    source_ds: dict[str, Any],
+    *,
+    force: bool,
+    rename: Mapping[str, str],
+    transport: Transport | None,
+    code: Callable[..., Any],
+    publish: bool = True,
+    engine: str | None = None,
+) -> Iterator[Any]:
+    """The lineage run `ingest.NS.TABLE` of one landing on either engine (`engine`: named in its
+    parameters when not the default), recoverable by `RESOLVER` from its first step on."""
+    parameters: dict[str, Any] = {"table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force}
+    if engine is not None:
+        parameters["engine"] = engine
+    if rename:
+        parameters["rename"] = dict(rename)
+    with lineage_run(f"ingest.{name}", inputs=[source_ds], parameters=parameters, settings=settings, transport=transport, code=code, steps="ingest") as run:
+        run.recoverable(RESOLVER, table=str(name), publish=publish)
+        yield run
 
 
 def quarantine_or_publish(
     settings: Settings,
     catalog: Catalog,
-    run: Any,
+    run: RunContext,
     table: Table,
     branch: str,
-    audited: Any,
+    audited: Snapshot,
     result: LandingResult,
     column_lineage: dict[str, Any] | None,
     progress: Progress,
@@ -369,61 +353,6 @@ def quarantine_or_publish(
     result.snapshot_id = published.snapshot.snapshot_id
     run.add_output(datasets.output_dataset(settings, table, str(name), published.snapshot, result, column_lineage))
     progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
-
-
-def audit_verdict(settings: Settings, table: str, branch: str) -> AuditVerdict:
-    """The gate's verdict on the snapshot at the head of `branch` (left there by land(publish=False))."""
-    name = TableName.parse(table)
-    return verdict.read(load_table(load_catalog(settings), name), name, branch)
-
-
-def publish_audited(settings: Settings, table: str, branch: str, *, transport: Transport | None = None, progress: Progress = lambda _msg: None) -> LandingResult:
-    """Publish an audited snapshot that passed its gate: main moves to it (or its files are re-applied).
-
-    Refuses a snapshot whose gate failed. The publish is its own lineage run (`publish.NS.TABLE`),
-    reading the audited snapshot and writing the published one, which differ only if main moved.
-    """
-    name = TableName.parse(table)
-    catalog = load_catalog(settings)
-    tbl = load_table(catalog, name)
-    found = verdict.read(tbl, name, branch)
-    if found.success is False:
-        raise PublishError(f"{found.table} branch {branch}: the gate failed ({found.failures}); quarantine it instead of publishing", parameter="branch")
-    audited = branches.head(tbl, branch)
-    props = summary_properties(audited)
-    files = branches.added_data_files(tbl, audited)
-    result = LandingResult(table=str(name), source=props.get(SOURCE_PATH, ""), sha256=props.get(SOURCE_SHA256, ""), run_id=props.get(RUN_ID), snapshot_id=None, rows=found.rows)
-    result.data_files, result.bytes_written = len(files), sum(f.file_size_in_bytes for f in files)
-    audited_ds = ev.table_dataset(settings, str(name), tbl, audited.snapshot_id, "input")
-    with lineage_run(
-        f"publish.{name}",
-        inputs=[audited_ds],
-        parameters={"table": str(name), "branch": branch, "landing_run": result.run_id},
-        settings=settings,
-        transport=transport,
-        code=publish_audited,
-        steps="publish",
-    ) as run:
-        # The published snapshot carries the landing's run id, not this one's; no assertions, as below.
-        run.recoverable(
-            RESOLVER, table=str(name), publish=True, landing_run=result.run_id,
-            rows=result.rows, size=result.bytes_written, files=result.data_files, checks=None,
-        )
-        published = publish_branch(catalog, name, branch, progress, files=files)
-        result.reapplied = published.reapplied
-        result.snapshot_id = published.snapshot.snapshot_id
-        copied = columns.identity_facet(settings, audited_ds, tbl.schemas()[audited.schema_id] if audited.schema_id is not None else tbl.schema())
-        run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, copied))
-    progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
-    return result
-
-
-def quarantine_audited(settings: Settings, table: str, branch: str) -> str:
-    """Keep a failed landing's rows on `quarantine-<run>` (main untouched); returns the new branch name."""
-    name = TableName.parse(table)
-    quarantine = QUARANTINE_PREFIX + branch.removeprefix(AUDIT_PREFIX)
-    branches.rename(load_catalog(settings), name, branch, quarantine)
-    return quarantine
 
 
 def publish_branch(

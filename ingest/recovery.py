@@ -1,6 +1,6 @@
 """Finishing a landing (or a publish) whose process died: from the table's snapshot summaries.
 
-`lineage.recovery` calls `resolve` for a run `land` or `publish_audited` left in flight (they name
+`lineage.recovery` calls `resolve` for a run `land` or `staged.publish_audited` left in flight (they name
 it with `run.recoverable` before their first commit). Every Tidemark commit carries its run id in
 the snapshot summary (`tidemark.run-id`), so the table says how far the run got:
 
@@ -13,6 +13,9 @@ the snapshot summary (`tidemark.run-id`), so the table says how far the run got:
   dropped (no stray branch), FAIL "interrupted": land the file again;
 - nothing: FAIL "interrupted" (data files written before the audit commit are orphans that
   `tidemark maintenance remove-orphans` removes).
+A Spark landing that died while the schema evolved for its file was current (`context["schema"]`:
+that schema's id and the one current before) and was not published gets the old one current
+again (`lakehouse.branches.restore_schema`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ def resolve(settings: Settings, run: InFlight) -> Resolution:
         return Resolution("FAIL", note=f"{name} was never created")
     landing_run = str(ctx.get("landing_run") or run.run_id)
     published = _on_main(table, landing_run)
+    if published is None and isinstance(ctx.get("schema"), list):
+        # A Spark landing died while the schema evolved for its file was current: main never got
+        # its rows, so its readers get the schema they had back.
+        evolved, before = (int(i) for i in ctx["schema"])  # type: ignore[union-attr]
+        branches.restore_schema(catalog, name, evolved, before)
     if published is not None:
         return Resolution("COMPLETE", [_dataset(settings, table, name, published, ctx)], note=f"published snapshot {published.snapshot_id} found on main")
     if "landing_run" in ctx:

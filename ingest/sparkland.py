@@ -5,16 +5,24 @@ the file in parallel tasks, spilling to disk, where the pyarrow path (`ingest.la
 1M-row batches in memory. What a landing guarantees is the same on both engines:
 
 1. Checksum the file; a sha256 already in main's history is a no-op (`--force` lands it again).
-2. Read it with Spark (CSV with a header, types inferred over the whole file; Parquet; JSON Lines),
-   make or load the table (`ingest.target`) and cast the rows to the table's types. The Spark
-   engine lands into the table's current schema: a file bringing new columns or wider types is
-   refused before anything is written (land it once with the default engine to evolve the schema).
+2. Read it with Spark (CSV with a header, types inferred over the whole file; Parquet; JSON Lines;
+   an `s3://` file is first copied to local disk under the home, checked against its sha256, and
+   removed after the landing: Spark's `s3a` filesystem needs hadoop-aws and the AWS SDK jars, which
+   no package reachable here ships),
+   make or load the table and reconcile the file's columns with its schema by the default engine's
+   rules and code (`ingest.target`, `ingest.schema`: new columns added as optional, types widened
+   where Iceberg allows, anything else refused in one line before anything is written), and cast
+   the rows to the schema they are written in.
 3. The table's Great Expectations suite runs on those rows with GX's Spark execution engine, over
    the whole landing at once (`ingest.gate.SparkGate`); rows read from text are cached (memory, then
    local disk) so the gate and the write parse the file once.
 4. Spark appends the same rows as one snapshot to branch `audit-<run>` made from main (Iceberg's
    `branch_` write), with Tidemark's summary keys (run, job, source, gate verdict, engine) set by
-   `snapshot-property.` write options.
+   `snapshot-property.` write options. Spark's Iceberg writer writes only in the table's current
+   schema, even to a branch: a schema evolved for this file is made current for the write's
+   duration alone and the previous one current again right after (`lakehouse.branches.schema_current`;
+   lineage recovery restores it if the process dies in between), so main's readers get the new
+   columns when the landing is published, as on the default engine.
 5. Gate passed: main moves to the audited snapshot only if main is still its parent; if another
    writer (Spark or Tidemark) moved main meanwhile, the audited files are appended again on the new
    main (`lakehouse.branches.publish`, as for every landing). Gate failed: main is untouched and the
@@ -35,22 +43,23 @@ from typing import TYPE_CHECKING, Any
 
 from ingest import columns, datasets, sources, target, verdict
 from ingest import gate as gates
-from ingest.exceptions import PublishError, SchemaMismatchError, SourceError, SparkLandingError
-from ingest.land import RESOLVER, landed_snapshot, own, quarantine_or_publish
+from ingest.exceptions import PublishError, SourceError, SparkLandingError
+from ingest.land import RESOLVER, already_landed, checked, landing_run, new_result, own, quarantine_or_publish
 from ingest.result import LandingResult
 from ingest.verdict import AUDIT_PREFIX, GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE, QUARANTINE_PREFIX
 from ingest.write import Progress
-from lakehouse import branches, names
+from lakehouse import branches
 from lakehouse import spark as lspark
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.failpoints import armed, step
-from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, set_owner
-from lineage.run import run as lineage_run
+from lakehouse.tables import JOB_NAME, RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table
 from lineage.transport import Transport
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.schema import Schema
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,9 @@ log = logging.getLogger(__name__)
 ENGINE = "tidemark.ingest.engine"  # summary key: which engine wrote the landing's files
 # `TIDEMARK_FAILPOINT=ingest.spark-write`: the write job's last task fails (tests of that fault).
 WRITE_FAULT = "ingest.spark-write"
+# The step after Spark committed the audit branch, while a schema evolved for the file is still
+# current (`lakehouse.failpoints.STEPS["ingest-spark"]`: the kill suite dies here too).
+WRITTEN = "ingest.spark-written"
 # Spark's Java logging off while the CLI lands (its stack traces would bury the one-line error).
 LOG_CONFIG = Path(__file__).resolve().parent / "spark_log4j2.properties"
 # Spark picks a text file's codec by its name; these it reads without native libraries.
@@ -88,12 +100,7 @@ def land_spark(
     PublishError; SparkUnavailableError from lakehouse. `owner`: as for `ingest.land.land`.
     """
     started = time.perf_counter()
-    name = TableName.parse(table)
-    if owner is not None:
-        names.check("owner", owner, "owner")
-    if sources.GLOB_CHARS & set(location):
-        raise SourceError(f"{location}: a pattern names several files; use land_all (the CLI does) to land each")
-    suite = gates.suite_for(settings, name, suite_file, strict)
+    name, suite = checked(settings, location, table, suite_file, strict, owner)
     if spark is None:
         # Before the checksum: a missing Java is said at once. No console progress bars: the
         # landing reports its own steps.
@@ -107,107 +114,90 @@ def land_spark(
         lspark.use_catalog(spark, settings)
     src = sources.open_source(location, fmt, settings.catalog.properties)
     path = _spark_path(src)
-    result = LandingResult(table=str(name), source=src.uri, sha256=src.sha256, run_id=None, snapshot_id=None, rows=0)
-    if suite is None:
-        result.warnings.append(f"no validation suite for {name} (looked for {name}.yaml in the suites folder); landing ungated")
+    result = new_result(name, src, suite)
     progress(f"{src.uri}: {src.fmt}, {src.size:,} bytes, sha256 {src.sha256[:12]}…, on Spark {spark.sparkContext.master}")
 
     catalog = load_catalog(settings)
-    if not force and catalog.table_exists(name.identifier):
-        already = landed_snapshot(load_table(catalog, name), src.sha256)
-        if already is not None:
-            progress(f"{src.uri} (sha256 {src.sha256[:12]}…) is already in {name} at snapshot {already}; nothing to do (force lands it again)")
-            result.skipped, result.snapshot_id = True, already
-            if owner is not None:
-                set_owner(catalog, name, owner)  # nothing to land, but the owner given is still the owner
-            return result
+    if already_landed(catalog, name, result, force=force, owner=owner, progress=progress):
+        return result
 
-    rename = dict(rename or {})
-    with _unreadable(src.uri):
-        frame = _renamed(_read(spark, src, path), rename, src.uri)
-        if not frame.take(1):
-            raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
-    arrow_schema = _arrow_schema(frame)
+    # An object-store source is copied to local disk first: Spark here has no S3 filesystem (module docstring).
+    with _local(settings, src, path, progress) as local:
+        rename = dict(rename or {})
+        with _unreadable(src.uri):
+            frame = _renamed(_read(spark, src, local), rename, src.uri)
+            if not frame.take(1):
+                raise SourceError(f"{src.uri}: no data rows (header only?); nothing to land")
+        arrow_schema = _arrow_schema(frame)
 
-    source_ds = datasets.source_dataset(settings, src)
-    with lineage_run(
-        f"ingest.{name}",
-        inputs=[source_ds],
-        parameters={
-            "table": str(name), "source": src.uri, "suite": suite.name if suite else None, "force": force, "engine": "spark",
-            **({"rename": rename} if rename else {}),
-        },
-        settings=settings,
-        transport=transport,
-        code=land_spark,
-        steps="ingest",
-    ) as run:
-        result.run_id = run.run_id
-        run.recoverable(RESOLVER, table=str(name), publish=True)
-        prepared = target.prepare(catalog, name, arrow_schema, src.uri, result.warnings)
-        tbl, created = prepared.table, prepared.created
-        tbl = own(catalog, name, tbl, owner, run)
-        cached: DataFrame | None = None
-        try:
-            if prepared.schema.schema_id != tbl.metadata.current_schema_id:
-                raise SchemaMismatchError(
-                    f"{src.uri} adds columns to {name} or widens their types; the Spark engine lands into the table's "
-                    "current schema only: land this file once with the default engine (drop --engine spark) to evolve it"
-                )
-            spark_table = lspark.table_name(settings, str(name))
-            cached = _conform(spark, frame, spark_table)
-            if src.fmt != "parquet":
-                # Text is parsed once, into a cache the gate and the write share; Parquet is cheaper to
-                # read again (GX reads only the columns the suite names) than to cache.
-                cached = cached.persist(_storage_level())
-            t0 = time.perf_counter()
-            with _unreadable(src.uri):
-                result.rows = cached.count()
-            result.seconds["read"] = time.perf_counter() - t0
-            progress(f"read {result.rows:,} rows in {result.seconds['read']:.1f} s")
-            props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri, ENGINE: "spark"}
-            if suite is not None:
-                progress(f"gate: suite {suite.name} ({len(suite.expectations)} expectations) on GX's Spark engine")
-                gate = gates.SparkGate(suite)
-                result.gate = gate.check(cached)
-                result.seconds["gate"] = gate.seconds
-                progress(f"gate {'passed' if result.gate.success else 'FAILED'} in {gate.seconds:.1f} s")
-                props.update(verdict.properties(result.gate))
-                if data_docs:
-                    result.data_docs = verdict.write_data_docs(settings, name, run.run_id, gate, result.gate, result.warnings)
-                    if result.data_docs:
-                        props[GATE_DOCS] = result.data_docs
-            run.recoverable(RESOLVER, rows=result.rows, checks=datasets.assertions(result))
-            step("ingest.written")
-            branch = f"{AUDIT_PREFIX}{run.run_id}"
-            commit_started = time.perf_counter()
-            audited = _write_branch(spark, catalog, name, spark_table, branch, cached, props, src.uri, result.rows)
-            result.seconds["write"] = time.perf_counter() - commit_started
-        except BaseException:
-            if created:
-                target.drop_if_pristine(catalog, name)
-            raise
-        finally:
-            if cached is not None:
-                cached.unpersist()
-        tbl = load_table(catalog, name)
-        added = branches.added_data_files(tbl, audited)
-        result.data_files, result.bytes_written = len(added), sum(f.file_size_in_bytes for f in added)
-        column_lineage = columns.lineage_facet(settings, source_ds, arrow_schema, tbl.schema(), rename)
-        progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
-        step("ingest.audited")
-        quarantine_or_publish(settings, catalog, run, tbl, branch, audited, result, column_lineage, progress, files=added)
-        result.seconds["commit"] = time.perf_counter() - commit_started
-    result.seconds["total"] = time.perf_counter() - started
-    return result
+        source_ds = datasets.source_dataset(settings, src)
+        with landing_run(
+            settings, name, src, suite, source_ds, force=force, rename=rename, transport=transport, code=land_spark, engine="spark",
+        ) as run:
+            result.run_id = run.run_id
+            prepared = target.prepare(catalog, name, arrow_schema, src.uri, result.warnings)
+            tbl, created = prepared.table, prepared.created
+            tbl = own(catalog, name, tbl, owner, run)
+            cached: DataFrame | None = None
+            try:
+                spark_table = lspark.table_name(settings, str(name))
+                cached = _conform(frame, prepared.schema)
+                if src.fmt != "parquet":
+                    # Text is parsed once, into a cache the gate and the write share; Parquet is cheaper to
+                    # read again (GX reads only the columns the suite names) than to cache.
+                    cached = cached.persist(_storage_level())
+                t0 = time.perf_counter()
+                with _unreadable(src.uri):
+                    result.rows = cached.count()
+                result.seconds["read"] = time.perf_counter() - t0
+                progress(f"read {result.rows:,} rows in {result.seconds['read']:.1f} s")
+                props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri, ENGINE: "spark"}
+                if suite is not None:
+                    progress(f"gate: suite {suite.name} ({len(suite.expectations)} expectations) on GX's Spark engine")
+                    gate = gates.SparkGate(suite)
+                    result.gate = gate.check(cached)
+                    result.seconds["gate"] = gate.seconds
+                    progress(f"gate {'passed' if result.gate.success else 'FAILED'} in {gate.seconds:.1f} s")
+                    props.update(verdict.properties(result.gate))
+                    if data_docs:
+                        result.data_docs = verdict.write_data_docs(settings, name, run.run_id, gate, result.gate, result.warnings)
+                        if result.data_docs:
+                            props[GATE_DOCS] = result.data_docs
+                run.recoverable(RESOLVER, rows=result.rows, checks=datasets.assertions(result))
+                step("ingest.written")
+                branch = f"{AUDIT_PREFIX}{run.run_id}"
+                commit_started = time.perf_counter()
+                if prepared.schema.schema_id != tbl.metadata.current_schema_id:
+                    # Before the schema is made current for Spark's write: recovery makes the old one current
+                    # again if this process dies while it is (ingest.recovery).
+                    run.recoverable(RESOLVER, schema=[prepared.schema.schema_id, tbl.metadata.current_schema_id])
+                with branches.schema_current(catalog, name, prepared.schema.schema_id):
+                    audited = _write_branch(catalog, name, spark_table, branch, cached, props, src.uri, result.rows, prepared.schema.schema_id)
+                result.seconds["write"] = time.perf_counter() - commit_started
+            except BaseException:
+                if created:
+                    target.drop_if_pristine(catalog, name)
+                raise
+            finally:
+                if cached is not None:
+                    cached.unpersist()
+            tbl = load_table(catalog, name)
+            added = branches.added_data_files(tbl, audited)
+            result.data_files, result.bytes_written = len(added), sum(f.file_size_in_bytes for f in added)
+            column_lineage = columns.lineage_facet(settings, source_ds, arrow_schema, prepared.schema, rename)  # the schema the files are in
+            progress(f"audited snapshot {audited.snapshot_id} on branch {branch}")
+            step("ingest.audited")
+            quarantine_or_publish(settings, catalog, run, tbl, branch, audited, result, column_lineage, progress, files=added)
+            result.seconds["commit"] = time.perf_counter() - commit_started
+        result.seconds["total"] = time.perf_counter() - started
+        return result
 
 
-def _spark_path(src: sources.Source) -> str:
-    """The path Spark reads: local files only, in an encoding and codec Spark reads as they are."""
+def _spark_path(src: sources.Source) -> str | None:
+    """The path Spark reads (None: an object-store file, copied to local disk by `_local` first), in
+    an encoding and codec Spark reads as they are."""
     import pyarrow.fs as pafs
 
-    if not isinstance(src.filesystem, pafs.LocalFileSystem):
-        raise SourceError(f"{src.uri}: the Spark engine reads local files only; copy it here, or land it with the default engine")
     if src.content.encoding:
         raise SourceError(f"{src.uri} is {src.content.encoding.upper()} text; the Spark engine reads UTF-8 only: land it with the default engine")
     codec = src.content.compression
@@ -216,7 +206,34 @@ def _spark_path(src: sources.Source) -> str:
         raise SourceError(
             f"{src.uri} is {codec}-compressed, which Spark reads only from a file named {names}; rename it, or land it with the default engine"
         )
-    return src.path
+    return src.path if isinstance(src.filesystem, pafs.LocalFileSystem) else None
+
+
+@contextmanager
+def _local(settings: Settings, src: sources.Source, path: str | None, progress: Progress) -> Iterator[str]:
+    """The local path Spark reads: `path`, or an object-store file copied to a temporary folder under
+    the home (removed after the landing), checked against the sha256 the landing is named by."""
+    import shutil
+    import tempfile
+
+    import pyarrow.fs as pafs
+
+    if path is not None:
+        yield path
+        return
+    (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="spark-source-", dir=settings.home / "tmp"))
+    try:
+        # The file's own name: Spark picks a text codec by it.
+        copy = folder / Path(src.path).name
+        t0 = time.perf_counter()
+        pafs.copy_files(src.path, str(copy), source_filesystem=src.filesystem, destination_filesystem=pafs.LocalFileSystem())
+        if sources.sha256_file(copy) != src.sha256:
+            raise SourceError(f"{src.uri} changed while it was copied for Spark; nothing was written, land it again")
+        progress(f"copied {src.uri} to local disk for Spark in {time.perf_counter() - t0:.1f} s")
+        yield str(copy)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _read(spark: SparkSession, src: sources.Source, path: str) -> DataFrame:
@@ -252,12 +269,16 @@ def _arrow_schema(frame: DataFrame) -> pa.Schema:
     return pa.schema([f.with_type(widen.get(f.type, f.type)) for f in schema])
 
 
-def _conform(spark: SparkSession, frame: DataFrame, spark_table: str) -> DataFrame:
-    """`frame`'s rows in the table's columns and types: casts are lossless (`ingest.target` refused any other)."""
+def _conform(frame: DataFrame, schema: Schema) -> DataFrame:
+    """`frame`'s rows in the columns and types of `schema` (the table's, or the one evolved for this
+    file): casts are lossless (`ingest.target` refused any other); absent columns are nulls."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
 
     have = set(frame.columns)
-    fields = spark.table(spark_table).schema.fields
+    # Iceberg's timestamp without zone is Spark's TIMESTAMP_NTZ, as Iceberg's Spark runtime maps it.
+    fields = from_arrow_schema(schema_to_pyarrow(schema), prefer_timestamp_ntz=True).fields
     return frame.select(
         [(F.col(f"`{f.name}`") if f.name in have else F.lit(None)).cast(f.dataType).alias(f.name) for f in fields]
     )
@@ -270,10 +291,11 @@ def _storage_level() -> Any:
 
 
 def _write_branch(
-    spark: SparkSession, catalog: Any, name: TableName, spark_table: str, branch: str, rows: DataFrame,
-    props: dict[str, str], uri: str, count: int,
+    catalog: Catalog, name: TableName, spark_table: str, branch: str, rows: DataFrame,
+    props: dict[str, str], uri: str, count: int, schema_id: int,
 ) -> Any:
-    """Spark appends `rows` as one snapshot on `branch`, made here from main; the snapshot.
+    """Spark appends `rows` as one snapshot on `branch`, made here from main, in schema `schema_id`
+    (the current one while this runs); the snapshot.
 
     A failed job is kept as `quarantine-<run>` (an empty snapshot naming the failure) and raised
     as SparkLandingError; main never moves here.
@@ -300,16 +322,20 @@ def _write_branch(
             f"{uri}: the Spark job writing to {name} failed ({reason}); main is unchanged, the landing is kept as "
             f"branch {quarantine} (`tidemark ingest quarantine drop {name} {quarantine}` removes it)"
         ) from exc
+    step(WRITTEN)
     tbl = load_table(catalog, name)
     audited = branches.head(tbl, branch)
     written = int((audited.summary.additional_properties if audited.summary else {}).get("added-records", -1))
-    if audited.parent_snapshot_id != base or written != count:
+    if audited.parent_snapshot_id != base or written != count or audited.schema_id != schema_id:
         branches.drop_quietly(catalog, name, branch)
-        raise PublishError(f"{uri}: Spark wrote {written} rows on branch {branch} of {name} but read {count}; nothing was published, land it again")
+        raise PublishError(
+            f"{uri}: Spark wrote {written} rows in schema {audited.schema_id} on branch {branch} of {name} but read {count} "
+            f"for schema {schema_id} (another writer changed the table's schema meanwhile?); nothing was published, land it again"
+        )
     return audited
 
 
-def _keep_failed(catalog: Any, name: TableName, branch: str, props: dict[str, str], reason: str) -> str:
+def _keep_failed(catalog: Catalog, name: TableName, branch: str, props: dict[str, str], reason: str) -> str:
     """Keep a failed write's branch as `quarantine-<run>`: one empty snapshot whose summary says what failed."""
     import json
 

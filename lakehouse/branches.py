@@ -122,6 +122,68 @@ def add_schema(table: Table, change: Callable[[UpdateSchema], None]) -> Schema:
     return new
 
 
+@contextmanager
+def schema_current(catalog: Catalog, name: TableName, schema_id: int) -> Iterator[None]:
+    """Schema `schema_id` (one `add_schema` added) is the current one while the block runs, and the
+    one current before is current again after it, on a failure too (`restore_schema`).
+
+    For a writer that writes only in the table's current schema, even to a branch (Spark's Iceberg
+    writer): its branch snapshot then records `schema_id`, as `write(schema_id=)` does, and
+    `publish` makes it current for good. Main's readers see the added columns, empty, while the
+    block runs; a process that dies inside it leaves them current until lineage recovery calls
+    `restore_schema` (ingest.recovery).
+    """
+    from pyiceberg.table.update import AssertCurrentSchemaId, SetCurrentSchemaUpdate
+
+    def switch() -> int:
+        table = load_table(catalog, name)
+        current, wanted = table.schema(), table.metadata.schema_by_id(schema_id)
+        if wanted is None:
+            raise BranchError(f"{name} has no schema {schema_id} to write in", parameter="table")
+        if current.schema_id != schema_id:
+            if not {f.field_id for f in current.fields} <= {f.field_id for f in wanted.fields}:
+                # Main's readers would lose columns another landing published since this one planned.
+                raise BranchError(f"another landing changed the schema of {name} meanwhile; nothing was written, land the file again")
+            tx = transaction(table)
+            compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=schema_id),), (AssertCurrentSchemaId(current_schema_id=current.schema_id),))
+            tx.commit_transaction()
+        return current.schema_id
+
+    before = with_commit_retry(switch, f"making schema {schema_id} of {name} current")
+    if before == schema_id:
+        yield
+        return
+    try:
+        yield
+    finally:
+        restore_schema(catalog, name, schema_id, before)
+
+
+def restore_schema(catalog: Catalog, name: TableName, evolved: int, before: int) -> bool:
+    """Make schema `before` current again where `schema_current` left `evolved` current; True if it did.
+
+    Left alone when the current schema is another one by now, or when main's head snapshot is in
+    `evolved` (another landing bringing the same columns published it: main's readers need them).
+    """
+    from pyiceberg.table.update import AssertCurrentSchemaId, AssertRefSnapshotId, SetCurrentSchemaUpdate
+
+    def attempt() -> bool:
+        table = load_table(catalog, name)
+        main = table.current_snapshot()
+        if table.metadata.current_schema_id != evolved or (main is not None and main.schema_id == evolved):
+            return False
+        tx = transaction(table)
+        compat.stage_updates(
+            tx,
+            (SetCurrentSchemaUpdate(schema_id=before),),
+            (AssertCurrentSchemaId(current_schema_id=evolved), AssertRefSnapshotId(ref=MAIN, snapshot_id=main.snapshot_id if main else None)),
+        )
+        tx.commit_transaction()
+        return True
+
+    return with_commit_retry(attempt, f"making schema {before} of {name} current again")
+
+
 def _reuse_pending_ids(table: Table, new: Schema) -> Schema:
     """`new` with each added column given the id another unpublished landing already gave a column of
     that name and type (in a schema added, never main's), so two landings bringing the same new

@@ -23,6 +23,9 @@ ENV = "TIDEMARK_FAILPOINT"
 # Every step the jobs mark, in order per job: the kill suite kills at each of them.
 STEPS: dict[str, tuple[str, ...]] = {
     "ingest": ("start", "written", "audited", "published", "emitted"),
+    # `--engine spark`: "written" is the rows read and gated (Spark writes after it), "spark-written"
+    # Spark's audit-branch commit, made while a schema evolved for the file is current.
+    "ingest-spark": ("start", "written", "spark-written", "audited", "published", "emitted"),
     "train": ("start", "written", "registered", "pinned", "emitted"),
     "promote": ("start", "registered", "emitted"),
     # `models approve`: the approval decided, the alias move committed, the approve row, the event.

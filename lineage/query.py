@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+    from pyiceberg.catalog import Catalog
 
 
 def connect(
@@ -55,7 +56,7 @@ def connect(
     return con
 
 
-def _pin_snapshot(con: duckdb.DuckDBPyConnection, catalog: Any, name: str, sid: int) -> None:
+def _pin_snapshot(con: duckdb.DuckDBPyConnection, catalog: Catalog, name: str, sid: int) -> None:
     """Make the view of `name` read snapshot `sid` (before `read_only` locks the connection)."""
     from lakehouse.exceptions import TidemarkError
     from lakehouse.tables import load_table

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakehouse.config import Settings
+from lakehouse.exceptions import TidemarkError
 from lineage import events as ev
 from lineage.outbox import InFlight, Outbox, hold_run_lock, release_run_lock
 
@@ -61,6 +62,11 @@ class RecoveryReport:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def raise_for_errors(self) -> None:
+        """Raise when a run could not be recovered (it stays in flight and is tried again next time)."""
+        if self.errors:
+            raise TidemarkError(f"{len(self.errors)} runs could not be recovered (tried again next time): {self.errors[0]}")
 
 
 def interrupted(_settings: Settings, _run: InFlight) -> Resolution:

@@ -3,8 +3,8 @@
 Each numeric feature's panel draws both statistics the verdict uses, each with its threshold: the
 population stability index on the left axis, the Kolmogorov-Smirnov statistic on the right. A
 categorical feature's panel draws the category shift. Checks a stored verdict called drifted are
-ringed in red, and the panel's subtitle is that verdict's reason, so the picture cannot say
-something the check did not. `tidemark models drift --plot FILE.svg|FILE.png` and the Airflow
+ringed in red, a KS statistic whose p-value is too large to count is hollow, and the panel's
+subtitle is that verdict's reason, so the picture cannot say something the check did not. `tidemark models drift --plot FILE.svg|FILE.png` and the Airflow
 plugin's drift page draw through `figure`.
 """
 
@@ -114,6 +114,8 @@ def figure(rows: Sequence[Mapping[str, Any]], thresholds: Any, title: str) -> An
     handles = [
         Line2D([], [], color=PSI_COLOUR, marker="o", markersize=4, label="PSI (left axis)"),
         Line2D([], [], color=KS_COLOUR, marker="s", markersize=4, label="KS statistic (right axis)"),
+        Line2D([], [], color=KS_COLOUR, marker="s", markersize=4, markerfacecolor="white", linestyle="none",
+               label=f"KS with p ≥ {thresholds.ks_pvalue:g} (not drift by KS)"),
         Line2D([], [], color="#555555", linestyle="--",
                label=f"threshold: PSI {thresholds.psi:g} | KS {thresholds.ks_statistic:g} (and p < {thresholds.ks_pvalue:g})"),
         Line2D([], [], color=DRIFT_COLOUR, marker="o", markersize=10, markerfacecolor="none", linestyle="none", label="the statistic a check called drifted"),
@@ -155,6 +157,13 @@ def _panel(ax: Any, s: FeatureSeries, t: Any) -> None:
     _rings(ax, s, px, py, named, ("psi", "missing"))
     ks_ax = ax.twinx()
     ks_ax.plot(kx, ky, color=KS_COLOUR, marker="s", markersize=4, linewidth=1.3)
+    # KS counts only with a small p-value: a point with too large a p is hollow, so a square over the
+    # line that no check called drifted (a small sample) does not seem to contradict the verdict.
+    p_at = dict(zip(s.times, s.ks_pvalue))
+    weak = [(x, y) for x, y in zip(kx, ky) if (p_at.get(x) is not None and p_at[x] >= t.ks_pvalue)]
+    if weak:
+        ks_ax.plot([w[0] for w in weak], [w[1] for w in weak], linestyle="none", marker="s", markersize=4,
+                   markerfacecolor="white", markeredgecolor=KS_COLOUR)
     ks_ax.set_ylim(0, t.ks_statistic * k)
     ks_ax.set_ylabel("KS", fontsize=7, color=KS_COLOUR)
     ks_ax.tick_params(axis="y", labelsize=7)

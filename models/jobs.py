@@ -74,6 +74,11 @@ def load_entry_point(entry_point: str, allow_job: bool = False) -> Any:
     try:
         module = importlib.import_module(module_name)
         fn = getattr(module, attr)
+    except ModuleNotFoundError as exc:
+        # The usual cause under Airflow: the module is on the user's path but not on the workers'.
+        raise UnknownJobError(
+            f"entry point {entry_point} does not import: {exc}; install it or put its folder on PYTHONPATH (under Airflow: the workers' too)"
+        ) from exc
     except (ImportError, AttributeError) as exc:
         raise UnknownJobError(f"entry point {entry_point} does not import: {exc}; check the module and function name") from exc
     if allow_job and isinstance(fn, TrainingJob):

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
@@ -29,6 +29,9 @@ from lakehouse.tables import TableName, load_table
 from models import artifacts, environments
 from models.exceptions import EnvironmentBuildError, ModelNotFoundError
 from models.registry import ModelVersion, Registry, card_uri
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
 
 
 def last_retrain_uri(settings: Settings, model: str, version: int, run_id: str) -> str:
@@ -87,7 +90,7 @@ class VersionReproducibility:
         }
 
 
-def _data(settings: Settings, catalog: Any, mv: ModelVersion) -> list[str]:
+def _data(settings: Settings, catalog: Catalog, mv: ModelVersion) -> list[str]:
     blockers = []
     for inp in mv.inputs:
         try:

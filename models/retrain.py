@@ -42,6 +42,7 @@ from models.registry import ModelVersion, Registry
 from models.train import add_platform_facet, recorded_identity
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
 
@@ -269,7 +270,7 @@ def snapshot_at(table: Table, name: str, when: datetime) -> int:
     return int(chosen)
 
 
-def _load_input_table(catalog: Any, name: str, mv: ModelVersion) -> Table:
+def _load_input_table(catalog: Catalog, name: str, mv: ModelVersion) -> Table:
     try:
         return load_table(catalog, TableName.parse(name))
     except TableNotFoundError as exc:

@@ -229,6 +229,15 @@ def shared(request: pytest.FixtureRequest, spark: Any, kafka_env: str, monkeypat
 # -- the fault-injection table (tests/faults/report.py) -------------------------------------------
 
 
+@pytest.fixture
+def fault_report(request: pytest.FixtureRequest) -> Any:
+    """Record rows of the fault table (see tests/faults/report.py); assert the invariants as well.
+    Here, not in tests/faults/, because the broker faults are recorded by tests/lineage/ tests."""
+    from tests.faults.report import FaultReport
+
+    return FaultReport(request.node.nodeid)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):  # the controlling process, before any worker writes
         from tests.faults import report

@@ -25,6 +25,7 @@ from models.exceptions import DriftError, SnapshotExpiredError
 from models.registry import ModelRef, ModelVersion, Registry
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
 DRIFT_JOB = "drift"
@@ -118,7 +119,7 @@ def check_model(
     return record_check(settings, catalog, registry, mv, r.alias, t, results, transport=transport, code=check_model, engine=engine)
 
 
-def baseline_table(catalog: Any, mv: ModelVersion, table_name: str, snapshot_id: int | None) -> Table:
+def baseline_table(catalog: Catalog, mv: ModelVersion, table_name: str, snapshot_id: int | None) -> Table:
     """The input table `table_name` of `mv`, checked to still hold the snapshot `mv` was trained on."""
     try:
         table = load_table(catalog, TableName.parse(table_name))
@@ -137,7 +138,7 @@ def baseline_table(catalog: Any, mv: ModelVersion, table_name: str, snapshot_id:
 
 def record_check(
     settings: Settings,
-    catalog: Any,
+    catalog: Catalog,
     registry: Registry,
     mv: ModelVersion,
     alias: str | None,

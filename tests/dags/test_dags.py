@@ -135,6 +135,13 @@ def test_ingest_dag_then_training_dag_trains_on_the_published_snapshot(settings:
     # user who triggered the DAG run, read from the task's context (`airflow dags test` names "dag_test").
     for actor in (trace["actor"], inp["ingest_run"]["actor"]):
         assert actor == {"kind": "airflow", "name": "airflow:airflow", "dag_owner": "airflow", "triggered_by": "dag_test"}, actor
+    # The plugin's version page draws this trace: the training and ingest runs' boxes name their DAG run and task.
+    from models.trace_graph import trace_graph
+
+    boxes = {n.details["run_id"]: n.details.get("airflow") or {} for n in trace_graph(trace).nodes.values() if n.kind == "run"}
+    assert (boxes[trace["run_id"]].get("dag_id"), boxes[trace["run_id"]].get("task_id")) == ("train_wine_classifier", "train")
+    landed = boxes[inp["ingest_run"]["run_id"]]
+    assert (landed.get("dag_id"), landed.get("task_id"), landed.get("dag_run_id")) == ("ingest_wine", "land", event["run_id"])
 
 
 @pytest.mark.integration

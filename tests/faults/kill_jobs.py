@@ -53,3 +53,11 @@ def consume(env: Mapping[str, str]) -> None:
     from lineage.consumer import consume as do
 
     do(_settings(env), once=True)
+
+
+def land_spark(env: Mapping[str, str], path: str, table: str) -> None:
+    """`tidemark ingest --engine spark` in-process: the child starts its own local Spark (a JVM of its own,
+    which exits when this process dies: pyspark's gateway ends on its stdin closing)."""
+    from ingest.sparkland import land_spark as do
+
+    do(_settings(env), path, table, data_docs=False)

@@ -506,3 +506,24 @@ def test_serve_answers_on_loopback_is_health_checked_and_follows_its_own_group(s
     # The group the ACL grants is the prefix of the one the follower uses.
     assert group_id("wine", "production").startswith("tidemark-serve.")
     assert "KAFKA_SERVE_PASSWORD" in (ROOT / ".env.example").read_text()
+
+
+def test_every_tidemark_home_is_on_a_named_volume_owned_by_its_image(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    """The home holds the outbox (events not yet acknowledged), runs in flight and the serving buffer
+    (predictions answered, not yet committed): in a container's own layer, a re-created container would
+    lose them. A named volume mounted there keeps them; the image creates the folder for its user, so
+    the volume starts owned by it."""
+    dockerfiles = {
+        "infra/Dockerfile": "chown tidemark /var/lib/tidemark",
+        "infra/airflow.Dockerfile": "chown airflow:0 /var/lib/tidemark",
+    }
+    for name, env in _tidemark_services(services):
+        home = env.get("TIDEMARK_HOME")
+        if home is None or services[name].get("restart") == "no":
+            continue  # one-shot containers keep nothing between runs
+        mounts = [str(v) for v in services[name].get("volumes", [])]
+        named = [m for m in mounts if m.endswith(f":{home}") and not m.startswith((".", "/"))]
+        assert named, f"{name}: TIDEMARK_HOME {home} is not on a named volume"
+        assert named[0].split(":")[0] in (compose.get("volumes") or {}), f"{name}: volume {named[0]} is not declared"
+        dockerfile = services[name]["build"]["dockerfile"]
+        assert dockerfiles[dockerfile] in (ROOT / dockerfile).read_text(), f"{dockerfile} must create {home} for its user"

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from ingest.exceptions import SourceError
-from ingest.land import land, publish_audited
+from ingest.land import land
+from ingest.staged import publish_audited
 from lakehouse.catalog import load_catalog
 from lineage.transport import InMemoryTransport
 

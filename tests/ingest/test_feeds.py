@@ -68,7 +68,8 @@ def test_home_in_a_location_is_tidemark_home_and_a_glob_matching_nothing_lands_n
 @pytest.mark.integration
 def test_a_failed_gate_cannot_be_published_and_quarantine_keeps_main(settings: Any, wine_csv: Path) -> None:
     from ingest.exceptions import GateFailedError
-    from ingest.land import land, publish_audited
+    from ingest.land import land
+    from ingest.staged import publish_audited
     from lakehouse.catalog import load_catalog
 
     land(settings, str(wine_csv), "raw.wine")

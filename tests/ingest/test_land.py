@@ -296,7 +296,7 @@ def test_a_ragged_csv_row_deep_in_the_file_is_refused_before_anything_is_written
 
 
 def test_parquet_and_jsonl_land_and_a_glob_lands_each_file_once(local: Any, tmp_path: Path) -> None:
-    from ingest.land import land_all
+    from ingest.several import land_all
 
     d = tmp_path / "drop"
     d.mkdir()
@@ -374,7 +374,7 @@ def test_when_main_moves_before_publish_the_validated_files_are_reapplied_and_no
 
 
 def test_an_audited_landing_published_after_main_moved_gets_its_validated_files_reapplied(local: Any, tmp_path: Path) -> None:
-    from ingest.land import audit_verdict, publish_audited
+    from ingest.staged import audit_verdict, publish_audited
     from lakehouse.tables import RUN_ID, SOURCE_SHA256
 
     a, b, c = _three_files(tmp_path)
@@ -402,7 +402,7 @@ def test_an_audited_landing_published_after_main_moved_gets_its_validated_files_
 
 
 def test_a_failed_audited_landing_is_refused_by_publish_and_kept_by_quarantine(local: Any, tmp_path: Path) -> None:
-    from ingest.land import audit_verdict, publish_audited, quarantine_audited
+    from ingest.staged import audit_verdict, publish_audited, quarantine_audited
 
     suite = tmp_path / "s.yaml"
     suite.write_text("- expect_column_values_to_be_between: {column: x, min_value: 0, max_value: 9}\n")
@@ -672,7 +672,7 @@ def test_jsonl_whole_numbers_beyond_int64_land_as_decimal_and_beyond_38_digits_a
 
 def test_land_all_stops_at_the_first_bad_file_naming_the_rest_or_keeps_going(local: Any, tmp_path: Path) -> None:
     from ingest.exceptions import LandingsFailedError
-    from ingest.land import land_all
+    from ingest.several import land_all
 
     d = tmp_path / "drop"
     d.mkdir()

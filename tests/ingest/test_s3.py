@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ingest.exceptions import SourceError
-from ingest.land import land, land_all
+from ingest.land import land
+from ingest.several import land_all
 from lakehouse.catalog import load_catalog
 from lineage.transport import InMemoryTransport
 

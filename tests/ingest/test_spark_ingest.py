@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ingest import quarantine
-from ingest.exceptions import GateFailedError, SourceError, SparkLandingError
+from ingest.exceptions import GateFailedError, SchemaMismatchError, SourceError, SparkLandingError
 from ingest.land import land
 from ingest.sparkland import ENGINE, WRITE_FAULT, land_spark
 from ingest.verdict import GATE_DOCS, GATE_FAILURES, GATE_SUCCESS, GATE_SUITE
@@ -202,3 +202,118 @@ def test_spark_and_pyarrow_landing_one_table_at_once_lose_nothing(shared: tuple[
     assert set(t.metadata.refs) == {"main"}
     spark_rows = spark.sql(f"SELECT count(*) AS n FROM {settings.catalog.name}.raw.wine WHERE id >= 1000000").first().n
     assert spark_rows == 178
+
+
+# One file sequence for both engines: a table, a new column, whole numbers for a float column and
+# another new column, then a column whose type cannot be widened (refused).
+EVOLVING = {
+    "a.csv": "id,alcohol,name\n1,12.5,a\n2,13.0,b\n",
+    "b.csv": "id,alcohol,name,batch\n3,11.5,c,7\n4,12.25,d,8\n",
+    "c.csv": "id,alcohol,name,batch,grade\n5,14,e,9,x\n",
+}
+BAD_TYPE = "id,alcohol,name\n6,strong,f\n"
+
+
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
+def test_spark_engine_evolves_the_schema_as_the_default_engine(
+    shared: tuple[Any, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spark, settings = shared
+    files = {}
+    for file_name, text in EVOLVING.items():
+        files[file_name] = tmp_path / file_name
+        files[file_name].write_text(text)
+    catalog = load_catalog(settings)
+
+    # A Spark job failing mid-write with an evolving file: main's readers keep the schema they had.
+    land_spark(settings, str(files["a.csv"]), "raw.evolve", transport=InMemoryTransport(), spark=spark)
+    monkeypatch.setenv(FAILPOINT, WRITE_FAULT)
+    with pytest.raises(SparkLandingError):
+        land_spark(settings, str(files["b.csv"]), "raw.evolve", transport=InMemoryTransport(), spark=spark)
+    monkeypatch.delenv(FAILPOINT)
+    t = catalog.load_table("raw.evolve")
+    assert [f.name for f in t.schema().fields] == ["id", "alcohol", "name"] and t.scan().to_arrow().num_rows == 2
+    quarantine.drop(settings, "raw.evolve", next(r for r in t.metadata.refs if r.startswith("quarantine-")))
+
+    for file_name in ("b.csv", "c.csv"):
+        result = land_spark(settings, str(files[file_name]), "raw.evolve", transport=(tr := InMemoryTransport()), spark=spark)
+        audited = catalog.load_table("raw.evolve").snapshot_by_id(result.snapshot_id)
+        assert audited is not None and audited.schema_id == catalog.load_table("raw.evolve").metadata.current_schema_id
+        # Column lineage names the new columns too (the schema the files were written in).
+        filled = tr.events[-1]["outputs"][0]["facets"]["columnLineage"]["fields"]
+        assert set(filled) == set(EVOLVING[file_name].splitlines()[0].split(",")), filled
+    for file_name in EVOLVING:
+        land(settings, str(files[file_name]), "raw.evolve_arrow", transport=InMemoryTransport())
+
+    spark_t, arrow_t = catalog.load_table("raw.evolve"), catalog.load_table("raw.evolve_arrow")
+    described = [(f.name, str(f.field_type), f.required) for f in spark_t.schema().fields]
+    assert described == [(f.name, str(f.field_type), f.required) for f in arrow_t.schema().fields]
+    assert described == [("id", "long", False), ("alcohol", "double", False), ("name", "string", False), ("batch", "long", False), ("grade", "string", False)]
+    rows = spark_t.scan().to_arrow().sort_by("id").to_pylist()
+    assert rows == arrow_t.scan().to_arrow().sort_by("id").to_pylist()
+    assert [(r["id"], r["alcohol"], r["batch"], r["grade"]) for r in rows] == [
+        (1, 12.5, None, None), (2, 13.0, None, None), (3, 11.5, 7, None), (4, 12.25, 8, None), (5, 14.0, 9, "x"),
+    ]
+    # Spark reads the evolved table as Tidemark does.
+    from lakehouse import spark as lspark
+
+    seen = spark.table(lspark.table_name(settings, "raw.evolve")).orderBy("id").collect()
+    assert [(r["id"], r["batch"], r["grade"]) for r in seen] == [(1, None, None), (2, None, None), (3, 7, None), (4, 8, None), (5, 9, "x")]
+
+    # A type that cannot be widened: the same one-line refusal on both engines, nothing written.
+    bad = tmp_path / "bad.csv"
+    bad.write_text(BAD_TYPE)
+    before = (spark_t.current_snapshot().snapshot_id, set(spark_t.metadata.refs), len(spark_t.metadata.schemas), spark_t.metadata.current_schema_id)
+    tr = InMemoryTransport()
+    with pytest.raises(SchemaMismatchError) as refused:
+        land_spark(settings, str(bad), "raw.evolve", transport=tr, spark=spark)
+    msg = str(refused.value)
+    assert "column types differ and cannot be widened: alcohol (double in the table, string in the file)" in msg and "\n" not in msg
+    with pytest.raises(SchemaMismatchError) as also:
+        land(settings, str(bad), "raw.evolve_arrow", transport=InMemoryTransport())
+    assert str(also.value).replace("raw.evolve_arrow", "raw.evolve") == msg
+    t = catalog.load_table("raw.evolve")
+    assert (t.current_snapshot().snapshot_id, set(t.metadata.refs), len(t.metadata.schemas), t.metadata.current_schema_id) == before
+    assert [e["eventType"] for e in tr.events] == ["START", "FAIL"]
+
+
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
+def test_spark_engine_lands_an_s3_source(shared: tuple[Any, Settings], s3_server: str, s3_bucket: str, wine_csv: Path) -> None:
+    """An s3:// file (moto's S3 API on loopback) is copied to local disk for Spark, landed, and the copy removed."""
+    import boto3
+
+    from ingest.sources import sha256_file
+    from lakehouse.config import load_settings
+
+    spark, local = shared
+    creds = {"s3.endpoint": s3_server, "s3.access-key-id": "test", "s3.secret-access-key": "test", "s3.region": "us-east-1"}
+    settings = load_settings(overrides={"catalog": creds})
+    assert settings.catalog.name == local.catalog.name  # the catalog Spark was given
+    client = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    client.put_object(Bucket=s3_bucket, Key="drop/wine.csv", Body=wine_csv.read_bytes())
+    uri = f"s3://{s3_bucket}/drop/wine.csv"
+    steps: list[str] = []
+    result = land_spark(settings, uri, "raw.wine", transport=(tr := InMemoryTransport()), spark=spark, progress=steps.append)
+    assert result.rows == 178 and not result.skipped and result.sha256 == sha256_file(wine_csv)
+    assert any(line.startswith(f"copied {uri} to local disk for Spark") for line in steps), steps
+    assert not any((settings.home / "tmp").iterdir())  # the local copy is gone
+    t = load_catalog(settings).load_table("raw.wine")
+    props = t.current_snapshot().summary.additional_properties
+    assert props[SOURCE_PATH] == uri and props[ENGINE] == "spark" and t.scan().to_arrow().num_rows == 178
+    assert tr.events[-1]["eventType"] == "COMPLETE" and tr.events[-1]["inputs"][0]["facets"]["version"]["datasetVersion"] == result.sha256
+    # The same bytes from a local path are the same file: a no-op on either engine.
+    assert land_spark(settings, str(wine_csv), "raw.wine", transport=InMemoryTransport(), spark=spark).skipped
+    with pytest.raises(SourceError, match=rf"s3://{s3_bucket}/drop/nope.csv: no such file"):
+        land_spark(settings, f"s3://{s3_bucket}/drop/nope.csv", "raw.wine", transport=InMemoryTransport(), spark=spark)
+
+    # The object is replaced after its checksum and before the copy (the landing's first progress
+    # line comes in between): refused in one line, no table, no copy left.
+    client.put_object(Bucket=s3_bucket, Key="drop/moving.csv", Body=b"id,v\n1,2\n")
+
+    def replace(_line: str) -> None:
+        client.put_object(Bucket=s3_bucket, Key="drop/moving.csv", Body=b"id,v\n1,3\n")
+
+    with pytest.raises(SourceError) as moved:
+        land_spark(settings, f"s3://{s3_bucket}/drop/moving.csv", "raw.moving", transport=InMemoryTransport(), spark=spark, progress=replace)
+    assert str(moved.value) == f"s3://{s3_bucket}/drop/moving.csv changed while it was copied for Spark; nothing was written, land it again"
+    assert not load_catalog(settings).table_exists("raw.moving") and not any((settings.home / "tmp").iterdir())

@@ -171,3 +171,56 @@ def test_rename_keeps_the_head_under_the_new_name_and_drop_removes_it(catalog) -
     assert branches.drop(catalog, NAME, "quarantine-1") is True
     assert branches.drop(catalog, NAME, "quarantine-1") is False
     assert set(load_table(catalog, NAME).metadata.refs) == {"main"} and _ids(catalog) == [0]
+
+
+def _add_column(catalog, column: str) -> int:  # type: ignore[no-untyped-def]
+    """A schema with `column` added, not current (as a landing bringing it adds it); its id."""
+    from pyiceberg.types import LongType
+
+    return branches.add_schema(load_table(catalog, NAME), lambda u: u.add_column(column, LongType(), required=False)).schema_id
+
+
+def test_schema_current_is_current_for_the_block_only_and_refused_when_the_schema_moved(catalog) -> None:  # type: ignore[no-untyped-def]
+    before = load_table(catalog, NAME).metadata.current_schema_id
+    evolved = _add_column(catalog, "x")
+    with branches.schema_current(catalog, NAME, evolved):
+        assert load_table(catalog, NAME).metadata.current_schema_id == evolved  # what a Spark write needs
+    assert load_table(catalog, NAME).metadata.current_schema_id == before
+    with pytest.raises(RuntimeError, match="boom"), branches.schema_current(catalog, NAME, evolved):
+        raise RuntimeError("boom")
+    assert load_table(catalog, NAME).metadata.current_schema_id == before  # restored on a failure too
+
+    # Another landing published column y since `evolved` was planned: making `evolved` current would
+    # hide y from main's readers, so it is refused and nothing changes.
+    other = _add_column(catalog, "y")
+    branches.write(catalog, NAME, "audit-y", [], {RUN_ID: "y"}, schema_id=other)
+    branches.publish(catalog, NAME, "audit-y")
+    published = load_table(catalog, NAME).metadata.current_schema_id
+    assert published == other
+    with pytest.raises(BranchError, match="another landing changed the schema of raw.wap meanwhile; nothing was written"):
+        with branches.schema_current(catalog, NAME, evolved):
+            pass
+    assert load_table(catalog, NAME).metadata.current_schema_id == published
+
+
+def test_restore_schema_leaves_a_schema_main_was_published_in(catalog) -> None:  # type: ignore[no-untyped-def]
+    before = load_table(catalog, NAME).metadata.current_schema_id
+    evolved = _add_column(catalog, "x")
+    # A process died inside schema_current: `evolved` stays current; recovery restores the old one.
+    cm = branches.schema_current(catalog, NAME, evolved)
+    cm.__enter__()
+    assert branches.restore_schema(catalog, NAME, evolved, before)
+    assert load_table(catalog, NAME).metadata.current_schema_id == before
+    assert not branches.restore_schema(catalog, NAME, evolved, before)  # nothing left to restore
+    cm.__exit__(None, None, None)  # (the generator's own restore then finds nothing to do)
+
+    # Another landing, planned while `evolved` was current, wrote in it and was published: main's
+    # readers keep column x, whatever happens to the landing that made `evolved` current.
+    cm = branches.schema_current(catalog, NAME, evolved)
+    cm.__enter__()
+    assert load_table(catalog, NAME).schema().schema_id == evolved  # what the other landing plans against
+    branches.write(catalog, NAME, "audit-x", [], {RUN_ID: "x"}, schema_id=evolved)
+    branches.publish(catalog, NAME, "audit-x")
+    assert not branches.restore_schema(catalog, NAME, evolved, before)
+    cm.__exit__(None, None, None)
+    assert load_table(catalog, NAME).metadata.current_schema_id == evolved

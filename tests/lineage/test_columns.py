@@ -8,7 +8,6 @@ here from the raw events with plain Python, independently of lineage.columns and
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -24,23 +23,19 @@ from lineage.consumer import consume
 from lineage.exceptions import NotFoundError
 from lineage.transport import KafkaTransport
 
+from tests.lineage.corpus import MISSING, corpus_root
+
 pytestmark = pytest.mark.integration
 
 def _corpus_dir() -> Path | None:
     """The captured columnLineage events: `columns/` of the real producers' corpus, which is
     third-party data and so lives beside the project, never in it (see tests/data/README.md)."""
-    env = os.environ.get("TIDEMARK_OPENLINEAGE_CORPUS")
-    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "openlineage-producers"
-    path = root / "columns"
+    path = corpus_root() / "columns"
     return path if (path / "SOURCES").is_file() else None
 
 
 CORPUS = _corpus_dir()
-needs_corpus = pytest.mark.skipif(
-    CORPUS is None,
-    reason="the real producers' corpus is not beside the project (../shared/openlineage-producers/columns/ or "
-    "TIDEMARK_OPENLINEAGE_CORPUS): it is third-party data, not committed here (tests/data/README.md)",
-)
+needs_corpus = pytest.mark.skipif(CORPUS is None, reason=MISSING)
 _NS = uuid.UUID("6f1b7c1e-0000-4000-8000-00000000c011")
 
 

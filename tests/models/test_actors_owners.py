@@ -187,3 +187,42 @@ def test_a_bad_owner_is_refused_before_anything_is_written(tmp_path: Path) -> No
     assert "owner name 'team wine' is not allowed" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "raw.wine" not in run_cli("tables").stdout
+
+
+def test_drift_renew_retrain_and_a_serve_swap_record_their_actor(wine_csv: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs the first test does not make: a drift check, a renewal, a retrain and a serve swap,
+    all by carol, each a run in lineage.runs under her name (one query finds them)."""
+    from ingest.land import land
+    from lineage.consumer import consume
+    from lineage.query import run_sql
+    from models.drift import check_model
+    from models.jobs import get_job
+    from models.promotion import promote
+    from models.registry import ModelRef
+    from models.renewal import renew
+    from models.retrain import retrain
+    from models.train import train
+    from serving.follow import Follower
+    from tests.conftest import shifted_wine
+
+    carol = _as(monkeypatch, "carol")
+    land(carol, str(wine_csv), "raw.wine")
+    train(carol, get_job("wine_classifier"))
+    consume(settings, once=True)
+    promote(carol, "wine", 1, "production")
+    follower = Follower(carol, ModelRef.parse("wine@production"))
+    assert follower.start_serving().version.version == 1
+    land(carol, str(shifted_wine(wine_csv, 1.5)), "raw.wine")
+    consume(settings, once=True)
+    assert check_model(carol, "wine@production").drifted
+    decision = renew(carol, "wine@production")
+    if not decision.promoted:  # kept, with its reason: move production by hand so the server swaps
+        promote(carol, "wine", decision.candidate_version, "production", reason="swap for the test", force=True)
+    assert follower.check() and follower.current is not None and follower.current.version.version == decision.candidate_version
+    assert retrain(carol, "wine:1").identical
+    consume(settings, once=True)
+
+    rows = run_sql(settings, "SELECT DISTINCT job_name, actor, actor_kind FROM lineage.runs WHERE event_type = 'COMPLETE' ORDER BY job_name").to_pylist()
+    jobs = {r["job_name"] for r in rows}
+    assert {"drift.wine", "renew.wine", "retrain.wine_classifier", "serve.wine"} <= jobs, jobs
+    assert {(r["actor"], r["actor_kind"]) for r in rows} == {("carol", "service")}, rows

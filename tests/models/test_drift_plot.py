@@ -72,6 +72,25 @@ def test_both_statistics_and_their_thresholds_agree_with_the_verdict() -> None:
     assert len(_rings(hue)) == 1
 
 
+def test_a_ks_statistic_over_its_line_with_too_large_a_p_value_is_hollow_not_ringed() -> None:
+    """60 new rows can push KS over 0.1 with p far above 0.01: no drift. The square is hollow (the
+    legend says why), so the picture does not seem to call drift the check did not."""
+    rows = [_row(0, "proline", 0.05, 0.04, 0.6, []), _row(1, "proline", 0.09, 0.145, 0.2, []), _row(2, "proline", 0.02, 0.03, 0.9, [])]
+    fig = figure(rows, T, "wine")
+    panel = next(ax for ax in fig.axes if ax.get_title(loc="left").startswith("raw.wine.proline"))
+    ks_ax = next(ax for ax in fig.axes if ax is not panel and ax.bbox.bounds == panel.bbox.bounds)
+    hollow = [(x, y) for line in ks_ax.get_lines() if line.get_markerfacecolor() == "white" for x, y in zip(line.get_xdata(), line.get_ydata())]
+    assert [y for _, y in hollow] == [0.04, 0.145, 0.03]  # every check's p >= 0.01, the one over the line included
+    assert _rings(ks_ax) == [] and _rings(panel) == []
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "KS with p ≥ 0.01 (not drift by KS)" in labels
+    # A significant one stays filled: ash's drifted check (p = 1e-6) is ringed, its first (p = 0.5) hollow.
+    ash_fig = figure(ROWS, T, "wine")
+    ash = next(ax for ax in ash_fig.axes if ax.get_title(loc="left").startswith("raw.wine.ash"))
+    ash_ks = next(ax for ax in ash_fig.axes if ax is not ash and ax.bbox.bounds == ash.bbox.bounds)
+    assert [y for line in ash_ks.get_lines() if line.get_markerfacecolor() == "white" for y in line.get_ydata()] == [0.04]
+
+
 def test_written_as_svg_or_png_and_nothing_half_written(tmp_path: Path) -> None:
     svg = write_plot(ROWS, tmp_path / "d.svg", T, "wine").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg

@@ -324,6 +324,8 @@ def test_model_version_trace_graph_details_search_and_retrain(ui: dict[str, Any]
     page.click("#tm-retrain-button")
     page.wait_for_selector("#tm-retrain-verdict", timeout=180_000)
     assert page.inner_text("#tm-retrain-verdict").startswith("identical")
+    # The snapshot id in full: a 64-bit id read as a JS number would end in 000.
+    assert f"raw.wine @ {inp['snapshot_id']}: {inp['rows']} rows" in page.inner_text("#tm-retrain-report")
     shot(page, "version-wine-4-retrained")
     page.context.close()
 

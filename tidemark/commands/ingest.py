@@ -56,7 +56,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if len(args.source) >= 2 and args.source[0] == "quarantine" and args.source[1] in QUARANTINE_ACTIONS:
         return _cmd_quarantine(args, args.source[1], args.source[2:])
     from ingest.exceptions import GateFailedError
-    from ingest.land import land, land_each, raise_failures
+    from ingest.land import land
+    from ingest.several import land_each, raise_failures
     from ingest.sources import expand
     from lakehouse.tables import TableName
     from tidemark.progressbar import Bar

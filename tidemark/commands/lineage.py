@@ -286,6 +286,5 @@ def cmd_lineage_recover(args: argparse.Namespace) -> int:
             f"recovered {len(report.completed)} completed and {len(report.failed)} failed runs; "
             f"{report.acknowledged} sent events found in the lineage store, {report.resent} queued to be sent again"
         )
-    if report.errors:
-        raise TidemarkError(f"{len(report.errors)} runs could not be recovered (tried again next time): {report.errors[0]}")
+    report.raise_for_errors()
     return 0

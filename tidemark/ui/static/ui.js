@@ -12,6 +12,14 @@
     row.appendChild(td);
   }
 
+  // Snapshot ids are 64-bit: a JS number rounds them past 2^53 (7782715271006857477 became
+  // 7782715271006857000 on the page). Such integers keep their digits, as strings, from the source text.
+  function parseExact(text) {
+    return JSON.parse(text, function (key, value, context) {
+      return typeof value === "number" && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source) ? context.source : value;
+    });
+  }
+
   button.addEventListener("click", function () {
     button.disabled = true;
     out.textContent = "retraining… (reads the pinned snapshots by time travel and runs the recorded entry point)";
@@ -19,7 +27,7 @@
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "Accept": "application/json" }, body: "{}"
     }).then(function (r) {
-      return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+      return r.text().then(function (text) { return { ok: r.ok, body: parseExact(text) }; });
     }).then(function (res) {
       out.innerHTML = "";
       if (!res.ok) {
