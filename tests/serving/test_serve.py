@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import threading
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
