@@ -129,5 +129,7 @@ def delete_files(table: Table, files: list[DataFile]) -> None:
     for f in files:
         try:
             table.io.delete(f.file_path)
+        except FileNotFoundError:
+            pass  # remove_uncommitted got it first
         except Exception:  # an orphan file is harmless: orphan-file cleanup removes it
             log.warning("could not delete uncommitted data file %s", f.file_path)
