@@ -157,6 +157,7 @@ def test_kill_ingest_at_every_step(settings: Any, wine_csv: Path, fault_report: 
         problems += gate_problems(settings)
         if after_kills["in_flight"] or after_kills["outbox"]:
             problems.append(f"left over: {after_kills}")
+        problems += [f"uncommitted data file {p}" for p in _uncommitted(settings, TABLE)]
         if not expected:
             # Nothing lost for good: a file whose landing died before its publish lands on a second try.
             for f in files:
