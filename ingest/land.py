@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -246,8 +247,12 @@ def _land(
         tbl = own(catalog, name, tbl, owner, run)
         props = {RUN_ID: run.run_id, JOB_NAME: run.job_name, SOURCE_SHA256: src.sha256, SOURCE_PATH: src.uri}
         files: list[DataFile] = []  # filled as they are written, so a failure can delete them
+        # Recorded before the first file: if the process dies natively (SIGSEGV under a memory limit,
+        # SIGKILL) no `except` runs, and recovery deletes this write's uncommitted files by its uuid.
+        write_uuid = uuid.uuid4()
+        run.recoverable(RESOLVER, write=str(write_uuid), created=created)
         try:
-            written = writes.write_and_validate(prepared, stream, src, suite, ignored, files, progress=progress, advance=advance)
+            written = writes.write_and_validate(prepared, stream, src, suite, ignored, files, progress=progress, advance=advance, write_uuid=write_uuid)
             sources.check_unchanged(src)
             step("ingest.written")
         except BaseException:

@@ -11,8 +11,11 @@ the snapshot summary (`tidemark.run-id`), so the table says how far the run got:
 - an `audit-<run>` branch of `land(publish=False)`: its run ends at the audit; COMPLETE with it;
 - an `audit-<run>` branch of a landing that was to publish: main never saw it; the branch is
   dropped (no stray branch), FAIL "interrupted": land the file again;
-- nothing: FAIL "interrupted" (data files written before the audit commit are orphans that
-  `tidemark maintenance remove-orphans` removes).
+- nothing: FAIL "interrupted".
+In every case but the first, the data files of the run's write (the uuid `land` records before its
+first file) that no snapshot references are deleted: the process died (SIGKILL, or SIGSEGV in a
+native library under a memory limit) with them written and uncommitted; a table it created and
+nothing else used since is dropped. Files a kept branch or snapshot holds are left alone.
 A Spark landing that died while the schema evolved for its file was current (`context["schema"]`:
 that schema's id and the one current before) and was not published gets the old one current
 again (`lakehouse.branches.restore_schema`).
@@ -22,9 +25,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ingest import datasets
+from ingest import datasets, target
 from ingest.verdict import AUDIT_PREFIX, GATE_SUCCESS, QUARANTINE_PREFIX
-from lakehouse import branches
+from lakehouse import branches, maintenance
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
@@ -33,6 +36,7 @@ from lineage.outbox import InFlight
 from lineage.recovery import Resolution
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
     from pyiceberg.table.snapshots import Snapshot
 
@@ -57,6 +61,18 @@ def resolve(settings: Settings, run: InFlight) -> Resolution:
         branches.restore_schema(catalog, name, evolved, before)
     if published is not None:
         return Resolution("COMPLETE", [_dataset(settings, table, name, published, ctx)], note=f"published snapshot {published.snapshot_id} found on main")
+    resolution = _unpublished(settings, catalog, name, table, run)
+    # After the branch work above, on the table as it is now: what no snapshot holds can go.
+    left = _remove_unreferenced(catalog, name, ctx)
+    if left:
+        resolution.note = f"{resolution.note}; {left}"
+    return resolution
+
+
+def _unpublished(settings: Settings, catalog: Catalog, name: TableName, table: Table, run: InFlight) -> Resolution:
+    """The terminal event of a run with no snapshot on main (module docstring)."""
+    ctx = run.context
+    landing_run = str(ctx.get("landing_run") or run.run_id)
     if "landing_run" in ctx:
         return Resolution("FAIL", note=f"no main snapshot of landing {landing_run}: not published")
     quarantined = table.snapshot_by_name(QUARANTINE_PREFIX + run.run_id)
@@ -79,6 +95,24 @@ def resolve(settings: Settings, run: InFlight) -> Resolution:
         branches.drop_quietly(catalog, name, AUDIT_PREFIX + run.run_id)
         return Resolution("FAIL", note=f"audited but never published; branch {AUDIT_PREFIX}{run.run_id} dropped, main unchanged: land the file again")
     return Resolution("FAIL", note="no commit of this run in the table")
+
+
+def _remove_unreferenced(catalog: Catalog, name: TableName, ctx: dict[str, object]) -> str:
+    """Delete the data files of the run's write (`ctx["write"]`, the uuid in their names, recorded
+    before the first was written) that no snapshot of any branch or tag references: the process
+    died with them written and never committed, so only this run knew of them. A table the run
+    created and nothing else used since goes too. What was done, for the note ('' for nothing)."""
+    write = str(ctx.get("write") or "")
+    if not write:
+        return ""
+    table = load_table(catalog, name)
+    removed = maintenance.remove_uncommitted(table, write, keep=maintenance.referenced_files(table))
+    done = f"{removed} uncommitted data file(s) of write {write} deleted" if removed else ""
+    if ctx.get("created") and catalog.table_exists(name.identifier):
+        target.drop_if_pristine(catalog, name)
+        if not catalog.table_exists(name.identifier):
+            done = f"{done}; the empty table it created dropped" if done else "the empty table it created dropped"
+    return done
 
 
 def _on_main(table: Table, run_id: str) -> Snapshot | None:

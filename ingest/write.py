@@ -60,16 +60,18 @@ def write_and_validate(
     *,
     progress: Progress,
     advance: Advance | None = None,
+    write_uuid: uuid.UUID | None = None,
 ) -> Written:
     """Write every batch of `stream` as data files of the target table, in the target's schema
     (appended to `files` as they are written) while `suite` checks the same batch. `ignored`:
-    all-empty columns left out."""
+    all-empty columns left out. `write_uuid`: in every file's name (a caller that records it first
+    can have recovery find the files if the process dies); a new one when None."""
     started = time.perf_counter()
     out = Written(gate=gates.StreamingGate(suite) if suite is not None else None)
     if suite is not None:
         progress(f"gate: suite {suite.name} ({len(suite.expectations)} expectations) on every batch written")
     table, table_schema, metadata = target.table, target.schema, target.metadata
-    write_uuid, counter = uuid.uuid4(), itertools.count(0)
+    write_uuid, counter = write_uuid or uuid.uuid4(), itertools.count(0)
     pending: Future[list[DataFile]] | None = None
     total = rebatch.total_rows(src)
     checked = False
@@ -127,5 +129,7 @@ def delete_files(table: Table, files: list[DataFile]) -> None:
     for f in files:
         try:
             table.io.delete(f.file_path)
+        except FileNotFoundError:
+            pass  # remove_uncommitted got it first
         except Exception:  # an orphan file is harmless: orphan-file cleanup removes it
             log.warning("could not delete uncommitted data file %s", f.file_path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -137,10 +137,11 @@ def _list_files(table: Table) -> Iterator[tuple[str, int, datetime]]:
             yield info.path, int(info.size or 0), mtime
 
 
-def remove_uncommitted(table: Table, marker: str) -> int:
+def remove_uncommitted(table: Table, marker: str, *, keep: Collection[str] = ()) -> int:
     """Delete the files under the table's location whose name holds `marker` (a write's uuid), for a
     writer that failed before committing any of them: those its own failure left half-written too,
-    which it cannot name. Returns how many went; a file that cannot be deleted is left (an orphan)."""
+    which it cannot name. `keep`: keys (`referenced_files`) never deleted, for a writer that may
+    have committed some. Returns how many went; a file that cannot be deleted is left (an orphan)."""
     from pyiceberg.io.pyarrow import PyArrowFileIO
 
     if not marker:
@@ -150,7 +151,7 @@ def remove_uncommitted(table: Table, marker: str) -> int:
     fs = io.fs_by_scheme(scheme, netloc)
     removed = 0
     for path, _size, _mtime in _list_files(table):
-        if marker in path.rpartition("/")[2]:
+        if marker in path.rpartition("/")[2] and path not in keep:
             try:
                 fs.delete_file(path)
                 removed += 1

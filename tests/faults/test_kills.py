@@ -157,6 +157,7 @@ def test_kill_ingest_at_every_step(settings: Any, wine_csv: Path, fault_report: 
         problems += gate_problems(settings)
         if after_kills["in_flight"] or after_kills["outbox"]:
             problems.append(f"left over: {after_kills}")
+        problems += [f"uncommitted data file {p}" for p in _uncommitted(settings, TABLE)]
         if not expected:
             # Nothing lost for good: a file whose landing died before its publish lands on a second try.
             for f in files:
@@ -254,3 +255,60 @@ def test_kill_consume_at_every_step(settings: Any, fault_report: FaultReport) ->
         if after["in_flight"] or after["outbox"]:
             problems.append(f"left over: {after}")
         record(fault_report, "tidemark lineage consume", step, before, after, problems, "every event stored once; the outbox acknowledged by the next consume or reconcile")
+
+
+def _uncommitted(settings: Any, table: str) -> list[str]:
+    """Data files under the table's folder that no snapshot (any branch or tag) references."""
+    from lakehouse.catalog import load_catalog
+    from lakehouse.maintenance import referenced_files
+    from lakehouse.tables import load_table
+
+    catalog = load_catalog(settings)
+    if not catalog.table_exists(table):
+        return sorted(str(p) for p in (settings.home / "warehouse").rglob(f"{table.replace('.', '/')}/data/**/*.parquet"))
+    t = load_table(catalog, table)
+    referenced = referenced_files(t)
+    folder = Path(t.location().removeprefix("file://")) / "data"
+    return sorted(str(p) for p in folder.rglob("*.parquet") if str(p) not in referenced)
+
+
+def test_kill_at_written_leaves_no_uncommitted_file(settings: Any, wine_csv: Path) -> None:
+    """A landing that dies natively after writing (no `except` runs) leaves data files no commit
+    holds; recovery (`tidemark lineage recover`, or the next command's) deletes them, main unchanged,
+    and drops a table the dead landing created."""
+    from lakehouse.catalog import load_catalog
+
+    table = "raw.written"
+    assert run_child(kill_jobs.land, str(shifted_wine(wine_csv, 0.0, first_id=1, name="w-base.csv")), table) == 0
+    finish(settings)
+    before = main_table_of(settings, table)
+    killed(kill_jobs.land, str(shifted_wine(wine_csv, 0.0, first_id=1000, name="w-1.csv")), table, at="ingest.written")
+    assert _uncommitted(settings, table), "the kill at written was to leave data files behind"
+    report = finish(settings)
+    assert [e["event"] for e in report.failed] == ["FAIL"] and "uncommitted data file(s)" in report.failed[0]["note"], report.failed
+    assert _uncommitted(settings, table) == []
+    after = main_table_of(settings, table)
+    assert after.current_snapshot().snapshot_id == before.current_snapshot().snapshot_id
+    assert after.scan().to_arrow().num_rows == 178
+
+    # The next landing's own start-up recovery does the same, and its rows are the only ones added.
+    killed(kill_jobs.land, str(shifted_wine(wine_csv, 0.0, first_id=2000, name="w-2.csv")), table, at="ingest.written")
+    assert _uncommitted(settings, table)
+    assert run_child(kill_jobs.land, str(shifted_wine(wine_csv, 0.0, first_id=3000, name="w-3.csv")), table) == 0
+    assert _uncommitted(settings, table) == []
+    assert main_table_of(settings, table).scan().to_arrow().num_rows == 2 * 178
+    finish(settings)
+
+    # A table the dead landing created goes with its files.
+    killed(kill_jobs.land, str(shifted_wine(wine_csv, 0.0, first_id=4000, name="w-new.csv")), "raw.fresh", at="ingest.written")
+    assert load_catalog(settings).table_exists("raw.fresh") and _uncommitted(settings, "raw.fresh")
+    finish(settings)
+    assert not load_catalog(settings).table_exists("raw.fresh")
+    assert _uncommitted(settings, "raw.fresh") == []
+
+
+def main_table_of(settings: Any, table: str) -> Any:
+    from lakehouse.catalog import load_catalog
+    from lakehouse.tables import load_table
+
+    return load_table(load_catalog(settings), table)

@@ -43,6 +43,10 @@ def test_landing_out_of_memory_is_one_line_and_leaves_nothing(tmp_path: Path, re
         if proc.returncode >= 0:
             break
         crashes += 1
+        # No Python cleanup ran in the dead child: recovery (what the next command runs first) must
+        # delete the files it wrote and the table it created, from what the landing recorded before writing.
+        left = _recovered_leftovers()
+        assert left == [], f"died by signal {-proc.returncode}; after recovery left {left}"
     lines = [line for line in proc.stderr.splitlines() if line.startswith("tidemark: error:")]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-3000:]
     assert "ran out of memory landing it into raw.big" in lines[0] and "--engine spark" in lines[0] and "nothing was published" in lines[0]
@@ -53,3 +57,15 @@ def test_landing_out_of_memory_is_one_line_and_leaves_nothing(tmp_path: Path, re
         "ingest", "out of memory mid-landing (RLIMIT_AS: 150 MB above the imports, 2M rows)", trials=1, held=True,
         before={"tables": 0}, after={"tables": 0, "data files": 0}, note=f"one line naming --engine spark ({crashes} native crashes under the limit before it)",
     )
+
+
+def _recovered_leftovers() -> list[str]:
+    """`tidemark lineage recover`, then what is left of the landing: its table, its data files."""
+    from lakehouse.catalog import load_catalog
+    from lakehouse.config import load_settings
+    from lineage.recovery import recover
+
+    settings = load_settings()
+    recover(settings).raise_for_errors()
+    left = [str(p) for p in (settings.home / "warehouse").rglob("*.parquet")]
+    return left + (["table raw.big"] if load_catalog(settings).table_exists("raw.big") else [])
