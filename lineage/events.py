@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -29,13 +28,23 @@ Event = dict[str, Any]
 
 def new_run_id() -> str:
     """A UUIDv7 (time-ordered), as OpenLineage recommends for run ids."""
+    return new_run_ids(1)[0]
+
+
+def new_run_ids(n: int) -> list[str]:
+    """`n` UUIDv7s from one clock read and one read of the random source (a served batch's
+    per-record ids: a system call per id cost a third of a millisecond per 100 records)."""
     import os
     import time
 
-    ms = int(time.time() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    stamp = (int(time.time() * 1000) & ((1 << 48) - 1)) << 80 | (0x7 << 76) | (0b10 << 62)
+    pool = os.urandom(10 * n)
+    ids = []
+    for i in range(0, 10 * n, 10):
+        rand = int.from_bytes(pool[i : i + 10], "big")
+        h = f"{stamp | ((rand >> 62) & 0xFFF) << 64 | (rand & ((1 << 62) - 1)):032x}"  # uuid.UUID's str, without the object
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 def now_iso() -> str:

@@ -258,6 +258,7 @@ def _seed(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, e: s
     # A dataset: every name of it leads to the same node (its identity with symlinks resolved).
     # Each way of naming it is its own lookup (an `a OR b` over different columns is checked row by
     # row; each `AND` of equalities is pushed into the scan).
+    params: list[str | None]  # a dataset node's namespace may be None
     if node.kind == "table":
         # NS.TABLE (Tidemark's table name), a symlink name, or a dataset named like that
         wheres, params = ["label = ?", "sym = ?", "name = ?"], [node.name] * 3

@@ -33,6 +33,7 @@ from lakehouse.config import Settings
 from lineage import events as ev
 from serving import validate
 from serving.exceptions import RequestError
+from serving.flusher import FlusherProcess, flusher_pid
 from serving.follow import Follower
 from serving.loader import Served
 from serving.metrics import CONTENT_TYPE, Metrics
@@ -47,18 +48,20 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 def prediction_log(settings: Settings, model: str) -> Any:
-    """The model's prediction log (`serving.predlog.PredictionLog`), or None when
-    `serving.log_predictions` is off."""
+    """The model's prediction log as a worker holds it (`serving.predlog.PredictionLog`, append
+    only: the service's flusher process commits), or None when `serving.log_predictions` is off."""
     if not settings.serving.log_predictions:
         return None
     from serving.predlog import PredictionLog
 
-    return PredictionLog(settings, model)
+    return PredictionLog(settings, model, commit=False)
 
 
-def create_app(settings: Settings, follower: Follower, *, follow: bool = True) -> FastAPI:
+def create_app(settings: Settings, follower: Follower, *, follow: bool = True, flusher: bool = True) -> FastAPI:
     """The app serving `follower.current`. `follow`: start the follower's threads with the app
-    (and stop them, and flush the prediction log, when it shuts down)."""
+    (and stop them when it shuts down). `flusher`: this app is the whole service, so it runs the
+    prediction log's flusher process (`serving.flusher`) and stops it, committing everything, when it
+    shuts down; False for a worker of `--workers N`, whose parent runs it."""
     metrics = Metrics(follower.model, follower.alias)
     previous_swap = follower.on_swap
 
@@ -79,6 +82,10 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True) -
             # A worker of `--workers N`: each process loads for itself (off the event loop).
             await asyncio.to_thread(follower.start_serving)
         state["log"] = _app.state.prediction_log = prediction_log(settings, follower.model)
+        flushing = None
+        if flusher and state["log"] is not None:
+            flushing = _app.state.flusher = FlusherProcess(settings, follower.model)
+            flushing.start()
         if follow:
             follower.start()
         try:
@@ -88,6 +95,8 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True) -
                 await asyncio.to_thread(follower.stop)
             if state["log"] is not None:
                 await asyncio.to_thread(state["log"].close)
+            if flushing is not None:
+                await asyncio.to_thread(flushing.stop)
 
     app = FastAPI(
         title=f"tidemark serve {follower.model}@{follower.alias}",
@@ -116,8 +125,8 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True) -
         predictions = _predict(served, rows)
         mv = served.version
         metrics.records.labels(mv.model, str(mv.version)).inc(len(rows))
-        request_id = ev.new_run_id()
-        ids = [ev.new_run_id() for _ in rows] if batch else [request_id]
+        ids = ev.new_run_ids(len(rows) + 1 if batch else 1)
+        request_id = ids.pop() if batch else ids[0]
         answer: dict[str, Any] = {"predictions": predictions, **served.identity(), "prediction_id": request_id}
         if batch:
             answer["prediction_ids"] = ids
@@ -162,7 +171,13 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True) -
         served = follower.current
         if served is None:
             return _json({"status": "loading"}, 503)
-        return _json({"status": "ready", **served.identity(), "events": follower.subscribed.is_set()})
+        answer = {"status": "ready", **served.identity(), "events": follower.subscribed.is_set()}
+        if state["log"] is not None:
+            # Predictions are answered either way (their rows wait in the buffer); this says
+            # whether they reach the table.
+            pid = flusher_pid(settings, follower.model)
+            answer["prediction_log"] = {"flusher": pid is not None, "flusher_pid": pid, "buffer": str(state["log"].buffer.path)}
+        return _json(answer)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
@@ -233,7 +248,7 @@ async def _read(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _predict(served: Served, rows: list[list[Any]]) -> list[Any]:
+def _predict(served: Served, rows: Any) -> list[Any]:
     import numpy as np
 
     kinds = {f.kind for f in served.schema.fields}

@@ -14,6 +14,7 @@ one. A failed load keeps the old version and says why (log, metric, and the FAIL
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +60,7 @@ class Follower:
         self._expect: tuple[int, float] | None = None  # (version an event named, until when to wait for it)
         self._refused: dict[tuple[int, str], tuple[float, float]] = {}  # (version, sha256) -> (next try, pause)
         self._threads: list[threading.Thread] = []
-        self.subscribed = threading.Event()  # set once the subscriber reads the topic (tests, /readyz detail)
+        self.subscribed = threading.Event()  # set while the subscriber reads the topic (tests, /readyz `events`)
 
     # -- deciding ---------------------------------------------------------------------------------
 
@@ -178,6 +179,7 @@ class Follower:
         # worker process must see every event, and assign() needs no group rebalance to start.
         group = group_id(self.model, self.alias)
         down_since: float | None = None
+        probe_ms = int(max(1.0, self.settings.kafka.connect_timeout_s) * 1000)
         while not self._stop.is_set():
             kc = None
             try:
@@ -192,7 +194,7 @@ class Follower:
                 for tp in tps:
                     kc.position(tp)  # resolve the end now: an event from here on is seen
                 if down_since is not None:
-                    log.warning("the lineage topic answers again; following %s by events", self.ref)
+                    log.warning("the lineage topic answers again; following %s by events (worker pid %d)", self.ref, os.getpid())
                     self._wake.set()  # moves made while it was away: the registry has them
                 down_since = None
                 self.subscribed.set()
@@ -204,6 +206,10 @@ class Follower:
                         look = time.monotonic() + 2.0
                         if bootstrap_servers(self.settings) != address:
                             raise TidemarkError("the local broker was restarted on another port")
+                        # A configured broker that went away: kafka-python's poll() answers nothing
+                        # rather than failing, so ask the topic's end, which fails then (and clears
+                        # `subscribed` for /readyz until it answers again).
+                        kc.end_offsets(tps, timeout_ms=probe_ms)
                     for recs in kc.poll(timeout_ms=200).values():
                         for r in recs:
                             try:

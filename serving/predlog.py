@@ -1,7 +1,9 @@
 """The prediction log: every answered request, durable on local disk at once, in Iceberg within seconds.
 
 `PredictionLog(settings, model).append(rows)` writes the rows to a local buffer and returns; a
-background flusher commits them in micro-batches to the Iceberg table `serving.<model>_predictions`
+flusher (`run`: a thread of this object, or in a service the flusher process of `serving.flusher`,
+whose workers append with `commit=False`) commits them in micro-batches to the Iceberg table
+`serving.<model>_predictions`
 (columns: prediction_id, model, version, time, one per feature typed as the model was trained on,
 prediction). The request path never waits on the catalog: a catalog that is down only delays the
 commits (a warning says so, once per outage); the rows wait in the buffer until it answers.
@@ -89,6 +91,8 @@ MAX_BATCHES_PER_COMMIT = 50
 MAX_ROWS_PER_COMMIT = 50_000
 # While the catalog is down the flusher retries after the interval, doubling up to this.
 MAX_BACKOFF_S = 30.0
+# How often the flusher looks whether a batch's worth of rows waits.
+_TICK_S = 0.2
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 REQUIRED = ("prediction_id", "model", "version", "time", "features", "prediction")
 
@@ -203,6 +207,12 @@ class Buffer:
     def pending(self) -> int:
         return int(self._db().execute("SELECT count(*) FROM rows").fetchone()[0])
 
+    def backlog(self) -> int:
+        """About how many rows wait (the span of their numbers: two index lookups, where `pending`
+        counts): cheap enough to ask several times a second."""
+        low, high = self._db().execute("SELECT min(seq), max(seq) FROM rows").fetchone()
+        return 0 if low is None else int(high) - int(low) + 1
+
     def rejected(self) -> list[dict[str, Any]]:
         cur = self._db().execute("SELECT seq, prediction_id, version, reason FROM rejected ORDER BY seq")
         return [dict(zip(("seq", "prediction_id", "version", "reason"), r)) for r in cur.fetchall()]
@@ -270,9 +280,14 @@ class PredictionLog:
     (timezone-aware datetime), features (dict: feature -> value), prediction; returns once they
     are durable in the buffer. `flush()` commits now (raises CatalogUnavailableError, rows kept,
     if the catalog does not answer); `close()` stops the flusher and commits what is buffered.
+    `start`: run the flusher in a thread of this process. `commit=False`: append only, never
+    commit (no thread, `close()` only closes the buffer): a service worker's log, whose rows the
+    service's flusher process commits (`serving.flusher`).
     """
 
-    def __init__(self, settings: Settings, model_name: str, *, start: bool = True, transport: Transport | None = None) -> None:
+    def __init__(
+        self, settings: Settings, model_name: str, *, start: bool = True, commit: bool = True, transport: Transport | None = None
+    ) -> None:
         self.settings = settings
         self.model = check_name("model", model_name, "model_name")
         self.table_name = TableName.parse(prediction_table(self.model))
@@ -290,8 +305,9 @@ class PredictionLog:
         self._appended = 0  # since the last flush (a cheap count: no query per request)
         self._down_since: float | None = None
         self._closed = False
+        self._commits = commit
         self._thread: threading.Thread | None = None
-        if start:
+        if start and commit:
             self._thread = threading.Thread(target=self._run, name=f"predlog-{self.model}", daemon=True)
             self._thread.start()
 
@@ -337,14 +353,25 @@ class PredictionLog:
     # -- the background flusher ----------------------------------------------------------------
 
     def _run(self) -> None:
+        self.run(self._stop)
+
+    def run(self, stop: threading.Event) -> None:
+        """Commit on the log's schedule until `stop` is set: every `log_interval_s` while rows wait,
+        and as soon as `log_batch_rows` wait (looked at every `_TICK_S`: the appends may be another
+        process's). While the catalog is down the interval doubles (at most MAX_BACKOFF_S)."""
         backoff = self.interval_s
-        while not self._stop.is_set():
-            self._wake.wait(backoff)
+        last = time.monotonic()
+        while not stop.is_set():
+            self._wake.wait(min(_TICK_S, backoff))
             self._wake.clear()
-            if self._stop.is_set():
+            if stop.is_set():
                 return
+            waited = time.monotonic() - last
+            if waited < backoff and (backoff > self.interval_s or self.buffer.backlog() < self.batch_rows):
+                continue
+            last = time.monotonic()
             try:
-                if self.buffer.pending():  # an idle service opens no catalog every interval
+                if self.buffer.backlog():  # an idle service opens no catalog every interval
                     self.flush()
                 backoff = self.interval_s
             except Exception as exc:  # never let the flusher die: the rows are safe in the buffer
@@ -488,6 +515,9 @@ class PredictionLog:
         if self._closed:
             return FlushReport(pending=self.buffer.pending())
         self._closed = True
+        if not self._commits:
+            self.buffer.close()
+            return FlushReport()
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

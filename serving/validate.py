@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from typing import Any, cast
 
 from models.signature import InputSchema
@@ -51,8 +52,43 @@ def records(value: Any, schema: InputSchema) -> tuple[list[dict[str, Any]], bool
     raise RequestError(422, f"the body is a JSON {type(value).__name__}; send one object (feature -> value) or {{\"records\": [...]}}")
 
 
-def matrix(recs: list[Any], schema: InputSchema, batch: bool) -> list[list[Any]]:
-    """Rows of values in the model's feature order; RequestError (422) naming the first bad field."""
+def matrix(recs: list[Any], schema: InputSchema, batch: bool) -> Any:
+    """Rows of values in the model's feature order (a float64 numpy matrix when every feature is a
+    number, else lists); RequestError (422) naming the first bad field."""
+    fast = _numeric_matrix(recs, schema)
+    return fast if fast is not None else _checked_rows(recs, schema, batch)
+
+
+def _numeric_matrix(recs: list[Any], schema: InputSchema) -> Any:
+    """The float64 matrix of records that are all well-formed for an all-numeric schema, checked a
+    column at a time by numpy; None when the schema is not all-numeric or any record has a fault
+    (`_checked_rows` then names it). A field-by-field Python loop cost half a millisecond per 100 records."""
+    import numpy as np
+
+    fields = schema.fields
+    if not fields or any(f.kind not in ("number", "integer") for f in fields):
+        return None
+    names = [f.name for f in fields]
+    keys = set(names)
+    if not all(type(r) is dict and r.keys() == keys for r in recs):
+        return None
+    get = operator.itemgetter(*names)
+    rows = [get(r) for r in recs] if len(names) > 1 else [(get(r),) for r in recs]
+    if not {type(v) for row in rows for v in row} <= {int, float}:  # bool, None, text...: named by the slow path
+        return None
+    try:
+        X = np.asarray(rows, dtype="float64")
+    except OverflowError:  # an int beyond float64: named by the slow path
+        return None
+    if not np.isfinite(X).all():
+        return None
+    whole = [i for i, f in enumerate(fields) if f.kind == "integer"]
+    if whole and not (X[:, whole] == np.floor(X[:, whole])).all():
+        return None
+    return X
+
+
+def _checked_rows(recs: list[Any], schema: InputSchema, batch: bool) -> list[list[Any]]:
     fields = schema.fields
     expected = [f.name for f in fields]
     keys = set(expected)
