@@ -35,6 +35,8 @@ def _git(cwd: Path, *args: str) -> str | None:
 _GIT_STATE: dict[tuple[str, str | None], tuple[tuple[int, ...], tuple[str | None, bool | None]]] = {}
 # directory -> its repository's git dir (None outside a repository); a directory does not move repository.
 _GIT_DIR: dict[str, Path | None] = {}
+# directory -> the root of its repository's work tree (None outside a repository), for the same reason.
+_GIT_ROOT: dict[str, str | None] = {}
 
 
 def _git_marks(git_dir: Path) -> tuple[int, ...]:
@@ -160,7 +162,10 @@ def module_source(entry_point: str) -> tuple[Path, bytes, str | None, str | None
         data = path.read_bytes()
     except (OSError, TypeError):
         return None
-    root = _git(path.parent, "rev-parse", "--show-toplevel")
+    key = str(path.parent)
+    if key not in _GIT_ROOT:  # once per folder and process, as _GIT_DIR: git was spawned on every training
+        _GIT_ROOT[key] = _git(path.parent, "rev-parse", "--show-toplevel")
+    root = _GIT_ROOT[key]
     rel = path.relative_to(Path(root).resolve()).as_posix() if root else None
     return path, data, root, rel
 
@@ -455,9 +460,7 @@ def distributions_of_modules(modules: Any, *, exclude_modules: Any = ()) -> list
     `modules` depends on. A module no distribution provides (the standard library, code on
     PYTHONPATH) adds nothing; the distributions providing `exclude_modules` (the project holding
     the job's own code, whose identity is the code's business) are left out with their requirements."""
-    from importlib.metadata import PackageNotFoundError, packages_distributions, requires
-
-    top = packages_distributions()
+    top = _module_providers()
 
     def providers(names: Any) -> set[str]:
         return {canonicalize_name(d) for n in names for d in top.get(str(n).partition(".")[0], ())}
@@ -471,16 +474,35 @@ def distributions_of_modules(modules: Any, *, exclude_modules: Any = ()) -> list
         if dist in seen:
             continue
         seen.add(dist)
-        try:
-            reqs = requires(dist) or []
-        except PackageNotFoundError:
-            continue
-        for req in reqs:
+        for req in _requirements(dist):
             dep = _required_name(req)
             if dep and dep not in seen and dep not in skip:
                 todo.append(dep)
-    installed = installed_distributions()
+    installed = _environment()["packages"]  # the per-process listing: a fresh scan cost ~9 ms a training
     return sorted(d for d in seen if d in installed)
+
+
+# What is installed does not change under a running interpreter (the same premise as
+# `_environment`), and reading it is the expensive part: `packages_distributions` parses every
+# distribution's METADATA and RECORD (~600 ms for 280 distributions), which was paid by every
+# training, not once per process.
+@functools.lru_cache(maxsize=1)
+def _module_providers() -> Mapping[str, list[str]]:
+    """Top-level module name -> the distributions providing it, read once per process."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
+@functools.lru_cache(maxsize=None)
+def _requirements(dist: str) -> tuple[str, ...]:
+    """The requirement lines `dist` declares as installed (none if it is not installed), once per process."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        return tuple(requires(dist) or ())
+    except PackageNotFoundError:
+        return ()
 
 
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

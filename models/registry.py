@@ -40,6 +40,8 @@ PROMOTE_JOB = "models.promote"
 ARCHIVE_JOB = "models.archive"
 # Snapshot summary of a registration commit: JSON {model: highest version} in the table as of that snapshot.
 VERSION_MAX = "tidemark.registry.version-max"
+# Each model's owner as of that registration (model -> owner), read as VERSION_MAX is.
+OWNERS = "tidemark.registry.owners"
 _VERSION = re.compile(r"[0-9]{1,9}")
 # How recovery finishes an alias move or archive whose process died (lineage.recovery).
 ALIAS_RESOLVER = "models.recovery:resolve_alias_move"
@@ -229,10 +231,6 @@ class Registry:
         import pyarrow as pa
 
         actor = actor or actors.current_actor(self.settings)
-        # A model keeps its owner when someone else trains the next version: the first
-        # registering actor owns it until a training job names another owner.
-        owner = owner or self._owner_of(model) or default_owner(actor)
-
         created: list[ModelVersion] = []
 
         def attempt() -> None:
@@ -240,6 +238,10 @@ class Registry:
             latest = latest_versions(table)
             version = latest.get(model, 0) + 1
             latest[model] = version
+            owners = latest_owners(table)
+            # A model keeps its owner when someone else trains the next version: the first
+            # registering actor owns it until a training job names another owner.
+            owners[model] = owner or owners.get(model) or default_owner(actor)
             mv = ModelVersion(
                 model=model,
                 version=version,
@@ -259,7 +261,7 @@ class Registry:
                 card_uri=card_uri(self.settings, model, version, run_id),
                 verified=True,
                 actor=actor,
-                owner=owner,
+                owner=owners[model],
             )
             if before_commit is not None:
                 before_commit(mv)
@@ -268,22 +270,17 @@ class Registry:
             with transaction(table) as tx:
                 tx.append(
                     pa.Table.from_pylist([row], schema=model_store.arrow_schema(VERSIONS)),
-                    snapshot_properties={RUN_ID: run_id, JOB_NAME: job_name, VERSION_MAX: json.dumps(latest, sort_keys=True)},
+                    snapshot_properties={
+                        RUN_ID: run_id,
+                        JOB_NAME: job_name,
+                        VERSION_MAX: json.dumps(latest, sort_keys=True),
+                        OWNERS: json.dumps(owners, sort_keys=True),
+                    },
                 )
             created.append(mv)
 
         with_commit_retry(attempt, f"registering a version of model {model}")
         return created[-1]
-
-    def _owner_of(self, model: str) -> str | None:
-        """The owner the newest version of `model` recorded (None: no version, or none recorded)."""
-        from pyiceberg.expressions import EqualTo
-
-        table = self._versions_table or self._table(VERSIONS)
-        if table.current_snapshot() is None:
-            return None
-        rows = table.scan(row_filter=EqualTo(term="model", value=model), selected_fields=("version", "owner")).to_arrow().to_pylist()
-        return max(rows, key=lambda r: r["version"])["owner"] if rows else None
 
     def versions(self, model: str | None = None, include_archived: bool = True) -> list[ModelVersion]:
         history = self.alias_history()
@@ -570,6 +567,25 @@ def latest_versions(table: Table) -> dict[str, int]:
     for r in table.scan(selected_fields=("model", "version")).to_arrow().to_pylist():
         latest[r["model"]] = max(latest.get(r["model"], 0), int(r["version"]))
     return latest
+
+
+def latest_owners(table: Table) -> dict[str, str | None]:
+    """Each model's owner as its newest version in `table` (`model_versions`) recorded (None: none).
+
+    As `latest_versions`: from the snapshot summary the last registration wrote, else a scan. The
+    scan reads every version's file, one more with each training; it was paid by every training.
+    """
+    snap = table.current_snapshot()
+    if snap is None:
+        return {}
+    recorded = summary_properties(snap).get(OWNERS)
+    if recorded is not None:
+        return {str(m): o for m, o in json.loads(recorded).items()}
+    newest: dict[str, tuple[int, str | None]] = {}
+    for r in table.scan(selected_fields=("model", "version", "owner")).to_arrow().to_pylist():
+        if r["model"] not in newest or int(r["version"]) > newest[r["model"]][0]:
+            newest[r["model"]] = (int(r["version"]), r["owner"])
+    return {m: o for m, (_, o) in newest.items()}
 
 
 def version_row(mv: ModelVersion) -> dict[str, Any]:

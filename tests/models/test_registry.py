@@ -127,3 +127,33 @@ def test_version_numbers_come_from_the_last_registration_or_else_a_scan() -> Non
     table.append(pa.Table.from_pylist([version_row(foreign)], schema=model_store.arrow_schema(model_store.VERSIONS)))
     assert VERSION_MAX not in summary_properties(reg.catalog.load_table((reg.ns, model_store.VERSIONS)).current_snapshot())
     assert [_register(reg), _register(reg, "n")] == [8, 2]
+
+
+def test_owners_come_from_the_last_registration_or_else_a_scan() -> None:
+    """A registration records each model's owner in its snapshot (no scan of every version per
+    training); after rows another writer added, the newest version's owner comes from a scan."""
+    import pyarrow as pa
+
+    from lakehouse.tables import summary_properties
+    from lineage import model_store
+    from lineage.actors import Actor
+    from models.registry import OWNERS, version_row
+
+    reg = Registry(load_settings())
+    alice, bob = Actor(name="alice", kind="user"), Actor(name="bob", kind="user")
+    common: dict[str, Any] = {
+        "run_id": "r", "job_name": "j", "entry_point": "x:y", "artifact_uri": "u", "sha256": "s",
+        "metrics": {"acc": 0.5}, "inputs": [InputSnapshot("raw.t", 123, 10)], "parameters": {"p": 1},
+    }
+    assert reg.register(model="m", actor=alice, **common).owner == "alice"
+    assert reg.register(model="n", actor=bob, owner="team:n", **common).owner == "team:n"
+    assert reg.register(model="m", actor=bob, **common).owner == "alice"  # kept when someone else trains
+    table = reg.catalog.load_table((reg.ns, model_store.VERSIONS))
+    assert json.loads(summary_properties(table.current_snapshot())[OWNERS]) == {"m": "alice", "n": "team:n"}
+
+    foreign = reg.versions("m")[-1]
+    foreign.version, foreign.owner = 7, "team:m"
+    table.append(pa.Table.from_pylist([version_row(foreign)], schema=model_store.arrow_schema(model_store.VERSIONS)))
+    assert OWNERS not in summary_properties(reg.catalog.load_table((reg.ns, model_store.VERSIONS)).current_snapshot())
+    assert reg.register(model="m", actor=bob, **common).owner == "team:m"
+    assert reg.register(model="n", actor=alice, **common).owner == "team:n"
