@@ -97,7 +97,7 @@ def run(quick: bool, edges: int | None = None) -> None:
         build_store(load_settings(environ={"TIDEMARK_HOME": str(home)}), n_edges, home / "events.jsonl")
 
     # The store is kept between runs (a change to the code that shapes it builds it again): only the walks are timed.
-    code = code_key(_events, build_store, ev, columns, decode, consumer, store)
+    code = code_key(_events, build_store, write_events, ev, columns, decode, consumer, store)
     with kept_home("column_lineage", {"edges": n_edges, "code": code}, build) as (home, build_s, _):
         settings = load_settings()
         jsonl = home / "events.jsonl"

@@ -100,7 +100,7 @@ def run(quick: bool, events: int | None = None) -> None:
     # The store is kept between runs (a change to the code that shapes it builds it again): only
     # the walks are timed. The walk's edge cache is removed before the first-walk-after-a-commit
     # timings below, so a kept store is measured as a fresh one is.
-    code = code_key(_events, build_store, ev, decode, consumer, store)
+    code = code_key(_events, build_store, write_events, ev, decode, consumer, store)
     with kept_home("lineage_trace", {"events": n_events, "code": code}, build) as (home, build_s, _):
         settings = load_settings()
         jsonl = home / "events.jsonl"

@@ -169,7 +169,7 @@ def _measure(home: Path, sizes: dict[str, int], built_s: float) -> None:
         chains = sizes["events"] // trace.EVENTS_PER_RUN // (trace.CHAIN * trace.DAYS)
         version_urls = [f"{base}/tidemark/models/{MODEL}/versions/{v}" for v in range(1, repeats + 2)]
         walk_urls = [f"{base}/tidemark/lineage?" + urllib.parse.urlencode(
-            {"node": f"dataset:s3://lake:/w/chain{c}/d10", "direction": "upstream", "depth": 5}) for c in range(0, chains, max(1, chains // (repeats + 1)))][: repeats + 1]
+            {"node": f"dataset:s3://lake:/w/chain{c}/d{trace.CHAIN}", "direction": "upstream", "depth": 5}) for c in range(0, chains, max(1, chains // (repeats + 1)))][: repeats + 1]
         out: dict[str, Any] = {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
