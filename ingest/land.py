@@ -40,6 +40,7 @@ from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import BranchError
 from lakehouse.failpoints import step
+from lakehouse.maintenance import remove_uncommitted
 from lakehouse.tables import (
     JOB_NAME,
     OWNER,
@@ -256,7 +257,12 @@ def _land(
             sources.check_unchanged(src)
             step("ingest.written")
         except BaseException:
-            writes.delete_files(tbl, files)
+            # Every file of this write goes, none being committed: those in `files` and any a write
+            # cut short (out of memory, say) never returned. Once, here: the writer does not do it too.
+            try:
+                remove_uncommitted(tbl, str(write_uuid))
+            except Exception:
+                log.warning("could not look for this landing's half-written files in %s", tbl.location())
             if created:
                 target.drop_if_pristine(catalog, name)
             raise

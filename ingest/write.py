@@ -25,7 +25,6 @@ from ingest import schema as schemas
 from ingest import sources
 from ingest.exceptions import PublishError, SourceError
 from lakehouse import pyiceberg_compat as compat
-from lakehouse.maintenance import remove_uncommitted
 
 if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
@@ -60,18 +59,19 @@ def write_and_validate(
     *,
     progress: Progress,
     advance: Advance | None = None,
-    write_uuid: uuid.UUID | None = None,
+    write_uuid: uuid.UUID,
 ) -> Written:
     """Write every batch of `stream` as data files of the target table, in the target's schema
     (appended to `files` as they are written) while `suite` checks the same batch. `ignored`:
-    all-empty columns left out. `write_uuid`: in every file's name (a caller that records it first
-    can have recovery find the files if the process dies); a new one when None."""
+    all-empty columns left out. `write_uuid`: in every file's name; the caller records it first (so
+    recovery finds the files if the process dies) and, on any failure, deletes every file holding it
+    (`maintenance.remove_uncommitted`: those in `files` and any a write cut short never returned)."""
     started = time.perf_counter()
     out = Written(gate=gates.StreamingGate(suite) if suite is not None else None)
     if suite is not None:
         progress(f"gate: suite {suite.name} ({len(suite.expectations)} expectations) on every batch written")
     table, table_schema, metadata = target.table, target.schema, target.metadata
-    write_uuid, counter = write_uuid or uuid.uuid4(), itertools.count(0)
+    counter = itertools.count(0)
     pending: Future[list[DataFile]] | None = None
     total = rebatch.total_rows(src)
     checked = False
@@ -104,12 +104,6 @@ def write_and_validate(
                     files.extend(pending.result())
                 except BaseException:
                     pass
-            # A write cut short (out of memory, say) leaves a file it never returned: every file of
-            # this write goes, since none is committed yet; the caller deletes `files` as well.
-            try:
-                remove_uncommitted(table, str(write_uuid))
-            except Exception:
-                log.warning("could not look for this landing's half-written files in %s", table.location())
             raise
     if out.rows == 0:
         raise SourceError(f"{src.uri}: no data rows; nothing to land")
@@ -129,7 +123,5 @@ def delete_files(table: Table, files: list[DataFile]) -> None:
     for f in files:
         try:
             table.io.delete(f.file_path)
-        except FileNotFoundError:
-            pass  # remove_uncommitted got it first
         except Exception:  # an orphan file is harmless: orphan-file cleanup removes it
             log.warning("could not delete uncommitted data file %s", f.file_path)
