@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ class Source:
     mtime_ns: int | None
     filesystem: Any  # pyarrow.fs.FileSystem
     content: Content = Content()  # a text format's compression and encoding, from its first bytes
+    local_copy: str | None = None  # `open_source(copy_into=)`: the local copy of a file on another filesystem
 
     def open_text(self) -> Any:
         """The file as UTF-8 bytes (decompressed, decoded): what the CSV and JSON readers read."""
@@ -137,8 +139,15 @@ def detect_format(location: str, fmt: str | None) -> str:
     return found
 
 
-def open_source(location: str, fmt: str | None = None, catalog_properties: Mapping[str, str] | None = None) -> Source:
-    """Check the file exists and is not empty, tell its format, and checksum its bytes (streamed)."""
+def open_source(
+    location: str, fmt: str | None = None, catalog_properties: Mapping[str, str] | None = None, *, copy_into: Path | None = None,
+) -> Source:
+    """Check the file exists and is not empty, tell its format, and checksum its bytes (streamed).
+
+    `copy_into`: a local folder. A file on another filesystem (`s3://`) is copied into it, under its
+    own name, by the same pass that checksums it (`Source.local_copy`): the object is read once, and
+    the copy is exactly the bytes the checksum names. A local file is not copied.
+    """
     import pyarrow.fs as pafs
 
     fs, path = filesystem_for(location, catalog_properties)
@@ -157,27 +166,41 @@ def open_source(location: str, fmt: str | None = None, catalog_properties: Mappi
     if size == 0:
         raise SourceError(f"{location}: the file is empty; nothing to land")
     content = sniff(fs, path, location, fmt) if fmt in TEXT_FORMATS else Content()
+    copy = None if copy_into is None or isinstance(fs, pafs.LocalFileSystem) else copy_into / Path(path).name
     return Source(
         uri=location if _has_scheme(location) else path,
         path=path,
         fmt=fmt,
-        sha256=sha256_of(fs, path, location),
+        sha256=sha256_of(fs, path, location, copy_to=copy),
         size=size,
         mtime_ns=info.mtime_ns,
         filesystem=fs,
         content=content,
+        local_copy=None if copy is None else str(copy),
     )
 
 
-def sha256_of(fs: pafs.FileSystem, path: str, label: str) -> str:
+def sha256_of(fs: pafs.FileSystem, path: str, label: str, *, copy_to: Path | None = None) -> str:
+    """The file's sha256, read in blocks; `copy_to`: a local file the same blocks are written to as they are read."""
     digest = hashlib.sha256()
+    try:
+        with open(copy_to, "wb") if copy_to is not None else nullcontext() as sink:
+            for block in _blocks(fs, path, label):
+                digest.update(block)
+                if sink is not None:
+                    sink.write(block)
+    except OSError as exc:  # the copy's: a read error is a SourceError already
+        raise SourceError(f"{label}: cannot write its local copy {copy_to}: {_first_line(exc)}; free disk space there") from exc
+    return digest.hexdigest()
+
+
+def _blocks(fs: pafs.FileSystem, path: str, label: str) -> Iterator[bytes]:
     try:
         with fs.open_input_stream(path) as fh:
             while block := fh.read(HASH_BLOCK_BYTES):
-                digest.update(block)
+                yield block
     except OSError as exc:
         raise SourceError(f"{label}: cannot read the file: {_first_line(exc)}") from exc
-    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:

@@ -6,7 +6,7 @@ the file in parallel tasks, spilling to disk, where the pyarrow path (`ingest.la
 
 1. Checksum the file; a sha256 already in main's history is a no-op (`--force` lands it again).
 2. Read it with Spark (CSV with a header, types inferred over the whole file; Parquet; JSON Lines;
-   an `s3://` file is first copied to local disk under the home, checked against its sha256, and
+   an `s3://` file is copied to local disk under the home by the one pass that checksums it, and
    removed after the landing: Spark's `s3a` filesystem needs hadoop-aws and the AWS SDK jars, which
    no package reachable here ships),
    make or load the table and reconcile the file's columns with its schema by the default engine's
@@ -112,17 +112,21 @@ def land_spark(
         spark = lspark.session(settings, conf=conf)
     else:
         lspark.use_catalog(spark, settings)
-    src = sources.open_source(location, fmt, settings.catalog.properties)
-    path = _spark_path(src)
-    result = new_result(name, src, suite)
-    progress(f"{src.uri}: {src.fmt}, {src.size:,} bytes, sha256 {src.sha256[:12]}…, on Spark {spark.sparkContext.master}")
+    # An object-store source is copied to local disk by the pass that checksums it: Spark here has
+    # no S3 filesystem (module docstring), and the object is read once.
+    with _scratch(settings) as scratch:
+        t0 = time.perf_counter()
+        src = sources.open_source(location, fmt, settings.catalog.properties, copy_into=scratch)
+        local = _spark_path(src)
+        result = new_result(name, src, suite)
+        if src.local_copy is not None:
+            progress(f"copied {src.uri} to local disk for Spark while checksumming it in {time.perf_counter() - t0:.1f} s")
+        progress(f"{src.uri}: {src.fmt}, {src.size:,} bytes, sha256 {src.sha256[:12]}…, on Spark {spark.sparkContext.master}")
 
-    catalog = load_catalog(settings)
-    if already_landed(catalog, name, result, force=force, owner=owner, progress=progress):
-        return result
+        catalog = load_catalog(settings)
+        if already_landed(catalog, name, result, force=force, owner=owner, progress=progress):
+            return result
 
-    # An object-store source is copied to local disk first: Spark here has no S3 filesystem (module docstring).
-    with _local(settings, src, path, progress) as local:
         rename = dict(rename or {})
         with _unreadable(src.uri):
             frame = _renamed(_read(spark, src, local), rename, src.uri)
@@ -193,11 +197,8 @@ def land_spark(
         return result
 
 
-def _spark_path(src: sources.Source) -> str | None:
-    """The path Spark reads (None: an object-store file, copied to local disk by `_local` first), in
-    an encoding and codec Spark reads as they are."""
-    import pyarrow.fs as pafs
-
+def _spark_path(src: sources.Source) -> str:
+    """The local path Spark reads (an object-store file's local copy), in an encoding and codec Spark reads as they are."""
     if src.content.encoding:
         raise SourceError(f"{src.uri} is {src.content.encoding.upper()} text; the Spark engine reads UTF-8 only: land it with the default engine")
     codec = src.content.compression
@@ -206,32 +207,20 @@ def _spark_path(src: sources.Source) -> str | None:
         raise SourceError(
             f"{src.uri} is {codec}-compressed, which Spark reads only from a file named {names}; rename it, or land it with the default engine"
         )
-    return src.path if isinstance(src.filesystem, pafs.LocalFileSystem) else None
+    return src.local_copy or src.path  # `open_source(copy_into=)` copied any file not on local disk
 
 
 @contextmanager
-def _local(settings: Settings, src: sources.Source, path: str | None, progress: Progress) -> Iterator[str]:
-    """The local path Spark reads: `path`, or an object-store file copied to a temporary folder under
-    the home (removed after the landing), checked against the sha256 the landing is named by."""
+def _scratch(settings: Settings) -> Iterator[Path]:
+    """A temporary folder under the home for an object-store file's local copy (under the file's own name:
+    Spark picks a text codec by it), removed after the landing."""
     import shutil
     import tempfile
 
-    import pyarrow.fs as pafs
-
-    if path is not None:
-        yield path
-        return
     (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="spark-source-", dir=settings.home / "tmp"))
     try:
-        # The file's own name: Spark picks a text codec by it.
-        copy = folder / Path(src.path).name
-        t0 = time.perf_counter()
-        pafs.copy_files(src.path, str(copy), source_filesystem=src.filesystem, destination_filesystem=pafs.LocalFileSystem())
-        if sources.sha256_file(copy) != src.sha256:
-            raise SourceError(f"{src.uri} changed while it was copied for Spark; nothing was written, land it again")
-        progress(f"copied {src.uri} to local disk for Spark in {time.perf_counter() - t0:.1f} s")
-        yield str(copy)
+        yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
