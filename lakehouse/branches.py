@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table, Transaction
     from pyiceberg.table.snapshots import Snapshot
+    from pyiceberg.table.update import TableRequirement
     from pyiceberg.table.update.schema import UpdateSchema
 
 MAIN = "main"
@@ -133,8 +134,6 @@ def schema_current(catalog: Catalog, name: TableName, schema_id: int) -> Iterato
     block runs; a process that dies inside it leaves them current until lineage recovery calls
     `restore_schema` (ingest.recovery).
     """
-    from pyiceberg.table.update import AssertCurrentSchemaId, SetCurrentSchemaUpdate
-
     def switch() -> int:
         table = load_table(catalog, name)
         current, wanted = table.schema(), table.metadata.schema_by_id(schema_id)
@@ -144,9 +143,7 @@ def schema_current(catalog: Catalog, name: TableName, schema_id: int) -> Iterato
             if not {f.field_id for f in current.fields} <= {f.field_id for f in wanted.fields}:
                 # Main's readers would lose columns another landing published since this one planned.
                 raise BranchError(f"another landing changed the schema of {name} meanwhile; nothing was written, land the file again")
-            tx = transaction(table)
-            compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=schema_id),), (AssertCurrentSchemaId(current_schema_id=current.schema_id),))
-            tx.commit_transaction()
+            _make_current(transaction(table), schema_id, was=current.schema_id).commit_transaction()
         return current.schema_id
 
     before = with_commit_retry(switch, f"making schema {schema_id} of {name} current")
@@ -165,20 +162,15 @@ def restore_schema(catalog: Catalog, name: TableName, evolved: int, before: int)
     Left alone when the current schema is another one by now, or when main's head snapshot is in
     `evolved` (another landing bringing the same columns published it: main's readers need them).
     """
-    from pyiceberg.table.update import AssertCurrentSchemaId, AssertRefSnapshotId, SetCurrentSchemaUpdate
+    from pyiceberg.table.update import AssertRefSnapshotId
 
     def attempt() -> bool:
         table = load_table(catalog, name)
         main = table.current_snapshot()
         if table.metadata.current_schema_id != evolved or (main is not None and main.schema_id == evolved):
             return False
-        tx = transaction(table)
-        compat.stage_updates(
-            tx,
-            (SetCurrentSchemaUpdate(schema_id=before),),
-            (AssertCurrentSchemaId(current_schema_id=evolved), AssertRefSnapshotId(ref=MAIN, snapshot_id=main.snapshot_id if main else None)),
-        )
-        tx.commit_transaction()
+        main_unmoved = AssertRefSnapshotId(ref=MAIN, snapshot_id=main.snapshot_id if main else None)
+        _make_current(transaction(table), before, was=evolved, also=(main_unmoved,)).commit_transaction()
         return True
 
     return with_commit_retry(attempt, f"making schema {before} of {name} current again")
@@ -409,7 +401,6 @@ def _schema_id(table: Table, snapshot: Snapshot) -> int:
 
 def _move_main(table: Table, snapshot: Snapshot, branch: str) -> None:
     """One commit: main to `snapshot`, its schema current, `branch` removed (asserting main and the current schema)."""
-    from pyiceberg.table.update import AssertCurrentSchemaId, SetCurrentSchemaUpdate
     from pyiceberg.table.update.snapshot import ManageSnapshots
 
     tx = transaction(table)
@@ -418,23 +409,31 @@ def _move_main(table: Table, snapshot: Snapshot, branch: str) -> None:
         ms.remove_branch(branch)
     current, target = table.metadata.current_schema_id, _schema_id(table, snapshot)
     if target != current:
-        compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=target),), (AssertCurrentSchemaId(current_schema_id=current),))
+        _make_current(tx, target, was=current)
     tx.commit_transaction()
 
 
 @contextmanager
 def _in_schema(tx: Transaction, schema_id: int | None) -> Iterator[None]:
     """A snapshot staged in the block records schema `schema_id`; the commit leaves the current schema as it was."""
-    from pyiceberg.table.update import AssertCurrentSchemaId, SetCurrentSchemaUpdate
-
     current = tx.table_metadata.current_schema_id
     if schema_id is None or schema_id == current:
         yield
         return
     compat.refuse_rebase(tx)
-    compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=schema_id),), (AssertCurrentSchemaId(current_schema_id=current),))
+    _make_current(tx, schema_id, was=current)
     yield
-    compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=current),))
+    _make_current(tx, current, was=None)  # asserted when the block began
+
+
+def _make_current(tx: Transaction, schema_id: int, *, was: int | None, also: tuple[TableRequirement, ...] = ()) -> Transaction:
+    """Stage making schema `schema_id` the current one in `tx` (returned), the commit asserting that
+    the current one is still `was` (None: not asserted) and the requirements `also`."""
+    from pyiceberg.table.update import AssertCurrentSchemaId, SetCurrentSchemaUpdate
+
+    unchanged = () if was is None else (AssertCurrentSchemaId(current_schema_id=was),)
+    compat.stage_updates(tx, (SetCurrentSchemaUpdate(schema_id=schema_id),), (*unchanged, *also))
+    return tx
 
 
 def _append(table: Table, branch: str, files: list[DataFile], properties: dict[str, str], schema_id: int | None = None) -> None:
