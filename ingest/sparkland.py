@@ -171,12 +171,11 @@ def land_spark(
                 step("ingest.written")
                 branch = f"{AUDIT_PREFIX}{run.run_id}"
                 commit_started = time.perf_counter()
-                if prepared.schema.schema_id != tbl.metadata.current_schema_id:
-                    # Before the schema is made current for Spark's write: recovery makes the old one current
-                    # again if this process dies while it is (ingest.recovery).
-                    run.recoverable(RESOLVER, schema=[prepared.schema.schema_id, tbl.metadata.current_schema_id])
-                with branches.schema_current(catalog, name, prepared.schema.schema_id):
-                    audited = _write_branch(catalog, name, spark_table, branch, cached, props, src.uri, result.rows, prepared.schema.schema_id)
+                evolved = prepared.schema.schema_id
+                # Recorded before the schema is made current for Spark's write (schema_current decides
+                # whether it is): recovery makes the old one current again if this process dies while it is.
+                with branches.schema_current(catalog, name, evolved, switching=lambda before: run.recoverable(RESOLVER, schema=[evolved, before])):
+                    audited = _write_branch(catalog, name, spark_table, branch, cached, props, src.uri, result.rows, evolved)
                 result.seconds["write"] = time.perf_counter() - commit_started
             except BaseException:
                 if created:

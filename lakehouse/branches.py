@@ -124,9 +124,14 @@ def add_schema(table: Table, change: Callable[[UpdateSchema], None]) -> Schema:
 
 
 @contextmanager
-def schema_current(catalog: Catalog, name: TableName, schema_id: int) -> Iterator[None]:
+def schema_current(catalog: Catalog, name: TableName, schema_id: int, *, switching: Callable[[int], None] | None = None) -> Iterator[None]:
     """Schema `schema_id` (one `add_schema` added) is the current one while the block runs, and the
     one current before is current again after it, on a failure too (`restore_schema`).
+
+    `switching(before)`: called with the id of the schema about to be replaced, just before the
+    commit that makes `schema_id` current (again if that commit is retried); not when it already is.
+    What needs to know whether the schema is switched (recovery's record) learns it here: this
+    function alone decides, on the table as it is at the commit.
 
     For a writer that writes only in the table's current schema, even to a branch (Spark's Iceberg
     writer): its branch snapshot then records `schema_id`, as `write(schema_id=)` does, and
@@ -143,6 +148,8 @@ def schema_current(catalog: Catalog, name: TableName, schema_id: int) -> Iterato
             if not {f.field_id for f in current.fields} <= {f.field_id for f in wanted.fields}:
                 # Main's readers would lose columns another landing published since this one planned.
                 raise BranchError(f"another landing changed the schema of {name} meanwhile; nothing was written, land the file again")
+            if switching is not None:
+                switching(current.schema_id)
             _make_current(transaction(table), schema_id, was=current.schema_id).commit_transaction()
         return current.schema_id
 

@@ -183,8 +183,13 @@ def _add_column(catalog, column: str) -> int:  # type: ignore[no-untyped-def]
 def test_schema_current_is_current_for_the_block_only_and_refused_when_the_schema_moved(catalog) -> None:  # type: ignore[no-untyped-def]
     before = load_table(catalog, NAME).metadata.current_schema_id
     evolved = _add_column(catalog, "x")
-    with branches.schema_current(catalog, NAME, evolved):
+    switched: list[int] = []
+    with branches.schema_current(catalog, NAME, evolved, switching=switched.append):
         assert load_table(catalog, NAME).metadata.current_schema_id == evolved  # what a Spark write needs
+        assert switched == [before]  # told before the switch, with the schema it replaced
+        with branches.schema_current(catalog, NAME, evolved, switching=switched.append):
+            pass  # already current: no switch, nothing told, nothing restored
+        assert switched == [before] and load_table(catalog, NAME).metadata.current_schema_id == evolved
     assert load_table(catalog, NAME).metadata.current_schema_id == before
     with pytest.raises(RuntimeError, match="boom"), branches.schema_current(catalog, NAME, evolved):
         raise RuntimeError("boom")
@@ -198,8 +203,9 @@ def test_schema_current_is_current_for_the_block_only_and_refused_when_the_schem
     published = load_table(catalog, NAME).metadata.current_schema_id
     assert published == other
     with pytest.raises(BranchError, match="another landing changed the schema of raw.wap meanwhile; nothing was written"):
-        with branches.schema_current(catalog, NAME, evolved):
+        with branches.schema_current(catalog, NAME, evolved, switching=switched.append):
             pass
+    assert switched == [before]  # refused before any switch: nothing for recovery to restore
     assert load_table(catalog, NAME).metadata.current_schema_id == published
 
 
