@@ -61,7 +61,7 @@ def resolve(settings: Settings, run: InFlight) -> Resolution:
         branches.restore_schema(catalog, name, evolved, before)
     if published is not None:
         return Resolution("COMPLETE", [_dataset(settings, table, name, published, ctx)], note=f"published snapshot {published.snapshot_id} found on main")
-    resolution = _unpublished(settings, catalog, name, table, run)
+    resolution = _unpublished(settings, catalog, name, table, run, landing_run)
     # After the branch work above, on the table as it is now: what no snapshot holds can go.
     left = _remove_unreferenced(catalog, name, ctx)
     if left:
@@ -69,10 +69,9 @@ def resolve(settings: Settings, run: InFlight) -> Resolution:
     return resolution
 
 
-def _unpublished(settings: Settings, catalog: Catalog, name: TableName, table: Table, run: InFlight) -> Resolution:
-    """The terminal event of a run with no snapshot on main (module docstring)."""
+def _unpublished(settings: Settings, catalog: Catalog, name: TableName, table: Table, run: InFlight, landing_run: str) -> Resolution:
+    """The terminal event of a run with no snapshot on main (module docstring); `landing_run`: the run whose snapshot was looked for."""
     ctx = run.context
-    landing_run = str(ctx.get("landing_run") or run.run_id)
     if "landing_run" in ctx:
         return Resolution("FAIL", note=f"no main snapshot of landing {landing_run}: not published")
     quarantined = table.snapshot_by_name(QUARANTINE_PREFIX + run.run_id)
@@ -108,10 +107,8 @@ def _remove_unreferenced(catalog: Catalog, name: TableName, ctx: dict[str, objec
     table = load_table(catalog, name)
     removed = maintenance.remove_uncommitted(table, write, keep=maintenance.referenced_files(table))
     done = f"{removed} uncommitted data file(s) of write {write} deleted" if removed else ""
-    if ctx.get("created") and catalog.table_exists(name.identifier):
-        target.drop_if_pristine(catalog, name)
-        if not catalog.table_exists(name.identifier):
-            done = f"{done}; the empty table it created dropped" if done else "the empty table it created dropped"
+    if ctx.get("created") and target.drop_if_pristine(catalog, name):
+        done = f"{done}; the empty table it created dropped" if done else "the empty table it created dropped"
     return done
 
 

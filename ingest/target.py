@@ -91,12 +91,15 @@ def prepare(catalog: Catalog, name: TableName, source_schema: pa.Schema, source_
         raise
 
 
-def drop_if_pristine(catalog: Catalog, name: TableName) -> None:
-    """Undo a table a failed landing created, if nobody else has used it since (only the empty first snapshot)."""
+def drop_if_pristine(catalog: Catalog, name: TableName) -> bool:
+    """Undo a table a failed landing created, if nobody else has used it since (only the empty first
+    snapshot); True if it was dropped."""
     try:
         t = load_table(catalog, name)
         if set(t.metadata.refs) <= {"main"} and len(t.metadata.snapshots) <= 1:
             # Purged, not only dropped: its metadata files would otherwise stay in the warehouse.
             catalog.purge_table(name.identifier)
+            return True
     except Exception as exc:
         log.warning("could not drop the empty table %s this failed landing created: %s", name, exc)
+    return False

@@ -302,7 +302,8 @@ def test_kill_at_written_leaves_no_uncommitted_file(settings: Any, wine_csv: Pat
     # A table the dead landing created goes with its files.
     killed(kill_jobs.land, str(shifted_wine(wine_csv, 0.0, first_id=4000, name="w-new.csv")), "raw.fresh", at="ingest.written")
     assert load_catalog(settings).table_exists("raw.fresh") and _uncommitted(settings, "raw.fresh")
-    finish(settings)
+    report = finish(settings)
+    assert [e["event"] for e in report.failed] == ["FAIL"] and report.failed[0]["note"].endswith("; the empty table it created dropped"), report.failed
     assert not load_catalog(settings).table_exists("raw.fresh")
     assert _uncommitted(settings, "raw.fresh") == []
 
