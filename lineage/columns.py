@@ -247,7 +247,7 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
 
     Idempotent: keyed by run and edge (`KEY`), so a replayed batch adds nothing.
     """
-    rows = sorted((r for e in events for r in rows_from_event(e)), key=lambda r: tuple((r[c] is None, r[c] or "") for c in ORDER))
+    rows = [r for e in events for r in rows_from_event(e)]
     if not rows:
         return 0
     from pyiceberg.expressions import In
@@ -261,4 +261,6 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
         arrow_schema(),
         job_name=SYNC_JOB,
         row_filter=In(term="run_id", literals=sorted({r["run_id"] for r in rows})),
+        # Only what is written is put in ORDER, by Arrow: a batch's rows can span several row groups.
+        sort_by=ORDER,
     )
