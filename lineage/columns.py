@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table
+from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table, transaction, with_commit_retry
 from lakehouse.times import parse_time
 from lineage import events as ev
 
@@ -57,6 +57,7 @@ KEY = (
 # ~140 -> ~80-97 ms; one unsorted row group per file could not be skipped at all).
 ORDER = ("output_namespace", "output_name", "output_field")
 ROW_GROUP = 32_768
+_ROW_GROUP_PROPERTY = "write.parquet.row-group-limit"
 
 
 def schema() -> Any:
@@ -95,13 +96,21 @@ def arrow_schema() -> pa.Schema:
 
 
 def ensure(catalog: Catalog, settings: Settings) -> Table:
-    return ensure_table(
-        catalog,
-        TableName(settings.lineage.namespace, COLUMN_LINEAGE),
-        schema(),
-        properties={"format-version": "2", "write.parquet.compression-codec": "zstd",
-                    "write.parquet.row-group-limit": str(ROW_GROUP), **NO_REBASE},
-    )
+    """The table, made if missing; one made before its layout (ROW_GROUP) gets the row-group
+    property here, once, so every write after (a batch's append, compaction) uses it."""
+    name = TableName(settings.lineage.namespace, COLUMN_LINEAGE)
+    table = ensure_table(catalog, name, schema(), properties={"format-version": "2", "write.parquet.compression-codec": "zstd",
+                                                              _ROW_GROUP_PROPERTY: str(ROW_GROUP), **NO_REBASE})
+    if table.properties.get(_ROW_GROUP_PROPERTY) == str(ROW_GROUP):
+        return table
+
+    def attempt() -> Table:
+        t = catalog.load_table(name.identifier)
+        with transaction(t) as tx:
+            tx.set_properties({_ROW_GROUP_PROPERTY: str(ROW_GROUP)})
+        return catalog.load_table(name.identifier)
+
+    return with_commit_retry(attempt, f"setting {_ROW_GROUP_PROPERTY} on {name}")
 
 
 # -- the facet, for emitters -----------------------------------------------------------------------

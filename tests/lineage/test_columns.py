@@ -285,8 +285,17 @@ def test_column_table_files_are_laid_out_by_output_column_before_and_after_compa
         return out
 
     assert all(f == sorted(f) and len(f) == 4 for f in files_in_order()) and len(files_in_order()) == 2
-    with transaction(table) as tx:  # as a table made before the layout was
-        tx.remove_properties("write.parquet.row-group-limit")
+
+    def made_before_the_layout() -> None:
+        t = load_catalog(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
+        with transaction(t) as tx:
+            tx.remove_properties("write.parquet.row-group-limit")
+
+    # Ensured (as every batch's write, walk and compaction does), an older table gets the property.
+    made_before_the_layout()
+    assert columns.ensure(load_catalog(settings), settings).properties["write.parquet.row-group-limit"] == str(columns.ROW_GROUP)
+    assert load_catalog(settings).load_table(table.name()).properties["write.parquet.row-group-limit"] == str(columns.ROW_GROUP)
+    made_before_the_layout()
     writer.compact(min_files=2, keep_snapshots_s=0)
     (merged,) = files_in_order()
     assert merged == sorted(merged) and [n for n, _ in merged] == ["a", "a", "m", "m", "y", "y", "z", "z"]
