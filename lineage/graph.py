@@ -104,6 +104,11 @@ def _refused_state(con: duckdb.DuckDBPyConnection, ns: str) -> list[tuple[str, s
     ).fetchall()
 
 
+def refused_filter(con: duckdb.DuckDBPyConnection, ns: str) -> str:
+    """`_refused_sql` for another query of `run_datasets` (`lineage.search`): it leaves out the rows a walk leaves out."""
+    return _refused_sql(ns, {name for name, _ in _refused_state(con, ns)})
+
+
 def _refused_sql(ns: str, present: set[str]) -> str:
     """A filter dropping the model datasets of alias moves the consumer refused (issue 16: no event
     rewrites the registry).
