@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.sql import query
+from lineage.graph import refused_filter
 
 if TYPE_CHECKING:
     import duckdb
@@ -49,7 +50,5 @@ def find(con: duckdb.DuckDBPyConnection, text: str, limit: int = 50, ns: str = "
     needle = (text or "").strip().lower()
     if not needle:
         return []
-    from lineage.graph import refused_filter
-
     sql = _SQL.replace("{ns}", f'"{ns}"').replace("{refused}", refused_filter(con, ns))
     return query(con, sql, [needle, needle, needle, needle, needle, needle, needle, limit]).to_pylist()
