@@ -196,6 +196,7 @@ def append_missing(
     *,
     job_name: str,
     row_filter: Any = None,
+    sort_by: Sequence[str] = (),
 ) -> int:
     """Append the rows whose key (their `key_columns` values) the table does not hold yet, and
     no key twice; returns how many were appended.
@@ -204,6 +205,8 @@ def append_missing(
     the commit fail, and the retry re-reads the keys first: a key is never stored twice.
     `row_filter` narrows the scan of stored keys to where these rows' keys can be. The snapshot
     records `job_name`, and the run id of the first row appended when rows have a `run_id`.
+    `sort_by`: columns the appended rows are written in order of (a file layout readers can skip
+    row groups by), ascending with nulls last; which rows are kept and the run id do not change.
     """
     import pyarrow as pa
 
@@ -227,8 +230,11 @@ def append_missing(
         added = len(fresh)
         if fresh:
             props = {JOB_NAME: job_name, **({RUN_ID: str(fresh[0]["run_id"])} if "run_id" in fresh[0] else {})}
+            data = pa.Table.from_pylist(list(fresh), schema=schema)
+            if sort_by:
+                data = data.sort_by([(c, "ascending") for c in sort_by])
             with transaction(table) as tx:
-                tx.append(pa.Table.from_pylist(list(fresh), schema=schema), snapshot_properties=props)
+                tx.append(data, snapshot_properties=props)
 
     with_commit_retry(attempt, f"storing rows in {identifier[0]}.{identifier[1]}")
     return added

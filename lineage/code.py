@@ -33,10 +33,18 @@ def _git(cwd: Path, *args: str) -> str | None:
 
 # (directory, source hash) -> (what git's HEAD, reflog and index looked like, (commit, dirty)).
 _GIT_STATE: dict[tuple[str, str | None], tuple[tuple[int, ...], tuple[str | None, bool | None]]] = {}
-# directory -> its repository's git dir (None outside a repository); a directory does not move repository.
-_GIT_DIR: dict[str, Path | None] = {}
-# directory -> the root of its repository's work tree (None outside a repository), for the same reason.
-_GIT_ROOT: dict[str, str | None] = {}
+# directory -> its repository's (git dir, work tree root), None outside a repository: a directory
+# does not move repository, so git is asked once per folder and process (not on every training).
+_GIT_REPO: dict[str, tuple[Path, str] | None] = {}
+
+
+def _repository(where: Path) -> tuple[Path, str] | None:
+    """(git dir, work tree root) of the repository holding `where`, None outside one."""
+    key = str(where)
+    if key not in _GIT_REPO:
+        found = (_git(where, "rev-parse", "--absolute-git-dir", "--show-toplevel") or "").splitlines()
+        _GIT_REPO[key] = (Path(found[0]), found[1]) if len(found) == 2 else None
+    return _GIT_REPO[key]
 
 
 def _git_marks(git_dir: Path) -> tuple[int, ...]:
@@ -62,12 +70,10 @@ def _git_state(where: Path, source_hash: str | None) -> tuple[str | None, bool |
     source hash, not the dirty flag, decides "same code").
     """
     key = str(where)
-    if key not in _GIT_DIR:
-        found = _git(where, "rev-parse", "--absolute-git-dir")
-        _GIT_DIR[key] = Path(found) if found else None
-    git_dir = _GIT_DIR[key]
-    if git_dir is None:
+    repo = _repository(where)
+    if repo is None:
         return None, None
+    git_dir = repo[0]
     marks = _git_marks(git_dir)
     cached = _GIT_STATE.get((key, source_hash))
     if cached is not None and cached[0] == marks:
@@ -162,10 +168,8 @@ def module_source(entry_point: str) -> tuple[Path, bytes, str | None, str | None
         data = path.read_bytes()
     except (OSError, TypeError):
         return None
-    key = str(path.parent)
-    if key not in _GIT_ROOT:  # once per folder and process, as _GIT_DIR: git was spawned on every training
-        _GIT_ROOT[key] = _git(path.parent, "rev-parse", "--show-toplevel")
-    root = _GIT_ROOT[key]
+    repo = _repository(path.parent)
+    root = repo[1] if repo else None
     rel = path.relative_to(Path(root).resolve()).as_posix() if root else None
     return path, data, root, rel
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table
+from lakehouse.tables import NO_REBASE, TableName, append_missing, ensure_table, transaction, with_commit_retry
 from lakehouse.times import parse_time
 from lineage import events as ev
 
@@ -57,6 +57,7 @@ KEY = (
 # ~140 -> ~80-97 ms; one unsorted row group per file could not be skipped at all).
 ORDER = ("output_namespace", "output_name", "output_field")
 ROW_GROUP = 32_768
+_ROW_GROUP_PROPERTY = "write.parquet.row-group-limit"
 
 
 def schema() -> Any:
@@ -95,13 +96,21 @@ def arrow_schema() -> pa.Schema:
 
 
 def ensure(catalog: Catalog, settings: Settings) -> Table:
-    return ensure_table(
-        catalog,
-        TableName(settings.lineage.namespace, COLUMN_LINEAGE),
-        schema(),
-        properties={"format-version": "2", "write.parquet.compression-codec": "zstd",
-                    "write.parquet.row-group-limit": str(ROW_GROUP), **NO_REBASE},
-    )
+    """The table, made if missing; one made before its layout (ROW_GROUP) gets the row-group
+    property here, once, so every write after (a batch's append, compaction) uses it."""
+    name = TableName(settings.lineage.namespace, COLUMN_LINEAGE)
+    table = ensure_table(catalog, name, schema(), properties={"format-version": "2", "write.parquet.compression-codec": "zstd",
+                                                              _ROW_GROUP_PROPERTY: str(ROW_GROUP), **NO_REBASE})
+    if table.properties.get(_ROW_GROUP_PROPERTY) == str(ROW_GROUP):
+        return table
+
+    def attempt() -> Table:
+        t = catalog.load_table(name.identifier)
+        with transaction(t) as tx:
+            tx.set_properties({_ROW_GROUP_PROPERTY: str(ROW_GROUP)})
+        return catalog.load_table(name.identifier)
+
+    return with_commit_retry(attempt, f"setting {_ROW_GROUP_PROPERTY} on {name}")
 
 
 # -- the facet, for emitters -----------------------------------------------------------------------
@@ -247,7 +256,7 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
 
     Idempotent: keyed by run and edge (`KEY`), so a replayed batch adds nothing.
     """
-    rows = sorted((r for e in events for r in rows_from_event(e)), key=lambda r: tuple((r[c] is None, r[c] or "") for c in ORDER))
+    rows = [r for e in events for r in rows_from_event(e)]
     if not rows:
         return 0
     from pyiceberg.expressions import In
@@ -261,4 +270,6 @@ def upsert_from_events(catalog: Catalog, settings: Settings, events: Iterable[Ma
         arrow_schema(),
         job_name=SYNC_JOB,
         row_filter=In(term="run_id", literals=sorted({r["run_id"] for r in rows})),
+        # Only what is written is put in ORDER, by Arrow: a batch's rows can span several row groups.
+        sort_by=ORDER,
     )

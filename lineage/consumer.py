@@ -417,14 +417,13 @@ class LineageWriter:
         if not self.catalog.table_exists((self.ns, columns.COLUMN_LINEAGE)):
             return 0
         done = 0
-        if len(list(self._table(columns.COLUMN_LINEAGE).scan().plan_files())) >= min_files:
+        # Ensured, as every writer of it does: a table made before its layout gets the row-group property first.
+        if len(list(columns.ensure(self.catalog, self.settings).scan().plan_files())) >= min_files:
 
             def attempt() -> None:
                 t = self._table(columns.COLUMN_LINEAGE)
                 rows = t.scan().to_arrow().sort_by([(c, "ascending") for c in columns.ORDER])
                 with transaction(t) as tx:
-                    # Tables made before the layout (columns.ORDER) get its row groups from now on.
-                    tx.set_properties({"write.parquet.row-group-limit": str(columns.ROW_GROUP)})
                     tx.overwrite(rows, snapshot_properties={JOB_NAME: MAINTENANCE_JOB})
 
             with_commit_retry(attempt, f"compacting {self.ns}.{columns.COLUMN_LINEAGE}")

@@ -86,7 +86,30 @@ def refused_tables() -> tuple[str, str]:
     return REJECTED, ALIAS_EVENTS
 
 
-def _refused_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
+def walk_tables() -> tuple[str, ...]:
+    """The tables a walk reads (short names, in the lineage namespace): `run_datasets` and the
+    refused alias moves' (`_refused_sql`). A connection for walks attaches these, and an answer
+    read from a walk is current while none of them changed."""
+    return ("run_datasets", *refused_tables())
+
+
+def _refused_state(con: duckdb.DuckDBPyConnection, ns: str) -> list[tuple[str, str]]:
+    """(name, view SQL) of each refused-moves table this connection holds (`refused_tables`):
+    which are there decides `_refused_sql`, and their state keys the edge cache (`_cache_file`).
+    A table DuckDB holds for an empty one has no view: its name alone, as it has no rows."""
+    return con.execute(
+        "SELECT table_name, coalesce(sql, '') FROM duckdb_views() v RIGHT JOIN information_schema.tables t "
+        "ON v.schema_name = t.table_schema AND v.view_name = t.table_name "
+        "WHERE t.table_schema = ? AND t.table_name IN (?, ?) ORDER BY 1", [ns, *refused_tables()]
+    ).fetchall()
+
+
+def refused_filter(con: duckdb.DuckDBPyConnection, ns: str) -> str:
+    """`_refused_sql` for another query of `run_datasets` (`lineage.search`): it leaves out the rows a walk leaves out."""
+    return _refused_sql(ns, {name for name, _ in _refused_state(con, ns)})
+
+
+def _refused_sql(ns: str, present: set[str]) -> str:
     """A filter dropping the model datasets of alias moves the consumer refused (issue 16: no event
     rewrites the registry).
 
@@ -102,7 +125,6 @@ def _refused_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
     from lineage.model_store import ALIAS_FACET
 
     refused, applied_table = refused_tables()
-    present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [ns]).fetchall()}
     if refused not in present:
         return ""  # no model event stored yet: nothing was refused
     applied = (f' ANTI JOIN "{ns}".{applied_table} a ON a.run_id = j.run_id AND a.model = j.model AND a.alias = j.alias'
@@ -112,12 +134,12 @@ def _refused_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
                 SELECT j.run_id, j.model FROM "{ns}".{refused} j{applied}), FALSE)""")
 
 
-def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
+def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str, refused: list[tuple[str, str]]) -> str:
     """One row per run and dataset it read or wrote, with the times the walk joins on:
     `done_at` (the run's last event naming it: when a write was done), `started` (the run's first
     event), `next_at` (for a write: when the next write of that dataset was done, else NULL), and
     the dataset's identity `kns`/`kname` with symlinks resolved. Refused alias moves are left out
-    (`_refused_sql`)."""
+    (`_refused_sql`; `refused`: `_refused_state`)."""
     table = f'"{ns}".run_datasets'
     have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
     sym = ", ".join(c if c in have else f"NULL::VARCHAR AS {c}" for c in _NEWER_COLUMNS)
@@ -125,7 +147,7 @@ def _edges_sql(con: duckdb.DuckDBPyConnection, ns: str) -> str:
     WITH r AS (
         SELECT run_id, job_name, direction, dataset_namespace AS ns, dataset_name AS name,
                coalesce(table_name, dataset_name) AS label, dataset_type, version, event_time, {sym}
-        FROM {table} WHERE event_type IN {_EDGE_TYPES} AND direction IN ('input', 'output'){_refused_sql(con, ns)}
+        FROM {table} WHERE event_type IN {_EDGE_TYPES} AND direction IN ('input', 'output'){_refused_sql(ns, {name for name, _ in refused})}
     ),
     -- a dataset named by one of its symlinks is the dataset that declares that symlink
     alias AS (
@@ -176,7 +198,8 @@ def _edges(con: duckdb.DuckDBPyConnection, ns: str) -> tuple[str, str]:
     names = (f"walk_edges_{tag}", f"walk_links_{tag}")
     if con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [names[1]]).fetchall():
         return names
-    cache = _cache_file(con, ns)
+    refused = _refused_state(con, ns)  # looked up once: for the cache's key and for the edges' filter
+    cache = _cache_file(con, ns, refused)
     files = (cache.with_name(f"walk-edges-{cache.name}"), cache.with_name(f"walk-links-{cache.name}")) if cache else None
     if files and all(f.is_file() for f in files):
         try:
@@ -190,7 +213,7 @@ def _edges(con: duckdb.DuckDBPyConnection, ns: str) -> tuple[str, str]:
         except Exception:  # a damaged or half-written file: work them out again below
             con.execute(f"DROP VIEW IF EXISTS {names[0]}")
             con.execute(f"DROP TABLE IF EXISTS {names[1]}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {names[0]} AS {_edges_sql(con, ns)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {names[0]} AS {_edges_sql(con, ns, refused)}")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {names[1]} AS
         SELECT DISTINCT r.run_id AS reader, w.run_id AS writer
         FROM {names[0]} r JOIN {names[0]} w ON r.direction = 'input' AND w.direction = 'output'
@@ -204,18 +227,12 @@ def _edges(con: duckdb.DuckDBPyConnection, ns: str) -> tuple[str, str]:
     return names
 
 
-def _cache_file(con: duckdb.DuckDBPyConnection, ns: str) -> Path | None:
+def _cache_file(con: duckdb.DuckDBPyConnection, ns: str, refused: list[tuple[str, str]]) -> Path | None:
     folder = con.execute(f"SELECT getvariable('{_CACHE_VARIABLE}')").fetchone()
     view = con.execute("SELECT sql FROM duckdb_views() WHERE schema_name = ? AND view_name = 'run_datasets'", [ns]).fetchone()
     if not folder or not folder[0] or not view or "read_parquet" not in (view[0] or ""):
         return None  # no cache asked for, or a table without files / read through iceberg_scan
-    # The refused moves decide which edges there are too: their tables' state is part of the key
-    # (their views, or the table DuckDB holds for an empty one: its name alone, as it has no rows).
-    refused = con.execute(
-        "SELECT table_name, coalesce(sql, '') FROM duckdb_views() v RIGHT JOIN information_schema.tables t "
-        "ON v.schema_name = t.table_schema AND v.view_name = t.table_name "
-        "WHERE t.table_schema = ? AND t.table_name IN (?, ?) ORDER BY 1", [ns, *refused_tables()]
-    ).fetchall()
+    # The refused moves decide which edges there are too: their tables' state (`_refused_state`) is part of the key.
     key = hashlib.sha256(f"{_EDGES_VERSION}\0{ns}\0{view[0]}\0{refused}".encode()).hexdigest()[:32]
     return Path(folder[0]) / f"{key}.parquet"
 
@@ -279,13 +296,12 @@ def _seed(con: duckdb.DuckDBPyConnection, node: Node, direction: Direction, e: s
 
 
 def connect_for_walk(settings: Settings, as_of: str | datetime | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection holding just what a walk reads: `run_datasets` and the refused alias
-    moves (`_refused_sql`), without extensions;
+    """A DuckDB connection holding just what a walk reads (`walk_tables`), without extensions;
     as the store stood at `as_of` (see `lineage.query.connect`)."""
     from lineage.query import connect
 
     ns = settings.lineage.namespace
-    con = connect(settings, as_of, only=[f"{ns}.run_datasets", *(f"{ns}.{t}" for t in refused_tables())], iceberg=False)
+    con = connect(settings, as_of, only=[f"{ns}.{t}" for t in walk_tables()], iceberg=False)
     con.execute(f"SET VARIABLE {_CACHE_VARIABLE} = {_literal(str(settings.home / 'cache' / 'walk'))}")
     return con
 

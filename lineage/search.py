@@ -2,7 +2,8 @@
 
 Each hit carries the node text `lineage.graph.Node.parse` understands, so a search leads straight
 to an up- or downstream walk. The text is a bound parameter matched with DuckDB's `contains`, so
-neither SQL nor LIKE wildcards in it mean anything.
+neither SQL nor LIKE wildcards in it mean anything. What a walk leaves out (the datasets of alias
+moves the consumer refused, `lineage.graph.refused_filter`) is no hit and counts for no run.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.sql import query
+from lineage.graph import refused_filter
 
 if TYPE_CHECKING:
     import duckdb
@@ -18,7 +20,7 @@ _SQL = """
 WITH d AS (
     SELECT DISTINCT run_id, job_name, dataset_namespace AS ns, dataset_name AS name,
            coalesce(table_name, dataset_name) AS label, coalesce(dataset_type, 'TABLE') AS dataset_type
-    FROM {ns}.run_datasets
+    FROM {ns}.run_datasets WHERE TRUE{refused}
 ),
 hits AS (
     SELECT 'model' AS kind, 'model:' || name AS node, name AS label, count(DISTINCT run_id) AS runs
@@ -48,5 +50,5 @@ def find(con: duckdb.DuckDBPyConnection, text: str, limit: int = 50, ns: str = "
     needle = (text or "").strip().lower()
     if not needle:
         return []
-    sql = _SQL.replace("{ns}", f'"{ns}"')
+    sql = _SQL.replace("{ns}", f'"{ns}"').replace("{refused}", refused_filter(con, ns))
     return query(con, sql, [needle, needle, needle, needle, needle, needle, needle, limit]).to_pylist()

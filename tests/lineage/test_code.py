@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from lineage.code import CodeIdentity, canonicalize_name, code_identity, compare_code, compare_environment, environment
+from lineage.code import CodeIdentity, canonicalize_name, code_identity, compare_code, compare_environment, environment, module_source
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -69,6 +69,25 @@ def test_code_identity_outside_a_repository_and_before_the_first_commit(tmp_path
     _git(fresh, "init", "-q")
     (fresh / "job.py").write_text("def fit():\n    return 1\n")
     assert code_identity(_load(fresh / "job.py").fit).git_commit is None
+
+
+def test_module_source_finds_the_repository_the_code_identity_found(tmp_path: Path) -> None:
+    """One git lookup per folder serves both: the identity's commit and the module's path in its repository."""
+    repo = tmp_path / "repo"
+    (repo / "jobs").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (repo / "jobs" / "job.py").write_text("def fit():\n    return 1\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "one")
+    module = _load(repo / "jobs" / "job.py")
+    assert code_identity(module.fit).git_commit == _git(repo, "rev-parse", "HEAD")
+    found = module_source(module.__name__)
+    assert found is not None and Path(str(found[2])).resolve() == repo.resolve() and found[3] == "jobs/job.py"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "job.py").write_text("def fit():\n    return 1\n")
+    outside = module_source(_load(plain / "job.py").__name__)
+    assert outside is not None and outside[2:] == (None, None)
 
 
 def test_environment_is_a_copy_callers_may_change() -> None:

@@ -256,7 +256,7 @@ def test_column_table_files_are_laid_out_by_output_column_before_and_after_compa
     the compacted file, also for a table made before that layout (no row-group property yet)."""
     import pyarrow.parquet as pq
 
-    from lakehouse.tables import transaction
+    from lakehouse.tables import RUN_ID, summary_properties, transaction
     from lineage import events as ev
     from lineage.consumer import ConsumeReport, LineageWriter
 
@@ -272,6 +272,9 @@ def test_column_table_files_are_laid_out_by_output_column_before_and_after_compa
         writer.write_columns([0] * len(values), list(range(10 * i, 10 * i + len(values))), values, ConsumeReport())
     table = load_catalog(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
     assert table.properties["write.parquet.row-group-limit"] == str(columns.ROW_GROUP)
+    # Laid out in order, yet each commit still names its batch's first run (not the run whose
+    # output sorts first: "m" before "z").
+    assert [summary_properties(s)[RUN_ID] for s in table.snapshots()] == [str(uuid.uuid5(_NS, f"layout{10 * i}")) for i in range(2)]
 
     def files_in_order() -> list[list[tuple[str, str]]]:
         t = load_catalog(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
@@ -282,8 +285,17 @@ def test_column_table_files_are_laid_out_by_output_column_before_and_after_compa
         return out
 
     assert all(f == sorted(f) and len(f) == 4 for f in files_in_order()) and len(files_in_order()) == 2
-    with transaction(table) as tx:  # as a table made before the layout was
-        tx.remove_properties("write.parquet.row-group-limit")
+
+    def made_before_the_layout() -> None:
+        t = load_catalog(settings).load_table((settings.lineage.namespace, columns.COLUMN_LINEAGE))
+        with transaction(t) as tx:
+            tx.remove_properties("write.parquet.row-group-limit")
+
+    # Ensured (as every batch's write, walk and compaction does), an older table gets the property.
+    made_before_the_layout()
+    assert columns.ensure(load_catalog(settings), settings).properties["write.parquet.row-group-limit"] == str(columns.ROW_GROUP)
+    assert load_catalog(settings).load_table(table.name()).properties["write.parquet.row-group-limit"] == str(columns.ROW_GROUP)
+    made_before_the_layout()
     writer.compact(min_files=2, keep_snapshots_s=0)
     (merged,) = files_in_order()
     assert merged == sorted(merged) and [n for n, _ in merged] == ["a", "a", "m", "m", "y", "y", "z", "z"]

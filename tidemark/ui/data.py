@@ -342,7 +342,7 @@ def lineage(
     """Search hits for `q`, and the walk from `node` (up, down or both, `depth` runs, as of a time)."""
     from lineage.draw import from_walk
     from lineage.exceptions import NotFoundError
-    from lineage.graph import Node, refused_tables
+    from lineage.graph import Node, walk_tables
 
     if direction not in DIRECTIONS:
         raise PageNotFoundError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}", ("lineage search", "/lineage"))
@@ -354,8 +354,7 @@ def lineage(
             parsed = Node.parse(node)
         except NotFoundError as exc:
             raise PageNotFoundError(str(exc), ("lineage search", "/lineage")) from exc
-    # The refused alias moves decide which edges a walk has too (`lineage.graph._refused_sql`).
-    data = _kept(s, ("lineage", q, node, direction, depth, when), _lineage_tables(s, "run_datasets", *refused_tables()),
+    data = _kept(s, ("lineage", q, node, direction, depth, when), _lineage_tables(s, *walk_tables()),
                  lambda: _lineage(s, q, parsed, node, direction, depth, when, as_of))
     graph = None
     if data["rows"] and parsed is not None:
