@@ -15,20 +15,13 @@ import argparse
 import importlib
 import os
 import pkgutil
-import resource
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import cpu_s
+
 FULL_BUDGET_MIN = 45.0
-
-
-def cpu_s() -> float:
-    """CPU seconds of this process and of the children it has waited for (benchmarks run their
-    sides in child processes): how much work a benchmark was, which the machine's load moves far
-    less than its wall time."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def budget_lines(elapsed: list[tuple[str, float, float]], budget_min: float | None) -> list[str]:
@@ -64,14 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     elapsed: list[tuple[str, float, float]] = []
     for name in mods:
-        start, cpu = time.monotonic(), cpu_s()
+        # With the children it waited for (benchmarks run their sides in child processes): how
+        # much work a benchmark was, which the machine's load moves far less than its wall time.
+        start, cpu = time.monotonic(), cpu_s(children=True)
         print(f"== {name} ({'quick' if args.quick else 'full'})", flush=True)
         try:
             importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
         except Exception as exc:  # one broken benchmark must not hide the others' numbers
             failed += 1
             print(f"FAILED {name}: {exc.__class__.__name__}: {exc}", flush=True)
-        elapsed.append((name, time.monotonic() - start, cpu_s() - cpu))
+        elapsed.append((name, time.monotonic() - start, cpu_s(children=True) - cpu))
         print(f"== {name} took {elapsed[-1][1]:.1f} s ({elapsed[-1][2]:.0f} CPU s)", flush=True)
     for line in budget_lines(elapsed, budget):
         print(line, flush=True)

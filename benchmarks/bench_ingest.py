@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import kept_home
+
 SUITE = """\
 - expect_column_values_to_not_be_null: {column: id}
 - expect_column_values_to_be_unique: {column: id}
@@ -89,25 +91,16 @@ def generate(path: Path, rows: int, chunk: int = 1_000_000) -> float:
 
 
 SEED = 42
-SOURCES = Path(__file__).resolve().parent.parent / ".bench" / "sources"
+SOURCE = "events.parquet"
 
 
 def cached_source(rows: int) -> tuple[Path, float, str]:
-    """The generated events file of `rows` rows under `.bench/sources/`, keyed by size and seed,
-    generated once (written aside and renamed, so an interrupted run leaves no half file to
-    reuse): (path, its size in Arrow bytes, "cached" | "generated in N s"). bench_ingest and
-    bench_spark_ingest both land from it."""
-    SOURCES.mkdir(parents=True, exist_ok=True)
-    path = SOURCES / f"events-{rows}-seed{SEED}.parquet"
-    sidecar = path.with_suffix(".json")
-    if path.exists() and sidecar.exists():
-        return path, float(json.loads(sidecar.read_text())["arrow_bytes"]), "cached"
-    started = time.perf_counter()
-    partial = path.with_suffix(".partial")
-    arrow_bytes = generate(partial, rows)
-    partial.rename(path)
-    sidecar.write_text(json.dumps({"rows": rows, "seed": SEED, "arrow_bytes": arrow_bytes}))
-    return path, arrow_bytes, f"generated in {time.perf_counter() - started:.1f} s"
+    """The generated events file of `rows` rows, kept under `.bench/sources/<rows>-<seed>/` by
+    `kept_home` (so an interrupted generation is made again, never reused): (path, its size in
+    Arrow bytes, "cached" | "generated in N s"). bench_ingest and bench_spark_ingest both land from it."""
+    with kept_home("sources", {"rows": rows, "seed": SEED}, lambda home: generate(home / SOURCE, rows)) as (home, built_s, arrow_bytes):
+        pass
+    return home / SOURCE, float(arrow_bytes), f"generated in {built_s:.1f} s" if built_s else "cached"
 
 
 def run(quick: bool) -> None:

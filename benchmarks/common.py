@@ -49,11 +49,16 @@ def kept_home(name: str, spec: dict[str, Any], build: Callable[[Path], Any]) -> 
     """TIDEMARK_HOME set to a store kept under `.bench/<name>/<spec values>/` across runs: built by
     `build(home)` on first use, so a second run measures the same data without making it again.
     A marker holding `spec` and what `build` returned is written last, so a store cut short is
-    built again. Yields (home, seconds spent building or 0.0 when kept, what `build` returned)."""
+    built again. Yields (home, seconds spent building or 0.0 when kept, what `build` returned).
+
+    A spec's `code` (see `code_key`) is in the directory name, so a code change builds a new
+    store beside the old; once it is built, the stores of the same kind (the same spec but for
+    `code`) are removed: this checkout's code never reads them again, and each is as large as
+    the new one. Other sizes (`--quick` and full) are kept."""
     import json
 
     home = BENCH_ROOT / name / "-".join(str(v) for v in spec.values())
-    mark = home / "built.json"
+    mark = home / MARK
     built_s = 0.0
     kept = json.loads(mark.read_text()) if mark.exists() else {}
     if kept.get("spec") != spec:
@@ -63,8 +68,29 @@ def kept_home(name: str, spec: dict[str, Any], build: Callable[[Path], Any]) -> 
         kept = {"spec": spec, "built": build(home)}
         built_s = time.perf_counter() - started
         mark.write_text(json.dumps(kept))
+        if "code" in spec:
+            _remove_other_code(home, spec)
     with env_var("TIDEMARK_HOME", str(home)):
         yield home, built_s, kept["built"]
+
+
+MARK = "built.json"
+
+
+def _remove_other_code(home: Path, spec: dict[str, Any]) -> None:
+    """Remove the kept stores beside `home` whose spec is `spec` with another `code`."""
+    import json
+
+    kind = {k: v for k, v in spec.items() if k != "code"}
+    for sibling in home.parent.iterdir():
+        if sibling == home:
+            continue
+        try:
+            other = json.loads((sibling / MARK).read_text())["spec"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a kept store, or one cut short: the next build of its spec replaces it
+        if isinstance(other, dict) and other.keys() == spec.keys() and {k: v for k, v in other.items() if k != "code"} == kind:
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def code_key(*code: Any) -> str:
@@ -131,11 +157,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cpu_s(pid: int | None = None) -> float:
-    """CPU seconds (user + system, all threads) of this process, or of process `pid` (from /proc)."""
+def cpu_s(pid: int | None = None, children: bool = False) -> float:
+    """CPU seconds (user + system, all threads) of this process, or of process `pid` (from /proc).
+    `children`: with those of the child processes this one has waited for (`pid` None only)."""
     if pid is None:
         r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
+        own = r.ru_utime + r.ru_stime
+        if not children:
+            return own
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own + c.ru_utime + c.ru_stime
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

@@ -24,6 +24,7 @@ from lakehouse.tables import TableName
 
 if TYPE_CHECKING:
     from lakehouse.config import Settings
+    from models.jobs import TrainingJob
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,17 @@ def _post_json(url: str, body: Mapping[str, Any], token: str | None = None, meth
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method=method)
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
+
+
+def scheduled_jobs() -> list[TrainingJob]:
+    """The training jobs the train and monitor DAG files make DAGs for: the Python ones.
+
+    A Spark job needs Java and the Spark jars on every worker, and renewal does not score Spark
+    versions yet: it is run with `tidemark train`, not scheduled beside the Python jobs.
+    """
+    from models.jobs import JOBS
+
+    return [job for job in JOBS.values() if job.engine == "python"]
 
 
 def asset_uri(table: str) -> str:

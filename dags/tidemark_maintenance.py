@@ -13,7 +13,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 
 from dag_support import settings
 # One definition of the retention (TIDEMARK_MAINTENANCE_RETENTION_S), which the plugin's table page shows too.
@@ -104,13 +104,22 @@ def lineage_consumer_health() -> None:
         report.raise_for_errors()
         return report.to_json()
 
-    @task
+    # Lag is reported even when reconciling failed (a broker or store down is when it matters most).
+    @task(trigger_rule=TriggerRule.ALL_DONE)
     def check_lag(**context: Any) -> dict[str, Any]:
         from lineage.lag import consumer_lag
 
         return consumer_lag(settings(), float(context["params"]["max_age_s"]))
 
-    reconcile_outbox() >> check_lag()
+    # Airflow decides a run's state by its leaf tasks only: with check_lag the one leaf, a failed
+    # reconcile would leave the run green. This leaf fails it then (and is skipped otherwise).
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def fail_if_reconcile_failed() -> None:
+        raise RuntimeError("reconcile_outbox failed: see its log (check_lag still ran)")
+
+    reconciled = reconcile_outbox()
+    reconciled >> check_lag()
+    reconciled >> fail_if_reconcile_failed()
 
 
 lakehouse_maintenance()

@@ -30,11 +30,12 @@ from dag_support import (
     nothing_new,
     one_line_failure,
     params_named,
+    scheduled_jobs,
     settings,
     snapshots_from_asset_events,
     task_note,
 )
-from models.jobs import JOBS, TrainingJob
+from models.jobs import TrainingJob
 from models.signature import prediction_table
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,7 @@ def traffic_monitor_dag(job: TrainingJob) -> DAG:
     return monitor
 
 
-for _job in JOBS.values():
-    if _job.engine != "python":
-        continue  # Spark jobs are not scheduled (see tidemark_train.py)
+for _job in scheduled_jobs():
     _monitor, _renew = monitor_dags(_job)
     globals()[_monitor.dag_id] = _monitor
     globals()[_renew.dag_id] = _renew

@@ -18,8 +18,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, task
 
-from dag_support import asset_event_extras, asset_uri, nothing_new, one_line_failure, settings, snapshots_from_asset_events
-from models.jobs import JOBS, TrainingJob
+from dag_support import asset_event_extras, asset_uri, nothing_new, one_line_failure, scheduled_jobs, settings, snapshots_from_asset_events
+from models.jobs import TrainingJob
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,5 @@ def train_dag(job: TrainingJob) -> DAG:
     return dag
 
 
-for _job in JOBS.values():
-    if _job.engine != "python":
-        # A Spark job needs Java and the Spark jars on every worker, and renewal does not score Spark
-        # versions yet: it is run with `tidemark train`, not scheduled beside the Python jobs.
-        continue
+for _job in scheduled_jobs():
     globals()[f"train_{_job.name}"] = train_dag(_job)

@@ -22,7 +22,7 @@ from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import BrokenTableError
-from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, summary_properties
+from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, schema_at, summary_properties
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ def show(settings: Settings, table: str, branch: str, rows: int = 5) -> Quaranti
     added = branches.added_data_files(tbl, snap)
     if added and rows > 0:
         # In the snapshot's own schema: a refused file's new columns never became the table's.
-        schema = tbl.metadata.schema_by_id(snap.schema_id) if snap.schema_id is not None else None
-        sample = read_data_files(tbl, added[:1], limit=rows, schema=schema)
+        sample = read_data_files(tbl, added[:1], limit=rows, schema=schema_at(tbl, snap))
         entry.sample_rows = [{k: _plain(v) for k, v in r.items()} for r in sample.to_pylist()]
     return entry
 

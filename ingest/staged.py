@@ -18,7 +18,7 @@ from ingest.write import Progress
 from lakehouse import branches
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
-from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, summary_properties
+from lakehouse.tables import RUN_ID, SOURCE_PATH, SOURCE_SHA256, TableName, load_table, schema_at, summary_properties
 from lineage import events as ev
 from lineage.run import run as lineage_run
 from lineage.transport import Transport
@@ -67,7 +67,7 @@ def publish_audited(settings: Settings, table: str, branch: str, *, transport: T
         published = publish_branch(catalog, name, branch, progress, files=files)
         result.reapplied = published.reapplied
         result.snapshot_id = published.snapshot.snapshot_id
-        copied = columns.identity_facet(settings, audited_ds, tbl.schemas()[audited.schema_id] if audited.schema_id is not None else tbl.schema())
+        copied = columns.identity_facet(settings, audited_ds, schema_at(tbl, audited))
         run.add_output(datasets.output_dataset(settings, tbl, str(name), published.snapshot, result, copied))
     progress(f"published snapshot {result.snapshot_id} to {name} main ({result.rows:,} rows)")
     return result

@@ -39,7 +39,7 @@ from lakehouse import pyiceberg_compat as compat
 from lakehouse.datafiles import append_data_files
 from lakehouse.exceptions import BranchError
 from lakehouse.pyiceberg_compat import stale_is_conflict
-from lakehouse.tables import TableName, ancestors, load_table, manage_snapshots, summary_properties, transaction, with_commit_retry
+from lakehouse.tables import TableName, ancestors, load_table, manage_snapshots, schema_at, summary_properties, transaction, with_commit_retry
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -272,7 +272,7 @@ def publish(
         main = table.current_snapshot()
         try:
             schema = merged_schema(table, audited, name)
-            if main is not None and main.snapshot_id == audited.parent_snapshot_id and schema.schema_id == _schema_id(table, audited):
+            if main is not None and main.snapshot_id == audited.parent_snapshot_id and schema.schema_id == schema_at(table, audited).schema_id:
                 # The commit asserts main is still the base: a concurrent publish makes it fail, never
                 # overwrite. The snapshot's schema becomes current in the same commit, and only then.
                 _move_main(table, audited, branch)
@@ -362,7 +362,7 @@ def merged_schema(table: Table, snapshot: Snapshot, name: TableName | str) -> Sc
     from pyiceberg.schema import Schema, promote
 
     current = table.schema()
-    ours = table.metadata.schema_by_id(_schema_id(table, snapshot)) or current
+    ours = schema_at(table, snapshot)
     if ours.schema_id == current.schema_id:
         return current
     by_id = {f.field_id: f for f in ours.fields}
@@ -402,10 +402,6 @@ def merged_schema(table: Table, snapshot: Snapshot, name: TableName | str) -> Sc
     return Schema(*fields, schema_id=highest + 1, identifier_field_ids=current.identifier_field_ids)
 
 
-def _schema_id(table: Table, snapshot: Snapshot) -> int:
-    return table.metadata.current_schema_id if snapshot.schema_id is None else int(snapshot.schema_id)
-
-
 def _move_main(table: Table, snapshot: Snapshot, branch: str) -> None:
     """One commit: main to `snapshot`, its schema current, `branch` removed (asserting main and the current schema)."""
     from pyiceberg.table.update.snapshot import ManageSnapshots
@@ -414,7 +410,7 @@ def _move_main(table: Table, snapshot: Snapshot, branch: str) -> None:
     with ManageSnapshots(transaction=tx) as ms:
         ms.set_current_snapshot(snapshot_id=snapshot.snapshot_id)
         ms.remove_branch(branch)
-    current, target = table.metadata.current_schema_id, _schema_id(table, snapshot)
+    current, target = table.metadata.current_schema_id, schema_at(table, snapshot).schema_id
     if target != current:
         _make_current(tx, target, was=current)
     tx.commit_transaction()

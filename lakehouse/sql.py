@@ -128,13 +128,12 @@ def snapshot_view(con: duckdb.DuckDBPyConnection, target: str, table: Any, snaps
     table, the snapshot and the file (DuckDB checks the files when the view is made)."""
     import duckdb
 
-    from lakehouse.tables import missing_data_file
+    from lakehouse.tables import missing_data_file, schema_at
 
     body = _view_body(con, table, snapshot_id) if snapshot_id is not None else ""
     if not body:
         snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
-        schema = table.schemas().get(snap.schema_id) if snap is not None and snap.schema_id is not None else None
-        con.register("__tidemark_empty", (schema or table.schema()).as_arrow().empty_table())
+        con.register("__tidemark_empty", schema_at(table, snap).as_arrow().empty_table())
         con.execute(f"DROP VIEW IF EXISTS {target}")
         con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __tidemark_empty")
         con.unregister("__tidemark_empty")

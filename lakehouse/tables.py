@@ -250,6 +250,13 @@ def ancestors(table: Table, snapshot_id: int | None) -> Iterator[Snapshot]:
         snapshot_id = snap.parent_snapshot_id
 
 
+def schema_at(table: Table, snapshot: Snapshot | None) -> Schema:
+    """The schema `snapshot` was written in (a branch's or an older snapshot's may differ from the
+    current one); the table's current schema for no snapshot, or one that recorded none (format v1)."""
+    recorded = table.metadata.schema_by_id(snapshot.schema_id) if snapshot is not None and snapshot.schema_id is not None else None
+    return recorded or table.schema()
+
+
 def summary_properties(snapshot: Snapshot) -> dict[str, str]:
     return dict(snapshot.summary.additional_properties) if snapshot.summary else {}
 

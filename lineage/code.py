@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,23 +209,37 @@ def environment() -> dict[str, Any]:
     `packages` maps each distribution's normalised name (PEP 503: `scikit-learn`, `ruamel-yaml`)
     to its version, the first found on `sys.path` winning, as imports do.
     """
-    env = _environment()
+    env = _environment(tuple(sys.path))
     return {**env, "packages": dict(env["packages"])}
 
 
-@functools.lru_cache(maxsize=1)
-def _environment() -> dict[str, Any]:
-    # What is installed does not change under a running interpreter's imports: once per process.
+# What is installed does not change under a running interpreter's imports, but what is on sys.path
+# may (the runner puts a recorded checkout first, a test a folder of its own): once per sys.path.
+@functools.lru_cache(maxsize=4)
+def _environment(path: tuple[str, ...]) -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
-        "packages": dict(sorted(installed_distributions().items())),
+        "packages": dict(sorted(installed_distributions(path).items())),
     }
 
 
-def installed_distributions() -> dict[str, str]:
-    """Normalised name -> version of every distribution on `sys.path`.
+def _info_folders(path: tuple[str, ...] | None) -> Iterator[os.DirEntry[str]]:
+    """The `*.dist-info` and `*.egg-info` entries of the folders on `path` (default `sys.path`), in order."""
+    for entry in sys.path if path is None else path:
+        try:
+            listing = os.scandir(entry or ".")
+        except OSError:  # a zip file, a missing folder
+            continue
+        with listing:
+            for item in listing:
+                if item.name.endswith((".dist-info", ".egg-info")):
+                    yield item
+
+
+def installed_distributions(path: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Normalised name -> version of every distribution on `path` (default `sys.path`).
 
     Read from the `NAME-VERSION.dist-info` folder names, which the packaging spec ("Recording
     installed projects") makes the metadata's name and version: ~1 ms, where asking
@@ -236,22 +250,13 @@ def installed_distributions() -> dict[str, str]:
     from importlib.metadata import Distribution
 
     found: dict[str, str] = {}
-    for entry in sys.path:
-        try:
-            listing = os.scandir(entry or ".")
-        except OSError:  # a zip file, a missing folder
-            continue
-        with listing:
-            for item in listing:
-                stem, dot, kind = item.name.rpartition(".")
-                if not dot or kind not in ("dist-info", "egg-info"):
-                    continue
-                name, _, version = stem.partition("-")
-                version = version.partition("-")[0]  # an egg-info's name-version-pyX.Y
-                if not version:
-                    meta = Distribution.at(item.path).metadata
-                    name, version = meta["Name"] or name, meta["Version"] or ""
-                found.setdefault(canonicalize_name(name), version)
+    for item in _info_folders(path):
+        name, _, version = item.name.rpartition(".")[0].partition("-")
+        version = version.partition("-")[0]  # an egg-info's name-version-pyX.Y
+        if not version:
+            meta = Distribution.at(item.path).metadata
+            name, version = meta["Name"] or name, meta["Version"] or ""
+        found.setdefault(canonicalize_name(name), version)
     return found
 
 
@@ -464,7 +469,7 @@ def distributions_of_modules(modules: Any, *, exclude_modules: Any = ()) -> list
     `modules` depends on. A module no distribution provides (the standard library, code on
     PYTHONPATH) adds nothing; the distributions providing `exclude_modules` (the project holding
     the job's own code, whose identity is the code's business) are left out with their requirements."""
-    top = _module_providers()
+    top = _module_providers(tuple(sys.path))
 
     def providers(names: Any) -> set[str]:
         return {canonicalize_name(d) for n in names for d in top.get(str(n).partition(".")[0], ())}
@@ -482,20 +487,60 @@ def distributions_of_modules(modules: Any, *, exclude_modules: Any = ()) -> list
             dep = _required_name(req)
             if dep and dep not in seen and dep not in skip:
                 todo.append(dep)
-    installed = _environment()["packages"]  # the per-process listing: a fresh scan cost ~9 ms a training
+    installed = _environment(tuple(sys.path))["packages"]  # the per-process listing: a fresh scan cost ~9 ms a training
     return sorted(d for d in seen if d in installed)
 
 
-# What is installed does not change under a running interpreter (the same premise as
-# `_environment`), and reading it is the expensive part: `packages_distributions` parses every
-# distribution's METADATA and RECORD (~600 ms for 280 distributions), which was paid by every
-# training, not once per process.
-@functools.lru_cache(maxsize=1)
-def _module_providers() -> Mapping[str, list[str]]:
-    """Top-level module name -> the distributions providing it, read once per process."""
-    from importlib.metadata import packages_distributions
+# Once per sys.path, as `_environment`. Every training needs it (the distributions it imported),
+# and the runner's child process trains once: so it is read as `installed_distributions` reads
+# versions, not by `importlib.metadata.packages_distributions`, which parses every
+# distribution's METADATA (email parser) and makes a path object of every RECORD line: ~600 ms
+# for 280 distributions, paid by the first training of every process.
+@functools.lru_cache(maxsize=4)
+def _module_providers(path: tuple[str, ...]) -> Mapping[str, list[str]]:
+    """Top-level module name -> the distributions (normalised names) providing it: what
+    `packages_distributions` answers. A dist-info folder's name is its distribution's name
+    (`installed_distributions`); its modules are `top_level.txt`, else the first part of each
+    `.py` file in RECORD. An egg-info is asked through `importlib.metadata`, as there."""
+    import csv
+    from importlib.metadata import Distribution
 
-    return packages_distributions()
+    providers: dict[str, list[str]] = {}
+    for item in _info_folders(path):
+        if item.name.endswith(".dist-info") and "-" in item.name and item.is_dir():
+            name = canonicalize_name(item.name.partition("-")[0].removesuffix(".dist-info"))
+            tops = _read(item.path, "top_level.txt").split()
+            if not tops:
+                tops = sorted({top for row in csv.reader(_read(item.path, "RECORD").splitlines()) if row and (top := _top_module(row[0]))})
+        else:
+            dist = Distribution.at(item.path)
+            name = canonicalize_name(dist.metadata["Name"] or item.name.partition("-")[0])
+            tops = (dist.read_text("top_level.txt") or "").split()
+            if not tops:
+                tops = sorted({top for f in dist.files or () if (top := _top_module(str(f)))})
+        for top in tops:
+            providers.setdefault(top, []).append(name)
+    return providers
+
+
+def _read(folder: str, name: str) -> str:
+    try:
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _top_module(record_path: str) -> str | None:
+    """The top-level name a RECORD path of a `.py` file adds (`pkg/mod.py` -> `pkg`, `mod.py` ->
+    `mod`), None for any other file: `packages_distributions`' rule for a distribution without
+    `top_level.txt`, on the path as a POSIX path (`./` and doubled slashes do not count)."""
+    parts = [p for p in record_path.split("/") if p not in ("", ".")]
+    if record_path.startswith("/"):
+        parts.insert(0, "/")
+    if not parts or not parts[-1].endswith(".py") or parts[-1] == ".py":
+        return None
+    return parts[0] if len(parts) > 1 else parts[0][:-3]
 
 
 @functools.lru_cache(maxsize=None)

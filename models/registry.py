@@ -235,10 +235,9 @@ class Registry:
 
         def attempt() -> None:
             table, self._versions_table = self._versions_table or self._table(VERSIONS), None
-            latest = latest_versions(table)
+            latest, owners = latest_registrations(table)
             version = latest.get(model, 0) + 1
             latest[model] = version
-            owners = latest_owners(table)
             # A model keeps its owner when someone else trains the next version: the first
             # registering actor owns it until a training job names another owner.
             owners[model] = owner or owners.get(model) or default_owner(actor)
@@ -550,42 +549,30 @@ class Registry:
         )
 
 
-def latest_versions(table: Table) -> dict[str, int]:
-    """Each model's highest version in `table` (`model_versions`) at its current snapshot.
+def latest_registrations(table: Table) -> tuple[dict[str, int], dict[str, str | None]]:
+    """Each model's highest version in `table` (`model_versions`) at its current snapshot, and the
+    owner that version recorded (None: none).
 
-    From the snapshot summary when the newest commit was a registration, which recorded it;
+    From the snapshot summary when the newest commit was a registration, which recorded both;
     otherwise (the lineage consumer adding rows from events, a registry made before this was
-    recorded) by scanning the two columns.
+    recorded) by one scan of the three columns: it reads every version's file, one more with each
+    training, so it is paid once for both answers.
     """
     snap = table.current_snapshot()
     if snap is None:
-        return {}
-    recorded = summary_properties(snap).get(VERSION_MAX)
-    if recorded is not None:
-        return {str(m): int(v) for m, v in json.loads(recorded).items()}
-    latest: dict[str, int] = {}
-    for r in table.scan(selected_fields=("model", "version")).to_arrow().to_pylist():
-        latest[r["model"]] = max(latest.get(r["model"], 0), int(r["version"]))
-    return latest
-
-
-def latest_owners(table: Table) -> dict[str, str | None]:
-    """Each model's owner as its newest version in `table` (`model_versions`) recorded (None: none).
-
-    As `latest_versions`: from the snapshot summary the last registration wrote, else a scan. The
-    scan reads every version's file, one more with each training; it was paid by every training.
-    """
-    snap = table.current_snapshot()
-    if snap is None:
-        return {}
-    recorded = summary_properties(snap).get(OWNERS)
-    if recorded is not None:
-        return {str(m): o for m, o in json.loads(recorded).items()}
+        return {}, {}
+    summary = summary_properties(snap)
+    versions, owners = summary.get(VERSION_MAX), summary.get(OWNERS)
+    if versions is not None and owners is not None:
+        return (
+            {str(m): int(v) for m, v in json.loads(versions).items()},
+            {str(m): o for m, o in json.loads(owners).items()},
+        )
     newest: dict[str, tuple[int, str | None]] = {}
     for r in table.scan(selected_fields=("model", "version", "owner")).to_arrow().to_pylist():
         if r["model"] not in newest or int(r["version"]) > newest[r["model"]][0]:
             newest[r["model"]] = (int(r["version"]), r["owner"])
-    return {m: o for m, (_, o) in newest.items()}
+    return {m: v for m, (v, _) in newest.items()}, {m: o for m, (_, o) in newest.items()}
 
 
 def version_row(mv: ModelVersion) -> dict[str, Any]:

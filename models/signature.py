@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lakehouse.catalog import load_catalog
 from lakehouse.config import Settings
 from lakehouse.exceptions import TableNotFoundError
-from lakehouse.tables import TableName, load_table
+from lakehouse.tables import TableName, load_table, schema_at
 from models import artifacts
 from models.exceptions import SchemaNotRecordedError, TrainingInputError, UnknownJobError
 from models.jobs import JOBS, TrainingJob, load_entry_point
@@ -88,8 +88,7 @@ def input_schema(settings: Settings, mv: ModelVersion, catalog: Catalog | None =
         except TableNotFoundError as exc:
             raise TrainingInputError(f"{mv.model}:{mv.version} was trained on {inp.table}, which no longer exists; its input schema is unknown") from exc
         snap = table.snapshot_by_id(inp.snapshot_id) if inp.snapshot_id is not None else None
-        schema = table.schemas()[snap.schema_id] if snap is not None and snap.schema_id is not None else table.schema()
-        arrow = schema.as_arrow()
+        arrow = schema_at(table, snap).as_arrow()
         by_name = {f.name: pa.field(f.name, f.type) for f in arrow}  # without Iceberg's field-id metadata
         if target_name in by_name:
             target = target or by_name[target_name].type
@@ -170,8 +169,7 @@ def record(job: TrainingJob, tables: Mapping[str, Table], snapshots: Mapping[str
             continue
         table = tables[table_name]
         snap = table.snapshot_by_id(snapshots[table_name])
-        schema = table.schemas().get(snap.schema_id) if snap is not None and snap.schema_id is not None else None
-        schema = schema or table.schema()
+        schema = schema_at(table, snap)
         for name in names:
             fields.append(Field(name, str(schema.find_field(name).field_type), table_name))
     return InputSchema(tuple(fields), job.target) if fields else None

@@ -41,3 +41,29 @@ def test_a_build_that_failed_is_built_again(tmp_path: Path, monkeypatch: pytest.
         pass
     with common.kept_home("store", {"rows": 10}, lambda home: 7) as (home, built_s, value):
         assert value == 7 and built_s > 0 and not (home / "half").exists()
+
+
+def test_a_new_code_key_removes_the_stores_the_old_code_built_of_the_same_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "BENCH_ROOT", tmp_path)
+    with common.kept_home("store", {"rows": 10, "code": "a"}, lambda home: 1) as (old, _, _):
+        pass
+    with common.kept_home("store", {"rows": 99, "code": "a"}, lambda home: 1) as (other_size, _, _):
+        pass
+    (tmp_path / "store" / "cut-short").mkdir()  # no marker: left for its own rebuild
+    with common.kept_home("store", {"rows": 10, "code": "b"}, lambda home: 2) as (new, built_s, value):
+        assert value == 2 and built_s > 0
+    assert new.exists() and not old.exists()
+    # Another size built by the old code is no longer current either: removed when that size builds.
+    assert other_size.exists() and (tmp_path / "store" / "cut-short").exists()
+    with common.kept_home("store", {"rows": 99, "code": "b"}, lambda home: 2):
+        pass
+    assert not other_size.exists() and new.exists()
+
+
+def test_the_ingest_source_is_generated_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import bench_ingest
+
+    monkeypatch.setattr(common, "BENCH_ROOT", tmp_path)
+    path, arrow_bytes, state = bench_ingest.cached_source(1000)
+    assert path.is_file() and arrow_bytes > 0 and state.startswith("generated in")
+    assert bench_ingest.cached_source(1000) == (path, arrow_bytes, "cached")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dag_support import DagConfigError, asset_event_extras, asset_uri, params_named, snapshots_from_asset_events
+from dag_support import DagConfigError, asset_event_extras, asset_uri, params_named, scheduled_jobs, snapshots_from_asset_events
 from lakehouse.exceptions import TidemarkError
 
 
@@ -70,3 +70,11 @@ def test_bad_input_fails_the_task_in_one_line_for_good_and_other_errors_pass_thr
         raise OSError("connection refused")
     skip = nothing_new("nothing new in /landing/*.csv")
     assert isinstance(skip, AirflowSkipException) and str(skip) == "nothing new in /landing/*.csv"
+
+
+def test_the_train_and_monitor_dags_schedule_the_python_jobs_only() -> None:
+    from models.jobs import JOBS
+
+    scheduled = {job.name for job in scheduled_jobs()}
+    assert scheduled == {job.name for job in JOBS.values() if job.engine == "python"}
+    assert any(job.engine == "spark" for job in JOBS.values())  # there is one to leave out

@@ -58,3 +58,19 @@ def test_manage_snapshots_tags_on_a_transaction() -> None:
     with manage_snapshots(catalog.load_table(("raw", "t"))) as ms:
         ms.create_tag(sid, "model/m/1")
     assert catalog.load_table(("raw", "t")).metadata.refs["model/m/1"].snapshot_id == sid
+
+
+def test_schema_at_a_snapshot_is_the_one_it_was_written_in() -> None:
+    from pyiceberg.types import StringType
+
+    from lakehouse.tables import schema_at
+
+    catalog = load_catalog(load_settings())
+    table = ensure_table(catalog, TableName("raw", "evolving"), _rows(0).schema)
+    table.append(_rows(2))
+    old = table.current_snapshot()
+    with table.update_schema() as update:
+        update.add_column("note", StringType())
+    table = catalog.load_table(("raw", "evolving"))
+    assert [f.name for f in schema_at(table, old).fields] == ["id"]
+    assert [f.name for f in schema_at(table, None).fields] == ["id", "note"]  # no snapshot: the current one
