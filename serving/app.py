@@ -132,18 +132,13 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True, f
             answer["prediction_ids"] = ids
         plog = state["log"]
         if plog is not None:
-            now = datetime.now(timezone.utc)
-            rows_out = [
-                {"prediction_id": i, "model": mv.model, "version": mv.version, "time": now, "features": r, "prediction": p}
-                for i, r, p in zip(ids, recs, predictions)
-            ]
             try:
-                # Durable before the answer leaves (an fsync): in a thread, so concurrent requests
-                # share the buffer's group commit instead of queueing on the event loop.
-                await asyncio.to_thread(plog.append, rows_out)
+                # Durable before the answer leaves (an fsync): the buffer's writer thread commits the
+                # requests waiting together, one transaction and one fsync for all of them.
+                await plog.append_answered(ids, mv.version, datetime.now(timezone.utc), recs, predictions)
             except Exception as exc:
                 # An answer nobody can trace is not given: the client retries, nothing is half-logged.
-                log.warning("the prediction log refused %d row(s) (%s); answered 503", len(rows_out), exc)
+                log.warning("the prediction log refused %d row(s) (%s); answered 503", len(ids), exc)
                 return _json({"detail": f"the prediction could not be logged ({exc}); retry, or see the service's log"}, 503)
         return _json(answer)
 

@@ -43,7 +43,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -107,6 +107,10 @@ def buffer_path(settings: Settings, model: str) -> Path:
 _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTS)
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -117,35 +121,48 @@ def _json_default(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class BufferedRow:
-    seq: int
+    seq: int  # the row's number in the buffer (a batch's rows: consecutive numbers ending at its entry's seq)
     prediction_id: str
     model: str
     version: int
     time_us: int
     features: dict[str, Any]
     prediction: Any
+    entry: int = 0  # the seq of the batch entry holding the row (0: a row stored on its own, as older buffers did)
+
+
+# An entry of the buffer: one append's rows as one SQLite row (module docstring, "The buffer").
+Entry = tuple[str, str, int, int, int, bytes]  # first prediction id, model, first version, first time (us), rows, batch blob
 
 
 class Buffer:
-    """The SQLite buffer of one model's log (module docstring): rows numbered by `seq`, never reused."""
+    """The SQLite buffer of one model's log (module docstring): one entry per append holding its
+    rows as one blob; the rows are numbered by `seq` (an entry of n rows takes n numbers, its own
+    seq being the last), never reused."""
 
     def __init__(self, path: Path, synchronous: str = "full") -> None:
         self.path = path
         self.synchronous = synchronous.upper()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        # Group commit (see `put`): rows waiting for the next transaction, which batch they join,
-        # the last batch committed, whether a transaction is being written, and failed batches.
-        self._group = threading.Condition()
-        self._queue: list[tuple[str, str, int, int, str, str]] = []
-        self._open_batch, self._done, self._writing = 1, 0, False
-        self._failed: dict[int, BaseException] = {}
+        # Group commit (see `submit`): entries waiting for the writer thread's next transaction.
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Entry, Callable[[BaseException | None], None]]] = []
+        self._writer: threading.Thread | None = None
+        self._stopping = False
         with immediate(self._db()) as db:  # one process sets the file up; another one starting waits
+            # Older buffers stored a row per SQLite row (features and prediction as JSON text, no
+            # `batch`); they are read as they are, and gain the column.
             db.execute(
                 """CREATE TABLE IF NOT EXISTS rows (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, prediction_id TEXT NOT NULL, model TEXT NOT NULL,
-                    version INTEGER NOT NULL, time_us INTEGER NOT NULL, features TEXT NOT NULL, prediction TEXT NOT NULL)"""
+                    version INTEGER NOT NULL, time_us INTEGER NOT NULL, features TEXT NOT NULL, prediction TEXT NOT NULL,
+                    n INTEGER NOT NULL DEFAULT 1, batch BLOB)"""
             )
+            have = {r[1] for r in db.execute("PRAGMA table_info(rows)")}
+            if "batch" not in have:
+                db.execute("ALTER TABLE rows ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
+                db.execute("ALTER TABLE rows ADD COLUMN batch BLOB")
             db.execute(
                 """CREATE TABLE IF NOT EXISTS rejected (
                     seq INTEGER PRIMARY KEY, prediction_id TEXT, model TEXT, version INTEGER, time_us INTEGER,
@@ -169,43 +186,86 @@ class Buffer:
     def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return immediate(self._db())
 
-    def put(self, rows: Sequence[tuple[str, str, int, int, str, str]]) -> None:
-        """Store `rows`; returns once they are committed. Group commit: while one caller's
-        transaction is being written (an fsync: ~4 ms here), the rows of callers arriving meanwhile
-        wait in a queue, and the next of them writes them all in one transaction, so concurrent
-        requests share fsyncs instead of queueing for one each."""
-        with self._group:
-            batch = self._open_batch
-            self._queue.extend(rows)
-            while True:
-                if self._done >= batch:
-                    failed = self._failed.get(batch)
-                    if failed is not None:
-                        raise failed
-                    return
-                if not self._writing:
+    def put(self, entries: Sequence[Entry]) -> None:
+        """Store `entries`; returns once they are committed (see `submit`)."""
+        done = threading.Event()
+        failed: list[BaseException] = []
+
+        def settle(exc: BaseException | None) -> None:
+            if exc is not None:
+                failed.append(exc)
+            done.set()
+
+        for entry in entries[:-1]:
+            self.submit(entry, lambda exc: failed.append(exc) if exc is not None else None)
+        if entries:
+            self.submit(entries[-1], settle)  # one transaction per batch taken, in order: the last one settles all
+            done.wait()
+        if failed:
+            raise failed[0]
+
+    def submit(self, entry: Entry, done: Callable[[BaseException | None], None]) -> None:
+        """Queue `entry` for the writer thread, which calls `done(None)` once it is committed (or
+        `done(error)`). Group commit: the writer takes every entry queued while it wrote the last
+        transaction (an fsync: 4-12 ms on this disk) into one transaction, so concurrent requests
+        share one fsync each time instead of one each, and a request costs no thread of its own."""
+        with self._cond:
+            if self._stopping:
+                raise PredictionLogError(f"the prediction log buffer {self.path} is closed")
+            self._queue.append((entry, done))
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name=f"predlog-writer-{self.path.stem}", daemon=True)
+                self._writer.start()
+            self._cond.notify()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
                     break
-                self._group.wait()
-            self._writing = True
-            take, self._queue = self._queue, []
-            self._open_batch += 1
-        error: BaseException | None = None
-        try:
-            with self._transaction() as db:
-                db.executemany("INSERT INTO rows (prediction_id, model, version, time_us, features, prediction) VALUES (?, ?, ?, ?, ?, ?)", take)
-        except BaseException as exc:
-            error = exc
-        with self._group:
-            if error is not None:
-                self._failed[batch] = error
-            self._failed.pop(batch - 64, None)  # a waiter of a batch that old has long read it
-            self._done, self._writing = batch, False
-            self._group.notify_all()
-        if error is not None:
-            raise error
+                take, self._queue = self._queue, []
+            error: BaseException | None = None
+            try:
+                self._insert([entry for entry, _ in take])
+            except BaseException as exc:  # every waiter hears of it; the writer goes on
+                error = exc
+            for _, done in take:
+                try:
+                    done(error)
+                except Exception:  # a waiter's callback must not stop the others' answers
+                    log.exception("prediction log: a writer callback failed")
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    def _insert(self, entries: Sequence[Entry]) -> None:
+        with self._transaction() as db:
+            # An entry of n rows takes the n numbers after the last one given (AUTOINCREMENT keeps
+            # it in sqlite_sequence), its seq being the last: `backlog` and the commits' SEQ_FROM/
+            # SEQ_TO count rows, and a rejected row keeps its own number.
+            got = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'rows'").fetchone()
+            last = int(got[0]) if got else 0
+            values = []
+            for pid, model, version, time_us, n, blob in entries:
+                last += n
+                values.append((last, pid, model, version, time_us, n, blob))
+            db.executemany(
+                "INSERT INTO rows (seq, prediction_id, model, version, time_us, features, prediction, n, batch) VALUES (?, ?, ?, ?, ?, '', '', ?, ?)", values
+            )
 
     def pending(self) -> int:
-        return int(self._db().execute("SELECT count(*) FROM rows").fetchone()[0])
+        """Rows buffered (a batch's rows set aside as rejected not counted)."""
+        db = self._db()
+        total = int(db.execute("SELECT coalesce(sum(n), 0) FROM rows").fetchone()[0])
+        if total:
+            total -= int(
+                db.execute(
+                    "SELECT count(*) FROM rejected j JOIN rows r ON r.batch IS NOT NULL AND j.seq BETWEEN r.seq - r.n + 1 AND r.seq"
+                ).fetchone()[0]
+            )
+        return total
 
     def backlog(self) -> int:
         """About how many rows wait (the span of their numbers: two index lookups, where `pending`
@@ -218,23 +278,66 @@ class Buffer:
         return [dict(zip(("seq", "prediction_id", "version", "reason"), r)) for r in cur.fetchall()]
 
     def take(self, limit: int) -> list[BufferedRow]:
-        cur = self._db().execute("SELECT seq, prediction_id, model, version, time_us, features, prediction FROM rows ORDER BY seq LIMIT ?", (limit,))
+        """The oldest rows, whole entries only (a commit never splits an entry), at least `limit`
+        rows when that many wait; a batch's rows set aside as rejected are left out."""
+        db = self._db()
+        gone = {
+            int(r[0]) for r in db.execute("SELECT seq FROM rejected WHERE seq >= (SELECT min(seq - n + 1) FROM rows WHERE batch IS NOT NULL)")
+        }
+        cur = db.execute("SELECT seq, prediction_id, model, version, time_us, features, prediction, n, batch FROM rows ORDER BY seq")
         loads = orjson.loads
-        return [BufferedRow(s, p, m, int(v), int(t), loads(f), loads(pr)) for s, p, m, v, t, f, pr in cur.fetchall()]
+        out: list[BufferedRow] = []
+        for seq, pid, model, version, time_us, features, prediction, n, batch in cur:
+            if batch is None:
+                out.append(BufferedRow(seq, pid, model, int(version), int(time_us), loads(features), loads(prediction)))
+            else:
+                b = loads(batch)
+                versions, times = b["version"], b["time"]
+                first = seq - n + 1
+                for i, (rid, feats, pred) in enumerate(zip(b["id"], b["features"], b["prediction"])):
+                    if first + i not in gone:
+                        v = versions if type(versions) is int else versions[i]
+                        t = times if type(times) is int else times[i]
+                        out.append(BufferedRow(first + i, rid, model, v, t, feats, pred, seq))
+            if len(out) >= limit:
+                break
+        cur.close()
+        return out
 
     def drop_through(self, seq: int) -> int:
-        """Remove the rows numbered up to `seq` (they are in the table)."""
+        """Remove the entries numbered up to `seq` (their rows are in the table, or rejected)."""
         with self._transaction() as db:
             return db.execute("DELETE FROM rows WHERE seq <= ?", (seq,)).rowcount
 
     def reject(self, rows: Sequence[tuple[BufferedRow, str]]) -> None:
+        """Set `rows` aside in the `rejected` table with why. A batch's row is copied there (its
+        entry keeps it, skipped by `take`, until the entry's other rows are committed; an entry
+        whose rows are all rejected goes)."""
+        entries = set()
         with self._transaction() as db:
             for row, reason in rows:
+                if not row.entry:
+                    db.execute(
+                        "INSERT OR REPLACE INTO rejected SELECT seq, prediction_id, model, version, time_us, features, prediction, ?, ? FROM rows WHERE seq = ?",
+                        (reason, time.time(), row.seq),
+                    )
+                    db.execute("DELETE FROM rows WHERE seq = ?", (row.seq,))
+                    continue
                 db.execute(
-                    "INSERT OR REPLACE INTO rejected SELECT seq, prediction_id, model, version, time_us, features, prediction, ?, ? FROM rows WHERE seq = ?",
-                    (reason, time.time(), row.seq),
+                    "INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.seq, row.prediction_id, row.model, row.version, row.time_us,
+                        _dumps(row.features).decode(), _dumps(row.prediction).decode(), reason, time.time(),
+                    ),
                 )
-                db.execute("DELETE FROM rows WHERE seq = ?", (row.seq,))
+                entries.add(row.entry)
+            for entry in entries:
+                got = db.execute("SELECT n FROM rows WHERE seq = ?", (entry,)).fetchone()
+                if got is None:
+                    continue
+                held = db.execute("SELECT count(*) FROM rejected WHERE seq BETWEEN ? AND ?", (entry - got[0] + 1, entry)).fetchone()[0]
+                if held >= got[0]:
+                    db.execute("DELETE FROM rows WHERE seq = ?", (entry,))
 
     @contextlib.contextmanager
     def flusher(self) -> Iterator[None]:
@@ -247,6 +350,13 @@ class Buffer:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        """Stop the writer thread once every queued entry is written, and close this thread's connection."""
+        with self._cond:
+            self._stopping = True
+            writer = self._writer
+            self._cond.notify_all()
+        if writer is not None and writer is not threading.current_thread():
+            writer.join()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -317,34 +427,78 @@ class PredictionLog:
         """Buffer `rows` durably (see the guarantee in the module docstring); never waits on the catalog."""
         if self._closed:
             raise PredictionLogError(f"the prediction log of {self.model} is closed; make a new PredictionLog to append")
-        encoded = [self._encode(r) for r in rows]
-        if not encoded:
+        if not rows:
             return
-        self.buffer.put(encoded)
-        self._appended += len(encoded)
+        self.buffer.put([self._encode(rows)])
+        self._appended += len(rows)
         if self._appended >= self.batch_rows:
             self._wake.set()
 
-    def _encode(self, row: Mapping[str, Any]) -> tuple[str, str, int, int, str, str]:
-        missing = [k for k in REQUIRED if k not in row]
-        if missing:
-            raise PredictionLogError(f"prediction row lacks {', '.join(missing)}; every row needs {', '.join(REQUIRED)}", parameter="rows")
-        if row["model"] != self.model:
-            raise PredictionLogError(f"prediction row of model {row['model']!r} given to the log of {self.model!r}; use that model's PredictionLog", parameter="rows")
-        when = row["time"]
-        if not isinstance(when, datetime) or when.tzinfo is None:
-            raise PredictionLogError(f"prediction row {row['prediction_id']}: time must be a timezone-aware datetime (UTC), got {when!r}", parameter="rows")
-        if not isinstance(row["features"], Mapping):
-            raise PredictionLogError(f"prediction row {row['prediction_id']}: features must be a mapping of feature -> value", parameter="rows")
+    async def append_answered(self, prediction_ids: Sequence[str], version: int, when: datetime, features: Sequence[Mapping[str, Any]], predictions: Sequence[Any]) -> None:
+        """The service's append, awaited on its event loop: the rows of one answered request (one
+        version, one time; the features as validated), durable in the buffer when it returns. No
+        thread per request: the buffer's writer thread commits the waiting requests together and
+        wakes each one's loop."""
+        import asyncio
+
+        if self._closed:
+            raise PredictionLogError(f"the prediction log of {self.model} is closed; make a new PredictionLog to append")
+        micros = (when - _EPOCH) // timedelta(microseconds=1)
+        n = len(prediction_ids)
         try:
-            version = int(row["version"])
-            # Stored as text (decoded), as the json module wrote it: one format on disk either way.
-            features = orjson.dumps(row["features"] if type(row["features"]) is dict else dict(row["features"]), default=_json_default, option=_ORJSON_OPTS).decode()
-            prediction = orjson.dumps(row["prediction"], default=_json_default, option=_ORJSON_OPTS).decode()
-        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
-            raise PredictionLogError(f"prediction row {row['prediction_id']}: {exc}", parameter="rows") from exc
-        micros = (when - _EPOCH) // timedelta(microseconds=1)  # exact: a float timestamp may round a microsecond
-        return (str(row["prediction_id"]), self.model, version, micros, features, prediction)
+            blob = _dumps({"id": prediction_ids, "version": version, "time": micros, "features": features, "prediction": predictions})
+        except TypeError as exc:
+            raise PredictionLogError(f"prediction rows {prediction_ids[0]}..: {exc}", parameter="predictions") from exc
+        loop = asyncio.get_running_loop()
+        answered = loop.create_future()
+
+        def settle(exc: BaseException | None) -> None:
+            if answered.done():  # the request was cancelled (its client went away)
+                return
+            if exc is None:
+                answered.set_result(None)
+            else:
+                answered.set_exception(exc)
+
+        def wake(exc: BaseException | None) -> None:  # on the writer thread
+            loop.call_soon_threadsafe(settle, exc)
+
+        self.buffer.submit((prediction_ids[0], self.model, version, micros, n, blob), wake)
+        await answered
+        self._appended += n
+
+    def _encode(self, rows: Sequence[Mapping[str, Any]]) -> Entry:
+        """`rows` as one buffer entry: a blob of columns (ids, versions, times, features, predictions)."""
+        ids, versions, times, features, predictions = [], [], [], [], []
+        for row in rows:
+            missing = [k for k in REQUIRED if k not in row]
+            if missing:
+                raise PredictionLogError(f"prediction row lacks {', '.join(missing)}; every row needs {', '.join(REQUIRED)}", parameter="rows")
+            if row["model"] != self.model:
+                raise PredictionLogError(f"prediction row of model {row['model']!r} given to the log of {self.model!r}; use that model's PredictionLog", parameter="rows")
+            when = row["time"]
+            if not isinstance(when, datetime) or when.tzinfo is None:
+                raise PredictionLogError(f"prediction row {row['prediction_id']}: time must be a timezone-aware datetime (UTC), got {when!r}", parameter="rows")
+            if not isinstance(row["features"], Mapping):
+                raise PredictionLogError(f"prediction row {row['prediction_id']}: features must be a mapping of feature -> value", parameter="rows")
+            try:
+                versions.append(int(row["version"]))
+            except (TypeError, ValueError) as exc:
+                raise PredictionLogError(f"prediction row {row['prediction_id']}: {exc}", parameter="rows") from exc
+            ids.append(str(row["prediction_id"]))
+            times.append((when - _EPOCH) // timedelta(microseconds=1))  # exact: a float timestamp may round a microsecond
+            features.append(row["features"] if type(row["features"]) is dict else dict(row["features"]))
+            predictions.append(row["prediction"])
+        try:
+            blob = _dumps({"id": ids, "version": versions, "time": times, "features": features, "prediction": predictions})
+        except TypeError:  # orjson.JSONEncodeError is a TypeError; name the row
+            for row in rows:
+                try:
+                    _dumps([row["features"], row["prediction"]])
+                except TypeError as exc:
+                    raise PredictionLogError(f"prediction row {row['prediction_id']}: {exc}", parameter="rows") from exc
+            raise
+        return (ids[0], self.model, versions[0], times[0], len(ids), blob)
 
     def pending(self) -> int:
         """Rows buffered and not yet in the table."""
@@ -449,7 +603,8 @@ class PredictionLog:
             )
         if not good:
             return
-        seq_from, seq_to = good[0].seq, good[-1].seq
+        # SEQ_TO is the last entry's own number (its last row's): the entry goes as a whole once committed.
+        seq_from, seq_to = good[0].seq, good[-1].entry or good[-1].seq
         answered = sorted({r.version for r in good})
         with lineage_run(
             self.job_name,
