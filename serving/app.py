@@ -135,7 +135,7 @@ def create_app(settings: Settings, follower: Follower, *, follow: bool = True, f
             try:
                 # Durable before the answer leaves (an fsync): the buffer's writer thread commits the
                 # requests waiting together, one transaction and one fsync for all of them.
-                await plog.append_answered(ids, mv.version, datetime.now(timezone.utc), recs, predictions)
+                await plog.append_answered(ids, mv.version, datetime.now(timezone.utc), served.names, rows, predictions)
             except Exception as exc:
                 # An answer nobody can trace is not given: the client retries, nothing is half-logged.
                 log.warning("the prediction log refused %d row(s) (%s); answered 503", len(ids), exc)

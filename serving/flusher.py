@@ -177,5 +177,6 @@ def main(settings_bytes: bytes, model: str, parent: int) -> None:
                     stop.set()
 
         threading.Thread(target=orphaned, daemon=True).start()
+        plog.prepare()
         plog.run(stop)
         plog.close()

@@ -7,6 +7,7 @@ import hashlib
 import pickle
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from lakehouse.config import Settings
@@ -26,6 +27,11 @@ class Served:
     schema: signature.InputSchema
     card: dict[str, Any]
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """The input features in the schema's order (the columns of a validated request's matrix)."""
+        return tuple(f.name for f in self.schema.fields)
 
     def identity(self) -> dict[str, Any]:
         """What every answer carries: which version, run and bytes made it."""
