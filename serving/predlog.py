@@ -385,9 +385,19 @@ class Buffer:
         return out
 
     def drop_through(self, seq: int) -> int:
-        """Remove the entries numbered up to `seq` (their rows are in the table, or rejected)."""
+        """Remove the entries numbered up to `seq` (their rows are in the table, or rejected); the
+        number of rows removed that were not rejected."""
         with self._transaction() as db:
-            return db.execute("DELETE FROM rows WHERE seq <= ?", (seq,)).rowcount
+            rows = int(db.execute("SELECT coalesce(sum(n), 0) FROM rows WHERE seq <= ?", (seq,)).fetchone()[0])
+            if rows:
+                rows -= int(
+                    db.execute(
+                        "SELECT count(*) FROM rejected j JOIN rows r ON r.seq <= ? AND r.batch IS NOT NULL AND j.seq BETWEEN r.seq - r.n + 1 AND r.seq",
+                        (seq,),
+                    ).fetchone()[0]
+                )
+                db.execute("DELETE FROM rows WHERE seq <= ?", (seq,))
+            return rows
 
     def reject(self, rows: Sequence[tuple[BufferedRow, str]]) -> None:
         """Set `rows` aside in the `rejected` table with why. A batch's row is copied there (its

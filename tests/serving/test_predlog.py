@@ -164,3 +164,77 @@ def test_catalog_down_appends_go_on_rows_stay_buffered_then_land(
     finally:
         log.close()
         proxy.stop()
+
+
+def test_service_appends_share_transactions_one_entry_each_and_land_by_columns(served: Any, trained: Trained) -> None:
+    """`append_answered` (the service's path): concurrent requests on one event loop, each one
+    buffer entry holding its rows' features as columns, numbered a row at a time."""
+    import asyncio
+    import sqlite3
+
+    import numpy as np
+
+    from lakehouse.catalog import load_catalog
+    from lakehouse.tables import load_table, summary_properties
+    from serving import predlog
+
+    log = predlog.PredictionLog(served, "wine", start=False)
+    requests = [wine_rows(trained, 5, start=5 * k) for k in range(30)]
+    names = tuple(trained.features)
+
+    async def answer_all() -> None:
+        await asyncio.gather(
+            *(
+                log.append_answered(
+                    [r["prediction_id"] for r in rows], trained.version, rows[0]["time"], names,
+                    np.asarray([[r["features"][n] for n in names] for r in rows], dtype="float64"), [r["prediction"] for r in rows],
+                )
+                for rows in requests
+            )
+        )
+
+    asyncio.run(answer_all())
+    with sqlite3.connect(log.buffer.path) as db:
+        assert db.execute("SELECT count(*), sum(n), min(seq), max(seq) FROM rows").fetchone() == (30, 150, 5, 150)
+    assert log.pending() == 150
+    assert log.close().committed == 150
+    got = {r["prediction_id"]: r for r in log_rows(served).to_pylist()}
+    for rows in requests:
+        for r in rows:
+            assert got[r["prediction_id"]]["alcohol"] == r["features"]["alcohol"] and got[r["prediction_id"]]["prediction"] == r["prediction"]
+    props = summary_properties(load_table(load_catalog(served), "serving.wine_predictions").current_snapshot())
+    assert (props[predlog.SEQ_FROM], props[predlog.SEQ_TO]) == ("1", "150")
+
+
+def test_a_buffer_of_the_row_per_row_format_is_committed_and_numbering_goes_on(served: Any, trained: Trained) -> None:
+    """A buffer left by a version that stored one SQLite row per prediction row: its rows commit,
+    and the entries appended after them are numbered after them."""
+    import json
+    import sqlite3
+
+    from lakehouse.catalog import load_catalog
+    from lakehouse.tables import load_table, summary_properties
+    from serving import predlog
+
+    path = predlog.buffer_path(served, "wine")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = wine_rows(trained, 3)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            """CREATE TABLE rows (seq INTEGER PRIMARY KEY AUTOINCREMENT, prediction_id TEXT NOT NULL, model TEXT NOT NULL,
+            version INTEGER NOT NULL, time_us INTEGER NOT NULL, features TEXT NOT NULL, prediction TEXT NOT NULL)"""
+        )
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('buffer_id', 'old-buffer')")
+        db.executemany(
+            "INSERT INTO rows (prediction_id, model, version, time_us, features, prediction) VALUES (?, ?, ?, ?, ?, ?)",
+            [(r["prediction_id"], "wine", r["version"], int(r["time"].timestamp() * 1e6), json.dumps(r["features"]), json.dumps(r["prediction"])) for r in old],
+        )
+    log = predlog.PredictionLog(served, "wine", start=False)
+    new = wine_rows(trained, 4, start=3)
+    log.append(new)
+    assert log.pending() == 7
+    assert log.close().committed == 7
+    assert sorted(log_rows(served)["prediction_id"].to_pylist()) == sorted(r["prediction_id"] for r in old + new)
+    props = summary_properties(load_table(load_catalog(served), "serving.wine_predictions").current_snapshot())
+    assert (props[predlog.BUFFER_ID], props[predlog.SEQ_FROM], props[predlog.SEQ_TO]) == ("old-buffer", "1", "7")
