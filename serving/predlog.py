@@ -8,10 +8,18 @@ whose workers append with `commit=False`) commits them in micro-batches to the I
 prediction). The request path never waits on the catalog: a catalog that is down only delays the
 commits (a warning says so, once per outage); the rows wait in the buffer until it answers.
 
-**The guarantee.** The buffer is SQLite in WAL mode at `$TIDEMARK_HOME/serving/<model>.predlog.db`,
-one transaction per `append`. With `serving.log_synchronous: full` (the default) `append` returns
-after the transaction is fsynced: a row whose `append` returned survives SIGKILL, a crash of the
-machine and a power cut. With `normal` it survives the death of the process however it dies
+**The buffer.** SQLite in WAL mode at `$TIDEMARK_HOME/serving/<model>.predlog.db`. Each append is one
+entry (one SQLite row: its rows' ids, versions, times, features and predictions as one orjson blob;
+the service's entries hold the features as columns, so the flusher takes each column whole); the
+rows are still numbered one by one (an entry of n rows takes n numbers, its own `seq` the last).
+A writer thread per process writes the entries: every entry queued while it wrote the last goes
+into one transaction with one fsync (group commit), then each waiter is woken (`append` in its
+thread; `append_answered`, the service's, on its event loop without a thread per request).
+Buffers of the earlier row-per-row format are read as they are.
+
+**The guarantee.** With `serving.log_synchronous: full` (the default) `append` (and
+`append_answered`) returns after the transaction holding its entry is fsynced: a row whose
+`append` returned survives SIGKILL, a crash of the machine and a power cut. With `normal` it survives the death of the process however it dies
 (SIGKILL included: the WAL is in the kernel's page cache), but a power cut or kernel crash may lose
 the last appends (SQLite fsyncs the WAL at checkpoints only); fewer fsyncs per request. Either way
 a row whose `append` had not returned when the process died may be lost: the service answers a
