@@ -570,6 +570,8 @@ class PredictionLog:
         self.buffer.submit((prediction_ids[0], self.model, version, micros, n, blob), wake)
         await answered
         self._appended += n
+        if self._appended >= self.batch_rows:
+            self._wake.set()
 
     def _encode(self, rows: Sequence[Mapping[str, Any]]) -> Entry:
         """`rows` as one buffer entry: a blob of columns (ids, versions, times, features, predictions)."""

@@ -238,3 +238,28 @@ def test_a_buffer_of_the_row_per_row_format_is_committed_and_numbering_goes_on(s
     assert sorted(log_rows(served)["prediction_id"].to_pylist()) == sorted(r["prediction_id"] for r in old + new)
     props = summary_properties(load_table(load_catalog(served), "serving.wine_predictions").current_snapshot())
     assert (props[predlog.BUFFER_ID], props[predlog.SEQ_FROM], props[predlog.SEQ_TO]) == ("old-buffer", "1", "7")
+
+
+def test_rows_of_an_entry_the_table_cannot_take_are_set_aside_and_the_rest_commit(served: Any, trained: Trained) -> None:
+    """One request's entry with a feature the model never had: its rows go to the rejected table with
+    the reason, the entry leaves the buffer, and the next request's rows commit."""
+    import asyncio
+
+    from serving import predlog
+
+    log = predlog.PredictionLog(served, "wine", start=False)
+    odd, fine = wine_rows(trained, 3), wine_rows(trained, 2, start=3)
+    names = tuple(trained.features)
+
+    async def answer(rows: list[dict[str, Any]], extra: tuple[str, ...]) -> None:
+        matrix = [[*(r["features"][n] for n in names), *(1.0 for _ in extra)] for r in rows]
+        await log.append_answered([r["prediction_id"] for r in rows], trained.version, rows[0]["time"], (*names, *extra), matrix, [r["prediction"] for r in rows])
+
+    asyncio.run(answer(odd, ("bogus",)))
+    asyncio.run(answer(fine, ()))
+    report = log.close()
+    assert (report.committed, report.rejected, report.pending) == (2, 3, 0)
+    assert sorted(log_rows(served)["prediction_id"].to_pylist()) == sorted(r["prediction_id"] for r in fine)
+    rejected = predlog.Buffer(log.buffer.path).rejected()
+    assert sorted(r["prediction_id"] for r in rejected) == sorted(r["prediction_id"] for r in odd)
+    assert all("bogus" in r["reason"] for r in rejected) and [r["seq"] for r in rejected] == [1, 2, 3]
