@@ -110,6 +110,13 @@ def _insert(db: sqlite3.Connection, topic: str, key: bytes, value: bytes) -> int
     return int(cur.lastrowid or 0)
 
 
+def _note(db: sqlite3.Connection, run_id: str, resolver: str, context: Mapping[str, Any]) -> None:
+    """Set run `run_id`'s resolver and merge `context` into its recovery context."""
+    row = db.execute("SELECT context FROM runs_in_flight WHERE run_id = ?", (run_id,)).fetchone()
+    merged = {**json.loads(row[0] or "{}"), **dict(context)} if row else dict(context)
+    db.execute("UPDATE runs_in_flight SET resolver = ?, context = ? WHERE run_id = ?", (resolver, json.dumps(merged, default=str), run_id))
+
+
 @dataclass(frozen=True)
 class InFlight:
     """A run whose START is in the outbox and whose terminal event is not (yet)."""
@@ -189,13 +196,20 @@ class Outbox:
             db.execute("ROLLBACK")
             raise
 
-    def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+    def _db(self, durable: bool = True) -> sqlite3.Connection:
+        """This thread's connection. `durable`: each commit is on the disk when it returns
+        (synchronous=FULL: an event in the outbox survives a power cut). Else synchronous=NORMAL, for
+        delivery's bookkeeping only (claims, sent marks): a power cut may undo the last of those, and
+        the events they marked are then sent again, which the lineage store keeps once (by event id).
+        A delivery used to fsync twice per batch, inside the write lock a job's next event waits for.
+        Both modes keep the file consistent, and a durable commit makes every commit before it durable."""
+        attr = "conn" if durable else "bookkeeping"
+        conn = getattr(self._local, attr, None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             use_wal(conn)
-            conn.execute("PRAGMA synchronous=FULL")  # an event in the outbox survives a power cut
-            self._local.conn = conn
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            setattr(self._local, attr, conn)
         return conn
 
     def put(self, topic: str, key: bytes, value: bytes) -> int:
@@ -268,22 +282,26 @@ class Outbox:
                 raise storage_full(str(self.path), "recording a lineage event in the outbox") from exc
             raise
 
-    def begin_run(self, topic: str, run_id: str, job_name: str, start: bytes | None) -> None:
-        """The run's START (if any) and its in-flight row, in one transaction."""
+    def begin_run(
+        self, topic: str, run_id: str, job_name: str, start: bytes | None, resolver: str | None = None, context: Mapping[str, Any] | None = None
+    ) -> None:
+        """The run's START (if any) and its in-flight row, in one transaction; with `resolver`, the
+        row says from the start how recovery finishes the run (as `note_run` does later)."""
         with self._transaction() as db:
             if start is not None:
                 _insert(db, topic, run_id.encode(), start)
-            db.execute(
-                "INSERT OR IGNORE INTO runs_in_flight (run_id, job_name, topic, start_event, created, pid) VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, job_name, topic, start, time.time(), os.getpid()),
-            )
+            added = db.execute(
+                "INSERT OR IGNORE INTO runs_in_flight (run_id, job_name, topic, start_event, resolver, context, created, pid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, job_name, topic, start, resolver, json.dumps(dict(context or {}), default=str), time.time(), os.getpid()),
+            ).rowcount
+            if resolver is not None and not added:  # in flight already: the note is merged as note_run merges it
+                _note(db, run_id, resolver, context or {})
 
     def note_run(self, run_id: str, resolver: str, context: Mapping[str, Any]) -> None:
         """Say how recovery finishes this run if its process dies (before the commit it describes)."""
         with self._transaction() as db:
-            row = db.execute("SELECT context FROM runs_in_flight WHERE run_id = ?", (run_id,)).fetchone()
-            merged = {**json.loads(row[0] or "{}"), **dict(context)} if row else dict(context)
-            db.execute("UPDATE runs_in_flight SET resolver = ?, context = ? WHERE run_id = ?", (resolver, json.dumps(merged, default=str), run_id))
+            _note(db, run_id, resolver, context)
 
     def finish_run(self, topic: str, run_id: str, terminal: bytes) -> bool:
         """The run's terminal event and the removal of its in-flight row, in one transaction;
@@ -308,7 +326,7 @@ class Outbox:
     def _claim(self, limit: int) -> list[tuple[int, str, bytes, bytes]]:
         me = f"{os.getpid()}-{threading.get_ident()}"
         now = time.time()
-        db = self._db()
+        db = self._db(durable=False)  # a claim lost to a power cut is void anyway: its process is gone
         db.execute("BEGIN IMMEDIATE")
         try:
             # A claim of a process that is gone (killed mid-delivery) is void at once, not after the timeout.
@@ -332,7 +350,7 @@ class Outbox:
 
     def _finish(self, delivered: list[int], failed: list[int], error: str | None) -> None:
         now = time.time()
-        with self._db() as db:
+        with self._db(durable=False) as db:
             # Kept, marked sent: only the lineage store's acknowledgement removes an event.
             db.executemany(
                 "UPDATE outbox SET sent_at = ?, claimed_by = NULL, claimed_at = NULL, last_error = NULL WHERE id = ?",
@@ -409,12 +427,21 @@ class OutboxTransport:
         recover_once(settings)  # runs a dead process left in flight: finished before new ones start
 
     def emit(self, event: Mapping[str, Any]) -> None:
+        self._emit(event)
+
+    def emit_recoverable(self, event: Mapping[str, Any], resolver: str, context: Mapping[str, Any]) -> None:
+        """Emit a START whose in-flight row already says how recovery finishes the run (`note_run`'s
+        note, written in the same transaction as the event: one durable write instead of two)."""
+        self._emit(event, (resolver, context))
+
+    def _emit(self, event: Mapping[str, Any], recovery: tuple[str, Mapping[str, Any]] | None = None) -> None:
         run_id = str((event.get("run") or {}).get("runId", ""))
         kind = event.get("eventType")
         topic = self.settings.kafka.topic
         if kind == "START":
             self._hold(run_id)
-            self.outbox.begin_run(topic, run_id, str((event.get("job") or {}).get("name", "")), serialize(event))
+            resolver, context = recovery or (None, None)
+            self.outbox.begin_run(topic, run_id, str((event.get("job") or {}).get("name", "")), serialize(event), resolver, context)
         elif kind in TERMINAL:
             self.outbox.finish_run(topic, run_id, serialize(event))
             fd = self._run_locks.pop(run_id, None)

@@ -109,6 +109,15 @@ def test_emit_returns_after_the_durable_write_and_a_background_thread_delivers(s
     assert jobs == {f"job.bg.{i}" for i in range(5)}
 
 
+def test_events_are_written_durably_and_delivery_bookkeeping_is_not(settings: Any) -> None:
+    # synchronous FULL (2) for the events and in-flight rows: each is on the disk when emit returns;
+    # NORMAL (1) for claims and sent marks, whose loss only sends an event again.
+    box = Outbox(settings)
+    assert box._db().execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert box._db(durable=False).execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert box._db().execute("PRAGMA journal_mode").fetchone()[0] == box._db(durable=False).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_a_fault_while_sending_hands_the_events_back_at_once(settings: Any) -> None:
     # A fault on our side (not the broker's answer) must not leave the events claimed until the
     # claim times out: the next flush, right away, delivers them.
