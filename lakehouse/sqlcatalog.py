@@ -159,15 +159,40 @@ class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
             IcebergTables.table_namespace == namespace,
             IcebergTables.table_name == name,
         )
+        # The table handed over is nearly always the current one (a registration or a pin loaded
+        # it moments before): try the swap on it first, and read the row only if it moved on. The
+        # swap is conditional on the row still pointing at it, so a stale table is never committed
+        # over; its metadata file is then an orphan, like any failed Iceberg commit's.
+        if table.metadata_location:
+            try:
+                done = self._swap(table, requirements, updates, namespace, name, where, confirmed=False)
+            except CommitFailedException:
+                done = None  # judged below against the current metadata, as before
+            if done is not None:
+                return done
         with Session(self.engine) as session:
             location = session.scalar(select(IcebergTables.metadata_location).where(*where))
         if location is None:  # a new table (or a dropped one): pyiceberg's path
             return super().commit_table(table, requirements, updates)
         current = table if location == table.metadata_location else self.load_table(identifier)
+        done = self._swap(current, requirements, updates, namespace, name, where)
+        if done is None:
+            raise CommitFailedException(f"Table has been updated by another process: {namespace}.{name}")
+        return done
+
+    def _swap(
+        self, current: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...],
+        namespace: str, name: str, where: tuple[Any, ...], confirmed: bool = True,
+    ) -> CommitTableResponse | None:
+        """Commit `updates` onto `current`: write the new metadata file and point the row at it, if
+        the row still points at `current`'s (else None, nothing pointed). `confirmed`: the row was
+        read and points at `current` (else a change that changes nothing is left to the caller)."""
         for requirement in requirements:
             requirement.validate(current.metadata)
         metadata = apply_updates(current.metadata, updates, metadata_location=current.metadata_location)
         if metadata == current.metadata:
+            if not confirmed:
+                return None
             return CommitTableResponse(metadata=current.metadata, metadata_location=current.metadata_location)
         version = self.metadata_version(current.metadata_location) + 1
         new_location = load_location_provider(metadata.location, metadata.properties).new_table_metadata_file_location(version)
@@ -184,7 +209,7 @@ class TidemarkSqlCatalog(SqlCatalogHooks, SqlCatalog):
                 .values(metadata_location=new_location, previous_metadata_location=current.metadata_location)
             )
             if swapped.rowcount < 1:  # type: ignore[attr-defined]
-                raise CommitFailedException(f"Table has been updated by another process: {namespace}.{name}")
+                return None
             session.commit()
         _METADATA.put((self.name, namespace, name), new_location, metadata)
         return CommitTableResponse(metadata=metadata, metadata_location=new_location)

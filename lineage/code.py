@@ -6,6 +6,7 @@ run's facets, and the model registry records and compares the same objects (mode
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import inspect
@@ -14,6 +15,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -404,13 +406,73 @@ def _cpu() -> tuple[str | None, list[str]]:
     return model or platform.processor() or None, sorted(flags or [])
 
 
-def _thread_libraries() -> list[dict[str, Any]]:
+class _PhdrInfo(ctypes.Structure):
+    # The head of glibc's and musl's `struct dl_phdr_info`, up to the load and unload counters.
+    _fields_ = [
+        ("dlpi_addr", ctypes.c_void_p),
+        ("dlpi_name", ctypes.c_char_p),
+        ("dlpi_phdr", ctypes.c_void_p),
+        ("dlpi_phnum", ctypes.c_uint16),
+        ("dlpi_adds", ctypes.c_ulonglong),
+        ("dlpi_subs", ctypes.c_ulonglong),
+    ]
+
+
+_PHDR_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_PhdrInfo), ctypes.c_size_t, ctypes.c_void_p)
+
+
+def _loaded_objects() -> tuple[int, int] | None:
+    """How many shared objects this process has loaded and unloaded so far (the dynamic linker's
+    `dlpi_adds`/`dlpi_subs`, read from the first object `dl_iterate_phdr` reports: microseconds),
+    or None where there is no such counter (macOS, Windows, an old libc)."""
     try:
-        from threadpoolctl import threadpool_info
-    except ImportError:  # not installed where the job ran: nothing to report, nothing to compare
+        iterate = ctypes.CDLL(None).dl_iterate_phdr
+    except (AttributeError, OSError):
+        return None
+    seen: list[tuple[int, int]] = []
+
+    def first(info: Any, size: int, _data: Any) -> int:
+        if size >= ctypes.sizeof(_PhdrInfo):
+            seen.append((int(info.contents.dlpi_adds), int(info.contents.dlpi_subs)))
+        return 1  # the counters are the same in every entry: stop at the first
+
+    iterate(_PHDR_CALLBACK(first), None)
+    return seen[0] if seen else None
+
+
+# threadpoolctl's controller and the loaded-objects count it was made at. Making one reads
+# /proc/self/maps and opens each BLAS/OpenMP library in it: ~4 ms in a process holding pyarrow and
+# scikit-learn, paid twice per training (the limits, then the platform record). Its libraries are
+# the same until a shared object is loaded or unloaded, which the count tells at once.
+_THREAD_CONTROLLER: tuple[tuple[int, int], Any] | None = None
+_THREAD_CONTROLLER_LOCK = threading.Lock()
+
+
+def thread_controller() -> Any:
+    """threadpoolctl's `ThreadpoolController` of the BLAS/OpenMP libraries loaded in this process
+    now (None without threadpoolctl): the one made before if no shared object was loaded or
+    unloaded since, else a new one."""
+    global _THREAD_CONTROLLER
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # not installed where the job runs: nothing to limit, report or compare
+        return None
+    with _THREAD_CONTROLLER_LOCK:
+        loaded = _loaded_objects()
+        if loaded is not None and _THREAD_CONTROLLER is not None and _THREAD_CONTROLLER[0] == loaded:
+            return _THREAD_CONTROLLER[1]
+        controller = ThreadpoolController()
+        # Counted before the scan: a library loaded during it makes the next call scan again.
+        _THREAD_CONTROLLER = None if loaded is None else (loaded, controller)
+        return controller
+
+
+def _thread_libraries() -> list[dict[str, Any]]:
+    controller = thread_controller()
+    if controller is None:
         return []
     found = []
-    for lib in threadpool_info():
+    for lib in controller.info():
         found.append(
             {
                 "user_api": lib.get("user_api"),

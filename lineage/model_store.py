@@ -49,6 +49,13 @@ ARCHIVE = "archive"
 
 
 def schemas() -> dict[str, Any]:
+    """The registry tables' Iceberg schemas, by short name (a new dict of the same Schema objects)."""
+    return dict(_schemas())
+
+
+@functools.cache
+def _schemas() -> dict[str, Any]:
+    # Built once per process: every training opens the registry, which checks its table's columns.
     from pyiceberg.schema import Schema
     from pyiceberg.types import BooleanType, IntegerType, TimestamptzType
 

@@ -62,7 +62,26 @@ class RunContext:
         if note is not None:
             note(self.run_id, resolver, context)
 
+    def emit_start(self, recoverable: tuple[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """START; with `recoverable` (resolver, context), as if `recoverable` were called with them
+        right after it, in the same durable write where the transport can (the outbox's)."""
+        if recoverable is None:
+            return self.emit("START")
+        emit_with_note = getattr(self.transport, "emit_recoverable", None)
+        if emit_with_note is None:
+            event = self.emit("START")
+            self.recoverable(recoverable[0], **recoverable[1])
+            return event
+        event = self._event("START")
+        emit_with_note(event, recoverable[0], dict(recoverable[1]))
+        return event
+
     def emit(self, event_type: ev.EventType, extra_run_facets: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        event = self._event(event_type, extra_run_facets)
+        self.transport.emit(event)
+        return event
+
+    def _event(self, event_type: ev.EventType, extra_run_facets: Mapping[str, Any] | None = None) -> dict[str, Any]:
         event = ev.run_event(
             producer=self.producer,
             event_type=event_type,
@@ -74,7 +93,6 @@ class RunContext:
             run_facets={**self.run_facets, **(extra_run_facets or {})},
             job_facets=self.job_facets,
         )
-        self.transport.emit(event)
         return event
 
 
@@ -90,12 +108,14 @@ def run(
     code: Any = None,
     parent: Mapping[str, Any] | None = None,
     steps: str | None = None,
+    recoverable: tuple[str, Mapping[str, Any]] | None = None,
 ) -> Iterator[RunContext]:
     """Emit START now, COMPLETE when the block ends, FAIL (with the error message facet) if it raises.
 
     Records the actor (`lineage.actors`: who ran it), the parameters, the code identity of `code` (a function or module: git commit, dirty
     flag, source hash), the environment (Python and every installed distribution's version), and the parent run:
     `parent` if given (an OpenLineage parent facet), else the Airflow task when run under Airflow.
+    `recoverable` (resolver, context): `RunContext.recoverable` from the START on, written with it.
     """
     settings = settings or load_settings()
     own_transport = transport is None
@@ -123,7 +143,7 @@ def run(
             ev.facet(ctx.producer, f"{ev.TIDEMARK_FACETS}/ParametersRunFacet.json", parameters=dict(parameters)),
         )
     try:
-        ctx.emit("START")
+        ctx.emit_start(recoverable)
         if steps:
             step(f"{steps}.start")
         try:

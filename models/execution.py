@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from lineage.code import CodeIdentity, distributions_of_modules, platform_identity
+from lineage.code import CodeIdentity, distributions_of_modules, platform_identity, thread_controller
 
 # One thread per BLAS/OpenMP pool: the order of floating-point sums then never depends on how many
 # cores the machine has or how busy it is.
@@ -112,10 +112,6 @@ def run_job(
 ) -> Execution:
     """Call `fn(frames, params)` with pinned BLAS/OpenMP threads; record platform, seeds, threads
     and the distributions the job imported."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # without threadpoolctl nothing can be pinned; the record says so
-        threadpool_limits = None
     own = getattr(fn, "__module__", "") or ""
     for var in THREAD_VARIABLES:
         os.environ.setdefault(var, str(BLAS_THREADS))
@@ -125,9 +121,12 @@ def run_job(
                 importlib.import_module(name)
         except ImportError:
             pass
+    # After the preloads, so their BLAS is among the libraries limited. None without threadpoolctl:
+    # nothing can be pinned, and the record says so.
+    controller = thread_controller()
     with _track_imports() as modules:
-        if threadpool_limits is not None:
-            with threadpool_limits(limits=BLAS_THREADS):
+        if controller is not None:
+            with controller.limit(limits=BLAS_THREADS):
                 trained = fn(frames, params)
                 # Inside the limits: the thread counts recorded are the ones the job ran with.
                 plat = platform_identity()
@@ -138,7 +137,7 @@ def run_job(
     imported = distributions_of_modules(sorted(modules) + list(ALWAYS_IMPORTED), exclude_modules=[own, __name__])
     determinism = {
         "seeds": seeds(params),
-        "blas_threads": BLAS_THREADS if threadpool_limits is not None else None,
+        "blas_threads": BLAS_THREADS if controller is not None else None,
         "pythonhashseed": os.environ.get("PYTHONHASHSEED"),
         "thread_variables": {var: os.environ.get(var) for var in THREAD_VARIABLES},
     }

@@ -118,8 +118,11 @@ def train(
         lspark.session(settings)  # no Spark or no Java: one line saying what to install, before the run starts
     datasets = [inputs_mod.dataset(settings, n, tables[n], sid) for n, sid in pinned.items()]
     registry = Registry(settings, catalog)
-    with lineage_run(f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn, steps="train") as run:
-        run.recoverable(RESOLVER, model=job.model)
+    # Recoverable from the START on (written with it: one durable outbox write, not two).
+    with lineage_run(
+        f"train.{job.name}", inputs=datasets, parameters=params, settings=settings, transport=transport, code=fn, steps="train",
+        recoverable=(RESOLVER, {"model": job.model}),
+    ) as run:
         code, env = recorded_identity(run, job.entry_point)
         recorded = []
         if job.engine == spark_jobs.ENGINE:

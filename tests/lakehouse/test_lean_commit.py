@@ -74,6 +74,32 @@ def test_commits_from_the_current_state_and_from_a_stale_one(catalog: SqlCatalog
     assert catalog.load_table(("raw", "t")).metadata.refs["model/m/1"].snapshot_id == sid
 
 
+def test_a_commit_on_the_current_table_is_one_conditional_update(catalog: SqlCatalog) -> None:
+    """The row is read only when the table handed over is no longer the current one."""
+    from sqlalchemy import event
+
+    table = ensure_table(catalog, TableName("raw", "t"), _rows(0).schema)
+    stale = catalog.load_table(("raw", "t"))
+    seen: list[str] = []
+
+    def statement(_conn, _cursor, sql: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "iceberg_tables" in sql:
+            seen.append(sql.split()[0].upper())
+
+    event.listen(catalog.engine, "before_cursor_execute", statement)
+    try:
+        table.append(_rows(1))
+        assert seen == ["UPDATE"]
+        seen.clear()
+        with transaction(stale) as tx:  # one commit behind: the swap misses, the row is read, it lands
+            tx.set_properties({"owner": "models"})
+        assert seen[:2] == ["UPDATE", "SELECT"] and seen[-1] == "UPDATE"
+    finally:
+        event.remove(catalog.engine, "before_cursor_execute", statement)
+    fresh = catalog.load_table(("raw", "t"))
+    assert fresh.properties["owner"] == "models" and fresh.scan().to_arrow()["id"].to_pylist() == [0]
+
+
 def test_a_commit_that_lost_the_race_is_refused_and_changes_nothing(catalog: SqlCatalog) -> None:
     ensure_table(catalog, TableName("raw", "t"), _rows(0).schema, properties=NO_REBASE)
     first, second = catalog.load_table(("raw", "t")), catalog.load_table(("raw", "t"))

@@ -188,3 +188,32 @@ def test_module_providers_answer_as_importlib_does_and_follow_sys_path(tmp_path:
     assert "zz-provider" in code_info.environment()["packages"]
     theirs = {top: sorted(canonicalize_name(d) for d in dists) for top, dists in packages_distributions().items()}
     assert {top: sorted(dists) for top, dists in code_info._module_providers(tuple(sys.path)).items()} == theirs
+
+
+def test_thread_controller_is_kept_until_a_library_loads() -> None:
+    """The BLAS/OpenMP scan is kept across trainings, but a library loaded since (numpy's OpenBLAS
+    here, in a fresh interpreter that has not loaded it yet) is scanned for and recorded."""
+    script = """
+import json
+from lineage.code import _thread_libraries, thread_controller
+first = thread_controller()
+same = thread_controller() is first
+import numpy, threadpoolctl
+after = thread_controller()
+print(json.dumps({
+    "same": same,
+    "rescanned": after is not first,
+    "kept": thread_controller() is after,
+    "before": [lib.get("internal_api") for lib in first.info()],
+    "after": sorted(lib["filepath"] for lib in after.info()),
+    "fresh": sorted(lib["filepath"] for lib in threadpoolctl.threadpool_info()),
+    "recorded": len(_thread_libraries()),
+}))
+"""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["same"] and got["rescanned"] and got["kept"]
+    assert "openblas" not in got["before"]
+    assert got["after"] == got["fresh"] and got["recorded"] == len(got["fresh"]) >= 1

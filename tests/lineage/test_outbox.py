@@ -109,6 +109,42 @@ def test_emit_returns_after_the_durable_write_and_a_background_thread_delivers(s
     assert jobs == {f"job.bg.{i}" for i in range(5)}
 
 
+def test_a_start_waits_for_its_run_to_end_and_goes_out_with_it_or_alone_after_the_linger(settings: Any) -> None:
+    import time
+
+    from lineage import events as ev
+    from lineage.outbox import START_LINGER_S, OutboxTransport
+
+    def event(kind: str, run_id: str) -> dict[str, Any]:
+        return ev.run_event(
+            producer=settings.lineage.producer, event_type=kind, run_id=run_id,  # type: ignore[arg-type]
+            job_namespace=settings.lineage.job_namespace, job_name="job.linger",
+        )
+
+    tr = OutboxTransport(settings)
+    try:
+        short = ev.new_run_id()
+        tr.emit(event("START", short))
+        assert not tr.wait_idle(START_LINGER_S / 5) and Outbox(settings).pending() == 1  # durable, not sent yet
+        tr.emit(event("COMPLETE", short))  # the run ended: both go now
+        assert tr.wait_idle(30) and Outbox(settings).pending() == 0
+        started = time.monotonic()
+        tr.emit(event("START", ev.new_run_id()))  # a long run: its START goes once the linger passed
+        assert tr.wait_idle(30) and Outbox(settings).pending() == 0
+        assert time.monotonic() - started >= START_LINGER_S * 0.9
+    finally:
+        tr.close()
+
+
+def test_events_are_written_durably_and_delivery_bookkeeping_is_not(settings: Any) -> None:
+    # synchronous FULL (2) for the events and in-flight rows: each is on the disk when emit returns;
+    # NORMAL (1) for claims and sent marks, whose loss only sends an event again.
+    box = Outbox(settings)
+    assert box._db().execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert box._db(durable=False).execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert box._db().execute("PRAGMA journal_mode").fetchone()[0] == box._db(durable=False).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_a_fault_while_sending_hands_the_events_back_at_once(settings: Any) -> None:
     # A fault on our side (not the broker's answer) must not leave the events claimed until the
     # claim times out: the next flush, right away, delivers them.

@@ -125,6 +125,30 @@ def test_a_live_run_is_left_alone_and_a_dead_run_without_resolver_fails(settings
     assert recover(settings).failed == []
 
 
+def test_a_run_is_recoverable_from_its_start_with_the_note_written_with_it(settings: Any) -> None:
+    from lineage import run as lineage_run
+    from lineage.outbox import Outbox, OutboxTransport
+    from lineage.transport import InMemoryTransport
+
+    tr = OutboxTransport(settings, background=False)
+    try:
+        with lineage_run("custom.noted", settings=settings, transport=tr, recoverable=("json:loads", {"a": 1})) as run:
+            (row,) = Outbox(settings).runs_in_flight()
+            assert (row.run_id, row.resolver, row.context) == (run.run_id, "json:loads", {"a": 1})
+            assert row.start_event is not None and row.start_event["eventType"] == "START"
+            run.recoverable("json:dumps", b=2)  # a later note merges as before
+            (row,) = Outbox(settings).runs_in_flight()
+            assert (row.resolver, row.context) == ("json:dumps", {"a": 1, "b": 2})
+    finally:
+        tr.close()
+    assert Outbox(settings).runs_in_flight() == []
+    # A transport without an outbox takes the same run: its START, then COMPLETE.
+    memory = InMemoryTransport()
+    with lineage_run("custom.noted", settings=settings, transport=memory, recoverable=("json:loads", {"a": 1})):
+        pass
+    assert [e["eventType"] for e in memory.events] == ["START", "COMPLETE"]
+
+
 def test_a_resolver_that_fails_keeps_the_run_in_flight(settings: Any) -> None:
     from lineage.outbox import Outbox, OutboxTransport
     from lineage.recovery import recover
