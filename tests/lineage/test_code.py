@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -186,7 +187,17 @@ def test_module_providers_answer_as_importlib_does_and_follow_sys_path(tmp_path:
     monkeypatch.syspath_prepend(str(tmp_path))
     assert code_info.distributions_of_modules(["zz_pkg.sub", "zz_single", "zz,odd"]) == ["zz-provider"]
     assert "zz-provider" in code_info.environment()["packages"]
-    theirs = {top: sorted(canonicalize_name(d) for d in dists) for top, dists in packages_distributions().items()}
+    # importlib's answer for the new sys.path from a fresh interpreter: in a long-lived test process
+    # (a worker that ran other files first) importlib.metadata's own path caches missed the new
+    # folder once in CI, which is importlib's state, not ours.
+    script = (
+        "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+        "from importlib.metadata import packages_distributions; "
+        "print(json.dumps({k: list(v) for k, v in packages_distributions().items()}))"
+    )
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(sys.path)], capture_output=True, text=True, check=True).stdout
+    theirs = {top: sorted(canonicalize_name(d) for d in dists) for top, dists in json.loads(out).items()}
+    assert "zz_pkg" in theirs
     assert {top: sorted(dists) for top, dists in code_info._module_providers(tuple(sys.path)).items()} == theirs
 
 
