@@ -4,8 +4,8 @@ Each batch is conformed to the table's schema, written as Parquet data files in 
 (pyiceberg's writer, through lakehouse.pyiceberg_compat: the files are committed later, on an
 audit branch) and checked by the gate here. Writing Parquet releases the GIL, so on two cores the
 write and GX's pandas work overlap. At most one write is in flight, which bounds memory to about
-two batches. Nothing is committed here; the files written are listed as they are written, so a
-failure can delete them (`delete_files`).
+two batches. Nothing is committed here; on a failure the caller deletes every file of the write by
+its uuid (`remove_uncommitted`), once the write in flight has ended (waited for below).
 """
 
 from __future__ import annotations
@@ -100,8 +100,9 @@ def write_and_validate(
                 advance(out.rows, 1.0)
         except BaseException:
             if pending is not None:
+                # Wait for the write in flight, so the caller's removal by write uuid finds its file.
                 try:
-                    files.extend(pending.result())
+                    pending.result()
                 except BaseException:
                     pass
             raise
